@@ -1,0 +1,1 @@
+"""halton_meter."""

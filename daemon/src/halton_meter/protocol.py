@@ -1,0 +1,105 @@
+"""The batch wire format shared by the meter (sender) and the cloud (receiver).
+
+This module is imported by the cloud API, so it must stay light: pydantic only, no mitmproxy.
+
+Token convention (the same for every provider, whatever the provider's own wire calls them):
+``input_tokens`` counts *all* prompt tokens, including cache reads and cache writes;
+``cache_read_tokens``, ``cache_write_tokens`` (5-minute writes) and ``cache_write_1h_tokens`` are
+subsets of it. ``output_tokens`` counts all generated tokens; ``reasoning_tokens`` is a subset of it.
+A ``None`` token count means "not known" (an unknown endpoint, an interrupted stream), never zero.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+SCHEMA_VERSION = 1
+MAX_ROWS_PER_BATCH = 5_000
+
+Provider = Literal["anthropic", "openai", "gemini", "xai"]
+AttributionTier = Literal["header", "api_key", "directory", "default"]
+
+Slug = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-/]*$")]
+TokenCount = Annotated[int, Field(ge=0, le=10**12)]
+
+
+class RequestRow(BaseModel):
+    """One metered LLM API call, as it leaves the laptop. Prompt and completion text never do."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    request_uid: UUID
+    machine_id: Annotated[str, Field(min_length=1, max_length=128)]
+    started_at: datetime
+    ended_at: datetime
+    provider: Provider
+    model_requested: Annotated[str, Field(max_length=256)] | None = None
+    model_served: Annotated[str, Field(max_length=256)] | None = None
+    endpoint: Annotated[str, Field(min_length=1, max_length=512)]
+    status_code: Annotated[int, Field(ge=0, le=999)] | None = None
+    streamed: bool = False
+    complete: bool = True
+    service_tier: Annotated[str, Field(max_length=64)] | None = None
+    batch: bool = False
+    input_tokens: TokenCount | None = None
+    output_tokens: TokenCount | None = None
+    cache_read_tokens: TokenCount | None = None
+    cache_write_tokens: TokenCount | None = None
+    cache_write_1h_tokens: TokenCount | None = None
+    reasoning_tokens: TokenCount | None = None
+    cost_usd: Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=9)] | None = None
+    price_card: Annotated[str, Field(max_length=256)] | None = None
+    project: Slug = "default"
+    attribution_tier: AttributionTier = "default"
+    prompt_hash: Annotated[str, Field(max_length=128)] | None = None
+    provider_request_id: Annotated[str, Field(max_length=256)] | None = None
+    latency_ms: Annotated[int, Field(ge=0)] | None = None
+    ttfb_ms: Annotated[int, Field(ge=0)] | None = None
+
+    @field_validator("started_at", "ended_at")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("timestamp must carry a timezone (UTC)")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RequestRow:
+        if self.ended_at < self.started_at:
+            raise ValueError("ended_at is before started_at")
+        if self.input_tokens is not None:
+            cached = sum(
+                t or 0 for t in (self.cache_read_tokens, self.cache_write_tokens, self.cache_write_1h_tokens)
+            )
+            if cached > self.input_tokens:
+                raise ValueError("cache tokens exceed input_tokens (input_tokens includes cached tokens)")
+        if (
+            self.reasoning_tokens is not None
+            and self.output_tokens is not None
+            and self.reasoning_tokens > self.output_tokens
+        ):
+            raise ValueError("reasoning_tokens exceed output_tokens (output_tokens includes reasoning)")
+        return self
+
+
+class RequestBatch(BaseModel):
+    """The body of ``POST /v1/requests/batch``: all rows are accepted or none are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    batch_id: UUID
+    rows: Annotated[list[RequestRow], Field(min_length=1)]
+
+
+class BatchAccepted(BaseModel):
+    """The 200 answer to a batch."""
+
+    batch_id: UUID
+    accepted: int
+    duplicates: int
