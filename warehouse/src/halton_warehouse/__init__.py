@@ -1,1 +1,6 @@
-"""halton_warehouse."""
+"""Halton's warehouse: ClickHouse schema, migrations, `connect(url)` and the embedded server."""
+
+from halton_warehouse.client import connect
+from halton_warehouse.settings import Databases, WarehouseSettings
+
+__all__ = ["Databases", "WarehouseSettings", "connect"]

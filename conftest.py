@@ -1,0 +1,96 @@
+"""Fixtures shared by every package's tests: the real stores, started fresh for the test session.
+
+Tests never mock a store: the warehouse is the embedded chDB server (a real process speaking the
+ClickHouse HTTP interface) and the control plane is a real PostgreSQL from the pgserver wheel.
+Each test gets throwaway databases with a random name on those shared servers.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+
+@dataclass(frozen=True)
+class WarehouseDB:
+    """A migrated, throwaway set of warehouse databases on the session's embedded server."""
+
+    url: str
+    prefix: str
+
+    @property
+    def databases(self):
+        from halton_warehouse import Databases
+
+        return Databases.with_prefix(self.prefix)
+
+    def client(self):
+        from halton_warehouse import connect
+
+        return connect(self.url)
+
+
+@pytest.fixture(scope="session")
+def warehouse_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of an embedded warehouse server process, shared by the whole session."""
+    from halton_warehouse.embedded import start_embedded
+
+    data_dir = tmp_path_factory.mktemp("warehouse")
+    with start_embedded(data_dir / "chdb", log_path=data_dir / "server.log") as server:
+        yield server.url
+
+
+@pytest.fixture
+def warehouse(warehouse_server: str) -> Iterator[WarehouseDB]:
+    """Freshly migrated warehouse databases with a random prefix; dropped after the test."""
+    from halton_warehouse import connect
+    from halton_warehouse.migrate import migrate
+
+    db = WarehouseDB(url=warehouse_server, prefix=f"t{secrets.token_hex(4)}_")
+    client = connect(warehouse_server)
+    migrate(client, db.databases)
+    yield db
+    for name in (db.databases.raw, db.databases.marts, db.databases.meta):
+        client.command(f"DROP DATABASE IF EXISTS {name} SYNC")
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URI of a real PostgreSQL (from the pgserver wheel), shared by the whole session."""
+    import pgserver
+
+    server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
+    yield server.get_uri()
+    server.cleanup()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """URI of a fresh, empty database on the session's PostgreSQL; dropped after the test."""
+    name = f"t_{secrets.token_hex(6)}"
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield _with_database(postgres_server, name)
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _with_database(uri: str, name: str) -> str:
+    # pgserver URIs look like postgresql://postgres:@/postgres?host=/tmp/x: swap the path only.
+    head, _, query = uri.partition("?")
+    base = head.rsplit("/", 1)[0]
+    return f"{base}/{name}" + (f"?{query}" if query else "")
+
+
+@pytest.fixture
+def artifacts_dir() -> Path:
+    """Where tests leave things for a person to look at (screenshots, PDFs); kept after the run."""
+    path = Path(__file__).parent / "test-artifacts"
+    path.mkdir(exist_ok=True)
+    return path

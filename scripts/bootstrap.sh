@@ -1,0 +1,15 @@
+# Sourced by scripts/run and scripts/test: make uv and the locked environment available.
+# Needs only Python 3.11 and the package registries.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+if ! command -v uv >/dev/null 2>&1; then
+  PY="$(command -v python3.11 || command -v python3)"
+  echo "==> uv not found: installing it with $PY -m pip"
+  "$PY" -m pip install --quiet --user uv 2>/dev/null || "$PY" -m pip install --quiet uv
+  export PATH="$HOME/.local/bin:$PATH"
+fi
+
+echo "==> installing the locked environment (uv sync --frozen)"
+uv sync --frozen --python 3.11 --quiet

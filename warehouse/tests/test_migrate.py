@@ -1,0 +1,114 @@
+"""Migrations: numbered, append-only, idempotent, and renderable for a cluster."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from importlib import resources
+import sys
+from pathlib import Path
+
+import pytest
+
+from halton_warehouse import Databases
+from halton_warehouse.migrate import MigrationError, load_migrations, migrate, render
+
+SNAPSHOTS = Path(__file__).parent / "snapshots"
+
+
+def _rendered(cluster: str | None) -> str:
+    databases = Databases.with_prefix("")
+    return "\n".join(
+        f"-- {m.version:04d}_{m.name}\n" + ";\n".join(m.statements(databases, cluster)) + ";"
+        for m in load_migrations()
+    ) + "\n"
+
+
+@pytest.mark.parametrize("cluster, snapshot", [(None, "single_node.sql"), ("halton", "cluster.sql")])
+def test_rendered_ddl_matches_snapshot(cluster: str | None, snapshot: str) -> None:
+    # A changed snapshot means a changed schema: review it, then regenerate with UPDATE_SNAPSHOTS=1.
+    path = SNAPSHOTS / snapshot
+    rendered = _rendered(cluster)
+    if os.environ.get("UPDATE_SNAPSHOTS"):
+        path.write_text(rendered)
+    assert path.exists(), f"no snapshot {path.name}: review the DDL, then run with UPDATE_SNAPSHOTS=1"
+    assert rendered == path.read_text()
+
+
+def test_prefixes_are_unique_and_files_well_named() -> None:
+    # load_migrations itself refuses a repeated prefix or a misnamed file; this makes it a test failure.
+    versions = [m.version for m in load_migrations()]
+    assert len(versions) == len(set(versions)) and versions == sorted(versions)
+    sql_files = [p for p in resources.files("halton_warehouse.migrations").iterdir() if p.name.endswith(".sql")]
+    assert len(sql_files) == len(versions)
+
+
+def test_cluster_rendering_replicates_every_table_and_targets_the_cluster() -> None:
+    for statement in render(load_migrations()[0].sql, Databases.with_prefix(""), "prod"):
+        assert "ON CLUSTER 'prod'" in statement
+        if "ENGINE = " in statement and "MergeTree" in statement:
+            assert "ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}'" in statement
+
+
+def test_single_node_rendering_has_no_cluster_clause() -> None:
+    text = _rendered(None)
+    assert "ON CLUSTER" not in text and "Replicated" not in text
+
+
+def test_migrate_twice_changes_nothing(warehouse) -> None:
+    client = warehouse.client()
+    before = client.query(f"SELECT name, engine_full FROM system.tables WHERE database = '{warehouse.databases.raw}'")
+    assert migrate(client, warehouse.databases) == []
+    after = client.query(f"SELECT name, engine_full FROM system.tables WHERE database = '{warehouse.databases.raw}'")
+    assert before.result_rows == after.result_rows
+    recorded = client.query(f"SELECT count() FROM {warehouse.databases.meta}.schema_migrations FINAL").result_rows
+    assert recorded == [(len(load_migrations()),)]
+
+
+def test_two_processes_migrating_at_once_both_succeed(warehouse_server: str) -> None:
+    prefix = "tconcurrent_"
+    script = (
+        "from halton_warehouse import connect, Databases\n"
+        "from halton_warehouse.migrate import migrate\n"
+        f"migrate(connect({warehouse_server!r}), Databases.with_prefix({prefix!r}))\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE) for _ in range(2)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err.decode()
+    from halton_warehouse import connect
+
+    client = connect(warehouse_server)
+    databases = Databases.with_prefix(prefix)
+    assert client.query(f"SELECT count() FROM {databases.meta}.schema_migrations FINAL").result_rows == [
+        (len(load_migrations()),)
+    ]
+    for name in (databases.raw, databases.meta):
+        client.command(f"DROP DATABASE IF EXISTS {name} SYNC")
+
+
+def test_an_edited_migration_is_refused(warehouse) -> None:
+    client = warehouse.client()
+    client.command(
+        f"INSERT INTO {warehouse.databases.meta}.schema_migrations (version, name, checksum) "
+        "VALUES (1, 'raw_requests', 'not-the-checksum')"
+    )
+    with pytest.raises(MigrationError, match="append-only"):
+        migrate(client, warehouse.databases)
+
+
+def test_raw_requests_dedupes_a_resent_row(warehouse) -> None:
+    client = warehouse.client()
+    raw = warehouse.databases.raw
+    row = (
+        "toUUID('00000000-0000-0000-0000-0000000000a1'), toUUID('00000000-0000-0000-0000-0000000000d1'), "
+        "toUUID('00000000-0000-0000-0000-000000000001'), 'm1', generateUUIDv4(), "
+        "'2026-11-01 10:00:00.000', '2026-11-01 10:00:01.250', 'anthropic', 'claude-sonnet-4-5', "
+        "'claude-sonnet-4-5', '/v1/messages', 200, false, true, NULL, false, 1200, 300, 1000, 0, 0, 0, "
+        "0.0123456789, 'card', 'acme', 'header', 'h', 'msg_1', 1250, 200, now64(3)"
+    )
+    for _ in range(3):
+        client.command(f"INSERT INTO {raw}.requests VALUES ({row})")
+    assert client.query(f"SELECT count(), sum(cost_usd) FROM {raw}.requests_dedup").result_rows == [
+        (1, __import__("decimal").Decimal("0.012345679"))
+    ]
