@@ -20,12 +20,18 @@ def test_http_url_with_database_and_settings(warehouse, warehouse_server: str) -
 
 def test_chdb_url_opens_the_engine_in_process(tmp_path) -> None:
     client = connect(f"chdb://{tmp_path}/engine")
-    assert client.query("SELECT toDecimal64(1.5, 9) * 2").result_rows[0][0] == __import__("decimal").Decimal("3")
+    assert client.query("SELECT toDecimal64(1.5, 9) * 2").result_rows[0][0] == __import__("decimal").Decimal(
+        "3"
+    )
 
 
 @pytest.mark.parametrize(
     "url, message",
-    [("postgres://x/y", "unsupported warehouse URL scheme"), ("http:///nohost", "no host"), ("chdb://", "data path")],
+    [
+        ("postgres://x/y", "unsupported warehouse URL scheme"),
+        ("http:///nohost", "no host"),
+        ("chdb://", "data path"),
+    ],
 )
 def test_bad_urls_say_what_is_wrong(url: str, message: str) -> None:
     with pytest.raises(WarehouseURLError, match=message):

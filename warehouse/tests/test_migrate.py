@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import subprocess
-from importlib import resources
 import sys
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -18,10 +18,13 @@ SNAPSHOTS = Path(__file__).parent / "snapshots"
 
 def _rendered(cluster: str | None) -> str:
     databases = Databases.with_prefix("")
-    return "\n".join(
-        f"-- {m.version:04d}_{m.name}\n" + ";\n".join(m.statements(databases, cluster)) + ";"
-        for m in load_migrations()
-    ) + "\n"
+    return (
+        "\n".join(
+            f"-- {m.version:04d}_{m.name}\n" + ";\n".join(m.statements(databases, cluster)) + ";"
+            for m in load_migrations()
+        )
+        + "\n"
+    )
 
 
 @pytest.mark.parametrize("cluster, snapshot", [(None, "single_node.sql"), ("halton", "cluster.sql")])
@@ -39,7 +42,9 @@ def test_prefixes_are_unique_and_files_well_named() -> None:
     # load_migrations itself refuses a repeated prefix or a misnamed file; this makes it a test failure.
     versions = [m.version for m in load_migrations()]
     assert len(versions) == len(set(versions)) and versions == sorted(versions)
-    sql_files = [p for p in resources.files("halton_warehouse.migrations").iterdir() if p.name.endswith(".sql")]
+    sql_files = [
+        p for p in resources.files("halton_warehouse.migrations").iterdir() if p.name.endswith(".sql")
+    ]
     assert len(sql_files) == len(versions)
 
 
@@ -47,7 +52,10 @@ def test_cluster_rendering_replicates_every_table_and_targets_the_cluster() -> N
     for statement in render(load_migrations()[0].sql, Databases.with_prefix(""), "prod"):
         assert "ON CLUSTER 'prod'" in statement
         if "ENGINE = " in statement and "MergeTree" in statement:
-            assert "ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}'" in statement
+            assert (
+                "ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}'"
+                in statement
+            )
 
 
 def test_single_node_rendering_has_no_cluster_clause() -> None:
@@ -57,11 +65,17 @@ def test_single_node_rendering_has_no_cluster_clause() -> None:
 
 def test_migrate_twice_changes_nothing(warehouse) -> None:
     client = warehouse.client()
-    before = client.query(f"SELECT name, engine_full FROM system.tables WHERE database = '{warehouse.databases.raw}'")
+    before = client.query(
+        f"SELECT name, engine_full FROM system.tables WHERE database = '{warehouse.databases.raw}'"
+    )
     assert migrate(client, warehouse.databases) == []
-    after = client.query(f"SELECT name, engine_full FROM system.tables WHERE database = '{warehouse.databases.raw}'")
+    after = client.query(
+        f"SELECT name, engine_full FROM system.tables WHERE database = '{warehouse.databases.raw}'"
+    )
     assert before.result_rows == after.result_rows
-    recorded = client.query(f"SELECT count() FROM {warehouse.databases.meta}.schema_migrations FINAL").result_rows
+    recorded = client.query(
+        f"SELECT count() FROM {warehouse.databases.meta}.schema_migrations FINAL"
+    ).result_rows
     assert recorded == [(len(load_migrations()),)]
 
 

@@ -17,7 +17,8 @@ from halton_warehouse.settings import EMBEDDED_PORT, WarehouseSettings
 def main(verbose: bool) -> None:
     """Halton's ClickHouse warehouse."""
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
 
 
@@ -28,7 +29,10 @@ def migrate(url: str | None) -> None:
     settings = WarehouseSettings(**({"clickhouse_url": url} if url else {}))
     client = connect(settings.clickhouse_url)
     applied = apply_migrations(client, settings.databases, settings.clickhouse_cluster)
-    click.echo(f"applied {len(applied)} migration(s)" + (f": {', '.join(f'{v:04d}' for v in applied)}" if applied else ""))
+    click.echo(
+        f"applied {len(applied)} migration(s)"
+        + (f": {', '.join(f'{v:04d}' for v in applied)}" if applied else "")
+    )
 
 
 @main.command()

@@ -54,7 +54,9 @@ def load_migrations() -> list[Migration]:
             raise MigrationError(f"migration file {entry.name!r} is not named NNNN_lower_snake.sql")
         version = int(match.group(1))
         if version in found:
-            raise MigrationError(f"two migrations share the prefix {version:04d}: {found[version].name}, {entry.name}")
+            raise MigrationError(
+                f"two migrations share the prefix {version:04d}: {found[version].name}, {entry.name}"
+            )
         found[version] = Migration(version, match.group(2), entry.read_text())
     return [found[v] for v in sorted(found)]
 
@@ -70,7 +72,9 @@ def render(sql: str, databases: Databases, cluster: str | None = None) -> list[s
     )
     if cluster:
         text = _ENGINE.sub(_replicated, text)
-    statements = ("\n".join(line.rstrip() for line in stmt.splitlines() if line.strip()) for stmt in text.split(";"))
+    statements = (
+        "\n".join(line.rstrip() for line in stmt.splitlines() if line.strip()) for stmt in text.split(";")
+    )
     return [stmt for stmt in statements if stmt]
 
 
