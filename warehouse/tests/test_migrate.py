@@ -119,10 +119,10 @@ def test_raw_requests_dedupes_a_resent_row(warehouse) -> None:
         "toUUID('00000000-0000-0000-0000-000000000001'), 'm1', generateUUIDv4(), "
         "'2026-11-01 10:00:00.000', '2026-11-01 10:00:01.250', 'anthropic', 'claude-sonnet-4-5', "
         "'claude-sonnet-4-5', '/v1/messages', 200, false, true, NULL, false, 1200, 300, 1000, 0, 0, 0, "
-        "0.0123456789, 'card', 'acme', 'header', 'h', 'msg_1', 1250, 200, now64(3)"
+        "0.012345678, 'card', 'acme', 'header', 'h', 'msg_1', 1250, 200, now64(3)"
     )
     for _ in range(3):
         client.command(f"INSERT INTO {raw}.requests VALUES ({row})")
     assert client.query(f"SELECT count(), sum(cost_usd) FROM {raw}.requests_dedup").result_rows == [
-        (1, __import__("decimal").Decimal("0.012345679"))
+        (1, __import__("decimal").Decimal("0.012345678"))
     ]

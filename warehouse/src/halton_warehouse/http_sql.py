@@ -1,0 +1,214 @@
+"""What the HTTP layer needs to know about a statement, read without parsing it.
+
+chDB parses and runs the SQL; the server only has to know a few things ClickHouse's HTTP handler
+learns from its parser: the leading keyword (does the statement return rows? does it change session
+state?), where an INSERT's data starts and in which format, and whether a FORMAT clause overrides
+`default_format`. Every pattern here uses possessive quantifiers, so each scan is linear in the text:
+a prototype froze on a backtracking regex over dbt's leading `/* ... */` comment.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# Whitespace, comments and opening parentheses that may precede the first keyword.
+_LEADING = re.compile(r"(?:\s++|--[^\n]*+|\#[ !][^\n]*+|/\*(?:[^*]++|\*(?!/))*+\*/|\()*+", re.ASCII)
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*+")
+_FORMAT_NAME = re.compile(r"\s++([A-Za-z_][A-Za-z0-9_]*+)", re.ASCII)
+# Tokens that matter for the structure; anything else (numbers, operators, commas) is skipped by the
+# scanner in C. Comments, strings and quoted identifiers are matched whole so that words inside them
+# are never mistaken for keywords; an unterminated one runs to the end of the text.
+_TOKENS = re.compile(
+    r"""
+    (?P<skip>
+        --[^\n]*+
+      | \#[ !][^\n]*+
+      | /\*(?:[^*]++|\*(?!/))*+(?:\*/|\Z)
+      | '(?:[^'\\]++|\\.|'')*+(?:'|\Z)
+      | "(?:[^"\\]++|\\.|"")*+(?:"|\Z)
+      | `(?:[^`\\]++|\\.|``)*+(?:`|\Z)
+    )
+  | (?P<open>\()
+  | (?P<close>\))
+  | (?P<semi>;)
+  | (?P<word>[A-Za-z_][A-Za-z0-9_]*+)
+    """,
+    re.VERBOSE | re.DOTALL | re.ASCII,
+)
+
+# Statements whose result is a table of rows (ClickHouse sends X-ClickHouse-Format for these only).
+_ROW_RETURNING = frozenset(
+    {"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXISTS", "EXPLAIN", "CHECK", "KILL"}
+)
+
+
+@dataclass(frozen=True)
+class StatementShape:
+    """The leading keywords of a statement and the output format its FORMAT clause names, if any."""
+
+    keyword: str  # upper-cased first keyword, "" when there is none (empty or unreadable text)
+    second_keyword: str
+    output_format: str | None
+    # Offset of a second statement after a top-level `;`: a server refuses multi-statements, chDB does not.
+    second_statement_at: int | None = None
+
+    @property
+    def returns_rows(self) -> bool:
+        return self.keyword in _ROW_RETURNING
+
+    @property
+    def is_insert(self) -> bool:
+        return self.keyword == "INSERT"
+
+    @property
+    def changes_session(self) -> bool:
+        """SET, USE and temporary tables outlive the statement on the chDB connection that ran it."""
+        return self.keyword in ("SET", "USE") or (
+            self.keyword == "CREATE" and self.second_keyword == "TEMPORARY"
+        )
+
+
+@dataclass(frozen=True)
+class InsertSplit:
+    """An `INSERT ... FORMAT <fmt>` statement cut where its data begins."""
+
+    statement: str  # the INSERT up to (not including) FORMAT, for chDB's streaming insert
+    input_format: str
+    data_start: int  # offset in the scanned text where the data starts
+
+
+def first_keyword(text: str) -> tuple[int, str]:
+    """The first keyword of `text`, upper-cased ("" when absent), and the offset where it ends."""
+    return _keyword_at(text, 0)
+
+
+def leading_keywords(text: str) -> tuple[str, str]:
+    """The first two keywords of `text`, upper-cased ("" when absent)."""
+    first_end, first = _keyword_at(text, 0)
+    if not first:
+        return "", ""
+    _, second = _keyword_at(text, first_end)
+    return first, second
+
+
+def inspect_statement(text: str) -> StatementShape:
+    """Leading keywords and the trailing FORMAT clause of a complete non-INSERT statement."""
+    keyword, second = leading_keywords(text)
+    if keyword == "INSERT":
+        return StatementShape(keyword=keyword, second_keyword=second, output_format=None)
+    output_format, second_statement_at = _scan_statement(text)
+    return StatementShape(keyword, second, output_format, second_statement_at)
+
+
+class NeedMoreText(Exception):
+    """The INSERT's header is not complete in the text read so far."""
+
+
+def split_insert(text: str, complete: bool) -> InsertSplit | None:
+    """Where the data of an INSERT starts, or None if the INSERT carries no data stream.
+
+    `text` is the start of an INSERT statement; `complete` says whether more may follow. Returns None
+    for `INSERT ... SELECT`, `INSERT ... VALUES` (run as one statement) and `FROM INFILE`; raises
+    NeedMoreText when the header could still continue past the end of `text`.
+    """
+    depth = 0
+    for match in _TOKENS.finditer(text):
+        kind = match.lastgroup
+        if kind == "skip":
+            if match.end() == len(text) and not complete:
+                raise NeedMoreText
+            continue
+        if kind == "open":
+            depth += 1
+            continue
+        if kind == "close":
+            depth = max(0, depth - 1)
+            continue
+        if kind == "semi" or depth:
+            continue
+        word = match.group().upper()
+        if word in ("SELECT", "WITH", "VALUES", "INFILE"):
+            return None
+        if word != "FORMAT":
+            continue
+        name = _FORMAT_NAME.match(text, match.end())
+        if name is None or (name.end() == len(text) and not complete):
+            if complete:
+                return None
+            raise NeedMoreText
+        data_start = _data_start(text, name.end())
+        if data_start == len(text) and not complete:
+            # A line break that belongs to the header may still be on its way.
+            raise NeedMoreText
+        return InsertSplit(statement=text[: match.start()], input_format=name.group(1), data_start=data_start)
+    if complete:
+        return None
+    raise NeedMoreText
+
+
+def one_line(text: str, limit: int = 160) -> str:
+    """The statement on one line, shortened, for logs."""
+    head = " ".join(text[: limit * 2].split())
+    return head if len(head) <= limit else head[: limit - 1] + "…"
+
+
+def _keyword_at(text: str, pos: int) -> tuple[int, str]:
+    lead = _LEADING.match(text, pos)
+    word = _WORD.match(text, lead.end())
+    if word is None:
+        return lead.end(), ""
+    return word.end(), word.group().upper()
+
+
+def _scan_statement(text: str) -> tuple[str | None, int | None]:
+    """The name in a top-level `FORMAT <name>` that only SETTINGS or `;` may follow, and where a
+    second statement starts, if one follows a top-level `;`."""
+    depth = 0
+    candidate: str | None = None
+    in_settings_tail = False
+    ended = False  # a top-level `;` was seen
+    skip_until = 0
+    for match in _TOKENS.finditer(text):
+        if match.start() < skip_until:
+            continue
+        kind = match.lastgroup
+        if kind == "skip":
+            continue
+        if ended and kind != "semi":
+            return candidate, match.start()
+        if kind == "open":
+            depth += 1
+        elif kind == "close":
+            depth = max(0, depth - 1)
+        elif kind == "semi" and not depth:
+            ended = True
+            continue
+        if depth or kind != "word":
+            if candidate is not None and not in_settings_tail:
+                candidate = None
+            continue
+        word = match.group().upper()
+        if candidate is not None and not in_settings_tail:
+            if word == "SETTINGS":
+                in_settings_tail = True
+                continue
+            candidate = None
+        if word == "FORMAT" and not in_settings_tail:
+            name = _FORMAT_NAME.match(text, match.end())
+            if name is not None:
+                candidate = name.group(1)
+                skip_until = name.end()
+    return candidate, None
+
+
+def _data_start(text: str, pos: int) -> int:
+    # ClickHouse's rule: skip spaces and tabs after the format name, then one line break if present.
+    end = len(text)
+    while pos < end and text[pos] in " \t\f":
+        pos += 1
+    if pos < end and text[pos] == "\r":
+        pos += 1
+    if pos < end and text[pos] == "\n":
+        pos += 1
+    return pos

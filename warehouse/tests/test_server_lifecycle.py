@@ -1,0 +1,66 @@
+"""Starting, stopping and restarting the embedded server: nothing acknowledged is lost, clear errors otherwise."""
+
+from __future__ import annotations
+
+import http.client
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import clickhouse_connect
+import pytest
+
+from halton_warehouse.embedded import EmbeddedWarehouseError, start_embedded
+
+
+def count_rows(port: int, table: str) -> int:
+    return clickhouse_connect.get_client(host="127.0.0.1", port=port).command(f"SELECT count() FROM {table}")
+
+
+def test_sigterm_keeps_acknowledged_and_in_flight_inserts(tmp_path: Path) -> None:
+    data_dir = tmp_path / "chdb"
+    server = start_embedded(data_dir, log_path=tmp_path / "server.log")
+    try:
+        client = clickhouse_connect.get_client(host="127.0.0.1", port=server.port)
+        client.command("CREATE DATABASE keep ENGINE = Atomic")
+        client.command("CREATE TABLE keep.calls (n UInt32) ENGINE = MergeTree ORDER BY n")
+        assert client.insert("keep.calls", [[1], [2], [3]]).written_rows == 3
+
+        # An insert whose body is still arriving when SIGTERM lands must finish and be acknowledged.
+        def slow_body() -> Iterator[bytes]:
+            yield b"INSERT INTO keep.calls FORMAT CSV\n4\n"
+            server.process.send_signal(signal.SIGTERM)
+            time.sleep(1.5)  # long enough for the server to be stopping while this request is open
+            yield b"5\n6\n"
+
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        connection.request("POST", "/", body=slow_body(), encode_chunked=True)
+        response = connection.getresponse()
+        assert (response.status, response.read()) == (200, b"")
+        assert server.process.wait(15) == 0
+    finally:
+        server.stop()
+
+    with start_embedded(data_dir, log_path=tmp_path / "server.log") as restarted:
+        assert count_rows(restarted.port, "keep.calls") == 6
+    log = (tmp_path / "server.log").read_text()
+    assert "waiting for 1 request(s) in flight to finish" in log
+    assert "warehouse server stopped" in log
+
+
+def test_a_second_server_on_the_same_directory_fails_clearly(tmp_path: Path) -> None:
+    with start_embedded(tmp_path / "chdb") as first:
+        with pytest.raises(EmbeddedWarehouseError) as caught:
+            start_embedded(tmp_path / "chdb", timeout=20)
+        message = str(caught.value)
+        assert "exited with code" in message
+        assert "cannot open the chDB data directory" in message
+        assert first.process.poll() is None
+
+
+def test_stop_is_clean_and_idempotent(tmp_path: Path) -> None:
+    server = start_embedded(tmp_path / "chdb")
+    assert server.url == f"http://127.0.0.1:{server.port}" and server.pid > 0
+    assert server.stop() == 0
+    assert server.stop() == 0
