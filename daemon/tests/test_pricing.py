@@ -3,32 +3,16 @@
 from __future__ import annotations
 
 import json
-import sys
 from datetime import UTC, datetime
 from decimal import Decimal
-from importlib.util import module_from_spec, spec_from_file_location
 from pathlib import Path
 
 import genai_prices
 import pytest
 
 from halton_meter.pricing import PriceBook, RatesFileError
+from halton_meter.testing import factories as f
 from halton_meter.usage import RequestInfo, Usage
-
-
-def _factories():
-    # daemon/tests is not on sys.path under --import-mode=importlib: load the sibling module by path,
-    # once, under a name no other package's tests can shadow.
-    name = "halton_meter_tests_factories"
-    if name not in sys.modules:
-        spec = spec_from_file_location(name, Path(__file__).with_name("factories.py"))
-        module = module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-f = _factories()
 
 AT = datetime(2025, 11, 1, 12, 0, tzinfo=UTC)
 M = Decimal(1_000_000)

@@ -4,27 +4,10 @@ from __future__ import annotations
 
 import gzip
 import json
-import sys
-from importlib.util import module_from_spec, spec_from_file_location
-from pathlib import Path
 
 from halton_meter.providers import identify, read_request
+from halton_meter.testing import factories as f
 from halton_meter.usage import Usage
-
-
-def _factories():
-    # daemon/tests is not on sys.path under --import-mode=importlib: load the sibling module by path,
-    # once, under a name no other package's tests can shadow.
-    name = "halton_meter_tests_factories"
-    if name not in sys.modules:
-        spec = spec_from_file_location(name, Path(__file__).with_name("factories.py"))
-        module = module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-f = _factories()
 
 SSE = "text/event-stream"
 CHAT = "/v1/chat/completions"

@@ -1,0 +1,296 @@
+"""Capture addon: reads what each LLM call asked for and what it used, as the bytes go by.
+
+For a flow that :mod:`halton_meter.routing` marked as a provider call:
+
+* ``request`` reads the request once its body is in (model, endpoint, streaming, prompt hash);
+* ``responseheaders`` builds the provider's parser and sets ``flow.response.stream`` to a tap that
+  hands a decoded copy of each chunk to the parser and returns the chunk itself unchanged. Every
+  response is tapped this way, streamed or not, so no body is ever buffered by the meter;
+* ``response`` / ``error`` settle the usage (``complete=False`` for a cut-off stream) and leave a
+  :class:`CapturedCall` in ``flow.metadata`` for the recorder.
+
+Nothing here can break a call: hooks are wrapped by :func:`~halton_meter.failopen.fail_open`, the
+tap catches everything itself, and a failure only makes the row less detailed (and is counted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from mitmproxy import ctx, exceptions
+
+from halton_meter import providers
+from halton_meter.content_coding import Decoder, UnsupportedEncoding, decoder_for
+from halton_meter.failopen import FAILED, fail_open
+from halton_meter.health import Health
+from halton_meter.routing import ROUTE, Route
+from halton_meter.usage import RequestInfo, ResponseParser, Usage
+
+if TYPE_CHECKING:
+    from mitmproxy import http
+
+logger = logging.getLogger(__name__)
+
+STATE = "halton.capture"
+CALL = "halton.call"
+
+# Reading a request body this large (an image, a long context) is moved off the event loop.
+OFF_LOOP_REQUEST_BYTES = 512 * 1024
+
+
+@dataclass
+class CapturedCall:
+    """Everything capture learned about one call; the recorder adds a project, a price and a row."""
+
+    request_uid: uuid.UUID
+    info: RequestInfo
+    usage: Usage | None
+    status_code: int | None
+    started_at: datetime
+    ended_at: datetime
+    ttfb_ms: int | None
+    error: str | None = None
+    capture_failed: bool = False
+    request_body: bytes | None = None
+    response_body: bytes | None = None
+    bodies_truncated: bool = False
+    project: str = "default"
+    attribution_tier: str = "default"
+
+
+@dataclass
+class _CallState:
+    info: RequestInfo
+    parser: ResponseParser | None = None
+    decoder: Decoder | None = None
+    first_byte_at: float | None = None
+    tapped: bool = False
+    broken: bool = False
+    finished: bool = False
+    request_body: bytes | None = None
+    response_body: bytearray | None = None
+    truncated: bool = False
+    failures: list[str] = field(default_factory=list)
+
+
+class _Tap:
+    """The ``flow.response.stream`` callable: sees each chunk, always returns it unchanged."""
+
+    __slots__ = ("capture", "state")
+
+    def __init__(self, capture: Capture, state: _CallState) -> None:
+        self.capture = capture
+        self.state = state
+
+    def __call__(self, chunk: bytes) -> bytes:
+        state = self.state
+        if state.broken:
+            return chunk
+        try:
+            if chunk:
+                if state.first_byte_at is None:
+                    state.first_byte_at = time.time()
+                self.capture._fault("chunk")
+                self._feed(state.decoder.decode(chunk) if state.decoder else b"")
+            else:  # mitmproxy calls the tap with b"" once the body has ended
+                state.tapped = True
+                if state.decoder:
+                    self._feed(state.decoder.flush())
+        except Exception as exc:
+            # Stop reading this body but keep forwarding it; the row will say usage is incomplete.
+            state.broken = True
+            state.failures.append("capture.stream")
+            logger.exception("reading a %s response failed; forwarding it untouched", state.info.provider)
+            self.capture.health.error("capture.stream", repr(exc))
+        return chunk
+
+    def _feed(self, data: bytes) -> None:
+        if not data:
+            return
+        state = self.state
+        if state.parser is not None:
+            state.parser.feed(data)
+        if state.response_body is not None:
+            self.capture._keep(state, state.response_body, data)
+
+
+class Capture:
+    """Reads request info and response usage of metered flows. See the module docstring."""
+
+    def __init__(self, health: Health) -> None:
+        self.health = health
+        self.capture_bodies = False
+        self.body_max_bytes = 256 * 1024
+        # Seams for tests: swap the provider functions or inject a failure at a named stage
+        # ("request", "responseheaders", "chunk", "finish") to prove the proxy fails open.
+        self.read_request: Callable[..., RequestInfo] = providers.read_request
+        self.parser_for: Callable[..., ResponseParser] = providers.parser_for
+        self.fault: Callable[[str], None] | None = None
+        # Metered flows between their request headers and their end (what a flush must wait for).
+        self.in_flight: set[str] = set()
+
+    def load(self, loader) -> None:
+        loader.add_option(
+            "halton_capture_bodies",
+            bool,
+            False,
+            "Keep request and response bodies in the local database (never synced).",
+        )
+        loader.add_option(
+            "halton_body_max_bytes", int, 256 * 1024, "Cap per body kept by halton_capture_bodies."
+        )
+
+    def configure(self, updated: set[str]) -> None:
+        if "halton_body_max_bytes" in updated:
+            if ctx.options.halton_body_max_bytes < 0:
+                raise exceptions.OptionsError("halton_body_max_bytes must be 0 or more")
+            self.body_max_bytes = ctx.options.halton_body_max_bytes
+        if "halton_capture_bodies" in updated:
+            self.capture_bodies = ctx.options.halton_capture_bodies
+
+    # -- hooks ---------------------------------------------------------------------------------
+
+    @fail_open("capture.requestheaders")
+    async def requestheaders(self, flow: http.HTTPFlow) -> None:
+        if ROUTE in flow.metadata:
+            self.in_flight.add(flow.id)
+
+    @fail_open("capture.request")
+    async def request(self, flow: http.HTTPFlow) -> None:
+        route: Route | None = flow.metadata.get(ROUTE)
+        if route is None or flow.response is not None:
+            return
+        self._fault("request")
+        body = flow.request.raw_content or b""
+        headers = flow.request.headers
+        method = flow.request.method
+        if len(body) > OFF_LOOP_REQUEST_BYTES:
+            info = await asyncio.to_thread(
+                self.read_request, route.provider, method, route.path, headers, body
+            )
+        else:
+            info = self.read_request(route.provider, method, route.path, headers, body)
+        state = _CallState(info=info)
+        if self.capture_bodies:
+            state.request_body = self._capped(state, flow.request.get_content(strict=False) or b"")
+            state.response_body = bytearray()
+        flow.metadata[STATE] = state
+
+    @fail_open("capture.responseheaders")
+    async def responseheaders(self, flow: http.HTTPFlow) -> None:
+        state = self._state(flow)
+        if state is None or flow.response is None:
+            return
+        # The tap goes on first: whatever fails below, the body still streams instead of buffering.
+        flow.response.stream = _Tap(self, state)
+        self._fault("responseheaders")
+        headers = flow.response.headers
+        try:
+            state.decoder = decoder_for(headers.get("content-encoding"))
+        except UnsupportedEncoding as exc:
+            self.health.error("capture.content_encoding", str(exc))
+            state.failures.append("capture.content_encoding")
+            return
+        state.parser = self.parser_for(state.info, flow.response.status_code, headers.get("content-type"))
+
+    @fail_open("capture.response")
+    async def response(self, flow: http.HTTPFlow) -> None:
+        self._finish(flow, error=None)
+
+    @fail_open("capture.error")
+    async def error(self, flow: http.HTTPFlow) -> None:
+        self._finish(flow, error=flow.error.msg if flow.error else "connection error")
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _fault(self, stage: str) -> None:
+        if self.fault is not None:
+            self.fault(stage)
+
+    def _state(self, flow: http.HTTPFlow) -> _CallState | None:
+        state = flow.metadata.get(STATE)
+        if state is None and (route := flow.metadata.get(ROUTE)) is not None:
+            # The request hook failed or never ran: record the call with what the path tells.
+            endpoint = route.path.split("?", 1)[0] or "/"
+            state = _CallState(info=RequestInfo(route.provider, endpoint, None, streamed=False))
+            state.failures.append("capture.request")
+            flow.metadata[STATE] = state
+        return state
+
+    def _finish(self, flow: http.HTTPFlow, error: str | None) -> None:
+        self.in_flight.discard(flow.id)
+        state = self._state(flow)
+        if state is None or state.finished:
+            return
+        state.finished = True
+        response = flow.response
+        if response is not None and state.parser is None and not callable(response.stream):
+            # No tap was installed (responseheaders failed early): the body was buffered, read it now.
+            state.parser = self.parser_for(
+                state.info, response.status_code, response.headers.get("content-type")
+            )
+            body = response.get_content(strict=False) or b""
+            if body:
+                state.parser.feed(body)
+        usage: Usage | None = None
+        if state.parser is not None:
+            try:
+                self._fault("finish")
+                usage = state.parser.finish()
+            except Exception as exc:
+                # Still record the call, without usage: a call is never dropped for a parser bug.
+                logger.exception("settling a %s response failed", state.info.provider)
+                self.health.error("capture.finish", repr(exc))
+                state.failures.append("capture.finish")
+        request = flow.request
+        started = request.timestamp_start
+        ended = (response.timestamp_end if response is not None else None) or time.time()
+        first = state.first_byte_at or (response.timestamp_start if response is not None else None)
+        failures = state.failures + flow.metadata.get(FAILED, [])
+        if error is None and state.broken:
+            error = "capture failed mid-body; usage incomplete"
+        call = CapturedCall(
+            request_uid=_uid(flow.id),
+            info=state.info,
+            usage=usage,
+            status_code=response.status_code if response is not None else None,
+            started_at=datetime.fromtimestamp(started, UTC),
+            ended_at=datetime.fromtimestamp(max(ended, started), UTC),
+            ttfb_ms=int((first - started) * 1000) if first else None,
+            error=error,
+            capture_failed=bool(failures),
+            request_body=state.request_body,
+            response_body=bytes(state.response_body) if state.response_body is not None else None,
+            bodies_truncated=state.truncated,
+        )
+        flow.metadata[CALL] = call
+        self.health.event("calls.captured")
+
+    def _capped(self, state: _CallState, data: bytes) -> bytes:
+        if len(data) > self.body_max_bytes:
+            state.truncated = True
+            return data[: self.body_max_bytes]
+        return data
+
+    def _keep(self, state: _CallState, buffer: bytearray, data: bytes) -> None:
+        room = self.body_max_bytes - len(buffer)
+        if room <= 0:
+            state.truncated = state.truncated or bool(data)
+            return
+        if len(data) > room:
+            state.truncated = True
+        buffer.extend(data[:room])
+
+
+def _uid(flow_id: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(flow_id)  # mitmproxy flow ids are uuid4s: reuse them to match logs to rows
+    except ValueError:
+        return uuid.uuid4()

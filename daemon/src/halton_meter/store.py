@@ -1,0 +1,546 @@
+"""The meter's SQLite store (``db.sqlite``): schema, migrations, the batch writer and row conversion.
+
+Durability choice, and what a crash can lose
+--------------------------------------------
+The database runs in WAL mode with ``PRAGMA synchronous = NORMAL``. In WAL mode NORMAL only fsyncs
+at checkpoints, not at every commit, which keeps a commit at tens of microseconds instead of a
+disk flush per batch. The trade-off, as SQLite documents it:
+
+* the daemon crashing or being killed (``kill -9``) loses **no committed row**: the WAL is in the
+  OS page cache and is replayed on the next open;
+* a power cut or OS crash can lose the **last commits since the last checkpoint** (rows of the
+  final second or so); the database itself stays consistent, never corrupt;
+* in both cases rows still **queued in memory** (not yet committed) are lost. The writer commits
+  what is queued every :data:`WRITE_EVERY_S` (50 ms), so that window is the calls that ended in the
+  last 50 ms or so.
+
+A clean stop (``halton-meter stop``, SIGTERM) drains the queue and commits everything before the
+process exits. ``test_store.py`` checks the pragma, the kill-9 case and the clean-stop case.
+
+Money is stored as integer nano-dollars (``cost_nusd``): exact, and SQLite sums integers exactly.
+Timestamps are ISO-8601 UTC text with microseconds, so text order is time order.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_EVEN, Decimal
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+from uuid import UUID
+
+from halton_meter.health import Health
+from halton_meter.protocol import RequestRow
+
+logger = logging.getLogger(__name__)
+
+NANO = Decimal("0.000000001")
+NANOS_PER_USD = 10**9
+MAX_BATCH = 500
+MAX_QUEUE = 100_000
+SYNCHRONOUS_MODE = "NORMAL"
+PERSIST_COUNTS_EVERY_S = 1.0
+WRITE_EVERY_S = 0.05
+
+# Append-only: a released migration is never edited; the schema version is PRAGMA user_version.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE requests (
+        request_uid            TEXT PRIMARY KEY,
+        machine_id             TEXT NOT NULL,
+        started_at             TEXT NOT NULL,
+        ended_at               TEXT NOT NULL,
+        provider               TEXT NOT NULL,
+        model_requested        TEXT,
+        model_served           TEXT,
+        endpoint               TEXT NOT NULL,
+        status_code            INTEGER,
+        streamed               INTEGER NOT NULL DEFAULT 0,
+        complete               INTEGER NOT NULL DEFAULT 1,
+        service_tier           TEXT,
+        service_tier_requested TEXT,
+        batch                  INTEGER NOT NULL DEFAULT 0,
+        input_tokens           INTEGER,
+        output_tokens          INTEGER,
+        cache_read_tokens      INTEGER,
+        cache_write_tokens     INTEGER,
+        cache_write_1h_tokens  INTEGER,
+        reasoning_tokens       INTEGER,
+        extra_units            TEXT,
+        cost_nusd              INTEGER,
+        billed_cost_nusd       INTEGER,
+        price_card             TEXT,
+        unpriced_reason        TEXT,
+        project                TEXT NOT NULL DEFAULT 'default',
+        attribution_tier       TEXT NOT NULL DEFAULT 'default',
+        prompt_hash            TEXT,
+        provider_request_id    TEXT,
+        latency_ms             INTEGER,
+        ttfb_ms                INTEGER,
+        parse_errors           INTEGER NOT NULL DEFAULT 0,
+        error                  TEXT,
+        synced_at              TEXT
+    );
+    CREATE INDEX requests_by_time ON requests (started_at);
+    CREATE INDEX requests_by_project ON requests (project, started_at);
+    CREATE INDEX requests_by_model ON requests (provider, model_served, started_at);
+    CREATE INDEX requests_unsynced ON requests (started_at) WHERE synced_at IS NULL;
+
+    -- Local body capture (off by default, size-capped), never read by the sync path.
+    CREATE TABLE request_bodies (
+        request_uid    TEXT PRIMARY KEY REFERENCES requests (request_uid) ON DELETE CASCADE,
+        request_body   BLOB,
+        response_body  BLOB,
+        truncated      INTEGER NOT NULL DEFAULT 0
+    );
+
+    -- Failures counted by the daemon, per local day and kind, for `halton-meter status`.
+    CREATE TABLE capture_errors (
+        day    TEXT NOT NULL,
+        kind   TEXT NOT NULL,
+        count  INTEGER NOT NULL,
+        PRIMARY KEY (day, kind)
+    );
+    """,
+)
+
+REQUEST_COLUMNS = (
+    "request_uid",
+    "machine_id",
+    "started_at",
+    "ended_at",
+    "provider",
+    "model_requested",
+    "model_served",
+    "endpoint",
+    "status_code",
+    "streamed",
+    "complete",
+    "service_tier",
+    "service_tier_requested",
+    "batch",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+    "reasoning_tokens",
+    "extra_units",
+    "cost_nusd",
+    "billed_cost_nusd",
+    "price_card",
+    "unpriced_reason",
+    "project",
+    "attribution_tier",
+    "prompt_hash",
+    "provider_request_id",
+    "latency_ms",
+    "ttfb_ms",
+    "parse_errors",
+    "error",
+    "synced_at",
+)
+_INSERT_REQUEST = (
+    f"INSERT INTO requests ({', '.join(REQUEST_COLUMNS)}) VALUES ({', '.join('?' * len(REQUEST_COLUMNS))})"
+)
+
+
+class StoreError(RuntimeError):
+    """The database cannot be opened or migrated; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class StoredCall:
+    """One call as the meter keeps it: the wire row plus what stays local."""
+
+    row: RequestRow
+    unpriced_reason: str | None = None
+    service_tier_requested: str | None = None
+    billed_cost_usd: Decimal | None = None
+    extra_units: dict[str, int] = field(default_factory=dict)
+    parse_errors: int = 0
+    error: str | None = None
+    request_body: bytes | None = None
+    response_body: bytes | None = None
+    bodies_truncated: bool = False
+
+
+# ---------------------------------------------------------------------------------------------------
+# Connections and migrations
+
+
+def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    """A connection with the meter's pragmas; ``readonly`` for reports (never blocks the writer)."""
+    if readonly:
+        if not path.exists():
+            raise StoreError(f"{path} does not exist yet: run `halton-meter init`")
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0, check_same_thread=False)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, timeout=5.0, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode = WAL")
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA synchronous = {SYNCHRONOUS_MODE}")
+    conn.execute("PRAGMA busy_timeout = 5000")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema to the newest version; safe to run from two processes at once."""
+    conn.execute("BEGIN IMMEDIATE")  # the write lock serialises concurrent migrators
+    try:
+        current = schema_version(conn)
+        if current > len(MIGRATIONS):
+            raise StoreError(
+                f"db.sqlite has schema version {current}, newer than this halton-meter knows "
+                f"({len(MIGRATIONS)}): upgrade halton-meter"
+            )
+        for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
+            for statement in _statements(script):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version}")
+            logger.info("migrated db.sqlite to schema version %d", version)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return schema_version(conn)
+
+
+def open_store(path: Path) -> sqlite3.Connection:
+    """A read-write connection to a migrated database (created if missing)."""
+    conn = connect(path)
+    migrate(conn)
+    return conn
+
+
+def _statements(script: str) -> list[str]:
+    # executescript() would COMMIT our transaction, so split on ';' (our DDL has none in literals).
+    statements = []
+    for part in script.split(";"):
+        sql = "\n".join(line for line in part.splitlines() if not line.strip().startswith("--")).strip()
+        if sql:
+            statements.append(sql)
+    return statements
+
+
+# ---------------------------------------------------------------------------------------------------
+# Values
+
+
+def ts(value: datetime) -> str:
+    """The one text form of a timestamp in the store (UTC, microseconds, sortable)."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+
+
+def parse_ts(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+def usd_to_nanos(value: Decimal | None) -> int | None:
+    if value is None:
+        return None
+    return int(value.quantize(NANO, rounding=ROUND_HALF_EVEN) * NANOS_PER_USD)
+
+
+def nanos_to_usd(value: int | None) -> Decimal | None:
+    if value is None:
+        return None
+    return (Decimal(value) / NANOS_PER_USD).quantize(NANO)
+
+
+def _request_values(call: StoredCall) -> tuple[Any, ...]:
+    r = call.row
+    values = {
+        "request_uid": str(r.request_uid),
+        "machine_id": r.machine_id,
+        "started_at": ts(r.started_at),
+        "ended_at": ts(r.ended_at),
+        "provider": r.provider,
+        "model_requested": r.model_requested,
+        "model_served": r.model_served,
+        "endpoint": r.endpoint,
+        "status_code": r.status_code,
+        "streamed": int(r.streamed),
+        "complete": int(r.complete),
+        "service_tier": r.service_tier,
+        "service_tier_requested": call.service_tier_requested,
+        "batch": int(r.batch),
+        "input_tokens": r.input_tokens,
+        "output_tokens": r.output_tokens,
+        "cache_read_tokens": r.cache_read_tokens,
+        "cache_write_tokens": r.cache_write_tokens,
+        "cache_write_1h_tokens": r.cache_write_1h_tokens,
+        "reasoning_tokens": r.reasoning_tokens,
+        "extra_units": json.dumps(call.extra_units, sort_keys=True) if call.extra_units else None,
+        "cost_nusd": usd_to_nanos(r.cost_usd),
+        "billed_cost_nusd": usd_to_nanos(call.billed_cost_usd),
+        "price_card": r.price_card,
+        "unpriced_reason": call.unpriced_reason,
+        "project": r.project,
+        "attribution_tier": r.attribution_tier,
+        "prompt_hash": r.prompt_hash,
+        "provider_request_id": r.provider_request_id,
+        "latency_ms": r.latency_ms,
+        "ttfb_ms": r.ttfb_ms,
+        "parse_errors": call.parse_errors,
+        "error": call.error,
+        "synced_at": None,
+    }
+    return tuple(values[c] for c in REQUEST_COLUMNS)
+
+
+def insert_calls(conn: sqlite3.Connection, calls: Sequence[StoredCall]) -> None:
+    """Insert calls in the caller's transaction."""
+    conn.executemany(_INSERT_REQUEST, [_request_values(c) for c in calls])
+    bodies = [
+        (str(c.row.request_uid), c.request_body, c.response_body, int(c.bodies_truncated))
+        for c in calls
+        if c.request_body is not None or c.response_body is not None
+    ]
+    if bodies:
+        conn.executemany(
+            "INSERT INTO request_bodies (request_uid, request_body, response_body, truncated) VALUES (?, ?, ?, ?)",
+            bodies,
+        )
+
+
+def add_error_counts(conn: sqlite3.Connection, counts: dict[str, int], day: str | None = None) -> None:
+    day = day or datetime.now().astimezone().date().isoformat()
+    conn.executemany(
+        "INSERT INTO capture_errors (day, kind, count) VALUES (?, ?, ?) "
+        "ON CONFLICT (day, kind) DO UPDATE SET count = count + excluded.count",
+        [(day, kind, n) for kind, n in counts.items() if n],
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Rows for the sync worker
+
+
+def row_to_protocol(row: sqlite3.Row) -> RequestRow:
+    """Rebuild the wire row from a stored one (validated again: a bad row fails here, not at the cloud)."""
+    return RequestRow(
+        request_uid=UUID(row["request_uid"]),
+        machine_id=row["machine_id"],
+        started_at=parse_ts(row["started_at"]),
+        ended_at=parse_ts(row["ended_at"]),
+        provider=row["provider"],
+        model_requested=row["model_requested"],
+        model_served=row["model_served"],
+        endpoint=row["endpoint"],
+        status_code=row["status_code"],
+        streamed=bool(row["streamed"]),
+        complete=bool(row["complete"]),
+        service_tier=row["service_tier"],
+        batch=bool(row["batch"]),
+        input_tokens=row["input_tokens"],
+        output_tokens=row["output_tokens"],
+        cache_read_tokens=row["cache_read_tokens"],
+        cache_write_tokens=row["cache_write_tokens"],
+        cache_write_1h_tokens=row["cache_write_1h_tokens"],
+        reasoning_tokens=row["reasoning_tokens"],
+        cost_usd=nanos_to_usd(row["cost_nusd"]),
+        price_card=row["price_card"],
+        project=row["project"],
+        attribution_tier=row["attribution_tier"],
+        prompt_hash=row["prompt_hash"],
+        provider_request_id=row["provider_request_id"],
+        latency_ms=row["latency_ms"],
+        ttfb_ms=row["ttfb_ms"],
+    )
+
+
+def rows_to_protocol(rows: Iterable[sqlite3.Row]) -> list[RequestRow]:
+    return [row_to_protocol(r) for r in rows]
+
+
+def unsynced_rows(conn: sqlite3.Connection, *, limit: int) -> list[RequestRow]:
+    """The oldest rows the cloud has not acknowledged yet, as wire rows."""
+    cursor = conn.execute(
+        "SELECT * FROM requests WHERE synced_at IS NULL ORDER BY started_at LIMIT ?", (limit,)
+    )
+    return rows_to_protocol(cursor)
+
+
+def mark_synced(conn: sqlite3.Connection, request_uids: Iterable[UUID | str], at: datetime) -> int:
+    """Record a 2xx from the cloud for these rows; nothing is deleted."""
+    stamp = ts(at)
+    with transaction(conn):
+        cursor = conn.executemany(
+            "UPDATE requests SET synced_at = ? WHERE request_uid = ?", [(stamp, str(u)) for u in request_uids]
+        )
+    return cursor.rowcount
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection, mode: str = "IMMEDIATE") -> Iterator[sqlite3.Connection]:
+    """``with transaction(conn):`` for connections in autocommit mode (``isolation_level=None``)."""
+    conn.execute(f"BEGIN {mode}")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+# ---------------------------------------------------------------------------------------------------
+# The batch writer
+
+
+T = TypeVar("T")
+
+
+class BatchWriter(Generic[T]):
+    """Moves finished calls off the proxy's event loop and into SQLite in batched transactions.
+
+    ``submit`` never blocks, never raises and makes no system call: it appends to a deque. The
+    writer thread wakes every :data:`WRITE_EVERY_S` (not per call: waking a thread per call costs
+    a futex wake and a GIL hand-off on the proxy's hot path), turns each item into a
+    :class:`StoredCall` with ``prepare`` (pricing and row building happen there), and inserts what it
+    found in one transaction per :data:`MAX_BATCH` rows. ``flush`` and ``close`` wake it at once.
+    """
+
+    def __init__(
+        self,
+        db_path: Path,
+        prepare: Callable[[T], StoredCall | None],
+        health: Health,
+        *,
+        max_batch: int = MAX_BATCH,
+        interval: float = WRITE_EVERY_S,
+    ) -> None:
+        self.db_path = db_path
+        self.prepare = prepare
+        self.health = health
+        self.max_batch = max_batch
+        self.interval = interval
+        self._items: deque[T] = deque()
+        self._markers: list[threading.Event] = []
+        self._markers_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self.written = 0
+
+    def start(self) -> None:
+        conn = open_store(self.db_path)  # fail fast (in the caller) if the database is unusable
+        self._stopping = False
+        self._thread = threading.Thread(
+            target=self._run, args=(conn,), name="halton-store-writer", daemon=True
+        )
+        self._thread.start()
+
+    def submit(self, item: T) -> None:
+        if len(self._items) >= MAX_QUEUE:
+            # Fail open: the proxy never waits on the disk. The loss is counted and shown by status.
+            self.health.error("store.queue_full", "writer queue full; row dropped")
+            return
+        self._items.append(item)  # deque.append is atomic: no lock, no wake-up
+
+    def pending(self) -> int:
+        return len(self._items)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Block until everything submitted before this call is committed."""
+        done = threading.Event()
+        with self._markers_lock:
+            self._markers.append(done)
+        self._wake.set()
+        return done.wait(timeout)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Drain the queue, commit everything, stop the thread."""
+        if self._thread is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            logger.error("store writer did not finish within %.0fs; %d items left", timeout, self.pending())
+        self._thread = None
+
+    def _run(self, conn: sqlite3.Connection) -> None:
+        last_counts = time.monotonic()
+        try:
+            while True:
+                self._wake.wait(self.interval)
+                self._wake.clear()
+                stopping = self._stopping
+                # Markers first: every item submitted before a flush() is already in the deque.
+                with self._markers_lock:
+                    markers, self._markers = self._markers, []
+                while self._items:
+                    batch = []
+                    while self._items and len(batch) < self.max_batch:
+                        batch.append(self._items.popleft())
+                    self._write(conn, batch)
+                    last_counts = time.monotonic()
+                if time.monotonic() - last_counts >= PERSIST_COUNTS_EVERY_S or markers or stopping:
+                    self._write(conn, [])  # no call came: still persist fresh error counts
+                    last_counts = time.monotonic()
+                for marker in markers:
+                    marker.set()
+                if stopping:
+                    return
+        finally:
+            conn.close()
+
+    def _write(self, conn: sqlite3.Connection, items: list[T]) -> None:
+        calls: list[StoredCall] = []
+        for item in items:
+            try:
+                call = self.prepare(item)
+            except Exception as exc:
+                logger.exception("could not turn a captured call into a row")
+                self.health.error("store.prepare", repr(exc))
+                continue
+            if call is not None:
+                calls.append(call)
+        counts = self.health.take_unpersisted()
+        if not calls and not counts:
+            return
+        for attempt in range(3):
+            try:
+                with transaction(conn):
+                    insert_calls(conn, calls)
+                    add_error_counts(conn, counts)
+                self.written += len(calls)
+                self.health.event("store.rows", len(calls))
+                return
+            except sqlite3.OperationalError as exc:
+                # "database is locked" outlasting busy_timeout (a long report?) is worth a retry.
+                logger.warning("store write failed (attempt %d): %s", attempt + 1, exc)
+                time.sleep(0.2 * (attempt + 1))
+            except sqlite3.DatabaseError as exc:
+                logger.exception("store write failed; writing rows one by one")
+                self.health.error("store.write", repr(exc))
+                break
+        self.health.give_back(counts)
+        self._write_one_by_one(conn, calls)
+
+    def _write_one_by_one(self, conn: sqlite3.Connection, calls: list[StoredCall]) -> None:
+        for call in calls:
+            try:
+                with transaction(conn):
+                    insert_calls(conn, [call])
+                self.written += 1
+                self.health.event("store.rows")
+            except sqlite3.DatabaseError as exc:
+                logger.error("dropped row %s: %s", call.row.request_uid, exc)
+                self.health.error("store.write", repr(exc))

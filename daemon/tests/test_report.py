@@ -1,0 +1,76 @@
+"""Spend reports: periods, groups, and the rule that an unpriced call is never shown as $0."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from halton_meter.report import PeriodError, csv_rows, format_usd, parse_period, spend_report
+from halton_meter.store import connect
+
+
+def test_named_periods():
+    today = date(2026, 3, 15)
+    assert parse_period("today", today=today).start.date() == today
+    seven = parse_period("7d", today=today)
+    assert (seven.start.date(), seven.end.date()) == (date(2026, 3, 9), date(2026, 3, 16))
+    assert parse_period("30d", today=today).start.date() == date(2026, 2, 14)
+    month = parse_period("this-month", today=today)
+    assert (month.start.date(), month.end.date()) == (date(2026, 3, 1), date(2026, 3, 16))
+    last = parse_period("last-month", today=date(2026, 1, 10))
+    assert (last.start.date(), last.end.date()) == (date(2025, 12, 1), date(2026, 1, 1))
+    span = parse_period(None, date(2026, 3, 1), date(2026, 3, 2), today=today)
+    assert (span.start.date(), span.end.date()) == (date(2026, 3, 1), date(2026, 3, 3))
+
+
+def test_bad_periods():
+    with pytest.raises(PeriodError, match="unknown period"):
+        parse_period("fortnight")
+    with pytest.raises(PeriodError, match="before"):
+        parse_period(None, date(2026, 3, 2), date(2026, 3, 1))
+    with pytest.raises(PeriodError, match="not both"):
+        parse_period("7d", date(2026, 3, 1))
+
+
+def test_groups_totals_and_unpriced(home, seed):
+    now = datetime.now(UTC)
+    seed(project="web", model="gpt-4o", cost="0.010")
+    seed(project="web", model="gpt-4o", cost="0.005")
+    seed(project="api", provider="anthropic", model="claude-sonnet-4-5", cost="0.100")
+    seed(project="api", model="gpt-mystery", cost=None, unpriced_reason="no price")
+    seed(project="api", model="gpt-4o", cost=None, status=429, input_tokens=None, output_tokens=None)
+    seed(project="old", cost="9.0", when=now - timedelta(days=40))
+    conn = connect(home.db, readonly=True)
+    report = spend_report(conn, parse_period("today"))
+    totals = report.totals
+    assert (totals.calls, totals.errors, totals.unpriced_calls) == (5, 1, 1)
+    assert totals.cost_usd == Decimal("0.115000000")
+    by_project = {g.key: g for g in report.groups["project"]}
+    assert set(by_project) == {"web", "api"}
+    assert by_project["api"].cost_usd == Decimal("0.1") and by_project["api"].unpriced_calls == 1
+    by_model = {g.key: g for g in report.groups["model"]}
+    assert by_model["gpt-mystery"].cost_usd is None  # unpriced: no cost, not $0
+    assert by_model["gpt-mystery"].unpriced_calls == 1
+    assert [g.key for g in report.groups["provider"]] == ["anthropic", "openai"]
+    assert [g.key for g in report.groups["day"]] == [datetime.now().astimezone().date().isoformat()]
+    month = spend_report(conn, parse_period("30d"))
+    assert month.totals.calls == 5
+    assert spend_report(conn, parse_period("all")).totals.calls == 6
+
+
+def test_csv_never_writes_zero_for_unpriced(home, seed):
+    seed(model="gpt-mystery", cost=None)
+    rows = csv_rows(spend_report(connect(home.db, readonly=True), parse_period("today"), ("model",)))
+    total, model = rows
+    assert total[0] == "total" and total[5] == "" and total[4] == "1"
+    assert model[:2] == ["model", "gpt-mystery"] and model[5] == ""
+
+
+def test_money_formatting():
+    assert format_usd(None) == "—"
+    assert format_usd(Decimal("12.3456")) == "$12.35"
+    assert format_usd(Decimal("1234.5")) == "$1,234.50"
+    assert format_usd(Decimal("0.0010815")) == "$0.001082"
+    assert format_usd(Decimal("0.25")) == "$0.2500"
