@@ -1,0 +1,212 @@
+"""The FastAPI application: `create_app(settings)`; `uvicorn --factory halton_api.app:app_from_env` in production."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from urllib.parse import quote
+
+import anyio
+import psycopg
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from psycopg_pool import PoolTimeout
+
+from halton_api import postgres
+from halton_api.deps import SignInRequired
+from halton_api.errors import DomainError
+from halton_api.pages import STATIC_DIR, make_templates, render
+from halton_api.ratelimit import TokenBucketLimiter
+from halton_api.routers import (
+    api_keys,
+    audit,
+    auth,
+    daemon,
+    devices,
+    health,
+    ingest,
+    invitations,
+    members,
+    projects,
+    requests,
+    workspaces,
+)
+from halton_api.settings import CloudSettings
+from halton_api.warehouse_writer import WarehouseError, WarehousePool, WarehouseWriter
+from halton_meter.protocol import BatchAccepted, RequestBatch
+
+log = logging.getLogger(__name__)
+
+POSTGRES_RETRY_AFTER = 5
+
+
+def create_app(settings: CloudSettings) -> FastAPI:
+    """The cloud API and pages. Stores are opened by the lifespan (so tests use `with TestClient(app)`)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            url = settings.database_url
+            if url is None:
+                url = stack.enter_context(postgres.embedded_postgres(settings.data_dir))
+            await anyio.to_thread.run_sync(postgres.migrate, url)
+            pool = postgres.open_pool(url, min_size=settings.pg_pool_min, max_size=settings.pg_pool_max)
+            await pool.open()
+            stack.push_async_callback(pool.close)
+            warehouse_pool = WarehousePool(
+                settings.warehouse.clickhouse_url,
+                size=settings.warehouse_max_concurrent_inserts,
+                queue_timeout=settings.warehouse_queue_timeout_seconds,
+            )
+            stack.push_async_callback(warehouse_pool.close)
+            writer = WarehouseWriter(
+                warehouse_pool,
+                settings.warehouse.databases,
+                retries=settings.warehouse_retries,
+                queue_timeout=settings.warehouse_queue_timeout_seconds,
+            )
+            await writer.start()
+            stack.push_async_callback(writer.close)  # before the pool closes: queued batches are written
+            app.state.pg = pool
+            app.state.writer = writer
+            yield
+
+    app = FastAPI(
+        title="Halton Meter Cloud",
+        version="0.1.0",
+        summary="Ingestion, workspaces and the JSON API of Halton Meter Cloud.",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.templates = make_templates()
+    app.state.bad_auth_limiter = TokenBucketLimiter(
+        burst=settings.bad_auth_burst, per_minute=settings.bad_auth_per_minute
+    )
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    # Fixed paths first: /{workspace}/… pages must not capture /v1, /healthz, /signin and the like.
+    for module in (health, ingest, daemon, auth, invitations, workspaces):
+        app.include_router(module.router)
+    for module in (devices, members, api_keys, projects, audit, requests):
+        app.include_router(module.router)
+    for module in (workspaces, devices, members, api_keys, projects, audit):
+        app.include_router(module.pages)
+
+    _install_error_handlers(app)
+    _document_batch_body(app)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """For `uvicorn --factory halton_api.app:app_from_env`: settings from `HALTON_*` variables."""
+    return create_app(CloudSettings())
+
+
+def _wants_json(request: Request) -> bool:
+    path = request.url.path
+    return (
+        path.startswith("/v1/")
+        or path == "/healthz"
+        or "application/json" in request.headers.get("accept", "")
+    )
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def page_or_json(
+        request: Request, status_code: int, detail: str, headers: dict | None = None
+    ) -> Response:
+        if _wants_json(request):
+            return JSONResponse({"detail": detail}, status_code=status_code, headers=headers)
+        return await render(request, "error.html", status_code=status_code, detail=detail, status=status_code)
+
+    @app.exception_handler(SignInRequired)
+    async def _sign_in(request: Request, exc: SignInRequired) -> Response:
+        if _wants_json(request):
+            return JSONResponse(
+                {"detail": "sign in, or send a workspace API key as `Authorization: Bearer hm_key_…`"},
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return RedirectResponse(f"/signin?next={quote(exc.next_path, safe='/')}", status_code=303)
+
+    @app.exception_handler(DomainError)
+    async def _domain(request: Request, exc: DomainError) -> Response:
+        return await page_or_json(request, exc.status_code, exc.detail)
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException) -> Response:
+        if isinstance(exc.detail, dict) and "detail" in exc.detail:  # already a Problem (a rejected batch)
+            return JSONResponse(exc.detail, status_code=exc.status_code, headers=exc.headers)
+        detail = exc.detail if isinstance(exc.detail, str) else None
+        if detail is None or _wants_json(request):
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+        return await page_or_json(request, exc.status_code, detail, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        problems = [
+            f"{'.'.join(str(p) for p in error['loc'] if p not in ('body', 'query', 'path', 'form'))}: {error['msg']}"
+            for error in exc.errors()
+        ]
+        if _wants_json(request):
+            return JSONResponse(
+                {"detail": "; ".join(problems), "errors": _jsonable_errors(exc.errors())}, status_code=422
+            )
+        return await page_or_json(request, 422, "; ".join(problems))
+
+    @app.exception_handler(WarehouseError)
+    async def _warehouse(request: Request, exc: WarehouseError) -> Response:
+        return await page_or_json(request, exc.status_code, str(exc), {"Retry-After": str(exc.retry_after)})
+
+    @app.exception_handler(psycopg.OperationalError)
+    @app.exception_handler(PoolTimeout)
+    async def _postgres(request: Request, exc: Exception) -> Response:
+        log.warning("control-plane database unavailable: %s", exc)
+        return await page_or_json(
+            request,
+            503,
+            "the control-plane database is unavailable; retry shortly",
+            {"Retry-After": str(POSTGRES_RETRY_AFTER)},
+        )
+
+
+def _jsonable_errors(errors: object) -> list[dict]:
+    result = []
+    for error in errors:  # type: ignore[attr-defined]
+        result.append(
+            {"loc": list(error.get("loc", ())), "msg": error.get("msg", ""), "type": error.get("type", "")}
+        )
+    return result
+
+
+def _document_batch_body(app: FastAPI) -> None:
+    """The batch route reads its body itself (gzip, size limits): describe it in the OpenAPI schema."""
+
+    def openapi() -> dict:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        batch_schema = RequestBatch.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, definition in batch_schema.pop("$defs", {}).items():
+            components.setdefault(name, definition)
+        components["RequestBatch"] = batch_schema
+        components.setdefault(
+            "BatchAccepted", BatchAccepted.model_json_schema(ref_template="#/components/schemas/{model}")
+        )
+        operation = schema["paths"]["/v1/requests/batch"]["post"]
+        operation["requestBody"] = {
+            "required": True,
+            "description": "A `RequestBatch` as JSON, optionally with `Content-Encoding: gzip`.",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RequestBatch"}}},
+        }
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,216 @@
+"""`halton-cloud`: run the whole cloud on one machine (`up`), or apply migrations (`migrate`).
+
+`up` starts what is not configured: the embedded warehouse server unless `HALTON_CLICKHOUSE_URL` is set,
+a PostgreSQL from the pgserver wheel unless `HALTON_DATABASE_URL` is set. It migrates both stores, serves
+the API with uvicorn in the foreground, and on Ctrl-C or SIGTERM stops everything it started.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+from types import FrameType
+
+import click
+import psycopg
+from rich.console import Console
+
+from halton_api.settings import CloudSettings, SettingsError
+
+log = logging.getLogger(__name__)
+console = Console(stderr=True, soft_wrap=True)
+
+DEFAULT_PORT = 8000
+DEFAULT_WAREHOUSE_PORT = 8123
+
+
+class _Stop(Exception):
+    """Ctrl-C or SIGTERM arrived: unwind, stopping what was started."""
+
+
+def _stop_on_signal(signum: int, frame: FrameType | None) -> None:
+    raise _Stop(signal.Signals(signum).name)
+
+
+def _settings(**overrides: object) -> CloudSettings:
+    try:
+        return CloudSettings(**{k: v for k, v in overrides.items() if v is not None})
+    except (SettingsError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log debug details.")
+def main(verbose: bool) -> None:
+    """Halton Meter Cloud: ingestion, workspaces, dashboards and the JSON API."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not verbose:  # pgserver narrates every initdb and pg_ctl call at INFO
+        logging.getLogger("pgserver").setLevel(logging.WARNING)
+
+
+def _migrate_all(settings: CloudSettings, database_url: str, warehouse_url: str) -> None:
+    from clickhouse_connect.driver.exceptions import OperationalError as WarehouseUnreachable
+
+    from halton_api import postgres
+    from halton_warehouse import connect
+    from halton_warehouse.migrate import migrate as migrate_warehouse
+
+    try:
+        applied = postgres.migrate(database_url)
+    except psycopg.OperationalError as error:
+        raise click.ClickException(f"cannot reach the control-plane database: {error}") from None
+    console.print(f"control plane: {_applied(applied)}")
+    try:
+        client = connect(warehouse_url)
+        try:
+            applied = migrate_warehouse(
+                client, settings.warehouse.databases, settings.warehouse.clickhouse_cluster
+            )
+        finally:
+            client.close()
+    except WarehouseUnreachable as error:
+        raise click.ClickException(
+            f"cannot reach the warehouse at {warehouse_url} ({error}): start it with `halton-cloud up` "
+            "or point HALTON_CLICKHOUSE_URL at a running server"
+        ) from None
+    console.print(f"warehouse: {_applied(applied)}")
+
+
+def _applied(versions: list[int]) -> str:
+    if not versions:
+        return "up to date"
+    return f"applied {len(versions)} migration(s): {', '.join(f'{v:04d}' for v in versions)}"
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(path_type=Path), envvar="HALTON_DATA_DIR", default=None)
+def migrate(data_dir: Path | None) -> None:
+    """Apply control-plane and warehouse migrations (safe to run twice, or from two machines at once)."""
+    from halton_api import postgres
+
+    settings = _settings(data_dir=data_dir)
+    with ExitStack() as stack:
+        database_url = settings.database_url or stack.enter_context(
+            postgres.embedded_postgres(settings.data_dir)
+        )
+        _migrate_all(settings, database_url, settings.warehouse.clickhouse_url)
+
+
+@main.command()
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    envvar="HALTON_DATA_DIR",
+    default=None,
+    help="Where the embedded stores live (default ~/.halton-cloud).",
+)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address the API binds (the embedded warehouse stays on 127.0.0.1).",
+)
+@click.option(
+    "--port", default=DEFAULT_PORT, show_default=True, type=int, help="API port (0: any free port)."
+)
+@click.option(
+    "--warehouse-port",
+    default=DEFAULT_WAREHOUSE_PORT,
+    show_default=True,
+    type=int,
+    help="Embedded warehouse port (0: any free port); ignored when HALTON_CLICKHOUSE_URL is set.",
+)
+def up(data_dir: Path | None, host: str, port: int, warehouse_port: int) -> None:
+    """Start the cloud on this machine and stay in the foreground until Ctrl-C or SIGTERM."""
+    import uvicorn
+
+    from halton_api import postgres
+    from halton_api.app import create_app
+    from halton_warehouse import WarehouseSettings
+
+    settings = _settings(data_dir=data_dir)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    previous = {sig: signal.signal(sig, _stop_on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with ExitStack() as stack:
+            warehouse_url = settings.warehouse.clickhouse_url
+            if "HALTON_CLICKHOUSE_URL" not in os.environ:
+                from halton_warehouse.embedded import start_embedded
+
+                console.print("starting the embedded warehouse…")
+                server = stack.enter_context(
+                    start_embedded(
+                        settings.data_dir / "warehouse",
+                        # Loopback whatever --host says: the embedded warehouse has no password.
+                        host="127.0.0.1",
+                        port=warehouse_port,
+                        log_path=settings.data_dir / "warehouse.log",
+                    )
+                )
+                warehouse_url = server.url
+            database_url = settings.database_url
+            if database_url is None:
+                console.print("starting the embedded PostgreSQL…")
+                database_url = stack.enter_context(postgres.embedded_postgres(settings.data_dir))
+            _migrate_all(settings, database_url, warehouse_url)
+            warehouse = settings.warehouse.model_copy(update={"clickhouse_url": warehouse_url})
+            app_settings = settings.model_copy(update={"database_url": database_url, "warehouse": warehouse})
+            assert isinstance(app_settings.warehouse, WarehouseSettings)
+            config = uvicorn.Config(
+                create_app(app_settings),
+                host=host,
+                port=port,
+                log_level="info",
+                lifespan="on",
+                access_log=False,
+            )
+            server_ = uvicorn.Server(config)
+            _announce_when_started(server_, host, warehouse_url, database_url)
+            server_.run()
+            if not server_.started:
+                raise click.ClickException(f"the API could not start on {host}:{port} (see the log above)")
+    except _Stop as stop:
+        console.print(f"{stop}: stopped everything halton-cloud started")
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _announce_when_started(server, host: str, warehouse_url: str, database_url: str) -> None:
+    """Print where to go once uvicorn is listening (the port is known only then when --port 0)."""
+    startup = server.startup
+
+    async def startup_then_announce(sockets=None) -> None:
+        await startup(sockets=sockets)
+        if not server.started:
+            return
+        bound = server.servers[0].sockets[0].getsockname()[1] if server.servers else None
+        base = f"http://{host}:{bound}"
+        if "HALTON_PUBLIC_URL" not in os.environ:  # links (invitations) should point at this server
+            state = server.config.app.state
+            state.settings = state.settings.model_copy(update={"public_url": base})
+        console.print(f"[bold green]Halton Meter Cloud is up[/] at {base}")
+        console.print(f"  sign up:    {base}/signup")
+        console.print(f"  health:     {base}/healthz")
+        console.print(f"  API docs:   {base}/docs  (schema: {base}/openapi.json)")
+        console.print(f"  warehouse:  {warehouse_url}")
+        console.print(f"  postgres:   {_redact(database_url)}")
+        console.print("Press Ctrl-C to stop.")
+        sys.stderr.flush()
+
+    server.startup = startup_then_announce
+
+
+def _redact(url: str) -> str:
+    head, sep, tail = url.partition("@")
+    if sep and ":" in head.split("//", 1)[-1]:
+        scheme, _, cred = head.partition("//")
+        return f"{scheme}//{cred.split(':', 1)[0]}:***@{tail}"
+    return url

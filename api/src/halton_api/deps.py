@@ -1,0 +1,318 @@
+"""Request-scoped things, as `Annotated` dependencies: settings, the database connection, who is asking.
+
+Three kinds of caller:
+- a person in a browser: the `halton_session` cookie (pages, and the JSON API for reads);
+- a script: a workspace API key, `Authorization: Bearer hm_key_…` (JSON API, read only, one workspace);
+- a meter: a device sync token, `Authorization: Bearer hm_sync_…` (ingestion and the daemon routes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Path, Request, status
+from psycopg_pool import AsyncConnectionPool
+
+from halton_api import csrf
+from halton_api.errors import Forbidden, NotFound
+from halton_api.models import UserPublic, WorkspacePublic
+from halton_api.ratelimit import TokenBucketLimiter
+from halton_api.roles import Permission, Role, allows
+from halton_api.settings import CloudSettings
+from halton_api.store import Connection, api_keys, devices, users, workspaces
+from halton_api.store.audit import Actor
+from halton_api.store.devices import DeviceAuth
+from halton_api.warehouse_writer import WarehouseWriter
+
+SESSION_COOKIE = "halton_session"
+
+
+class SignInRequired(Exception):
+    """A page needs a signed-in user; the app answers with a redirect to the sign-in page."""
+
+    def __init__(self, next_path: str) -> None:
+        super().__init__(next_path)
+        self.next_path = next_path
+
+
+def get_settings(request: Request) -> CloudSettings:
+    return request.app.state.settings
+
+
+Settings = Annotated[CloudSettings, Depends(get_settings)]
+
+
+async def get_conn(request: Request) -> AsyncIterator[Connection]:
+    """One connection and one transaction per request: committed before the response is sent."""
+    async with request.app.state.pg.connection() as conn:
+        yield conn
+
+
+# scope="function": the transaction commits (or rolls back) before the response goes out, so a client
+# never sees a success whose commit then failed.
+Conn = Annotated[Connection, Depends(get_conn, scope="function")]
+
+
+async def get_stream_conn(request: Request) -> AsyncIterator[Connection]:
+    """A connection that lives until a streamed response has been sent (read-only exports)."""
+    async with request.app.state.pg.connection() as conn:
+        yield conn
+
+
+StreamConn = Annotated[Connection, Depends(get_stream_conn)]
+
+
+def get_pool(request: Request) -> AsyncConnectionPool:
+    return request.app.state.pg
+
+
+Pool = Annotated[AsyncConnectionPool, Depends(get_pool)]
+
+
+def get_writer(request: Request) -> WarehouseWriter:
+    return request.app.state.writer
+
+
+Writer = Annotated[WarehouseWriter, Depends(get_writer)]
+
+
+def get_bad_auth_limiter(request: Request) -> TokenBucketLimiter:
+    return request.app.state.bad_auth_limiter
+
+
+BadAuthLimiter = Annotated[TokenBucketLimiter, Depends(get_bad_auth_limiter)]
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _rate_limited(limiter: TokenBucketLimiter, address: str) -> None:
+    wait = limiter.retry_after(address)
+    if wait is not None:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            detail=f"too many bad credentials from this address: wait {wait}s before trying again",
+            headers={"Retry-After": str(wait)},
+        )
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+# --- people --------------------------------------------------------------------------------------
+
+
+async def current_user_optional(request: Request, conn: Conn) -> UserPublic | None:
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
+        return None
+    return await users.get_session_user(conn, token=token)
+
+
+MaybeUser = Annotated[UserPublic | None, Depends(current_user_optional)]
+
+
+async def current_user(request: Request, user: MaybeUser) -> UserPublic:
+    if user is None:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        raise SignInRequired(target)
+    return user
+
+
+CurrentUser = Annotated[UserPublic, Depends(current_user)]
+
+
+@dataclass(frozen=True)
+class WorkspaceContext:
+    """The workspace a page or API call is about, and the caller's standing in it."""
+
+    workspace: WorkspacePublic
+    role: Role
+    actor: Actor
+    user: UserPublic | None = None
+
+    def can(self, permission: Permission | str) -> bool:
+        return allows(self.role, Permission(permission))
+
+
+async def _workspace(conn: Connection, slug: str) -> WorkspacePublic:
+    found = await workspaces.get_workspace(conn, slug=slug)
+    if found is None:
+        raise NotFound(f"no workspace {slug!r}, or you are not a member of it")
+    return found
+
+
+async def workspace_member(
+    workspace: Annotated[str, Path(description="The workspace's slug.", max_length=64)],
+    user: CurrentUser,
+    conn: Conn,
+) -> WorkspaceContext:
+    found = await _workspace(conn, workspace)
+    role = await workspaces.get_role(conn, workspace_id=found.id, user_id=user.id)
+    if role is None:
+        raise NotFound(f"no workspace {workspace!r}, or you are not a member of it")
+    return WorkspaceContext(workspace=found, role=role, actor=Actor.user(user.id, user.email), user=user)
+
+
+Member = Annotated[WorkspaceContext, Depends(workspace_member)]
+
+
+async def stream_member(
+    workspace: Annotated[str, Path(description="The workspace's slug.", max_length=64)],
+    request: Request,
+    conn: StreamConn,
+) -> WorkspaceContext:
+    """`Member`, resolved on the streaming connection (for exports that read while they respond)."""
+    token = request.cookies.get(SESSION_COOKIE)
+    user = await users.get_session_user(conn, token=token) if token else None
+    return await workspace_member(workspace, await current_user(request, user), conn)
+
+
+StreamMember = Annotated[WorkspaceContext, Depends(stream_member)]
+
+
+def _requires(permission: Permission):
+    async def dependency(ctx: Member) -> WorkspaceContext:
+        if not ctx.can(permission):
+            raise Forbidden(
+                f"your role in this workspace ({ctx.role}) cannot do this: "
+                f"it needs {permission.value.replace('_', ' ')} rights; ask a workspace owner"
+            )
+        return ctx
+
+    dependency.__name__ = f"requires_{permission.value}"
+    return dependency
+
+
+DeviceManager = Annotated[WorkspaceContext, Depends(_requires(Permission.MANAGE_DEVICES))]
+MemberManager = Annotated[WorkspaceContext, Depends(_requires(Permission.MANAGE_MEMBERS))]
+KeyManager = Annotated[WorkspaceContext, Depends(_requires(Permission.MANAGE_API_KEYS))]
+ConfigManager = Annotated[WorkspaceContext, Depends(_requires(Permission.MANAGE_CONFIG))]
+
+
+async def csrf_protected(request: Request, settings: Settings) -> None:
+    """Every form post carries a CSRF token bound to this browser and session (see `csrf`)."""
+    submitted = request.headers.get(csrf.HEADER)
+    if submitted is None:
+        form = await request.form()
+        value = form.get(csrf.FIELD)
+        submitted = value if isinstance(value, str) else None
+    if not csrf.verify(
+        settings.secret(), request.cookies.get(csrf.COOKIE), request.cookies.get(SESSION_COOKIE), submitted
+    ):
+        raise Forbidden(
+            "the form's security token is missing or out of date (CSRF check failed): reload the page and try again"
+        )
+
+
+CsrfProtected = Depends(csrf_protected)
+
+
+# --- scripts: the JSON API -----------------------------------------------------------------------
+
+
+async def api_reader(
+    workspace: Annotated[str, Path(description="The workspace's slug.", max_length=64)],
+    request: Request,
+    conn: Conn,
+    limiter: BadAuthLimiter,
+) -> WorkspaceContext:
+    """A workspace API key of this workspace, or a signed-in member (reads only)."""
+    token = _bearer(request)
+    if token is not None:
+        address = client_address(request)
+        _rate_limited(limiter, address)
+        key = await api_keys.authenticate(conn, key=token)
+        if key is None:
+            limiter.failed(address)
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                detail="unknown or revoked API key: create one at /{workspace}/settings/advanced "
+                "and send it as `Authorization: Bearer hm_key_…`",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        found = await _workspace(conn, workspace)
+        if key.workspace_id != found.id:
+            raise Forbidden(f"this API key belongs to another workspace, not {workspace!r}")
+        return WorkspaceContext(
+            workspace=found,
+            role="viewer",
+            actor=Actor("api_key", key.key_id, f"{key.name} ({key.key_prefix}…)"),
+        )
+    user = await current_user_optional(request, conn)
+    if user is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            detail="sign in, or send a workspace API key as `Authorization: Bearer hm_key_…`",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return await workspace_member(workspace, user, conn)
+
+
+ApiReader = Annotated[WorkspaceContext, Depends(api_reader)]
+
+
+# --- meters: device sync tokens ------------------------------------------------------------------
+
+_RESUME_HINT = "run `halton-meter cloud connect` to pair this machine again"
+
+
+async def _device(request: Request, limiter: TokenBucketLimiter) -> DeviceAuth:
+    address = client_address(request)
+    _rate_limited(limiter, address)
+    token = _bearer(request)
+    if token is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            detail="missing sync token: send `Authorization: Bearer hm_sync_…`",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    # A connection of its own, returned at once: ingestion must not pin one while the warehouse works.
+    async with request.app.state.pg.connection() as conn:
+        device = await devices.authenticate(conn, token=token)
+    if device is None:
+        limiter.failed(address)
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            detail=f"unknown sync token: {_RESUME_HINT}",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if device.status == "revoked":
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            detail=f"this machine's sync token was revoked: {_RESUME_HINT}",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
+    return device
+
+
+async def active_device(request: Request, limiter: BadAuthLimiter) -> DeviceAuth:
+    """The device whose token this is: 401 unknown or revoked, 403 removed from its workspace."""
+    device = await _device(request, limiter)
+    if device.status == "removed":
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            detail=(
+                f"a workspace admin removed this machine from {device.workspace.slug!r}; the token is still "
+                "valid: ask them to reinstate it on the devices settings page, then run `halton-meter cloud "
+                "resume` (do not run `cloud connect`, which would replace the token)"
+            ),
+        )
+    return device
+
+
+async def known_device(request: Request, limiter: BadAuthLimiter) -> DeviceAuth:
+    """Like `active_device`, but a removed device is let through (it may still disconnect itself)."""
+    return await _device(request, limiter)
+
+
+ActiveDevice = Annotated[DeviceAuth, Depends(active_device)]
+KnownDevice = Annotated[DeviceAuth, Depends(known_device)]

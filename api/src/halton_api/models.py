@@ -1,0 +1,273 @@
+"""Shapes the API receives (`…Create`, `…Update`) and returns (`…Public`).
+
+What we store (hashes of tokens, password hashes) never appears here.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from halton_api.roles import Role
+
+DeviceStatus = Literal["active", "removed", "revoked"]
+# Deliberately loose: the invitation link is the real proof of the address.
+Email = Annotated[str, Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+Money = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=2)]
+
+
+class _Public(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class UserPublic(_Public):
+    id: UUID
+    email: str
+    name: str
+
+
+class WorkspacePublic(_Public):
+    id: UUID
+    slug: str
+    name: str
+
+
+class MembershipPublic(_Public):
+    workspace: WorkspacePublic
+    role: Role
+
+
+class MemberPublic(_Public):
+    user_id: UUID
+    email: str
+    name: str
+    role: Role
+    joined_at: datetime
+
+
+class InvitationCreate(BaseModel):
+    email: Email
+    role: Role = "member"
+
+
+class InvitationPublic(_Public):
+    id: UUID
+    email: str
+    role: Role
+    token_prefix: str
+    created_at: datetime
+    expires_at: datetime
+    accepted_at: datetime | None
+    revoked_at: datetime | None
+    invited_by_email: str | None
+
+    @property
+    def state(self) -> str:
+        if self.revoked_at:
+            return "revoked"
+        if self.accepted_at:
+            return "accepted"
+        if self.expires_at <= datetime.now(self.expires_at.tzinfo):
+            return "expired"
+        return "pending"
+
+
+class InvitationCreated(InvitationPublic):
+    """Returned once, when the invitation is made: the link carries the only copy of its token."""
+
+    link: str
+
+
+class DeviceCreate(BaseModel):
+    machine_id: Annotated[str, Field(min_length=1, max_length=128)]
+    hostname: Annotated[str, Field(max_length=255)] = ""
+
+
+class DeviceUpdate(BaseModel):
+    name: Annotated[str, Field(max_length=128)]
+
+
+class DevicePublic(_Public):
+    id: UUID
+    workspace_id: UUID
+    machine_id: str
+    hostname: str
+    name: str
+    paired_by_email: str | None
+    paired_at: datetime
+    last_sync_at: datetime | None
+    status: DeviceStatus
+    status_changed_at: datetime
+    token_prefix: str
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.hostname or self.machine_id
+
+
+class DeviceCreated(BaseModel):
+    """A new device and its sync token: the token is shown this once and stored only as a hash."""
+
+    device: DevicePublic
+    token: str
+
+
+class ApiKeyCreate(BaseModel):
+    name: Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class ApiKeyPublic(_Public):
+    id: UUID
+    name: str
+    key_prefix: str
+    created_at: datetime
+    created_by_email: str | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class ApiKeyCreated(BaseModel):
+    api_key: ApiKeyPublic
+    key: str
+
+
+class CostCenterCreate(BaseModel):
+    name: Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class CostCenterPublic(_Public):
+    id: UUID
+    name: str
+    created_at: datetime
+
+
+class ProjectUpdate(BaseModel):
+    name: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    archived: bool | None = None
+    hourly_rate: Money | None = None
+    cost_center_id: UUID | None = None
+    # Distinguishes "leave unchanged" (omitted) from "clear" for the nullable fields.
+    clear_hourly_rate: bool = False
+    clear_cost_center: bool = False
+
+
+class ProjectPublic(_Public):
+    id: UUID
+    slug: str
+    name: str
+    archived: bool
+    hourly_rate: Decimal | None
+    cost_center_id: UUID | None
+    cost_center_name: str | None
+    created_at: datetime
+
+
+class BudgetSet(BaseModel):
+    project_id: UUID | None = None
+    monthly_amount: Money
+
+
+class BudgetPublic(_Public):
+    id: UUID
+    project_id: UUID | None
+    project_slug: str | None
+    monthly_amount: Decimal
+    currency: str
+    updated_at: datetime
+
+
+class AuditEventPublic(_Public):
+    id: int
+    created_at: datetime
+    actor_type: Literal["user", "device", "api_key", "system"]
+    actor_id: UUID | None
+    actor_label: str
+    event: str
+    resource_type: str
+    resource_id: str
+    resource_label: str
+    details: dict[str, Any]
+
+
+class AuditPage(BaseModel):
+    events: list[AuditEventPublic]
+    next_before: int | None = Field(
+        description="Pass as `before` to get the next (older) page; null at the end."
+    )
+
+
+class RequestPublic(BaseModel):
+    """One captured request, as stored in the warehouse (deduplicated)."""
+
+    request_uid: UUID
+    device_id: UUID
+    machine_id: str
+    started_at: datetime
+    ended_at: datetime
+    provider: str
+    model_requested: str | None
+    model_served: str | None
+    endpoint: str
+    status_code: int | None
+    streamed: bool
+    input_tokens: int | None
+    output_tokens: int | None
+    cache_read_tokens: int | None
+    cache_write_tokens: int | None
+    reasoning_tokens: int | None
+    cost_usd: Decimal | None
+    price_card: str | None
+    project: str
+    attribution_tier: str
+    provider_request_id: str | None
+    latency_ms: int | None
+
+
+class RequestPage(BaseModel):
+    requests: list[RequestPublic]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next (older) page; null at the end."
+    )
+
+
+class OverviewPublic(BaseModel):
+    workspace: WorkspacePublic
+    requests: int
+    cost_usd: Decimal
+    input_tokens: int
+    output_tokens: int
+    devices_active: int
+    projects: int
+    monthly_budget: Decimal | None
+
+
+class WhoAmI(BaseModel):
+    workspace_id: UUID
+    workspace_slug: str
+    workspace_name: str
+    device_id: UUID
+    machine_id: str
+    hostname: str
+
+
+class StoreHealth(BaseModel):
+    status: Literal["ok", "down"]
+    latency_ms: float | None = None
+    error: str | None = None
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    postgres: StoreHealth
+    warehouse: StoreHealth
+
+
+class Problem(BaseModel):
+    """Every error answer: what was wrong and, for batches, where."""
+
+    detail: str
+    errors: list[dict[str, Any]] | None = None

@@ -1,0 +1,97 @@
+"""Rendering server-side pages: one Jinja2 environment, the CSRF cookie, and the sidebar's context."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+
+from halton_api import csrf
+from halton_api.deps import SESSION_COOKIE, WorkspaceContext
+from halton_api.models import UserPublic
+from halton_api.store import Connection, workspaces
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+def make_templates() -> Jinja2Templates:
+    templates = Jinja2Templates(directory=TEMPLATES_DIR)
+    templates.env.globals["format_money"] = lambda value: "—" if value is None else f"${value:,.2f}"
+    templates.env.globals["format_time"] = lambda value: (
+        "never" if value is None else value.strftime("%Y-%m-%d %H:%M UTC")
+    )
+    return templates
+
+
+def _csrf_cookie(request: Request) -> tuple[str, bool]:
+    existing = request.cookies.get(csrf.COOKIE)
+    if existing:
+        return existing, False
+    cached = getattr(request.state, "new_csrf_cookie", None)
+    if cached is None:
+        cached = csrf.new_cookie_value()
+        request.state.new_csrf_cookie = cached
+    return cached, True
+
+
+async def render(
+    request: Request,
+    template: str,
+    *,
+    conn: Connection | None = None,
+    user: UserPublic | None = None,
+    ctx: WorkspaceContext | None = None,
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+    **context: Any,
+) -> HTMLResponse:
+    """Render `template` with what every page needs: CSRF token, user, their workspaces, the current one."""
+    settings = request.app.state.settings
+    cookie_value, new_cookie = _csrf_cookie(request)
+    # A session cookie set by this very response (sign-in) is not in the request yet.
+    session = getattr(request.state, "new_session", None) or request.cookies.get(SESSION_COOKIE)
+    user = user or (ctx.user if ctx else None)
+    memberships = (
+        await workspaces.list_memberships(conn, user_id=user.id) if conn is not None and user else []
+    )
+    response = request.app.state.templates.TemplateResponse(
+        request,
+        template,
+        {
+            "csrf_token": csrf.token_for(settings.secret(), cookie_value, session),
+            "user": user,
+            "ctx": ctx,
+            "memberships": memberships,
+            "notice": request.query_params.get("notice"),
+            **context,
+        },
+        status_code=status_code,
+        headers=headers,
+    )
+    if new_cookie:
+        set_cookie(response, request, csrf.COOKIE, cookie_value, max_age=None)
+    return response
+
+
+def set_cookie(response: Any, request: Request, name: str, value: str, *, max_age: int | None) -> None:
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        httponly=True,
+        samesite="lax",
+        secure=request.app.state.settings.secure_cookies,
+        path="/",
+    )
+
+
+def redirect(url: str, notice: str | None = None) -> RedirectResponse:
+    """303 after a successful form post, optionally with a one-line notice for the next page."""
+    if notice:
+        url = f"{url}{'&' if '?' in url else '?'}{urlencode({'notice': notice})}"
+    return RedirectResponse(url, status_code=303)

@@ -1,0 +1,200 @@
+"""`POST /v1/requests/batch`: a meter's rows into `raw.requests`, all of them or none.
+
+The whole batch is read, decompressed and validated before the one INSERT, so a rejected batch leaves
+nothing behind. Rows the workspace already has (same request_uid on the same day) are counted as
+duplicates and not written again; concurrent copies of one batch may both write, which the
+ReplacingMergeTree key and the deduplicated read path absorb.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from typing import Any
+from uuid import UUID
+
+from fastapi import APIRouter, HTTPException, Request, status
+from pydantic import ValidationError
+from pydantic_core import from_json
+
+from halton_api.deps import ActiveDevice, Pool, Settings, Writer
+from halton_api.models import Problem
+from halton_api.store import devices, projects
+from halton_meter.protocol import SCHEMA_VERSION, BatchAccepted, RequestBatch, RequestRow
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/v1/requests", tags=["ingestion"])
+
+MAX_REPORTED_ERRORS = 20
+
+
+class BatchRejected(HTTPException):
+    """A batch we will not store, with what is wrong and where (row index, field)."""
+
+    def __init__(self, status_code: int, detail: str, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(status_code, detail={"detail": detail, "errors": errors} if errors else detail)
+
+
+@router.post(
+    "/batch",
+    response_model=BatchAccepted,
+    summary="Ingest a batch of metered requests",
+    responses={
+        400: {"model": Problem, "description": "The body is not JSON, or not valid gzip."},
+        401: {"model": Problem, "description": "Unknown or revoked sync token."},
+        403: {"model": Problem, "description": "The machine was removed from its workspace."},
+        413: {"model": Problem, "description": "Too many bytes or too many rows."},
+        415: {"model": Problem, "description": "Unsupported Content-Encoding."},
+        422: {"model": Problem, "description": "A row or field is invalid: `errors` names row and field."},
+        429: {
+            "model": Problem,
+            "description": "Too many bad tokens, or the warehouse is busy (Retry-After).",
+        },
+        503: {"model": Problem, "description": "A store is unavailable (Retry-After)."},
+    },
+)
+async def ingest_batch(
+    request: Request, device: ActiveDevice, pool: Pool, settings: Settings, writer: Writer
+) -> BatchAccepted:
+    body = await read_body(request, settings.max_batch_bytes)
+    batch = parse_batch(body, max_rows=settings.max_batch_rows, machine_id=device.machine_id)
+    unique: dict[UUID, RequestRow] = {}
+    for row in batch.rows:
+        unique.setdefault(row.request_uid, row)
+    fresh = await writer.write_batch(
+        workspace_id=device.workspace.id,
+        device_id=device.device_id,
+        batch_id=batch.batch_id,
+        rows=list(unique.values()),
+    )
+    # Committed before the answer goes out; a failure here is a 503 and the meter's retry is a duplicate.
+    async with pool.connection() as conn:
+        await devices.record_sync(conn, device_id=device.device_id)
+        await projects.register_projects(
+            conn, workspace_id=device.workspace.id, slugs={row.project for row in fresh}, actor=device.actor
+        )
+    return BatchAccepted(
+        batch_id=batch.batch_id, accepted=len(fresh), duplicates=len(batch.rows) - len(fresh)
+    )
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, decompressed when gzip; 413 past `limit` bytes (before or after decompression)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(int(declared), limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(size, limit)
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding not in ("gzip", "x-gzip"):
+        raise BatchRejected(
+            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+            f"Content-Encoding {encoding!r} is not supported: send the batch as plain JSON or gzip",
+        )
+    decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        inflated = decompressor.decompress(body, limit + 1)
+    except zlib.error as error:
+        raise BatchRejected(status.HTTP_400_BAD_REQUEST, f"the body is not valid gzip ({error})") from None
+    if len(inflated) > limit or decompressor.unconsumed_tail:
+        raise BatchRejected(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            f"the batch is over {limit} bytes once decompressed: send fewer rows per batch",
+        )
+    if not decompressor.eof:
+        raise BatchRejected(
+            status.HTTP_400_BAD_REQUEST, "the body is not valid gzip (the stream is truncated)"
+        )
+    return inflated
+
+
+def _too_large(size: int, limit: int) -> BatchRejected:
+    return BatchRejected(
+        status.HTTP_413_CONTENT_TOO_LARGE,
+        f"the batch is {size} bytes or more; the limit is {limit} bytes: send fewer rows per batch",
+    )
+
+
+def parse_batch(body: bytes, *, max_rows: int, machine_id: str) -> RequestBatch:
+    """Validate the whole batch; raises `BatchRejected` naming the row and field of each problem."""
+    try:
+        batch = RequestBatch.model_validate_json(body)
+    except ValidationError as error:
+        raise _diagnose(body, error, max_rows) from None
+    if len(batch.rows) > max_rows:
+        raise _too_many_rows(len(batch.rows), max_rows)
+    wrong = [(index, row.machine_id) for index, row in enumerate(batch.rows) if row.machine_id != machine_id]
+    if wrong:
+        index, found = wrong[0]
+        raise BatchRejected(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"row {index}: machine_id {found!r} is not this token's machine ({machine_id!r}); "
+            f"{len(wrong)} row(s) affected: a sync token sends only its own machine's rows",
+            [
+                {"row": i, "field": "machine_id", "message": f"expected {machine_id!r}, got {m!r}"}
+                for i, m in wrong[:MAX_REPORTED_ERRORS]
+            ],
+        )
+    return batch
+
+
+def _too_many_rows(count: int, limit: int) -> BatchRejected:
+    return BatchRejected(
+        status.HTTP_413_CONTENT_TOO_LARGE,
+        f"the batch has {count} rows; the limit is {limit} rows: split it into smaller batches",
+    )
+
+
+def _diagnose(body: bytes, error: ValidationError, max_rows: int) -> BatchRejected:
+    try:
+        document = from_json(body)
+    except ValueError as problem:
+        return BatchRejected(status.HTTP_400_BAD_REQUEST, f"the body is not valid JSON: {problem}")
+    if not isinstance(document, dict):
+        return BatchRejected(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            "the body must be a JSON object with schema_version, batch_id and rows",
+        )
+    rows = document.get("rows")
+    if isinstance(rows, list) and len(rows) > max_rows:
+        return _too_many_rows(len(rows), max_rows)
+    version = document.get("schema_version", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION:
+        return BatchRejected(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"schema_version {version!r} is not supported: this server reads schema_version {SCHEMA_VERSION}; "
+            "upgrade the server or downgrade the meter",
+            [{"row": None, "field": "schema_version", "message": f"expected {SCHEMA_VERSION}"}],
+        )
+    errors = [_describe(e) for e in error.errors(include_url=False)]
+    first = errors[0]
+    where = f"row {first['row']}" if first["row"] is not None else "batch"
+    field = f", {first['field']}" if first["field"] else ""
+    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    return BatchRejected(
+        status.HTTP_422_UNPROCESSABLE_CONTENT,
+        f"{where}{field}: {first['message']}{more}; nothing from this batch was stored",
+        errors[:MAX_REPORTED_ERRORS],
+    )
+
+
+def _describe(error: Any) -> dict[str, Any]:
+    loc = list(error.get("loc", ()))
+    row = None
+    if len(loc) >= 2 and loc[0] == "rows" and isinstance(loc[1], int):
+        row = loc[1]
+        loc = loc[2:]
+    # Strip pydantic's union/function markers so the field reads as the row's own key.
+    field = ".".join(
+        str(p) for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("function")))
+    )
+    return {"row": row, "field": field or None, "message": error.get("msg", "invalid")}

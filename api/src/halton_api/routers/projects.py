@@ -1,0 +1,135 @@
+"""Projects, cost centers and budgets: the projects settings page and its JSON twin."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import Response
+
+from halton_api.deps import ApiReader, ConfigManager, Conn, CsrfProtected, Member
+from halton_api.errors import Invalid
+from halton_api.models import BudgetPublic, CostCenterPublic, ProjectPublic, ProjectUpdate
+from halton_api.pages import redirect, render
+from halton_api.store import projects
+
+router = APIRouter(prefix="/v1/{workspace}", tags=["projects"])
+pages = APIRouter(prefix="/{workspace}/settings", include_in_schema=False)
+
+
+@router.get(
+    "/projects", response_model=list[ProjectPublic], summary="Projects (registered from ingested slugs)"
+)
+async def list_projects(ctx: ApiReader, conn: Conn) -> list[ProjectPublic]:
+    return await projects.list_projects(conn, workspace_id=ctx.workspace.id)
+
+
+@router.get("/cost-centers", response_model=list[CostCenterPublic], summary="Cost centers")
+async def list_cost_centers(ctx: ApiReader, conn: Conn) -> list[CostCenterPublic]:
+    return await projects.list_cost_centers(conn, workspace_id=ctx.workspace.id)
+
+
+@router.get(
+    "/budgets", response_model=list[BudgetPublic], summary="Monthly budgets (workspace and per project)"
+)
+async def list_budgets(ctx: ApiReader, conn: Conn) -> list[BudgetPublic]:
+    return await projects.list_budgets(conn, workspace_id=ctx.workspace.id)
+
+
+@pages.get("/projects")
+async def projects_page(request: Request, ctx: Member, conn: Conn) -> Response:
+    workspace_id = ctx.workspace.id
+    return await render(
+        request,
+        "settings/projects.html",
+        conn=conn,
+        ctx=ctx,
+        projects=await projects.list_projects(conn, workspace_id=workspace_id),
+        cost_centers=await projects.list_cost_centers(conn, workspace_id=workspace_id),
+        budgets=await projects.list_budgets(conn, workspace_id=workspace_id),
+    )
+
+
+def _money(text: str, field: str) -> Decimal | None:
+    text = text.strip().lstrip("$").replace(",", "")
+    if not text:
+        return None
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise Invalid(f"{field}: {text!r} is not an amount; write it like 1250.00") from None
+    if (
+        not value.is_finite()
+        or value < 0
+        or value != value.quantize(Decimal("0.01"))
+        or value >= Decimal(10) ** 16
+    ):
+        raise Invalid(f"{field}: {text!r} must be a positive amount with at most two decimals")
+    return value.quantize(Decimal("0.01"))
+
+
+def _back(ctx: ConfigManager, notice: str) -> Response:
+    return redirect(f"/{ctx.workspace.slug}/settings/projects", notice)
+
+
+@pages.post("/projects/{project_id}", dependencies=[CsrfProtected])
+async def update_project(
+    project_id: UUID,
+    ctx: ConfigManager,
+    conn: Conn,
+    name: Annotated[str, Form(min_length=1, max_length=256)],
+    hourly_rate: Annotated[str, Form(max_length=32)] = "",
+    cost_center_id: Annotated[str, Form(max_length=64)] = "",
+    archived: Annotated[bool, Form()] = False,
+) -> Response:
+    rate = _money(hourly_rate, "hourly rate")
+    try:
+        center = UUID(cost_center_id) if cost_center_id else None
+    except ValueError:
+        raise Invalid("cost center: not one of this workspace's cost centers") from None
+    update = ProjectUpdate(
+        name=name,
+        archived=archived,
+        hourly_rate=rate,
+        clear_hourly_rate=rate is None,
+        cost_center_id=center,
+        clear_cost_center=center is None,
+    )
+    project = await projects.update_project(
+        conn, workspace_id=ctx.workspace.id, project_id=project_id, update=update, actor=ctx.actor
+    )
+    return _back(ctx, f"project {project.slug} saved")
+
+
+@pages.post("/cost-centers", dependencies=[CsrfProtected])
+async def create_cost_center(
+    ctx: ConfigManager, conn: Conn, name: Annotated[str, Form(min_length=1, max_length=128)]
+) -> Response:
+    center = await projects.create_cost_center(
+        conn, workspace_id=ctx.workspace.id, name=name, actor=ctx.actor
+    )
+    return _back(ctx, f"cost center {center.name} created")
+
+
+@pages.post("/budgets", dependencies=[CsrfProtected])
+async def set_budget(
+    ctx: ConfigManager,
+    conn: Conn,
+    monthly_amount: Annotated[str, Form(max_length=32)],
+    project_id: Annotated[str, Form(max_length=64)] = "",
+) -> Response:
+    amount = _money(monthly_amount, "monthly amount")
+    if amount is None:
+        raise Invalid("monthly amount: enter an amount, e.g. 500.00")
+    try:
+        project = UUID(project_id) if project_id else None
+    except ValueError:
+        raise Invalid("project: not one of this workspace's projects") from None
+    budget = await projects.set_budget(
+        conn, workspace_id=ctx.workspace.id, project_id=project, monthly_amount=amount, actor=ctx.actor
+    )
+    return _back(
+        ctx, f"budget for {budget.project_slug or 'the workspace'} set to ${budget.monthly_amount:,.2f}"
+    )

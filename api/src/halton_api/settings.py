@@ -1,0 +1,136 @@
+"""The cloud's one settings object, read from `HALTON_*` environment variables.
+
+Defaults are for a laptop (`halton-cloud up`): embedded stores under `~/.halton-cloud`, development mode.
+Production sets `HALTON_ENV=production`, `HALTON_DATABASE_URL`, `HALTON_CLICKHOUSE_URL`,
+`HALTON_SECRET_KEY` and `HALTON_PUBLIC_URL`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from halton_warehouse import WarehouseSettings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DATA_DIR = Path("~/.halton-cloud")
+SECRET_FILE = "secret.key"
+# Batches from a meter are at most 5,000 rows (halton_meter.protocol.MAX_ROWS_PER_BATCH); a row is about
+# 700 bytes of JSON, so 5,000 rows fit well inside 8 MiB. Both limits apply to the decompressed body too.
+DEFAULT_MAX_BATCH_ROWS = 5_000
+DEFAULT_MAX_BATCH_BYTES = 8 * 1024 * 1024
+_PLACEHOLDER_SECRETS = {
+    "",
+    "changethis",
+    "change-me",
+    "changeme",
+    "secret",
+    "placeholder",
+    "dev",
+    "development",
+}
+MIN_SECRET_LENGTH = 32
+
+
+class SettingsError(ValueError):
+    """The settings cannot run the service as configured."""
+
+
+class CloudSettings(BaseSettings):
+    """Everything the cloud API and `halton-cloud` need to know, from `HALTON_*` variables."""
+
+    model_config = SettingsConfigDict(env_prefix="HALTON_", extra="ignore")
+
+    env: Literal["development", "production"] = "development"
+    data_dir: Path = Field(
+        default=DEFAULT_DATA_DIR, description="Embedded stores and the dev secret live here."
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL URI; unset starts a PostgreSQL from the pgserver wheel under data_dir.",
+    )
+    warehouse: WarehouseSettings = Field(default_factory=WarehouseSettings)
+    secret_key: SecretStr | None = Field(
+        default=None, description="Signs CSRF tokens. Required outside development; 32+ characters."
+    )
+    public_url: str = Field(
+        default="http://127.0.0.1:8000", description="Base URL users open (links, cookies)."
+    )
+
+    max_batch_rows: int = Field(default=DEFAULT_MAX_BATCH_ROWS, ge=1)
+    max_batch_bytes: int = Field(default=DEFAULT_MAX_BATCH_BYTES, ge=1024)
+
+    session_ttl_days: int = Field(default=30, ge=1)
+    invitation_ttl_days: int = Field(default=7, ge=1)
+
+    # Bad credentials (device tokens, API keys, passwords) per client address: a burst, then a trickle.
+    bad_auth_burst: int = Field(default=10, ge=1)
+    bad_auth_per_minute: float = Field(default=6.0, gt=0)
+
+    pg_pool_min: int = Field(default=1, ge=0)
+    pg_pool_max: int = Field(default=10, ge=1)
+
+    warehouse_max_concurrent_inserts: int = Field(default=8, ge=1)
+    # Waiting longer than this for a free warehouse connection answers 429: the warehouse is busy.
+    warehouse_queue_timeout_seconds: float = Field(default=5.0, gt=0)
+    warehouse_retries: int = Field(default=2, ge=0)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @field_validator("public_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _secret(self) -> CloudSettings:
+        value = self.secret_key.get_secret_value() if self.secret_key else None
+        if self.env != "development":
+            if (
+                value is None
+                or value.strip().lower() in _PLACEHOLDER_SECRETS
+                or len(value) < MIN_SECRET_LENGTH
+            ):
+                raise SettingsError(
+                    f"HALTON_SECRET_KEY is missing or a placeholder (HALTON_ENV={self.env}): set it to a random "
+                    f"value of at least {MIN_SECRET_LENGTH} characters, e.g. "
+                    "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+                )
+        elif value is None:
+            self.secret_key = SecretStr(_development_secret(self.data_dir))
+        return self
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.public_url.startswith("https://")
+
+    def secret(self) -> bytes:
+        assert self.secret_key is not None  # set by the validator
+        return self.secret_key.get_secret_value().encode()
+
+
+def _development_secret(data_dir: Path) -> str:
+    """The development secret, generated once and kept under the data dir (0600)."""
+    path = data_dir / SECRET_FILE
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(48)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process wrote it first
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
+    log.info("generated a development secret key at %s", path)
+    return value

@@ -1,0 +1,226 @@
+"""Projects (registered from the slugs meters send), cost centers and monthly budgets."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from psycopg import errors
+
+from halton_api.errors import Conflict, NotFound
+from halton_api.models import BudgetPublic, CostCenterPublic, ProjectPublic, ProjectUpdate
+from halton_api.store import Connection, audit
+from halton_api.store.audit import Actor
+
+_SELECT = (
+    "SELECT p.id, p.slug, p.name, p.archived, p.hourly_rate, p.cost_center_id, c.name AS cost_center_name,"
+    " p.created_at FROM projects p LEFT JOIN cost_centers c ON c.id = p.cost_center_id"
+)
+
+
+async def register_projects(
+    conn: Connection, *, workspace_id: UUID, slugs: Iterable[str], actor: Actor
+) -> list[str]:
+    """Make sure every slug has a project; returns the slugs that were new."""
+    wanted = sorted(set(slugs))
+    if not wanted:
+        return []
+    rows = await (
+        await conn.execute(
+            "INSERT INTO projects (workspace_id, slug, name) SELECT %s, s, s FROM unnest(%s::text[]) AS s"
+            " ON CONFLICT (workspace_id, slug) DO NOTHING RETURNING id, slug",
+            (workspace_id, wanted),
+        )
+    ).fetchall()
+    for row in rows:
+        await audit.record(
+            conn,
+            workspace_id=workspace_id,
+            actor=actor,
+            event="project.registered",
+            resource_type="project",
+            resource_id=row["id"],
+            resource_label=row["slug"],
+        )
+    return [row["slug"] for row in rows]
+
+
+async def known_slugs(conn: Connection, *, workspace_id: UUID, slugs: Iterable[str]) -> set[str]:
+    rows = await (
+        await conn.execute(
+            "SELECT slug FROM projects WHERE workspace_id = %s AND slug = ANY(%s)",
+            (workspace_id, list(set(slugs))),
+        )
+    ).fetchall()
+    return {row["slug"] for row in rows}
+
+
+async def list_projects(conn: Connection, *, workspace_id: UUID) -> list[ProjectPublic]:
+    rows = await (
+        await conn.execute(
+            f"{_SELECT} WHERE p.workspace_id = %s ORDER BY p.archived, p.slug", (workspace_id,)
+        )
+    ).fetchall()
+    return [ProjectPublic.model_validate(r) for r in rows]
+
+
+async def get_project(conn: Connection, *, workspace_id: UUID, project_id: UUID) -> ProjectPublic:
+    row = await (
+        await conn.execute(f"{_SELECT} WHERE p.workspace_id = %s AND p.id = %s", (workspace_id, project_id))
+    ).fetchone()
+    if row is None:
+        raise NotFound("no such project in this workspace")
+    return ProjectPublic.model_validate(row)
+
+
+async def update_project(
+    conn: Connection, *, workspace_id: UUID, project_id: UUID, update: ProjectUpdate, actor: Actor
+) -> ProjectPublic:
+    project = await get_project(conn, workspace_id=workspace_id, project_id=project_id)
+    changes: dict[str, Any] = {}
+    if update.name is not None and update.name.strip() != project.name:
+        changes["name"] = update.name.strip()
+    if update.archived is not None and update.archived != project.archived:
+        changes["archived"] = update.archived
+    if update.clear_hourly_rate:
+        if project.hourly_rate is not None:
+            changes["hourly_rate"] = None
+    elif update.hourly_rate is not None and update.hourly_rate != project.hourly_rate:
+        changes["hourly_rate"] = update.hourly_rate
+    if update.clear_cost_center:
+        if project.cost_center_id is not None:
+            changes["cost_center_id"] = None
+    elif update.cost_center_id is not None and update.cost_center_id != project.cost_center_id:
+        await _cost_center(conn, workspace_id, update.cost_center_id)
+        changes["cost_center_id"] = update.cost_center_id
+    if not changes:
+        return project
+    assignments = ", ".join(f"{column} = %s" for column in changes)
+    await conn.execute(f"UPDATE projects SET {assignments} WHERE id = %s", [*changes.values(), project_id])
+    await audit.record(
+        conn,
+        workspace_id=workspace_id,
+        actor=actor,
+        event="project.archived" if changes.get("archived") else "project.updated",
+        resource_type="project",
+        resource_id=project_id,
+        resource_label=project.slug,
+        details={
+            column: {"from": _jsonable(getattr(project, column)), "to": _jsonable(value)}
+            for column, value in changes.items()
+        },
+    )
+    return await get_project(conn, workspace_id=workspace_id, project_id=project_id)
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, Decimal | UUID):
+        return str(value)
+    return value
+
+
+async def _cost_center(conn: Connection, workspace_id: UUID, cost_center_id: UUID) -> CostCenterPublic:
+    row = await (
+        await conn.execute(
+            "SELECT id, name, created_at FROM cost_centers WHERE workspace_id = %s AND id = %s",
+            (workspace_id, cost_center_id),
+        )
+    ).fetchone()
+    if row is None:
+        raise NotFound("no such cost center in this workspace")
+    return CostCenterPublic.model_validate(row)
+
+
+async def create_cost_center(
+    conn: Connection, *, workspace_id: UUID, name: str, actor: Actor
+) -> CostCenterPublic:
+    try:
+        async with conn.transaction():
+            row = await (
+                await conn.execute(
+                    "INSERT INTO cost_centers (workspace_id, name) VALUES (%s, %s) RETURNING id, name, created_at",
+                    (workspace_id, name.strip()),
+                )
+            ).fetchone()
+    except errors.UniqueViolation:
+        raise Conflict(f"a cost center named {name.strip()!r} already exists") from None
+    cost_center = CostCenterPublic.model_validate(row)
+    await audit.record(
+        conn,
+        workspace_id=workspace_id,
+        actor=actor,
+        event="cost_center.created",
+        resource_type="cost_center",
+        resource_id=cost_center.id,
+        resource_label=cost_center.name,
+    )
+    return cost_center
+
+
+async def list_cost_centers(conn: Connection, *, workspace_id: UUID) -> list[CostCenterPublic]:
+    rows = await (
+        await conn.execute(
+            "SELECT id, name, created_at FROM cost_centers WHERE workspace_id = %s ORDER BY name",
+            (workspace_id,),
+        )
+    ).fetchall()
+    return [CostCenterPublic.model_validate(r) for r in rows]
+
+
+async def set_budget(
+    conn: Connection, *, workspace_id: UUID, project_id: UUID | None, monthly_amount: Decimal, actor: Actor
+) -> BudgetPublic:
+    """Set the monthly budget of the workspace (`project_id` None) or of one project."""
+    monthly_amount = monthly_amount.quantize(Decimal("0.01"))
+    label = "workspace"
+    if project_id is not None:
+        label = (await get_project(conn, workspace_id=workspace_id, project_id=project_id)).slug
+    conflict = (
+        "(workspace_id) WHERE project_id IS NULL"
+        if project_id is None
+        else "(workspace_id, project_id) WHERE project_id IS NOT NULL"
+    )
+    previous = await (
+        await conn.execute(
+            "SELECT monthly_amount FROM budgets WHERE workspace_id = %s AND project_id IS NOT DISTINCT FROM %s",
+            (workspace_id, project_id),
+        )
+    ).fetchone()
+    row = await (
+        await conn.execute(
+            "INSERT INTO budgets (workspace_id, project_id, monthly_amount) VALUES (%s, %s, %s)"
+            f" ON CONFLICT {conflict} DO UPDATE SET monthly_amount = EXCLUDED.monthly_amount, updated_at = now()"
+            " RETURNING id",
+            (workspace_id, project_id, monthly_amount),
+        )
+    ).fetchone()
+    assert row is not None
+    await audit.record(
+        conn,
+        workspace_id=workspace_id,
+        actor=actor,
+        event="budget.set",
+        resource_type="budget",
+        resource_id=row["id"],
+        resource_label=label,
+        details={
+            "from": str(previous["monthly_amount"]) if previous else None,
+            "to": str(monthly_amount),
+            "currency": "USD",
+        },
+    )
+    return next(b for b in await list_budgets(conn, workspace_id=workspace_id) if b.id == row["id"])
+
+
+async def list_budgets(conn: Connection, *, workspace_id: UUID) -> list[BudgetPublic]:
+    rows = await (
+        await conn.execute(
+            "SELECT b.id, b.project_id, p.slug AS project_slug, b.monthly_amount, b.currency, b.updated_at"
+            " FROM budgets b LEFT JOIN projects p ON p.id = b.project_id WHERE b.workspace_id = %s"
+            " ORDER BY b.project_id IS NOT NULL, p.slug",
+            (workspace_id,),
+        )
+    ).fetchall()
+    return [BudgetPublic.model_validate(r) for r in rows]

@@ -1,0 +1,125 @@
+"""Captured requests in the warehouse: the dedupe probe for ingestion and the deduplicated read path.
+
+These functions are synchronous and take a clickhouse-connect client: run them through
+`WarehousePool.run`. Every read goes through `requests_dedup` (FINAL): merges are never trusted.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Collection
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from clickhouse_connect.driver.client import Client
+
+from halton_api.errors import Invalid
+from halton_api.models import RequestPublic
+from halton_warehouse import Databases
+
+_LISTED = tuple(RequestPublic.model_fields)
+
+
+def existing_uids(
+    client: Client,
+    *,
+    databases: Databases,
+    workspace_id: UUID,
+    uids: Collection[UUID],
+    days: Collection[date],
+) -> set[UUID]:
+    """Which of `uids` the workspace already has (on those days: the table's key includes the day)."""
+    if not uids:
+        return set()
+    # Values are inlined by hand from typed UUIDs and dates (nothing a client wrote reaches the SQL as text):
+    # clickhouse-connect's parameter binding and Native result parsing cost more than the query itself for
+    # a thousand UUIDs.
+    if not all(isinstance(uid, UUID) for uid in uids) or not isinstance(workspace_id, UUID):
+        raise TypeError("existing_uids takes UUID objects")
+    uid_list = ",".join(f"'{uid}'" for uid in uids)
+    day_list = ",".join(f"'{day.isoformat()}'" for day in sorted(days))
+    body = client.raw_query(
+        f"SELECT DISTINCT request_uid FROM {databases.raw}.requests WHERE workspace_id = '{workspace_id}'"
+        f" AND toDate(started_at) IN ({day_list}) AND request_uid IN ({uid_list})",
+        fmt="TabSeparated",
+    )
+    return {UUID(line) for line in body.decode().split()}
+
+
+def encode_cursor(started_at: datetime, request_uid: UUID) -> str:
+    raw = f"{started_at.astimezone(UTC).isoformat()}|{request_uid}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        stamp, uid = base64.urlsafe_b64decode(padded.encode()).decode().split("|")
+        when = datetime.fromisoformat(stamp)
+        if when.tzinfo is None:
+            raise ValueError("naive")
+        return when, UUID(uid)
+    except ValueError:
+        raise Invalid(
+            "cursor is not one this API returned: pass next_cursor from the previous page"
+        ) from None
+
+
+def list_requests(
+    client: Client,
+    *,
+    databases: Databases,
+    workspace_id: UUID,
+    limit: int,
+    cursor: str | None = None,
+    provider_request_id: str | None = None,
+) -> tuple[list[RequestPublic], str | None]:
+    """Newest first, `limit` at a time; returns the page and the cursor of the next one."""
+    where = ["workspace_id = %(workspace)s"]
+    parameters: dict[str, Any] = {"workspace": workspace_id, "limit": limit + 1}
+    if cursor:
+        when, uid = decode_cursor(cursor)
+        where.append("(started_at, request_uid) < (%(when)s, %(uid)s)")
+        parameters.update(when=when.astimezone(UTC).replace(tzinfo=None), uid=uid)
+    if provider_request_id:
+        where.append("provider_request_id = %(prid)s")
+        parameters["prid"] = provider_request_id
+    result = client.query(
+        f"SELECT {', '.join(_LISTED)} FROM {databases.raw}.requests_dedup WHERE {' AND '.join(where)}"
+        " ORDER BY started_at DESC, request_uid DESC LIMIT %(limit)s",
+        parameters=parameters,
+    )
+    rows = [
+        RequestPublic.model_validate(_aware(dict(zip(_LISTED, row, strict=True))))
+        for row in result.result_rows
+    ]
+    page = rows[:limit]
+    next_cursor = encode_cursor(page[-1].started_at, page[-1].request_uid) if len(rows) > limit else None
+    return page, next_cursor
+
+
+def _aware(row: dict[str, Any]) -> dict[str, Any]:
+    for key in ("started_at", "ended_at"):
+        value = row[key]
+        if isinstance(value, datetime) and value.tzinfo is None:
+            row[key] = value.replace(tzinfo=UTC)
+    return row
+
+
+def totals(client: Client, *, databases: Databases, workspace_id: UUID) -> dict[str, Any]:
+    """Request count, cost and tokens of the workspace, over all time."""
+    result = client.query(
+        "SELECT count() AS requests, sum(ifNull(cost_usd, 0)) AS cost_usd,"
+        " sum(ifNull(input_tokens, 0)) AS input_tokens, sum(ifNull(output_tokens, 0)) AS output_tokens"
+        f" FROM {databases.raw}.requests_dedup WHERE workspace_id = %(workspace)s",
+        parameters={"workspace": workspace_id},
+    )
+    requests, cost, input_tokens, output_tokens = result.result_rows[0]
+    return {
+        "requests": int(requests),
+        "cost_usd": Decimal(str(cost)) if cost is not None else Decimal(0),
+        "input_tokens": int(input_tokens),
+        "output_tokens": int(output_tokens),
+    }

@@ -1,0 +1,425 @@
+"""The API's one way into the warehouse: a small pool of clickhouse-connect clients and the batch writer.
+
+clickhouse-connect clients are synchronous and must not run two queries at once (a client owns an HTTP
+session), so the pool lends each concurrent operation its own client and runs it in a worker thread.
+The pool's size bounds the queries in flight: a caller that waits longer than the queue timeout for a
+client is told the warehouse is busy (429), and a warehouse that cannot be reached after the retries
+is unavailable (503). Only errors known to be transient are retried; inserts are safe to retry because
+`raw.requests` is idempotent on its key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import operator
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC
+from typing import Any, TypeVar
+from uuid import UUID
+
+import anyio
+import urllib3
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
+from clickhouse_connect.driver.insert import InsertContext
+
+from halton_api.store.requests import existing_uids
+from halton_meter.protocol import RequestRow
+from halton_warehouse import Databases, connect
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# ClickHouse error codes that mean "not now" rather than "never": overload, timeouts, the network.
+BUSY_CODES = frozenset({202, 203, 241, 252, 439})  # TOO_MANY_SIMULTANEOUS_QUERIES, NO_FREE_CONNECTION,
+# MEMORY_LIMIT_EXCEEDED, TOO_MANY_PARTS, CANNOT_SCHEDULE_TASK
+UNAVAILABLE_CODES = frozenset({159, 209, 210, 242, 319, 425})  # TIMEOUT_EXCEEDED, SOCKET_TIMEOUT,
+# NETWORK_ERROR, TABLE_IS_READ_ONLY, UNKNOWN_STATUS_OF_INSERT, SYSTEM_ERROR
+# UUIDs per dedupe query: keeps the query well under ClickHouse's max_query_size (256 KiB by default).
+DEDUPE_CHUNK = 4_000
+BUSY_RETRY_AFTER = 2
+UNAVAILABLE_RETRY_AFTER = 10
+
+# Columns of raw.requests the writer fills, in order; ingested_at takes its default.
+REQUEST_COLUMNS: tuple[str, ...] = (
+    "workspace_id",
+    "device_id",
+    "request_uid",
+    "machine_id",
+    "batch_id",
+    "started_at",
+    "ended_at",
+    "provider",
+    "model_requested",
+    "model_served",
+    "endpoint",
+    "status_code",
+    "streamed",
+    "complete",
+    "service_tier",
+    "batch",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+    "price_card",
+    "project",
+    "attribution_tier",
+    "prompt_hash",
+    "provider_request_id",
+    "latency_ms",
+    "ttfb_ms",
+)
+
+
+class WarehouseError(RuntimeError):
+    """The warehouse cannot take this operation now; retry after `retry_after` seconds."""
+
+    status_code = 503
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class WarehouseBusy(WarehouseError):
+    status_code = 429
+
+
+class WarehouseUnavailable(WarehouseError):
+    status_code = 503
+
+
+def classify(error: Exception) -> type[WarehouseError] | None:
+    """Which transient failure `error` is, or None when retrying cannot help."""
+    if isinstance(error, WarehouseError):
+        return type(error)
+    if isinstance(error, DatabaseError):
+        code = getattr(error, "code", None)
+        if code in BUSY_CODES:
+            return WarehouseBusy
+        if code in UNAVAILABLE_CODES or (code is None and isinstance(error, OperationalError)):
+            return WarehouseUnavailable
+    if isinstance(error, (ConnectionError, TimeoutError, urllib3.exceptions.HTTPError)):
+        return WarehouseUnavailable
+    return None
+
+
+class WarehousePool:
+    """Lends one clickhouse-connect client per concurrent operation, created on first use."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        size: int,
+        queue_timeout: float,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 60.0,
+    ) -> None:
+        self.url = url
+        self._slots = asyncio.Semaphore(size)
+        self._idle: list[Client] = []
+        self._queue_timeout = queue_timeout
+        self._timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
+        self._in_flight = 0
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self._closed = False
+
+    async def run(self, operation: Callable[[Client], T]) -> T:
+        """Run `operation(client)` in a worker thread with a client of its own."""
+        if self._closed:
+            raise WarehouseUnavailable("the API is shutting down", UNAVAILABLE_RETRY_AFTER)
+        try:
+            await asyncio.wait_for(self._slots.acquire(), self._queue_timeout)
+        except TimeoutError:
+            raise WarehouseBusy(
+                f"the warehouse is busy: no connection free within {self._queue_timeout:g}s", BUSY_RETRY_AFTER
+            ) from None
+        self._in_flight += 1
+        self._drained.clear()
+        client = self._idle.pop() if self._idle else None
+        try:
+            # Abandon (not wait for) a thread whose caller gave up, e.g. a health check's timeout: its
+            # client is then simply dropped.
+            client, result = await anyio.to_thread.run_sync(
+                self._call, client, operation, abandon_on_cancel=True
+            )
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._drained.set()
+            self._slots.release()
+        self._idle.append(client)
+        return result
+
+    def _call(self, client: Client | None, operation: Callable[[Client], T]) -> tuple[Client, T]:
+        if client is None:
+            client = connect(self.url)
+            if hasattr(client, "timeout"):
+                client.timeout = self._timeout
+        try:
+            return client, operation(client)
+        except Exception:
+            # A client that failed may hold a broken connection: start the next operation afresh.
+            _close_quietly(client)
+            raise
+
+    async def close(self, timeout: float = 30.0) -> None:
+        """Wait for operations in flight (so no accepted batch is cut short), then close every client."""
+        self._closed = True
+        try:
+            await asyncio.wait_for(self._drained.wait(), timeout)
+        except TimeoutError:
+            log.warning("closing the warehouse pool with %d operation(s) still running", self._in_flight)
+        while self._idle:
+            _close_quietly(self._idle.pop())
+
+
+@dataclass(eq=False)
+class _Pending:
+    """One accepted-for-writing batch waiting for the next INSERT."""
+
+    workspace_id: UUID
+    device_id: UUID
+    batch_id: UUID
+    rows: list[RequestRow]
+    future: asyncio.Future[list[RequestRow]]
+    taken: bool = False  # picked up by a flusher: it will be answered by the INSERT's outcome
+
+
+class WarehouseWriter:
+    """The one writer of `raw.requests` from the API, with group commit.
+
+    Batches that arrive while an INSERT is running are combined into the next one: one dedupe query per
+    workspace and one INSERT for all of them, so a busy warehouse gets fewer, larger parts (ClickHouse
+    pays per insert, not per row) and an idle one gets each batch at once. Each batch still succeeds or
+    fails as a whole: if the combined INSERT fails, every batch in it gets the error and nothing is
+    acknowledged. Start it with `start()` and stop it with `close()`, which writes what is queued first.
+    """
+
+    def __init__(
+        self,
+        pool: WarehousePool,
+        databases: Databases,
+        *,
+        retries: int = 2,
+        flushers: int = 2,
+        max_rows_per_insert: int = 50_000,
+        queue_timeout: float = 5.0,
+    ) -> None:
+        self.pool = pool
+        self.databases = databases
+        self.retries = retries
+        self.flushers = flushers
+        self.max_rows_per_insert = max_rows_per_insert
+        self.queue_timeout = queue_timeout
+        self._insert_contexts: weakref.WeakKeyDictionary[Client, InsertContext] = weakref.WeakKeyDictionary()
+        self._pending: deque[_Pending] = deque()
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._warm_up: asyncio.Task[None] | None = None
+        self._closing = False
+
+    async def start(self) -> None:
+        if not self._tasks:
+            # Warm up in the background: the first insert context costs a DESCRIBE and clickhouse-connect's
+            # one-time optional imports (pandas), which would otherwise land on the first meter's batch.
+            self._warm_up = asyncio.create_task(self._prepare(), name="warehouse-warm-up")
+            self._tasks = [
+                asyncio.create_task(self._flush_loop(), name=f"warehouse-flush-{i}")
+                for i in range(self.flushers)
+            ]
+
+    async def _prepare(self) -> None:
+        try:
+            await self.pool.run(self._insert_context)
+        except Exception as error:  # the warehouse may come up later; the first batch then pays instead
+            log.info("warehouse warm-up skipped: %s", error)
+
+    async def close(self) -> None:
+        """Write every queued batch, then stop (called on shutdown, before the pool closes)."""
+        if self._warm_up is not None:
+            await asyncio.gather(self._warm_up, return_exceptions=True)
+        self._closing = True
+        self._wake.set()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def write_batch(
+        self, *, workspace_id: UUID, device_id: UUID, batch_id: UUID, rows: list[RequestRow]
+    ) -> list[RequestRow]:
+        """Store a batch's rows (unique `request_uid`s) all or none; returns those the workspace did not have."""
+        if self._closing or not self._tasks:
+            raise WarehouseUnavailable("the API is shutting down", UNAVAILABLE_RETRY_AFTER)
+        future: asyncio.Future[list[RequestRow]] = asyncio.get_running_loop().create_future()
+        item = _Pending(workspace_id, device_id, batch_id, rows, future)
+        self._pending.append(item)
+        self._wake.set()
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), self.queue_timeout)
+        except TimeoutError:
+            if item.taken:  # being written now: its outcome is the answer
+                return await future
+            future.cancel()  # still queued: drop it and tell the meter to come back
+            raise WarehouseBusy(
+                f"the warehouse is busy: the batch waited over {self.queue_timeout:g}s to be written",
+                BUSY_RETRY_AFTER,
+            ) from None
+
+    async def _flush_loop(self) -> None:
+        while True:
+            if not self._pending:
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            items = self._take()
+            if not items:
+                continue
+            try:
+                fresh = await self._store(items)
+            except Exception as error:  # every batch of the failed INSERT hears why
+                for item in items:
+                    if not item.future.done():
+                        item.future.set_exception(error)
+            else:
+                for item, rows in zip(items, fresh, strict=True):
+                    if not item.future.done():
+                        item.future.set_result(rows)
+
+    def _take(self) -> list[_Pending]:
+        """Queued batches for one INSERT: at least one, at most `max_rows_per_insert` rows unless one is larger."""
+        items: list[_Pending] = []
+        total = 0
+        while self._pending and (not items or total + len(self._pending[0].rows) <= self.max_rows_per_insert):
+            item = self._pending.popleft()
+            if item.future.done():  # the client went away, or gave up waiting
+                continue
+            item.taken = True
+            items.append(item)
+            total += len(item.rows)
+        return items
+
+    async def _store(self, items: list[_Pending]) -> list[list[RequestRow]]:
+        known: set[tuple[UUID, UUID]] = set()
+        by_workspace: dict[UUID, list[_Pending]] = {}
+        for item in items:
+            by_workspace.setdefault(item.workspace_id, []).append(item)
+        for workspace_id, group in by_workspace.items():
+            uids = list({row.request_uid for item in group for row in item.rows})
+            days = {row.started_at.astimezone(UTC).date() for item in group for row in item.rows}
+            for start in range(0, len(uids), DEDUPE_CHUNK):
+                chunk = uids[start : start + DEDUPE_CHUNK]
+                found = await self.with_retries(
+                    functools.partial(
+                        existing_uids,
+                        databases=self.databases,
+                        workspace_id=workspace_id,
+                        uids=chunk,
+                        days=days,
+                    )
+                )
+                known.update((workspace_id, uid) for uid in found)
+        fresh: list[list[RequestRow]] = []
+        for (
+            item
+        ) in items:  # in arrival order: a row repeated by a later batch of this INSERT is its duplicate
+            new = [row for row in item.rows if (item.workspace_id, row.request_uid) not in known]
+            known.update((item.workspace_id, row.request_uid) for row in new)
+            fresh.append(new)
+        columns = _columns(items, fresh)
+        if columns[0]:
+            await self.with_retries(lambda client: self._insert(client, columns))
+        return fresh
+
+    def _insert_context(self, client: Client) -> InsertContext:
+        # An insert context carries the table's column types: reusing it saves a DESCRIBE round trip per batch.
+        context = self._insert_contexts.get(client)
+        if context is None:
+            context = client.create_insert_context(
+                f"{self.databases.raw}.requests", column_names=list(REQUEST_COLUMNS), column_oriented=True
+            )
+            self._insert_contexts[client] = context
+        return context
+
+    def _insert(self, client: Client, columns: Sequence[Sequence[Any]]) -> None:
+        context = self._insert_context(client)
+        context.data = columns
+        try:
+            client.insert(context=context)
+        finally:
+            context.data = None
+
+    async def with_retries(self, operation: Callable[[Client], T]) -> T:
+        """Run `operation` through the pool, retrying transient failures with a short backoff."""
+        attempt = 0
+        while True:
+            try:
+                return await self.pool.run(operation)
+            except Exception as error:
+                kind = classify(error)
+                if kind is None:
+                    raise
+                if attempt >= self.retries or (kind is WarehouseBusy and isinstance(error, WarehouseBusy)):
+                    log.warning("warehouse %s after %d attempt(s): %s", kind.__name__, attempt + 1, error)
+                    if isinstance(error, WarehouseError):
+                        raise
+                    retry_after = BUSY_RETRY_AFTER if kind is WarehouseBusy else UNAVAILABLE_RETRY_AFTER
+                    raise kind(_describe(kind), retry_after) from error
+                attempt += 1
+                log.info("transient warehouse error (attempt %d), retrying: %s", attempt, error)
+                await asyncio.sleep(0.2 * 2**attempt)
+
+
+_CONSTANT_COLUMNS = ("workspace_id", "device_id", "batch_id")
+_ROW_COLUMNS = tuple(column for column in REQUEST_COLUMNS if column not in _CONSTANT_COLUMNS)
+_row_values = operator.attrgetter(*_ROW_COLUMNS)  # one C call per row instead of one getattr per field
+
+
+def _columns(items: list[_Pending], fresh: list[list[RequestRow]]) -> list[list[Any]]:
+    """The rows to insert, column by column in `REQUEST_COLUMNS` order; workspace, device and batch come
+    from each batch's token and envelope, never from its rows."""
+    columns: dict[str, list[Any]] = {column: [] for column in REQUEST_COLUMNS}
+    for item, rows in zip(items, fresh, strict=True):
+        if not rows:
+            continue
+        columns["workspace_id"].extend([item.workspace_id] * len(rows))
+        columns["device_id"].extend([item.device_id] * len(rows))
+        columns["batch_id"].extend([item.batch_id] * len(rows))
+        for column, values in zip(_ROW_COLUMNS, zip(*map(_row_values, rows), strict=True), strict=True):
+            columns[column].extend(values)
+    return [columns[column] for column in REQUEST_COLUMNS]
+
+
+def _describe(kind: type[WarehouseError]) -> str:
+    if kind is WarehouseBusy:
+        return "the warehouse is overloaded; retry shortly"
+    return "the warehouse is unreachable or timed out; retry later"
+
+
+def _close_quietly(client: Client) -> None:
+    try:
+        client.close()
+    except Exception:  # closing is best effort; the client is dropped either way
+        log.debug("closing a warehouse client failed", exc_info=True)
+
+
+def ping(client: Client) -> float:
+    """Round-trip a trivial query; returns the seconds it took."""
+    started = time.perf_counter()
+    client.command("SELECT 1")
+    return time.perf_counter() - started

@@ -1,0 +1,82 @@
+"""Fixtures for the API's tests: settings pointing at the session's real stores, the app, browsers."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from importlib.util import module_from_spec, spec_from_file_location
+from pathlib import Path
+
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from halton_api.app import create_app
+from halton_api.settings import CloudSettings
+from halton_warehouse import WarehouseSettings
+
+
+def _load_factories() -> None:
+    # api/tests is not on sys.path under --import-mode=importlib: load factories.py by path, under a name
+    # no other package's tests use, so test modules can `from api_factories import …`.
+    if "api_factories" not in sys.modules:
+        spec = spec_from_file_location("api_factories", Path(__file__).with_name("factories.py"))
+        assert spec is not None and spec.loader is not None
+        module = module_from_spec(spec)
+        sys.modules["api_factories"] = module
+        spec.loader.exec_module(module)
+
+
+_load_factories()
+
+TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
+
+
+@pytest.fixture
+def settings(postgres_url: str, warehouse, tmp_path) -> CloudSettings:
+    return CloudSettings(
+        env="development",
+        data_dir=tmp_path / "cloud",
+        database_url=postgres_url,
+        warehouse=WarehouseSettings(
+            clickhouse_url=warehouse.url, clickhouse_database_prefix=warehouse.prefix
+        ),
+        secret_key=TEST_SECRET,
+        public_url="http://testserver",
+        pg_pool_max=30,
+        warehouse_max_concurrent_inserts=8,
+    )
+
+
+@pytest.fixture
+def client(settings: CloudSettings) -> Iterator[TestClient]:
+    """An anonymous client of the real app, whose lifespan runs (pools open, migrations applied)."""
+    with TestClient(create_app(settings), follow_redirects=False) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def app(client: TestClient) -> FastAPI:
+    return client.app  # type: ignore[return-value]
+
+
+@pytest.fixture
+def live_server(settings: CloudSettings) -> Iterator[str]:
+    """The app served by a real uvicorn on a free loopback port (in a thread); yields its base URL."""
+    config = uvicorn.Config(
+        create_app(settings), host="127.0.0.1", port=0, log_level="warning", lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=30)

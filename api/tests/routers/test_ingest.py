@@ -1,0 +1,339 @@
+"""`POST /v1/requests/batch`: all-or-nothing, idempotent, clear about what is wrong, tenant-safe."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from api_factories import batch, bearer, cost, make_device, make_user, make_workspace, row, run
+from fastapi.testclient import TestClient
+
+from halton_api.store import devices
+
+
+def _count(warehouse, workspace_id: uuid.UUID | None = None) -> int:
+    where = f" WHERE workspace_id = '{workspace_id}'" if workspace_id else ""
+    return int(
+        warehouse.client().command(f"SELECT count() FROM {warehouse.databases.raw}.requests_dedup{where}")
+    )
+
+
+def _raw_count(warehouse) -> int:
+    return int(warehouse.client().command(f"SELECT count() FROM {warehouse.databases.raw}.requests"))
+
+
+@pytest.fixture
+def paired(postgres_url: str, client: TestClient):
+    """A workspace with one paired device: (workspace, DeviceCreated)."""
+    owner = make_user(postgres_url)
+    workspace = make_workspace(postgres_url, owner=owner)
+    return workspace, make_device(postgres_url, workspace=workspace, paired_by=owner)
+
+
+def _last_sync(postgres_url: str, device_id: uuid.UUID) -> datetime | None:
+    with psycopg.connect(postgres_url) as conn:
+        return conn.execute("SELECT last_sync_at FROM devices WHERE id = %s", (device_id,)).fetchone()[0]
+
+
+def test_a_batch_is_stored_with_workspace_and_device_from_the_token(
+    client, paired, warehouse, postgres_url
+) -> None:
+    workspace, created = paired
+    body = batch(created.device.machine_id, rows=25)
+    response = client.post("/v1/requests/batch", json=body, headers=bearer(created.token))
+    assert response.status_code == 200, response.text
+    assert response.json() == {"batch_id": body["batch_id"], "accepted": 25, "duplicates": 0}
+
+    stored = (
+        warehouse.client()
+        .query(
+            f"SELECT DISTINCT workspace_id, device_id, batch_id FROM {warehouse.databases.raw}.requests_dedup"
+        )
+        .result_rows
+    )
+    assert [tuple(str(v) for v in r) for r in stored] == [
+        (str(workspace.id), str(created.device.id), body["batch_id"])
+    ]
+    total = warehouse.client().command(f"SELECT sum(cost_usd) FROM {warehouse.databases.raw}.requests_dedup")
+    assert Decimal(str(total)) == cost(body["rows"])
+    assert _last_sync(postgres_url, created.device.id) is not None
+    with psycopg.connect(postgres_url) as conn:
+        projects = conn.execute(
+            "SELECT slug FROM projects WHERE workspace_id = %s", (workspace.id,)
+        ).fetchall()
+        events = conn.execute(
+            "SELECT actor_type, event, resource_label FROM audit_events WHERE event = 'project.registered'"
+        ).fetchall()
+    assert projects == [("acme/app",)]
+    assert events == [("device", "project.registered", "acme/app")]
+
+
+def test_gzip_bodies_are_accepted(client, paired, warehouse) -> None:
+    _, created = paired
+    body = gzip.compress(json.dumps(batch(created.device.machine_id, rows=5)).encode())
+    response = client.post(
+        "/v1/requests/batch",
+        content=body,
+        headers={**bearer(created.token), "Content-Encoding": "gzip", "Content-Type": "application/json"},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["accepted"] == 5
+    assert _count(warehouse) == 5
+
+
+def test_the_same_batch_three_times_is_counted_once(client, paired, warehouse) -> None:
+    _, created = paired
+    body = batch(created.device.machine_id, rows=40)
+    answers = [
+        client.post("/v1/requests/batch", json=body, headers=bearer(created.token)).json() for _ in range(3)
+    ]
+    assert [(a["accepted"], a["duplicates"]) for a in answers] == [(40, 0), (0, 40), (0, 40)]
+    assert _count(warehouse) == 40
+    assert _raw_count(warehouse) == 40  # duplicates are not even written again
+
+
+def test_rows_repeated_inside_a_batch_and_across_batches(client, paired, warehouse) -> None:
+    _, created = paired
+    machine = created.device.machine_id
+    first = batch(machine, rows=10)
+    client.post("/v1/requests/batch", json=first, headers=bearer(created.token))
+    again = {**batch(machine, rows=5), "rows": [*first["rows"][:3], *batch(machine, rows=4)["rows"]]}
+    again["rows"].append(again["rows"][-1])  # the same row twice in one batch
+    answer = client.post("/v1/requests/batch", json=again, headers=bearer(created.token)).json()
+    assert (answer["accepted"], answer["duplicates"]) == (4, 4)
+    assert _count(warehouse) == 14
+
+
+def test_twenty_devices_sending_concurrently_give_exact_counts(live_server, postgres_url, warehouse) -> None:
+    owner = make_user(postgres_url)
+    workspace = make_workspace(postgres_url, owner=owner)
+    paired = [make_device(postgres_url, workspace=workspace) for _ in range(20)]
+    batches = {p.token: [batch(p.device.machine_id, rows=50) for _ in range(3)] for p in paired}
+    start = threading.Barrier(20)
+
+    def send(token: str) -> list[tuple[int, int]]:
+        results = []
+        with httpx.Client(base_url=live_server, headers=bearer(token), timeout=60) as http:
+            start.wait()
+            # Each batch twice, the second copy racing other devices' first copies.
+            for body in [*batches[token], *batches[token]]:
+                response = http.post("/v1/requests/batch", json=body)
+                assert response.status_code == 200, response.text
+                results.append((response.json()["accepted"], response.json()["duplicates"]))
+        return results
+
+    with ThreadPoolExecutor(20) as pool:
+        results = list(pool.map(send, batches))
+    assert _count(warehouse, workspace.id) == 20 * 3 * 50
+    assert sum(a for device in results for a, _ in device) == 20 * 3 * 50
+    assert sum(d for device in results for _, d in device) == 20 * 3 * 50
+    per_device = (
+        warehouse.client()
+        .query(f"SELECT device_id, count() FROM {warehouse.databases.raw}.requests_dedup GROUP BY device_id")
+        .result_rows
+    )
+    assert sorted(int(n) for _, n in per_device) == [150] * 20
+
+
+def test_concurrent_copies_of_one_batch_are_counted_once(live_server, paired, warehouse) -> None:
+    _, created = paired
+    body = batch(created.device.machine_id, rows=100)
+
+    def send(_: int) -> int:
+        response = httpx.post(
+            f"{live_server}/v1/requests/batch", json=body, headers=bearer(created.token), timeout=60
+        )
+        assert response.status_code == 200, response.text
+        return response.json()["accepted"]
+
+    with ThreadPoolExecutor(6) as pool:
+        accepted = list(pool.map(send, range(6)))
+    assert sum(accepted) >= 100  # racing copies may each write; every read still counts each row once
+    assert _count(warehouse) == 100
+
+
+def _bad_row_7(machine_id: str) -> dict[str, Any]:
+    body = batch(machine_id, rows=10)
+    body["rows"][7]["input_tokens"] = -5
+    return body
+
+
+def _naive(machine_id: str) -> dict[str, Any]:
+    body = batch(machine_id, rows=3)
+    body["rows"][2]["started_at"] = "2026-05-01T10:00:00"
+    return body
+
+
+def _wrong_machine(machine_id: str) -> dict[str, Any]:
+    body = batch(machine_id, rows=6)
+    body["rows"][4]["machine_id"] = "someone-elses-laptop"
+    return body
+
+
+# (name, build request kwargs from machine id, expected status, words the message must contain)
+BAD_INPUTS = [
+    ("malformed json", lambda m: {"content": b'{"schema_version": 1, "rows": [', "headers": {}}, 400, ["not valid JSON"]),
+    ("not an object", lambda m: {"json": [1, 2, 3]}, 422, ["JSON object"]),
+    ("wrong schema_version", lambda m: {"json": {**batch(m, rows=2), "schema_version": 2}}, 422, ["schema_version 2"]),
+    ("bad field in row 7", lambda m: {"json": _bad_row_7(m)}, 422, ["row 7", "input_tokens"]),
+    ("naive timestamp", lambda m: {"json": _naive(m)}, 422, ["row 2", "started_at", "timezone"]),
+    ("wrong machine_id", lambda m: {"json": _wrong_machine(m)}, 422, ["row 4", "machine_id", "someone-elses-laptop"]),
+    ("missing batch_id", lambda m: {"json": {"schema_version": 1, "rows": [row(m)]}}, 422, ["batch_id"]),
+    ("empty rows", lambda m: {"json": {**batch(m, rows=1), "rows": []}}, 422, ["rows"]),
+    ("unknown field", lambda m: {"json": {**batch(m, rows=1), "workspace_id": str(uuid.uuid4())}}, 422, ["workspace_id"]),
+    ("too many rows", lambda m: {"json": batch(m, rows=31)}, 413, ["31 rows", "limit is 30"]),
+    ("too many bytes", lambda m: {"content": json.dumps(batch(m, rows=29, endpoint="/v1/" + "x" * 500)).encode()}, 413, ["bytes"]),
+    ("gzip bomb", lambda m: {"content": gzip.compress(b" " * 200_000), "headers": {"Content-Encoding": "gzip"}}, 413, ["decompressed"]),
+    ("bad gzip", lambda m: {"content": b"\x1f\x8bnot gzip at all", "headers": {"Content-Encoding": "gzip"}}, 400, ["gzip"]),
+    ("truncated gzip", lambda m: {"content": gzip.compress(json.dumps(batch(m, 2)).encode())[:-12], "headers": {"Content-Encoding": "gzip"}}, 400, ["gzip"]),
+    ("unknown encoding", lambda m: {"content": b"{}", "headers": {"Content-Encoding": "br"}}, 415, ["br"]),
+]  # fmt: skip
+
+
+def test_bad_input_is_refused_clearly_and_nothing_is_stored(settings, warehouse, postgres_url) -> None:
+    from halton_api.app import create_app
+
+    # One app and one device for every case (each case on a fresh stack would cost a second apiece).
+    small = settings.model_copy(update={"max_batch_rows": 30, "max_batch_bytes": 30_000})
+    with TestClient(create_app(small)) as client:
+        created = make_device(
+            postgres_url, workspace=make_workspace(postgres_url, owner=make_user(postgres_url))
+        )
+        for name, build, status, words in BAD_INPUTS:
+            kwargs = build(created.device.machine_id)
+            kwargs["headers"] = {**bearer(created.token), **kwargs.get("headers", {})}
+            response = client.post("/v1/requests/batch", **kwargs)
+            assert response.status_code == status, f"{name}: {response.status_code} {response.text}"
+            detail = response.json()["detail"]
+            for word in words:
+                assert word in detail, f"{name}: {word!r} not in {detail!r}"
+            assert _raw_count(warehouse) == 0, name
+            assert _last_sync(postgres_url, created.device.id) is None, name
+
+
+def test_row_errors_list_row_and_field(client, paired) -> None:
+    _, created = paired
+    body = batch(created.device.machine_id, rows=10)
+    body["rows"][7]["provider"] = "acme-llm"
+    body["rows"][9]["ended_at"] = "2000-01-01T00:00:00+00:00"
+    response = client.post("/v1/requests/batch", json=body, headers=bearer(created.token))
+    assert response.status_code == 422
+    errors = response.json()["errors"]
+    assert {k: errors[0][k] for k in ("row", "field")} == {"row": 7, "field": "provider"}
+    assert errors[1]["row"] == 9 and "ended_at is before started_at" in errors[1]["message"]
+
+
+def test_unknown_missing_and_malformed_tokens_get_401(client, paired) -> None:
+    _, created = paired
+    body = batch(created.device.machine_id, rows=1)
+    assert client.post("/v1/requests/batch", json=body).status_code == 401
+    assert client.post("/v1/requests/batch", json=body, headers=bearer("hm_sync_nope")).status_code == 401
+    forged = created.token[:-6] + ("AAAAAA" if not created.token.endswith("AAAAAA") else "BBBBBB")
+    response = client.post("/v1/requests/batch", json=body, headers=bearer(forged))
+    assert response.status_code == 401
+    assert "cloud connect" in response.json()["detail"]
+
+
+def _set_status(postgres_url: str, workspace, device_id: uuid.UUID, status: str) -> None:
+    from halton_api.store.audit import Actor
+
+    run(
+        postgres_url,
+        lambda c: devices.set_status(
+            c, workspace_id=workspace.id, device_id=device_id, status=status, actor=Actor.system()
+        ),
+    )
+
+
+def test_a_revoked_token_gets_401_on_the_next_batch(client, paired, postgres_url, warehouse) -> None:
+    workspace, created = paired
+    machine = created.device.machine_id
+    assert (
+        client.post("/v1/requests/batch", json=batch(machine, 2), headers=bearer(created.token)).status_code
+        == 200
+    )
+    _set_status(postgres_url, workspace, created.device.id, "revoked")
+    response = client.post("/v1/requests/batch", json=batch(machine, 2), headers=bearer(created.token))
+    assert response.status_code == 401
+    assert "revoked" in response.json()["detail"]
+    assert client.get("/v1/daemon/whoami", headers=bearer(created.token)).status_code == 401
+    assert _count(warehouse) == 2
+
+
+def test_a_removed_device_gets_403_and_syncs_again_once_reinstated(
+    client, paired, postgres_url, warehouse
+) -> None:
+    workspace, created = paired
+    machine = created.device.machine_id
+    _set_status(postgres_url, workspace, created.device.id, "removed")
+    response = client.post("/v1/requests/batch", json=batch(machine, 2), headers=bearer(created.token))
+    assert response.status_code == 403
+    assert "removed" in response.json()["detail"] and "cloud resume" in response.json()["detail"]
+    assert client.get("/v1/daemon/whoami", headers=bearer(created.token)).status_code == 403
+    _set_status(postgres_url, workspace, created.device.id, "active")
+    response = client.post("/v1/requests/batch", json=batch(machine, 2), headers=bearer(created.token))
+    assert response.status_code == 200
+    assert _count(warehouse) == 2
+
+
+def test_a_token_of_workspace_a_only_ever_writes_to_a(client, postgres_url, warehouse) -> None:
+    owner = make_user(postgres_url)
+    a, b = make_workspace(postgres_url, owner=owner), make_workspace(postgres_url, owner=owner)
+    device_a = make_device(postgres_url, workspace=a, machine_id="shared-machine-id")
+    device_b = make_device(postgres_url, workspace=b, machine_id="shared-machine-id")
+    body = batch("shared-machine-id", rows=7)
+    assert client.post("/v1/requests/batch", json=body, headers=bearer(device_a.token)).status_code == 200
+    assert (_count(warehouse, a.id), _count(warehouse, b.id)) == (7, 0)
+    # The same rows through B's token land in B, separately: one tenant never dedupes against another.
+    answer = client.post("/v1/requests/batch", json=body, headers=bearer(device_b.token)).json()
+    assert answer["accepted"] == 7
+    assert (_count(warehouse, a.id), _count(warehouse, b.id)) == (7, 7)
+
+
+def test_repeated_bad_tokens_are_rate_limited(settings, postgres_url, warehouse) -> None:
+    from halton_api.app import create_app
+
+    strict = settings.model_copy(update={"bad_auth_burst": 3, "bad_auth_per_minute": 1})
+    with TestClient(create_app(strict)) as client:
+        created = make_device(
+            postgres_url, workspace=make_workspace(postgres_url, owner=make_user(postgres_url))
+        )
+        body = batch(created.device.machine_id, rows=1)
+        statuses = [
+            client.post("/v1/requests/batch", json=body, headers=bearer(f"hm_sync_guess{i}")).status_code
+            for i in range(5)
+        ]
+        assert statuses == [401, 401, 401, 429, 429]
+        limited = client.post("/v1/requests/batch", json=body, headers=bearer("hm_sync_again"))
+        assert limited.status_code == 429
+        assert int(limited.headers["Retry-After"]) >= 1
+        assert "wait" in limited.json()["detail"]
+
+
+def test_503_with_retry_after_when_the_warehouse_is_down(settings, postgres_url) -> None:
+    from halton_api.app import create_app
+    from halton_warehouse import WarehouseSettings
+
+    down = settings.model_copy(
+        update={"warehouse": WarehouseSettings(clickhouse_url="http://127.0.0.1:9/"), "warehouse_retries": 1}
+    )
+    with TestClient(create_app(down)) as client:
+        created = make_device(
+            postgres_url, workspace=make_workspace(postgres_url, owner=make_user(postgres_url))
+        )
+        response = client.post(
+            "/v1/requests/batch", json=batch(created.device.machine_id, 3), headers=bearer(created.token)
+        )
+    assert response.status_code == 503
+    assert int(response.headers["Retry-After"]) > 0
+    assert "warehouse" in response.json()["detail"]
+    assert _last_sync(postgres_url, created.device.id) is None

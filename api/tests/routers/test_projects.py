@@ -1,0 +1,86 @@
+"""Projects (auto-registered), cost centers and budgets: edited on the page, read from the JSON twin."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import psycopg
+from api_factories import Browser, batch, bearer, make_api_key, make_device, make_user, make_workspace
+from fastapi.testclient import TestClient
+
+
+def test_projects_register_from_batches_and_are_edited_with_money_as_decimal(
+    client: TestClient, postgres_url: str
+) -> None:
+    owner = make_user(postgres_url)
+    workspace = make_workspace(postgres_url, owner=owner)
+    device = make_device(postgres_url, workspace=workspace)
+    body = batch(device.device.machine_id, rows=4)
+    body["rows"][0]["project"] = "client-x/api"
+    assert client.post("/v1/requests/batch", json=body, headers=bearer(device.token)).status_code == 200
+
+    key = make_api_key(postgres_url, workspace=workspace).key
+    listed = {p["slug"]: p for p in client.get(f"/v1/{workspace.slug}/projects", headers=bearer(key)).json()}
+    assert set(listed) == {"acme/app", "client-x/api"}
+
+    admin = Browser(client, postgres_url, owner)
+    settings = f"/{workspace.slug}/settings"
+    assert admin.post(f"{settings}/cost-centers", {"name": "Client Work"}).status_code == 303
+    assert admin.post(f"{settings}/cost-centers", {"name": "Client Work"}).status_code == 409
+    centers = client.get(f"/v1/{workspace.slug}/cost-centers", headers=bearer(key)).json()
+    project_id = listed["client-x/api"]["id"]
+    saved = admin.post(
+        f"{settings}/projects/{project_id}",
+        {
+            "name": "Client X API",
+            "hourly_rate": "149.99",
+            "cost_center_id": centers[0]["id"],
+            "archived": "true",
+        },
+    )
+    assert saved.status_code == 303
+    assert (
+        admin.post(f"{settings}/projects/{project_id}", {"name": "x", "hourly_rate": "1.234"}).status_code
+        == 422
+    )
+    assert admin.post(f"{settings}/budgets", {"monthly_amount": "2500"}).status_code == 303
+    assert (
+        admin.post(f"{settings}/budgets", {"monthly_amount": "300.50", "project_id": project_id}).status_code
+        == 303
+    )
+    assert admin.post(f"{settings}/budgets", {"monthly_amount": "2750.00"}).status_code == 303
+
+    project = next(
+        p
+        for p in client.get(f"/v1/{workspace.slug}/projects", headers=bearer(key)).json()
+        if p["id"] == project_id
+    )
+    assert (project["name"], project["archived"], project["cost_center_name"]) == (
+        "Client X API",
+        True,
+        "Client Work",
+    )
+    assert Decimal(project["hourly_rate"]) == Decimal("149.99")
+    budgets = client.get(f"/v1/{workspace.slug}/budgets", headers=bearer(key)).json()
+    assert [(b["project_slug"], Decimal(b["monthly_amount"])) for b in budgets] == [
+        (None, Decimal("2750.00")),
+        ("client-x/api", Decimal("300.50")),
+    ]
+    overview = client.get(f"/v1/{workspace.slug}/overview", headers=bearer(key)).json()
+    assert Decimal(overview["monthly_budget"]) == Decimal("2750.00") and overview["requests"] == 4
+
+    with psycopg.connect(postgres_url) as conn:
+        rate_type = conn.execute(
+            "SELECT data_type FROM information_schema.columns WHERE table_name = 'projects' AND column_name = 'hourly_rate'"
+        ).fetchone()
+        archived = conn.execute(
+            "SELECT details FROM audit_events WHERE event = 'project.archived'"
+        ).fetchone()[0]
+        budget_events = conn.execute(
+            "SELECT details FROM audit_events WHERE event = 'budget.set' ORDER BY id"
+        ).fetchall()
+    assert rate_type == ("numeric",)
+    assert archived["hourly_rate"] == {"from": None, "to": "149.99"}
+    assert archived["name"] == {"from": "client-x/api", "to": "Client X API"}
+    assert [e[0]["to"] for e in budget_events] == ["2500.00", "300.50", "2750.00"]
+    assert budget_events[2][0]["from"] == "2500.00"

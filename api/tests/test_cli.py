@@ -1,0 +1,104 @@
+"""`halton-cloud up` as a user runs it: a real process that starts everything, serves, and stops cleanly."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+from click.testing import CliRunner
+
+from halton_api.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+def _wait_for_line(
+    process: subprocess.Popen[bytes], pattern: str, timeout: float, seen: list[str]
+) -> re.Match[str]:
+    deadline = time.monotonic() + timeout
+    assert process.stderr is not None
+    os.set_blocking(process.stderr.fileno(), False)
+    buffer = ""
+    while time.monotonic() < deadline:
+        raw = process.stderr.read()
+        if raw:
+            chunk = raw.decode(errors="replace")
+            buffer += chunk
+            seen.append(chunk)
+            match = re.search(pattern, buffer)
+            if match:
+                return match
+        elif process.poll() is not None:
+            break
+        time.sleep(0.1)
+    raise AssertionError(f"no {pattern!r} within {timeout}s; output:\n{''.join(seen)}")
+
+
+def _running(pid: int) -> bool:
+    # pg_ctl daemonises the postmaster; where nothing reaps orphans (a container's PID 1) it stays a zombie.
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_up_serves_a_healthy_api_and_stops_everything_on_sigterm(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HALTON_")}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "halton_api",
+            "up",
+            "--data-dir",
+            str(tmp_path),
+            "--port",
+            "0",
+            "--warehouse-port",
+            "0",
+        ],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        env=env,
+    )
+    seen: list[str] = []
+    try:
+        match = _wait_for_line(process, r"is up at (http://127\.0\.0\.1:\d+)", 90, seen)
+        base = match.group(1)
+        children = psutil.Process(process.pid).children(recursive=True)
+        assert children, "the embedded warehouse server should run as a child process"
+        health = httpx.get(f"{base}/healthz", timeout=10)
+        assert health.status_code == 200, health.text
+        assert health.json()["status"] == "ok"
+        assert httpx.get(f"{base}/openapi.json", timeout=10).status_code == 200
+        assert httpx.get(f"{base}/signup", timeout=10).status_code == 200
+        postmaster = (tmp_path / "postgres" / "postmaster.pid").read_text().split()[0]
+
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0, "".join(seen)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    _, still_alive = psutil.wait_procs(children, timeout=15)
+    assert not still_alive, f"left running: {still_alive}"
+    assert not _running(int(postmaster)), "the embedded PostgreSQL should be stopped"
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{base}/healthz", timeout=2)
+
+
+def test_production_without_a_secret_refuses_to_start(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main,
+        ["migrate", "--data-dir", str(tmp_path)],
+        env={"HALTON_ENV": "production", "HALTON_SECRET_KEY": "changethis"},
+    )
+    assert result.exit_code != 0
+    assert "HALTON_SECRET_KEY" in result.output

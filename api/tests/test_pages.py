@@ -1,0 +1,46 @@
+"""Every page renders for a signed-in owner, inside the one base template (sidebar, CSRF'd sign-out)."""
+
+from __future__ import annotations
+
+from api_factories import Browser, batch, bearer, make_device, make_user, make_workspace
+from fastapi.testclient import TestClient
+
+PAGES = (
+    "overview",
+    "audit",
+    "settings/devices",
+    "settings/members",
+    "settings/advanced",
+    "settings/projects",
+)
+
+
+def test_every_page_renders(client: TestClient, postgres_url: str) -> None:
+    owner = make_user(postgres_url)
+    workspace = make_workspace(postgres_url, owner=owner, name="Rendering")
+    second = make_workspace(postgres_url, owner=owner, name="Second")
+    device = make_device(postgres_url, workspace=workspace)
+    client.post("/v1/requests/batch", json=batch(device.device.machine_id, 3), headers=bearer(device.token))
+    browser = Browser(client, postgres_url, owner)
+    for page in PAGES:
+        response = browser.get(f"/{workspace.slug}/{page}")
+        assert response.status_code == 200, f"{page}: {response.status_code}"
+        html = response.text
+        assert '<nav class="sidebar"' in html and 'action="/signout"' in html, page
+        assert f'href="/{second.slug}/overview"' in html, f"{page}: no workspace switcher"
+        assert "https://" not in html.replace(owner.email, ""), f"{page}: no CDN or outside links"
+    assert browser.get("/workspaces").status_code == 200
+    assert browser.get(f"/{workspace.slug}").headers["location"] == f"/{workspace.slug}/overview"
+    assert browser.get("/").headers["location"] in {f"/{workspace.slug}/overview", f"/{second.slug}/overview"}
+    created = browser.post("/workspaces", {"name": "Third"})
+    assert created.status_code == 303 and created.headers["location"].startswith("/third/overview")
+
+
+def test_the_overview_lists_totals(client: TestClient, postgres_url: str) -> None:
+    owner = make_user(postgres_url)
+    workspace = make_workspace(postgres_url, owner=owner)
+    device = make_device(postgres_url, workspace=workspace)
+    client.post("/v1/requests/batch", json=batch(device.device.machine_id, 4), headers=bearer(device.token))
+    html = Browser(client, postgres_url, owner).get(f"/{workspace.slug}/overview").text
+    assert "$0.05" in html  # 4 x $0.0123
+    assert "<dd>4</dd>" in html

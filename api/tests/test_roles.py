@@ -1,0 +1,205 @@
+"""Every mutating page route, tried with every role: only the roles `roles.MINIMUM_ROLE` names get through."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from api_factories import (
+    Browser,
+    add_member,
+    declared_routes,
+    make_api_key,
+    make_device,
+    make_user,
+    make_workspace,
+    run,
+)
+from fastapi.testclient import TestClient
+
+from halton_api.roles import ROLES, Permission, allows
+from halton_api.store import invitations, projects
+from halton_api.store.audit import Actor
+
+
+@dataclass
+class Case:
+    path: str  # with {workspace} and the target's id filled in by `target`
+    permission: Permission
+    target: Callable[[Any], dict[str, str]]  # makes a fresh thing to act on; returns path params
+    form: dict[str, str]
+
+
+def _device(env) -> dict[str, str]:
+    return {"id": str(make_device(env.db, workspace=env.workspace).device.id)}
+
+
+def _removed_device(env) -> dict[str, str]:
+    from halton_api.store import devices
+
+    created = make_device(env.db, workspace=env.workspace)
+    run(
+        env.db,
+        lambda c: devices.set_status(
+            c,
+            workspace_id=env.workspace.id,
+            device_id=created.device.id,
+            status="removed",
+            actor=Actor.system(),
+        ),
+    )
+    return {"id": str(created.device.id)}
+
+
+def _invitation(env) -> dict[str, str]:
+    invitation, _ = run(
+        env.db,
+        lambda c: invitations.create_invitation(
+            c,
+            workspace_id=env.workspace.id,
+            email=f"{secrets.token_hex(3)}@example.com",
+            role="member",
+            ttl=timedelta(days=1),
+            actor=Actor.system(),
+        ),
+    )
+    return {"id": str(invitation.id)}
+
+
+def _member(env) -> dict[str, str]:
+    user = make_user(env.db)
+    add_member(env.db, workspace=env.workspace, user=user, role="member")
+    return {"id": str(user.id)}
+
+
+def _api_key(env) -> dict[str, str]:
+    return {"id": str(make_api_key(env.db, workspace=env.workspace).api_key.id)}
+
+
+def _project(env) -> dict[str, str]:
+    slug = f"p-{secrets.token_hex(3)}"
+    run(
+        env.db,
+        lambda c: projects.register_projects(
+            c, workspace_id=env.workspace.id, slugs=[slug], actor=Actor.system()
+        ),
+    )
+    with psycopg.connect(env.db) as conn:
+        return {"id": str(conn.execute("SELECT id FROM projects WHERE slug = %s", (slug,)).fetchone()[0])}
+
+
+def _nothing(env) -> dict[str, str]:
+    return {}
+
+
+CASES = [
+    Case("/{workspace}/settings/devices/{id}/rename", Permission.MANAGE_DEVICES, _device, {"name": "renamed"}),
+    Case("/{workspace}/settings/devices/{id}/revoke", Permission.MANAGE_DEVICES, _device, {}),
+    Case("/{workspace}/settings/devices/{id}/remove", Permission.MANAGE_DEVICES, _device, {}),
+    Case("/{workspace}/settings/devices/{id}/reinstate", Permission.MANAGE_DEVICES, _removed_device, {}),
+    Case("/{workspace}/settings/members/invite", Permission.MANAGE_MEMBERS, _nothing, {"email": "x@example.com", "role": "member"}),
+    Case("/{workspace}/settings/members/invitations/{id}/revoke", Permission.MANAGE_MEMBERS, _invitation, {}),
+    Case("/{workspace}/settings/members/{id}/role", Permission.MANAGE_MEMBERS, _member, {"role": "viewer"}),
+    Case("/{workspace}/settings/members/{id}/remove", Permission.MANAGE_MEMBERS, _member, {}),
+    Case("/{workspace}/settings/advanced/api-keys", Permission.MANAGE_API_KEYS, _nothing, {"name": "ci"}),
+    Case("/{workspace}/settings/advanced/api-keys/{id}/revoke", Permission.MANAGE_API_KEYS, _api_key, {}),
+    Case("/{workspace}/settings/projects/{id}", Permission.MANAGE_CONFIG, _project, {"name": "Renamed", "hourly_rate": "120.50"}),
+    Case("/{workspace}/settings/cost-centers", Permission.MANAGE_CONFIG, _nothing, {"name": "R&D"}),
+    Case("/{workspace}/settings/budgets", Permission.MANAGE_CONFIG, _nothing, {"monthly_amount": "500.00"}),
+]  # fmt: skip
+
+
+@dataclass
+class Env:
+    db: str
+    workspace: Any
+
+
+def _route_template(path: str) -> str:
+    return (
+        path.replace("{id}", "{x}")
+        .replace("{device_id}", "{x}")
+        .replace("{invitation_id}", "{x}")
+        .replace("{user_id}", "{x}")
+        .replace("{key_id}", "{x}")
+        .replace("{project_id}", "{x}")
+    )
+
+
+def test_the_matrix_covers_every_mutating_workspace_route() -> None:
+    mutating = {
+        _route_template(route.path)
+        for route in declared_routes()
+        if route.path.startswith("/{workspace}") and route.methods - {"GET", "HEAD"}
+    }
+    assert mutating == {_route_template(case.path) for case in CASES}
+
+
+def _audit_count(db: str) -> int:
+    with psycopg.connect(db) as conn:
+        return conn.execute("SELECT count(*) FROM audit_events").fetchone()[0]
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_each_role_against_each_mutating_route(client: TestClient, postgres_url: str, role: str) -> None:
+    owner = make_user(postgres_url)
+    workspace = make_workspace(postgres_url, owner=owner)
+    env = Env(postgres_url, workspace)
+    user = owner if role == "owner" else make_user(postgres_url)
+    if role != "owner":
+        add_member(postgres_url, workspace=workspace, user=user, role=role)
+    browser = Browser(client, postgres_url, user)
+    for case in CASES:
+        params = case.target(env)
+        path = case.path.format(workspace=workspace.slug, **params)
+        before = _audit_count(postgres_url)
+        response = browser.post(path, case.form)
+        if allows(role, case.permission):
+            assert response.status_code in (200, 303), (
+                f"{role} {path}: {response.status_code} {response.text[:300]}"
+            )
+            assert _audit_count(postgres_url) > before, f"{role} {path}: no audit event"
+        else:
+            assert response.status_code == 403, f"{role} {path}: {response.status_code}"
+            assert "cannot do this" in response.text
+            assert _audit_count(postgres_url) == before, f"{role} {path}: changed something"
+
+
+def test_a_non_member_gets_404_on_every_workspace_route(client: TestClient, postgres_url: str) -> None:
+    workspace = make_workspace(postgres_url, owner=make_user(postgres_url))
+    env = Env(postgres_url, workspace)
+    stranger = Browser(client, postgres_url, make_user(postgres_url))
+    for case in CASES:
+        path = case.path.format(workspace=workspace.slug, **case.target(env))
+        assert stranger.post(path, case.form).status_code == 404, path
+    for page in (
+        "overview",
+        "audit",
+        "audit.csv",
+        "settings/devices",
+        "settings/members",
+        "settings/advanced",
+        "settings/projects",
+    ):
+        assert stranger.get(f"/{workspace.slug}/{page}").status_code == 404, page
+
+
+def test_only_owners_grant_or_take_ownership(client: TestClient, postgres_url: str) -> None:
+    owner = make_user(postgres_url)
+    workspace = make_workspace(postgres_url, owner=owner)
+    admin_user = make_user(postgres_url)
+    add_member(postgres_url, workspace=workspace, user=admin_user, role="admin")
+    admin = Browser(client, postgres_url, admin_user)
+    base = f"/{workspace.slug}/settings/members"
+    assert admin.post(f"{base}/{owner.id}/role", {"role": "member"}).status_code == 403
+    assert admin.post(f"{base}/{admin_user.id}/role", {"role": "owner"}).status_code == 403
+    assert admin.post(f"{base}/invite", {"email": "boss@example.com", "role": "owner"}).status_code == 403
+    assert admin.post(f"{base}/{owner.id}/remove").status_code == 403
+    # The last owner cannot step down, even by their own hand.
+    response = Browser(client, postgres_url, owner).post(f"{base}/{owner.id}/role", {"role": "admin"})
+    assert response.status_code == 409 and "last owner" in response.text

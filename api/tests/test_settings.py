@@ -1,0 +1,60 @@
+"""One settings object: production needs a real secret; development makes and keeps one."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from halton_api.settings import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_ROWS, CloudSettings, SettingsError
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("HALTON_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.mark.parametrize("secret", [None, "changethis", "secret", "short-but-not-a-placeholder"])
+def test_production_refuses_a_missing_or_placeholder_secret(tmp_path: Path, secret: str | None) -> None:
+    with pytest.raises((SettingsError, ValueError), match="HALTON_SECRET_KEY"):
+        CloudSettings(env="production", data_dir=tmp_path, secret_key=secret)
+
+
+def test_production_takes_a_real_secret_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HALTON_ENV", "production")
+    monkeypatch.setenv("HALTON_SECRET_KEY", "k" * 48)
+    monkeypatch.setenv("HALTON_DATABASE_URL", "postgresql://db.internal/halton")
+    monkeypatch.setenv("HALTON_CLICKHOUSE_URL", "https://ch.internal:8443/")
+    monkeypatch.setenv("HALTON_MAX_BATCH_ROWS", "1000")
+    settings = CloudSettings(data_dir=tmp_path)
+    assert settings.secret() == b"k" * 48
+    assert settings.database_url == "postgresql://db.internal/halton"
+    assert settings.warehouse.clickhouse_url == "https://ch.internal:8443/"
+    assert settings.max_batch_rows == 1000
+    assert not (tmp_path / "secret.key").exists()
+
+
+def test_development_generates_one_secret_and_keeps_it(tmp_path: Path) -> None:
+    first = CloudSettings(data_dir=tmp_path / "cloud")
+    second = CloudSettings(data_dir=tmp_path / "cloud")
+    assert first.secret() == second.secret() and len(first.secret()) >= 32
+    mode = stat.S_IMODE((tmp_path / "cloud" / "secret.key").stat().st_mode)
+    assert mode == 0o600
+
+
+def test_documented_defaults(tmp_path: Path) -> None:
+    settings = CloudSettings(data_dir=tmp_path)
+    assert (settings.max_batch_rows, settings.max_batch_bytes) == (
+        DEFAULT_MAX_BATCH_ROWS,
+        DEFAULT_MAX_BATCH_BYTES,
+    )
+    assert (DEFAULT_MAX_BATCH_ROWS, DEFAULT_MAX_BATCH_BYTES) == (5_000, 8 * 1024 * 1024)
+    assert settings.database_url is None  # the embedded PostgreSQL is started under the data dir
+    assert CloudSettings(data_dir=Path("~/x")).data_dir == Path.home() / "x"

@@ -1,0 +1,255 @@
+"""Ingestion benchmark: rows/s and batch latency of `POST /v1/requests/batch` into the embedded warehouse.
+
+Starts its own stack the way a user does (`halton-cloud up` in a temporary data dir: embedded warehouse
+server, embedded PostgreSQL, uvicorn), pairs a few devices, then sends 1,000-row batches of fresh rows
+from 1, 4 and 16 concurrent clients. Bodies are built before the clock starts, so the figures are the
+server's, not the client's JSON encoder's.
+
+    uv run python bench/ingest.py [--batches 48] [--rows 1000] [--gzip]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import json
+import os
+import platform
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import psutil
+import psycopg
+from psycopg.rows import dict_row
+
+from halton_api.store import devices, workspaces
+from halton_api.store.audit import Actor
+from halton_api.store.users import create_user
+
+CONCURRENCY = (1, 4, 16)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_stack(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port, warehouse_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HALTON_")}
+    log = open(data_dir / "halton-cloud.log", "wb")  # noqa: SIM115 (lives as long as the process)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "halton_api", "up", "--data-dir", str(data_dir), "--port", str(port),
+         "--warehouse-port", str(warehouse_port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"halton-cloud up exited early; see {data_dir / 'halton-cloud.log'}")
+        try:
+            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                return process, base
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    process.kill()
+    raise SystemExit("halton-cloud up did not become healthy within 120 s")
+
+
+async def pair_devices(database_url: str, count: int) -> list[tuple[str, str]]:
+    """(machine_id, token) for `count` devices in one workspace."""
+    async with await psycopg.AsyncConnection.connect(database_url, row_factory=dict_row) as conn:
+        user = await create_user(
+            conn, email=f"bench-{uuid.uuid4().hex[:6]}@example.com", name="", password_hash="x"
+        )
+        workspace = await workspaces.create_workspace(conn, name="Bench", owner=user)
+        paired = []
+        for i in range(count):
+            created = await devices.create_device(
+                conn,
+                workspace_id=workspace.id,
+                machine_id=f"bench-{i}",
+                hostname=f"bench-{i}.local",
+                paired_by=user,
+                actor=Actor.system("bench"),
+            )
+            paired.append((created.device.machine_id, created.token))
+        await conn.commit()
+        return paired
+
+
+def make_body(machine_id: str, rows: int, compress: bool) -> bytes:
+    now = datetime.now(UTC)
+    body = {
+        "schema_version": 1,
+        "batch_id": str(uuid.uuid4()),
+        "rows": [
+            {
+                "request_uid": str(uuid.uuid4()),
+                "machine_id": machine_id,
+                "started_at": (now - timedelta(seconds=i)).isoformat(),
+                "ended_at": (now - timedelta(seconds=i) + timedelta(milliseconds=900)).isoformat(),
+                "provider": "anthropic",
+                "model_requested": "claude-sonnet-4-5",
+                "model_served": "claude-sonnet-4-5-20250929",
+                "endpoint": "/v1/messages",
+                "status_code": 200,
+                "streamed": True,
+                "input_tokens": 1800,
+                "output_tokens": 420,
+                "cache_read_tokens": 1200,
+                "cost_usd": "0.009630000",
+                "price_card": "2026-05-01",
+                "project": f"acme/app-{i % 7}",
+                "attribution_tier": "header",
+                "prompt_hash": uuid.uuid4().hex,
+                "provider_request_id": f"msg_{uuid.uuid4().hex[:24]}",
+                "latency_ms": 900,
+                "ttfb_ms": 210,
+            }
+            for i in range(rows)
+        ],
+    }
+    raw = json.dumps(body).encode()
+    return gzip.compress(raw, compresslevel=5) if compress else raw
+
+
+def cpu_seconds(pid: int, data_dir: Path) -> dict[str, float]:
+    """CPU time used so far by the API process, the warehouse server and PostgreSQL (all its processes)."""
+    api = psutil.Process(pid)
+    found = {"api": 0.0, "warehouse": 0.0, "postgres": 0.0}
+    for process in [api, *api.children(recursive=True), *_postgres_processes(data_dir)]:
+        try:
+            times = process.cpu_times()
+            cmdline = " ".join(process.cmdline())
+        except psutil.NoSuchProcess:
+            continue
+        kind = (
+            "warehouse"
+            if "halton_warehouse.server" in cmdline
+            else "postgres"
+            if "postgres" in cmdline
+            else "api"
+        )
+        found[kind] += times.user + times.system
+    return found
+
+
+def _postgres_processes(data_dir: Path) -> list[psutil.Process]:
+    # pg_ctl daemonises the postmaster: find it by its pid file, then its backends.
+    postmaster = psutil.Process(int((data_dir / "postgres" / "postmaster.pid").read_text().split()[0]))
+    return [postmaster, *postmaster.children(recursive=True)]
+
+
+async def run_level(
+    base: str, paired: list[tuple[str, str]], clients: int, batches_per_client: int, rows: int, compress: bool
+) -> dict[str, float]:
+    work = [
+        (token, [make_body(machine, rows, compress) for _ in range(batches_per_client)])
+        for machine, token in paired[:clients]
+    ]
+    headers = {"Content-Type": "application/json", **({"Content-Encoding": "gzip"} if compress else {})}
+    latencies: list[float] = []
+
+    async def client(token: str, bodies: list[bytes]) -> None:
+        async with httpx.AsyncClient(
+            base_url=base, timeout=120, headers={**headers, "Authorization": f"Bearer {token}"}
+        ) as http:
+            for body in bodies:
+                started = time.perf_counter()
+                response = await http.post("/v1/requests/batch", content=body)
+                latencies.append(time.perf_counter() - started)
+                if response.status_code != 200 or response.json()["accepted"] != rows:
+                    raise SystemExit(f"batch refused: {response.status_code} {response.text[:300]}")
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client(token, bodies) for token, bodies in work))
+    elapsed = time.perf_counter() - started
+    ordered = sorted(latencies)
+    return {
+        "clients": clients,
+        "batches": len(latencies),
+        "rows_per_s": len(latencies) * rows / elapsed,
+        "p50_ms": statistics.median(ordered) * 1000,
+        "p95_ms": ordered[max(0, round(0.95 * len(ordered)) - 1)] * 1000,
+        "max_ms": ordered[-1] * 1000,
+    }
+
+
+def machine() -> str:
+    try:
+        output = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        model = re.search(r"Model name:\s*(.+)", output).group(1).strip()  # type: ignore[union-attr]
+    except (OSError, subprocess.CalledProcessError, AttributeError):
+        model = platform.processor() or "unknown CPU"
+    return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", type=int, default=1000, help="rows per batch")
+    parser.add_argument(
+        "--batches", type=int, default=48, help="batches per concurrency level (at least 8 per client)"
+    )
+    parser.add_argument("--gzip", action="store_true", help="send gzip-compressed bodies")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="halton-bench-") as tmp:
+        data_dir = Path(tmp)
+        process, base = start_stack(data_dir)
+        try:
+            database_url = f"postgresql://postgres:@/postgres?host={data_dir / 'postgres'}"
+            paired = asyncio.run(pair_devices(database_url, max(CONCURRENCY)))
+            # Warm up: connections, caches, the first parts.
+            asyncio.run(run_level(base, paired, 2, 2, args.rows, args.gzip))
+            results = []
+            for clients in CONCURRENCY:
+                before = cpu_seconds(process.pid, data_dir)
+                per_client = max(8, args.batches // clients)
+                result = asyncio.run(run_level(base, paired, clients, per_client, args.rows, args.gzip))
+                after = cpu_seconds(process.pid, data_dir)
+                rows_sent = result["batches"] * args.rows
+                for kind in before:  # CPU milliseconds per 1,000 rows, by process
+                    result[f"{kind}_ms_per_k"] = (after[kind] - before[kind]) * 1000 / (rows_sent / 1000)
+                results.append(result)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=60)
+
+    print(f"machine: {machine()}")
+    print(
+        f"batch: {args.rows} rows, {'gzip' if args.gzip else 'plain JSON'}; stack: halton-cloud up (embedded)"
+    )
+    print(
+        "| concurrent clients | batches | rows/s | p50 batch latency | p95 batch latency | max "
+        "| CPU ms per 1k rows: API / warehouse / PostgreSQL |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for r in results:
+        print(
+            f"| {r['clients']} | {r['batches']} | {r['rows_per_s']:,.0f} | {r['p50_ms']:.0f} ms | "
+            f"{r['p95_ms']:.0f} ms | {r['max_ms']:.0f} ms | {r['api_ms_per_k']:.0f} / {r['warehouse_ms_per_k']:.0f}"
+            f" / {r['postgres_ms_per_k']:.0f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
