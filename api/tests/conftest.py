@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from importlib.util import module_from_spec, spec_from_file_location
-from pathlib import Path
 
 import pytest
 import uvicorn
@@ -17,20 +14,6 @@ from fastapi.testclient import TestClient
 from halton_api.app import create_app
 from halton_api.settings import CloudSettings
 from halton_warehouse import WarehouseSettings
-
-
-def _load_factories() -> None:
-    # api/tests is not on sys.path under --import-mode=importlib: load factories.py by path, under a name
-    # no other package's tests use, so test modules can `from api_factories import …`.
-    if "api_factories" not in sys.modules:
-        spec = spec_from_file_location("api_factories", Path(__file__).with_name("factories.py"))
-        assert spec is not None and spec.loader is not None
-        module = module_from_spec(spec)
-        sys.modules["api_factories"] = module
-        spec.loader.exec_module(module)
-
-
-_load_factories()
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import psycopg
-from api_factories import (
+from fastapi.testclient import TestClient
+
+from halton_api.testing.factories import (
     Browser,
     batch,
     bearer,
@@ -13,7 +15,6 @@ from api_factories import (
     make_user,
     make_workspace,
 )
-from fastapi.testclient import TestClient
 
 WORKSPACE_API = sorted(
     {

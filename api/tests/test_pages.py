@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from api_factories import Browser, batch, bearer, make_device, make_user, make_workspace
 from fastapi.testclient import TestClient
+
+from halton_api.testing.factories import Browser, batch, bearer, make_device, make_user, make_workspace
 
 PAGES = (
     "overview",

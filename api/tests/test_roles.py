@@ -10,7 +10,12 @@ from typing import Any
 
 import psycopg
 import pytest
-from api_factories import (
+from fastapi.testclient import TestClient
+
+from halton_api.roles import ROLES, Permission, allows
+from halton_api.store import invitations, projects
+from halton_api.store.audit import Actor
+from halton_api.testing.factories import (
     Browser,
     add_member,
     declared_routes,
@@ -20,11 +25,6 @@ from api_factories import (
     make_workspace,
     run,
 )
-from fastapi.testclient import TestClient
-
-from halton_api.roles import ROLES, Permission, allows
-from halton_api.store import invitations, projects
-from halton_api.store.audit import Actor
 
 
 @dataclass

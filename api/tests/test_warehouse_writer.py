@@ -7,9 +7,9 @@ import threading
 import uuid
 
 import pytest
-from api_factories import row
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError, ProgrammingError
 
+from halton_api.testing.factories import row
 from halton_api.warehouse_writer import (
     WarehouseBusy,
     WarehousePool,

@@ -31,6 +31,7 @@ from halton_api.routers import (
     ingest,
     invitations,
     members,
+    pairing,
     projects,
     requests,
     workspaces,
@@ -88,11 +89,18 @@ def create_app(settings: CloudSettings) -> FastAPI:
     app.state.bad_auth_limiter = TokenBucketLimiter(
         burst=settings.bad_auth_burst, per_minute=settings.bad_auth_per_minute
     )
+    app.state.pairing_start_limiter = TokenBucketLimiter(
+        burst=settings.pairing_start_burst, per_minute=settings.pairing_start_per_minute
+    )
+    app.state.pairing_guess_limiter = TokenBucketLimiter(
+        burst=settings.pairing_guess_burst, per_minute=settings.pairing_guess_per_minute
+    )
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     # Fixed paths first: /{workspace}/… pages must not capture /v1, /healthz, /signin and the like.
-    for module in (health, ingest, daemon, auth, invitations, workspaces):
+    for module in (health, ingest, daemon, pairing, auth, invitations, workspaces):
         app.include_router(module.router)
+    app.include_router(pairing.pages)
     for module in (devices, members, api_keys, projects, audit, requests):
         app.include_router(module.router)
     for module in (workspaces, devices, members, api_keys, projects, audit):
@@ -123,7 +131,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     ) -> Response:
         if _wants_json(request):
             return JSONResponse({"detail": detail}, status_code=status_code, headers=headers)
-        return await render(request, "error.html", status_code=status_code, detail=detail, status=status_code)
+        return await render(
+            request, "error.html", status_code=status_code, headers=headers, detail=detail, status=status_code
+        )
 
     @app.exception_handler(SignInRequired)
     async def _sign_in(request: Request, exc: SignInRequired) -> Response:

@@ -74,6 +74,14 @@ class CloudSettings(BaseSettings):
     bad_auth_burst: int = Field(default=10, ge=1)
     bad_auth_per_minute: float = Field(default=6.0, gt=0)
 
+    # Pairing codes asked for per address, and wrong codes typed per user and per address (RFC 8628 §5.1).
+    pairing_start_burst: int = Field(default=10, ge=1)
+    pairing_start_per_minute: float = Field(default=10.0, gt=0)
+    pairing_guess_burst: int = Field(default=5, ge=1)
+    pairing_guess_per_minute: float = Field(default=3.0, gt=0)
+    # Where the dashboard looks for a meter running on the visitor's own machine ("Pair this machine").
+    meter_loopback_url: str = Field(default="http://127.0.0.1:8090")
+
     pg_pool_min: int = Field(default=1, ge=0)
     pg_pool_max: int = Field(default=10, ge=1)
 

@@ -6,10 +6,10 @@ import hashlib
 import re
 
 import psycopg
-from api_factories import Browser, bearer, make_user, make_workspace
 from fastapi.testclient import TestClient
 
 from halton_api import tokens
+from halton_api.testing.factories import Browser, bearer, make_user, make_workspace
 
 
 def test_create_shows_the_key_once_and_stores_only_a_hash(client: TestClient, postgres_url: str) -> None:

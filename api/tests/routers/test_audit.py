@@ -6,8 +6,9 @@ import csv
 import io
 import re
 
-from api_factories import Browser, bearer, make_api_key, make_device, make_user, make_workspace
 from fastapi.testclient import TestClient
+
+from halton_api.testing.factories import Browser, bearer, make_api_key, make_device, make_user, make_workspace
 
 
 def test_paging_search_and_csv(client: TestClient, postgres_url: str) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 
 import psycopg
-from api_factories import PASSWORD, Browser, csrf_from, make_user, make_workspace
 from fastapi.testclient import TestClient
 
 from halton_api import csrf
 from halton_api.deps import SESSION_COOKIE
+from halton_api.testing.factories import PASSWORD, Browser, csrf_from, make_user, make_workspace
 
 
 def _sign_up(client: TestClient, **fields: str):

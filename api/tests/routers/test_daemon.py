@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import psycopg
-from api_factories import batch, bearer, make_device, make_user, make_workspace
 from fastapi.testclient import TestClient
+
+from halton_api.testing.factories import batch, bearer, make_device, make_user, make_workspace
 
 
 def test_whoami_names_the_workspace_and_machine(client: TestClient, postgres_url: str) -> None:
@@ -41,10 +42,9 @@ def test_disconnect_revokes_the_token_at_once(client: TestClient, postgres_url: 
 
 
 def test_a_removed_machine_may_still_disconnect_itself(client: TestClient, postgres_url: str) -> None:
-    from api_factories import run
-
     from halton_api.store import devices
     from halton_api.store.audit import Actor
+    from halton_api.testing.factories import run
 
     workspace = make_workspace(postgres_url, owner=make_user(postgres_url))
     created = make_device(postgres_url, workspace=workspace)

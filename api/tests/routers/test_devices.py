@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import psycopg
-from api_factories import Browser, batch, bearer, make_api_key, make_device, make_user, make_workspace
 from fastapi.testclient import TestClient
+
+from halton_api.testing.factories import (
+    Browser,
+    batch,
+    bearer,
+    make_api_key,
+    make_device,
+    make_user,
+    make_workspace,
+)
 
 
 def test_the_page_lists_devices_and_its_actions_reach_the_meter(

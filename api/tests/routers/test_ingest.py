@@ -14,10 +14,10 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from api_factories import batch, bearer, cost, make_device, make_user, make_workspace, row, run
 from fastapi.testclient import TestClient
 
 from halton_api.store import devices
+from halton_api.testing.factories import batch, bearer, cost, make_device, make_user, make_workspace, row, run
 
 
 def _count(warehouse, workspace_id: uuid.UUID | None = None) -> int:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 
 import psycopg
-from api_factories import Browser, add_member, bearer, make_api_key, make_user, make_workspace
 from fastapi.testclient import TestClient
+
+from halton_api.testing.factories import Browser, add_member, bearer, make_api_key, make_user, make_workspace
 
 
 def _link(html: str) -> str:

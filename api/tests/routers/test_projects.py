@@ -5,8 +5,17 @@ from __future__ import annotations
 from decimal import Decimal
 
 import psycopg
-from api_factories import Browser, batch, bearer, make_api_key, make_device, make_user, make_workspace
 from fastapi.testclient import TestClient
+
+from halton_api.testing.factories import (
+    Browser,
+    batch,
+    bearer,
+    make_api_key,
+    make_device,
+    make_user,
+    make_workspace,
+)
 
 
 def test_projects_register_from_batches_and_are_edited_with_money_as_decimal(

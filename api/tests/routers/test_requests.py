@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from api_factories import bearer, make_api_key, make_device, make_user, make_workspace, row
 from fastapi.testclient import TestClient
+
+from halton_api.testing.factories import bearer, make_api_key, make_device, make_user, make_workspace, row
 
 
 def test_paging_covers_every_request_once_newest_first(client: TestClient, postgres_url: str) -> None:

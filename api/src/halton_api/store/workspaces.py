@@ -75,6 +75,15 @@ async def get_workspace(conn: Connection, *, slug: str) -> WorkspacePublic | Non
     return WorkspacePublic.model_validate(row) if row else None
 
 
+async def get_workspace_by_id(conn: Connection, *, workspace_id: UUID) -> WorkspacePublic:
+    row = await (
+        await conn.execute("SELECT id, slug, name FROM workspaces WHERE id = %s", (workspace_id,))
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"no workspace with id {workspace_id}")
+    return WorkspacePublic.model_validate(row)
+
+
 async def get_role(conn: Connection, *, workspace_id: UUID, user_id: UUID) -> Role | None:
     row = await (
         await conn.execute(
