@@ -68,6 +68,8 @@ async def render(
             "ctx": ctx,
             "memberships": memberships,
             "notice": request.query_params.get("notice"),
+            "public_url": settings.public_url,
+            "meter_loopback_url": settings.meter_loopback_url,
             **context,
         },
         status_code=status_code,
