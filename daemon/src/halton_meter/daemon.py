@@ -33,6 +33,7 @@ from mitmproxy.master import Master
 from halton_meter import __version__
 from halton_meter.attribution import Attribution
 from halton_meter.capture import Capture, CapturedCall
+from halton_meter.cloud.supervisor import CloudSupervisor
 from halton_meter.control import Control
 from halton_meter.health import Health
 from halton_meter.home import HomeProblem, load_machine_id
@@ -70,7 +71,9 @@ class Meter:
         self.attribution = Attribution(self.health)
         self.capture = Capture(self.health)
         self.recorder = Recorder(self.writer, self.attribution, self.health)
-        self.control = Control(self.health, extra_status=self._extra_status)
+        # The cloud worker lives in this process: the supervisor starts it once pairing is done.
+        self.cloud = CloudSupervisor(settings, self.health, self.machine_id)
+        self.control = Control(self.health, extra_status=self._extra_status, cloud=self.cloud)
         self.control.on_running = self._on_running
         self.master: Master | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -112,6 +115,7 @@ class Meter:
         """Serve until :meth:`shutdown`; flushes every captured call to SQLite before returning."""
         self._check_port()
         self.writer.start()
+        self.cloud.start()
         try:
             self.loop = asyncio.get_running_loop()
             opts = options.Options()
@@ -137,6 +141,7 @@ class Meter:
             gc.freeze()
             await master.run()
         finally:
+            self.cloud.stop()
             self.writer.close()
             self._ready.set()
             logger.info("meter stopped; %d rows written", self.writer.written)

@@ -62,7 +62,11 @@ body_max_bytes = 262144
 overrides = "rates.json"
 
 [cloud]
+# Off until `halton-meter cloud connect` is approved in the browser; `cloud disconnect` turns it off.
 enabled = false
+# base_url = "https://api.haltonmeter.com"
+# The only web page allowed to call the meter's loopback /v1/cloud/* routes.
+# dashboard_origin = "https://app.haltonmeter.com"
 
 [log]
 level = "INFO"

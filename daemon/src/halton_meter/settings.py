@@ -1,7 +1,7 @@
 """The meter's settings: ``config.toml`` in the home directory, then the environment, then flags.
 
 Precedence: a command-line flag (``--port``) beats ``HALTON_METER_PORT``, which beats ``config.toml``,
-which beats the defaults below. Every problem is reported as a :class:`SettingsError` that names the
+which beats the defaults below (likewise ``HALTON_METER_CLOUD_URL`` beats ``[cloud] base_url``). Every problem is reported as a :class:`SettingsError` that names the
 file and key (``config.toml: [proxy] port: ...``) so the user knows what to edit.
 """
 
@@ -19,9 +19,19 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from halton_meter.paths import MeterPaths
+from halton_meter.protocol import MAX_ROWS_PER_BATCH
 
 PORT_ENV = "HALTON_METER_PORT"
+CLOUD_URL_ENV = "HALTON_METER_CLOUD_URL"
 DEFAULT_PORT = 8090
+DEFAULT_CLOUD_URL = "https://api.haltonmeter.com"
+DEFAULT_DASHBOARD_ORIGIN = "https://app.haltonmeter.com"
+# The cloud accepts at most MAX_ROWS_PER_BATCH rows and 8 MiB (decompressed) per batch. The meter
+# sends up to that many rows but caps the JSON at 4 MiB, so a batch of wide rows splits by size first.
+MAX_BATCH_ROWS = MAX_ROWS_PER_BATCH
+DEFAULT_BATCH_ROWS = MAX_BATCH_ROWS
+DEFAULT_BATCH_BYTES = 4 * 1024 * 1024
+MAX_BATCH_BYTES = 8 * 1024 * 1024
 # The price overrides file halton_meter.pricing reads (JSON); absent = built-in prices only.
 DEFAULT_RATES_FILE = "rates.json"
 PROVIDERS = ("anthropic", "openai", "gemini", "xai")
@@ -106,10 +116,45 @@ class PricingSection(_Section):
     overrides: str | None = None
 
 
+def cloud_base_url(value: str) -> str:
+    """A cloud API base URL as the meter stores it (http(s), a host, no query; no trailing slash)."""
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{value!r} is not an http(s) URL like {DEFAULT_CLOUD_URL!r}")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError(f"{value!r} must not carry credentials, a query or a fragment")
+    return value.strip().rstrip("/")
+
+
+def web_origin(value: str) -> str:
+    """A browser origin (``scheme://host[:port]``), compared byte for byte with the Origin header."""
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{value!r} is not an origin like {DEFAULT_DASHBOARD_ORIGIN!r}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        raise ValueError(f"{value!r} must be scheme://host[:port] only, without a path")
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
 class CloudSection(_Section):
     enabled: bool = False
-    base_url: str = "https://api.haltonmeter.com"
-    workspace_id: str | None = None
+    base_url: str = DEFAULT_CLOUD_URL
+    workspace_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    # The only web origin allowed to call the loopback /v1/cloud/* routes (the dashboard).
+    dashboard_origin: str = DEFAULT_DASHBOARD_ORIGIN
+    batch_rows: Annotated[int, Field(ge=1, le=MAX_BATCH_ROWS)] = DEFAULT_BATCH_ROWS
+    batch_bytes: Annotated[int, Field(ge=16 * 1024, le=MAX_BATCH_BYTES)] = DEFAULT_BATCH_BYTES
+    sync_interval_seconds: Annotated[float, Field(ge=0.05, le=3600)] = 5.0
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        return cloud_base_url(value)
+
+    @field_validator("dashboard_origin")
+    @classmethod
+    def _origin(cls, value: str) -> str:
+        return web_origin(value)
 
 
 class LogSection(_Section):
@@ -157,7 +202,12 @@ class Settings:
     body_max_bytes: int = 256 * 1024
     pricing_overrides: Path | None = None
     cloud_enabled: bool = False
-    cloud_base_url: str = "https://api.haltonmeter.com"
+    cloud_base_url: str = DEFAULT_CLOUD_URL
+    cloud_workspace_id: str | None = None
+    cloud_dashboard_origin: str = DEFAULT_DASHBOARD_ORIGIN
+    cloud_batch_rows: int = DEFAULT_BATCH_ROWS
+    cloud_batch_bytes: int = DEFAULT_BATCH_BYTES
+    cloud_sync_interval: float = 5.0
     log_level: str = "INFO"
 
     @property
@@ -179,6 +229,13 @@ def load_settings(home: Path | None = None, *, port: int | None = None) -> Setti
         resolved_port = _parse_port(env_port, PORT_ENV)
     if port is not None:
         resolved_port = _parse_port(str(port), "--port")
+    base_url = config.cloud.base_url
+    env_url = os.environ.get(CLOUD_URL_ENV, "").strip()
+    if env_url:
+        try:
+            base_url = cloud_base_url(env_url)
+        except ValueError as exc:
+            raise SettingsError(f"{CLOUD_URL_ENV}: {exc}") from None
 
     return Settings(
         paths=paths,
@@ -199,7 +256,12 @@ def load_settings(home: Path | None = None, *, port: int | None = None) -> Setti
         body_max_bytes=config.capture.body_max_bytes,
         pricing_overrides=_under_home(paths, config.pricing.overrides or DEFAULT_RATES_FILE),
         cloud_enabled=config.cloud.enabled,
-        cloud_base_url=config.cloud.base_url,
+        cloud_base_url=base_url,
+        cloud_workspace_id=config.cloud.workspace_id,
+        cloud_dashboard_origin=config.cloud.dashboard_origin,
+        cloud_batch_rows=config.cloud.batch_rows,
+        cloud_batch_bytes=config.cloud.batch_bytes,
+        cloud_sync_interval=config.cloud.sync_interval_seconds,
         log_level=config.log.level,
     )
 

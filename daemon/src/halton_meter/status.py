@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from halton_meter.cloud.state import NOT_CONFIGURED, CloudStatus, load_status
 from halton_meter.pidfile import read_state, running_pid
 from halton_meter.report import Group, capture_error_counts, parse_period, spend_report
 from halton_meter.settings import Settings
@@ -72,7 +73,8 @@ class Status:
     today: Group | None
     capture_errors: dict[str, int] = field(default_factory=dict)
     live_errors: dict[str, int] = field(default_factory=dict)
-    cloud_state: str = "NOT-CONFIGURED"
+    cloud_state: str = NOT_CONFIGURED
+    cloud: CloudStatus | None = None
     db_problem: str | None = None
 
     @property
@@ -95,9 +97,25 @@ class Status:
                 "by_kind": self.capture_errors,
                 "since_start": self.live_errors,
             },
-            "cloud": {"state": self.cloud_state},
+            "cloud": self._cloud_json(),
             "db_problem": self.db_problem,
         }
+
+    def _cloud_json(self) -> dict[str, Any]:
+        cloud = self.cloud
+        if cloud is None or cloud.state == NOT_CONFIGURED:
+            return {"state": self.cloud_state}
+        summary = cloud.to_json()
+        keys = (
+            "state",
+            "paused_reason",
+            "workspace",
+            "unsynced_rows",
+            "rejected_rows",
+            "last_sync_at",
+            "last_error",
+        )
+        return {key: summary[key] for key in keys}
 
 
 def collect_status(settings: Settings) -> Status:
@@ -105,8 +123,8 @@ def collect_status(settings: Settings) -> Status:
     # one source for "today"; the live counters (since start) ride along in --json.
     daemon = probe_daemon(settings, live=True)
     status = Status(home=str(settings.home), daemon=daemon, today=None)
-    # The cloud worker arrives with the pairing issue; until then the meter is local only.
-    status.cloud_state = "NOT-CONFIGURED"
+    status.cloud = load_status(settings)
+    status.cloud_state = status.cloud.state
     if daemon.live:
         status.live_errors = daemon.live.get("errors", {})
     try:

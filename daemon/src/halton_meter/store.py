@@ -111,6 +111,41 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (day, kind)
     );
     """,
+    """
+    -- Rows the cloud refused (HTTP 422, or 413 for a single row) are set aside with its message,
+    -- so one bad row never blocks the rest (`cloud status` lists them).
+    ALTER TABLE requests ADD COLUMN sync_rejected TEXT;
+    DROP INDEX requests_unsynced;
+    CREATE INDEX requests_unsynced ON requests (started_at) WHERE synced_at IS NULL AND sync_rejected IS NULL;
+
+    -- The pairing with a cloud workspace (one row at most) and the sync worker's progress.
+    -- The token itself lives in cloud-credentials.json, this is its encrypted mirror (cloud.key).
+    -- No semicolons in these comments: _statements() splits the script on them.
+    CREATE TABLE cloud_state (
+        id                    INTEGER PRIMARY KEY CHECK (id = 1),
+        pairing_id            TEXT NOT NULL,
+        base_url              TEXT NOT NULL,
+        workspace_id          TEXT NOT NULL,
+        workspace_slug        TEXT NOT NULL,
+        workspace_name        TEXT NOT NULL,
+        device_id             TEXT,
+        machine_id            TEXT NOT NULL,
+        hostname              TEXT NOT NULL,
+        api_key_ciphertext    TEXT NOT NULL,
+        paired_at             TEXT NOT NULL,
+        paused_reason         TEXT,
+        paused_detail         TEXT,
+        last_sync_at          TEXT,
+        last_upload_at        TEXT,
+        last_reconcile_at     TEXT,
+        last_error            TEXT,
+        last_error_at         TEXT,
+        consecutive_failures  INTEGER NOT NULL DEFAULT 0,
+        degraded_reason       TEXT,
+        rows_accepted         INTEGER NOT NULL DEFAULT 0,
+        rows_duplicate        INTEGER NOT NULL DEFAULT 0
+    );
+    """,
 )
 
 REQUEST_COLUMNS = (
@@ -369,12 +404,44 @@ def rows_to_protocol(rows: Iterable[sqlite3.Row]) -> list[RequestRow]:
     return [row_to_protocol(r) for r in rows]
 
 
+_UNSYNCED = "synced_at IS NULL AND sync_rejected IS NULL"
+
+
+def unsynced_records(conn: sqlite3.Connection, *, limit: int) -> list[sqlite3.Row]:
+    """The oldest rows the cloud has not acknowledged (nor refused) yet, as stored."""
+    return conn.execute(
+        f"SELECT * FROM requests WHERE {_UNSYNCED} ORDER BY started_at LIMIT ?", (limit,)
+    ).fetchall()
+
+
 def unsynced_rows(conn: sqlite3.Connection, *, limit: int) -> list[RequestRow]:
     """The oldest rows the cloud has not acknowledged yet, as wire rows."""
-    cursor = conn.execute(
-        "SELECT * FROM requests WHERE synced_at IS NULL ORDER BY started_at LIMIT ?", (limit,)
-    )
-    return rows_to_protocol(cursor)
+    return rows_to_protocol(unsynced_records(conn, limit=limit))
+
+
+def count_unsynced(conn: sqlite3.Connection) -> int:
+    return int(conn.execute(f"SELECT COUNT(*) FROM requests WHERE {_UNSYNCED}").fetchone()[0])
+
+
+def set_aside(conn: sqlite3.Connection, rejected: Iterable[tuple[UUID | str, str]]) -> int:
+    """Keep rows the cloud refused out of later batches, with the reason (shown by ``cloud status``)."""
+    with transaction(conn):
+        cursor = conn.executemany(
+            "UPDATE requests SET sync_rejected = ? WHERE request_uid = ? AND synced_at IS NULL",
+            [(message[:1000], str(uid)) for uid, message in rejected],
+        )
+    return cursor.rowcount
+
+
+def rejected_rows(conn: sqlite3.Connection, *, limit: int) -> tuple[int, list[tuple[str, str]]]:
+    """How many rows are set aside, and the newest ``limit`` of them as (request_uid, reason)."""
+    total = int(conn.execute("SELECT COUNT(*) FROM requests WHERE sync_rejected IS NOT NULL").fetchone()[0])
+    newest = conn.execute(
+        "SELECT request_uid, sync_rejected FROM requests WHERE sync_rejected IS NOT NULL "
+        "ORDER BY started_at DESC LIMIT ?",
+        (limit,),
+    ).fetchall()
+    return total, [(r[0], r[1]) for r in newest]
 
 
 def mark_synced(conn: sqlite3.Connection, request_uids: Iterable[UUID | str], at: datetime) -> int:

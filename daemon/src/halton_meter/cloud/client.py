@@ -1,0 +1,311 @@
+"""The HTTP calls the meter makes to the cloud API, and what each answer means.
+
+One :class:`CloudClient` per base URL. Calls that only succeed or fail (whoami, disconnect, pairing
+start) raise :class:`CloudUnreachable` when no HTTP answer came back and :class:`CloudRefused` for an
+HTTP error; the batch upload returns a :class:`BatchResponse` whatever the status, because the sync
+pass treats each status differently (see :mod:`halton_meter.cloud.sync`).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import ipaddress
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from halton_meter import __version__
+
+logger = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S = 10.0
+READ_TIMEOUT_S = 60.0
+MAX_POLL_WAIT_S = 25.0  # the server holds a poll at most this long
+
+
+class CloudError(Exception):
+    """A call to the cloud did not succeed; ``str()`` says what happened."""
+
+
+class CloudUnreachable(CloudError):
+    """No HTTP answer: DNS, connection refused, TLS, timeout, connection cut."""
+
+
+class CloudRefused(CloudError):
+    """The cloud answered with an HTTP error status."""
+
+    def __init__(self, status: int, detail: str, retry_after: float | None = None) -> None:
+        super().__init__(f"HTTP {status}: {detail}")
+        self.status = status
+        self.detail = detail
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class PairingTicket:
+    code: str
+    poll_secret: str
+    approve_url: str
+    expires_at: datetime
+    interval: float
+
+    def to_json(self) -> dict[str, Any]:
+        """What may be shown (the poll secret is not)."""
+        return {"code": self.code, "approve_url": self.approve_url, "expires_at": self.expires_at.isoformat()}
+
+
+@dataclass(frozen=True)
+class Approval:
+    """The approved poll: the token (handed out once) and who it belongs to."""
+
+    token: str
+    workspace_id: str
+    workspace_slug: str
+    workspace_name: str
+    device_id: str | None
+    machine_id: str
+
+
+@dataclass(frozen=True)
+class PollAnswer:
+    status: str  # pending, approved, denied, expired, consumed, not_found
+    approval: Approval | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class Identity:
+    """``GET /v1/daemon/whoami``."""
+
+    workspace_id: str
+    workspace_slug: str
+    workspace_name: str
+    device_id: str | None
+    machine_id: str
+    hostname: str
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class BatchResponse:
+    """The answer to one ``POST /v1/requests/batch``; ``status`` None = no answer (transport error)."""
+
+    status: int | None
+    document: dict[str, Any] | None
+    detail: str
+    retry_after: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+def host_of(base_url: str) -> str:
+    """How a base URL is named in messages: ``api.haltonmeter.com``, ``127.0.0.1:8000``."""
+    return urlsplit(base_url).netloc or base_url
+
+
+def _is_loopback(base_url: str) -> bool:
+    host = urlsplit(base_url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """``Retry-After`` as seconds from now: a number of seconds, or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(when.timestamp() - (now if now is not None else time.time()), 0.0)
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        document = response.json()
+    except ValueError:
+        text = response.text.strip()
+        return text[:300] or response.reason_phrase
+    if isinstance(document, dict):
+        detail = document.get("detail")
+        if isinstance(detail, dict):  # FastAPI wraps some problems one level deeper
+            detail = detail.get("detail")
+        if detail:
+            return str(detail)[:1000]
+    return response.reason_phrase
+
+
+class CloudClient:
+    """Synchronous client (the worker runs in its own thread, the CLI in its own process)."""
+
+    def __init__(self, base_url: str, *, timeout: float = READ_TIMEOUT_S) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.host = host_of(self.base_url)
+        # Corporate proxies and CA bundles from the environment apply to a real cloud, never to a
+        # loopback one (a development server, or a test's fake).
+        self._http = httpx.Client(
+            timeout=httpx.Timeout(timeout, connect=CONNECT_TIMEOUT_S),
+            trust_env=not _is_loopback(self.base_url),
+            headers={"User-Agent": f"halton-meter/{__version__}"},
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> CloudClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self._http.request(method, self.base_url + path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise CloudUnreachable(f"cannot reach {self.host}: {_describe_transport(exc)}") from exc
+
+    @staticmethod
+    def _auth(token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
+    # -- pairing -------------------------------------------------------------------------------
+
+    def start_pairing(self, *, machine_id: str, hostname: str) -> PairingTicket:
+        response = self._request(
+            "POST",
+            "/v1/pairing/start",
+            json={"machine_id": machine_id, "hostname": hostname, "meter_version": __version__},
+        )
+        if response.status_code != 201 and response.status_code != 200:
+            raise CloudRefused(
+                response.status_code,
+                _detail(response),
+                parse_retry_after(response.headers.get("retry-after")),
+            )
+        try:
+            document = response.json()
+            return PairingTicket(
+                code=str(document["code"]),
+                poll_secret=str(document["poll_secret"]),
+                approve_url=str(document["approve_url"]),
+                expires_at=datetime.fromisoformat(str(document["expires_at"]).replace("Z", "+00:00")),
+                interval=float(document.get("interval") or 0.0),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CloudRefused(
+                response.status_code, f"unexpected answer to /v1/pairing/start ({exc})"
+            ) from None
+
+    def poll_pairing(self, poll_secret: str, *, wait_seconds: float) -> PollAnswer:
+        wait = min(max(wait_seconds, 0.0), MAX_POLL_WAIT_S)
+        response = self._request(
+            "POST",
+            "/v1/pairing/poll",
+            json={"poll_secret": poll_secret, "wait_seconds": wait},
+            timeout=httpx.Timeout(wait + READ_TIMEOUT_S / 2, connect=CONNECT_TIMEOUT_S),
+        )
+        if response.status_code == 404:
+            return PollAnswer("not_found", detail=_detail(response))
+        try:
+            document = response.json()
+        except ValueError:
+            document = None
+        if response.status_code == 410 and isinstance(document, dict):
+            return PollAnswer(str(document.get("status") or "expired"), detail=_detail(response))
+        if response.status_code != 200 or not isinstance(document, dict):
+            raise CloudRefused(
+                response.status_code,
+                _detail(response),
+                parse_retry_after(response.headers.get("retry-after")),
+            )
+        status = str(document.get("status"))
+        if status != "approved":
+            return PollAnswer(status)
+        try:
+            approval = Approval(
+                token=str(document["token"]),
+                workspace_id=str(document["workspace_id"]),
+                workspace_slug=str(document["workspace_slug"]),
+                workspace_name=str(document["workspace_name"]),
+                device_id=str(document["device_id"]) if document.get("device_id") else None,
+                machine_id=str(document["machine_id"]),
+            )
+        except KeyError as exc:
+            raise CloudRefused(200, f"the approved poll is missing {exc}") from None
+        return PollAnswer("approved", approval=approval)
+
+    # -- the paired machine --------------------------------------------------------------------
+
+    def whoami(self, token: str) -> Identity:
+        response = self._request("GET", "/v1/daemon/whoami", headers=self._auth(token))
+        if response.status_code != 200:
+            raise CloudRefused(
+                response.status_code,
+                _detail(response),
+                parse_retry_after(response.headers.get("retry-after")),
+            )
+        document = response.json()
+        return Identity(
+            workspace_id=str(document["workspace_id"]),
+            workspace_slug=str(document["workspace_slug"]),
+            workspace_name=str(document["workspace_name"]),
+            device_id=str(document["device_id"]) if document.get("device_id") else None,
+            machine_id=str(document["machine_id"]),
+            hostname=str(document.get("hostname") or ""),
+        )
+
+    def disconnect(self, token: str) -> None:
+        response = self._request("DELETE", "/v1/daemon/disconnect", headers=self._auth(token))
+        if response.status_code not in (200, 204):
+            raise CloudRefused(response.status_code, _detail(response))
+
+    def post_batch(self, token: str, gzipped_body: bytes) -> BatchResponse:
+        try:
+            response = self._http.post(
+                self.base_url + "/v1/requests/batch",
+                content=gzipped_body,
+                headers={
+                    **self._auth(token),
+                    "Content-Type": "application/json",
+                    "Content-Encoding": "gzip",
+                },
+            )
+        except httpx.HTTPError as exc:
+            return BatchResponse(None, None, f"cannot reach {self.host}: {_describe_transport(exc)}")
+        try:
+            document = response.json()
+        except (ValueError, json.JSONDecodeError):
+            document = None
+        return BatchResponse(
+            response.status_code,
+            document if isinstance(document, dict) else None,
+            _detail(response),
+            parse_retry_after(response.headers.get("retry-after")),
+        )
+
+
+def _describe_transport(exc: httpx.HTTPError) -> str:
+    kind = type(exc).__name__
+    text = str(exc) or kind
+    return text if kind in text else f"{kind}: {text}"

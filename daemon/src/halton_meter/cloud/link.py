@@ -1,0 +1,112 @@
+"""The local side of a pairing: what approval writes, and what disconnecting wipes.
+
+Approval writes, in this order, so the daemon's supervisor (which starts the worker once
+``enabled = true`` and the credentials exist) never sees half a pairing:
+
+1. ``cloud.key`` - a fresh Fernet key, 0600;
+2. the ``cloud_state`` row - workspace, machine id, hostname snapshot, the token encrypted with that key;
+3. ``cloud-credentials.json`` - the raw token, 0600;
+4. ``config.toml`` ``[cloud]`` - ``enabled = true``, ``base_url``, ``workspace_id`` (only that table).
+
+Wiping undoes the same in reverse: ``enabled = false`` first (the worker stops on its next tick), then
+the files, then the row. Rows stay in ``db.sqlite`` with their ``synced_at``: capture goes on locally.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from halton_meter.cloud import config_table, credentials, state
+from halton_meter.cloud.client import Approval
+from halton_meter.cloud.credentials import Credentials
+from halton_meter.paths import MeterPaths
+from halton_meter.store import open_store, ts
+
+logger = logging.getLogger(__name__)
+
+
+class PairingMismatch(RuntimeError):
+    """The cloud approved a different machine than this one; nothing was written."""
+
+
+@dataclass(frozen=True)
+class Paired:
+    credentials: Credentials
+    workspace_slug: str
+    workspace_name: str
+    hostname: str
+
+
+def hostname_snapshot() -> str:
+    return socket.gethostname() or "unknown"
+
+
+def complete_pairing(
+    paths: MeterPaths, *, base_url: str, approval: Approval, machine_id: str, hostname: str
+) -> Paired:
+    if approval.machine_id != machine_id:
+        raise PairingMismatch(
+            f"the cloud approved machine {approval.machine_id!r} but this machine is {machine_id!r} "
+            f"({paths.machine}); nothing was written: run `halton-meter cloud connect` again"
+        )
+    paired_at = ts(state.now_utc())
+    pairing_id = str(uuid.uuid4())
+    key = credentials.new_key(paths)
+    conn = open_store(paths.db)
+    try:
+        state.write_pairing(
+            conn,
+            {
+                "pairing_id": pairing_id,
+                "base_url": base_url,
+                "workspace_id": approval.workspace_id,
+                "workspace_slug": approval.workspace_slug,
+                "workspace_name": approval.workspace_name,
+                "device_id": approval.device_id,
+                "machine_id": machine_id,
+                "hostname": hostname,
+                "api_key_ciphertext": credentials.encrypt(key, approval.token),
+                "paired_at": paired_at,
+            },
+        )
+    finally:
+        conn.close()
+    saved = Credentials(
+        token=approval.token,
+        pairing_id=pairing_id,
+        workspace_id=approval.workspace_id,
+        machine_id=machine_id,
+        paired_at=paired_at,
+        device_id=approval.device_id,
+    )
+    credentials.save_credentials(paths, saved)
+    config_table.set_cloud_keys(
+        paths.config, {"enabled": True, "base_url": base_url, "workspace_id": approval.workspace_id}
+    )
+    logger.info(
+        "paired with workspace %s (%s) as machine %s",
+        approval.workspace_slug,
+        approval.workspace_id,
+        machine_id,
+    )
+    return Paired(saved, approval.workspace_slug, approval.workspace_name, hostname)
+
+
+def wipe_local(paths: MeterPaths) -> list[Path]:
+    """Disable sync and forget the pairing; returns the credential files removed."""
+    config_table.set_cloud_keys(paths.config, {"enabled": False})
+    removed = credentials.wipe(paths)
+    if paths.db.exists():
+        conn = open_store(paths.db)
+        try:
+            state.clear(conn)
+        finally:
+            conn.close()
+    logger.info(
+        "cloud pairing wiped locally: %s", ", ".join(p.name for p in removed) or "no credential files"
+    )
+    return removed

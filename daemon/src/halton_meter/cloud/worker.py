@@ -1,0 +1,209 @@
+"""The cloud worker: a thread in the daemon that runs sync passes, backs off, pauses and flags DEGRADED.
+
+Between passes it waits ``[cloud] sync_interval_seconds`` (at once again if a pass ran out of time
+with rows left). After a transient failure it waits an exponential backoff with jitter, starting at the
+interval and capped at :data:`MAX_BACKOFF_S` (or 60 intervals, whichever is smaller), or exactly the
+server's ``Retry-After`` when it sent one (capped at :data:`MAX_BACKOFF_S` too). A 401 or 403 pauses sync (see :mod:`.state`); a transport
+error never does. Each pass re-reads the credentials and the ``cloud_state`` row, so ``cloud pause``,
+``resume`` and a re-pairing from the CLI take effect on the next pass without a restart.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+import sqlite3
+import threading
+from collections import deque
+from collections.abc import Callable
+
+from halton_meter.cloud import state
+from halton_meter.cloud.client import CloudClient
+from halton_meter.cloud.credentials import CredentialsProblem, load_credentials
+from halton_meter.cloud.sync import FORBIDDEN, TRANSIENT, UNAUTHORISED, PassResult, Uploader
+from halton_meter.health import Health
+from halton_meter.paths import MeterPaths
+from halton_meter.settings import Settings
+from halton_meter.store import open_store
+
+logger = logging.getLogger(__name__)
+
+MAX_BACKOFF_S = 300.0
+STOP_TIMEOUT_S = 5.0
+
+
+def backoff_delay(failures: int, interval: float, *, rng: random.Random | None = None) -> float:
+    """Exponential backoff with "equal jitter": half fixed, half random, so meters do not stampede."""
+    cap = min(MAX_BACKOFF_S, interval * 60)
+    ceiling = min(cap, interval * 2 ** max(failures - 1, 0))
+    return ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
+
+
+class SyncWorker:
+    """Started and stopped by :class:`~halton_meter.cloud.supervisor.CloudSupervisor`."""
+
+    def __init__(self, paths: MeterPaths, health: Health, settings: Callable[[], Settings]) -> None:
+        self.paths = paths
+        self.health = health
+        self.settings = settings
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._client: CloudClient | None = None
+        self._history: deque[int] = deque(maxlen=state.BACKLOG_WINDOW + 1)
+        self._pairing_id: str | None = None
+        self._learned_batch_rows: int | None = None
+        self.passes = 0
+
+    def start(self) -> SyncWorker:
+        self._thread = threading.Thread(target=self._run, name="halton-cloud-worker", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        """Stop after the current request; an abandoned request only means those rows are resent."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                logger.warning("cloud worker still finishing a request; leaving it behind")
+            self._thread = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _sleep(self, seconds: float) -> None:
+        self._wake.wait(max(seconds, 0.0))
+        self._wake.clear()
+
+    def _run(self) -> None:
+        conn = open_store(self.paths.db)
+        logger.info("cloud worker started")
+        try:
+            while not self._stop.is_set():
+                try:
+                    delay = self._step(conn)
+                except Exception as exc:  # the worker must outlive any one bad pass
+                    logger.exception("cloud sync pass failed")
+                    self.health.error("cloud.worker", repr(exc))
+                    delay = self.settings().cloud_sync_interval
+                self._sleep(delay)
+        finally:
+            if self._client is not None:
+                self._client.close()
+            conn.close()
+            logger.info("cloud worker stopped")
+
+    def _step(self, conn: sqlite3.Connection) -> float:
+        """One pass (or a reason not to run one); returns how long to wait before the next."""
+        settings = self.settings()
+        interval = settings.cloud_sync_interval
+        try:
+            credentials = load_credentials(self.paths)
+        except CredentialsProblem as exc:
+            self.health.error("cloud.credentials", str(exc))
+            return interval
+        row = state.read_row(conn)
+        if credentials is None or row is None or row["pairing_id"] != credentials.pairing_id:
+            return interval  # mid-(dis)connect: the supervisor or the next pass will see it settled
+        if credentials.pairing_id != self._pairing_id:
+            self._pairing_id = credentials.pairing_id
+            self._history.clear()
+        if row["paused_reason"]:
+            self._history.clear()
+            return interval
+        if self._client is None or self._client.base_url != settings.cloud_base_url.rstrip("/"):
+            if self._client is not None:
+                self._client.close()
+            self._client = CloudClient(settings.cloud_base_url)
+        uploader = Uploader(
+            conn,
+            self._client,
+            credentials.token,
+            batch_rows=min(settings.cloud_batch_rows, self._learned_batch_rows or settings.cloud_batch_rows),
+            batch_bytes=settings.cloud_batch_bytes,
+        )
+
+        def still_wanted() -> bool:
+            current = state.read_row(conn)
+            return (
+                not self._stop.is_set()
+                and current is not None
+                and current["pairing_id"] == credentials.pairing_id
+                and not current["paused_reason"]
+            )
+
+        result = uploader.run_pass(keep_going=still_wanted)
+        self.passes += 1
+        if uploader.batch_rows < settings.cloud_batch_rows:
+            self._learned_batch_rows = uploader.batch_rows  # a 413 taught us the cloud's limit
+        return self._record(conn, credentials.pairing_id, result, interval)
+
+    def _record(
+        self, conn: sqlite3.Connection, pairing_id: str, result: PassResult, interval: float
+    ) -> float:
+        at = state.now_utc()
+        if result.synced:
+            self.health.event("cloud.rows_synced", result.synced)
+        if result.set_aside:
+            self.health.event("cloud.rows_rejected", len(result.set_aside))
+        self._history.append(result.remaining)
+        if result.stopped is None:
+            state.record_success(
+                conn,
+                pairing_id,
+                at=at,
+                accepted=result.accepted,
+                duplicates=result.duplicates,
+                uploaded=result.uploaded,
+            )
+            state.set_degraded(conn, pairing_id, self._growth_reason(result.remaining))
+            # Out of time with rows left: carry on at once rather than waiting an interval.
+            return 0.0 if result.remaining and result.synced else interval
+        if result.uploaded:
+            state.record_progress(
+                conn, pairing_id, accepted=result.accepted, duplicates=result.duplicates, at=at
+            )
+        error = result.error or "sync failed"
+        if result.stopped in (UNAUTHORISED, FORBIDDEN):
+            reason = state.PAUSED_UNAUTHORISED if result.stopped == UNAUTHORISED else state.PAUSED_FORBIDDEN
+            state.record_failure(conn, pairing_id, at=at, error=error, count=False)
+            state.set_paused(conn, pairing_id, reason, error)
+            self.health.event(f"cloud.{reason}")
+            logger.warning("cloud sync paused (%s): %s", reason, error)
+            return interval
+        assert result.stopped == TRANSIENT
+        failures = state.record_failure(conn, pairing_id, at=at, error=error)
+        self.health.event(
+            "cloud.transport_error"
+            if result.posts and result.posts[-1].status is None
+            else "cloud.http_error"
+        )
+        reason = None
+        if failures >= state.DEGRADED_AFTER_FAILURES:
+            reason = f"{failures} sync attempts in a row failed ({error})"
+        state.set_degraded(conn, pairing_id, reason or self._growth_reason(result.remaining))
+        # The server's Retry-After is followed exactly (up to the backoff cap, so a bogus one cannot
+        # stall sync for a day); without one, back off exponentially with jitter.
+        if result.retry_after is not None:
+            delay = min(result.retry_after, MAX_BACKOFF_S)
+        else:
+            delay = backoff_delay(failures, interval)
+        logger.warning("cloud sync failed (%d in a row), next attempt in %.1fs: %s", failures, delay, error)
+        return delay
+
+    def _growth_reason(self, remaining: int) -> str | None:
+        history = list(self._history)
+        if (
+            remaining
+            and len(history) == self._history.maxlen
+            and all(a < b for a, b in itertools.pairwise(history))
+        ):
+            return f"the backlog grew over the last {state.BACKLOG_WINDOW} passes ({history[0]} -> {remaining} rows)"
+        return None

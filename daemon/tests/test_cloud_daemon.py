@@ -1,0 +1,298 @@
+"""Pairing and sync with real processes: the detached daemon, the CLI in a subprocess, the fake cloud.
+
+Covers the spec's walk-through end to end on the meter's side: `cloud connect` (its four lines, the
+files and modes it writes), the worker syncing within one supervisor tick, `cloud status`, the loopback
+routes over a real socket, Ctrl-C, re-pairing, `cloud disconnect`, the placeholder heal at boot, and a
+`kill -9` in the middle of a batch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import tomllib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from halton_meter.cloud.credentials import decrypt, mode_of
+from halton_meter.paths import MeterPaths
+from halton_meter.testing.fake_cloud import FakeCloud, store_rows
+
+TICK_S = 0.2
+DASHBOARD = "http://127.0.0.1:5173"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Meter:
+    """A home directory, its environment, and the CLI run against it."""
+
+    def __init__(self, tmp_path: Path, *, base_url: str) -> None:
+        self.paths = MeterPaths.resolve(tmp_path / "home")
+        self.port = free_port()
+        self.env = {
+            **os.environ,
+            "HALTON_METER_HOME": str(self.paths.home),
+            "HALTON_METER_SUPERVISOR_SECONDS": str(TICK_S),
+            "PYTHONUNBUFFERED": "1",
+        }
+        for name in ("HALTON_METER_PORT", "HALTON_METER_CLOUD_URL"):
+            self.env.pop(name, None)
+        assert self.cli("init").returncode == 0
+        self.paths.config.write_text(
+            "# written by the test: keep me\n"
+            f"[proxy]\nport = {self.port}\n[attribution]\ndirectory = false\n\n"
+            f'[cloud]\nenabled = false\nbase_url = "{base_url}"\ndashboard_origin = "{DASHBOARD}"\n'
+            "sync_interval_seconds = 0.1\n"
+        )
+
+    def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "halton_meter.cli", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def spawn(self, *args: str) -> Spawned:
+        return Spawned(
+            subprocess.Popen(
+                [sys.executable, "-m", "halton_meter.cli", *args],
+                env=self.env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+
+    def json(self, *args: str) -> dict:
+        result = self.cli(*args, "--json")
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    def pid(self) -> int:
+        return json.loads(self.paths.daemon_state.read_text())["pid"]
+
+    @contextmanager
+    def running(self) -> Iterator[Meter]:
+        started = self.cli("start")
+        assert started.returncode == 0, started.stdout + started.stderr
+        try:
+            yield self
+        finally:
+            self.cli("stop")
+
+    def unsynced(self) -> int:
+        with sqlite3.connect(self.paths.db) as conn:
+            return conn.execute("SELECT COUNT(*) FROM requests WHERE synced_at IS NULL").fetchone()[0]
+
+    def loopback(self, method: str, path: str, **kwargs) -> httpx.Response:
+        with httpx.Client(trust_env=False, timeout=10) as client:
+            return client.request(method, f"http://127.0.0.1:{self.port}{path}", **kwargs)
+
+
+class Spawned:
+    """A CLI process whose stdout is read line by line as it comes."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        self.process = process
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(line.rstrip("\n"))
+
+    def wait_line(self, text: str, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            self.seen.append(line)
+            if text in line:
+                return
+        raise AssertionError(f"{text!r} never printed; got {self.seen}")
+
+    def finish(self, timeout: float = 20.0) -> tuple[int, str, str]:
+        code = self.process.wait(timeout)
+        while not self.lines.empty():
+            self.seen.append(self.lines.get())
+        assert self.process.stderr is not None
+        return code, "\n".join(self.seen), self.process.stderr.read()
+
+
+@pytest.fixture
+def cloud() -> Iterator[FakeCloud]:
+    with FakeCloud() as fake:
+        fake.dashboard = DASHBOARD
+        yield fake
+
+
+def connect(meter: Meter, cloud: FakeCloud) -> tuple[str, str]:
+    """Run `cloud connect`, approve the code it shows; returns (stdout, token)."""
+    process = meter.spawn("cloud", "connect", "--base-url", cloud.url, "--poll-interval-seconds", "0.05")
+    process.wait_line("Waiting for approval")
+    code = cloud.wait_for_code()
+    token = cloud.approve(code)
+    exit_code, out, err = process.finish()
+    assert exit_code == 0, out + err
+    return out, token
+
+
+def test_connect_sync_status_loopback_reconnect_and_disconnect(tmp_path, cloud):
+    meter = Meter(tmp_path, base_url="https://api.halton.test")
+    not_running = meter.cli("cloud", "connect", "--base-url", cloud.url)
+    assert not_running.returncode == 1
+    assert "daemon not running: run halton-meter status and halton-meter start" in not_running.stderr
+    with meter.running():
+        # The placeholder TLD was healed at boot, the rest of config.toml kept.
+        config = meter.paths.config.read_text()
+        assert 'base_url = "https://api.haltonmeter.com"' in config and config.startswith(
+            "# written by the test"
+        )
+        assert "placeholder" in meter.paths.daemon_log.read_text()
+
+        # -- connect: the four lines, then the files and modes of the spec ----------------------
+        out, token = connect(meter, cloud)
+        lines = out.splitlines()
+        code = cloud.pairings and next(iter(cloud.pairings))
+        assert lines[:4] == [
+            f"Requesting pairing code from {cloud.host}…",
+            f"Pairing code: {code}",
+            f"Approve at: {DASHBOARD}/connect?code={code}",
+            "Waiting for approval… (Ctrl-C to cancel)",
+        ]
+        assert "paired with workspace acme-co" in out
+        assert mode_of(meter.paths.cloud_credentials) == 0o600 and mode_of(meter.paths.cloud_key) == 0o600
+        assert json.loads(meter.paths.cloud_credentials.read_text())["token"] == token
+        parsed = tomllib.loads(meter.paths.config.read_text())
+        assert parsed["cloud"]["enabled"] is True and parsed["cloud"]["base_url"] == cloud.url
+        assert parsed["cloud"]["workspace_id"] == cloud.workspace_id and parsed["proxy"]["port"] == meter.port
+        with sqlite3.connect(meter.paths.db) as conn:
+            ciphertext, workspace, hostname = conn.execute(
+                "SELECT api_key_ciphertext, workspace_name, hostname FROM cloud_state"
+            ).fetchone()
+        assert decrypt(meter.paths.cloud_key.read_bytes().strip(), ciphertext) == token
+        assert workspace == "Acme Co" and hostname == socket.gethostname()
+
+        # -- the worker starts on the next tick and syncs ---------------------------------------
+        began = time.monotonic()
+        uids = store_rows(meter.paths, 25)
+        wait_for(lambda: cloud.unique_uids() >= set(uids), what="the daemon to sync")
+        assert time.monotonic() - began < 15  # the spec's bound for a supervisor tick
+        wait_for(lambda: meter.unsynced() == 0, what="rows marked synced")
+        status = meter.json("cloud", "status")
+        assert status["state"] == "ACTIVE" and status["unsynced_rows"] == 0 and status["daemon_running"]
+        who = meter.cli("cloud", "whoami").stdout.splitlines()
+        assert who[0] == "Workspace:  acme-co" and who[2] == f"Hostname:   {socket.gethostname()}"
+
+        # -- the loopback routes over a real socket ----------------------------------------------
+        ok = meter.loopback("GET", "/v1/cloud/state", headers={"Origin": DASHBOARD})
+        assert ok.status_code == 200 and ok.headers["access-control-allow-origin"] == DASHBOARD
+        assert ok.json()["state"] == "ACTIVE" and token not in ok.text
+        assert (
+            meter.loopback("GET", "/v1/cloud/state", headers={"Origin": "https://evil.example"}).status_code
+            == 403
+        )
+        preflight = meter.loopback(
+            "OPTIONS",
+            "/v1/cloud/connect",
+            headers={"Origin": DASHBOARD, "Access-Control-Request-Method": "POST"},
+        )
+        assert preflight.status_code == 204 and preflight.headers["access-control-allow-origin"] == DASHBOARD
+        assert meter.loopback("POST", "/v1/cloud/connect", json={}).status_code == 403  # no Origin
+        internal = meter.loopback("GET", "/v1/cloud/state", headers={"Host": "halton-meter.internal"})
+        assert internal.status_code == 403
+        rebound = meter.loopback("GET", "/v1/cloud/state", headers={"Host": f"attacker.invalid:{meter.port}"})
+        assert rebound.status_code != 200 and "workspace" not in rebound.text
+
+        # -- re-connecting revokes the old token first; Ctrl-C leaves cleanly --------------------
+        again = meter.spawn("cloud", "connect", "--base-url", cloud.url, "--poll-interval-seconds", "0.05")
+        again.wait_line("Waiting for approval")
+        assert again.seen[:2] == [f"Revoking the previous token at {cloud.host}…", "Previous token revoked."]
+        assert cloud.device_status(token) == "revoked"
+        again.process.send_signal(signal.SIGINT)
+        exit_code, _, err = again.finish()
+        assert exit_code == 130 and "Cancelled: nothing was written" in err and "Traceback" not in err
+        assert not meter.paths.cloud_credentials.exists()
+        assert meter.loopback("GET", "/v1/cloud/state").json()["state"] == "NOT-CONFIGURED"
+
+        # -- the dashboard pairs through the daemon ----------------------------------------------
+        started = meter.loopback(
+            "POST", "/v1/cloud/connect", json={"base_url": cloud.url}, headers={"Origin": DASHBOARD}
+        )
+        assert started.status_code == 202 and started.headers["access-control-allow-origin"] == DASHBOARD
+        dashboard_token = cloud.approve(started.json()["code"])
+        wait_for(lambda: meter.paths.cloud_credentials.exists(), what="the daemon to write the credentials")
+        wait_for(
+            lambda: meter.json("cloud", "status")["state"] == "ACTIVE", what="ACTIVE after dashboard pairing"
+        )
+        assert json.loads(meter.paths.cloud_credentials.read_text())["token"] == dashboard_token
+
+        # -- disconnect: revoke, wipe, enabled = false; capture goes on ---------------------------
+        gone = meter.cli("cloud", "disconnect")
+        assert gone.returncode == 0, gone.stderr
+        assert gone.stdout.splitlines()[:3] == [
+            f"Revoking token at {cloud.host}…",
+            "Token revoked.",
+            "Local: cloud.enabled = false; credentials wiped.",
+        ]
+        assert not meter.paths.cloud_credentials.exists() and not meter.paths.cloud_key.exists()
+        assert tomllib.loads(meter.paths.config.read_text())["cloud"]["enabled"] is False
+        assert cloud.device_status(dashboard_token) == "revoked"
+        with sqlite3.connect(meter.paths.db) as conn:
+            assert conn.execute("SELECT COUNT(*) FROM cloud_state").fetchone()[0] == 0
+        wait_for(
+            lambda: "cloud sync off: worker stopped" in meter.paths.daemon_log.read_text(), what="worker stop"
+        )
+        assert meter.loopback("GET", "/v1/health").status_code == 200  # capture carries on locally
+
+
+def test_kill_9_mid_batch_loses_nothing_and_counts_each_row_once(tmp_path, cloud):
+    meter = Meter(tmp_path, base_url=cloud.url)
+    cloud.pair(meter.paths)
+    uids = store_rows(meter.paths, 300)
+    with open(meter.paths.config, "a") as config:
+        config.write("batch_rows = 100\n")
+    cloud.batch_delay = 0.5
+    with meter.running():
+        assert cloud.batch_started.wait(10), "the daemon never sent a batch"
+        os.kill(meter.pid(), signal.SIGKILL)  # the cloud stores this batch, the meter never hears back
+        wait_for(lambda: len(cloud.unique_uids()) == 100, what="the in-flight batch to land")
+    assert meter.unsynced() == 300  # nothing was marked: no 2xx reached the meter
+    cloud.batch_delay = 0.0
+    with meter.running():
+        wait_for(lambda: meter.unsynced() == 0, what="the backlog to drain after restart")
+    assert cloud.unique_uids() == set(uids)
+    assert cloud.accepted_total == 300  # each request_uid counted once after dedupe
+    assert sum(cloud.received.values()) == 400 and max(cloud.received.values()) == 2  # 100 sent twice

@@ -1,0 +1,246 @@
+"""The sync worker and the supervisor against the fake cloud, and the CLI commands that steer them.
+
+The worker runs in this process (its own thread, as in the daemon) with a 50 ms sync interval; the
+CLI runs through click's runner against the same home.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from click.testing import CliRunner
+
+from halton_meter.cli import main
+from halton_meter.cloud import state
+from halton_meter.cloud.config_table import set_cloud_keys
+from halton_meter.cloud.link import wipe_local
+from halton_meter.cloud.supervisor import CloudSupervisor
+from halton_meter.cloud.worker import SyncWorker, backoff_delay
+from halton_meter.health import Health
+from halton_meter.paths import MeterPaths
+from halton_meter.settings import load_settings
+from halton_meter.testing.fake_cloud import FakeCloud, store_rows
+
+run = CliRunner().invoke
+
+
+@pytest.fixture
+def cloud() -> Iterator[FakeCloud]:
+    with FakeCloud() as fake:
+        yield fake
+
+
+@pytest.fixture
+def paired(home: MeterPaths, cloud: FakeCloud) -> str:
+    token = cloud.pair(home)
+    set_cloud_keys(home.config, {"sync_interval_seconds": 0.05})
+    return token
+
+
+@pytest.fixture
+def worker(home: MeterPaths, paired: str) -> Iterator[SyncWorker]:
+    settings = load_settings(home.home)
+    running = SyncWorker(home, Health(), lambda: settings).start()
+    yield running
+    running.stop()
+
+
+def status(home: MeterPaths) -> state.CloudStatus:
+    return state.load_status(load_settings(home.home))
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_rows_sync_and_status_is_active(home, cloud, worker):
+    uids = store_rows(home, 20)
+    wait_for(lambda: status(home).unsynced_rows == 0 and status(home).last_sync_at is not None, what="sync")
+    assert cloud.unique_uids() == set(uids)
+    result = run(main, ["cloud", "status"])
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert lines[0] == "State:           ACTIVE"
+    assert lines[1].startswith("Last sync:       ") and lines[1].endswith("s ago")
+    assert lines[2] == "Unsynced rows:   0"
+    assert lines[3] == "Last reconcile:  never"
+    document = json.loads(run(main, ["cloud", "status", "--json"]).output)
+    assert (
+        document["state"] == "ACTIVE" and document["unsynced_rows"] == 0 and document["paused_reason"] is None
+    )
+    assert document["workspace"]["slug"] == "acme-co" and document["rows_accepted"] == 20
+    assert "hm_sync_" not in json.dumps(document)  # no secrets in the status document
+    assert json.loads(run(main, ["status", "--json"]).output)["cloud"]["state"] == "ACTIVE"
+
+
+def test_a_401_pauses_and_resume_says_the_token_is_revoked(home, cloud, worker, paired):
+    cloud.revoke(paired)
+    store_rows(home, 3)
+    wait_for(lambda: status(home).state == state.PAUSED, what="PAUSED")
+    assert status(home).paused_reason == "paused_unauthorised" and status(home).unsynced_rows == 3
+    text = run(main, ["cloud", "status"]).output
+    assert "State:           PAUSED" in text and "paused_unauthorised" in text and "cloud resume" in text
+    resumed = run(main, ["cloud", "resume"])
+    assert resumed.exit_code == 1
+    assert "token is revoked" in resumed.output and "halton-meter cloud connect" in resumed.output
+    assert status(home).paused_reason == "paused_unauthorised"
+
+
+def test_a_transient_401_is_cleared_by_resume(home, cloud, worker):
+    cloud.fail_next(1, status=401, retry_after=None)
+    store_rows(home, 4)
+    wait_for(lambda: status(home).paused_reason == "paused_unauthorised", what="the 401 pause")
+    resumed = run(main, ["cloud", "resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "Token OK: workspace acme-co" in resumed.output
+    assert "Cloud sync resumed (was paused_unauthorised)." in resumed.output
+    wait_for(lambda: status(home).unsynced_rows == 0, what="the backlog to drain")
+    assert status(home).state == state.ACTIVE
+
+
+def test_a_403_pauses_and_resume_says_not_to_reconnect(home, cloud, worker, paired):
+    cloud.remove(paired)
+    store_rows(home, 2)
+    wait_for(lambda: status(home).paused_reason == "paused_forbidden", what="the 403 pause")
+    resumed = run(main, ["cloud", "resume"])
+    assert resumed.exit_code == 1
+    text = " ".join(resumed.output.split())
+    assert "Do not run `halton-meter cloud connect`" in text and "re-invite this machine" in text
+    assert "/acme-co/settings/devices" in text
+    cloud.reinstate(paired)
+    assert run(main, ["cloud", "resume"]).exit_code == 0
+    wait_for(lambda: status(home).unsynced_rows == 0, what="the backlog to drain")
+
+
+def test_manual_pause_and_resume(home, cloud, worker):
+    paused = run(main, ["cloud", "pause"])
+    assert paused.exit_code == 0 and "paused (paused_manual)" in paused.output
+    store_rows(home, 5)
+    time.sleep(0.4)  # several sync intervals
+    assert status(home).unsynced_rows == 5 and cloud.batches == []
+    assert status(home).state == state.PAUSED and status(home).paused_reason == "paused_manual"
+    resumed = run(main, ["cloud", "resume", "--json"])
+    assert resumed.exit_code == 0 and json.loads(resumed.output)["paused_reason"] is None
+    wait_for(lambda: status(home).unsynced_rows == 0, what="the backlog to drain")
+
+
+def test_retry_after_is_honoured(home, cloud, worker):
+    cloud.fail_next(1, status=503, retry_after=1.0)
+    store_rows(home, 3)
+    wait_for(lambda: status(home).unsynced_rows == 0, what="the retry")
+    statuses, times = cloud.statuses(), cloud.times()
+    assert statuses[:2] == [503, 200]
+    assert times[1] - times[0] >= 0.95  # not before Retry-After, although the interval is 50 ms
+
+
+def test_a_dead_cloud_degrades_then_drains(home, cloud, worker):
+    cloud.go_down()
+    store_rows(home, 10)
+    wait_for(lambda: status(home).state == state.DEGRADED, what="DEGRADED")
+    degraded = status(home)
+    assert degraded.paused_reason is None and "cannot reach" in (degraded.last_error or "")
+    store_rows(home, 10)  # rows keep arriving while the cloud is away
+    assert status(home).unsynced_rows == 20 and status(home).state == state.DEGRADED
+    text = run(main, ["cloud", "status"]).output
+    assert "State:           DEGRADED" in text and "Last error:" in text
+    cloud.come_up()
+    wait_for(lambda: status(home).unsynced_rows == 0, timeout=15, what="the backlog to drain")
+    wait_for(lambda: status(home).state == state.ACTIVE, what="ACTIVE")
+    assert len(cloud.unique_uids()) == 20 and status(home).last_error is None
+
+
+def test_rejected_rows_are_listed(home, cloud, worker):
+    uids = store_rows(home, 6)
+    cloud.reject_uids[uids[2]] = "project: not a slug"
+    wait_for(lambda: status(home).rejected_rows == 1 and status(home).unsynced_rows == 0, what="set-aside")
+    text = run(main, ["cloud", "status"]).output
+    assert "Rejected rows:   1 set aside" in text and "not a slug" in text
+    document = json.loads(run(main, ["cloud", "status", "--json"]).output)
+    assert document["rejected"][0]["request_uid"] == uids[2] and document["state"] == "ACTIVE"
+
+
+def test_cloud_sync_from_the_cli(home, cloud, paired):
+    store_rows(home, 1247)
+    result = run(main, ["cloud", "sync"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == ["POST /v1/requests/batch  →  200 OK  (1247 rows accepted)"]
+    assert run(main, ["cloud", "sync"]).output.strip() == "Nothing to sync: 0 unsynced rows."
+    store_rows(home, 2)
+    cloud.go_down()
+    down = run(main, ["cloud", "sync"])
+    assert down.exit_code == 1 and "no answer" in down.output and "Could not sync" in down.output
+    cloud.come_up()
+    cloud.revoke(paired)
+    revoked = run(main, ["cloud", "sync"])
+    assert revoked.exit_code == 1 and "→  401 Unauthorized" in revoked.output
+    assert "paused_unauthorised" in revoked.output and status(home).paused_reason == "paused_unauthorised"
+    again = run(main, ["cloud", "sync"])
+    assert again.exit_code == 1 and "run `halton-meter cloud resume` first" in again.output
+
+
+def test_whoami_and_disconnect(home, cloud, paired):
+    who = run(main, ["cloud", "whoami"])
+    assert who.exit_code == 0
+    assert who.output.splitlines() == [
+        "Workspace:  acme-co",
+        f"Machine id: {status(home).machine_id}",
+        "Hostname:   test-host",
+    ]
+    assert json.loads(run(main, ["cloud", "whoami", "--json"]).output)["workspace_slug"] == "acme-co"
+    result = run(main, ["cloud", "disconnect"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[:3] == [
+        f"Revoking token at {cloud.host}…",
+        "Token revoked.",
+        "Local: cloud.enabled = false; credentials wiped.",
+    ]
+    assert not home.cloud_credentials.exists() and not home.cloud_key.exists()
+    assert load_settings(home.home).cloud_enabled is False
+    assert status(home).state == state.NOT_CONFIGURED and status(home).workspace_id is None
+    assert cloud.device_status(paired) == "revoked"
+    not_paired = run(main, ["cloud", "whoami"])
+    assert not_paired.exit_code == 1 and "cloud connect" in not_paired.output
+
+
+def test_disconnect_while_the_cloud_is_down_still_wipes(home, cloud, paired):
+    cloud.go_down()
+    result = run(main, ["cloud", "disconnect"])
+    assert result.exit_code == 1
+    text = " ".join(result.output.split())
+    assert "Could not revoke the token" in text and "Local: cloud.enabled = false; credentials wiped." in text
+    assert "token stays valid until you revoke this machine" in text and "/acme-co/settings/devices" in text
+    assert not home.cloud_credentials.exists() and not home.cloud_key.exists()
+    assert load_settings(home.home).cloud_enabled is False
+
+
+def test_backoff_grows_with_jitter_and_a_cap():
+    delays = [backoff_delay(n, 5.0) for n in (1, 2, 3, 4, 20)]
+    assert 2.5 <= delays[0] <= 5 and 5 <= delays[1] <= 10 and 10 <= delays[2] <= 20 and 20 <= delays[3] <= 40
+    assert 150 <= delays[4] <= 300
+    assert len({backoff_delay(3, 5.0) for _ in range(20)}) > 1
+
+
+def test_the_supervisor_starts_and_stops_the_worker(home, cloud):
+    set_cloud_keys(home.config, {"sync_interval_seconds": 0.05, "base_url": "https://api.halton.test"})
+    supervisor = CloudSupervisor(load_settings(home.home), Health(), "unused", tick=0.05)
+    supervisor.start()
+    try:
+        assert load_settings(home.home).cloud_base_url == "https://api.haltonmeter.com"  # healed at boot
+        time.sleep(0.2)
+        assert supervisor.worker is None  # not paired: nothing runs
+        cloud.pair(home)
+        uids = store_rows(home, 5)
+        wait_for(lambda: supervisor.worker is not None, timeout=2, what="the worker to start")
+        wait_for(lambda: cloud.unique_uids() == set(uids), what="rows to sync")
+        wipe_local(home)
+        wait_for(lambda: supervisor.worker is None, timeout=2, what="the worker to stop")
+    finally:
+        supervisor.stop()
