@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from click.testing import CliRunner
@@ -23,6 +23,7 @@ from halton_meter.health import Health
 from halton_meter.paths import MeterPaths
 from halton_meter.settings import load_settings
 from halton_meter.testing.fake_cloud import FakeCloud, store_rows
+from halton_meter.testing.processes import wait_for
 
 run = CliRunner().invoke
 
@@ -50,15 +51,6 @@ def worker(home: MeterPaths, paired: str) -> Iterator[SyncWorker]:
 
 def status(home: MeterPaths) -> state.CloudStatus:
     return state.load_status(load_settings(home.home))
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_rows_sync_and_status_is_active(home, cloud, worker):

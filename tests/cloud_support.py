@@ -1,0 +1,144 @@
+"""Cross-component test support: the cloud API and the meter as real processes on loopback.
+
+The API runs as `uvicorn --factory halton_api.app:app_from_env` against the session's real PostgreSQL and
+embedded warehouse (throwaway databases per test); each meter is `halton-meter start --foreground` with its
+own home directory, pointed at fake providers. A person is an httpx client with a cookie jar that signs up
+through the real pages.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from halton_meter.testing.processes import wait_for
+
+CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+PASSWORD = "correct horse battery staple"
+
+
+@dataclass
+class CloudProcess:
+    """The API in its own process; `stop()` and `start()` simulate an outage on the same port."""
+
+    env: dict[str, str]
+    port: int
+    log_path: Path
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "halton_api.app:app_from_env",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+            ],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_for(self._healthy, timeout=60, what=f"the API on {self.url} (log: {self.log_path})")
+
+    def _healthy(self) -> bool:
+        assert self.process is not None and self.process.poll() is None, self.log_path.read_text()[-3000:]
+        try:
+            return httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+
+@dataclass
+class Person:
+    """Someone signed in to the cloud in a browser-like client (cookies, CSRF tokens from the pages)."""
+
+    base_url: str
+    email: str
+    client: httpx.Client = field(init=False)
+    workspace_slug: str = ""
+
+    def __post_init__(self) -> None:
+        self.client = httpx.Client(base_url=self.base_url, follow_redirects=False, timeout=30)
+
+    def csrf(self, path: str) -> str:
+        page = self.client.get(path)
+        match = CSRF_FIELD.search(page.text)
+        assert match, f"no CSRF field on {path} ({page.status_code})"
+        return match.group(1)
+
+    def sign_up(self, workspace_name: str) -> Person:
+        token = self.csrf("/signup")
+        response = self.client.post(
+            "/signup",
+            data={
+                "csrf_token": token,
+                "email": self.email,
+                "password": PASSWORD,
+                "name": "Vera",
+                "workspace_name": workspace_name,
+            },
+        )
+        assert response.status_code == 303, response.text
+        self.workspace_slug = response.headers["location"].strip("/").split("/")[0]
+        return self
+
+    def approve(self, code: str, workspace: str | None = None) -> httpx.Response:
+        token = self.csrf(f"/connect?code={code}")
+        return self.client.post(
+            "/connect",
+            data={
+                "csrf_token": token,
+                "code": code,
+                "workspace": workspace or self.workspace_slug,
+                "decision": "approve",
+            },
+        )
+
+    def post_form(self, path: str, page: str, data: dict | None = None) -> httpx.Response:
+        return self.client.post(path, data={"csrf_token": self.csrf(page), **(data or {})})
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+def launch_chromium(playwright):
+    """Debian's Chromium driven by Playwright (its own browser download cannot work here)."""
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
