@@ -7,57 +7,27 @@ Two processes migrating at once serialise on the lock; the second finds nothing 
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from halton_warehouse.migrate import Migration, MigrationError
+from halton_warehouse.migrate import load_migrations as load_files
+
 log = logging.getLogger(__name__)
 
-_FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 # Any constant works; it only has to be the same in every process that migrates this database.
 MIGRATION_LOCK_KEY = 0x48414C54  # "HALT"
 
 
-class MigrationError(RuntimeError):
-    """A migration cannot be applied as recorded."""
-
-
-@dataclass(frozen=True)
-class Migration:
-    version: int
-    name: str
-    sql: str
-
-    @property
-    def checksum(self) -> str:
-        return hashlib.sha256(self.sql.encode()).hexdigest()
-
-
 def load_migrations() -> list[Migration]:
-    """Every migration file in version order; fails on a misnamed file or a repeated prefix."""
-    found: dict[int, Migration] = {}
-    for entry in resources.files("halton_api.migrations").iterdir():
-        if not entry.name.endswith(".sql"):
-            continue
-        match = _FILE_NAME.match(entry.name)
-        if not match:
-            raise MigrationError(f"migration file {entry.name!r} is not named NNNN_lower_snake.sql")
-        version = int(match.group(1))
-        if version in found:
-            raise MigrationError(
-                f"two migrations share the prefix {version:04d}: {found[version].name}, {entry.name}"
-            )
-        found[version] = Migration(version, match.group(2), entry.read_text())
-    return [found[v] for v in sorted(found)]
+    """The control plane's migration files, under the same naming rules as the warehouse's."""
+    return load_files("halton_api.migrations")
 
 
 def migrate(url: str) -> list[int]:

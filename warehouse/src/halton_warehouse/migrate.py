@@ -43,10 +43,14 @@ class Migration:
         return render(self.sql, databases, cluster)
 
 
-def load_migrations() -> list[Migration]:
-    """All migration files in version order; fails on a misnamed file or a repeated prefix."""
+def load_migrations(package: str = "halton_warehouse.migrations") -> list[Migration]:
+    """All migration files of `package` in version order; fails on a misnamed file or a repeated prefix.
+
+    The control plane's Postgres migrations (`halton_api.migrations`) follow the same file rules and load
+    through here too.
+    """
     found: dict[int, Migration] = {}
-    for entry in resources.files("halton_warehouse.migrations").iterdir():
+    for entry in resources.files(package).iterdir():
         if not entry.name.endswith(".sql"):
             continue
         match = _FILE_NAME.match(entry.name)
