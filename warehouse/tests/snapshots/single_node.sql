@@ -39,3 +39,161 @@ PARTITION BY toYYYYMM(started_at)
 ORDER BY (workspace_id, toDate(started_at), request_uid);
 CREATE VIEW IF NOT EXISTS raw.requests_dedup  AS
 SELECT * FROM raw.requests FINAL;
+-- 0003_billing_and_dims
+CREATE DATABASE IF NOT EXISTS marts  ENGINE = Atomic;
+CREATE TABLE IF NOT EXISTS raw.provider_costs
+(
+    workspace_id     UUID,
+    provider         LowCardinality(String),
+    day              Date,
+    source           LowCardinality(String),
+    line_item        String,
+    provider_project String DEFAULT '',
+    model            LowCardinality(String) DEFAULT '',
+    amount           Decimal(18, 9),
+    currency         LowCardinality(String) DEFAULT 'USD',
+    pulled_at        DateTime64(3, 'UTC') DEFAULT now64(3)
+)
+ENGINE = ReplacingMergeTree(pulled_at)
+PARTITION BY toYYYYMM(day)
+ORDER BY (workspace_id, provider, day, source, line_item, provider_project);
+CREATE TABLE IF NOT EXISTS raw.provider_usage
+(
+    workspace_id         UUID,
+    provider             LowCardinality(String),
+    day                  Date,
+    source               LowCardinality(String),
+    model                String,
+    provider_project     String DEFAULT '',
+    input_tokens         UInt64,
+    cached_input_tokens  UInt64,
+    cache_write_tokens   UInt64,
+    output_tokens        UInt64,
+    requests             Nullable(UInt64),
+    pulled_at            DateTime64(3, 'UTC') DEFAULT now64(3)
+)
+ENGINE = ReplacingMergeTree(pulled_at)
+PARTITION BY toYYYYMM(day)
+ORDER BY (workspace_id, provider, day, source, model, provider_project);
+CREATE TABLE IF NOT EXISTS raw.billing_statements
+(
+    workspace_id  UUID,
+    provider      LowCardinality(String),
+    period        Date,
+    amount        Decimal(18, 9),
+    currency      LowCardinality(String) DEFAULT 'USD',
+    note          String DEFAULT '' CODEC(ZSTD(3)),
+    entered_by    Nullable(UUID),
+    entered_at    DateTime64(3, 'UTC'),
+    snapshot_at   DateTime64(3, 'UTC') DEFAULT now64(3)
+)
+ENGINE = ReplacingMergeTree(snapshot_at)
+ORDER BY (workspace_id, provider, period);
+CREATE TABLE IF NOT EXISTS raw.model_prices
+(
+    provider                   LowCardinality(String),
+    model                      String,
+    valid_from                 DateTime64(3, 'UTC'),
+    valid_to                   Nullable(DateTime64(3, 'UTC')),
+    match_priority             UInt32,
+    match_rules                Array(Tuple(kind LowCardinality(String), value String)),
+    input_mtok                 Decimal(18, 9),
+    cache_read_mtok            Nullable(Decimal(18, 9)),
+    cache_write_mtok           Nullable(Decimal(18, 9)),
+    cache_write_1h_mtok        Nullable(Decimal(18, 9)),
+    output_mtok                Decimal(18, 9),
+    tier_threshold_tokens      Nullable(UInt64),
+    input_mtok_above           Nullable(Decimal(18, 9)),
+    cache_read_mtok_above      Nullable(Decimal(18, 9)),
+    cache_write_mtok_above     Nullable(Decimal(18, 9)),
+    cache_write_1h_mtok_above  Nullable(Decimal(18, 9)),
+    output_mtok_above          Nullable(Decimal(18, 9)),
+    requests_kusd              Nullable(Decimal(18, 9)),
+    batch_multiplier           Nullable(Decimal(18, 9)),
+    card                       LowCardinality(String),
+    source                     LowCardinality(String),
+    pulled_at                  DateTime64(3, 'UTC') DEFAULT now64(3)
+)
+ENGINE = ReplacingMergeTree(pulled_at)
+ORDER BY (provider, model, valid_from);
+CREATE TABLE IF NOT EXISTS raw.snapshots
+(
+    source       LowCardinality(String),
+    snapshot_at  DateTime64(3, 'UTC'),
+    row_count    UInt64
+)
+ENGINE = ReplacingMergeTree(snapshot_at)
+ORDER BY source;
+CREATE TABLE IF NOT EXISTS raw.workspaces
+(
+    workspace_id  UUID,
+    slug          String,
+    name          String,
+    created_at    DateTime64(3, 'UTC'),
+    snapshot_at   DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree(snapshot_at)
+ORDER BY (workspace_id);
+CREATE TABLE IF NOT EXISTS raw.members
+(
+    workspace_id  UUID,
+    user_id       UUID,
+    email         String,
+    name          String,
+    role          LowCardinality(String),
+    joined_at     DateTime64(3, 'UTC'),
+    snapshot_at   DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree(snapshot_at)
+ORDER BY (workspace_id, user_id);
+CREATE TABLE IF NOT EXISTS raw.devices
+(
+    workspace_id  UUID,
+    device_id     UUID,
+    machine_id    String,
+    hostname      String,
+    name          String,
+    paired_by     Nullable(UUID),
+    paired_at     DateTime64(3, 'UTC'),
+    last_sync_at  Nullable(DateTime64(3, 'UTC')),
+    status        LowCardinality(String),
+    snapshot_at   DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree(snapshot_at)
+ORDER BY (workspace_id, device_id);
+CREATE TABLE IF NOT EXISTS raw.cost_centers
+(
+    workspace_id    UUID,
+    cost_center_id  UUID,
+    name            String,
+    created_at      DateTime64(3, 'UTC'),
+    snapshot_at     DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree(snapshot_at)
+ORDER BY (workspace_id, cost_center_id);
+CREATE TABLE IF NOT EXISTS raw.projects
+(
+    workspace_id    UUID,
+    project_id      UUID,
+    slug            String,
+    name            String,
+    archived        Bool,
+    hourly_rate     Nullable(Decimal(18, 9)),
+    cost_center_id  Nullable(UUID),
+    created_at      DateTime64(3, 'UTC'),
+    snapshot_at     DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree(snapshot_at)
+ORDER BY (workspace_id, project_id);
+CREATE TABLE IF NOT EXISTS raw.budgets
+(
+    workspace_id    UUID,
+    budget_id       UUID,
+    project_id      Nullable(UUID),
+    monthly_amount  Decimal(18, 9),
+    currency        LowCardinality(String),
+    updated_at      DateTime64(3, 'UTC'),
+    snapshot_at     DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree(snapshot_at)
+ORDER BY (workspace_id, budget_id);

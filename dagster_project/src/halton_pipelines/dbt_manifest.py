@@ -1,0 +1,70 @@
+"""The dbt manifest Dagster builds its dbt assets from, re-parsed whenever the project changed."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from halton_pipelines import dbt_cli
+from halton_warehouse import WarehouseSettings
+
+log = logging.getLogger(__name__)
+
+_PROJECT_FILES = ("dbt_project.yml",)
+_PROJECT_DIRS = ("models", "macros", "tests")
+
+
+class DbtManifestError(RuntimeError):
+    """dbt could not parse the project."""
+
+
+def manifest_path(project_dir: Path | None = None) -> Path:
+    """`target/manifest.json` of the dbt project, parsed again first when any project file is newer."""
+    project = project_dir or dbt_cli.project_dir()
+    manifest = project / "target" / "manifest.json"
+    if manifest.exists() and manifest.stat().st_mtime >= _newest_source(project):
+        return manifest
+    _parse(project, manifest)
+    return manifest
+
+
+def _newest_source(project: Path) -> float:
+    newest = max((project / name).stat().st_mtime for name in _PROJECT_FILES)
+    for folder in _PROJECT_DIRS:
+        for path in (project / folder).rglob("*"):
+            if path.is_file():
+                newest = max(newest, path.stat().st_mtime)
+    return newest
+
+
+def _parse(project: Path, manifest: Path) -> None:
+    """`dbt parse` into a scratch target, then move the manifest into place atomically (several processes
+    may load the definitions at once)."""
+    dbt = Path(sys.executable).with_name("dbt")
+    executable = str(dbt) if dbt.exists() else shutil.which("dbt") or "dbt"
+    settings = WarehouseSettings()
+    if not settings.clickhouse_url.startswith(("http://", "https://")):
+        settings = WarehouseSettings(clickhouse_url="http://127.0.0.1:8123")  # parsing never connects
+    with tempfile.TemporaryDirectory(prefix="halton-dbt-parse-") as scratch:
+        profiles = dbt_cli.write_profiles(settings, Path(scratch) / "profiles")
+        target = Path(scratch) / "target"
+        args = [
+            executable, "parse", "--project-dir", str(project), "--profiles-dir", str(profiles),
+            "--target-path", str(target), *dbt_cli.with_vars([], dbt_cli.dbt_vars(settings)),
+        ]  # fmt: skip
+        env = {**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+        result = subprocess.run(args, capture_output=True, text=True, env=env, cwd=project)
+        if result.returncode != 0:
+            raise DbtManifestError(
+                f"dbt parse failed for {project}:\n{result.stdout[-4000:]}{result.stderr[-2000:]}"
+            )
+        manifest.parent.mkdir(parents=True, exist_ok=True)
+        staged = manifest.with_name(f".manifest.{os.getpid()}.json")
+        shutil.copyfile(target / "manifest.json", staged)
+        os.replace(staged, manifest)
+    log.info("parsed the dbt project into %s", manifest)

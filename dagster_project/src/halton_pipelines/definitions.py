@@ -1,0 +1,62 @@
+"""Halton's Dagster definitions: the per-domain modules merged, with resources chosen per environment.
+
+    uv run dagster dev -m halton_pipelines.definitions
+
+Environment (secrets are read through `EnvVar`, at run time):
+- HALTON_CLICKHOUSE_URL (default: the embedded warehouse server), HALTON_CLICKHOUSE_DATABASE_PREFIX;
+- HALTON_DATABASE_URL: the control plane (snapshot, provider keys);
+- HALTON_SECRET_KEY: the cloud secret provider keys are encrypted with;
+- HALTON_BILLING_FIXTURES: a directory of recorded billing answers to use instead of the live APIs;
+- HALTON_DBT_AS_OF: the day dbt treats as today (backfills, demos).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import dagster as dg
+
+from halton_pipelines.defs import billing, dbt, prices, snapshot
+from halton_pipelines.resources import (
+    BillingAPIsResource,
+    ControlPlaneResource,
+    HaltonDbtResource,
+    ProviderKeysResource,
+    RecordedBillingResource,
+    WarehouseResource,
+)
+from halton_warehouse import WarehouseSettings
+
+
+def _warehouse_url() -> Any:
+    # The URL can carry a password: read it at run time when it is set; the embedded default is no secret.
+    if os.environ.get("HALTON_CLICKHOUSE_URL"):
+        return dg.EnvVar("HALTON_CLICKHOUSE_URL")
+    return WarehouseSettings().clickhouse_url
+
+
+def resources_for_environment() -> dict[str, Any]:
+    prefix = WarehouseSettings().clickhouse_database_prefix
+    url = _warehouse_url()
+    fixtures = os.environ.get("HALTON_BILLING_FIXTURES")
+    return {
+        "warehouse": WarehouseResource(clickhouse_url=url, database_prefix=prefix),
+        "control_plane": ControlPlaneResource(database_url=dg.EnvVar("HALTON_DATABASE_URL")),
+        "provider_keys": ProviderKeysResource(
+            database_url=dg.EnvVar("HALTON_DATABASE_URL"), secret_key=dg.EnvVar("HALTON_SECRET_KEY")
+        ),
+        "billing_apis": RecordedBillingResource(directory=fixtures) if fixtures else BillingAPIsResource(),
+        "dbt": HaltonDbtResource(
+            clickhouse_url=url, database_prefix=prefix, as_of=os.environ.get("HALTON_DBT_AS_OF", "")
+        ),
+    }
+
+
+defs = dg.Definitions.merge(
+    billing.defs,
+    snapshot.defs,
+    prices.defs,
+    dbt.defs,
+    dg.Definitions(resources=resources_for_environment()),
+)

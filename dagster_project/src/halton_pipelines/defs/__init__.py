@@ -1,0 +1,1 @@
+"""Per-domain Dagster definitions, merged in `halton_pipelines.definitions`."""

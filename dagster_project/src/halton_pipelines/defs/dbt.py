@@ -1,0 +1,122 @@
+"""The dbt project as Dagster assets (one per model, grouped by folder), refreshed every 15 minutes and
+after new ingestion.
+
+`dbt build` runs the models with their tests (dbt tests become asset checks). The sensor watches the newest
+`ingested_at` in raw.requests and asks for a run when it moves, so spend and reconciliation follow ingestion
+within a minute or so; the incremental models then rebuild only the days that received rows. The two marts
+that read all history on every build (prompt clusters, the 30-day model usage) refresh hourly instead.
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, dbt_assets
+
+from halton_pipelines.dbt_manifest import manifest_path
+from halton_pipelines.defs.billing import KEYS as BILLING_KEYS
+from halton_pipelines.defs.snapshot import control_plane_snapshot
+from halton_pipelines.resources import HaltonDbtResource, WarehouseResource
+
+REQUESTS = dg.AssetKey(["meter", "requests"])
+# Staging models over tables the billing assets write: they depend on those assets, not on a source asset.
+BILLING_STAGING = {"stg_billing__provider_costs", "stg_billing__provider_usage"}
+
+
+class HaltonDbtTranslator(DagsterDbtTranslator):
+    """dbt models keep dagster-dbt's keys; groups follow the folders (staging, intermediate, marts)."""
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        if dbt_resource_props.get("resource_type") == "model":
+            return dbt_resource_props["fqn"][1]
+        return super().get_group_name(dbt_resource_props)
+
+    def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str, project: Any) -> dg.AssetSpec:
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        if unique_id.startswith("model.") and unique_id.split(".")[-1] in BILLING_STAGING:
+            spec = spec.replace_attributes(deps=[dg.AssetDep(key) for key in BILLING_KEYS.values()])
+        return spec
+
+
+translator = HaltonDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
+
+
+@dbt_assets(manifest=manifest_path(), dagster_dbt_translator=translator, name="halton_dbt")
+def halton_dbt(context: dg.AssetExecutionContext, dbt: HaltonDbtResource):
+    yield from dbt.cli(dbt.build_args(), context=context).stream()
+
+
+meter_requests = dg.AssetSpec(
+    REQUESTS,
+    description="Every metered call, written by the cloud API's ingestion (POST /v1/requests/batch).",
+    group_name="sources",
+    kinds={"clickhouse"},
+)
+
+HISTORY_MARTS = (dg.AssetKey(["prompt_clusters"]), dg.AssetKey(["model_usage_30d"]))
+
+marts_job = dg.define_asset_job(
+    "halton_marts",
+    selection=dg.AssetSelection.assets(control_plane_snapshot)
+    | (dg.AssetSelection.assets(halton_dbt) - dg.AssetSelection.assets(*HISTORY_MARTS)),
+    description="Copy the control plane, then build the dbt models that follow ingestion, with their tests.",
+)
+
+history_marts_job = dg.define_asset_job(
+    "halton_history_marts",
+    selection=dg.AssetSelection.assets(*HISTORY_MARTS),
+    description="Rebuild the marts that read all history: prompt clusters and the 30-day model usage.",
+)
+
+history_marts_hourly = dg.ScheduleDefinition(
+    name="history_marts_hourly",
+    job=history_marts_job,
+    cron_schedule="7 * * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+
+marts_every_15_minutes = dg.ScheduleDefinition(
+    name="marts_every_15_minutes",
+    job=marts_job,
+    cron_schedule="*/15 * * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+
+
+@dg.sensor(job=marts_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
+def marts_after_ingestion(context: dg.SensorEvaluationContext, warehouse: WarehouseResource):
+    """Ask for a marts run when raw.requests received rows since the last run this sensor asked for.
+
+    While a marts run is queued or running the sensor waits (its cursor stays put), so a steady stream of
+    batches leads to one run after another, never to a pile of runs queued behind each other."""
+    in_flight = context.instance.get_runs(
+        filters=dg.RunsFilter(
+            job_name=marts_job.name,
+            statuses=[dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED],
+        ),
+        limit=1,
+    )
+    if in_flight:
+        return dg.SkipReason(f"marts run {in_flight[0].run_id} is still in flight")
+    row = (
+        warehouse.client()
+        .query(f"SELECT toString(max(ingested_at)), count() > 0 FROM {warehouse.databases.raw}.requests")
+        .result_rows[0]
+    )
+    newest, any_rows = row[0], bool(row[1])
+    if not any_rows:
+        return dg.SkipReason("raw.requests is empty")
+    if context.cursor == newest:
+        return dg.SkipReason(f"nothing ingested since {newest}")
+    context.update_cursor(newest)
+    return dg.RunRequest(run_key=f"ingested-{newest}", tags={"halton/ingested_through": newest})
+
+
+defs = dg.Definitions(
+    assets=[halton_dbt, meter_requests],
+    jobs=[marts_job, history_marts_job],
+    schedules=[marts_every_15_minutes, history_marts_hourly],
+    sensors=[marts_after_ingestion],
+)

@@ -1,0 +1,163 @@
+"""Dagster resources: every client an asset uses comes from here, configured per environment.
+
+Assets never build their own clients: the warehouse, the control plane, the provider keys, the billing APIs
+and dbt are resources, so tests swap in real throwaway stores and fake billing servers without touching an
+asset. Secrets (database URLs, the cloud secret) come from `EnvVar`s in `definitions.py`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import polars as pl
+import psycopg
+from clickhouse_connect.driver.client import Client
+from dagster_dbt import DbtCliResource
+from dagster_dbt.core.dbt_cli_invocation import DbtCliInvocation
+from pydantic import Field
+
+from halton_pipelines import dbt_cli
+from halton_pipelines.billing_clients import (
+    AnthropicBillingClient,
+    BillingClient,
+    OpenAIBillingClient,
+    RecordedBillingClient,
+    RetryPolicy,
+    XAIBillingClient,
+)
+from halton_pipelines.provider_keys import ProviderConnection, load_connections
+from halton_warehouse import Databases, WarehouseSettings, connect
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The ClickHouse warehouse (the embedded server or a real one) and Halton's database names."""
+
+    clickhouse_url: str = Field(description="http(s)://user:pass@host:port of the ClickHouse HTTP interface")
+    database_prefix: str = Field(default="", description="Prefix of the raw/staging/marts databases")
+
+    @property
+    def settings(self) -> WarehouseSettings:
+        return WarehouseSettings(
+            clickhouse_url=self.clickhouse_url, clickhouse_database_prefix=self.database_prefix
+        )
+
+    @property
+    def databases(self) -> Databases:
+        return self.settings.databases
+
+    def client(self, **settings: Any) -> Client:
+        return connect(self.clickhouse_url, **settings)
+
+
+class ControlPlaneResource(dg.ConfigurableResource):
+    """The control plane's PostgreSQL, read for snapshots."""
+
+    database_url: str = Field(description="PostgreSQL URI of the control plane")
+
+    def table_exists(self, table: str) -> bool:
+        with psycopg.connect(self.database_url) as conn:
+            row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()
+        return bool(row and row[0])
+
+    def read(self, query: str) -> pl.DataFrame:
+        """A query's rows as a polars frame (uuid and numeric columns come back as text and decimals)."""
+        with psycopg.connect(self.database_url) as conn:
+            return pl.read_database(query, conn, infer_schema_length=None)
+
+
+class ProviderKeysResource(dg.ConfigurableResource):
+    """Provider admin keys of every workspace, decrypted with the cloud secret when a pull needs them."""
+
+    database_url: str = Field(description="PostgreSQL URI of the control plane")
+    secret_key: str = Field(description="The cloud secret (HALTON_SECRET_KEY) the keys are encrypted with")
+
+    def connections(self, provider: str) -> tuple[list[ProviderConnection], list[str]]:
+        return load_connections(self.database_url, self.secret_key, provider)
+
+
+class BillingClientsResource(dg.ConfigurableResource):
+    """Where billing assets get their billing API clients from."""
+
+    def client(self, provider: str) -> BillingClient:
+        raise NotImplementedError
+
+
+class BillingAPIsResource(BillingClientsResource):
+    """Live billing API clients (httpx, retries with backoff, Retry-After). Base URLs are configurable so a
+    proxy, or a fake server in tests, can stand in for the providers."""
+
+    openai_base_url: str = "https://api.openai.com"
+    anthropic_base_url: str = "https://api.anthropic.com"
+    xai_base_url: str = "https://management-api.x.ai"
+    timeout_seconds: float = 30.0
+    attempts: int = 5
+    backoff_seconds: float = 1.0
+
+    def client(self, provider: str) -> BillingClient:
+        retry = RetryPolicy(attempts=self.attempts, backoff_seconds=self.backoff_seconds)
+        if provider == "openai":
+            return OpenAIBillingClient(self.openai_base_url, timeout=self.timeout_seconds, retry=retry)
+        if provider == "anthropic":
+            return AnthropicBillingClient(self.anthropic_base_url, timeout=self.timeout_seconds, retry=retry)
+        if provider == "xai":
+            return XAIBillingClient(self.xai_base_url, timeout=self.timeout_seconds, retry=retry)
+        raise ValueError(f"no billing API client for provider {provider!r}")
+
+
+class RecordedBillingResource(BillingClientsResource):
+    """Billing answers replayed from JSON files (`<directory>/<provider>/{costs,usage}/<day>.json`)."""
+
+    directory: str
+
+    def client(self, provider: str) -> BillingClient:
+        return RecordedBillingClient(provider, Path(self.directory))
+
+
+class HaltonDbtResource(dg.ConfigurableResource):
+    """dbt on the `halton` project, with the profile generated from the warehouse settings."""
+
+    clickhouse_url: str
+    database_prefix: str = ""
+    threads: int = dbt_cli.DEFAULT_THREADS
+    as_of: str = Field(default="", description="The day dbt treats as today (YYYY-MM-DD); empty: today")
+    unit_tests: bool = Field(
+        default=False,
+        description="Run dbt's unit tests in builds too. They test the SQL's logic, not the data: CI and "
+        "`halton-dbt build` run them; scheduled builds leave them out, as dbt recommends",
+    )
+    project_dir: str = Field(default_factory=lambda: str(dbt_cli.project_dir()))
+
+    @property
+    def settings(self) -> WarehouseSettings:
+        return WarehouseSettings(
+            clickhouse_url=self.clickhouse_url, clickhouse_database_prefix=self.database_prefix
+        )
+
+    def profiles_dir(self) -> Path:
+        """A private directory holding the generated profile (it may contain the warehouse password)."""
+        digest = hashlib.sha256(
+            f"{self.clickhouse_url}|{self.database_prefix}|{self.threads}".encode()
+        ).hexdigest()
+        directory = Path(tempfile.gettempdir()) / f"halton-dbt-{os.getuid()}-{digest[:16]}"
+        directory.mkdir(mode=0o700, exist_ok=True)
+        return dbt_cli.write_profiles(self.settings, directory, threads=self.threads)
+
+    def variables(self) -> dict[str, Any]:
+        return dbt_cli.dbt_vars(self.settings, **({"as_of": self.as_of} if self.as_of else {}))
+
+    def build_args(self) -> list[str]:
+        return ["build"] if self.unit_tests else ["build", "--exclude-resource-type", "unit_test"]
+
+    def cli(self, args: list[str], *, context: Any = None) -> DbtCliInvocation:
+        dbt = DbtCliResource(project_dir=self.project_dir, profiles_dir=str(self.profiles_dir()))
+        return dbt.cli(dbt_cli.with_vars(args, self.variables()), context=context)
+
+
+def day_of(partition_key: str) -> date:
+    return date.fromisoformat(partition_key)

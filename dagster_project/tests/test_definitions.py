@@ -1,0 +1,55 @@
+"""The Definitions load as `dagster dev -m halton_pipelines.definitions` loads them."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+
+def test_definitions_load_with_every_domain(monkeypatch) -> None:
+    monkeypatch.setenv("HALTON_CLICKHOUSE_URL", "http://127.0.0.1:8123")
+    from halton_pipelines.definitions import defs, resources_for_environment
+
+    graph = defs.resolve_asset_graph()
+    keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
+    assert {
+        "billing/openai_billing", "billing/anthropic_billing", "billing/xai_billing", "billing/billing_statements",
+        "control_plane/projects", "control_plane/devices", "control_plane/members", "control_plane/snapshots",
+        "price_card/model_prices", "meter/requests", "staging/int_requests_priced", "daily_spend",
+        "reconciliation", "reconciliation_daily", "reconciliation_requests", "prompt_clusters", "model_usage_30d",
+        "budget_variance", "project_spend", "developer_spend", "cost_center_spend",
+    } <= keys  # fmt: skip
+    groups = {
+        graph.get(dg.AssetKey(["daily_spend"])).group_name,
+        graph.get(dg.AssetKey(["staging", "stg_meter__requests"])).group_name,
+    }
+    assert groups == {"marts", "staging"}
+    billing_staging = graph.get(dg.AssetKey(["staging", "stg_billing__provider_costs"]))
+    assert {k.to_user_string() for k in billing_staging.parent_keys} == {
+        "billing/openai_billing",
+        "billing/anthropic_billing",
+        "billing/xai_billing",
+    }
+    assert {s.name for s in defs.schedules} == {
+        "marts_every_15_minutes", "history_marts_hourly", "billing_daily_schedule", "price_card_daily"
+    }  # fmt: skip
+    job = defs.get_job_def("halton_marts")
+    marts = {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
+    assert "daily_spend" in marts and "control_plane/projects" in marts and "prompt_clusters" not in marts
+    assert {s.name for s in defs.sensors} == {"marts_after_ingestion"}
+    assert set(resources_for_environment()) == {
+        "warehouse",
+        "control_plane",
+        "provider_keys",
+        "billing_apis",
+        "dbt",
+    }
+    defs.get_repository_def().load_all_definitions()
+
+
+def test_recorded_billing_is_chosen_by_the_environment(monkeypatch, tmp_path) -> None:
+    from halton_pipelines.definitions import resources_for_environment
+    from halton_pipelines.resources import BillingAPIsResource, RecordedBillingResource
+
+    assert isinstance(resources_for_environment()["billing_apis"], BillingAPIsResource)
+    monkeypatch.setenv("HALTON_BILLING_FIXTURES", str(tmp_path))
+    assert isinstance(resources_for_environment()["billing_apis"], RecordedBillingResource)

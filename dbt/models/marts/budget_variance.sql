@@ -1,0 +1,101 @@
+-- Each budget against the spend of every month up to as_of: month-to-date spend, variance, and for the
+-- current month the month-end projection at the pace so far.
+with budgets as (
+    select
+        budgets.workspace_id as workspace_id,
+        budgets.budget_id as budget_id,
+        budgets.project_id as project_id,
+        projects.project as project,
+        if(budgets.project_id is null, 'workspace', 'project') as scope,
+        budgets.monthly_budget_usd as budget_usd
+    from {{ ref('stg_control_plane__budgets') }} as budgets
+    left join {{ ref('stg_control_plane__projects') }} as projects
+        on budgets.workspace_id = projects.workspace_id
+        and budgets.project_id = projects.project_id
+    where budgets.currency = 'USD'
+),
+
+spend as (
+    select
+        d.workspace_id as workspace_id,
+        d.project as project,
+        {{ month_start('d.day') }} as period,
+        {{ sum_money('d.spend_usd') }} as spend_usd
+    from {{ ref('daily_spend') }} as d
+    where d.day <= {{ as_of_date() }}
+    group by d.workspace_id, d.project, period
+),
+
+periods as (
+    select distinct workspace_id, period from spend
+    union distinct
+    select distinct workspace_id, {{ month_start(as_of_date()) }} as period from budgets
+),
+
+budget_spend as (
+    select
+        budgets.workspace_id as workspace_id,
+        budgets.budget_id as budget_id,
+        budgets.project_id as project_id,
+        budgets.project as project,
+        budgets.scope as scope,
+        budgets.budget_usd as budget_usd,
+        periods.period as period
+    from budgets
+    inner join periods on budgets.workspace_id = periods.workspace_id
+),
+
+measured as (
+    select
+        budget_spend.workspace_id as workspace_id,
+        budget_spend.budget_id as budget_id,
+        budget_spend.project_id as project_id,
+        budget_spend.project as project,
+        budget_spend.scope as scope,
+        budget_spend.budget_usd as budget_usd,
+        budget_spend.period as period,
+        toDecimal64(ifNull(
+            if(
+                budget_spend.scope = 'workspace',
+                workspace_totals.spend_usd,
+                project_totals.spend_usd
+            ),
+            toDecimal64(0, 9)
+        ), 9) as spend_usd
+    from budget_spend
+    left join (
+        select s.workspace_id as workspace_id, s.period as period, {{ sum_money('s.spend_usd') }} as spend_usd
+        from spend as s
+        group by s.workspace_id, s.period
+    ) as workspace_totals
+        on budget_spend.workspace_id = workspace_totals.workspace_id
+        and budget_spend.period = workspace_totals.period
+    left join spend as project_totals
+        on budget_spend.workspace_id = project_totals.workspace_id
+        and budget_spend.period = project_totals.period
+        and budget_spend.project = project_totals.project
+)
+
+select
+    {{ surrogate_key(['budget_id', 'period']) }} as budget_variance_id,
+    workspace_id,
+    budget_id,
+    scope,
+    project_id,
+    project,
+    period,
+    formatDateTime(period, '%Y-%m') as period_label,
+    budget_usd,
+    spend_usd,
+    toDecimal64(spend_usd - budget_usd, 9) as variance_usd,
+    {{ percent_of('variance_usd', 'budget_usd') }} as variance_pct,
+    toUInt8({{ days_in_month('period') }}) as days_in_period,
+    toUInt8(if(period = {{ month_start(as_of_date()) }}, toDayOfMonth({{ as_of_date() }}), days_in_period)) as days_elapsed,
+    {{ to_money("divideDecimal(toDecimal128(spend_usd, 9) * days_in_period, toDecimal128(days_elapsed, 0), 12)") }}
+        as projected_spend_usd,
+    multiIf(
+        spend_usd > budget_usd, 'over',
+        projected_spend_usd > budget_usd, 'at_risk',
+        'under'
+    ) as status
+from measured

@@ -1,0 +1,69 @@
+-- The trust view: per workspace, provider and month, what the meters logged against what the provider
+-- billed (its billing API where connected, else the pasted statement), the variance and its colour.
+with days as (
+    select * from {{ ref('reconciliation_daily') }}
+),
+
+by_month as (
+    select
+        d.workspace_id as workspace_id,
+        d.provider as provider,
+        d.period as period,
+        sum(d.requests) as requests,
+        {{ sum_money('d.logged_usd') }} as logged_usd,
+        {{ sum_money('d.repriced_usd') }} as repriced_usd,
+        sum(d.unpriced_requests) as unpriced_requests,
+        countIf(d.requests > 0) as days_logged,
+        countIf(d.billing_lines > 0) as days_billed,
+        if(countIf(d.billing_lines > 0) = 0, NULL, {{ sum_money('d.billed_usd') }}) as api_billed_usd,
+        countIf(d.status in ('amber', 'red')) as divergent_days
+    from days as d
+    group by d.workspace_id, d.provider, d.period
+),
+
+statements as (
+    select workspace_id, provider, period, argMax(amount_usd, entered_at) as statement_usd
+    from {{ ref('stg_billing__billing_statements') }}
+    where currency = 'USD'
+    group by workspace_id, provider, period
+),
+
+compared as (
+    select
+        workspace_id,
+        provider,
+        period,
+        ifNull(by_month.requests, 0) as requests,
+        ifNull(by_month.logged_usd, toDecimal64(0, 9)) as logged_usd,
+        ifNull(by_month.repriced_usd, toDecimal64(0, 9)) as repriced_usd,
+        ifNull(by_month.unpriced_requests, 0) as unpriced_requests,
+        ifNull(by_month.days_logged, 0) as days_logged,
+        ifNull(by_month.days_billed, 0) as days_billed,
+        ifNull(by_month.divergent_days, 0) as divergent_days,
+        by_month.api_billed_usd as api_billed_usd,
+        statements.statement_usd as statement_usd
+    from by_month
+    full outer join statements using (workspace_id, provider, period)
+)
+
+select
+    {{ surrogate_key(['workspace_id', 'provider', 'period']) }} as reconciliation_id,
+    workspace_id,
+    provider,
+    period,
+    formatDateTime(period, '%Y-%m') as period_label,
+    requests,
+    logged_usd,
+    toDecimal64(coalesce(api_billed_usd, statement_usd), 9) as billed_usd,
+    multiIf(api_billed_usd is not null, 'billing_api', statement_usd is not null, 'statement', 'none') as billed_source,
+    if(billed_usd is null, NULL, toDecimal64(logged_usd - billed_usd, 9)) as variance_usd,
+    {{ percent_of('variance_usd', 'billed_usd') }} as variance_pct,
+    {{ variance_status('variance_usd', 'billed_usd', 'variance_pct') }} as status,
+    repriced_usd,
+    toDecimal64(logged_usd - repriced_usd, 9) as repricing_delta_usd,
+    unpriced_requests,
+    days_logged,
+    days_billed,
+    divergent_days,
+    statement_usd
+from compared

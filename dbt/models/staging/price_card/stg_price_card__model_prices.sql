@@ -1,0 +1,25 @@
+-- The price card, one row per (provider, card model, period start), newest write of each.
+select
+    provider,
+    model as card_model,
+    valid_from,
+    valid_to,
+    match_priority,
+    match_rules,
+    input_mtok,
+    cache_read_mtok,
+    cache_write_mtok,
+    cache_write_1h_mtok,
+    output_mtok,
+    tier_threshold_tokens,
+    input_mtok_above,
+    cache_read_mtok_above,
+    cache_write_mtok_above,
+    cache_write_1h_mtok_above,
+    output_mtok_above,
+    requests_kusd,
+    batch_multiplier,
+    card,
+    source,
+    pulled_at
+from {{ source('price_card', 'model_prices') }} {{ dedupe() }}
