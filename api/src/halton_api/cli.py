@@ -1,8 +1,9 @@
-"""`halton-cloud`: run the whole cloud on one machine (`up`), or apply migrations (`migrate`).
+"""`halton-cloud`: run the whole cloud on one machine (`up`), apply migrations (`migrate`), load a demo (`demo`).
 
 `up` starts what is not configured: the embedded warehouse server unless `HALTON_CLICKHOUSE_URL` is set,
 a PostgreSQL from the pgserver wheel unless `HALTON_DATABASE_URL` is set. It migrates both stores, serves
-the API with uvicorn in the foreground, and on Ctrl-C or SIGTERM stops everything it started.
+the API with uvicorn in the foreground, and on Ctrl-C or SIGTERM stops everything it started. With `--demo`
+it loads the demo workspace in a background `halton-cloud demo` process once the API serves.
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import subprocess
 import sys
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from types import FrameType
 
@@ -26,6 +29,7 @@ console = Console(stderr=True, soft_wrap=True)
 
 DEFAULT_PORT = 8000
 DEFAULT_WAREHOUSE_PORT = 8123
+DEFAULT_DEMO_REQUESTS = 200_000
 
 
 class _Stop(Exception):
@@ -127,7 +131,28 @@ def migrate(data_dir: Path | None) -> None:
     type=int,
     help="Embedded warehouse port (0: any free port); ignored when HALTON_CLICKHOUSE_URL is set.",
 )
-def up(data_dir: Path | None, host: str, port: int, warehouse_port: int) -> None:
+@click.option("--demo/--no-demo", default=False, help="Load the demo workspace in the background once up.")
+@click.option(
+    "--demo-requests",
+    default=DEFAULT_DEMO_REQUESTS,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="How many demo requests --demo sends.",
+)
+@click.option(
+    "--dagster/--no-dagster",
+    default=None,
+    help="Also run `dagster dev` (UI on 127.0.0.1:3000, DAGSTER_HOME under the data dir); default: with --demo.",
+)
+def up(
+    data_dir: Path | None,
+    host: str,
+    port: int,
+    warehouse_port: int,
+    demo: bool,
+    demo_requests: int,
+    dagster: bool | None,
+) -> None:
     """Start the cloud on this machine and stay in the foreground until Ctrl-C or SIGTERM."""
     import uvicorn
 
@@ -172,7 +197,14 @@ def up(data_dir: Path | None, host: str, port: int, warehouse_port: int) -> None
                 access_log=False,
             )
             server_ = uvicorn.Server(config)
-            _announce_when_started(server_, host, warehouse_url, database_url)
+            loader = (
+                _DemoLoader(demo_requests, database_url, warehouse_url, settings.data_dir) if demo else None
+            )
+            if loader is not None:
+                stack.callback(loader.stop)
+            if demo if dagster is None else dagster:
+                stack.enter_context(_dagster(app_settings, database_url, warehouse_url))
+            _announce_when_started(server_, host, warehouse_url, database_url, loader)
             server_.run()
             if not server_.started:
                 raise click.ClickException(f"the API could not start on {host}:{port} (see the log above)")
@@ -183,7 +215,9 @@ def up(data_dir: Path | None, host: str, port: int, warehouse_port: int) -> None
             signal.signal(sig, handler)
 
 
-def _announce_when_started(server, host: str, warehouse_url: str, database_url: str) -> None:
+def _announce_when_started(
+    server, host: str, warehouse_url: str, database_url: str, loader: _DemoLoader | None = None
+) -> None:
     """Print where to go once uvicorn is listening (the port is known only then when --port 0)."""
     startup = server.startup
 
@@ -202,6 +236,14 @@ def _announce_when_started(server, host: str, warehouse_url: str, database_url: 
         console.print(f"  API docs:   {base}/docs  (schema: {base}/openapi.json)")
         console.print(f"  warehouse:  {warehouse_url}")
         console.print(f"  postgres:   {_redact(database_url)}")
+        if loader is not None:
+            from halton_api.demo import DEMO_PASSWORD
+
+            console.print(
+                f"  demo:       sign in at {base}/signin as [bold]ada@acme.example[/] / [bold]{DEMO_PASSWORD}[/]"
+                f" ({loader.requests:,} requests loading in the background)"
+            )
+            loader.start(f"http://127.0.0.1:{bound}" if host in ("0.0.0.0", "::") else base)
         console.print("Press Ctrl-C to stop.")
         sys.stderr.flush()
 
@@ -214,3 +256,139 @@ def _redact(url: str) -> str:
         scheme, _, cred = head.partition("//")
         return f"{scheme}//{cred.split(':', 1)[0]}:***@{tail}"
     return url
+
+
+@contextmanager
+def _dagster(settings: CloudSettings, database_url: str, warehouse_url: str) -> Iterator[None]:
+    """`dagster dev` on 127.0.0.1:3000 against the same stores, stopped (with its children) on the way out."""
+    home = settings.data_dir / "dagster"
+    home.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "HALTON_DATABASE_URL": database_url,
+        "HALTON_CLICKHOUSE_URL": warehouse_url,
+        "HALTON_SECRET_KEY": settings.secret().decode(),
+    }
+    executable = Path(sys.executable).with_name("dagster")
+    command = [str(executable), "dev", "-m", "halton_pipelines.definitions", "-h", "127.0.0.1", "-p", "3000"]
+    log_file = (settings.data_dir / "dagster.log").open("ab")
+    console.print(f"starting Dagster on http://127.0.0.1:3000 (log: {settings.data_dir / 'dagster.log'})…")
+    process = subprocess.Popen(
+        command, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    try:
+        yield
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+        log_file.close()
+
+
+class _DemoLoader:
+    """`halton-cloud demo` in a child process (its own interpreter: generating and compressing 200k rows
+    must not hold the API's GIL), pointed at the stores and the API `up` started."""
+
+    def __init__(self, requests: int, database_url: str, warehouse_url: str, data_dir: Path) -> None:
+        self.requests = requests
+        self.database_url = database_url
+        self.warehouse_url = warehouse_url
+        self.data_dir = data_dir
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, api_url: str) -> None:
+        env = {
+            **os.environ,
+            "HALTON_DATABASE_URL": self.database_url,
+            "HALTON_CLICKHOUSE_URL": self.warehouse_url,
+            "HALTON_DATA_DIR": str(self.data_dir),
+        }
+        command = [sys.executable, "-m", "halton_api.cli", "demo", "--requests", str(self.requests)]
+        self.process = subprocess.Popen([*command, "--url", api_url], env=env)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+@main.command()
+@click.option("--seed", default=7, show_default=True, type=int, help="Same seed, same demo.")
+@click.option(
+    "--requests",
+    "requests_",
+    default=DEFAULT_DEMO_REQUESTS,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="How many requests the demo devices send.",
+)
+@click.option("--data-dir", type=click.Path(path_type=Path), envvar="HALTON_DATA_DIR", default=None)
+@click.option(
+    "--url",
+    "api_url",
+    default=f"http://127.0.0.1:{DEFAULT_PORT}",
+    show_default=True,
+    help="The running API the requests are sent to.",
+)
+@click.option(
+    "--senders", default=4, show_default=True, type=click.IntRange(min=1), help="Concurrent batches."
+)
+@click.option("--resend", is_flag=True, help="Send every request even when the warehouse holds them all.")
+def demo(seed: int, requests_: int, data_dir: Path | None, api_url: str, senders: int, resend: bool) -> None:
+    """Fill the demo workspace through the real paths (store functions, the ingestion API, the billing
+    writers). Safe to run twice: the second run changes no number."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from halton_api import postgres
+    from halton_api.demo import load_demo
+
+    for noisy in ("httpx", "halton_pipelines.price_card"):  # a line per batch; price-card notes
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    settings = _settings(data_dir=data_dir)
+    with ExitStack() as stack:
+        database_url = settings.database_url or stack.enter_context(
+            postgres.embedded_postgres(settings.data_dir)
+        )
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+        ) as bar:
+            task = bar.add_task("demo requests", total=requests_)
+            try:
+                loaded = load_demo(
+                    database_url=database_url,
+                    warehouse_url=settings.warehouse.clickhouse_url,
+                    databases=settings.warehouse.databases,
+                    api_url=api_url,
+                    seed=seed,
+                    requests=requests_,
+                    senders=senders,
+                    resend=resend,
+                    progress=lambda done, total: bar.update(task, completed=done),
+                )
+            except (RuntimeError, psycopg.OperationalError) as error:
+                raise click.ClickException(str(error)) from None
+    sent = (
+        "all already in the warehouse, none sent"
+        if loaded.skipped
+        else f"{loaded.accepted:,} accepted, {loaded.duplicates:,} duplicates"
+    )
+    console.print(f"[bold green]demo loaded[/]: workspace {loaded.workspace.name} (/{loaded.workspace.slug})")
+    console.print(f"  requests:   {loaded.requests:,} ({sent})")
+    console.print(f"  billing:    {loaded.cost_lines:,} billed lines, {loaded.statements} pasted statements")
+    console.print(f"  sign in:    {api_url.rstrip('/')}/signin as {loaded.owner_email} / {loaded.password}")
+    console.print("              (every demo member, e.g. bram@acme.example, has the same password)")
+
+
+if __name__ == "__main__":
+    main()
