@@ -3,9 +3,13 @@
 Starts its own stack the way a user does (`halton-cloud up` in a temporary data dir: embedded warehouse
 server, embedded PostgreSQL, uvicorn), pairs a few devices, then sends 1,000-row batches of fresh rows
 from 1, 4 and 16 concurrent clients. Bodies are built before the clock starts, so the figures are the
-server's, not the client's JSON encoder's.
+server's, not the client's JSON encoder's. Other work on the machine skews rows/s and latency, not CPU
+per row: each run prints the load average, and `--repeat` runs every level again.
 
-    uv run python bench/ingest.py [--batches 48] [--rows 1000] [--gzip]
+    uv run python bench/ingest.py [--batches 48] [--rows 1000] [--gzip] [--repeat 3] [--in-process-warehouse]
+
+`--in-process-warehouse` points the API at chDB in its own process (`HALTON_CLICKHOUSE_URL=chdb://…`)
+instead of the embedded warehouse server: the same engine without the HTTP hop, for comparison.
 """
 
 from __future__ import annotations
@@ -46,9 +50,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_stack(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_stack(data_dir: Path, in_process_warehouse: bool = False) -> tuple[subprocess.Popen[bytes], str]:
     port, warehouse_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HALTON_")}
+    if in_process_warehouse:
+        env["HALTON_CLICKHOUSE_URL"] = f"chdb://{data_dir / 'chdb'}"
     log = open(data_dir / "halton-cloud.log", "wb")  # noqa: SIM115 (lives as long as the process)
     process = subprocess.Popen(
         [sys.executable, "-m", "halton_api", "up", "--data-dir", str(data_dir), "--port", str(port),
@@ -179,12 +185,15 @@ async def run_level(
                     raise SystemExit(f"batch refused: {response.status_code} {response.text[:300]}")
 
     started = time.perf_counter()
+    client_cpu = time.process_time()
     await asyncio.gather(*(client(token, bodies) for token, bodies in work))
     elapsed = time.perf_counter() - started
+    client_cpu = time.process_time() - client_cpu
     ordered = sorted(latencies)
     return {
         "clients": clients,
         "batches": len(latencies),
+        "client_ms_per_k": client_cpu * 1000 / (len(latencies) * rows / 1000),
         "rows_per_s": len(latencies) * rows / elapsed,
         "p50_ms": statistics.median(ordered) * 1000,
         "p95_ms": ordered[max(0, round(0.95 * len(ordered)) - 1)] * 1000,
@@ -210,44 +219,54 @@ def main() -> None:
         "--batches", type=int, default=48, help="batches per concurrency level (at least 8 per client)"
     )
     parser.add_argument("--gzip", action="store_true", help="send gzip-compressed bodies")
+    parser.add_argument("--repeat", type=int, default=1, help="run every concurrency level this many times")
+    parser.add_argument(
+        "--in-process-warehouse",
+        action="store_true",
+        help="chDB inside the API process instead of the embedded warehouse server (for comparison)",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="halton-bench-") as tmp:
         data_dir = Path(tmp)
-        process, base = start_stack(data_dir)
+        process, base = start_stack(data_dir, args.in_process_warehouse)
         try:
             database_url = f"postgresql://postgres:@/postgres?host={data_dir / 'postgres'}"
             paired = asyncio.run(pair_devices(database_url, max(CONCURRENCY)))
             # Warm up: connections, caches, the first parts.
             asyncio.run(run_level(base, paired, 2, 2, args.rows, args.gzip))
             results = []
-            for clients in CONCURRENCY:
-                before = cpu_seconds(process.pid, data_dir)
-                per_client = max(8, args.batches // clients)
-                result = asyncio.run(run_level(base, paired, clients, per_client, args.rows, args.gzip))
-                after = cpu_seconds(process.pid, data_dir)
-                rows_sent = result["batches"] * args.rows
-                for kind in before:  # CPU milliseconds per 1,000 rows, by process
-                    result[f"{kind}_ms_per_k"] = (after[kind] - before[kind]) * 1000 / (rows_sent / 1000)
-                results.append(result)
+            for _ in range(args.repeat):
+                for clients in CONCURRENCY:
+                    load_before = os.getloadavg()[0]
+                    before = cpu_seconds(process.pid, data_dir)
+                    per_client = max(8, args.batches // clients)
+                    result = asyncio.run(run_level(base, paired, clients, per_client, args.rows, args.gzip))
+                    after = cpu_seconds(process.pid, data_dir)
+                    rows_sent = result["batches"] * args.rows
+                    for kind in before:  # CPU milliseconds per 1,000 rows, by process
+                        result[f"{kind}_ms_per_k"] = (after[kind] - before[kind]) * 1000 / (rows_sent / 1000)
+                    result["load"] = f"{load_before:.1f} to {os.getloadavg()[0]:.1f}"
+                    results.append(result)
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=60)
 
     print(f"machine: {machine()}")
+    stack = "API with chDB in-process" if args.in_process_warehouse else "embedded"
     print(
-        f"batch: {args.rows} rows, {'gzip' if args.gzip else 'plain JSON'}; stack: halton-cloud up (embedded)"
+        f"batch: {args.rows} rows, {'gzip' if args.gzip else 'plain JSON'}; stack: halton-cloud up ({stack})"
     )
     print(
         "| concurrent clients | batches | rows/s | p50 batch latency | p95 batch latency | max "
-        "| CPU ms per 1k rows: API / warehouse / PostgreSQL |"
+        "| CPU ms per 1k rows: API / warehouse / PostgreSQL / bench client | load average |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in results:
         print(
             f"| {r['clients']} | {r['batches']} | {r['rows_per_s']:,.0f} | {r['p50_ms']:.0f} ms | "
             f"{r['p95_ms']:.0f} ms | {r['max_ms']:.0f} ms | {r['api_ms_per_k']:.0f} / {r['warehouse_ms_per_k']:.0f}"
-            f" / {r['postgres_ms_per_k']:.0f} |"
+            f" / {r['postgres_ms_per_k']:.0f} / {r['client_ms_per_k']:.0f} | {r['load']} |"
         )
 
 

@@ -197,3 +197,98 @@ def test_a_batch_still_queued_after_the_timeout_is_told_to_come_back(warehouse) 
         await writer.pool.close()
 
     asyncio.run(main())
+
+
+def test_the_probe_finds_what_the_workspace_has_on_those_days_in_both_forms(warehouse, monkeypatch) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from halton_api import warehouse_writer
+    from halton_api.warehouse_writer import _days, existing_request_uids
+
+    workspace, other = uuid.uuid4(), uuid.uuid4()
+    today = datetime.now(UTC).replace(hour=12)
+    stored = _rows("m", 40)
+    earlier = [RequestRow.model_validate(row("m", started_at=today - timedelta(days=3))) for _ in range(5)]
+
+    async def store(workspace_id: uuid.UUID, rows: list[RequestRow]) -> None:
+        writer = WarehouseWriter(WarehousePool(warehouse.url, size=2, queue_timeout=5), warehouse.databases)
+        await writer.start()
+        await writer.write_batch(
+            workspace_id=workspace_id, device_id=uuid.uuid4(), batch_id=uuid.uuid4(), rows=rows
+        )
+        await writer.close()
+        await writer.pool.close()
+
+    asyncio.run(store(workspace, [*stored, *earlier]))
+    asyncio.run(store(other, _rows("m", 3)))
+    fresh = [uuid.uuid4() for _ in range(1_700)]  # over PROBE_LIST_LIMIT: the format() form
+    asked = [*fresh, *(r.request_uid for r in stored[:30]), *(r.request_uid for r in earlier)]
+    client = warehouse.client()
+    days = _days(stored)
+    found = existing_request_uids(
+        client, databases=warehouse.databases, workspace_id=workspace, uids=asked, days=days
+    )
+    assert found == {r.request_uid for r in stored[:30]}  # not the earlier day's, not unknown ones
+    monkeypatch.setattr(warehouse_writer, "PROBE_LIST_LIMIT", 10_000)  # the IN-list form agrees
+    assert found == existing_request_uids(
+        client, databases=warehouse.databases, workspace_id=workspace, uids=asked, days=days
+    )
+    assert not existing_request_uids(
+        client, databases=warehouse.databases, workspace_id=other, uids=asked, days=days
+    )
+    assert _days(earlier) == {(today - timedelta(days=3)).date()}
+
+
+def test_large_groups_are_probed_in_chunks_and_deduplicated(warehouse, monkeypatch) -> None:
+    from halton_api import warehouse_writer
+
+    monkeypatch.setattr(warehouse_writer, "PROBE_LIST_LIMIT", 50)  # small, to run the large-group form
+    monkeypatch.setattr(warehouse_writer, "PROBE_CHUNK", 70)
+    workspace, device = uuid.uuid4(), uuid.uuid4()
+    first, second = _rows("m", 120), _rows("m", 90)
+
+    async def main() -> list[list[RequestRow]]:
+        writer = WarehouseWriter(WarehousePool(warehouse.url, size=2, queue_timeout=5), warehouse.databases)
+        await writer.start()
+        await writer.write_batch(workspace_id=workspace, device_id=device, batch_id=uuid.uuid4(), rows=first)
+        results = await asyncio.gather(
+            *(
+                writer.write_batch(workspace_id=workspace, device_id=device, batch_id=uuid.uuid4(), rows=rows)
+                for rows in ([*first[:60], *second], first[100:], second)
+            )
+        )
+        await writer.close()
+        await writer.pool.close()
+        return results
+
+    results = asyncio.run(main())
+    assert [len(r) for r in results] == [90, 0, 0]
+    count = warehouse.client().command(f"SELECT count() FROM {warehouse.databases.raw}.requests")
+    assert int(count) == 210
+
+
+def test_columns_follow_the_table_order_with_constants_from_each_batch() -> None:
+    from halton_api.warehouse_writer import REQUEST_COLUMNS, _columns, _Pending
+
+    batches = [_Pending(uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), _rows("m", n), None) for n in (2, 0, 3)]  # type: ignore[arg-type]
+    columns = _columns(batches, [b.rows for b in batches])
+    assert len(columns) == len(REQUEST_COLUMNS) and all(len(c) == 5 for c in columns)
+    by_name = dict(zip(REQUEST_COLUMNS, columns, strict=True))
+    assert by_name["workspace_id"] == [batches[0].workspace_id] * 2 + [batches[2].workspace_id] * 3
+    assert by_name["batch_id"] == [batches[0].batch_id] * 2 + [batches[2].batch_id] * 3
+    rows = [*batches[0].rows, *batches[2].rows]
+    for name in REQUEST_COLUMNS:
+        if name not in ("workspace_id", "device_id", "batch_id"):
+            assert by_name[name] == [getattr(r, name) for r in rows], name
+
+
+def test_the_garbage_collector_is_tuned_once() -> None:
+    import gc
+
+    from halton_api.app import GC_YOUNG_THRESHOLD, tune_gc_for_batches
+
+    tune_gc_for_batches()
+    frozen = gc.get_freeze_count()
+    tune_gc_for_batches()
+    assert gc.get_threshold()[0] == GC_YOUNG_THRESHOLD
+    assert gc.get_freeze_count() >= frozen > 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -43,6 +44,7 @@ from halton_meter.protocol import BatchAccepted, RequestBatch
 log = logging.getLogger(__name__)
 
 POSTGRES_RETRY_AFTER = 5
+GC_YOUNG_THRESHOLD = 100_000
 
 
 def create_app(settings: CloudSettings) -> FastAPI:
@@ -74,6 +76,7 @@ def create_app(settings: CloudSettings) -> FastAPI:
             stack.push_async_callback(writer.close)  # before the pool closes: queued batches are written
             app.state.pg = pool
             app.state.writer = writer
+            tune_gc_for_batches()  # the end of startup: what the process holds now, it holds for good
             yield
 
     app = FastAPI(
@@ -109,6 +112,22 @@ def create_app(settings: CloudSettings) -> FastAPI:
     _install_error_handlers(app)
     _document_batch_body(app)
     return app
+
+
+def tune_gc_for_batches() -> None:
+    """Keep the garbage collector from eating the API's CPU while batches are in flight.
+
+    A 1,000-row batch is some 4,000 container objects (a model, its dict, its fields-set and a UUID per
+    row) that live until the batch is written. With the default thresholds they set off a young
+    collection every 700 allocations, and their survival full collections that walk the whole startup
+    heap (FastAPI, pydantic schemas, clients: about 130,000 objects): measured at 20-30% of the API's
+    CPU with 4 meters sending. So the startup heap is frozen (never scanned again; it is permanent
+    anyway), and a young collection waits for 100,000 allocations, by which time most batches have been
+    written and freed by reference counting, which needs no collection.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def app_from_env() -> FastAPI:
