@@ -89,12 +89,15 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def _rate_limited(limiter: TokenBucketLimiter, address: str) -> None:
-    wait = limiter.retry_after(address)
+def rate_limited(
+    limiter: TokenBucketLimiter, key: str, what: str = "bad credentials from this address"
+) -> None:
+    """429 with Retry-After when `key` has used up its bucket (`what` names what it did too often)."""
+    wait = limiter.retry_after(key)
     if wait is not None:
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
-            detail=f"too many bad credentials from this address: wait {wait}s before trying again",
+            detail=f"too many {what}: wait {wait}s before trying again",
             headers={"Retry-After": str(wait)},
         )
 
@@ -229,7 +232,7 @@ async def api_reader(
     token = _bearer(request)
     if token is not None:
         address = client_address(request)
-        _rate_limited(limiter, address)
+        rate_limited(limiter, address)
         key = await api_keys.authenticate(conn, key=token)
         if key is None:
             limiter.failed(address)
@@ -267,7 +270,7 @@ _RESUME_HINT = "run `halton-meter cloud connect` to pair this machine again"
 
 async def _device(request: Request, limiter: TokenBucketLimiter) -> DeviceAuth:
     address = client_address(request)
-    _rate_limited(limiter, address)
+    rate_limited(limiter, address)
     token = _bearer(request)
     if token is None:
         raise HTTPException(

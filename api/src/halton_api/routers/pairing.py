@@ -15,11 +15,11 @@ from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Form, HTTPException, Request, status
+from fastapi import APIRouter, Form, Request, status
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from halton_api.deps import Conn, CsrfProtected, CurrentUser, Settings, client_address
+from halton_api.deps import Conn, CsrfProtected, CurrentUser, Settings, client_address, rate_limited
 from halton_api.errors import Forbidden
 from halton_api.models import Problem
 from halton_api.pages import render
@@ -74,13 +74,7 @@ def _limiter(request: Request, name: str) -> TokenBucketLimiter:
 
 def _check_limit(limiter: TokenBucketLimiter, keys: list[str], what: str) -> None:
     for key in keys:
-        wait = limiter.retry_after(key)
-        if wait is not None:
-            raise HTTPException(
-                status.HTTP_429_TOO_MANY_REQUESTS,
-                detail=f"too many {what}: wait {wait}s before trying again",
-                headers={"Retry-After": str(wait)},
-            )
+        rate_limited(limiter, key, what)
 
 
 @router.post(
@@ -184,6 +178,20 @@ async def _lookup(
     return found
 
 
+async def _code_not_found(request: Request, conn: Connection, user, choices: list, code: str) -> Response:
+    return await render(
+        request,
+        "connect.html",
+        conn=conn,
+        user=user,
+        pending=None,
+        choices=choices,
+        code=code,
+        error=NOT_FOUND,
+        status_code=404,
+    )
+
+
 @pages.get("/connect")
 async def connect_page(request: Request, user: CurrentUser, conn: Conn, code: str = "") -> Response:
     choices = await _pairable_workspaces(conn, user.id)
@@ -193,17 +201,7 @@ async def connect_page(request: Request, user: CurrentUser, conn: Conn, code: st
         )
     found = await _lookup(request, conn, user.id, code)
     if found is None:
-        return await render(
-            request,
-            "connect.html",
-            conn=conn,
-            user=user,
-            pending=None,
-            choices=choices,
-            code=code,
-            error=NOT_FOUND,
-            status_code=404,
-        )
+        return await _code_not_found(request, conn, user, choices, code)
     return await render(
         request,
         "connect.html",
@@ -234,17 +232,7 @@ async def decide(
     found = await _lookup(request, conn, user.id, code)
     choices = await _pairable_workspaces(conn, user.id)
     if found is None:
-        return await render(
-            request,
-            "connect.html",
-            conn=conn,
-            user=user,
-            pending=None,
-            choices=choices,
-            code=code,
-            error=NOT_FOUND,
-            status_code=404,
-        )
+        return await _code_not_found(request, conn, user, choices, code)
     if decision == "deny":
         await pairing.deny(conn, code=found.code, workspace=chosen, user=user)
         return await render(
