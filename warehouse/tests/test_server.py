@@ -222,6 +222,14 @@ def test_bad_sql_answers_clickhouse_error_shape(server: EmbeddedWarehouse, clien
     assert "UNKNOWN_IDENTIFIER" in str(caught.value)
 
 
+def test_insert_select_from_input_is_refused_not_silently_dropped(server: EmbeddedWarehouse) -> None:
+    # chDB would run it as a plain statement whose input() reads nothing and answer 200 with 0 rows.
+    sql = "INSERT INTO system.null SELECT * FROM input('a UInt8') FORMAT JSONEachRow\n{\"a\": 1}\n"
+    status, headers, body = post(server, sql)
+    assert (status, headers["X-ClickHouse-Exception-Code"]) == (501, "48")
+    assert b"input() is not supported by the embedded warehouse" in body
+
+
 def test_session_temporary_table_is_invisible_to_another_session(server: EmbeddedWarehouse) -> None:
     first = clickhouse_connect.get_client(host="127.0.0.1", port=server.port)
     second = clickhouse_connect.get_client(host="127.0.0.1", port=server.port)

@@ -8,7 +8,13 @@ import time
 import pytest
 
 from halton_warehouse.http_body import read_statement
-from halton_warehouse.http_sql import InsertSplit, NeedMoreText, inspect_statement, split_insert
+from halton_warehouse.http_sql import (
+    InsertSplit,
+    NeedMoreText,
+    UnsupportedInsert,
+    inspect_statement,
+    split_insert,
+)
 
 DBT_COMMENT = '/* {"app": "dbt", "dbt_version": "1.10.23", "node_id": "model.halton.daily_spend"} */\n'
 
@@ -80,6 +86,11 @@ def test_insert_split_where_clickhouse_starts_the_data() -> None:
 )
 def test_inserts_without_a_data_stream(sql: str) -> None:
     assert split_insert(sql, complete=True) is None
+
+
+def test_insert_from_input_is_refused() -> None:
+    with pytest.raises(UnsupportedInsert):
+        split_insert("INSERT INTO t SELECT a FROM INPUT ('a UInt8') FORMAT CSV\n1\n", complete=True)
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,7 @@ from halton_warehouse.http_sql import (
     InsertSplit,
     NeedMoreText,
     StatementShape,
+    UnsupportedInsert,
     first_keyword,
     inspect_statement,
     split_insert,
@@ -161,6 +162,8 @@ def read_statement(query_parameter: str, body: Iterator[bytes]) -> Statement:
                 return _whole_statement(head, pieces, complete)
             try:
                 split = split_insert(text, window_complete)
+            except UnsupportedInsert as refused:
+                raise ClickHouseError(NOT_IMPLEMENTED, str(refused)) from None
             except NeedMoreText:
                 if len(head) > MAX_INSERT_HEADER:
                     raise ClickHouseError(

@@ -101,6 +101,13 @@ def inspect_statement(text: str) -> StatementShape:
     return StatementShape(keyword, second, output_format, second_statement_at)
 
 
+_INPUT_FUNCTION = re.compile(r"\binput\s*\(", re.IGNORECASE)
+
+
+class UnsupportedInsert(Exception):
+    """An INSERT form the embedded engine would silently mishandle."""
+
+
 class NeedMoreText(Exception):
     """The INSERT's header is not complete in the text read so far."""
 
@@ -128,6 +135,13 @@ def split_insert(text: str, complete: bool) -> InsertSplit | None:
         if kind == "semi" or depth:
             continue
         word = match.group().upper()
+        if word in ("SELECT", "WITH") and _INPUT_FUNCTION.search(text, match.end()):
+            # chDB runs `INSERT ... SELECT ... FROM input(...)` as a plain statement whose input() reads
+            # nothing: it would answer 200 with no rows written. Refuse it instead of losing the data.
+            raise UnsupportedInsert(
+                "INSERT ... SELECT ... FROM input() is not supported by the embedded warehouse: send the "
+                "rows as INSERT INTO table (columns) FORMAT <format> instead"
+            )
         if word in ("SELECT", "WITH", "VALUES", "INFILE"):
             return None
         if word != "FORMAT":
