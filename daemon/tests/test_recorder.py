@@ -131,3 +131,30 @@ def test_recorder_submits_with_the_attribution_and_waits_for_a_directory_lookup(
 
     items = asyncio.run(go())
     assert [(c.project, c.attribution_tier) for c in items] == [("web", "header"), ("repo", "directory")]
+
+
+def test_a_call_stays_in_flight_until_the_recorder_hands_it_over():
+    """Meter.flush waits on this set: a call must not look settled between capture and the writer."""
+    from mitmproxy.test import taddons
+
+    from halton_meter.recorder import Recorder
+    from halton_meter.routing import ROUTE
+
+    class Writer:
+        def __init__(self) -> None:
+            self.items: list = []
+
+        def submit(self, item) -> None:
+            self.items.append(item)
+
+    async def go():
+        recorder = Recorder(Writer(), None, Health())  # type: ignore[arg-type]
+        with taddons.context(recorder):
+            flow = tflow.tflow(resp=True)
+            flow.metadata[ROUTE] = object()
+            await recorder.requestheaders(flow)
+            assert flow.id in recorder.in_flight
+            await recorder.response(flow)  # no captured call on it: nothing to write, still settled
+            return recorder
+
+    assert not asyncio.run(go()).in_flight

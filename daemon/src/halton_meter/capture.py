@@ -134,7 +134,6 @@ class Capture:
         self.parser_for: Callable[..., ResponseParser] = providers.parser_for
         self.fault: Callable[[str], None] | None = None
         # Metered flows between their request headers and their end (what a flush must wait for).
-        self.in_flight: set[str] = set()
 
     def load(self, loader) -> None:
         loader.add_option(
@@ -156,11 +155,6 @@ class Capture:
             self.capture_bodies = ctx.options.halton_capture_bodies
 
     # -- hooks ---------------------------------------------------------------------------------
-
-    @fail_open("capture.requestheaders")
-    async def requestheaders(self, flow: http.HTTPFlow) -> None:
-        if ROUTE in flow.metadata:
-            self.in_flight.add(flow.id)
 
     @fail_open("capture.request")
     async def request(self, flow: http.HTTPFlow) -> None:
@@ -225,7 +219,6 @@ class Capture:
         return state
 
     def _finish(self, flow: http.HTTPFlow, error: str | None) -> None:
-        self.in_flight.discard(flow.id)
         state = self._state(flow)
         if state is None or state.finished:
             return

@@ -226,7 +226,7 @@ class Meter:
     def flush(self, timeout: float = 10.0) -> bool:
         """Block until every call started so far has ended and is in SQLite (tests, bench)."""
         deadline = time.monotonic() + timeout
-        while self.capture.in_flight or self.recorder.waiting:
+        while self.recorder.in_flight or self.recorder.waiting:
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.005)

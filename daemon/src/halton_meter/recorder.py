@@ -20,6 +20,7 @@ from halton_meter.capture import CALL, CapturedCall
 from halton_meter.failopen import fail_open
 from halton_meter.health import Health
 from halton_meter.protocol import RequestRow
+from halton_meter.routing import ROUTE
 from halton_meter.store import NANO, BatchWriter, StoredCall
 from halton_meter.usage import Usage
 
@@ -48,11 +49,19 @@ class Recorder:
         self.attribution = attribution
         self.health = health
         self._waiting: set[asyncio.Future[Attributed]] = set()
+        # Metered calls not yet handed to the writer (or to a directory lookup). Tracked here, in the last
+        # addon, so that a call never looks settled between capture finishing it and this addon taking it.
+        self.in_flight: set[str] = set()
 
     @property
     def waiting(self) -> int:
         """Finished calls held back until their directory lookup ends."""
         return len(self._waiting)
+
+    @fail_open("recorder.requestheaders")
+    async def requestheaders(self, flow: http.HTTPFlow) -> None:
+        if ROUTE in flow.metadata:
+            self.in_flight.add(flow.id)
 
     @fail_open("recorder.response")
     async def response(self, flow: http.HTTPFlow) -> None:
@@ -68,6 +77,12 @@ class Recorder:
             await asyncio.wait(list(self._waiting), timeout=5)
 
     def _record(self, flow: http.HTTPFlow) -> None:
+        try:
+            self._hand_over(flow)
+        finally:
+            self.in_flight.discard(flow.id)
+
+    def _hand_over(self, flow: http.HTTPFlow) -> None:
         call: CapturedCall | None = flow.metadata.pop(CALL, None)
         if call is None:
             return
