@@ -22,7 +22,6 @@ import os
 import platform
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,14 +39,9 @@ from psycopg.rows import dict_row
 from halton_api.store import devices, workspaces
 from halton_api.store.audit import Actor
 from halton_api.store.users import create_user
+from halton_meter.testing.processes import free_port
 
 CONCURRENCY = (1, 4, 16)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_stack(data_dir: Path, in_process_warehouse: bool = False) -> tuple[subprocess.Popen[bytes], str]:

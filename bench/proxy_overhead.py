@@ -21,7 +21,6 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import sqlite3
 import ssl
 import statistics
@@ -35,11 +34,11 @@ from pathlib import Path
 import httpx
 
 from halton_meter.testing.fake_providers import fake_providers
+from halton_meter.testing.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Say hi"}]}
 STREAM_BODY = {**BODY, "stream": True, "stream_options": {"include_usage": True}}
-
 
 
 def serve_fakes(folder: Path) -> None:
@@ -47,12 +46,6 @@ def serve_fakes(folder: Path) -> None:
     with fake_providers(folder) as fakes:
         print(json.dumps({"openai": fakes.openai.url, "ca": str(fakes.pki.ca_path)}), flush=True)
         sys.stdin.read()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from halton_meter.cli import main
+from halton_meter.testing.processes import free_port
 
 run = CliRunner().invoke
 
@@ -99,12 +99,6 @@ def test_a_bad_config_names_the_key(home):
     assert result.exit_code == 2 and "[proxy] port" in result.output
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "halton_meter.cli", *args], env=env, capture_output=True, text=True, timeout=60
@@ -114,7 +108,7 @@ def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 def test_start_stop_for_real(tmp_path: Path, fakes):
     """The detached daemon: starts, refuses a second copy, meters a call, flushes it on stop."""
     home = tmp_path / "home"
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "HALTON_METER_HOME": str(home)}
     env.pop("HALTON_METER_PORT", None)
     assert _cli("init", env=env).returncode == 0

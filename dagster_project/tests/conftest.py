@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import secrets
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from importlib.util import module_from_spec, spec_from_file_location
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -17,20 +14,6 @@ from halton_api.postgres import migrate as migrate_control_plane
 from halton_warehouse import Databases, connect
 from halton_warehouse.migrate import migrate
 
-
-def _load(module: str, name: str) -> None:
-    # dagster_project/tests is not on sys.path under --import-mode=importlib: load sibling modules by path,
-    # under names no other package's tests use.
-    if name not in sys.modules:
-        spec = spec_from_file_location(name, Path(__file__).with_name(f"{module}.py"))
-        assert spec is not None and spec.loader is not None
-        loaded = module_from_spec(spec)
-        sys.modules[name] = loaded
-        spec.loader.exec_module(loaded)
-
-
-_load("fake_billing", "pipelines_fake_billing")
-_load("factories", "pipelines_factories")
 
 @dataclass(frozen=True)
 class Stores:

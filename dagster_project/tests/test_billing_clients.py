@@ -7,7 +7,6 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from pipelines_fake_billing import FakeBilling, FakeCost, FakeUsage, Organisation, serve
 
 from halton_pipelines.billing_clients import (
     AnthropicBillingClient,
@@ -19,6 +18,7 @@ from halton_pipelines.billing_clients import (
     XAIBillingClient,
     retry_after_seconds,
 )
+from halton_pipelines.testing.fake_billing import FakeBilling, FakeCost, FakeUsage, Organisation, serve
 
 DAY = date(2026, 10, 1)
 

@@ -13,8 +13,6 @@ from decimal import Decimal
 
 import dagster as dg
 import pytest
-from pipelines_factories import SECRET, HandWorkspace, insert_request_rows, seed_demo_control_plane
-from pipelines_fake_billing import FakeBilling, serve
 
 from halton_pipelines.defs.billing import billing_assets
 from halton_pipelines.defs.dbt import halton_dbt, marts_after_ingestion
@@ -29,6 +27,13 @@ from halton_pipelines.resources import (
     ProviderKeysResource,
     WarehouseResource,
 )
+from halton_pipelines.testing.factories import (
+    SECRET,
+    HandWorkspace,
+    insert_request_rows,
+    seed_demo_control_plane,
+)
+from halton_pipelines.testing.fake_billing import FakeBilling, serve
 
 AS_OF = "2026-11-01"
 DEMO = DemoConfig(

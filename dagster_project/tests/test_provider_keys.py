@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from pipelines_factories import SECRET, HandWorkspace
 
 from halton_pipelines.provider_keys import (
     ProviderKeyError,
@@ -13,6 +12,7 @@ from halton_pipelines.provider_keys import (
     fernet,
     load_connections,
 )
+from halton_pipelines.testing.factories import SECRET, HandWorkspace
 
 
 def test_round_trip_and_a_wrong_secret() -> None:

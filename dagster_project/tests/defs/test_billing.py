@@ -8,12 +8,12 @@ from decimal import Decimal
 import dagster as dg
 import psycopg
 import pytest
-from pipelines_factories import SECRET, HandWorkspace
-from pipelines_fake_billing import FakeBilling, FakeCost, Organisation, serve
 
 from halton_pipelines.defs.billing import billing_assets, billing_daily_schedule
 from halton_pipelines.provider_keys import encrypt_admin_key
 from halton_pipelines.resources import BillingAPIsResource, ProviderKeysResource, WarehouseResource
+from halton_pipelines.testing.factories import SECRET, HandWorkspace
+from halton_pipelines.testing.fake_billing import FakeBilling, FakeCost, Organisation, serve
 
 OCT1 = "2026-10-01"
 

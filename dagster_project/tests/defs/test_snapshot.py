@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import dagster as dg
 import psycopg
-from pipelines_factories import HandWorkspace
 
 from halton_pipelines.defs.snapshot import control_plane_snapshot
 from halton_pipelines.resources import ControlPlaneResource, WarehouseResource
+from halton_pipelines.testing.factories import HandWorkspace
 
 
 def _resources(stores) -> dict:

@@ -11,11 +11,11 @@ from decimal import Decimal
 
 import psycopg
 from clickhouse_connect.driver.client import Client
-from pipelines_fake_billing import FakeCost, FakeUsage, Organisation
 
 from halton_meter.protocol import RequestRow
 from halton_pipelines.demo_data import Billing, Demo
 from halton_pipelines.provider_keys import encrypt_admin_key
+from halton_pipelines.testing.fake_billing import FakeCost, FakeUsage, Organisation
 from halton_warehouse import Databases
 
 # raw.requests columns as the API's batch writer fills them (halton_api.warehouse_writer.REQUEST_COLUMNS).
