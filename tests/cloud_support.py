@@ -142,3 +142,43 @@ CHROMIUM_ARGS = [
 def launch_chromium(playwright):
     """Debian's Chromium driven by Playwright (its own browser download cannot work here)."""
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+
+
+@dataclass
+class DashboardPage:
+    """A Playwright page on the cloud that records console errors and reads the figures a page shows."""
+
+    page: object
+    demo: object
+    errors: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.page.on("console", lambda m: self.errors.append(f"{m.type}: {m.text}") if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
+
+    def sign_in(self, email: str, password: str) -> None:
+        self.page.goto("/signin")
+        self.page.fill("input[name=email]", email)
+        self.page.fill("input[name=password]", password)
+        self.page.click("button[type=submit]")
+        self.page.wait_for_url("**/overview**")
+
+    def open(self, path: str) -> object:
+        """Go to `path` (`{ws}` is the demo workspace's slug); fails on an error status."""
+        response = self.page.goto(path.replace("{ws}", self.demo.slug))
+        assert response is not None and response.ok, f"{path}: {response.status if response else 'no response'}"
+        return response
+
+    def figure(self, name: str) -> str:
+        """The text of `[data-figure=name]` (its first line: the number, not the note under it)."""
+        return self.page.locator(f"[data-figure={name}]").inner_text().splitlines()[0].strip()
+
+    def table(self, name: str) -> list[list[str]]:
+        """The body cells of `table[data-table=name]`, as text."""
+        rows = self.page.locator(f"table[data-table={name}] tbody tr")
+        return [
+            [cell.strip() for cell in rows.nth(i).locator("td").all_inner_texts()] for i in range(rows.count())
+        ]
+
+    def screenshot(self, directory, name: str) -> None:
+        self.page.screenshot(path=str(directory / f"{name}.png"), full_page=True)

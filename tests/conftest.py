@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from cloud_support import CloudProcess, Person
+from cloud_support import CloudProcess, DashboardPage, Person, launch_chromium
+from dashboard_support import DEMO_PASSWORD, BuiltDemo, build_demo, drop_demo
 from halton_meter.testing.fake_providers import fake_providers
 from halton_meter.testing.processes import free_port
 
@@ -45,3 +46,53 @@ def providers(tmp_path_factory: pytest.TempPathFactory):
     """Fake Anthropic/OpenAI/Gemini/xAI servers on 127.0.0.1 speaking each documented wire format."""
     with fake_providers(tmp_path_factory.mktemp("providers")) as servers:
         yield servers
+
+
+@pytest.fixture(scope="session")
+def built_demo(warehouse_server: str, postgres_server: str):
+    """The demo workspace (30k requests over 90 days, ending this hour) with its marts built by Dagster."""
+    built = build_demo(warehouse_server, postgres_server)
+    yield built
+    drop_demo(built, postgres_server)
+
+
+@pytest.fixture(scope="session")
+def demo_cloud(built_demo: BuiltDemo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CloudProcess]:
+    """The API as a real process over the built demo's stores (shared by the dashboard tests: read-mostly)."""
+    home = tmp_path_factory.mktemp("demo-cloud")
+    port = free_port()
+    env = {
+        **os.environ,
+        "HALTON_ENV": "development",
+        "HALTON_DATA_DIR": str(home),
+        "HALTON_DATABASE_URL": built_demo.database_url,
+        "HALTON_CLICKHOUSE_URL": built_demo.warehouse_url,
+        "HALTON_CLICKHOUSE_DATABASE_PREFIX": built_demo.prefix,
+        "HALTON_SECRET_KEY": secrets.token_urlsafe(48),
+        "HALTON_PUBLIC_URL": f"http://127.0.0.1:{port}",
+    }
+    process = CloudProcess(env=env, port=port, log_path=home / "api.log")
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def demo_page(chromium, demo_cloud: CloudProcess, built_demo: BuiltDemo) -> Iterator[DashboardPage]:
+    """A signed-in browser tab on the demo workspace (the demo's owner), failing the test on console errors."""
+    context = chromium.new_context(viewport={"width": 1440, "height": 900}, base_url=demo_cloud.url)
+    page = DashboardPage(context.new_page(), built_demo)
+    page.sign_in(built_demo.owner_email, DEMO_PASSWORD)
+    yield page
+    context.close()
+    assert page.errors == [], f"console errors: {page.errors}"

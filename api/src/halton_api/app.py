@@ -18,6 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from psycopg_pool import PoolTimeout
 
 from halton_api import postgres
+from halton_api.dashboards.reader import MartsReader
 from halton_api.deps import SignInRequired
 from halton_api.errors import DomainError
 from halton_api.pages import STATIC_DIR, make_templates, render
@@ -26,15 +27,22 @@ from halton_api.routers import (
     api_keys,
     audit,
     auth,
+    clusters,
+    cost_centers,
     daemon,
     devices,
+    executive,
     health,
     ingest,
     invitations,
     members,
+    overview,
     pairing,
+    project_view,
     projects,
+    reconciliation,
     requests,
+    traces,
     workspaces,
 )
 from halton_api.settings import CloudSettings
@@ -74,8 +82,17 @@ def create_app(settings: CloudSettings) -> FastAPI:
             )
             await writer.start()
             stack.push_async_callback(writer.close)  # before the pool closes: queued batches are written
+            read_pool = WarehousePool(
+                settings.warehouse.clickhouse_url,
+                size=settings.dashboard_max_concurrent_queries,
+                queue_timeout=settings.warehouse_queue_timeout_seconds,
+            )
+            stack.push_async_callback(read_pool.close)
             app.state.pg = pool
             app.state.writer = writer
+            app.state.reader = MartsReader(
+                read_pool, settings.warehouse.databases, retries=settings.warehouse_retries
+            )
             tune_gc_for_batches()  # the end of startup: what the process holds now, it holds for good
             yield
 
@@ -106,7 +123,10 @@ def create_app(settings: CloudSettings) -> FastAPI:
     app.include_router(pairing.pages)
     for module in (devices, members, api_keys, projects, audit, requests):
         app.include_router(module.router)
-    for module in (workspaces, devices, members, api_keys, projects, audit):
+    dashboards = (overview, project_view, traces, reconciliation, executive, cost_centers, clusters)
+    for module in dashboards:
+        app.include_router(module.router)
+    for module in (workspaces, devices, members, api_keys, projects, audit, *dashboards):
         app.include_router(module.pages)
 
     _install_error_handlers(app)

@@ -12,10 +12,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Path, Request, status
+from fastapi import Depends, HTTPException, Path, Query, Request, status
 from psycopg_pool import AsyncConnectionPool
 
 from halton_api import csrf
+from halton_api.dashboards.filters import RANGES, Filters
+from halton_api.dashboards.reader import MartsReader
 from halton_api.errors import Forbidden, NotFound
 from halton_api.models import UserPublic, WorkspacePublic
 from halton_api.ratelimit import TokenBucketLimiter
@@ -83,6 +85,35 @@ def get_bad_auth_limiter(request: Request) -> TokenBucketLimiter:
 
 
 BadAuthLimiter = Annotated[TokenBucketLimiter, Depends(get_bad_auth_limiter)]
+
+
+def get_reader(request: Request) -> MartsReader:
+    return request.app.state.reader
+
+
+Reader = Annotated[MartsReader, Depends(get_reader)]
+
+_Many = Query(description="Repeat the parameter (or separate values with commas) to choose several.")
+
+
+def rail_filters(
+    request: Request,
+    range_: Annotated[
+        str | None, Query(alias="range", description=f"One of {', '.join(RANGES)} (default 30d).")
+    ] = None,
+    from_: Annotated[str | None, Query(alias="from", description="Custom range start, YYYY-MM-DD.")] = None,
+    to: Annotated[str | None, Query(description="Custom range end (inclusive), YYYY-MM-DD.")] = None,
+    provider: Annotated[list[str] | None, _Many] = None,
+    model: Annotated[list[str] | None, _Many] = None,
+    project: Annotated[list[str] | None, _Many] = None,
+    device: Annotated[list[str] | None, _Many] = None,
+    cost_center: Annotated[list[str] | None, _Many] = None,
+) -> Filters:
+    """The filter rail from the query string (the named parameters document it; the parsing is `Filters`')."""
+    return Filters.from_query(request.query_params)
+
+
+RailFilters = Annotated[Filters, Depends(rail_filters)]
 
 
 def client_address(request: Request) -> str:

@@ -234,17 +234,6 @@ class RequestPage(BaseModel):
     )
 
 
-class OverviewPublic(BaseModel):
-    workspace: WorkspacePublic
-    requests: int
-    cost_usd: Decimal
-    input_tokens: int
-    output_tokens: int
-    devices_active: int
-    projects: int
-    monthly_budget: Decimal | None
-
-
 class WhoAmI(BaseModel):
     workspace_id: UUID
     workspace_slug: str

@@ -10,7 +10,8 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
-from halton_api import csrf
+from halton_api import charts, csrf
+from halton_api.dashboards import chart_views
 from halton_api.deps import SESSION_COOKIE, WorkspaceContext
 from halton_api.models import UserPublic
 from halton_api.store import Connection, workspaces
@@ -21,7 +22,13 @@ STATIC_DIR = Path(__file__).parent / "static"
 
 def make_templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=TEMPLATES_DIR)
-    templates.env.globals["format_money"] = lambda value: "—" if value is None else f"${value:,.2f}"
+    templates.env.globals["format_money"] = lambda value: "—" if value is None else charts.money(value)
+    templates.env.globals["format_int"] = lambda value: "—" if value is None else f"{int(value):,}"
+    templates.env.globals["format_pct"] = lambda value, signed=False: (
+        "—" if value is None else (f"{value:+.1f}%" if signed else f"{value:.1f}%")
+    )
+    templates.env.globals["format_qty"] = lambda value: "—" if value is None else charts.quantity(value)
+    templates.env.globals["chart"] = chart_views
     templates.env.globals["format_time"] = lambda value: (
         "never" if value is None else value.strftime("%Y-%m-%d %H:%M UTC")
     )

@@ -89,6 +89,13 @@ class CloudSettings(BaseSettings):
     # Waiting longer than this for a free warehouse connection answers 429: the warehouse is busy.
     warehouse_queue_timeout_seconds: float = Field(default=5.0, gt=0)
     warehouse_retries: int = Field(default=2, ge=0)
+    # Dashboards read the marts through a pool of their own, so a busy page never holds up ingestion.
+    dashboard_max_concurrent_queries: int = Field(default=4, ge=1)
+    # How the overview's sync banner reads a paired device from here: ACTIVE when its last batch arrived
+    # within sync_degraded_after_minutes, DEGRADED when it has been quiet longer (rows are piling up on the
+    # laptop, or it is off), PAUSED when no batch came for sync_paused_after_hours.
+    sync_degraded_after_minutes: int = Field(default=120, ge=1)
+    sync_paused_after_hours: int = Field(default=24, ge=1)
 
     @field_validator("data_dir")
     @classmethod

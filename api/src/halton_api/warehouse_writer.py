@@ -169,6 +169,26 @@ class WarehousePool:
         self._idle.append(client)
         return result
 
+    async def run_with_retries(self, operation: Callable[[Client], T], *, retries: int) -> T:
+        """`run`, retrying transient failures with a short backoff; raises a `WarehouseError` when they last."""
+        attempt = 0
+        while True:
+            try:
+                return await self.run(operation)
+            except Exception as error:
+                kind = classify(error)
+                if kind is None:
+                    raise
+                if attempt >= retries or (kind is WarehouseBusy and isinstance(error, WarehouseBusy)):
+                    log.warning("warehouse %s after %d attempt(s): %s", kind.__name__, attempt + 1, error)
+                    if isinstance(error, WarehouseError):
+                        raise
+                    retry_after = BUSY_RETRY_AFTER if kind is WarehouseBusy else UNAVAILABLE_RETRY_AFTER
+                    raise kind(_describe(kind), retry_after) from error
+                attempt += 1
+                log.info("transient warehouse error (attempt %d), retrying: %s", attempt, error)
+                await asyncio.sleep(0.2 * 2**attempt)
+
     def _call(self, client: Client | None, operation: Callable[[Client], T]) -> tuple[Client, T]:
         if client is None:
             client = connect(self.url)
@@ -381,23 +401,7 @@ class WarehouseWriter:
 
     async def with_retries(self, operation: Callable[[Client], T]) -> T:
         """Run `operation` through the pool, retrying transient failures with a short backoff."""
-        attempt = 0
-        while True:
-            try:
-                return await self.pool.run(operation)
-            except Exception as error:
-                kind = classify(error)
-                if kind is None:
-                    raise
-                if attempt >= self.retries or (kind is WarehouseBusy and isinstance(error, WarehouseBusy)):
-                    log.warning("warehouse %s after %d attempt(s): %s", kind.__name__, attempt + 1, error)
-                    if isinstance(error, WarehouseError):
-                        raise
-                    retry_after = BUSY_RETRY_AFTER if kind is WarehouseBusy else UNAVAILABLE_RETRY_AFTER
-                    raise kind(_describe(kind), retry_after) from error
-                attempt += 1
-                log.info("transient warehouse error (attempt %d), retrying: %s", attempt, error)
-                await asyncio.sleep(0.2 * 2**attempt)
+        return await self.pool.run_with_retries(operation, retries=self.retries)
 
 
 _CONSTANT_COLUMNS = ("workspace_id", "device_id", "batch_id")

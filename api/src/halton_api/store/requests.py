@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 from collections.abc import Collection
 from datetime import UTC, date, datetime
-from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -106,20 +105,3 @@ def _aware(row: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, datetime) and value.tzinfo is None:
             row[key] = value.replace(tzinfo=UTC)
     return row
-
-
-def totals(client: Client, *, databases: Databases, workspace_id: UUID) -> dict[str, Any]:
-    """Request count, cost and tokens of the workspace, over all time."""
-    result = client.query(
-        "SELECT count() AS requests, sum(ifNull(cost_usd, 0)) AS cost_usd,"
-        " sum(ifNull(input_tokens, 0)) AS input_tokens, sum(ifNull(output_tokens, 0)) AS output_tokens"
-        f" FROM {databases.raw}.requests_dedup WHERE workspace_id = %(workspace)s",
-        parameters={"workspace": workspace_id},
-    )
-    requests, cost, input_tokens, output_tokens = result.result_rows[0]
-    return {
-        "requests": int(requests),
-        "cost_usd": Decimal(str(cost)) if cost is not None else Decimal(0),
-        "input_tokens": int(input_tokens),
-        "output_tokens": int(output_tokens),
-    }

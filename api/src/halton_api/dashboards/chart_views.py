@@ -1,0 +1,50 @@
+"""The dashboards' charts, from the objects the pages return (the PDFs draw the same ones)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from markupsafe import Markup
+
+from halton_api import charts
+from halton_api.dashboards.models import Ranked, TimeSeries
+
+_LABEL = {"hour": "%H:%M", "day": "%d %b", "week": "w/c %d %b", "month": "%b %Y"}
+
+
+def bucket_labels(ts: TimeSeries, granularity: str) -> list[str]:
+    fmt = _LABEL.get(granularity, "%d %b")
+    return [datetime.fromisoformat(b).strftime(fmt) for b in ts.buckets]
+
+
+def _series(ts: TimeSeries) -> list[charts.Series]:
+    return [
+        charts.Series(s.name, s.values, charts.colour_for(s.name.lower(), i)) for i, s in enumerate(ts.series)
+    ]
+
+
+def spend_area(ts: TimeSeries, granularity: str, *, title: str) -> Markup:
+    baseline = charts.Series(ts.baseline.name, ts.baseline.values) if ts.baseline else None
+    return charts.stacked_area(bucket_labels(ts, granularity), _series(ts), title=title, baseline=baseline)
+
+
+def spend_columns(ts: TimeSeries, granularity: str, *, title: str) -> Markup:
+    return charts.columns(bucket_labels(ts, granularity), _series(ts), title=title)
+
+
+def volume(ts: TimeSeries, granularity: str, *, title: str) -> Markup:
+    """Requests per bucket as columns, spend per bucket as a line on its own axis."""
+    requests = charts.Series("Requests", ts.requests or [0] * len(ts.buckets), charts.PALETTE[5])
+    totals = [sum(s.values[i] for s in ts.series) for i in range(len(ts.buckets))]
+    return charts.columns(
+        bucket_labels(ts, granularity),
+        [requests],
+        title=title,
+        bars_money=False,
+        line=charts.Series("Spend", totals),
+    )
+
+
+def shares(items: Sequence[Ranked], *, title: str, total=None) -> Markup:
+    return charts.share_bars([(item.label, item.spend_usd) for item in items], title=title, total=total)

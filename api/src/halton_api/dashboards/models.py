@@ -1,0 +1,350 @@
+"""What the dashboards return: each page's JSON twin is one of these, and its template renders the same object."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, Field
+
+
+class PeriodPublic(BaseModel):
+    label: str
+    start: datetime
+    end: datetime = Field(description="Exclusive.")
+    granularity: Literal["hour", "day", "week", "month"]
+
+
+class Totals(BaseModel):
+    spend_usd: Decimal = Decimal(0)
+    requests: int = 0
+    error_requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    @property
+    def cost_per_request(self) -> Decimal | None:
+        return self.spend_usd / self.requests if self.requests else None
+
+
+class Change(BaseModel):
+    """A figure against the same figure one period earlier."""
+
+    current_usd: Decimal
+    previous_usd: Decimal
+    change_usd: Decimal
+    change_pct: Decimal | None = Field(description="Null when the previous figure is zero.")
+
+
+class Ranked(BaseModel):
+    """One row of a top-N list or breakdown table."""
+
+    key: str
+    label: str
+    spend_usd: Decimal
+    requests: int
+    share_pct: Decimal
+    input_tokens: int = 0
+    output_tokens: int = 0
+    detail: str = ""
+    href: str | None = None
+
+
+class SeriesPublic(BaseModel):
+    name: str
+    values: list[Decimal]
+
+
+class TimeSeries(BaseModel):
+    buckets: list[str] = Field(description="Bucket starts, ISO 8601 (UTC).")
+    series: list[SeriesPublic]
+    baseline: SeriesPublic | None = None
+    requests: list[int] | None = None
+
+
+class BudgetStatus(BaseModel):
+    scope: Literal["workspace", "project"]
+    monthly_budget_usd: Decimal
+    month_to_date_usd: Decimal
+    variance_usd: Decimal
+    variance_pct: Decimal | None
+    projected_usd: Decimal
+    status: Literal["under", "at_risk", "over"]
+
+
+class DeviceSync(BaseModel):
+    device_id: UUID
+    name: str
+    hostname: str
+    member: str | None
+    last_sync_at: datetime | None
+    state: Literal["ACTIVE", "DEGRADED", "PAUSED"]
+
+
+class SyncStatus(BaseModel):
+    status: Literal["green", "amber", "red", "none"]
+    summary: str
+    devices: list[DeviceSync]
+
+
+class RailOption(BaseModel):
+    value: str
+    label: str
+    group: str = ""
+
+
+class RailOptions(BaseModel):
+    providers: list[RailOption]
+    models: list[RailOption]
+    projects: list[RailOption]
+    devices: list[RailOption]
+    cost_centers: list[RailOption]
+
+
+class OverviewPublic(BaseModel):
+    workspace: str
+    filters: dict[str, Any]
+    period: PeriodPublic
+    today_usd: Decimal
+    this_month_usd: Decimal
+    last_month_usd: Decimal
+    period_totals: Totals
+    period_change: Change
+    budget: BudgetStatus | None
+    spend_by_provider: TimeSeries
+    top_projects: list[Ranked]
+    top_models: list[Ranked]
+    sync: SyncStatus
+
+
+class RequestRowPublic(BaseModel):
+    """A priced request as the recent-requests tables show it."""
+
+    request_uid: UUID
+    started_at: datetime
+    provider: str
+    model: str
+    project: str
+    device_id: UUID
+    device: str
+    status_code: int | None
+    streamed: bool
+    input_tokens: int | None
+    output_tokens: int | None
+    cost_usd: Decimal
+    cost_source: str
+    latency_ms: int | None
+    provider_request_id: str | None
+
+
+class RequestTable(BaseModel):
+    rows: list[RequestRowPublic]
+    next_cursor: str | None
+    search: str | None = None
+
+
+class ProjectInfo(BaseModel):
+    slug: str
+    name: str
+    project_id: UUID | None
+    cost_center: str | None
+    hourly_rate_usd: Decimal | None
+    archived: bool
+    monthly_budget_usd: Decimal | None
+
+
+class ProjectViewPublic(BaseModel):
+    workspace: str
+    project: ProjectInfo
+    filters: dict[str, Any]
+    period: PeriodPublic
+    totals: Totals
+    change: Change
+    budget: BudgetStatus | None
+    spend_over_time: TimeSeries
+    by_developer: list[Ranked]
+    by_model: list[Ranked]
+    volume: TimeSeries
+    recent_requests: RequestTable
+
+
+class TracePublic(BaseModel):
+    request_uid: UUID
+    workspace: str
+    started_at: datetime
+    ended_at: datetime
+    latency_ms: int | None
+    ttfb_ms: int | None
+    provider: str
+    endpoint: str
+    model: str
+    model_requested: str | None
+    model_served: str | None
+    status_code: int | None
+    streamed: bool
+    complete: bool
+    service_tier: str | None
+    batch: bool
+    project: str
+    attribution_tier: str
+    prompt_hash: str | None
+    provider_request_id: str | None
+    device_id: UUID
+    machine_id: str
+    device_name: str | None
+    device_hostname: str | None
+    paired_by: str | None
+    batch_id: UUID
+    ingested_at: datetime
+    tokens: dict[str, int | None]
+    price_card: str | None
+    card_model: str | None
+    price_valid_from: datetime | None
+    above_tier: bool
+    rates_per_mtok: dict[str, Decimal | None]
+    rate_multiplier: Decimal | None
+    cost_lines: list[dict[str, Any]]
+    logged_cost_usd: Decimal | None
+    repriced_cost_usd: Decimal | None
+    cost_usd: Decimal
+    cost_source: str
+    repricing_delta_usd: Decimal | None
+
+
+class ReconciliationRow(BaseModel):
+    period: date
+    period_label: str
+    provider: str | None = Field(description="Null on the all-providers row of a period.")
+    requests: int
+    logged_usd: Decimal
+    billed_usd: Decimal | None
+    billed_source: str
+    variance_usd: Decimal | None
+    variance_pct: Decimal | None
+    status: str
+    divergent_days: int = 0
+
+
+class ReconciliationDay(BaseModel):
+    day: date
+    provider: str
+    requests: int
+    logged_usd: Decimal
+    billed_usd: Decimal | None
+    variance_usd: Decimal | None
+    variance_pct: Decimal | None
+    status: str
+    repricing_delta_usd: Decimal
+    unpriced_requests: int
+
+
+class DivergentRequest(BaseModel):
+    request_uid: UUID
+    day: date
+    provider: str
+    started_at: datetime
+    model: str
+    project: str
+    provider_request_id: str | None
+    price_card: str | None
+    input_tokens: int | None
+    output_tokens: int | None
+    logged_cost_usd: Decimal | None
+    repriced_cost_usd: Decimal | None
+    repricing_delta_usd: Decimal | None
+    repricing_differs: bool
+
+
+class ProviderConnectionPublic(BaseModel):
+    provider: str
+    key_prefix: str
+    created_at: datetime
+    live: bool
+    last_billed_day: date | None
+
+
+class StatementPublic(BaseModel):
+    provider: str
+    period: date
+    amount_usd: Decimal
+    note: str
+    entered_by: str | None
+    entered_at: datetime
+
+
+class ReconciliationPublic(BaseModel):
+    workspace: str
+    filters: dict[str, Any]
+    period: PeriodPublic
+    periods: list[ReconciliationRow]
+    connections: list[ProviderConnectionPublic]
+    statements: list[StatementPublic]
+    thresholds: dict[str, str]
+
+
+class ReconciliationPeriodPublic(BaseModel):
+    workspace: str
+    filters: dict[str, Any]
+    period: date
+    rows: list[ReconciliationRow]
+    days: list[ReconciliationDay]
+    requests: list[DivergentRequest]
+    requests_total: int
+
+
+class ExecutivePublic(BaseModel):
+    workspace: str
+    filters: dict[str, Any]
+    this_month_usd: Decimal
+    last_month_usd: Decimal
+    year_to_date_usd: Decimal
+    month_over_month: Change
+    same_point_last_month: Change
+    top_projects: list[Ranked]
+    reconciliation: ReconciliationRow | None
+    budget: BudgetStatus | None
+    monthly: TimeSeries
+
+
+class CostCenterRollup(BaseModel):
+    cost_center_id: UUID | None
+    name: str
+    projects: list[str]
+    spend_usd: Decimal
+    requests: int
+    share_pct: Decimal
+    previous_usd: Decimal
+
+
+class CostCentersPublic(BaseModel):
+    workspace: str
+    filters: dict[str, Any]
+    period: PeriodPublic
+    cost_centers: list[CostCenterRollup]
+    over_time: TimeSeries
+
+
+class ClusterPublic(BaseModel):
+    prompt_hash: str
+    kind: Literal["loop", "duplicate"]
+    requests: int
+    spend_usd: Decimal
+    repeat_spend_usd: Decimal
+    first_seen_at: datetime
+    last_seen_at: datetime
+    devices: int
+    projects: list[str]
+    models: list[str]
+    max_requests_in_window: int
+    cached_share_pct: Decimal | None = None
+
+
+class ClustersPublic(BaseModel):
+    workspace: str
+    filters: dict[str, Any]
+    period: PeriodPublic
+    kind: str | None
+    clusters: list[ClusterPublic]
+    totals: dict[str, Decimal | int]

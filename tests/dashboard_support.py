@@ -1,0 +1,116 @@
+"""A demo workspace with its marts built, for the dashboard tests: real stores, real dbt, real Dagster.
+
+The demo rows go straight into the warehouse's raw tables (ingestion has tests of its own), the control plane
+is seeded as the API would hold it, and the marts are built by materializing the Dagster assets — the
+control-plane snapshot, the price card and the dbt project — exactly as the scheduled jobs do. The demo ends
+at the start of the current hour, so "today", "this month" and the default 30 days all have data.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from halton_api.passwords import hash_password
+from halton_api.postgres import migrate as migrate_control_plane
+from halton_warehouse import Databases, connect
+from halton_warehouse.migrate import migrate
+
+DEMO_PASSWORD = "demo password for tests"
+DEMO_REQUESTS = 30_000
+
+
+@dataclass(frozen=True)
+class BuiltDemo:
+    warehouse_url: str
+    prefix: str
+    database_url: str
+    demo: Any  # halton_pipelines.demo_data.Demo
+
+    @property
+    def databases(self) -> Databases:
+        return Databases.with_prefix(self.prefix)
+
+    @property
+    def slug(self) -> str:
+        return self.demo.workspace.slug
+
+    @property
+    def workspace_id(self):
+        return self.demo.workspace.workspace_id
+
+    @property
+    def owner_email(self) -> str:
+        return self.demo.members[0].email
+
+    def query(self, statement: str, **parameters: Any) -> list[tuple]:
+        """Rows of `statement`; `{marts}` and `{ws}` are filled in, `%(name)s` bound from `parameters`."""
+        text = statement.replace("{marts}", self.databases.marts).replace("{ws}", str(self.workspace_id))
+        return connect(self.warehouse_url).query(text, parameters=parameters).result_rows
+
+    def scalar(self, statement: str, **parameters: Any) -> Any:
+        return self.query(statement, **parameters)[0][0]
+
+
+def _database(server_url: str, name: str) -> str:
+    head, _, query = server_url.partition("?")
+    return f"{head.rsplit('/', 1)[0]}/{name}" + (f"?{query}" if query else "")
+
+
+def build_demo(warehouse_url: str, postgres_server: str, *, requests: int = DEMO_REQUESTS) -> BuiltDemo:
+    import dagster as dg
+
+    from halton_pipelines.defs.dbt import halton_dbt
+    from halton_pipelines.defs.prices import model_prices
+    from halton_pipelines.defs.snapshot import control_plane_snapshot
+    from halton_pipelines.demo_data import Demo, DemoConfig
+    from halton_pipelines.demo_warehouse import load_demo
+    from halton_pipelines.resources import ControlPlaneResource, HaltonDbtResource, WarehouseResource
+    from halton_pipelines.testing.factories import seed_demo_control_plane
+
+    prefix = f"d{secrets.token_hex(4)}_"
+    client = connect(warehouse_url)
+    migrate(client, Databases.with_prefix(prefix))
+    name = f"demo_{secrets.token_hex(5)}"
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    database_url = _database(postgres_server, name)
+    migrate_control_plane(database_url)
+
+    demo = Demo(DemoConfig(seed=7, requests=requests, days=90, chunk_size=10_000))
+    load_demo(client, Databases.with_prefix(prefix), demo, control_plane=False)
+    seed_demo_control_plane(database_url, demo, demo.billing())
+    with psycopg.connect(database_url) as conn, conn.transaction():
+        conn.execute("UPDATE users SET password_hash = %s", (hash_password(DEMO_PASSWORD),))
+        # The seeded devices never synced; active ones have, a few minutes ago, as real meters would.
+        conn.execute(
+            "UPDATE devices SET last_sync_at = now() - interval '3 minutes' WHERE status = 'active'"
+        )
+
+    resources = {
+        "warehouse": WarehouseResource(clickhouse_url=warehouse_url, database_prefix=prefix),
+        "control_plane": ControlPlaneResource(database_url=database_url),
+        "dbt": HaltonDbtResource(
+            clickhouse_url=warehouse_url, database_prefix=prefix, as_of=datetime.now(UTC).date().isoformat()
+        ),
+    }
+    sources = dg.materialize([control_plane_snapshot, model_prices], resources=resources)
+    assert sources.success
+    marts = dg.materialize([halton_dbt], resources=resources, raise_on_error=False)
+    assert marts.success, "dbt build of the demo marts failed"
+    return BuiltDemo(warehouse_url, prefix, database_url, demo)
+
+
+def drop_demo(built: BuiltDemo, postgres_server: str) -> None:
+    client = connect(built.warehouse_url)
+    databases = built.databases
+    for database in (databases.raw, f"{built.prefix}staging", databases.marts, databases.meta):
+        client.command(f"DROP DATABASE IF EXISTS {database} SYNC")
+    name = built.database_url.split("?")[0].rsplit("/", 1)[1]
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

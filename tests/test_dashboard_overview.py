@@ -1,0 +1,91 @@
+"""The overview in a real browser on the demo workspace: its figures are the marts' figures, the rail filters
+them and lands in the URL, and the JSON twin says the same."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import httpx
+
+from halton_api.charts import money
+
+
+def month_start():
+    return datetime.now(UTC).date().replace(day=1)
+
+
+def test_overview_figures_are_the_marts(demo_page, built_demo, artifacts_dir) -> None:
+    demo_page.open("/{ws}/overview")
+    this_month = built_demo.scalar(
+        "SELECT sum(spend_usd) FROM {marts}.daily_spend WHERE workspace_id = '{ws}' AND day >= %(m)s", m=month_start()
+    )
+    assert demo_page.figure("this_month") == money(this_month)
+    first = datetime.now(UTC).date() - timedelta(days=29)
+    period = built_demo.scalar(
+        "SELECT sum(spend_usd) FROM {marts}.daily_spend WHERE workspace_id = '{ws}' AND day >= %(d)s", d=first
+    )
+    assert demo_page.figure("period") == money(period)
+    top = built_demo.query(
+        "SELECT project, sum(spend_usd) AS s FROM {marts}.daily_spend WHERE workspace_id = '{ws}' AND day >= %(d)s"
+        " GROUP BY project ORDER BY s DESC, project LIMIT 5",
+        d=first,
+    )
+    shown = demo_page.table("top-projects")
+    assert [row[1] for row in shown] == [money(s) for _, s in top]
+    assert demo_page.page.locator("[data-sync]").get_attribute("data-sync") == "green"
+    assert demo_page.page.locator("figure.chart svg").count() == 1
+    demo_page.screenshot(artifacts_dir, "overview")
+
+
+def test_a_filter_changes_the_figures_and_the_url(demo_page, built_demo, artifacts_dir) -> None:
+    demo_page.open("/{ws}/overview")
+    before = demo_page.figure("this_month")
+    page = demo_page.page
+    page.locator("details.multi summary", has_text="Provider").click()
+    page.check("input[name=provider][value=openai]")
+    page.click("form[data-rail] button[type=submit]")
+    page.wait_for_url("**provider=openai**")
+    openai = built_demo.scalar(
+        "SELECT sum(spend_usd) FROM {marts}.daily_spend WHERE workspace_id = '{ws}' AND day >= %(m)s"
+        " AND provider = 'openai'",
+        m=month_start(),
+    )
+    assert demo_page.figure("this_month") == money(openai) != before
+    page.click("input[name=range][value='7d'] + span")
+    page.wait_for_url("**range=7d**")
+    assert "provider=openai" in page.url  # the rest of the rail is kept
+    first = datetime.now(UTC).date() - timedelta(days=6)
+    week = built_demo.scalar(
+        "SELECT sum(spend_usd) FROM {marts}.daily_spend WHERE workspace_id = '{ws}' AND day >= %(d)s"
+        " AND provider = 'openai'",
+        d=first,
+    )
+    assert demo_page.figure("period") == money(week)
+    demo_page.screenshot(artifacts_dir, "overview-filtered")
+
+
+def test_the_json_twin_and_bad_filters(demo_cloud, built_demo) -> None:
+    client = httpx.Client(base_url=demo_cloud.url)
+    from cloud_support import CSRF_FIELD
+    from dashboard_support import DEMO_PASSWORD
+
+    token = CSRF_FIELD.search(client.get("/signin").text).group(1)
+    client.post("/signin", data={"csrf_token": token, "email": built_demo.owner_email, "password": DEMO_PASSWORD})
+    body = client.get(f"/v1/{built_demo.slug}/overview", params={"range": "this_month"}).json()
+    this_month = built_demo.scalar(
+        "SELECT sum(spend_usd) FROM {marts}.daily_spend WHERE workspace_id = '{ws}' AND day >= %(m)s", m=month_start()
+    )
+    assert Decimal(body["this_month_usd"]) == this_month == Decimal(body["period_totals"]["spend_usd"])
+    assert body["filters"]["range"] == "this_month"
+    for params, named in (
+        ({"range": "fortnight"}, "range"),
+        ({"provider": "mistral"}, "provider"),
+        ({"range": "custom", "from": "2026-02-30", "to": "2026-03-01"}, "from"),
+        ({"range": "custom", "from": "2026-03-02", "to": "2026-03-01"}, "to"),
+        ({"device": "not-a-uuid"}, "device"),
+    ):
+        response = client.get(f"/v1/{built_demo.slug}/overview", params=params)
+        assert response.status_code == 422, (params, response.text)
+        assert response.json()["detail"].startswith(named), response.json()
+    assert client.get(f"/v1/{built_demo.slug}/overview", params={"range": "24h"}).status_code == 200
