@@ -153,7 +153,9 @@ class DashboardPage:
     errors: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.page.on("console", lambda m: self.errors.append(f"{m.type}: {m.text}") if m.type == "error" else None)
+        self.page.on(
+            "console", lambda m: self.errors.append(f"{m.type}: {m.text}") if m.type == "error" else None
+        )
         self.page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
 
     def sign_in(self, email: str, password: str) -> None:
@@ -166,7 +168,9 @@ class DashboardPage:
     def open(self, path: str) -> object:
         """Go to `path` (`{ws}` is the demo workspace's slug); fails on an error status."""
         response = self.page.goto(path.replace("{ws}", self.demo.slug))
-        assert response is not None and response.ok, f"{path}: {response.status if response else 'no response'}"
+        assert response is not None and response.ok, (
+            f"{path}: {response.status if response else 'no response'}"
+        )
         return response
 
     def figure(self, name: str) -> str:
@@ -177,7 +181,8 @@ class DashboardPage:
         """The body cells of `table[data-table=name]`, as text."""
         rows = self.page.locator(f"table[data-table={name}] tbody tr")
         return [
-            [cell.strip() for cell in rows.nth(i).locator("td").all_inner_texts()] for i in range(rows.count())
+            [cell.strip() for cell in rows.nth(i).locator("td").all_inner_texts()]
+            for i in range(rows.count())
         ]
 
     def screenshot(self, directory, name: str) -> None:

@@ -88,9 +88,7 @@ def build_demo(warehouse_url: str, postgres_server: str, *, requests: int = DEMO
     with psycopg.connect(database_url) as conn, conn.transaction():
         conn.execute("UPDATE users SET password_hash = %s", (hash_password(DEMO_PASSWORD),))
         # The seeded devices never synced; active ones have, a few minutes ago, as real meters would.
-        conn.execute(
-            "UPDATE devices SET last_sync_at = now() - interval '3 minutes' WHERE status = 'active'"
-        )
+        conn.execute("UPDATE devices SET last_sync_at = now() - interval '3 minutes' WHERE status = 'active'")
 
     resources = {
         "warehouse": WarehouseResource(clickhouse_url=warehouse_url, database_prefix=prefix),

@@ -18,7 +18,8 @@ def month_start():
 def test_overview_figures_are_the_marts(demo_page, built_demo, artifacts_dir) -> None:
     demo_page.open("/{ws}/overview")
     this_month = built_demo.scalar(
-        "SELECT sum(spend_usd) FROM {marts}.daily_spend WHERE workspace_id = '{ws}' AND day >= %(m)s", m=month_start()
+        "SELECT sum(spend_usd) FROM {marts}.daily_spend WHERE workspace_id = '{ws}' AND day >= %(m)s",
+        m=month_start(),
     )
     assert demo_page.figure("this_month") == money(this_month)
     first = datetime.now(UTC).date() - timedelta(days=29)
@@ -71,10 +72,13 @@ def test_the_json_twin_and_bad_filters(demo_cloud, built_demo) -> None:
     from dashboard_support import DEMO_PASSWORD
 
     token = CSRF_FIELD.search(client.get("/signin").text).group(1)
-    client.post("/signin", data={"csrf_token": token, "email": built_demo.owner_email, "password": DEMO_PASSWORD})
+    client.post(
+        "/signin", data={"csrf_token": token, "email": built_demo.owner_email, "password": DEMO_PASSWORD}
+    )
     body = client.get(f"/v1/{built_demo.slug}/overview", params={"range": "this_month"}).json()
     this_month = built_demo.scalar(
-        "SELECT sum(spend_usd) FROM {marts}.daily_spend WHERE workspace_id = '{ws}' AND day >= %(m)s", m=month_start()
+        "SELECT sum(spend_usd) FROM {marts}.daily_spend WHERE workspace_id = '{ws}' AND day >= %(m)s",
+        m=month_start(),
     )
     assert Decimal(body["this_month_usd"]) == this_month == Decimal(body["period_totals"]["spend_usd"])
     assert body["filters"]["range"] == "this_month"

@@ -48,6 +48,12 @@ def money(value: Number, *, cents: bool = True) -> str:
     return f"-${-v:,.2f}" if v < 0 else f"${v:,.2f}"
 
 
+def exact_money(value: Decimal) -> str:
+    """Every significant digit of an amount (down to the nano-dollar the warehouse keeps), at least cents."""
+    digits = max(2, -value.normalize().as_tuple().exponent) if value else 2
+    return f"-${-value:,.{digits}f}" if value < 0 else f"${value:,.{digits}f}"
+
+
 def quantity(value: Number) -> str:
     v = float(value)
     for limit, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):

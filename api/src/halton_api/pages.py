@@ -23,6 +23,9 @@ STATIC_DIR = Path(__file__).parent / "static"
 def make_templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=TEMPLATES_DIR)
     templates.env.globals["format_money"] = lambda value: "—" if value is None else charts.money(value)
+    # One request's cost: cents would round most calls to $0.00, so four decimals (the trace has all nine).
+    templates.env.globals["format_cost"] = lambda value: "—" if value is None else f"${value:,.4f}"
+    templates.env.globals["format_exact"] = lambda value: "—" if value is None else charts.exact_money(value)
     templates.env.globals["format_int"] = lambda value: "—" if value is None else f"{int(value):,}"
     templates.env.globals["format_pct"] = lambda value, signed=False: (
         "—" if value is None else (f"{value:+.1f}%" if signed else f"{value:.1f}%")

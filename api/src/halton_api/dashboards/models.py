@@ -170,6 +170,14 @@ class ProjectViewPublic(BaseModel):
     recent_requests: RequestTable
 
 
+class ProjectsPublic(BaseModel):
+    workspace: str
+    filters: dict[str, Any]
+    period: PeriodPublic
+    totals: Totals
+    projects: list[Ranked]
+
+
 class TracePublic(BaseModel):
     request_uid: UUID
     workspace: str
@@ -217,14 +225,24 @@ class ReconciliationRow(BaseModel):
     period: date
     period_label: str
     provider: str | None = Field(description="Null on the all-providers row of a period.")
+    provider_label: str = ""
     requests: int
     logged_usd: Decimal
     billed_usd: Decimal | None
-    billed_source: str
+    billed_source: str = Field(description="billing_api, statement, mixed (all-providers row) or none.")
     variance_usd: Decimal | None
     variance_pct: Decimal | None
     status: str
     divergent_days: int = 0
+    compared_logged_usd: Decimal | None = Field(
+        default=None,
+        description="What was logged for the providers that have a bill: what the variance compares "
+        "(differs from logged_usd when a provider has no bill yet).",
+    )
+    unbilled_providers: list[str] = Field(
+        default_factory=list, description="Providers whose logged spend has no bill to compare with yet."
+    )
+    href: str | None = None
 
 
 class ReconciliationDay(BaseModel):
@@ -255,14 +273,21 @@ class DivergentRequest(BaseModel):
     repriced_cost_usd: Decimal | None
     repricing_delta_usd: Decimal | None
     repricing_differs: bool
+    day_status: str = ""
+    card_model: str | None = None
+    cost_source: str = ""
 
 
 class ProviderConnectionPublic(BaseModel):
     provider: str
-    key_prefix: str
-    created_at: datetime
-    live: bool
-    last_billed_day: date | None
+    provider_label: str
+    connected: bool = Field(description="An admin key is stored for the provider's billing API.")
+    key_prefix: str | None
+    created_at: datetime | None
+    revoked_at: datetime | None
+    live: bool = Field(description="Connected and not revoked: the billing pulls use it.")
+    last_billed_day: date | None = Field(description="The newest day the billing API has billed lines for.")
+    statements: int = Field(0, description="Pasted statements for this provider.")
 
 
 class StatementPublic(BaseModel):
@@ -274,36 +299,59 @@ class StatementPublic(BaseModel):
     entered_at: datetime
 
 
+class StatementCreate(BaseModel):
+    provider: str
+    period: date = Field(description="First day of the statement's month.")
+    amount_usd: Decimal
+    note: str = ""
+
+
 class ReconciliationPublic(BaseModel):
     workspace: str
     filters: dict[str, Any]
     period: PeriodPublic
-    periods: list[ReconciliationRow]
+    periods: list[ReconciliationRow] = Field(
+        description="Per month, newest first: the all-providers row, then one row per provider."
+    )
     connections: list[ProviderConnectionPublic]
     statements: list[StatementPublic]
     thresholds: dict[str, str]
+    ignored_filters: list[str] = Field(
+        default_factory=list, description="Rail filters set that billing cannot be split by."
+    )
 
 
 class ReconciliationPeriodPublic(BaseModel):
     workspace: str
     filters: dict[str, Any]
     period: date
+    period_label: str
     rows: list[ReconciliationRow]
     days: list[ReconciliationDay]
     requests: list[DivergentRequest]
     requests_total: int
+    offset: int
+    page_size: int
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last one.")
+    previous_cursor: str | None = None
+    search: str | None = None
+    ignored_filters: list[str] = Field(default_factory=list)
 
 
 class ExecutivePublic(BaseModel):
     workspace: str
     filters: dict[str, Any]
+    period: PeriodPublic
     this_month_usd: Decimal
     last_month_usd: Decimal
     year_to_date_usd: Decimal
-    month_over_month: Change
-    same_point_last_month: Change
-    top_projects: list[Ranked]
-    reconciliation: ReconciliationRow | None
+    month_over_month: Change = Field(description="This month (so far) against the whole of last month.")
+    same_point_last_month: Change = Field(description="This month so far against last month to the same day.")
+    period_total_usd: Decimal
+    top_projects: list[Ranked] = Field(description="The rail's period, with each one's share of its spend.")
+    reconciliation: ReconciliationRow | None = Field(
+        description="The latest complete month's all-providers reconciliation row."
+    )
     budget: BudgetStatus | None
     monthly: TimeSeries
 

@@ -190,11 +190,11 @@ def series(
         parameters=params,
     ).result_rows
     starts = buckets(when, grain)
-    index = {_as_moment(s): i for i, s in enumerate(starts)}
+    index = {as_moment(s): i for i, s in enumerate(starts)}
     spend: dict[str, list[Decimal]] = defaultdict(lambda: [ZERO] * len(starts))
     requests = [0] * len(starts)
     for moment, name, value, count_ in rows:
-        i = index.get(_as_moment(moment))
+        i = index.get(as_moment(moment))
         if i is None:
             continue
         spend[str(name)][i] += value
@@ -203,7 +203,7 @@ def series(
     return starts, ordered, requests
 
 
-def _as_moment(value: date | datetime) -> datetime:
+def as_moment(value: date | datetime) -> datetime:
     if isinstance(value, datetime):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     return datetime.combine(value, time(), UTC)

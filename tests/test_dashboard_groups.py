@@ -1,0 +1,92 @@
+"""Cost centers (roll-ups, creating one, moving a project) and prompt clusters, in a real browser."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+
+from halton_api.charts import money
+
+
+def first_day(days: int = 30):
+    return datetime.now(UTC).date() - timedelta(days=days - 1)
+
+
+def centres(built_demo) -> dict[str, str]:
+    with psycopg.connect(built_demo.database_url) as conn:
+        rows = conn.execute(
+            "SELECT p.slug, coalesce(c.name, 'Unassigned') FROM projects p LEFT JOIN cost_centers c"
+            " ON c.id = p.cost_center_id"
+        ).fetchall()
+    return dict(rows)
+
+
+def rollup(built_demo) -> dict[str, str]:
+    mapping = centres(built_demo)
+    totals = defaultdict(int)
+    for project, spend in built_demo.query(
+        "SELECT project, sum(spend_usd) FROM {marts}.daily_spend WHERE workspace_id = '{ws}' AND day >= %(d)s"
+        " GROUP BY project",
+        d=first_day(),
+    ):
+        totals[mapping.get(project, "Unassigned")] += spend
+    return {name: money(value) for name, value in totals.items()}
+
+
+def test_cost_center_rollup_and_moving_a_project(demo_page, built_demo, artifacts_dir) -> None:
+    demo_page.open("/{ws}/cost-centers")
+    shown = {row[0]: row[2] for row in demo_page.table("cost-centers")}
+    assert shown == rollup(built_demo)
+    demo_page.screenshot(artifacts_dir, "cost-centers")
+
+    page = demo_page.page
+    page.fill("input[name=name]", "Test Lab")
+    page.click("form[action$='/cost-centers'] button")
+    page.wait_for_url("**notice=**")
+    assert "Test Lab" in [row[0] for row in demo_page.table("cost-centers")]
+    page.select_option("select[name=project_id]", label="Docs search (Internal Tools)")
+    page.select_option("select[name=cost_center_id]", label="Test Lab")
+    page.click("form[action$='/cost-centers/assign'] button")
+    page.wait_for_url("**notice=**")
+    shown = {row[0]: row[2] for row in demo_page.table("cost-centers")}
+    assert shown == rollup(built_demo)  # the move counts at once, before any marts run
+    assert shown["Test Lab"] != money(0)
+    # Put it back: other tests read the demo's cost centers.
+    page.select_option("select[name=project_id]", label="Docs search (Test Lab)")
+    page.select_option("select[name=cost_center_id]", label="Internal Tools")
+    page.click("form[action$='/cost-centers/assign'] button")
+    page.wait_for_url("**notice=**")
+
+
+def test_cost_center_filter_on_the_overview(demo_page, built_demo) -> None:
+    with psycopg.connect(built_demo.database_url) as conn:
+        (centre_id,) = conn.execute("SELECT id FROM cost_centers WHERE name = 'R&D'").fetchone()
+        slugs = [
+            s for (s,) in conn.execute("SELECT slug FROM projects WHERE cost_center_id = %s", (centre_id,))
+        ]
+    demo_page.open(f"/{{ws}}/overview?cost_center={centre_id}")
+    expected = built_demo.scalar(
+        "SELECT sum(spend_usd) FROM {marts}.daily_spend WHERE workspace_id = '{ws}' AND day >= %(d)s"
+        " AND project IN %(p)s",
+        d=first_day(),
+        p=tuple(slugs),
+    )
+    assert demo_page.figure("period") == money(expected)
+
+
+def test_clusters_are_the_requests_grouped_by_prompt(demo_page, built_demo, artifacts_dir) -> None:
+    demo_page.open("/{ws}/clusters")
+    clusters, requests = built_demo.query(
+        "SELECT count(), sum(n) FROM (SELECT prompt_hash, count() AS n FROM {marts}.requests"
+        " WHERE workspace_id = '{ws}' AND day >= %(d)s AND prompt_hash IS NOT NULL GROUP BY prompt_hash HAVING n >= 2)",
+        d=first_day(),
+    )[0]
+    assert demo_page.figure("clusters") == f"{clusters:,}"
+    assert demo_page.figure("requests") == f"{requests:,}"
+    demo_page.screenshot(artifacts_dir, "clusters")
+    demo_page.page.click("nav.tabs a:has-text('Loops')")
+    demo_page.page.wait_for_url("**kind=loop**")
+    kinds = {row[1] for row in demo_page.table("clusters")}
+    assert kinds == {"loop"}
