@@ -30,12 +30,23 @@ def test_definitions_load_with_every_domain(monkeypatch) -> None:
         "billing/xai_billing",
     }
     assert {s.name for s in defs.schedules} == {
-        "marts_every_15_minutes", "history_marts_hourly", "billing_daily_schedule", "price_card_daily"
+        "marts_every_15_minutes", "history_marts_hourly", "billing_daily_schedule", "price_card_daily",
+        "recommendations_hourly",
     }  # fmt: skip
     job = defs.get_job_def("halton_marts")
     marts = {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
     assert "daily_spend" in marts and "control_plane/projects" in marts and "prompt_clusters" not in marts
     assert {s.name for s in defs.sensors} == {"marts_after_ingestion"}
+    recommendations = graph.get(dg.AssetKey(["recommendations"]))
+    assert {k.to_user_string() for k in recommendations.parent_keys} == {
+        "model_usage_30d", "prompt_clusters", "staging/int_requests_priced", "staging/int_model_prices_windowed",
+    }  # fmt: skip
+    assert recommendations.group_name == "marts"
+    schedule = next(s for s in defs.schedules if s.name == "recommendations_hourly")
+    assert schedule.cron_schedule == "20 * * * *"
+    assert defs.get_job_def("halton_recommendations").asset_layer.selected_asset_keys == {
+        dg.AssetKey(["recommendations"])
+    }
     assert set(resources_for_environment()) == {
         "warehouse",
         "control_plane",

@@ -17,7 +17,7 @@ from typing import Any
 
 import dagster as dg
 
-from halton_pipelines.defs import billing, dbt, prices, snapshot
+from halton_pipelines.defs import billing, dbt, prices, recommendations, snapshot
 from halton_pipelines.resources import (
     BillingAPIsResource,
     ControlPlaneResource,
@@ -58,5 +58,6 @@ defs = dg.Definitions.merge(
     snapshot.defs,
     prices.defs,
     dbt.defs,
+    recommendations.defs,
     dg.Definitions(resources=resources_for_environment()),
 )

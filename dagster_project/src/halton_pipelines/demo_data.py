@@ -194,7 +194,7 @@ PROJECTS: tuple[ProjectSpec, ...] = (
         "Client Work",
         Decimal("145.00"),
         ProjectProfile(
-            {"claude-sonnet-4-5": 0.85, "claude-haiku-4-5": 0.15}, 0.05, 5200, 0.5, 420, 0.45, 0.55, 0.12
+            {"claude-sonnet-4-5": 0.85, "claude-haiku-4-5": 0.15}, 0.05, 4000, 0.5, 360, 0.45, 0.55, 0.12
         ),
     ),
     ProjectSpec(

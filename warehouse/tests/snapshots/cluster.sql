@@ -197,3 +197,62 @@ CREATE TABLE IF NOT EXISTS raw.budgets ON CLUSTER 'halton'
 )
 ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}', snapshot_at)
 ORDER BY (workspace_id, budget_id);
+-- 0004_recommendations
+CREATE TABLE IF NOT EXISTS marts.recommendations ON CLUSTER 'halton'
+(
+    workspace_id                     UUID,
+    run_id                           UUID,
+    computed_at                      DateTime64(3, 'UTC'),
+    recommendation_id                UUID,
+    kind                             LowCardinality(String),
+    project                          String,
+    provider                         LowCardinality(String),
+    model                            String,
+    target_model                     String DEFAULT '',
+    title                            String,
+    explanation                      String CODEC(ZSTD(3)),
+    monthly_saving_usd               Decimal(18, 9),
+    confidence                       LowCardinality(String),
+    confidence_rule                  String,
+    affected_requests                UInt64,
+    evidence                         String CODEC(ZSTD(3)),
+    sample_request_uids              Array(UUID),
+    sample_provider_request_ids      Array(String) CODEC(ZSTD(3)),
+    scope_models                     Array(String),
+    baseline_start                   Date,
+    baseline_end                     Date,
+    baseline_requests                UInt64,
+    baseline_spend_usd               Decimal(18, 9),
+    baseline_input_tokens            UInt64,
+    baseline_output_tokens           UInt64,
+    baseline_spend_per_day_usd       Decimal(18, 9),
+    baseline_cost_per_request_usd    Decimal(18, 9),
+    expected_saving_per_request_usd  Decimal(18, 9),
+    realised_method                  LowCardinality(String),
+    price_card                       String
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}', computed_at)
+PARTITION BY toYYYYMM(computed_at)
+ORDER BY (workspace_id, run_id, recommendation_id);
+CREATE TABLE IF NOT EXISTS marts.recommendation_runs ON CLUSTER 'halton'
+(
+    workspace_id     UUID,
+    run_id           UUID,
+    computed_at      DateTime64(3, 'UTC'),
+    window_start     Date,
+    window_end       Date,
+    recommendations  UInt32
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}', computed_at)
+ORDER BY (workspace_id, computed_at, run_id);
+CREATE VIEW IF NOT EXISTS marts.recommendations_current ON CLUSTER 'halton' AS
+SELECT recommendations.*
+FROM marts.recommendations AS recommendations
+INNER JOIN (
+    SELECT workspace_id, argMax(run_id, computed_at) AS run_id
+    FROM marts.recommendation_runs
+    GROUP BY workspace_id
+) AS newest
+    ON recommendations.workspace_id = newest.workspace_id AND recommendations.run_id = newest.run_id
+ORDER BY recommendations.workspace_id, recommendations.recommendation_id
+LIMIT 1 BY recommendations.workspace_id, recommendations.recommendation_id;

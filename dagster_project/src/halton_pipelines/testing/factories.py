@@ -220,3 +220,26 @@ class HandWorkspace:
                 "VALUES (%s, 'gemini', '2026-09-01', 5.00, 'pasted', %s)",
                 (self.workspace_id, self.user_id),
             )
+
+
+CALL_NAMESPACE = uuid.UUID("7f1d2c3b-4a5e-4f60-8a7b-9c0d1e2f3a4b")
+
+
+def metered_call(
+    key: str, project: str, started: datetime, *, input_tokens: int | None, output_tokens: int | None,
+    provider: str = "anthropic", model: str = "claude-sonnet-4-5-20250929", prompt_hash: str | None = None,
+    streamed: bool = True, status_code: int = 200, cache_read_tokens: int | None = 0, cost_usd: Decimal | None = None,
+    complete: bool = True,
+) -> RequestRow:  # fmt: skip
+    """One call with the usage given and nothing else: its cost left to the warehouse's re-pricing (the card the
+    test wrote), its request id and provider request id derived from `key`, its prompt unique unless given."""
+    uid = uuid.uuid5(CALL_NAMESPACE, key)
+    return RequestRow(
+        request_uid=uid, machine_id="m-scenario", started_at=started, ended_at=started + timedelta(seconds=1),
+        provider=provider, model_requested=model, model_served=model if status_code == 200 else None,
+        endpoint="/v1/messages", status_code=status_code, streamed=streamed, complete=complete,
+        input_tokens=input_tokens, output_tokens=output_tokens,
+        cache_read_tokens=cache_read_tokens if input_tokens is not None else None, cost_usd=cost_usd,
+        project=project, attribution_tier="header", prompt_hash=prompt_hash or f"unique-{key}",
+        provider_request_id=f"msg_{uid.hex[:24]}", latency_ms=1000, ttfb_ms=200,
+    )  # fmt: skip
