@@ -1,0 +1,80 @@
+"""The executive view: the headline numbers a CFO asks for, their change, the top projects, the trust signal
+(reconciliation variance of the latest complete month) and a year of monthly spend."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from halton_api.dashboards import spend
+from halton_api.dashboards.budgets import budget_status
+from halton_api.dashboards.filters import PROVIDERS, month_start
+from halton_api.dashboards.models import ExecutivePublic
+from halton_api.dashboards.reconciliation import all_providers, latest_complete_month, provider_rows
+from halton_api.dashboards.view import View
+
+TOP = 3
+MONTHS = 12
+
+
+async def build_executive(view: View) -> ExecutivePublic:
+    scope = view.scope
+    today = scope.now.date()
+    first_month = month_start(today)
+    for _ in range(MONTHS - 1):
+        first_month = month_start(first_month - timedelta(days=1))
+    year = spend.day_period(first_month, today, f"The {MONTHS} months to {today:%B %Y}")
+    reconciled = latest_complete_month(today)
+
+    def query(client, m):
+        found = spend.period_totals(
+            client, m, scope, {**spend.calendar_periods(scope.now), "current": scope.period}
+        )
+        projects = spend.ranking(client, m, scope, by=("project",), limit=TOP)
+        monthly = spend.series(client, m, scope, by="provider", grain="month", period=year)
+        rows = provider_rows(client, m, scope, [reconciled])
+        return found, projects, monthly, rows
+
+    found, projects, monthly, rows = await view.reader.run(query)
+    figures = {name: totals.spend_usd for name, totals in found.items()}
+    current = found["current"]
+    facts = view.facts
+    only_project = view.filters.projects[0] if len(view.filters.projects) == 1 else None
+    project_budget = facts.monthly_budget(only_project) if only_project else None
+    return ExecutivePublic(
+        workspace=view.slug,
+        filters=view.filters.as_json(),
+        period=spend.period_public(scope.period),
+        this_month_usd=figures["this_month"],
+        last_month_usd=figures["last_month"],
+        year_to_date_usd=figures["year_to_date"],
+        month_over_month=spend.change(figures["this_month"], figures["last_month"]),
+        same_point_last_month=spend.change(figures["this_month"], figures["last_month_to_same_day"]),
+        period_total_usd=current.spend_usd,
+        top_projects=spend.ranked(
+            projects,
+            current.spend_usd,
+            keys=1,
+            label=facts.project_name,
+            href=lambda slug: view.href(f"projects/{slug}"),
+        ),
+        reconciliation=(
+            all_providers(rows).model_copy(update={"href": view.href(f"reconciliation/{reconciled:%Y-%m}")})
+            if rows
+            else None
+        ),
+        # A workspace budget against filtered spend would read as a false "under": only one project's own
+        # budget, or the workspace's when nothing is filtered.
+        budget=budget_status(
+            project_budget
+            if project_budget is not None
+            else None
+            if view.filters.narrowed
+            else facts.monthly_budget(),
+            figures["this_month"],
+            today,
+            scope="project" if project_budget is not None else "workspace",
+        ),
+        monthly=spend.time_series(
+            monthly.starts, {PROVIDERS.get(name, name): values for name, values in monthly.ordered().items()}
+        ),
+    )
