@@ -1,4 +1,5 @@
-"""The audit log: a paged, searchable page, its CSV export, and its JSON twin."""
+"""The audit log: control-plane events (membership, device, config, billing) and the captured requests (one row
+per synced call, from the marts); each tab paged, searchable, exported as CSV, with a JSON twin."""
 
 from __future__ import annotations
 
@@ -7,12 +8,15 @@ import io
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
-from halton_api.deps import ApiReader, Conn, Member, StreamConn, StreamMember
+from halton_api.dashboards import captured_requests, requests
+from halton_api.dashboards.models import RequestTable
+from halton_api.dashboards.view import open_view, render_view
+from halton_api.deps import ApiReader, Conn, Member, RailFilters, Reader, StreamConn, StreamMember
 from halton_api.models import AuditPage
 from halton_api.pages import render
 from halton_api.store import audit
@@ -25,6 +29,21 @@ Search = Annotated[
     str | None, Query(max_length=200, description="Matches event, actor, resource or details.")
 ]
 Before = Annotated[int | None, Query(ge=1, le=2**62, description="`next_before` of the previous page.")]
+Kind = Annotated[
+    Literal["membership", "device", "config", "billing"] | None,
+    Query(
+        description="Only events of this kind (by event-name prefix: "
+        + "; ".join(
+            f"{kind}: {', '.join(p + '*' for p in prefixes)}" for kind, prefixes in audit.KINDS.items()
+        )
+        + ")."
+    ),
+]
+RequestSearch = Annotated[
+    str | None, Query(max_length=200, description="A provider_request_id (or part of one), or a request_uid.")
+]
+Cursor = Annotated[str | None, Query(max_length=200, description="`next_cursor` of the previous page.")]
+KIND_LABELS = {"membership": "Membership", "device": "Devices", "config": "Config", "billing": "Billing"}
 CSV_COLUMNS = ("id", "created_at", "actor_type", "actor_id", "actor_label", "event", "resource_type", "resource_id",
                "resource_label", "details")  # fmt: skip
 
@@ -36,25 +55,101 @@ async def list_events(
     q: Search = None,
     before: Before = None,
     limit: Annotated[int, Query(ge=1, le=500)] = PAGE_SIZE,
+    kind: Kind = None,
 ) -> AuditPage:
-    return await audit.list_events(conn, workspace_id=ctx.workspace.id, q=q, before=before, limit=limit)
+    return await audit.list_events(
+        conn, workspace_id=ctx.workspace.id, q=q, before=before, limit=limit, kind=kind
+    )
+
+
+@router.get(
+    "/requests",
+    response_model=RequestTable,
+    summary="Captured requests: one row per synced call, newest first (the rail's filters apply)",
+)
+async def captured_requests_json(
+    request: Request,
+    ctx: ApiReader,
+    conn: Conn,
+    filters: RailFilters,
+    reader: Reader,
+    q: RequestSearch = None,
+    cursor: Cursor = None,
+) -> RequestTable:
+    view = await open_view(request, ctx, conn, filters, reader)
+    return await captured_requests.build_captured_requests(view, search=_search(q), cursor=cursor)
+
+
+def _search(q: str | None) -> str | None:
+    return (q or "").strip() or None
 
 
 @pages.get("/audit")
 async def audit_page(
-    request: Request, ctx: Member, conn: Conn, q: Search = None, before: Before = None
+    request: Request, ctx: Member, conn: Conn, q: Search = None, before: Before = None, kind: Kind = None
 ) -> Response:
-    page = await audit.list_events(conn, workspace_id=ctx.workspace.id, q=q, before=before, limit=PAGE_SIZE)
-    return await render(request, "audit.html", conn=conn, ctx=ctx, page=page, q=q or "")
+    page = await audit.list_events(
+        conn, workspace_id=ctx.workspace.id, q=q, before=before, limit=PAGE_SIZE, kind=kind
+    )
+    return await render(
+        request, "audit.html", conn=conn, ctx=ctx, page=page, q=q or "", kind=kind, kinds=KIND_LABELS
+    )
+
+
+@pages.get("/audit/requests")
+async def captured_requests_page(
+    request: Request,
+    ctx: Member,
+    conn: Conn,
+    filters: RailFilters,
+    reader: Reader,
+    q: RequestSearch = None,
+    cursor: Cursor = None,
+) -> Response:
+    view = await open_view(request, ctx, conn, filters, reader)
+    search = _search(q)
+    return await render_view(
+        request,
+        "audit_requests.html",
+        view,
+        conn,
+        lambda: captured_requests.build_captured_requests(view, search=search, cursor=cursor),
+        q=search or "",
+    )
+
+
+@pages.get("/audit/requests.csv")
+async def captured_requests_csv(
+    request: Request,
+    ctx: Member,
+    conn: Conn,
+    filters: RailFilters,
+    reader: Reader,
+    q: RequestSearch = None,
+    cursor: Cursor = None,
+) -> Response:
+    """The rows the page shows for the same query (one page: the visible rows)."""
+    view = await open_view(request, ctx, conn, filters, reader)
+    table = await captured_requests.build_captured_requests(view, search=_search(q), cursor=cursor)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(requests.CSV_COLUMNS)
+    writer.writerows(requests.csv_rows(table))
+    stamp = datetime.now(UTC).strftime("%Y%m%d")
+    return Response(
+        buffer.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{ctx.workspace.slug}-requests-{stamp}.csv"'},
+    )
 
 
 @pages.get("/audit.csv")
-async def audit_csv(ctx: StreamMember, conn: StreamConn, q: Search = None) -> Response:
+async def audit_csv(ctx: StreamMember, conn: StreamConn, q: Search = None, kind: Kind = None) -> Response:
     async def rows() -> AsyncIterator[str]:
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(CSV_COLUMNS)
-        async for event in audit.iter_events(conn, workspace_id=ctx.workspace.id, q=q):
+        async for event in audit.iter_events(conn, workspace_id=ctx.workspace.id, q=q, kind=kind):
             writer.writerow(
                 [
                     event.id,

@@ -13,6 +13,13 @@ from halton_api.models import AuditEventPublic, AuditPage
 from halton_api.store import Connection
 
 ActorType = Literal["user", "device", "api_key", "system"]
+# The audit log's event kinds, by event-name prefix.
+KINDS: dict[str, tuple[str, ...]] = {
+    "membership": ("invitation.", "member."),
+    "device": ("device.", "pairing."),
+    "config": ("workspace.", "project.", "cost_center.", "budget.", "api_key."),
+    "billing": ("billing.", "report."),
+}
 
 
 @dataclass(frozen=True)
@@ -63,8 +70,13 @@ async def record(
     )
 
 
-def _where(workspace_id: UUID, q: str | None, before: int | None) -> tuple[str, list[Any]]:
+def _where(
+    workspace_id: UUID, q: str | None, before: int | None, kind: str | None = None
+) -> tuple[str, list[Any]]:
     clauses, params = ["workspace_id = %s"], [workspace_id]
+    if kind is not None:
+        clauses.append("event LIKE ANY(%s)")
+        params.append([prefix.replace("_", "\\_") + "%" for prefix in KINDS[kind]])
     if before is not None:
         clauses.append("id < %s")
         params.append(before)
@@ -79,10 +91,16 @@ def _where(workspace_id: UUID, q: str | None, before: int | None) -> tuple[str, 
 
 
 async def list_events(
-    conn: Connection, *, workspace_id: UUID, q: str | None = None, before: int | None = None, limit: int = 50
+    conn: Connection,
+    *,
+    workspace_id: UUID,
+    q: str | None = None,
+    before: int | None = None,
+    limit: int = 50,
+    kind: str | None = None,
 ) -> AuditPage:
-    """Newest first; `before` is the id to page back from (keyset paging)."""
-    where, params = _where(workspace_id, q, before)
+    """Newest first; `before` is the id to page back from (keyset paging); `kind` one of `KINDS`."""
+    where, params = _where(workspace_id, q, before, kind)
     rows = await (
         await conn.execute(
             f"SELECT * FROM audit_events WHERE {where} ORDER BY id DESC LIMIT %s", [*params, limit + 1]
@@ -93,10 +111,10 @@ async def list_events(
 
 
 async def iter_events(
-    conn: Connection, *, workspace_id: UUID, q: str | None = None
+    conn: Connection, *, workspace_id: UUID, q: str | None = None, kind: str | None = None
 ) -> AsyncIterator[AuditEventPublic]:
     """Every matching event, newest first, streamed (for the CSV export)."""
-    where, params = _where(workspace_id, q, None)
+    where, params = _where(workspace_id, q, None, kind)
     async with conn.cursor(name="audit_export") as cursor:
         await cursor.execute(f"SELECT * FROM audit_events WHERE {where} ORDER BY id DESC", params)
         async for row in cursor:
