@@ -36,7 +36,7 @@ def test_definitions_load_with_every_domain(monkeypatch) -> None:
     job = defs.get_job_def("halton_marts")
     marts = {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
     assert "daily_spend" in marts and "control_plane/projects" in marts and "prompt_clusters" not in marts
-    assert {s.name for s in defs.sensors} == {"marts_after_ingestion"}
+    assert {s.name for s in defs.sensors} == {"marts_after_ingestion", "first_recommendations"}
     recommendations = graph.get(dg.AssetKey(["recommendations"]))
     assert {k.to_user_string() for k in recommendations.parent_keys} == {
         "model_usage_30d", "prompt_clusters", "staging/int_requests_priced", "staging/int_model_prices_windowed",
@@ -64,3 +64,17 @@ def test_recorded_billing_is_chosen_by_the_environment(monkeypatch, tmp_path) ->
     assert isinstance(resources_for_environment()["billing_apis"], BillingAPIsResource)
     monkeypatch.setenv("HALTON_BILLING_FIXTURES", str(tmp_path))
     assert isinstance(resources_for_environment()["billing_apis"], RecordedBillingResource)
+
+
+def test_the_first_recommendations_follow_the_first_marts_run() -> None:
+    from halton_pipelines.defs.recommendations import FIRST_MARTS, RECOMMENDATIONS, first_recommendations
+
+    with dg.instance_for_test() as instance:
+        context = dg.build_sensor_context(instance=instance)
+        assert isinstance(first_recommendations(context), dg.SkipReason)  # no marts yet
+        instance.report_runless_asset_event(dg.AssetMaterialization(FIRST_MARTS))
+        request = first_recommendations(dg.build_sensor_context(instance=instance))
+        assert isinstance(request, dg.RunRequest) and request.run_key.startswith("first-recommendations-")
+        instance.report_runless_asset_event(dg.AssetMaterialization(RECOMMENDATIONS))
+        skipped = first_recommendations(dg.build_sensor_context(instance=instance))
+        assert isinstance(skipped, dg.SkipReason) and "hourly" in skipped.skip_message

@@ -72,6 +72,35 @@ recommendations_hourly = dg.ScheduleDefinition(
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )
 
+# The marts every ingestion run builds; once they exist, the hourly-only assets can be built the first time.
+FIRST_MARTS = dg.AssetKey(["daily_spend"])
+HISTORY_MARTS = (dg.AssetKey(["prompt_clusters"]), dg.AssetKey(["model_usage_30d"]))
+
+first_build_job = dg.define_asset_job(
+    "halton_first_recommendations",
+    selection=dg.AssetSelection.assets(*HISTORY_MARTS) | dg.AssetSelection.assets(recommendations),
+    description="Build the hourly marts and the recommendations for the first time.",
+)
+
+
+@dg.sensor(job=first_build_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
+def first_recommendations(context: dg.SensorEvaluationContext):
+    """Right after the first marts run of a fresh deployment (a new `halton-cloud up --demo`, say), build the
+    prompt clusters, the 30-day usage and the recommendations once, instead of leaving the optimisation
+    pages empty until the hourly schedules come round."""
+    instance = context.instance
+    if instance.get_latest_materialization_event(RECOMMENDATIONS) is not None:
+        return dg.SkipReason("recommendations exist: the hourly schedule keeps them fresh")
+    marts = instance.get_latest_materialization_event(FIRST_MARTS)
+    if marts is None:
+        return dg.SkipReason("waiting for the first marts run")
+    # Keyed by the marts run: a first build that failed is asked for again after the next marts run.
+    return dg.RunRequest(run_key=f"first-recommendations-{marts.run_id}")
+
+
 defs = dg.Definitions(
-    assets=[recommendations], jobs=[recommendations_job], schedules=[recommendations_hourly]
+    assets=[recommendations],
+    jobs=[recommendations_job, first_build_job],
+    schedules=[recommendations_hourly],
+    sensors=[first_recommendations],
 )
