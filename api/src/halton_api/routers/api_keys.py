@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from halton_api.deps import ApiReader, Conn, CsrfProtected, KeyManager, Member
 from halton_api.models import ApiKeyPublic
 from halton_api.pages import redirect, render
-from halton_api.store import api_keys
+from halton_api.store import api_keys, branding
 
 router = APIRouter(prefix="/v1/{workspace}/api-keys", tags=["api keys"])
 pages = APIRouter(prefix="/{workspace}/settings/advanced", include_in_schema=False)
@@ -25,7 +25,8 @@ async def list_api_keys(ctx: ApiReader, conn: Conn) -> list[ApiKeyPublic]:
 @pages.get("")
 async def advanced_page(request: Request, ctx: Member, conn: Conn) -> Response:
     keys = await api_keys.list_api_keys(conn, workspace_id=ctx.workspace.id)
-    return await render(request, "settings/advanced.html", conn=conn, ctx=ctx, api_keys=keys)
+    logo = await branding.get_logo(conn, workspace_id=ctx.workspace.id)
+    return await render(request, "settings/advanced.html", conn=conn, ctx=ctx, api_keys=keys, logo=logo)
 
 
 @pages.post("/api-keys", dependencies=[CsrfProtected])
@@ -34,8 +35,11 @@ async def create_api_key(
 ) -> Response:
     created = await api_keys.create_api_key(conn, workspace_id=ctx.workspace.id, name=name, actor=ctx.actor)
     keys = await api_keys.list_api_keys(conn, workspace_id=ctx.workspace.id)
+    logo = await branding.get_logo(conn, workspace_id=ctx.workspace.id)
     # The key is shown on this response only: we keep no copy of it.
-    return await render(request, "settings/advanced.html", conn=conn, ctx=ctx, api_keys=keys, created=created)
+    return await render(
+        request, "settings/advanced.html", conn=conn, ctx=ctx, api_keys=keys, logo=logo, created=created
+    )
 
 
 @pages.post("/api-keys/{key_id}/revoke", dependencies=[CsrfProtected])

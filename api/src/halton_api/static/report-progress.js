@@ -1,0 +1,50 @@
+// PDF reports with progress. A "Generate PDF" link (a[data-pdf], pointing at the synchronous .pdf URL, which
+// works without this script) starts a report job instead; the job's page polls until the PDF is ready, then
+// downloads it.
+document.querySelectorAll("a[data-pdf]").forEach((link) => {
+  link.addEventListener("click", (event) => {
+    const url = new URL(link.href, location.href);
+    const match = url.pathname.match(/^\/([^/]+)\/(?:projects\/([^/]+)\/report|executive)\.pdf$/);
+    if (!match) return;
+    event.preventDefault();
+    const query = new URLSearchParams(url.search);
+    query.set("kind", match[2] ? "project" : "executive");
+    if (match[2]) query.set("slug", decodeURIComponent(match[2]));
+    location.assign(`/${match[1]}/reports/new?${query}`);
+  });
+});
+
+const job = document.querySelector("[data-report-job]");
+if (job) {
+  const bar = job.querySelector("progress");
+  const status = job.querySelector("[data-report-status]");
+  const download = job.querySelector("[data-report-download]");
+  const describe = (j) => {
+    if (j.stage === "signing") return [9, "Signing the PDF…"];
+    if (j.stage !== "rendering") return [0.5, "Collecting the figures…"];
+    if (j.render_step === 5 && j.pages) return [1 + j.render_step, `Laying out page ${j.pages}…`];
+    return [1 + j.render_step, `Rendering (step ${j.render_step} of ${j.render_steps})…`];
+  };
+  const poll = async () => {
+    const response = await fetch(job.dataset.reportJob, { headers: { accept: "application/json" } });
+    const body = await response.json();
+    if (!response.ok) {
+      status.textContent = body.detail;
+      return;
+    }
+    if (body.state === "failed") {
+      status.textContent = body.error;
+      return;
+    }
+    if (body.state === "done") {
+      bar.value = bar.max;
+      status.textContent = `Ready: ${body.pages} pages. Your download starts now.`;
+      download.hidden = false;
+      location.assign(body.download_url);
+      return;
+    }
+    [bar.value, status.textContent] = describe(body);
+    setTimeout(poll, 250);
+  };
+  if (download.hidden) poll();
+}
