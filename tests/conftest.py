@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cloud_support import CloudProcess, DashboardPage, Person, launch_chromium
-from dashboard_support import DEMO_PASSWORD, BuiltDemo, build_demo, drop_demo
+from halton_api.testing.demo_marts import DEMO_PASSWORD, BuiltDemo, build_demo, drop_demo
 from halton_meter.testing.fake_providers import fake_providers
 from halton_meter.testing.processes import free_port
 
@@ -77,8 +77,10 @@ def demo_cloud(built_demo: BuiltDemo, tmp_path_factory: pytest.TempPathFactory) 
     process.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium():
+    """Debian's Chromium through Playwright's sync API, per module: that API keeps an event loop running in
+    the thread while it is open, which would refuse every later `asyncio.run` of the session."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

@@ -6,8 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-import httpx
-
+from dashboard_clients import signed_in
 from halton_api.charts import money
 
 
@@ -67,14 +66,7 @@ def test_a_filter_changes_the_figures_and_the_url(demo_page, built_demo, artifac
 
 
 def test_the_json_twin_and_bad_filters(demo_cloud, built_demo) -> None:
-    client = httpx.Client(base_url=demo_cloud.url)
-    from cloud_support import CSRF_FIELD
-    from dashboard_support import DEMO_PASSWORD
-
-    token = CSRF_FIELD.search(client.get("/signin").text).group(1)
-    client.post(
-        "/signin", data={"csrf_token": token, "email": built_demo.owner_email, "password": DEMO_PASSWORD}
-    )
+    client = signed_in(demo_cloud.url, built_demo.owner_email)
     body = client.get(f"/v1/{built_demo.slug}/overview", params={"range": "this_month"}).json()
     this_month = built_demo.scalar(
         "SELECT sum(spend_usd) FROM {marts}.daily_spend WHERE workspace_id = '{ws}' AND day >= %(m)s",

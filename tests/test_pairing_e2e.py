@@ -246,18 +246,18 @@ def test_api_outage_delays_sync_then_drains(tmp_path, cloud, person, providers, 
 
 
 @pytest.mark.browser
-def test_approve_by_clicking_through_chromium(tmp_path, cloud, person, providers, warehouse, artifacts_dir):
-    from playwright.sync_api import sync_playwright
-
-    from cloud_support import PASSWORD, launch_chromium
+def test_approve_by_clicking_through_chromium(
+    tmp_path, cloud, person, providers, warehouse, artifacts_dir, chromium
+):
+    from cloud_support import PASSWORD
 
     meter = new_meter(tmp_path, "laptop", cloud, providers)
-    with meter.running(), sync_playwright() as playwright:
+    with meter.running():
         process = meter.spawn("cloud", "connect", "--base-url", cloud.url, "--poll-interval-seconds", "0.2")
         process.wait_line("Waiting for approval", timeout=30)
         approve_url = next(line.split("Approve at: ")[1] for line in process.seen if "Approve at: " in line)
-        browser = launch_chromium(playwright)
-        page = browser.new_page()
+        context = chromium.new_context()
+        page = context.new_page()
         errors: list[str] = []
         page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
         page.goto(approve_url)  # signed out: the sign-in page, then back to the approval
@@ -274,5 +274,5 @@ def test_approve_by_clicking_through_chromium(tmp_path, cloud, person, providers
         exit_code, out, err = process.finish(timeout=30)
         assert exit_code == 0, out + err
         assert not errors, errors
-        browser.close()
+        context.close()
     assert meter.paths.cloud_credentials.exists()

@@ -25,8 +25,27 @@ WORKSPACE_API = sorted(
 )
 
 
+# Path parameters of the dashboards' JSON twins, filled with values of the right shape (the rows need not exist).
+_SAMPLES = {
+    "{slug}": "some-project",
+    "{request_uid}": "00000000-0000-4000-8000-000000000001",
+    "{recommendation_id}": "00000000-0000-4000-8000-000000000002",
+    "{job_id}": "00000000-0000-4000-8000-000000000003",
+    "{period}": "2026-01",
+}
+
+
 def _fill(path: str, workspace, device_id) -> str:
-    return path.replace("{workspace}", workspace.slug).replace("{device_id}", str(device_id))
+    path = path.replace("{workspace}", workspace.slug).replace("{device_id}", str(device_id))
+    for placeholder, value in _SAMPLES.items():
+        path = path.replace(placeholder, value)
+    return path
+
+
+def _marts_not_built(response) -> bool:
+    """The dashboards' twins answer 503 on a warehouse whose marts dbt has not built (these tests' warehouses);
+    tests/test_dashboard_api.py reads every one of them on built marts."""
+    return response.status_code == 503 and "marts are not built" in response.json()["detail"]
 
 
 def test_the_workspace_api_is_what_we_think_it_is() -> None:
@@ -49,7 +68,10 @@ def test_an_api_key_of_a_reads_a_and_never_b(client: TestClient, postgres_url: s
     key_a = make_api_key(postgres_url, workspace=a).key
     for path in WORKSPACE_API:
         own = client.get(_fill(path, a, device_a.device.id), headers=bearer(key_a))
-        assert own.status_code == 200, f"{path}: {own.status_code} {own.text}"
+        sampled = any(placeholder in path for placeholder in _SAMPLES)  # its row may not exist: 404
+        assert own.status_code == 200 or _marts_not_built(own) or (sampled and own.status_code == 404), (
+            f"{path}: {own.status_code} {own.text}"
+        )
         other = client.get(_fill(path, b, device_b.device.id), headers=bearer(key_a))
         assert other.status_code == 403, f"{path}: {other.status_code}"
         assert "another workspace" in other.json()["detail"]
@@ -65,7 +87,8 @@ def test_a_member_of_a_gets_404_for_b(client: TestClient, postgres_url: str) -> 
     device_b = make_device(postgres_url, workspace=b)
     browser = Browser(client, postgres_url, alice)
     for path in WORKSPACE_API:
-        assert browser.get(_fill(path, a, device_b.device.id)).status_code in (200, 404), path
+        own = browser.get(_fill(path, a, device_b.device.id))
+        assert own.status_code in (200, 404) or _marts_not_built(own), path
         assert browser.get(_fill(path, b, device_b.device.id)).status_code == 404, path
 
 

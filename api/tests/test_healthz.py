@@ -52,3 +52,9 @@ def test_openapi_describes_the_batch_body(client: TestClient) -> None:
     body = schema["paths"]["/v1/requests/batch"]["post"]["requestBody"]
     assert body["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/RequestBatch"}
     assert "RequestRow" in schema["components"]["schemas"]
+
+
+def test_a_nul_character_in_the_address_is_a_422(client) -> None:
+    for path in ("/v1/x/audit?q=a%00b", "/healthz?x=%00"):
+        response = client.get(path)
+        assert response.status_code == 422 and "NUL" in response.json()["detail"], path

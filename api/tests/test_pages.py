@@ -8,6 +8,9 @@ from halton_api.testing.factories import Browser, batch, bearer, make_device, ma
 
 PAGES = (
     "overview",
+    "projects",
+    "cost-centers",
+    "clusters",
     "audit",
     "settings/devices",
     "settings/members",
@@ -37,11 +40,14 @@ def test_every_page_renders(client: TestClient, postgres_url: str) -> None:
     assert created.status_code == 303 and created.headers["location"].startswith("/third/overview")
 
 
-def test_the_overview_lists_totals(client: TestClient, postgres_url: str) -> None:
+def test_dashboards_say_why_when_the_marts_are_not_built(client: TestClient, postgres_url: str) -> None:
+    """A fresh warehouse has no marts until Dagster's first dbt build: the pages explain, the JSON is a 503."""
     owner = make_user(postgres_url)
     workspace = make_workspace(postgres_url, owner=owner)
-    device = make_device(postgres_url, workspace=workspace)
-    client.post("/v1/requests/batch", json=batch(device.device.machine_id, 4), headers=bearer(device.token))
-    html = Browser(client, postgres_url, owner).get(f"/{workspace.slug}/overview").text
-    assert "$0.05" in html  # 4 x $0.0123
-    assert "<dd>4</dd>" in html
+    browser = Browser(client, postgres_url, owner)
+    page = browser.get(f"/{workspace.slug}/overview")
+    assert page.status_code == 200
+    assert "marts are not built yet" in page.text and "halton-dbt build" in page.text
+    twin = browser.get(f"/v1/{workspace.slug}/overview")
+    assert twin.status_code == 503 and twin.headers["retry-after"] == "60"
+    assert "marts are not built yet" in twin.json()["detail"]

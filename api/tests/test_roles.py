@@ -32,7 +32,10 @@ class Case:
     path: str  # with {workspace} and the target's id filled in by `target`
     permission: Permission
     target: Callable[[Any], dict[str, str]]  # makes a fresh thing to act on; returns path params
-    form: dict[str, str]
+    form: dict[str, str] | Callable[[dict[str, str]], dict[str, str]]
+
+    def form_for(self, params: dict[str, str]) -> dict[str, str]:
+        return self.form(params) if callable(self.form) else self.form
 
 
 def _device(env) -> dict[str, str]:
@@ -93,6 +96,16 @@ def _project(env) -> dict[str, str]:
         return {"id": str(conn.execute("SELECT id FROM projects WHERE slug = %s", (slug,)).fetchone()[0])}
 
 
+def _project_and_cost_center(env) -> dict[str, str]:
+    centre = run(
+        env.db,
+        lambda c: projects.create_cost_center(
+            c, workspace_id=env.workspace.id, name=f"cc-{secrets.token_hex(3)}", actor=Actor.system()
+        ),
+    )
+    return {**_project(env), "cost_center": str(centre.id)}
+
+
 def _nothing(env) -> dict[str, str]:
     return {}
 
@@ -111,7 +124,22 @@ CASES = [
     Case("/{workspace}/settings/projects/{id}", Permission.MANAGE_CONFIG, _project, {"name": "Renamed", "hourly_rate": "120.50"}),
     Case("/{workspace}/settings/cost-centers", Permission.MANAGE_CONFIG, _nothing, {"name": "R&D"}),
     Case("/{workspace}/settings/budgets", Permission.MANAGE_CONFIG, _nothing, {"monthly_amount": "500.00"}),
+    Case("/{workspace}/reconciliation/statements", Permission.MANAGE_CONFIG, _nothing, {"provider": "gemini", "month": "2026-01", "amount": "12.50"}),
+    Case("/{workspace}/cost-centers", Permission.MANAGE_CONFIG, _nothing, {"name": "Client Work"}),
+    Case("/{workspace}/cost-centers/assign", Permission.MANAGE_CONFIG, _project_and_cost_center,
+         lambda p: {"project_id": p["id"], "cost_center_id": p["cost_center"]}),
+    Case("/{workspace}/optimization/catalog/suppress", Permission.MANAGE_CONFIG, _nothing, {"kind": "batch_api", "project": "p"}),
 ]  # fmt: skip
+# Mutating routes whose role checks need what this module cannot make cheaply (a recommendation in the
+# warehouse, a multipart upload): each is tried with every refused role where it is tested.
+COVERED_ELSEWHERE = {
+    "/{workspace}/optimization/{recommendation_id}/accept": "tests/test_dashboard_optimization.py",
+    "/{workspace}/optimization/{recommendation_id}/dismiss": "tests/test_dashboard_optimization.py",
+    "/{workspace}/optimization/{recommendation_id}/reopen": "tests/test_dashboard_optimization.py",
+    "/{workspace}/optimization/catalog/unsuppress": "tests/test_dashboard_optimization.py",
+    "/{workspace}/settings/advanced/logo": "api/tests/routers/test_branding.py",
+    "/{workspace}/settings/advanced/logo/remove": "api/tests/routers/test_branding.py",
+}
 
 
 @dataclass
@@ -128,6 +156,7 @@ def _route_template(path: str) -> str:
         .replace("{user_id}", "{x}")
         .replace("{key_id}", "{x}")
         .replace("{project_id}", "{x}")
+        .replace("{recommendation_id}", "{x}")
     )
 
 
@@ -137,7 +166,8 @@ def test_the_matrix_covers_every_mutating_workspace_route() -> None:
         for route in declared_routes()
         if route.path.startswith("/{workspace}") and route.methods - {"GET", "HEAD"}
     }
-    assert mutating == {_route_template(case.path) for case in CASES}
+    covered = {_route_template(case.path) for case in CASES} | {_route_template(p) for p in COVERED_ELSEWHERE}
+    assert mutating == covered
 
 
 def _audit_count(db: str) -> int:
@@ -156,9 +186,9 @@ def test_each_role_against_each_mutating_route(client: TestClient, postgres_url:
     browser = Browser(client, postgres_url, user)
     for case in CASES:
         params = case.target(env)
-        path = case.path.format(workspace=workspace.slug, **params)
+        path = case.path.format(workspace=workspace.slug, id=params.get("id", ""))
         before = _audit_count(postgres_url)
-        response = browser.post(path, case.form)
+        response = browser.post(path, case.form_for(params))
         if allows(role, case.permission):
             assert response.status_code in (200, 303), (
                 f"{role} {path}: {response.status_code} {response.text[:300]}"
@@ -175,8 +205,9 @@ def test_a_non_member_gets_404_on_every_workspace_route(client: TestClient, post
     env = Env(postgres_url, workspace)
     stranger = Browser(client, postgres_url, make_user(postgres_url))
     for case in CASES:
-        path = case.path.format(workspace=workspace.slug, **case.target(env))
-        assert stranger.post(path, case.form).status_code == 404, path
+        params = case.target(env)
+        path = case.path.format(workspace=workspace.slug, id=params.get("id", ""))
+        assert stranger.post(path, case.form_for(params)).status_code == 404, path
     for page in (
         "overview",
         "audit",

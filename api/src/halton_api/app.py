@@ -22,11 +22,13 @@ from halton_api.dashboards.reader import MartsReader
 from halton_api.deps import SignInRequired
 from halton_api.errors import DomainError
 from halton_api.pages import STATIC_DIR, make_templates, render
+from halton_api.pdf.jobs import ReportJobs
 from halton_api.ratelimit import TokenBucketLimiter
 from halton_api.routers import (
     api_keys,
     audit,
     auth,
+    branding,
     clusters,
     cost_centers,
     daemon,
@@ -36,11 +38,13 @@ from halton_api.routers import (
     ingest,
     invitations,
     members,
+    optimization,
     overview,
     pairing,
     project_view,
     projects,
     reconciliation,
+    reports,
     requests,
     traces,
     workspaces,
@@ -93,6 +97,9 @@ def create_app(settings: CloudSettings) -> FastAPI:
             app.state.reader = MartsReader(
                 read_pool, settings.warehouse.databases, retries=settings.warehouse_retries
             )
+            # Report jobs sign with a pool connection: cancel them before the pool closes.
+            app.state.report_jobs = ReportJobs()
+            stack.push_async_callback(app.state.report_jobs.aclose)
             tune_gc_for_batches()  # the end of startup: what the process holds now, it holds for good
             yield
 
@@ -121,17 +128,39 @@ def create_app(settings: CloudSettings) -> FastAPI:
     for module in (health, ingest, daemon, pairing, auth, invitations, workspaces):
         app.include_router(module.router)
     app.include_router(pairing.pages)
-    for module in (devices, members, api_keys, projects, audit, requests):
+    for module in (devices, members, api_keys, projects, audit, requests, reports):
         app.include_router(module.router)
-    dashboards = (overview, project_view, traces, reconciliation, executive, cost_centers, clusters)
+    dashboards = (
+        overview, project_view, traces, reconciliation, executive, cost_centers, clusters, optimization
+    )  # fmt: skip
     for module in dashboards:
         app.include_router(module.router)
-    for module in (workspaces, devices, members, api_keys, projects, audit, *dashboards):
+    for module in (workspaces, devices, members, api_keys, branding, projects, audit, *dashboards, reports):
         app.include_router(module.pages)
 
     _install_error_handlers(app)
     _document_batch_body(app)
+    app.add_middleware(RefuseNulCharacters)
     return app
+
+
+class RefuseNulCharacters:
+    """A NUL character in the path or query string is never meaningful, and PostgreSQL text cannot hold one:
+    answer 422 up front instead of letting it reach a store as a server error. (Plain ASGI, not
+    BaseHTTPMiddleware: it costs ingestion nothing measurable.)"""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and (b"%00" in scope.get("query_string", b"") or "\x00" in scope["path"]):
+            response = JSONResponse(
+                {"detail": "the address contains a NUL character (%00), which no parameter may hold"},
+                status_code=422,
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 def tune_gc_for_batches() -> None:

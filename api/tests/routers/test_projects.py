@@ -75,8 +75,6 @@ def test_projects_register_from_batches_and_are_edited_with_money_as_decimal(
         (None, Decimal("2750.00")),
         ("client-x/api", Decimal("300.50")),
     ]
-    overview = client.get(f"/v1/{workspace.slug}/overview", headers=bearer(key)).json()
-    assert Decimal(overview["monthly_budget"]) == Decimal("2750.00") and overview["requests"] == 4
 
     with psycopg.connect(postgres_url) as conn:
         rate_type = conn.execute(

@@ -23,10 +23,10 @@ async def build_cost_centers(view: View) -> CostCentersPublic:
     def query(client, m):
         current = spend.ranking(client, m, scope, by=("project",))
         before = spend.ranking(client, m, scope, by=("project",), period=previous)
-        starts, by_project, _ = spend.series(client, m, scope, by="project")
-        return current, before, starts, by_project
+        return current, before, spend.series(client, m, scope, by="project")
 
-    current, before, starts, by_project = await view.reader.run(query)
+    current, before, over_time = await view.reader.run(query)
+    starts, by_project = over_time.starts, over_time.by_key
     facts = view.facts
     centre_of: dict[str, str] = {}
     names = {str(c.id): c.name for c in facts.cost_centers}

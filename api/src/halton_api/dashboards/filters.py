@@ -200,7 +200,7 @@ class Filters:
                 return Period(
                     start=_midnight(self.start),
                     end=_midnight(self.end + timedelta(days=1)),
-                    label=f"{self.start:%d %b %Y} \u2013 {self.end:%d %b %Y}",
+                    label=RANGES["custom"],
                 )
 
     @property
@@ -312,9 +312,9 @@ class Scope:
         alias: str = "",
         skip: Sequence[str] = (),
     ) -> tuple[str, dict[str, Any]]:
-        """`WHERE …` text and its parameters for a table with (workspace_id, provider, model, project,
-        device_id) and `time_column` (`day` or `hour`); `period` overrides the rail's; `skip` leaves out
-        dimensions by name (e.g. "project" on a page that is already about one project)."""
+        """`WHERE …` text and its parameters for a table with (workspace_id, day, provider, model, project,
+        device_id) and `time_column` (`day`, or `hour`/`started_at` for a 24-hour period); `period` overrides
+        the rail's; `skip` leaves out dimensions by name (e.g. "project" on a page already about one project)."""
         p = f"{alias}." if alias else ""
         parts = [f"{p}workspace_id = %(ws)s"]
         params: dict[str, Any] = {"ws": self.workspace_id}
@@ -323,8 +323,17 @@ class Scope:
             parts.append(f"{p}day BETWEEN %(first_day)s AND %(last_day)s")
             params.update(first_day=when.first_day, last_day=when.last_day)
         elif time_column is not None:
-            parts.append(f"{p}{time_column} >= %(start)s AND {p}{time_column} < %(end)s")
-            params.update(start=_naive(when.start), end=_naive(when.end))
+            # The day as well: tables are sorted by (workspace_id, day, …), so this is what prunes the read.
+            parts.append(
+                f"{p}day BETWEEN %(first_day)s AND %(last_day)s"
+                f" AND {p}{time_column} >= %(start)s AND {p}{time_column} < %(end)s"
+            )
+            params.update(
+                first_day=when.first_day,
+                last_day=when.last_day,
+                start=naive(when.start),
+                end=naive(when.end),
+            )
         f = self.filters
         for name, column, chosen in (
             ("provider", "provider", f.providers),
@@ -350,6 +359,6 @@ class Scope:
         return " AND ".join(parts), params
 
 
-def _naive(moment: datetime) -> datetime:
+def naive(moment: datetime) -> datetime:
     """ClickHouse DateTime parameters go as naive UTC."""
     return moment.astimezone(UTC).replace(tzinfo=None)

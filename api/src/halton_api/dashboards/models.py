@@ -396,3 +396,175 @@ class ClustersPublic(BaseModel):
     kind: str | None
     clusters: list[ClusterPublic]
     totals: dict[str, Decimal | int]
+
+
+# --- optimisation: recommendations, the catalog of checks, realised savings -----------------------------------
+
+
+class RecommendationDecision(BaseModel):
+    """An accept or dismiss decision on a recommendation, with the warehouse row's figures copied at the time
+    (so realised savings survive the pattern disappearing from later runs)."""
+
+    recommendation_id: UUID
+    status: Literal["accepted", "dismissed"]
+    decided_by: UUID | None
+    decided_by_label: str
+    decided_at: datetime
+    run_id: UUID
+    kind: str
+    project: str
+    provider: str
+    model: str
+    target_model: str
+    title: str
+    scope_models: list[str]
+    price_card: str
+    monthly_saving_usd: Decimal
+    baseline_start: date
+    baseline_end: date
+    baseline_requests: int
+    baseline_spend_usd: Decimal
+    baseline_spend_per_day_usd: Decimal
+    baseline_cost_per_request_usd: Decimal
+    expected_saving_per_request_usd: Decimal
+    realised_method: Literal["per_request", "per_day"]
+
+
+class CheckSuppression(BaseModel):
+    kind: str
+    project: str
+    suppressed_by: UUID | None
+    suppressed_by_label: str
+    suppressed_at: datetime
+
+
+class SampleRequest(BaseModel):
+    request_uid: UUID
+    provider_request_id: str
+    href: str = Field(description="The request's trace page.")
+
+
+class RecommendationPublic(BaseModel):
+    recommendation_id: UUID
+    kind: str
+    kind_label: str
+    project: str
+    provider: str
+    model: str = Field(description="The price-card model the workload calls.")
+    target_model: str = Field(description="Right-sizing: the cheaper sibling; empty otherwise.")
+    headline: str = Field(description="The change and its saving, as a sentence.")
+    title: str = Field(description="The change as the checks wrote it (card model ids).")
+    explanation: str
+    monthly_saving_usd: Decimal
+    confidence: str
+    confidence_rule: str
+    affected_requests: int
+    evidence: dict[str, Any]
+    samples: list[SampleRequest]
+    scope_models: list[str]
+    baseline_start: date
+    baseline_end: date = Field(description="Exclusive.")
+    baseline_requests: int
+    baseline_spend_usd: Decimal
+    realised_method: str
+    price_card: str
+    status: Literal["open", "accepted", "dismissed"]
+    decided_at: datetime | None = None
+    decided_by: str | None = None
+
+
+class OptimizationPublic(BaseModel):
+    workspace: str
+    filters: dict[str, Any]
+    computed_at: datetime | None = Field(
+        description="When the newest run of the checks finished; null before any."
+    )
+    window_start: date | None
+    window_end: date | None = Field(description="Exclusive.")
+    recommendations: list[RecommendationPublic] = Field(
+        description="The current recommendations in the rail's projects, providers and models, biggest saving "
+        "first; recommendations of suppressed checks are left out."
+    )
+    open_saving_usd: Decimal = Field(
+        description="Monthly saving of the shown recommendations nobody decided on."
+    )
+    open_count: int
+    accepted_saving_usd: Decimal = Field(description="Monthly saving quoted by the shown accepted ones.")
+    suppressed_hidden: int = Field(description="Current recommendations hidden by a suppressed check.")
+    realised_saving_usd: Decimal | None = Field(
+        description="Realised savings of every accepted recommendation so far (null when none has data yet)."
+    )
+    ignored_filters: list[str] = Field(
+        default_factory=list, description="Rail filters set that recommendations cannot be split by."
+    )
+
+
+class CatalogCheck(BaseModel):
+    kind: str
+    kind_label: str
+    project: str
+    provider: str
+    model: str
+    first_fired_at: datetime
+    last_fired_at: datetime
+    times_fired: int = Field(description="Runs of the checks that found it.")
+    latest_saving_usd: Decimal = Field(description="The monthly saving it quoted on its newest run.")
+    latest_recommendation_id: UUID
+    active: bool = Field(description="In the newest run's recommendations.")
+    suppressed: bool = Field(description="The check is suppressed for this project.")
+    suppressed_at: datetime | None = None
+    suppressed_by: str | None = None
+
+
+class OptimizationCatalogPublic(BaseModel):
+    workspace: str
+    filters: dict[str, Any]
+    checks: list[CatalogCheck] = Field(
+        description="Every check that has fired, per project, provider and model."
+    )
+    suppressions: list[CheckSuppression]
+    ignored_filters: list[str] = Field(default_factory=list)
+
+
+class RealisedSaving(BaseModel):
+    recommendation_id: UUID
+    headline: str
+    kind: str
+    kind_label: str
+    project: str
+    provider: str
+    model: str
+    target_model: str
+    accepted_at: datetime
+    accepted_by: str
+    realised_method: Literal["per_request", "per_day"]
+    measured_models: list[str] = Field(description="The served model names whose usage is measured.")
+    since: date = Field(description="The first day measured: the day of acceptance, counted whole.")
+    days_since: int
+    requests_since: int
+    spend_since_usd: Decimal
+    baseline_cost_per_request_usd: Decimal
+    baseline_spend_per_day_usd: Decimal
+    baseline_usd: Decimal | None = Field(
+        description="What the same usage would have cost at the baseline (null without data since acceptance)."
+    )
+    realised_usd: Decimal | None = Field(
+        description="Baseline minus actual spend since acceptance (negative: it cost more); null without data."
+    )
+    expected_usd: Decimal | None = Field(
+        description="What the recommendation promised for the same calls (expected saving per request times calls)."
+    )
+    monthly_saving_usd: Decimal
+    has_data: bool
+    current: bool = Field(description="The pattern is still in the newest run of the checks (not fixed yet).")
+
+
+class RealisedSavingsPublic(BaseModel):
+    workspace: str
+    filters: dict[str, Any]
+    savings: list[RealisedSaving]
+    total_realised_usd: Decimal
+    total_expected_usd: Decimal
+    with_data: int
+    without_data: int
+    ignored_filters: list[str] = Field(default_factory=list)

@@ -3,8 +3,6 @@ and models, and the sync banner."""
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 from halton_api.dashboards import spend
 from halton_api.dashboards.budgets import budget_status
 from halton_api.dashboards.filters import PROVIDERS
@@ -19,53 +17,60 @@ async def build_overview(view: View) -> OverviewPublic:
     previous = scope.period.previous()
 
     def query(client, m):
-        figures = spend.calendar_figures(client, m, scope)
-        current = spend.totals(client, m, scope)
-        before = spend.totals(client, m, scope, period=previous)
-        starts, by_provider, _ = spend.series(client, m, scope, by="provider")
-        _, baseline, _ = spend.series(client, m, scope, by=None, period=previous)
-        projects = spend.ranking(client, m, scope, by=("project",), limit=TOP)
-        models = spend.ranking(client, m, scope, by=("provider", "model"), limit=TOP)
-        return figures, current, before, starts, by_provider, baseline, projects, models
+        calendar = spend.calendar_periods(scope.now)
+        periods = {name: calendar[name] for name in ("today", "this_month", "last_month")}
+        periods.update(current=scope.period, previous=previous)
+        figures = spend.period_totals(client, m, scope, periods)
+        trend = spend.series(client, m, scope, by="provider", baseline=previous)
+        top = spend.rankings(
+            client, m, scope, {"projects": ("project",), "models": ("provider", "model")}, limit=TOP
+        )
+        return figures, trend, top
 
-    figures, current, before, starts, by_provider, baseline, projects, models = await view.reader.run(query)
+    figures, trend, top = await view.reader.run(query)
+    current, before = figures["current"], figures["previous"]
     facts = view.facts
     only_project = view.filters.projects[0] if len(view.filters.projects) == 1 else None
     project_budget = facts.monthly_budget(only_project) if only_project else None
+    # A workspace budget against filtered spend would read as a false "under": only one project's own budget,
+    # or the workspace's when nothing is filtered.
     budget = budget_status(
-        project_budget if project_budget is not None else facts.monthly_budget(),
-        figures["this_month"],
+        project_budget
+        if project_budget is not None
+        else None
+        if view.filters.narrowed
+        else facts.monthly_budget(),
+        figures["this_month"].spend_usd,
         scope.now.date(),
         scope="project" if project_budget is not None else "workspace",
     )
-    baseline_values = baseline.get("", [Decimal(0)] * len(starts))[: len(starts)]
     return OverviewPublic(
         workspace=view.slug,
         filters=view.filters.as_json(),
         period=spend.period_public(scope.period),
-        today_usd=figures["today"],
-        this_month_usd=figures["this_month"],
-        last_month_usd=figures["last_month"],
+        today_usd=figures["today"].spend_usd,
+        this_month_usd=figures["this_month"].spend_usd,
+        last_month_usd=figures["last_month"].spend_usd,
         period_totals=current,
         period_change=spend.change(current.spend_usd, before.spend_usd),
         budget=budget,
         spend_by_provider=spend.time_series(
-            starts,
-            {PROVIDERS.get(name, name): values for name, values in by_provider.items()},
+            trend.starts,
+            {PROVIDERS.get(name, name): values for name, values in trend.ordered().items()},
             baseline=(
                 f"Previous period ({previous.first_day:%d %b} \u2013 {previous.last_day:%d %b})",
-                baseline_values,
+                trend.baseline,
             ),
         ),
         top_projects=spend.ranked(
-            projects,
+            top["projects"],
             current.spend_usd,
             keys=1,
             label=facts.project_name,
             href=lambda slug: view.href(f"projects/{slug}"),
         ),
         top_models=spend.ranked(
-            models,
+            top["models"],
             current.spend_usd,
             keys=2,
             label=lambda provider, model: model,

@@ -31,26 +31,23 @@ async def build_project(
     previous = scope.period.previous()
 
     def query(client, m):
-        seen = client.query(
-            f"SELECT count() FROM {m.marts}.daily_spend WHERE workspace_id = %(ws)s AND project = %(p)s",
-            parameters={"ws": scope.workspace_id, "p": slug},
-        ).result_rows[0][0]
-        if not seen and registered is None:
+        if registered is None and not spend.has_project(client, m, scope.workspace_id, slug):
             return None
-        figures = spend.calendar_figures(client, m, scope)
-        current = spend.totals(client, m, scope)
-        before = spend.totals(client, m, scope, period=previous)
-        starts, by_provider, _ = spend.series(client, m, scope, by="provider", grain=grain)
-        _, total, volume = spend.series(client, m, scope, by=None, grain=grain)
-        developers = spend.ranking(client, m, scope, by=("device_id",))
-        models = spend.ranking(client, m, scope, by=("provider", "model"))
+        periods = {"this_month": spend.calendar_periods(scope.now)["this_month"], "current": scope.period,
+                   "previous": previous}  # fmt: skip
+        figures = spend.period_totals(client, m, scope, periods)
+        over_time = spend.series(client, m, scope, by="provider", grain=grain)
+        breakdowns = spend.rankings(
+            client, m, scope, {"developers": ("device_id",), "models": ("provider", "model")}
+        )
         table = requests.recent(client, m, scope, device_name=facts.device_name, cursor=cursor, search=search)
-        return figures, current, before, starts, by_provider, total, volume, developers, models, table
+        return figures, over_time, breakdowns, table
 
     found = await view.reader.run(query)
     if found is None:
         raise NotFound(f"no project {slug!r} in this workspace")
-    figures, current, before, starts, by_provider, total, volume, developers, models, table = found
+    figures, over_time, breakdowns, table = found
+    current, before = figures["current"], figures["previous"]
     budget_amount = facts.monthly_budget(slug)
     return ProjectViewPublic(
         workspace=view.slug,
@@ -67,12 +64,15 @@ async def build_project(
         period=spend.period_public(scope.period, grain),
         totals=current,
         change=spend.change(current.spend_usd, before.spend_usd),
-        budget=budget_status(budget_amount, figures["this_month"], scope.now.date(), scope="project"),
+        budget=budget_status(
+            budget_amount, figures["this_month"].spend_usd, scope.now.date(), scope="project"
+        ),
         spend_over_time=spend.time_series(
-            starts, {PROVIDERS.get(name, name): values for name, values in by_provider.items()}
+            over_time.starts,
+            {PROVIDERS.get(name, name): values for name, values in over_time.ordered().items()},
         ),
         by_developer=spend.ranked(
-            developers,
+            breakdowns["developers"],
             current.spend_usd,
             keys=1,
             label=facts.device_name,
@@ -80,14 +80,14 @@ async def build_project(
             href=lambda device: view.href(f"projects/{slug}", devices=(device,)),
         ),
         by_model=spend.ranked(
-            models,
+            breakdowns["models"],
             current.spend_usd,
             keys=2,
             label=lambda provider, model: model,
             detail=lambda provider, model: PROVIDERS.get(provider, provider),
             href=lambda provider, model: view.href(f"projects/{slug}", models=(model,)),
         ),
-        volume=spend.time_series(starts, total, requests=volume),
+        volume=spend.time_series(over_time.starts, {"Spend": over_time.total}, requests=over_time.requests),
         recent_requests=table,
     )
 

@@ -3,9 +3,10 @@ inserts) and the database names, with transient failures retried like every ware
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
@@ -16,6 +17,7 @@ from halton_warehouse import Databases
 T = TypeVar("T")
 MISSING_CODES = frozenset({60, 81})  # UNKNOWN_TABLE, UNKNOWN_DATABASE
 MARTS_RETRY_AFTER = 60
+MAX_CACHED = 10_000  # entries; cleared whole when exceeded (a bound, not an eviction policy)
 
 
 class MartsNotBuilt(WarehouseError):
@@ -41,6 +43,21 @@ class MartsReader:
         self.pool = pool
         self.names = Marts.of(databases)
         self.retries = retries
+        self._cache: dict[Hashable, tuple[float, Any]] = {}
+
+    async def cached(self, key: Hashable, ttl: float, query: Callable[[Client, Marts], T]) -> T:
+        """`run`, remembering the answer for `ttl` seconds: for what every page shows and seldom changes (the
+        rail's model list), so each page view does not pay a round trip for it. The marts change only when
+        dbt runs, every few minutes at most."""
+        now = time.monotonic()
+        hit = self._cache.get(key)
+        if hit is not None and now - hit[0] < ttl:
+            return hit[1]
+        value = await self.run(query)
+        if len(self._cache) > MAX_CACHED:
+            self._cache.clear()
+        self._cache[key] = (now, value)
+        return value
 
     async def run(self, query: Callable[[Client, Marts], T]) -> T:
         """`query(client, names)` in a worker thread; `WarehouseError` when the warehouse stays unreachable."""

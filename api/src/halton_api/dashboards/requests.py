@@ -3,7 +3,6 @@ provider_request_id or request_uid) and one request's full row for its trace."""
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Any
@@ -14,7 +13,7 @@ from clickhouse_connect.driver.client import Client
 from halton_api.dashboards.filters import Scope
 from halton_api.dashboards.models import RequestRowPublic, RequestTable
 from halton_api.dashboards.reader import Marts
-from halton_api.errors import Invalid
+from halton_api.store.requests import decode_cursor, encode_cursor
 
 PAGE_SIZE = 100
 _COLUMNS = (
@@ -22,23 +21,6 @@ _COLUMNS = (
     "input_tokens", "output_tokens", "cost_usd", "cost_source", "latency_ms", "provider_request_id",
 )  # fmt: skip
 CSV_COLUMNS = (*_COLUMNS[:6], "device", *_COLUMNS[6:])
-
-
-def encode_cursor(started_at: datetime, request_uid: UUID) -> str:
-    raw = f"{_aware(started_at).isoformat()}|{request_uid}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        stamp, uid = base64.urlsafe_b64decode(padded.encode()).decode().split("|")
-        when = datetime.fromisoformat(stamp)
-        if when.tzinfo is None:
-            raise ValueError("naive")
-        return when, UUID(uid)
-    except ValueError:
-        raise Invalid("cursor: not one this page gave out; follow the page's Older link") from None
 
 
 def _aware(moment: datetime) -> datetime:
@@ -56,11 +38,17 @@ def recent(
     search: str | None = None,
     skip: Sequence[str] = (),
 ) -> RequestTable:
-    """A page of the scope's requests, newest first; `search` matches provider_request_id or request_uid."""
-    time_column = "started_at" if scope.period.hourly else "day"
+    """A page of the scope's requests, newest first; `search` is a request_uid, or (part of) a
+    provider_request_id, looked for on every date."""
+    hourly = scope.period.hourly
+    # A search is for one call: it looks across all dates (an id pasted from a provider's console is rarely
+    # from the rail's range); the rail's other filters still apply.
+    time_column = None if search else "started_at" if hourly else "day"
     where, params = scope.condition(time_column=time_column, skip=skip)
+    before = None
     if cursor:
         when, uid = decode_cursor(cursor)
+        before = when
         where += " AND (started_at, request_uid) < (%(c_when)s, %(c_uid)s)"
         params.update(c_when=when.astimezone(UTC).replace(tzinfo=None), c_uid=uid)
     if search:
@@ -69,22 +57,60 @@ def recent(
             where += " AND request_uid = %(s_uid)s"
         except ValueError:
             params["s_prid"] = search.strip()
-            where += " AND provider_request_id = %(s_prid)s"
+            where += " AND positionCaseInsensitive(ifNull(provider_request_id, ''), %(s_prid)s) > 0"
     params["limit"] = limit + 1
-    result = client.query(
-        f"SELECT {', '.join(_COLUMNS)} FROM {m.marts}.requests WHERE {where}"
-        " ORDER BY started_at DESC, request_uid DESC LIMIT %(limit)s",
-        parameters=params,
+    # `day` leads the order: the table is sorted by (workspace_id, day, …), and day is started_at's date.
+    statement = (
+        f"SELECT {', '.join(_COLUMNS)} FROM {m.marts}.requests WHERE {{where}}"
+        " ORDER BY day DESC, started_at DESC, request_uid DESC LIMIT %(limit)s"
     )
-    rows = []
-    for values in result.result_rows[:limit]:
+    rows: list = []
+    cutoff = None if search else _cutoff(client, m, scope, limit + 1, before, skip)
+    if cutoff is not None:
+        column = "started_at" if hourly else "day"
+        rows = client.query(
+            statement.format(where=f"{where} AND {column} >= %(cutoff)s"),
+            parameters={**params, "cutoff": cutoff},
+        ).result_rows
+    if len(rows) <= limit:  # no cutoff, or the spend marts lag the requests: read the whole period
+        rows = client.query(statement.format(where=where), parameters=params).result_rows
+    page = []
+    for values in rows[:limit]:
         row = dict(zip(_COLUMNS, values, strict=True))
         row["started_at"] = _aware(row["started_at"])
         row["device"] = device_name(row["device_id"])
-        rows.append(RequestRowPublic.model_validate(row))
-    more = len(result.result_rows) > limit
-    next_cursor = encode_cursor(rows[-1].started_at, rows[-1].request_uid) if more and rows else None
-    return RequestTable(rows=rows, next_cursor=next_cursor, search=search or None)
+        page.append(RequestRowPublic.model_validate(row))
+    more = len(rows) > limit
+    next_cursor = encode_cursor(page[-1].started_at, page[-1].request_uid) if more and page else None
+    return RequestTable(rows=page, next_cursor=next_cursor, search=search or None)
+
+
+def _cutoff(client: Client, m: Marts, scope: Scope, need: int, before: datetime | None, skip: Sequence[str]):
+    """The latest day (hour, for a 24-hour view) from which on the view holds at least `need` requests before
+    `before`, counted on the spend marts: the page's query then reads those few days, not the whole period (a
+    sort over 30 days of a big workspace costs ~0.25 s; a day or two, milliseconds). None when the period
+    holds fewer (read it all)."""
+    hourly = scope.period.hourly
+    table, bucket = ("hourly_spend", "hour") if hourly else ("daily_spend", "day")
+    where, params = scope.condition(time_column="hour" if hourly else "day", skip=skip)
+    if before is not None:
+        # The cursor's own bucket is counted as empty (part of it is after the cursor): the cutoff then
+        # lands at least one bucket earlier, never too late.
+        start = before.replace(minute=0, second=0, microsecond=0, tzinfo=None) if hourly else before.date()
+        where += f" AND {bucket} <= %(c_bucket)s"
+        params["c_bucket"] = start
+    counts = client.query(
+        f"SELECT {bucket} AS b, sum(requests) FROM {m.marts}.{table} WHERE {where} GROUP BY b ORDER BY b DESC",
+        parameters=params,
+    ).result_rows
+    total = 0
+    for moment, requests in counts:
+        if before is not None and moment == params["c_bucket"]:
+            continue
+        total += int(requests)
+        if total >= need:
+            return moment
+    return None
 
 
 def csv_rows(table: RequestTable) -> list[list[Any]]:

@@ -2,26 +2,29 @@
 
 Synchronous functions that take a clickhouse-connect client and the database names: pages run them in a
 worker thread through `MartsReader.run`. Every one applies the whole filter rail through `Scope.condition`.
+A page's figures come in few round trips (named periods in one query, several rankings in one UNION ALL, a
+series with its baseline in one): on a busy machine a round trip costs more than summing the few thousand
+mart rows behind a page.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from halton_api.dashboards.filters import Period, Scope, month_end, month_start
+from halton_api.dashboards.filters import Period, Scope, month_end, month_start, naive
 from halton_api.dashboards.models import Change, PeriodPublic, Ranked, SeriesPublic, TimeSeries, Totals
 from halton_api.dashboards.reader import Marts
 
 GRAINS = ("day", "week", "month")
 _BUCKET = {"hour": "hour", "day": "day", "week": "toMonday(day)", "month": "toStartOfMonth(day)"}
+_TOTALS = ("spend_usd", "requests", "error_requests", "input_tokens", "output_tokens")
 ZERO = Decimal(0)
-CENT = Decimal("0.01")
 TENTH = Decimal("0.1")
 
 
@@ -39,24 +42,44 @@ def _source(period: Period) -> tuple[str, str]:
     return ("hourly_spend", "hour") if period.hourly else ("daily_spend", "day")
 
 
+# --- totals ----------------------------------------------------------------------------------------------
+
+
+def period_totals(
+    client: Client, m: Marts, scope: Scope, periods: Mapping[str, Period], *, skip: Sequence[str] = ()
+) -> dict[str, Totals]:
+    """Totals of each named period: one query per source table (daily, hourly) whatever their number."""
+    out: dict[str, Totals] = {}
+    for hourly in (False, True):
+        chosen = {name: period for name, period in periods.items() if period.hourly == hourly}
+        if not chosen:
+            continue
+        table = "hourly_spend" if hourly else "daily_spend"
+        where, params = scope.condition(time_column=None, skip=skip)
+        conditions = []
+        for i, period in enumerate(chosen.values()):
+            params.update({f"d{i}": period.first_day, f"e{i}": period.last_day})
+            condition = f"day BETWEEN %(d{i})s AND %(e{i})s"
+            if hourly:
+                params.update({f"s{i}": naive(period.start), f"t{i}": naive(period.end)})
+                condition += f" AND hour >= %(s{i})s AND hour < %(t{i})s"
+            conditions.append(condition)
+        sums = ", ".join(f"sumIf({column}, {condition})" for condition in conditions for column in _TOTALS)
+        row = client.query(
+            f"SELECT {sums} FROM {m.marts}.{table} WHERE {where} AND ({' OR '.join(conditions)})",
+            parameters=params,
+        ).result_rows[0]
+        for i, name in enumerate(chosen):
+            values = row[i * len(_TOTALS) : (i + 1) * len(_TOTALS)]
+            counts = {column: int(value or 0) for column, value in zip(_TOTALS[1:], values[1:], strict=True)}
+            out[name] = Totals(spend_usd=values[0] or ZERO, **counts)
+    return out
+
+
 def totals(
     client: Client, m: Marts, scope: Scope, *, period: Period | None = None, skip: Sequence[str] = ()
 ) -> Totals:
-    when = period or scope.period
-    table, time_column = _source(when)
-    where, params = scope.condition(time_column=time_column, period=when, skip=skip)
-    row = client.query(
-        "SELECT sum(spend_usd), sum(requests), sum(error_requests), sum(input_tokens), sum(output_tokens)"
-        f" FROM {m.marts}.{table} WHERE {where}",
-        parameters=params,
-    ).result_rows[0]
-    return Totals(
-        spend_usd=row[0] or ZERO,
-        requests=int(row[1] or 0),
-        error_requests=int(row[2] or 0),
-        input_tokens=int(row[3] or 0),
-        output_tokens=int(row[4] or 0),
-    )
+    return period_totals(client, m, scope, {"period": period or scope.period}, skip=skip)["period"]
 
 
 def day_period(first: date, last: date, label: str) -> Period:
@@ -68,38 +91,77 @@ def day_period(first: date, last: date, label: str) -> Period:
     )
 
 
+def calendar_periods(now: datetime) -> dict[str, Period]:
+    """Today, this month, last month, the year so far, and last month up to today's day of the month (the fair
+    comparison for this month so far)."""
+    today = now.date()
+    this_month = month_start(today)
+    last_month = month_start(this_month - timedelta(days=1))
+    same_day = min(last_month + timedelta(days=today.day - 1), this_month - timedelta(days=1))
+    return {
+        "today": day_period(today, today, "Today"),
+        "this_month": day_period(this_month, today, "This month"),
+        "last_month": day_period(last_month, this_month - timedelta(days=1), "Last month"),
+        "year_to_date": day_period(today.replace(month=1, day=1), today, "Year to date"),
+        "last_month_to_same_day": day_period(last_month, same_day, "Last month to the same day"),
+    }
+
+
 def calendar_figures(
     client: Client, m: Marts, scope: Scope, *, skip: Sequence[str] = ()
 ) -> dict[str, Decimal]:
     """Spend today, this month, last month and this year (the rail's other filters apply; its dates don't)."""
-    today = scope.now.date()
-    this_month = month_start(today)
-    last_month = month_start(this_month - timedelta(days=1))
-    year = today.replace(month=1, day=1)
-    where, params = scope.condition(time_column=None, skip=skip)
-    row = client.query(
-        "SELECT sumIf(spend_usd, day = %(today)s), sumIf(spend_usd, day >= %(this_month)s),"
-        " sumIf(spend_usd, day >= %(last_month)s AND day < %(this_month)s),"
-        " sumIf(spend_usd, day >= %(year)s),"
-        " sumIf(spend_usd, day >= %(last_month)s AND day < %(last_month_same_day)s)"
-        f" FROM {m.marts}.daily_spend WHERE {where} AND day >= least(%(last_month)s, %(year)s) AND day <= %(today)s",
-        parameters={
-            **params,
-            "today": today,
-            "this_month": this_month,
-            "last_month": last_month,
-            "year": year,
-            # The same number of days into last month as today is into this one (for a fair comparison).
-            "last_month_same_day": min(last_month + timedelta(days=today.day), this_month),
-        },
-    ).result_rows[0]
-    keys = ("today", "this_month", "last_month", "year_to_date", "last_month_to_same_day")
-    return {key: (value or ZERO) for key, value in zip(keys, row, strict=True)}
+    found = period_totals(client, m, scope, calendar_periods(scope.now), skip=skip)
+    return {name: figures.spend_usd for name, figures in found.items()}
 
 
 def change(current: Decimal, previous: Decimal) -> Change:
     pct = ((current - previous) / previous * 100).quantize(TENTH) if previous else None
     return Change(current_usd=current, previous_usd=previous, change_usd=current - previous, change_pct=pct)
+
+
+def share(part: Decimal, whole: Decimal) -> Decimal:
+    return (part / whole * 100).quantize(TENTH) if whole else ZERO
+
+
+# --- rankings --------------------------------------------------------------------------------------------
+
+
+def rankings(
+    client: Client,
+    m: Marts,
+    scope: Scope,
+    sets: Mapping[str, Sequence[str]],
+    *,
+    limit: int | None = None,
+    period: Period | None = None,
+    skip: Sequence[str] = (),
+) -> dict[str, list[tuple[Any, ...]]]:
+    """Breakdowns by several key sets in one round trip: {name: [(…keys as text, spend, requests, input
+    tokens, output tokens)]}, most spend first, at most `limit` each."""
+    when = period or scope.period
+    table, time_column = _source(when)
+    where, params = scope.condition(time_column=time_column, period=when, skip=skip)
+    width = max(len(columns) for columns in sets.values())
+    parts = []
+    for i, columns in enumerate(sets.values()):
+        keys = [f"toString({c})" for c in columns] + ["''"] * (width - len(columns))
+        parts.append(
+            f"SELECT {i} AS ranking, {', '.join(f'{k} AS k{j}' for j, k in enumerate(keys))},"
+            " sum(spend_usd) AS spend, sum(requests), sum(input_tokens), sum(output_tokens)"
+            f" FROM {m.marts}.{table} WHERE {where} GROUP BY {', '.join(columns)}"
+        )
+    rows = client.query(" UNION ALL ".join(parts), parameters=params).result_rows
+    names = list(sets)
+    out: dict[str, list[tuple[Any, ...]]] = {name: [] for name in names}
+    for row in rows:
+        name = names[row[0]]
+        out[name].append((*row[1 : 1 + len(sets[name])], *row[1 + width :]))
+    for found in out.values():
+        found.sort(key=lambda r: (-r[-4], *r[:-4]))
+        if limit:
+            del found[limit:]
+    return out
 
 
 def ranking(
@@ -112,23 +174,14 @@ def ranking(
     period: Period | None = None,
     skip: Sequence[str] = (),
 ) -> list[tuple[Any, ...]]:
-    """(…by columns, spend, requests, input tokens, output tokens) per group, most spend first."""
-    when = period or scope.period
-    table, time_column = _source(when)
-    where, params = scope.condition(time_column=time_column, period=when, skip=skip)
-    columns = ", ".join(by)
-    return client.query(
-        f"SELECT {columns}, sum(spend_usd) AS spend, sum(requests), sum(input_tokens), sum(output_tokens)"
-        f" FROM {m.marts}.{table} WHERE {where} GROUP BY {columns} ORDER BY spend DESC, {columns}"
-        + (f" LIMIT {int(limit)}" if limit else ""),
-        parameters=params,
-    ).result_rows
+    """One breakdown: (…by columns as text, spend, requests, input tokens, output tokens), most spend first."""
+    return rankings(client, m, scope, {"only": by}, limit=limit, period=period, skip=skip)["only"]
 
 
 def ranked(
     rows: list[tuple[Any, ...]], total: Decimal, *, keys: int, label, href=None, detail=None
 ) -> list[Ranked]:
-    """`ranking` rows as `Ranked` items with their share of `total`."""
+    """Ranking rows as `Ranked` items with their share of `total`."""
     out = []
     for row in rows:
         key = row[:keys]
@@ -149,8 +202,7 @@ def ranked(
     return out
 
 
-def share(part: Decimal, whole: Decimal) -> Decimal:
-    return (part / whole * 100).quantize(TENTH) if whole else ZERO
+# --- time series -----------------------------------------------------------------------------------------
 
 
 def buckets(period: Period, grain: str) -> list[datetime]:
@@ -168,6 +220,24 @@ def buckets(period: Period, grain: str) -> list[datetime]:
     return starts
 
 
+class Series:
+    """Spend per bucket and key (zeros filled), requests per bucket, and the baseline's spend per bucket."""
+
+    def __init__(self, starts: list[datetime]) -> None:
+        self.starts = starts
+        self.by_key: dict[str, list[Decimal]] = defaultdict(lambda: [ZERO] * len(starts))
+        self.requests = [0] * len(starts)
+        self.baseline = [ZERO] * len(starts)
+
+    @property
+    def total(self) -> list[Decimal]:
+        return [sum((values[i] for values in self.by_key.values()), ZERO) for i in range(len(self.starts))]
+
+    def ordered(self) -> dict[str, list[Decimal]]:
+        """Keys by their spend, largest first (the stacking order of the charts)."""
+        return dict(sorted(self.by_key.items(), key=lambda item: -sum(item[1])))
+
+
 def series(
     client: Client,
     m: Marts,
@@ -176,31 +246,41 @@ def series(
     by: str | None,
     grain: str = "day",
     period: Period | None = None,
+    baseline: Period | None = None,
     skip: Sequence[str] = (),
-) -> tuple[list[datetime], dict[str, list[Decimal]], list[int]]:
-    """Spend per bucket and `by` value (every bucket present, zeros filled), and requests per bucket."""
+) -> Series:
+    """Spend per bucket of the period by `by` (a column, or None for the total); with `baseline` (a period
+    as long, e.g. the previous one), its total per bucket too, aligned bucket for bucket — one round trip."""
     when = period or scope.period
     table, time_column = _source(when)
     bucket = _BUCKET[granularity(when, grain)]
+    key = f"toString({by})" if by else "''"
     where, params = scope.condition(time_column=time_column, period=when, skip=skip)
-    key = by or "''"
-    rows = client.query(
-        f"SELECT {bucket} AS bucket, {key} AS key, sum(spend_usd), sum(requests)"
-        f" FROM {m.marts}.{table} WHERE {where} GROUP BY bucket, key ORDER BY bucket, key",
-        parameters=params,
-    ).result_rows
-    starts = buckets(when, grain)
-    index = {as_moment(s): i for i, s in enumerate(starts)}
-    spend: dict[str, list[Decimal]] = defaultdict(lambda: [ZERO] * len(starts))
-    requests = [0] * len(starts)
-    for moment, name, value, count_ in rows:
-        i = index.get(as_moment(moment))
-        if i is None:
+    statement = (
+        f"SELECT 0 AS part, {bucket} AS bucket, {key} AS key, sum(spend_usd), sum(requests)"
+        f" FROM {m.marts}.{table} WHERE {where} GROUP BY bucket, key"
+    )
+    if baseline is not None:
+        before, before_params = scope.condition(time_column=time_column, period=baseline, skip=skip)
+        params.update({f"b_{k}": v for k, v in before_params.items()})
+        statement += (
+            f" UNION ALL SELECT 1 AS part, {bucket} AS bucket, '' AS key, sum(spend_usd), sum(requests)"
+            f" FROM {m.marts}.{table} WHERE {before.replace('%(', '%(b_')} GROUP BY bucket"
+        )
+    found = Series(buckets(when, grain))
+    index = {as_moment(s): i for i, s in enumerate(found.starts)}
+    before_index = {as_moment(s): i for i, s in enumerate(buckets(baseline, grain))} if baseline else {}
+    for part, moment, name, value, count_ in client.query(statement, parameters=params).result_rows:
+        if part == 1:
+            i = before_index.get(as_moment(moment))
+            if i is not None and i < len(found.baseline):
+                found.baseline[i] += value
             continue
-        spend[str(name)][i] += value
-        requests[i] += int(count_)
-    ordered = dict(sorted(spend.items(), key=lambda item: -sum(item[1])))
-    return starts, ordered, requests
+        i = index.get(as_moment(moment))
+        if i is not None:
+            found.by_key[str(name)][i] += value
+            found.requests[i] += int(count_)
+    return found
 
 
 def as_moment(value: date | datetime) -> datetime:
@@ -209,13 +289,30 @@ def as_moment(value: date | datetime) -> datetime:
     return datetime.combine(value, time(), UTC)
 
 
-def time_series(starts: list[datetime], spend: dict[str, list[Decimal]], requests: list[int] | None = None,
-                baseline: tuple[str, list[Decimal]] | None = None) -> TimeSeries:  # fmt: skip
+def time_series(
+    starts: list[datetime],
+    spend: dict[str, list[Decimal]],
+    requests: list[int] | None = None,
+    baseline: tuple[str, list[Decimal]] | None = None,
+) -> TimeSeries:
     return TimeSeries(
         buckets=[s.isoformat() for s in starts],
         series=[SeriesPublic(name=name, values=values) for name, values in spend.items()],
         baseline=SeriesPublic(name=baseline[0], values=baseline[1]) if baseline else None,
         requests=requests,
+    )
+
+
+# --- lookups ---------------------------------------------------------------------------------------------
+
+
+def has_project(client: Client, m: Marts, workspace_id: Any, slug: str) -> bool:
+    """Whether the workspace ever spent on `slug` (a project the meters tagged but nobody registered)."""
+    return bool(
+        client.query(
+            f"SELECT 1 FROM {m.marts}.daily_spend WHERE workspace_id = %(ws)s AND project = %(p)s LIMIT 1",
+            parameters={"ws": workspace_id, "p": slug},
+        ).result_rows
     )
 
 

@@ -20,6 +20,8 @@ from halton_api.settings import CloudSettings
 from halton_api.store import Connection
 from halton_api.warehouse_writer import WarehouseError
 
+RAIL_TTL_SECONDS = 60.0
+
 
 @dataclass(frozen=True)
 class View:
@@ -66,7 +68,12 @@ async def render_view(
     warehouse cannot answer, the page still renders, saying why, instead of failing."""
     try:
         data, problem = await build(), None
-        models = await view.reader.run(lambda client, m: spend.models_seen(client, m, view.ctx.workspace.id))
+        workspace_id = view.ctx.workspace.id
+        models = await view.reader.cached(
+            ("models", workspace_id),
+            RAIL_TTL_SECONDS,
+            lambda client, m: spend.models_seen(client, m, workspace_id),
+        )
     except WarehouseError as error:
         data, problem, models = None, str(error), []
     return await render(

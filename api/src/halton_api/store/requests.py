@@ -48,6 +48,9 @@ def existing_uids(
 
 
 def encode_cursor(started_at: datetime, request_uid: UUID) -> str:
+    """A keyset cursor for tables of requests ordered newest first: where the page ended."""
+    if started_at.tzinfo is None:  # the warehouse's DateTime64 columns are UTC
+        started_at = started_at.replace(tzinfo=UTC)
     raw = f"{started_at.astimezone(UTC).isoformat()}|{request_uid}"
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
@@ -62,7 +65,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
         return when, UUID(uid)
     except ValueError:
         raise Invalid(
-            "cursor is not one this API returned: pass next_cursor from the previous page"
+            "cursor: not one this API gave out; pass next_cursor (or follow the Older link) of the previous page"
         ) from None
 
 

@@ -13,6 +13,7 @@ import re
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -45,7 +46,13 @@ def run(database_url: str, operation: Callable[[Any], Awaitable[T]]) -> T:
             await conn.commit()
             return result
 
-    return asyncio.run(main())
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(main())
+    # Called from a thread whose loop is running (Playwright's sync API keeps one): run in a thread of its own.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, main()).result()
 
 
 def make_user(database_url: str, *, email: str | None = None, name: str = "Test User") -> UserPublic:

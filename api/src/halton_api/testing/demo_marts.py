@@ -1,9 +1,10 @@
-"""A demo workspace with its marts built, for the dashboard tests: real stores, real dbt, real Dagster.
+"""A demo workspace with its marts built, for dashboard tests and benchmarks: real stores, dbt and Dagster.
 
 The demo rows go straight into the warehouse's raw tables (ingestion has tests of its own), the control plane
 is seeded as the API would hold it, and the marts are built by materializing the Dagster assets — the
-control-plane snapshot, the price card and the dbt project — exactly as the scheduled jobs do. The demo ends
-at the start of the current hour, so "today", "this month" and the default 30 days all have data.
+control-plane snapshot, the price card, the dbt project, then the optimisation checks — exactly as the
+scheduled jobs do. The demo ends at the start of the current hour, so "today", "this month" and the default
+30 days all have data.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ def build_demo(warehouse_url: str, postgres_server: str, *, requests: int = DEMO
 
     from halton_pipelines.defs.dbt import halton_dbt
     from halton_pipelines.defs.prices import model_prices
+    from halton_pipelines.defs.recommendations import recommendations
     from halton_pipelines.defs.snapshot import control_plane_snapshot
     from halton_pipelines.demo_data import Demo, DemoConfig
     from halton_pipelines.demo_warehouse import load_demo
@@ -82,7 +84,9 @@ def build_demo(warehouse_url: str, postgres_server: str, *, requests: int = DEMO
     database_url = _database(postgres_server, name)
     migrate_control_plane(database_url)
 
-    demo = Demo(DemoConfig(seed=7, requests=requests, days=90, chunk_size=10_000))
+    demo = Demo(
+        DemoConfig(seed=7, requests=requests, days=90, chunk_size=min(50_000, max(10_000, requests // 10)))
+    )
     load_demo(client, Databases.with_prefix(prefix), demo, control_plane=False)
     seed_demo_control_plane(database_url, demo, demo.billing())
     with psycopg.connect(database_url) as conn, conn.transaction():
@@ -101,6 +105,9 @@ def build_demo(warehouse_url: str, postgres_server: str, *, requests: int = DEMO
     assert sources.success
     marts = dg.materialize([halton_dbt], resources=resources, raise_on_error=False)
     assert marts.success, "dbt build of the demo marts failed"
+    # The optimisation checks read the marts dbt just built, as the hourly job does after the history marts.
+    checks = dg.materialize([recommendations], resources=resources)
+    assert checks.success, "the recommendations asset failed on the demo marts"
     return BuiltDemo(warehouse_url, prefix, database_url, demo)
 
 

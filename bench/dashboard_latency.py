@@ -1,0 +1,153 @@
+"""Dashboard latency on a big workspace: p50/p95 server time of the overview, a project page and the
+reconciliation page (and their JSON twins) with 10M raw requests behind the marts.
+
+The stack is the product's: an embedded warehouse server and PostgreSQL, the demo workspace's 10M requests
+loaded straight into raw (90 days ending this hour), the marts built by the Dagster assets (control-plane
+snapshot, price card, dbt build), and the API as its own uvicorn process. The benchmark signs in like a browser
+and times each GET on loopback, one at a time, after a warm-up; the time is the round trip, which on loopback
+is the server's time plus well under a millisecond.
+
+    uv run python bench/dashboard_latency.py [--requests 10000000] [--runs 40]
+
+Target: p95 <= 250 ms per page on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pgserver
+
+from halton_api.testing.demo_marts import DEMO_PASSWORD, build_demo
+from halton_meter.testing.processes import free_port, wait_for
+from halton_warehouse.embedded import start_embedded
+
+CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--requests", type=int, default=10_000_000)
+    parser.add_argument("--runs", type=int, default=40)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="halton-bench-dash-") as tmp:
+        home = Path(tmp)
+        pg = pgserver.get_server(home / "pg", cleanup_mode="stop")
+        try:
+            with start_embedded(home / "chdb", log_path=home / "warehouse.log") as warehouse:
+                started = time.perf_counter()
+                built = build_demo(warehouse.url, pg.get_uri(), requests=args.requests)
+                print(
+                    f"demo of {args.requests:,} requests loaded and marts built in {time.perf_counter() - started:.0f} s"
+                )
+                port = free_port()
+                env = {
+                    **os.environ,
+                    "HALTON_ENV": "development",
+                    "HALTON_DATA_DIR": str(home / "cloud"),
+                    "HALTON_DATABASE_URL": built.database_url,
+                    "HALTON_CLICKHOUSE_URL": built.warehouse_url,
+                    "HALTON_CLICKHOUSE_DATABASE_PREFIX": built.prefix,
+                    "HALTON_SECRET_KEY": secrets.token_urlsafe(48),
+                }
+                with api_process(env, port, home / "api.log") as url:
+                    measure(url, built, args.runs, args.requests)
+        finally:
+            pg.cleanup()
+
+
+@contextmanager
+def api_process(env: dict[str, str], port: int, log: Path) -> Iterator[str]:
+    """The API as its own uvicorn process, as `halton-cloud up` runs it; yields its URL."""
+    command = [sys.executable, "-m", "uvicorn", "--factory", "halton_api.app:app_from_env", "--host", "127.0.0.1",
+               "--port", str(port), "--log-level", "warning"]  # fmt: skip
+    with log.open("ab") as out:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _healthy(url), timeout=60, what=f"the API on {url} (log: {log})")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def measure(base: str, built, runs: int, raw_rows: int) -> None:
+    client = httpx.Client(base_url=base, timeout=60)
+    token = CSRF_FIELD.search(client.get("/signin").text).group(1)
+    client.post("/signin", data={"csrf_token": token, "email": built.owner_email, "password": DEMO_PASSWORD})
+    slug = built.slug
+    (top_project,) = built.query(
+        "SELECT project FROM {marts}.daily_spend WHERE workspace_id = '{ws}' GROUP BY project "
+        "ORDER BY sum(spend_usd) DESC LIMIT 1"
+    )[0]
+    marts = {
+        table: built.scalar(f"SELECT count() FROM {{marts}}.{table}")
+        for table in ("daily_spend", "hourly_spend", "requests", "reconciliation_daily")
+    }
+    targets = [
+        ("overview (30 days)", f"/{slug}/overview"),
+        ("overview JSON", f"/v1/{slug}/overview"),
+        ("overview, last 24 hours", f"/{slug}/overview?range=24h"),
+        ("project page", f"/{slug}/projects/{top_project}"),
+        ("project JSON", f"/v1/{slug}/projects/{top_project}/view"),
+        ("project, one provider, 7 days", f"/{slug}/projects/{top_project}?range=7d&provider=anthropic"),
+        ("reconciliation", f"/{slug}/reconciliation"),
+        ("reconciliation JSON", f"/v1/{slug}/reconciliation"),
+    ]
+    print(f"\nmarts rows: {', '.join(f'{k} {v:,}' for k, v in marts.items())}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
+    print(f"load average before: {os.getloadavg()[0]:.1f}\n")
+    print(f"| page ({raw_rows:,} raw requests) | p50 | p95 | max | bytes |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for name, path in targets:
+        for _ in range(3):  # warm-up: connections, the warehouse's caches
+            client.get(path)
+        times = []
+        size = 0
+        for _ in range(runs):
+            started = time.perf_counter()
+            response = client.get(path)
+            times.append((time.perf_counter() - started) * 1000)
+            if response.status_code != 200:
+                raise SystemExit(f"{path}: {response.status_code} {response.text[:300]}")
+            size = len(response.content)
+        print(
+            f"| {name} | {statistics.median(times):.0f} ms | {percentile(times, 0.95):.0f} ms | "
+            f"{max(times):.0f} ms | {size:,} |",
+            flush=True,
+        )
+    print(f"\nload average after: {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
