@@ -85,3 +85,26 @@ def test_the_json_twin_and_bad_filters(demo_cloud, built_demo) -> None:
         assert response.status_code == 422, (params, response.text)
         assert response.json()["detail"].startswith(named), response.json()
     assert client.get(f"/v1/{built_demo.slug}/overview", params={"range": "24h"}).status_code == 200
+
+
+def test_pages_fit_a_laptop_screen_and_keep_their_labels(demo_page, artifacts_dir) -> None:
+    """At 1280 x 800 no page scrolls sideways, every form control has a label, every chart a title."""
+    page = demo_page.page
+    page.set_viewport_size({"width": 1280, "height": 800})
+    for path in ("overview", "projects/acme-batch-summariser", "reconciliation", "executive", "cost-centers",
+                 "clusters", "optimization", "audit"):  # fmt: skip
+        demo_page.open(f"/{{ws}}/{path}")
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"{path} scrolls sideways by {overflow}px at 1280px"
+        unlabelled = page.evaluate(
+            """[...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+                 .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
+                               && !el.getAttribute('aria-labelledby') && !el.closest('label'))
+                 .map(el => el.name || el.id)"""
+        )
+        assert unlabelled == [], f"{path}: unlabelled controls {unlabelled}"
+        untitled = page.evaluate(
+            "[...document.querySelectorAll('svg')].filter(s => !s.querySelector('title')).length"
+        )
+        assert untitled == 0, f"{path}: a chart without a title"
+        demo_page.screenshot(artifacts_dir, f"laptop-{path.replace('/', '-')}")
