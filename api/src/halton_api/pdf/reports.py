@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,7 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from halton_api.dashboards.clusters import build_clusters
 from halton_api.dashboards.executive import build_executive
-from halton_api.dashboards.filters import PROVIDERS, Period, Scope, previous_month
+from halton_api.dashboards.filters import PROVIDERS, Period, Scope, month_end, previous_month
 from halton_api.dashboards.models import TimeSeries
 from halton_api.dashboards.project import build_project, project_view
 from halton_api.dashboards.reader import Marts
@@ -106,16 +106,30 @@ class BucketRow:
 _ROW_LABEL = {"hour": "%d %b %Y %H:%M", "day": "%a %d %b %Y", "week": "w/c %d %b %Y", "month": "%B %Y"}
 
 
-def bucket_rows(spend: TimeSeries, volume: TimeSeries, granularity: str) -> list[BucketRow]:
-    """The spend-over-time chart's data as table rows (same object, so the table and the chart agree)."""
+def bucket_rows(
+    spend: TimeSeries, volume: TimeSeries, granularity: str, *, first_day: date | None = None,
+    last_day: date | None = None,
+) -> list[BucketRow]:  # fmt: skip
+    """The spend-over-time chart's data as table rows (same object, so the table and the chart agree). A week
+    or month the period only partly covers says which days it holds (a 12-month report starts mid-month)."""
     fmt = _ROW_LABEL.get(granularity, "%d %b %Y")
     requests = volume.requests or [0] * len(spend.buckets)
     rows = []
     for i, bucket in enumerate(spend.buckets):
         values = [s.values[i] for s in spend.series]
+        start = datetime.fromisoformat(bucket).date()
+        label = start.strftime(fmt)
+        if granularity in ("week", "month"):
+            covers_to = (
+                start + timedelta(days=6) if granularity == "week" else month_end(start) - timedelta(days=1)
+            )
+            if first_day and start < first_day:
+                label += f" (from {first_day:%d %b})"
+            elif last_day and covers_to > last_day:
+                label += f" (to {last_day:%d %b})"
         rows.append(
             BucketRow(
-                label=datetime.fromisoformat(bucket).strftime(fmt),
+                label=label,
                 requests=requests[i],
                 spend=values,
                 total=sum(values, Decimal(0)),
@@ -194,7 +208,13 @@ async def project_report(
         clusters_total=len(clusters.clusters),
         basis=basis,
         previous=period.previous(),
-        time_rows=bucket_rows(data.spend_over_time, data.volume, data.period.granularity),
+        time_rows=bucket_rows(
+            data.spend_over_time,
+            data.volume,
+            data.period.granularity,
+            first_day=view.scope.period.first_day,
+            last_day=view.scope.period.last_day,
+        ),
         filter_facts=_filter_facts(view, skip=("project",)),
     )
     return Report(
@@ -220,7 +240,7 @@ async def executive_report(env: Environment, view: View, *, logo: StoredLogo | N
         now=view.scope.now,
         last_month=previous_month(view.scope.now.date()),
         filter_facts=_filter_facts(view),
-        month_rows=bucket_rows(data.monthly, data.monthly, "month"),
+        month_rows=bucket_rows(data.monthly, data.monthly, "month", last_day=view.scope.now.date()),
         providers=PROVIDERS,
     )
     return Report(

@@ -38,6 +38,7 @@ if (job) {
     }
     if (body.state === "done") {
       bar.value = bar.max;
+      document.querySelector("[data-report-heading]").textContent = "Your PDF is ready";
       status.textContent = `Ready: ${body.pages} pages. Your download starts now.`;
       download.hidden = false;
       location.assign(body.download_url);
