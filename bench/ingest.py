@@ -259,8 +259,8 @@ def main() -> None:
     for r in results:
         print(
             f"| {r['clients']} | {r['batches']} | {r['rows_per_s']:,.0f} | {r['p50_ms']:.0f} ms | "
-            f"{r['p95_ms']:.0f} ms | {r['max_ms']:.0f} ms | {r['api_ms_per_k']:.0f} / {r['warehouse_ms_per_k']:.0f}"
-            f" / {r['postgres_ms_per_k']:.0f} / {r['client_ms_per_k']:.0f} | {r['load']} |"
+            f"{r['p95_ms']:.0f} ms | {r['max_ms']:.0f} ms | {r['api_ms_per_k']:.1f} / {r['warehouse_ms_per_k']:.1f}"
+            f" / {r['postgres_ms_per_k']:.1f} / {r['client_ms_per_k']:.1f} | {r['load']} |"
         )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
+from datetime import UTC
 
 import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError, ProgrammingError
@@ -200,7 +201,7 @@ def test_a_batch_still_queued_after_the_timeout_is_told_to_come_back(warehouse) 
 
 
 def test_the_probe_finds_what_the_workspace_has_on_those_days_in_both_forms(warehouse, monkeypatch) -> None:
-    from datetime import UTC, datetime, timedelta
+    from datetime import datetime, timedelta
 
     from halton_api import warehouse_writer
     from halton_api.warehouse_writer import _days, existing_request_uids
@@ -292,3 +293,83 @@ def test_the_garbage_collector_is_tuned_once() -> None:
     tune_gc_for_batches()
     assert gc.get_threshold()[0] == GC_YOUNG_THRESHOLD
     assert gc.get_freeze_count() >= frozen > 0
+
+
+def test_the_faster_encoders_write_the_same_bytes_as_clickhouse_connect() -> None:
+    """`_UUIDColumn`, `_DateTime64Column` and `_DecimalColumn` against clickhouse-connect's own encoders,
+    on the values the writer sends: UUID objects (constant runs and distinct), aware datetimes in any
+    offset (before the epoch and with sub-millisecond parts too), Decimals with None and zero."""
+    from datetime import datetime, timedelta, timezone
+    from decimal import Decimal
+
+    from clickhouse_connect.datatypes.registry import get_from_name
+    from clickhouse_connect.driver.insert import InsertContext
+    from clickhouse_connect.driver.transform import NativeTransform
+
+    from halton_api.warehouse_writer import _faster_type, _Runs
+
+    ids = [uuid.uuid4() for _ in range(3)]
+    runs = _Runs([(ids[0], 3), (ids[1], 0), (ids[2], 2)])
+    assert runs == [ids[0]] * 3 + [ids[2]] * 2
+    moments = [
+        datetime(2026, 5, 1, 10, 0, 0, 999_999, tzinfo=UTC),
+        datetime(1969, 12, 31, 23, 59, 59, 999_500, tzinfo=UTC),
+        datetime(2026, 5, 1, 12, 0, 0, 123_456, tzinfo=timezone(timedelta(hours=2))),
+        RequestRow.model_validate(row("m")).started_at,  # pydantic's own tzinfo
+        datetime(2026, 1, 1, tzinfo=timezone(timedelta(hours=-5, minutes=-30))),
+    ]
+    costs = [Decimal("0.009630000"), None, Decimal("0"), Decimal("123456789.123456789"), Decimal("1E+2")]
+    columns = [
+        ("a", "UUID", runs),
+        ("b", "UUID", [uuid.uuid4() for _ in range(5)]),
+        ("c", "DateTime64(3, 'UTC')", moments),
+        ("d", "Nullable(Decimal(18, 9))", costs),
+        ("e", "Decimal(18, 9)", [c or Decimal("0.5") for c in costs]),
+    ]
+    plain = [get_from_name(type_name) for _, type_name, _ in columns]
+    faster = [_faster_type(t) for t in plain]
+    assert [type(t) for t in faster] != [type(t) for t in plain]
+    assert [t.name for t in faster] == [t.name for t in plain]
+
+    def encode(types) -> bytes:
+        context = InsertContext(
+            "t", [n for n, _, _ in columns], types, column_oriented=True, compression=None
+        )
+        context.data = [values for _, _, values in columns]
+        return b"".join(NativeTransform.build_insert(context))
+
+    assert encode(faster) == encode(plain)
+    assert _faster_type(get_from_name("DateTime64(6)")) == get_from_name("DateTime64(6)")
+    assert type(_faster_type(get_from_name("Decimal(38, 9)"))) is type(get_from_name("Decimal(38, 9)"))
+
+
+def test_inserted_rows_read_back_as_sent(warehouse) -> None:
+    """Through the faster encoders into the table and back: ids, timestamps to the millisecond, cost."""
+    workspace, device, batch_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    rows = _rows("m", 4)
+
+    async def main() -> None:
+        writer = WarehouseWriter(WarehousePool(warehouse.url, size=1, queue_timeout=5), warehouse.databases)
+        await writer.start()
+        await writer.write_batch(workspace_id=workspace, device_id=device, batch_id=batch_id, rows=rows)
+        await writer.close()
+        await writer.pool.close()
+
+    asyncio.run(main())
+    stored = (
+        warehouse.client()
+        .query(
+            "SELECT request_uid, workspace_id, device_id, batch_id, started_at, ended_at, cost_usd"
+            f" FROM {warehouse.databases.raw}.requests WHERE workspace_id = '{workspace}'"
+        )
+        .result_rows
+    )
+    by_uid = {r[0]: r[1:] for r in stored}
+    assert set(by_uid) == {r.request_uid for r in rows}
+    for sent in rows:
+        ws, dev, bid, started, ended, cost_usd = by_uid[sent.request_uid]
+        assert (ws, dev, bid) == (workspace, device, batch_id)
+        for got, want in ((started, sent.started_at), (ended, sent.ended_at)):
+            want_ms = want.replace(microsecond=want.microsecond // 1000 * 1000)
+            assert got.replace(tzinfo=UTC) == want_ms.astimezone(UTC)
+        assert cost_usd == sent.cost_usd

@@ -50,12 +50,16 @@ from halton_api.routers import (
     workspaces,
 )
 from halton_api.settings import CloudSettings
+from halton_api.store import devices as devices_store
+from halton_api.store import projects as projects_store
 from halton_api.warehouse_writer import WarehouseError, WarehousePool, WarehouseWriter
 from halton_meter.protocol import BatchAccepted, RequestBatch
 
 log = logging.getLogger(__name__)
 
 POSTGRES_RETRY_AFTER = 5
+# A device's last sync is shown to the minute: writing it at most this often per device loses nothing.
+SYNC_WRITE_INTERVAL_SECONDS = 10.0
 GC_YOUNG_THRESHOLD = 100_000
 
 
@@ -113,6 +117,9 @@ def create_app(settings: CloudSettings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.templates = make_templates()
+    # What this process knows PostgreSQL already holds, so most batches write nothing to it (see ingest).
+    app.state.sync_clock = devices_store.SyncClock(interval=SYNC_WRITE_INTERVAL_SECONDS)
+    app.state.known_projects = projects_store.KnownProjects()
     app.state.bad_auth_limiter = TokenBucketLimiter(
         burst=settings.bad_auth_burst, per_minute=settings.bad_auth_per_minute
     )

@@ -337,3 +337,125 @@ def test_503_with_retry_after_when_the_warehouse_is_down(settings, postgres_url)
     assert int(response.headers["Retry-After"]) > 0
     assert "warehouse" in response.json()["detail"]
     assert _last_sync(postgres_url, created.device.id) is None
+
+
+def test_known_projects_are_registered_once_and_new_ones_still_are(
+    client, paired, postgres_url, monkeypatch
+) -> None:
+    from halton_api.store import projects
+
+    registered: list[set[str]] = []
+    original = projects.register_projects
+
+    async def counting(conn, *, workspace_id, slugs, actor):
+        registered.append(set(slugs))
+        return await original(conn, workspace_id=workspace_id, slugs=slugs, actor=actor)
+
+    monkeypatch.setattr(projects, "register_projects", counting)
+    client.app.state.known_projects = projects.KnownProjects()
+    workspace, created = paired
+    machine = created.device.machine_id
+    for body in (
+        batch(machine, 3),
+        batch(machine, 3),
+        batch(machine, 2, project="acme/new"),
+        batch(machine, 2),
+    ):
+        assert client.post("/v1/requests/batch", json=body, headers=bearer(created.token)).status_code == 200
+    assert registered == [{"acme/app"}, {"acme/new"}]
+    with psycopg.connect(postgres_url) as conn:
+        slugs = conn.execute(
+            "SELECT slug FROM projects WHERE workspace_id = %s ORDER BY slug", (workspace.id,)
+        )
+        assert [s for (s,) in slugs] == ["acme/app", "acme/new"]
+
+
+def test_last_sync_is_written_on_the_first_batch_then_at_most_every_interval(
+    client, paired, postgres_url
+) -> None:
+
+    now = [1000.0]
+    client.app.state.sync_clock = devices.SyncClock(interval=10.0, clock=lambda: now[0])
+    _, created = paired
+    machine = created.device.machine_id
+
+    def send() -> datetime | None:
+        assert (
+            client.post(
+                "/v1/requests/batch", json=batch(machine, 2), headers=bearer(created.token)
+            ).status_code
+            == 200
+        )
+        return _last_sync(postgres_url, created.device.id)
+
+    first = send()
+    assert first is not None
+    now[0] += 9.9
+    assert send() == first  # within the interval: not written again
+    now[0] += 0.1
+    later = send()
+    assert later is not None and later > first
+
+
+def test_a_rejected_batch_does_not_count_as_the_first_sync(client, paired, postgres_url) -> None:
+
+    client.app.state.sync_clock = devices.SyncClock(interval=3600.0)
+    _, created = paired
+    machine = created.device.machine_id
+    assert (
+        client.post("/v1/requests/batch", json=_naive(machine), headers=bearer(created.token)).status_code
+        == 422
+    )
+    assert _last_sync(postgres_url, created.device.id) is None
+    assert (
+        client.post("/v1/requests/batch", json=batch(machine, 1), headers=bearer(created.token)).status_code
+        == 200
+    )
+    assert _last_sync(postgres_url, created.device.id) is not None
+
+
+def test_revocation_and_removal_are_seen_on_the_very_next_batch_however_busy_the_device(
+    client, paired, postgres_url, warehouse
+) -> None:
+    workspace, created = paired
+    machine = created.device.machine_id
+    for _ in range(3):  # the device's sync time and projects are known to this process by now
+        assert (
+            client.post(
+                "/v1/requests/batch", json=batch(machine, 2), headers=bearer(created.token)
+            ).status_code
+            == 200
+        )
+    _set_status(postgres_url, workspace, created.device.id, "removed")
+    assert (
+        client.post("/v1/requests/batch", json=batch(machine, 2), headers=bearer(created.token)).status_code
+        == 403
+    )
+    _set_status(postgres_url, workspace, created.device.id, "revoked")
+    assert (
+        client.post("/v1/requests/batch", json=batch(machine, 2), headers=bearer(created.token)).status_code
+        == 401
+    )
+    assert _count(warehouse) == 6
+
+
+def test_the_sync_clock_and_known_projects_stay_bounded() -> None:
+    from halton_api.store import projects
+
+    now = [0.0]
+    clock = devices.SyncClock(interval=10.0, limit=2, clock=lambda: now[0])
+    a, b, c = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    assert clock.due(a)
+    clock.written(a)
+    clock.written(b)
+    assert not clock.due(a) and not clock.due(b)
+    clock.written(c)  # over the limit: forgets the others, which then write once more
+    assert clock.due(a) and not clock.due(c)
+
+    known = projects.KnownProjects(limit=2)
+    workspace = uuid.uuid4()
+    known.remember(workspace, {"x", "y"})
+    assert known.unknown(workspace, {"x", "y", "z"}) == {"z"}
+    assert known.unknown(uuid.uuid4(), {"x"}) == {"x"}  # per workspace
+    known.remember(workspace, {"z"})
+    assert known.unknown(workspace, {"x", "z"}) == {"x"}

@@ -13,12 +13,14 @@ import zlib
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, status
+from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
 from pydantic_core import from_json
 
 from halton_api.deps import ActiveDevice, Pool, Settings, Writer
 from halton_api.models import Problem
 from halton_api.store import devices, projects
+from halton_api.store.devices import DeviceAuth
 from halton_meter.protocol import (
     SCHEMA_VERSION,
     BatchAccepted,
@@ -69,15 +71,47 @@ async def ingest_batch(
         batch_id=batch.batch_id,
         rows=_first_of_each_uid(batch.rows),
     )
-    # Committed before the answer goes out; a failure here is a 503 and the meter's retry is a duplicate.
-    async with pool.connection() as conn:
-        await devices.record_sync(conn, device_id=device.device_id)
-        await projects.register_projects(
-            conn, workspace_id=device.workspace.id, slugs={row.project for row in fresh}, actor=device.actor
-        )
+    state = request.app.state
+    await _record_sync_and_projects(
+        pool, device, {row.project for row in fresh}, clock=state.sync_clock, known=state.known_projects
+    )
     return BatchAccepted(
         batch_id=batch.batch_id, accepted=len(fresh), duplicates=len(batch.rows) - len(fresh)
     )
+
+
+async def _record_sync_and_projects(
+    pool: AsyncConnectionPool,
+    device: DeviceAuth,
+    slugs: set[str],
+    *,
+    clock: devices.SyncClock,
+    known: projects.KnownProjects,
+) -> None:
+    """The device's last-sync time (at most every few seconds) and projects for slugs not seen before.
+
+    `clock` and `known` are the app's (one per process, see `create_app`): which devices' last sync and which
+    projects PostgreSQL already has, so that most batches need no control-plane write at all (the token is
+    still looked up on every batch: a revoked or removed device is refused on its very next one). Committed
+    before the answer goes out; a failure here is a 503 and the meter's retry is a duplicate.
+    """
+    workspace_id = device.workspace.id
+    sync_due = clock.due(device.device_id)
+    new_slugs = known.unknown(workspace_id, slugs)
+    if not sync_due and not new_slugs:
+        return
+    async with pool.connection() as conn:
+        if sync_due:
+            await devices.record_sync(conn, device_id=device.device_id)
+        if new_slugs:
+            await projects.register_projects(
+                conn, workspace_id=workspace_id, slugs=new_slugs, actor=device.actor
+            )
+    # Only now, committed: a rolled-back write is tried again on the next batch.
+    if sync_due:
+        clock.written(device.device_id)
+    if new_slugs:
+        known.remember(workspace_id, new_slugs)
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -47,6 +47,29 @@ async def register_projects(
     return [row["slug"] for row in rows]
 
 
+class KnownProjects:
+    """The (workspace, slug) pairs this process knows have a project, so a batch registers only the others.
+
+    Projects are never deleted (only archived), so a pair once committed stays true for the life of the
+    process. Remember pairs with `remember` only once the registering transaction has committed. Bounded:
+    past `limit` pairs it starts afresh, and each slug then costs one more `INSERT … ON CONFLICT DO NOTHING`.
+    """
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self._limit = limit
+        self._known: set[tuple[UUID, str]] = set()
+
+    def unknown(self, workspace_id: UUID, slugs: Iterable[str]) -> set[str]:
+        """Those of `slugs` not known to have a project in the workspace."""
+        known = self._known
+        return {slug for slug in slugs if (workspace_id, slug) not in known}
+
+    def remember(self, workspace_id: UUID, slugs: Iterable[str]) -> None:
+        if len(self._known) >= self._limit:
+            self._known.clear()
+        self._known.update((workspace_id, slug) for slug in slugs)
+
+
 async def known_slugs(conn: Connection, *, workspace_id: UUID, slugs: Iterable[str]) -> set[str]:
     rows = await (
         await conn.execute(
