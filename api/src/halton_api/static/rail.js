@@ -24,3 +24,17 @@ document.querySelectorAll("form[data-rail]").forEach((form) => {
     });
   });
 });
+
+// A multi-select's list closes when the click lands elsewhere (or on Escape), as a select's would.
+document.addEventListener("click", (event) => {
+  document.querySelectorAll("form[data-rail] details.multi[open]").forEach((open) => {
+    if (!open.contains(event.target)) open.open = false;
+  });
+});
+document.addEventListener("keydown", (event) => {
+  if (event.key !== "Escape") return;
+  document.querySelectorAll("form[data-rail] details.multi[open]").forEach((open) => {
+    open.open = false;
+    open.querySelector("summary").focus();
+  });
+});
