@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from halton_api.dashboards import spend
 from halton_api.dashboards.budgets import budget_status
-from halton_api.dashboards.filters import PROVIDERS, month_start
+from halton_api.dashboards.filters import month_start
 from halton_api.dashboards.models import ExecutivePublic
 from halton_api.dashboards.reconciliation import all_providers, latest_complete_month, provider_rows
 from halton_api.dashboards.view import View
@@ -38,8 +38,7 @@ async def build_executive(view: View) -> ExecutivePublic:
     figures = {name: totals.spend_usd for name, totals in found.items()}
     current = found["current"]
     facts = view.facts
-    only_project = view.filters.projects[0] if len(view.filters.projects) == 1 else None
-    project_budget = facts.monthly_budget(only_project) if only_project else None
+    amount, budget_scope = facts.budget_for(view.filters)
     return ExecutivePublic(
         workspace=view.slug,
         filters=view.filters.as_json(),
@@ -62,19 +61,6 @@ async def build_executive(view: View) -> ExecutivePublic:
             if rows
             else None
         ),
-        # A workspace budget against filtered spend would read as a false "under": only one project's own
-        # budget, or the workspace's when nothing is filtered.
-        budget=budget_status(
-            project_budget
-            if project_budget is not None
-            else None
-            if view.filters.narrowed
-            else facts.monthly_budget(),
-            figures["this_month"],
-            today,
-            scope="project" if project_budget is not None else "workspace",
-        ),
-        monthly=spend.time_series(
-            monthly.starts, {PROVIDERS.get(name, name): values for name, values in monthly.ordered().items()}
-        ),
+        budget=budget_status(amount, figures["this_month"], today, scope=budget_scope),
+        monthly=spend.time_series(monthly.starts, spend.by_provider_label(monthly)),
     )

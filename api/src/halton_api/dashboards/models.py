@@ -95,14 +95,6 @@ class RailOption(BaseModel):
     group: str = ""
 
 
-class RailOptions(BaseModel):
-    providers: list[RailOption]
-    models: list[RailOption]
-    projects: list[RailOption]
-    devices: list[RailOption]
-    cost_centers: list[RailOption]
-
-
 class OverviewPublic(BaseModel):
     workspace: str
     filters: dict[str, Any]

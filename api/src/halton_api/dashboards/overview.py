@@ -30,20 +30,8 @@ async def build_overview(view: View) -> OverviewPublic:
     figures, trend, top = await view.reader.run(query)
     current, before = figures["current"], figures["previous"]
     facts = view.facts
-    only_project = view.filters.projects[0] if len(view.filters.projects) == 1 else None
-    project_budget = facts.monthly_budget(only_project) if only_project else None
-    # A workspace budget against filtered spend would read as a false "under": only one project's own budget,
-    # or the workspace's when nothing is filtered.
-    budget = budget_status(
-        project_budget
-        if project_budget is not None
-        else None
-        if view.filters.narrowed
-        else facts.monthly_budget(),
-        figures["this_month"].spend_usd,
-        scope.now.date(),
-        scope="project" if project_budget is not None else "workspace",
-    )
+    amount, budget_scope = facts.budget_for(view.filters)
+    budget = budget_status(amount, figures["this_month"].spend_usd, scope.now.date(), scope=budget_scope)
     return OverviewPublic(
         workspace=view.slug,
         filters=view.filters.as_json(),
@@ -56,7 +44,7 @@ async def build_overview(view: View) -> OverviewPublic:
         budget=budget,
         spend_by_provider=spend.time_series(
             trend.starts,
-            {PROVIDERS.get(name, name): values for name, values in trend.ordered().items()},
+            spend.by_provider_label(trend),
             baseline=(
                 f"Previous period ({previous.first_day:%d %b} \u2013 {previous.last_day:%d %b})",
                 trend.baseline,

@@ -8,7 +8,7 @@ from decimal import Decimal
 from halton_api.dashboards import requests, spend
 from halton_api.dashboards.budgets import budget_status
 from halton_api.dashboards.filters import PROVIDERS
-from halton_api.dashboards.models import ProjectInfo, ProjectsPublic, ProjectViewPublic, Ranked
+from halton_api.dashboards.models import ProjectInfo, ProjectsPublic, ProjectViewPublic, Ranked, RequestTable
 from halton_api.dashboards.view import View
 from halton_api.errors import Invalid, NotFound
 
@@ -69,7 +69,7 @@ async def build_project(
         ),
         spend_over_time=spend.time_series(
             over_time.starts,
-            {PROVIDERS.get(name, name): values for name, values in over_time.ordered().items()},
+            spend.by_provider_label(over_time),
         ),
         by_developer=spend.ranked(
             breakdowns["developers"],
@@ -90,6 +90,25 @@ async def build_project(
         volume=spend.time_series(over_time.starts, {"Spend": over_time.total}, requests=over_time.requests),
         recent_requests=table,
     )
+
+
+async def project_requests(
+    view: View, slug: str, *, cursor: str | None = None, search: str | None = None
+) -> RequestTable:
+    """The project page's requests table alone (its CSV): no figures, series or breakdowns to compute."""
+    facts = view.facts
+    registered = facts.project(slug)
+    scope = project_view(view, slug).scope
+
+    def query(client, m):
+        if registered is None and not spend.has_project(client, m, scope.workspace_id, slug):
+            return None
+        return requests.recent(client, m, scope, device_name=facts.device_name, cursor=cursor, search=search)
+
+    table = await view.reader.run(query)
+    if table is None:
+        raise NotFound(f"no project {slug!r} in this workspace")
+    return table
 
 
 async def build_projects(view: View) -> ProjectsPublic:

@@ -3,16 +3,20 @@ provider_request_id or request_uid) and one request's full row for its trace."""
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID
 
 from clickhouse_connect.driver.client import Client
+from fastapi.responses import Response
 
 from halton_api.dashboards.filters import Scope
 from halton_api.dashboards.models import RequestRowPublic, RequestTable
 from halton_api.dashboards.reader import Marts
+from halton_api.dashboards.spend import as_moment
 from halton_api.store.requests import decode_cursor, encode_cursor
 
 PAGE_SIZE = 100
@@ -21,10 +25,6 @@ _COLUMNS = (
     "input_tokens", "output_tokens", "cost_usd", "cost_source", "latency_ms", "provider_request_id",
 )  # fmt: skip
 CSV_COLUMNS = (*_COLUMNS[:6], "device", *_COLUMNS[6:])
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def recent(
@@ -77,7 +77,7 @@ def recent(
     page = []
     for values in rows[:limit]:
         row = dict(zip(_COLUMNS, values, strict=True))
-        row["started_at"] = _aware(row["started_at"])
+        row["started_at"] = as_moment(row["started_at"])
         row["device"] = device_name(row["device_id"])
         page.append(RequestRowPublic.model_validate(row))
     more = len(rows) > limit
@@ -111,6 +111,19 @@ def _cutoff(client: Client, m: Marts, scope: Scope, need: int, before: datetime 
         if total >= need:
             return moment
     return None
+
+
+def csv_response(table: RequestTable, filename: str) -> Response:
+    """The visible rows as a CSV download (the project pages' and the audit log's request tables)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_COLUMNS)
+    writer.writerows(csv_rows(table))
+    return Response(
+        buffer.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
 
 
 def csv_rows(table: RequestTable) -> list[list[Any]]:

@@ -17,7 +17,7 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from halton_api.dashboards.filters import Period, Scope, month_end, month_start, naive
+from halton_api.dashboards.filters import PROVIDERS, Period, Scope, month_end, month_start, naive
 from halton_api.dashboards.models import Change, PeriodPublic, Ranked, SeriesPublic, TimeSeries, Totals
 from halton_api.dashboards.reader import Marts
 
@@ -105,14 +105,6 @@ def calendar_periods(now: datetime) -> dict[str, Period]:
         "year_to_date": day_period(today.replace(month=1, day=1), today, "Year to date"),
         "last_month_to_same_day": day_period(last_month, same_day, "Last month to the same day"),
     }
-
-
-def calendar_figures(
-    client: Client, m: Marts, scope: Scope, *, skip: Sequence[str] = ()
-) -> dict[str, Decimal]:
-    """Spend today, this month, last month and this year (the rail's other filters apply; its dates don't)."""
-    found = period_totals(client, m, scope, calendar_periods(scope.now), skip=skip)
-    return {name: figures.spend_usd for name, figures in found.items()}
 
 
 def change(current: Decimal, previous: Decimal) -> Change:
@@ -236,6 +228,11 @@ class Series:
     def ordered(self) -> dict[str, list[Decimal]]:
         """Keys by their spend, largest first (the stacking order of the charts)."""
         return dict(sorted(self.by_key.items(), key=lambda item: -sum(item[1])))
+
+
+def by_provider_label(found: Series) -> dict[str, list[Decimal]]:
+    """A series keyed by provider, keyed by the providers' names as people write them (the charts' legend)."""
+    return {PROVIDERS.get(name, name): values for name, values in found.ordered().items()}
 
 
 def series(

@@ -3,12 +3,13 @@ by line, how it was attributed to its project, which device sent it, and its tim
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from uuid import UUID
 
 from halton_api.dashboards import requests
 from halton_api.dashboards.models import TracePublic
+from halton_api.dashboards.spend import as_moment
 from halton_api.dashboards.view import View
 from halton_api.errors import NotFound
 
@@ -22,12 +23,6 @@ COST_LINES = (
     ("cache_write_1h_tokens", "rate_cache_write_1h_mtok", "cache writes (1 h)"),
     ("output_tokens", "rate_output_mtok", "output (reasoning included)"),
 )
-
-
-def _aware(value):
-    if isinstance(value, datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
 
 
 def cost_lines(row: dict) -> list[dict]:
@@ -70,7 +65,7 @@ async def build_trace(view: View, request_uid: UUID, day: date | None = None) ->
         )
     if row is None:
         raise NotFound(f"no request {request_uid} in this workspace (the marts may not have it yet)")
-    row = {key: _aware(value) for key, value in row.items()}
+    row = {key: as_moment(value) if isinstance(value, datetime) else value for key, value in row.items()}
     device = next((d for d in view.facts.devices if d.id == row["device_id"]), None)
     return TracePublic(
         request_uid=row["request_uid"],

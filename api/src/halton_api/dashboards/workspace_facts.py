@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from uuid import UUID
 
-from halton_api.dashboards.filters import UNASSIGNED, Filters, Scope
+from halton_api.dashboards.filters import PROVIDERS, UNASSIGNED, Filters, Scope
 from halton_api.dashboards.models import DeviceSync, RailOption, SyncStatus
 from halton_api.models import BudgetPublic, CostCenterPublic, DevicePublic, ProjectPublic
 from halton_api.settings import CloudSettings
@@ -78,10 +78,18 @@ class WorkspaceFacts:
             return next((b.monthly_amount for b in self.budgets if b.project_id is None), None)
         return next((b.monthly_amount for b in self.budgets if b.project_slug == project_slug), None)
 
+    def budget_for(self, filters: Filters) -> tuple[Decimal | None, str]:
+        """The monthly budget a view's spend is compared with, and its scope: the one filtered project's own,
+        else the workspace's — but only when nothing is filtered (a workspace budget against filtered spend
+        would read as a false "under")."""
+        only = filters.projects[0] if len(filters.projects) == 1 else None
+        own = self.monthly_budget(only) if only else None
+        if own is not None:
+            return own, "project"
+        return (None if filters.narrowed else self.monthly_budget()), "workspace"
+
     def rail_options(self, models: list[tuple[str, str]]) -> dict[str, list[RailOption]]:
         """Choices for the rail's multi-selects (`models` as (provider, model) pairs seen in the marts)."""
-        from halton_api.dashboards.filters import PROVIDERS
-
         centers = [RailOption(value=str(c.id), label=c.name) for c in self.cost_centers]
         if centers:
             centers.append(RailOption(value=UNASSIGNED, label="Unassigned"))

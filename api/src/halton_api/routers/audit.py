@@ -131,16 +131,8 @@ async def captured_requests_csv(
     """The rows the page shows for the same query (one page: the visible rows)."""
     view = await open_view(request, ctx, conn, filters, reader)
     table = await captured_requests.build_captured_requests(view, search=_search(q), cursor=cursor)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(requests.CSV_COLUMNS)
-    writer.writerows(requests.csv_rows(table))
     stamp = datetime.now(UTC).strftime("%Y%m%d")
-    return Response(
-        buffer.getvalue(),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{ctx.workspace.slug}-requests-{stamp}.csv"'},
-    )
+    return requests.csv_response(table, f"{ctx.workspace.slug}-requests-{stamp}.csv")
 
 
 @pages.get("/audit.csv")

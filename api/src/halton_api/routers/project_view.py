@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -12,7 +10,7 @@ from fastapi.responses import Response
 
 from halton_api.dashboards import requests
 from halton_api.dashboards.models import ProjectsPublic, ProjectViewPublic
-from halton_api.dashboards.project import build_project, build_projects
+from halton_api.dashboards.project import build_project, build_projects, project_requests
 from halton_api.dashboards.view import open_view, render_view
 from halton_api.deps import ApiReader, Conn, Member, RailFilters, Reader
 
@@ -83,16 +81,6 @@ async def project_requests_csv(
 ) -> Response:  # fmt: skip
     """Exactly the rows the page shows for the same query string (same filters, page and search)."""
     view = await open_view(request, ctx, conn, filters, reader)
-    data = await build_project(view, slug, grain=grain, cursor=cursor, search=q)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(requests.CSV_COLUMNS)
-    writer.writerows(requests.csv_rows(data.recent_requests))
+    table = await project_requests(view, slug, cursor=cursor, search=q)
     stamp = datetime.now(UTC).strftime("%Y%m%d")
-    return Response(
-        buffer.getvalue(),
-        media_type="text/csv; charset=utf-8",
-        headers={
-            "Content-Disposition": f'attachment; filename="{ctx.workspace.slug}-{slug.replace("/", "_")}-requests-{stamp}.csv"'
-        },
-    )
+    return requests.csv_response(table, f"{ctx.workspace.slug}-{slug.replace('/', '_')}-requests-{stamp}.csv")
