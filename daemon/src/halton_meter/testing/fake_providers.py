@@ -332,8 +332,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("content-encoding", "gzip")
         self.send_header("content-length", str(len(payload)))
         self.end_headers()
-        self.wfile.write(payload)
+        # Recorded before the last byte goes out: a client that has its answer must find it recorded.
         self.server.fake.sent[nonce] = payload
+        self.wfile.write(payload)
 
     def _stream(self, reply: Reply, scenario: str, nonce: str) -> None:
         events = list(reply.events or [])
@@ -365,9 +366,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(f"{len(event):x}\r\n".encode() + event + b"\r\n")
             self.wfile.flush()
             sent += event
+        self.server.fake.sent[nonce] = bytes(sent)  # before the stream ends (see _json)
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
-        self.server.fake.sent[nonce] = bytes(sent)
 
 
 class FakeProvider:
