@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import uuid
 from datetime import UTC
 
+import msgspec
 import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError, ProgrammingError
 
+from halton_api.batch_decoding import WireRow
 from halton_api.testing.factories import row
 from halton_api.warehouse_writer import (
     WarehouseBusy,
@@ -109,15 +112,20 @@ def test_close_waits_for_operations_in_flight(warehouse) -> None:
     asyncio.run(main())
 
 
-def _rows(machine_id: str, count: int) -> list[RequestRow]:
-    return [RequestRow.model_validate(row(machine_id)) for _ in range(count)]
+def _wire_row(data: dict) -> WireRow:
+    """A row as the API's decoder reads it from a meter's JSON."""
+    return msgspec.json.decode(json.dumps(data), type=WireRow)
+
+
+def _rows(machine_id: str, count: int) -> list[WireRow]:
+    return [_wire_row(row(machine_id)) for _ in range(count)]
 
 
 def test_concurrent_batches_share_one_insert_and_are_deduplicated(warehouse) -> None:
     workspace, device = uuid.uuid4(), uuid.uuid4()
     first, second, third = _rows("m", 30), _rows("m", 20), _rows("m", 10)
 
-    async def main() -> list[list[RequestRow]]:
+    async def main() -> list[list[WireRow]]:
         writer = WarehouseWriter(
             WarehousePool(warehouse.url, size=2, queue_timeout=5), warehouse.databases, flushers=1
         )
@@ -209,9 +217,9 @@ def test_the_probe_finds_what_the_workspace_has_on_those_days_in_both_forms(ware
     workspace, other = uuid.uuid4(), uuid.uuid4()
     today = datetime.now(UTC).replace(hour=12)
     stored = _rows("m", 40)
-    earlier = [RequestRow.model_validate(row("m", started_at=today - timedelta(days=3))) for _ in range(5)]
+    earlier = [_wire_row(row("m", started_at=today - timedelta(days=3))) for _ in range(5)]
 
-    async def store(workspace_id: uuid.UUID, rows: list[RequestRow]) -> None:
+    async def store(workspace_id: uuid.UUID, rows: list[WireRow]) -> None:
         writer = WarehouseWriter(WarehousePool(warehouse.url, size=2, queue_timeout=5), warehouse.databases)
         await writer.start()
         await writer.write_batch(
@@ -248,7 +256,7 @@ def test_large_groups_are_probed_in_chunks_and_deduplicated(warehouse, monkeypat
     workspace, device = uuid.uuid4(), uuid.uuid4()
     first, second = _rows("m", 120), _rows("m", 90)
 
-    async def main() -> list[list[RequestRow]]:
+    async def main() -> list[list[WireRow]]:
         writer = WarehouseWriter(WarehousePool(warehouse.url, size=2, queue_timeout=5), warehouse.databases)
         await writer.start()
         await writer.write_batch(workspace_id=workspace, device_id=device, batch_id=uuid.uuid4(), rows=first)
