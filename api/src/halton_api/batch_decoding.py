@@ -10,8 +10,8 @@ timestamp for a time, braces around a UUID) or names the problem. So the fast pa
 pydantic, never accept more; `tests/test_batch_decoding.py` checks that against pydantic on edge cases and
 generated batches.
 
-What msgspec does not check itself is checked in `_rows_hold`: RequestRow's validators (timezone-aware
-times, ended_at not before started_at, cache and reasoning tokens within their totals) and cost_usd's
+What msgspec does not check itself is checked in `_rows_hold`: RequestRow's validators (ended_at not
+before started_at, cache and reasoning tokens within their totals), the project's pattern and cost_usd's
 bounds. One difference is screened before decoding: msgspec rounds a time with more than six fractional
 digits to the microsecond where pydantic truncates, which could move a time across a millisecond, so such
 bodies go to pydantic.
@@ -19,9 +19,11 @@ bodies go to pydantic.
 
 from __future__ import annotations
 
+import operator
 import re
 from datetime import datetime
 from decimal import Decimal
+from operator import attrgetter
 from typing import Annotated, Literal
 from uuid import UUID
 
@@ -30,9 +32,11 @@ from msgspec import Meta
 
 from halton_meter.protocol import SCHEMA_VERSION, RequestBatch
 
-# The same constraints as RequestRow's fields. Patterns are anchored with \A and \Z: msgspec searches with
-# Python's `re`, whose `$` also matches before a final newline (pydantic's regex engine does not).
-_Slug = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"\A[A-Za-z0-9][A-Za-z0-9._\-/]*\Z")]
+# The same constraints as RequestRow's fields, but for the project's pattern: msgspec would match it on
+# every row (0.8 ms per 1,000), `_rows_hold` matches each distinct project once.
+_Slug = Annotated[str, Meta(min_length=1, max_length=128)]
+_SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-/]*")  # RequestRow's Slug pattern, used with fullmatch
+_AwareTime = Annotated[datetime, Meta(tz=True)]
 _TokenCount = Annotated[int, Meta(ge=0, le=10**12)]
 _Provider = Literal["anthropic", "openai", "gemini", "xai"]
 _AttributionTier = Literal["header", "api_key", "directory", "default"]
@@ -50,8 +54,8 @@ class WireRow(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=T
 
     request_uid: UUID
     machine_id: Annotated[str, Meta(min_length=1, max_length=128)]
-    started_at: datetime
-    ended_at: datetime
+    started_at: _AwareTime
+    ended_at: _AwareTime
     provider: _Provider
     model_requested: Annotated[str, Meta(max_length=256)] | None = None
     model_served: Annotated[str, Meta(max_length=256)] | None = None
@@ -109,11 +113,13 @@ def from_model(batch: RequestBatch) -> WireBatch:
 
 
 def _rows_hold(rows: list[WireRow]) -> bool:
-    """RequestRow's own validators and cost_usd's bounds, on rows msgspec decoded."""
+    """RequestRow's own validators, the project pattern and cost_usd's bounds, on rows msgspec decoded
+    (times are already timezone-aware: `_AwareTime`)."""
+    if not all(map(operator.ge, map(_ended_at, rows), map(_started_at, rows))):
+        return False
+    if not all(map(_SLUG.fullmatch, set(map(_project, rows)))):
+        return False
     for row in rows:
-        started, ended = row.started_at, row.ended_at
-        if started.tzinfo is None or ended.tzinfo is None or ended < started:
-            return False
         inputs = row.input_tokens
         if inputs is not None and (
             (row.cache_read_tokens or 0) + (row.cache_write_tokens or 0) + (row.cache_write_1h_tokens or 0)
@@ -127,6 +133,9 @@ def _rows_hold(rows: list[WireRow]) -> bool:
         if cost is not None and not _cost_fits(cost):
             return False
     return True
+
+
+_started_at, _ended_at, _project = (attrgetter(name) for name in ("started_at", "ended_at", "project"))
 
 
 def _cost_fits(cost: Decimal) -> bool:

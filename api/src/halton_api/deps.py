@@ -39,7 +39,9 @@ class SignInRequired(Exception):
         self.next_path = next_path
 
 
-def get_settings(request: Request) -> CloudSettings:
+# Dependencies that only read the app's state are `async def`: FastAPI runs a plain `def` dependency in a
+# worker thread, a thread hop per request for an attribute read (bench/RESULTS.md, "Ingestion").
+async def get_settings(request: Request) -> CloudSettings:
     return request.app.state.settings
 
 
@@ -66,28 +68,28 @@ async def get_stream_conn(request: Request) -> AsyncIterator[Connection]:
 StreamConn = Annotated[Connection, Depends(get_stream_conn)]
 
 
-def get_pool(request: Request) -> AsyncConnectionPool:
+async def get_pool(request: Request) -> AsyncConnectionPool:
     return request.app.state.pg
 
 
 Pool = Annotated[AsyncConnectionPool, Depends(get_pool)]
 
 
-def get_writer(request: Request) -> WarehouseWriter:
+async def get_writer(request: Request) -> WarehouseWriter:
     return request.app.state.writer
 
 
 Writer = Annotated[WarehouseWriter, Depends(get_writer)]
 
 
-def get_bad_auth_limiter(request: Request) -> TokenBucketLimiter:
+async def get_bad_auth_limiter(request: Request) -> TokenBucketLimiter:
     return request.app.state.bad_auth_limiter
 
 
 BadAuthLimiter = Annotated[TokenBucketLimiter, Depends(get_bad_auth_limiter)]
 
 
-def get_reader(request: Request) -> MartsReader:
+async def get_reader(request: Request) -> MartsReader:
     return request.app.state.reader
 
 
@@ -96,7 +98,7 @@ Reader = Annotated[MartsReader, Depends(get_reader)]
 _Many = Query(description="Repeat the parameter (or separate values with commas) to choose several.")
 
 
-def rail_filters(
+async def rail_filters(
     request: Request,
     range_: Annotated[
         str | None, Query(alias="range", description=f"One of {', '.join(RANGES)} (default 30d).")
