@@ -208,15 +208,23 @@ def test_a_batch_still_queued_after_the_timeout_is_told_to_come_back(warehouse) 
     asyncio.run(main())
 
 
-def test_the_probe_finds_what_the_workspace_has_on_those_days_in_both_forms(warehouse, monkeypatch) -> None:
+def test_the_probe_finds_what_the_workspace_has_in_the_rows_span_in_both_forms(
+    warehouse, monkeypatch
+) -> None:
     from datetime import datetime, timedelta
 
     from halton_api import warehouse_writer
-    from halton_api.warehouse_writer import _days, existing_request_uids
+    from halton_api.warehouse_writer import _span, existing_request_uids
 
     workspace, other = uuid.uuid4(), uuid.uuid4()
     today = datetime.now(UTC).replace(hour=12)
-    stored = _rows("m", 40)
+    # Sub-millisecond starts at both ends of the span: stored truncated, still inside the probe's window.
+    edge = today.replace(microsecond=999_999)
+    stored = [
+        _wire_row(row("m", started_at=edge - timedelta(minutes=10))),
+        *_rows("m", 38),
+        _wire_row(row("m", started_at=edge)),
+    ]
     earlier = [_wire_row(row("m", started_at=today - timedelta(days=3))) for _ in range(5)]
 
     async def store(workspace_id: uuid.UUID, rows: list[WireRow]) -> None:
@@ -233,19 +241,21 @@ def test_the_probe_finds_what_the_workspace_has_on_those_days_in_both_forms(ware
     fresh = [uuid.uuid4() for _ in range(1_700)]  # over PROBE_LIST_LIMIT: the format() form
     asked = [*fresh, *(r.request_uid for r in stored[:30]), *(r.request_uid for r in earlier)]
     client = warehouse.client()
-    days = _days(stored)
+    asked += [stored[0].request_uid, stored[-1].request_uid]
+    span = _span(stored)
     found = existing_request_uids(
-        client, databases=warehouse.databases, workspace_id=workspace, uids=asked, days=days
+        client, databases=warehouse.databases, workspace_id=workspace, uids=asked, span=span
     )
-    assert found == {r.request_uid for r in stored[:30]}  # not the earlier day's, not unknown ones
+    # not the earlier day's, not unknown ones
+    assert found == {r.request_uid for r in [*stored[:30], stored[-1]]}
     monkeypatch.setattr(warehouse_writer, "PROBE_LIST_LIMIT", 10_000)  # the IN-list form agrees
     assert found == existing_request_uids(
-        client, databases=warehouse.databases, workspace_id=workspace, uids=asked, days=days
+        client, databases=warehouse.databases, workspace_id=workspace, uids=asked, span=span
     )
     assert not existing_request_uids(
-        client, databases=warehouse.databases, workspace_id=other, uids=asked, days=days
+        client, databases=warehouse.databases, workspace_id=other, uids=asked, span=span
     )
-    assert _days(earlier) == {(today - timedelta(days=3)).date()}
+    assert _span(earlier).days == {(today - timedelta(days=3)).date()}
 
 
 def test_large_groups_are_probed_in_chunks_and_deduplicated(warehouse, monkeypatch) -> None:

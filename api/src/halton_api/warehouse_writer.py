@@ -20,7 +20,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from operator import attrgetter
 from typing import Any, TypeVar
 from uuid import UUID
@@ -37,7 +37,7 @@ from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 from clickhouse_connect.driver.insert import InsertContext
 
 from halton_api.batch_decoding import WireRow
-from halton_api.store.requests import existing_uids
+from halton_api.store.requests import StartSpan, existing_uids
 from halton_warehouse import Databases, connect
 
 log = logging.getLogger(__name__)
@@ -364,7 +364,7 @@ class WarehouseWriter:
             if len(group) > 1:  # racing copies of one batch: probe each UUID once
                 uids = list(dict.fromkeys(uids))
             taken[workspace_id] = found = set()
-            days = _days(rows)
+            span = _span(rows)
             for start in range(0, len(uids), PROBE_CHUNK):
                 found |= await self.with_retries(
                     functools.partial(
@@ -372,7 +372,7 @@ class WarehouseWriter:
                         databases=self.databases,
                         workspace_id=workspace_id,
                         uids=uids[start : start + PROBE_CHUNK],
-                        days=days,
+                        span=span,
                     )
                 )
         fresh: list[list[WireRow]] = []
@@ -519,13 +519,13 @@ def _faster_type(column_type: ClickHouseType) -> ClickHouseType:
     return column_type
 
 
-def _days(rows: Sequence[WireRow]) -> set[date]:
-    """The UTC days the rows started on (the table's key includes the day)."""
+def _span(rows: Sequence[WireRow]) -> StartSpan:
+    """When the rows started: their UTC days, first and last start (the table's key starts with them)."""
     first, last = min(map(_started_at, rows)), max(map(_started_at, rows))
     first_day, last_day = first.astimezone(UTC).date(), last.astimezone(UTC).date()
     if first_day == last_day:  # the common case, without converting every row's time
-        return {first_day}
-    return {row.started_at.astimezone(UTC).date() for row in rows}
+        return StartSpan(frozenset({first_day}), first, last)
+    return StartSpan(frozenset(row.started_at.astimezone(UTC).date() for row in rows), first, last)
 
 
 _started_at = attrgetter("started_at")
@@ -538,19 +538,18 @@ def existing_request_uids(
     databases: Databases,
     workspace_id: UUID,
     uids: Collection[UUID],
-    days: Collection[date],
+    span: StartSpan,
 ) -> set[UUID]:
-    """Which of `uids` the workspace already has on those days (see `PROBE_LIST_LIMIT` for the two forms)."""
+    """Which of `uids` the workspace already has within `span` (see `PROBE_LIST_LIMIT` for the two forms)."""
     if len(uids) <= PROBE_LIST_LIMIT:
-        return existing_uids(client, databases=databases, workspace_id=workspace_id, uids=uids, days=days)
+        return existing_uids(client, databases=databases, workspace_id=workspace_id, uids=uids, span=span)
     # Inlined by hand from typed UUIDs and dates, as in existing_uids: nothing a client wrote reaches the SQL.
     if not all(isinstance(uid, UUID) for uid in uids) or not isinstance(workspace_id, UUID):
         raise TypeError("existing_request_uids takes UUID objects")
     listed = "\\n".join(map(str, uids))
-    day_list = ",".join(f"'{day.isoformat()}'" for day in sorted(days))
     query = (
         f"SELECT DISTINCT request_uid FROM {databases.raw}.requests WHERE workspace_id = '{workspace_id}'"
-        f" AND toDate(started_at) IN ({day_list})"
+        f" AND {span.condition()}"
         f" AND request_uid IN (SELECT uid FROM format(TSV, 'uid UUID', '{listed}'))"
     )
     size = len(query)  # ASCII: characters are bytes
