@@ -19,11 +19,10 @@ bodies go to pydantic.
 
 from __future__ import annotations
 
-import operator
 import re
 from datetime import datetime
 from decimal import Decimal
-from operator import attrgetter
+from operator import attrgetter, ge
 from typing import Annotated, Literal
 from uuid import UUID
 
@@ -115,7 +114,7 @@ def from_model(batch: RequestBatch) -> WireBatch:
 def _rows_hold(rows: list[WireRow]) -> bool:
     """RequestRow's own validators, the project pattern and cost_usd's bounds, on rows msgspec decoded
     (times are already timezone-aware: `_AwareTime`)."""
-    if not all(map(operator.ge, map(_ended_at, rows), map(_started_at, rows))):
+    if not all(map(ge, map(_ended_at, rows), map(_started_at, rows))):
         return False
     if not all(map(_SLUG.fullmatch, set(map(_project, rows)))):
         return False
