@@ -126,3 +126,52 @@ def test_raw_requests_dedupes_a_resent_row(warehouse) -> None:
     assert client.query(f"SELECT count(), sum(cost_usd) FROM {raw}.requests_dedup").result_rows == [
         (1, __import__("decimal").Decimal("0.012345678"))
     ]
+
+
+def test_rekeying_raw_requests_by_time_keeps_every_row(warehouse) -> None:
+    """0005 rebuilds raw.requests with started_at in its key: every request and value survives (re-sent copies
+    may collapse in the copy, as merges collapse them), defaults still apply, and running it again changes
+    nothing."""
+    client = warehouse.client()
+    databases = warehouse.databases
+    raw = databases.raw
+    migrations = {m.version: m for m in load_migrations()}
+    old_table = next(s for s in migrations[1].statements(databases) if "CREATE TABLE" in s)
+    client.command(f"DROP TABLE {raw}.requests SYNC")
+    client.command(old_table)  # raw.requests as it was before 0005
+    assert _sorting_key(client, raw) == "workspace_id, toDate(started_at), request_uid"
+    for uid, copies in (("a1", 2), ("a2", 1)):
+        for _ in range(copies):
+            client.command(
+                f"INSERT INTO {raw}.requests (workspace_id, device_id, request_uid, machine_id, batch_id,"
+                " started_at, ended_at, provider, endpoint, streamed, complete, batch, cost_usd, project,"
+                " attribution_tier) VALUES (toUUID('00000000-0000-0000-0000-000000000001'), generateUUIDv4(),"
+                f" toUUID('00000000-0000-0000-0000-0000000000{uid}'), 'm1', generateUUIDv4(), '2026-11-01 10:00:00.123',"
+                " '2026-11-01 10:00:01.250', 'anthropic', '/v1/messages', false, true, false, 0.012345678,"
+                " 'acme', 'header')"
+            )
+    read = f"SELECT * FROM {raw}.requests_dedup ORDER BY request_uid"
+    before = client.query(read).result_rows
+    assert len(before) == 2
+    for _ in range(2):
+        for statement in migrations[5].statements(databases):
+            client.command(statement)
+    assert _sorting_key(client, raw) == "workspace_id, toDate(started_at), started_at, request_uid"
+    assert client.query(read).result_rows == before
+    client.command(
+        f"INSERT INTO {raw}.requests (workspace_id, request_uid, started_at, ended_at, provider, endpoint)"
+        " VALUES (generateUUIDv4(), generateUUIDv4(), now64(3), now64(3), 'openai', '/v1/responses')"
+    )
+    # The new row took ingested_at's default; a re-sent one still collapses under the new key.
+    client.command(
+        f"INSERT INTO {raw}.requests SELECT * FROM {raw}.requests WHERE request_uid = '{before[0][2]}'"
+    )
+    assert client.query(
+        f"SELECT count(), countIf(ingested_at > '2026-01-01') FROM {raw}.requests_dedup"
+    ).result_rows == [(3, 3)]
+
+
+def _sorting_key(client, raw: str) -> str:
+    return client.query(
+        f"SELECT sorting_key FROM system.tables WHERE database = '{raw}' AND name = 'requests'"
+    ).result_rows[0][0]

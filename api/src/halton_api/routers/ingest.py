@@ -1,8 +1,8 @@
 """`POST /v1/requests/batch`: a meter's rows into `raw.requests`, all of them or none.
 
 The whole batch is read, decompressed and validated before the one INSERT, so a rejected batch leaves
-nothing behind. Rows the workspace already has (same request_uid on the same day) are counted as
-duplicates and not written again; concurrent copies of one batch may both write, which the
+nothing behind. Rows the workspace already has (same request_uid, started within the batch's span) are
+counted as duplicates and not written again; concurrent copies of one batch may both write, which the
 ReplacingMergeTree key and the deduplicated read path absorb.
 """
 

@@ -26,9 +26,9 @@ _LISTED = tuple(RequestPublic.model_fields)
 class StartSpan:
     """When a set of rows started: their UTC days and their first and last start.
 
-    The days prune by the table's key (workspace_id, day, request_uid); the window lets the probe drop rows by
-    time before it looks their UUIDs up (against a 2-million-row day, 60 -> 40-43 ms of warehouse CPU per
-    1,000 UUIDs; bench/RESULTS.md, "Ingestion").
+    raw.requests is sorted by (workspace_id, day, started_at, request_uid), so the probe reads only this window
+    of those days, however many rows the days hold (against a 2-million-row day, 40-60 -> 6-10 ms of warehouse
+    CPU per 1,000 UUIDs; warehouse migration 0005, bench/RESULTS.md "Ingestion").
     """
 
     days: frozenset[date]
@@ -57,7 +57,8 @@ def existing_uids(
     uids: Collection[UUID],
     span: StartSpan,
 ) -> set[UUID]:
-    """Which of `uids` the workspace already has among rows that started within `span`."""
+    """Which of `uids` the workspace already has among rows that started within `span` (a re-sent row has the
+    same start, so it is always inside its batch's span)."""
     if not uids:
         return set()
     # Values are inlined by hand from typed UUIDs and dates (nothing a client wrote reaches the SQL as text):

@@ -1,0 +1,49 @@
+-- raw.requests sorted by (workspace_id, day, started_at, request_uid) instead of (workspace_id, day,
+-- request_uid). For every batch, ingestion asks which of its request_uids the workspace already has. With
+-- request_uid right after the day, a batch's UUIDs are scattered over every granule of the day and the
+-- question read the whole day: 40-60 ms of CPU per 1,000 UUIDs against a 2-million-row day. With started_at
+-- in the key it reads the batch's time window only (6-10 ms; bench/RESULTS.md, "Ingestion"). A re-sent row
+-- has the same started_at and request_uid, so ReplacingMergeTree still keeps one copy, and reads still go
+-- through {raw}.requests_dedup (FINAL), which names the table.
+-- CREATE OR REPLACE fills a new table from the old one and swaps it in atomically, so running this twice,
+-- or from two processes at once, leaves the same table with the same rows. It copies every row: run it
+-- before the API serves (halton-cloud up and `halton-cloud migrate` do), or a batch written during the copy
+-- would be left out.
+CREATE OR REPLACE TABLE {raw}.requests {on_cluster}
+(
+    workspace_id          UUID,
+    device_id             UUID,
+    request_uid           UUID,
+    machine_id            String,
+    batch_id              UUID,
+    started_at            DateTime64(3, 'UTC'),
+    ended_at              DateTime64(3, 'UTC'),
+    provider              LowCardinality(String),
+    model_requested       LowCardinality(Nullable(String)),
+    model_served          LowCardinality(Nullable(String)),
+    endpoint              LowCardinality(String),
+    status_code           Nullable(UInt16),
+    streamed              Bool,
+    complete              Bool,
+    service_tier          LowCardinality(Nullable(String)),
+    batch                 Bool,
+    input_tokens          Nullable(UInt64),
+    output_tokens         Nullable(UInt64),
+    cache_read_tokens     Nullable(UInt64),
+    cache_write_tokens    Nullable(UInt64),
+    cache_write_1h_tokens Nullable(UInt64),
+    reasoning_tokens      Nullable(UInt64),
+    cost_usd              Nullable(Decimal(18, 9)),
+    price_card            LowCardinality(Nullable(String)),
+    project               LowCardinality(String),
+    attribution_tier      LowCardinality(String),
+    prompt_hash           Nullable(String) CODEC(ZSTD(3)),
+    provider_request_id   Nullable(String) CODEC(ZSTD(3)),
+    latency_ms            Nullable(UInt32),
+    ttfb_ms               Nullable(UInt32),
+    ingested_at           DateTime64(3, 'UTC') DEFAULT now64(3)
+)
+ENGINE = ReplacingMergeTree(ingested_at)
+PARTITION BY toYYYYMM(started_at)
+ORDER BY (workspace_id, toDate(started_at), started_at, request_uid)
+AS SELECT * FROM {raw}.requests;
