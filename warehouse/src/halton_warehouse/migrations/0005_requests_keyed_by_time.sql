@@ -6,9 +6,10 @@
 -- has the same started_at and request_uid, so ReplacingMergeTree still keeps one copy, and reads still go
 -- through {raw}.requests_dedup (FINAL), which names the table.
 -- CREATE OR REPLACE fills a new table from the old one and swaps it in atomically, so running this twice,
--- or from two processes at once, leaves the same table with the same rows. It copies every row: run it
--- before the API serves (halton-cloud up and `halton-cloud migrate` do), or a batch written during the copy
--- would be left out.
+-- or from two processes at once, leaves the same table with the same rows. It copies every row (2 million
+-- in 1.8 s on two cores): run it before the API serves (halton-cloud up and `halton-cloud migrate` do), or a
+-- batch written during the copy would be left out. Its cluster form (ON CLUSTER, Replicated*) is rendered
+-- and snapshotted but has not been run against a real cluster.
 CREATE OR REPLACE TABLE {raw}.requests {on_cluster}
 (
     workspace_id          UUID,
