@@ -3,8 +3,9 @@
 Starts its own stack the way a user does (`halton-cloud up` in a temporary data dir: embedded warehouse
 server, embedded PostgreSQL, uvicorn), pairs a few devices, then sends 1,000-row batches of fresh rows
 from 1, 4 and 16 concurrent clients. Whole requests are built before the clock starts and sent over
-keep-alive connections by a minimal client, so the figures are the server's, not the load generator's. Other work on the machine skews rows/s and latency, not CPU
-per row: each run prints the load average, and `--repeat` runs every level again.
+keep-alive connections by a minimal client, so the figures are the server's, not the load generator's.
+Other work on the machine skews rows/s and latency, not CPU per row: each run prints the load average, and
+`--repeat` runs every level again.
 
     uv run python bench/ingest.py [--batches 48] [--rows 1000] [--gzip] [--repeat 3] [--in-process-warehouse]
 
@@ -173,8 +174,10 @@ class Connection:
         self.writer.write(request)
         head = await self.reader.readuntil(b"\r\n\r\n")
         status = int(head[9:12])
-        length = int(re.search(rb"(?i)\r\ncontent-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
-        return status, await self.reader.readexactly(length)
+        length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+        if length is None:  # every answer of this endpoint has a length; anything else is not worth parsing
+            raise SystemExit(f"answer without Content-Length: {head[:300]!r}")
+        return status, await self.reader.readexactly(int(length.group(1)))
 
     def close(self) -> None:
         self.writer.close()
