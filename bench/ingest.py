@@ -2,10 +2,11 @@
 
 Starts its own stack the way a user does (`halton-cloud up` in a temporary data dir: embedded warehouse
 server, embedded PostgreSQL, uvicorn), pairs a few devices, then sends 1,000-row batches of fresh rows
-from 1, 4 and 16 concurrent clients. Whole requests are built before the clock starts and sent over
-keep-alive connections by a minimal client, so the figures are the server's, not the load generator's.
-Other work on the machine skews rows/s and latency, not CPU per row: each run prints the load average, and
-`--repeat` runs every level again.
+from 1, 4 and 16 concurrent clients, each a machine sending its calls in order (`MeterClocks`: a call
+every 10 ms, consecutive batches cover consecutive seconds). Whole requests are built before the clock
+starts and sent over keep-alive connections by a minimal client, so the figures are the server's, not the
+load generator's. Other work on the machine skews rows/s and latency, not CPU per row: each run prints the
+load average, and `--repeat` runs every level again.
 
     uv run python bench/ingest.py [--batches 48] [--rows 1000] [--gzip] [--repeat 3] [--in-process-warehouse]
 
@@ -95,8 +96,25 @@ async def pair_devices(database_url: str, count: int) -> list[tuple[str, str]]:
         return paired
 
 
-def make_body(machine_id: str, rows: int, compress: bool) -> bytes:
-    now = datetime.now(UTC)
+# A busy machine: a call every 10 ms, so a 1,000-row batch covers 10 seconds.
+CALL_SPACING = timedelta(milliseconds=10)
+
+
+class MeterClocks:
+    """When each machine's next call started. A meter sends its calls in order, each once: its batches
+    follow one another in time (a batch never covers minutes an earlier one covered), as here. Clocks start
+    six hours back, enough for every level of `--repeat 3` to stay in the past."""
+
+    def __init__(self) -> None:
+        self._next: dict[str, datetime] = {}
+
+    def take(self, machine_id: str, rows: int) -> datetime:
+        start = self._next.get(machine_id) or datetime.now(UTC) - timedelta(hours=6)
+        self._next[machine_id] = start + rows * CALL_SPACING
+        return start
+
+
+def make_body(machine_id: str, rows: int, compress: bool, start: datetime) -> bytes:
     body = {
         "schema_version": 1,
         "batch_id": str(uuid.uuid4()),
@@ -104,8 +122,8 @@ def make_body(machine_id: str, rows: int, compress: bool) -> bytes:
             {
                 "request_uid": str(uuid.uuid4()),
                 "machine_id": machine_id,
-                "started_at": (now - timedelta(seconds=i)).isoformat(),
-                "ended_at": (now - timedelta(seconds=i) + timedelta(milliseconds=900)).isoformat(),
+                "started_at": (start + i * CALL_SPACING).isoformat(),
+                "ended_at": (start + i * CALL_SPACING + timedelta(milliseconds=900)).isoformat(),
                 "provider": "anthropic",
                 "model_requested": "claude-sonnet-4-5",
                 "model_served": "claude-sonnet-4-5-20250929",
@@ -197,11 +215,17 @@ def prepare(base: str, token: str, body: bytes, compress: bool) -> bytes:
 
 
 async def run_level(
-    base: str, paired: list[tuple[str, str]], clients: int, batches_per_client: int, rows: int, compress: bool
+    base: str,
+    paired: list[tuple[str, str]],
+    clocks: MeterClocks,
+    clients: int,
+    batches_per_client: int,
+    rows: int,
+    compress: bool,
 ) -> dict[str, float]:
     work = [
         [
-            prepare(base, token, make_body(machine, rows, compress), compress)
+            prepare(base, token, make_body(machine, rows, compress, clocks.take(machine, rows)), compress)
             for _ in range(batches_per_client)
         ]
         for machine, token in paired[:clients]
@@ -270,14 +294,17 @@ def main() -> None:
             database_url = f"postgresql://postgres:@/postgres?host={data_dir / 'postgres'}"
             paired = asyncio.run(pair_devices(database_url, max(CONCURRENCY)))
             # Warm up: connections, caches, the first parts.
-            asyncio.run(run_level(base, paired, 2, 2, args.rows, args.gzip))
+            clocks = MeterClocks()
+            asyncio.run(run_level(base, paired, clocks, 2, 2, args.rows, args.gzip))
             results = []
             for _ in range(args.repeat):
                 for clients in CONCURRENCY:
                     load_before = os.getloadavg()[0]
                     before = cpu_seconds(process.pid, data_dir)
                     per_client = max(8, args.batches // clients)
-                    result = asyncio.run(run_level(base, paired, clients, per_client, args.rows, args.gzip))
+                    result = asyncio.run(
+                        run_level(base, paired, clocks, clients, per_client, args.rows, args.gzip)
+                    )
                     after = cpu_seconds(process.pid, data_dir)
                     rows_sent = result["batches"] * args.rows
                     for kind in before:  # CPU milliseconds per 1,000 rows, by process

@@ -208,13 +208,13 @@ def test_a_batch_still_queued_after_the_timeout_is_told_to_come_back(warehouse) 
     asyncio.run(main())
 
 
-def test_the_probe_finds_what_the_workspace_has_in_the_rows_span_in_both_forms(
+def test_the_probe_finds_what_the_workspace_has_in_the_machines_windows_in_both_forms(
     warehouse, monkeypatch
 ) -> None:
     from datetime import datetime, timedelta
 
     from halton_api import warehouse_writer
-    from halton_api.warehouse_writer import _span, existing_request_uids
+    from halton_api.warehouse_writer import _Pending, _scope, existing_request_uids
 
     workspace, other = uuid.uuid4(), uuid.uuid4()
     today = datetime.now(UTC).replace(hour=12)
@@ -226,6 +226,8 @@ def test_the_probe_finds_what_the_workspace_has_in_the_rows_span_in_both_forms(
         _wire_row(row("m", started_at=edge)),
     ]
     earlier = [_wire_row(row("m", started_at=today - timedelta(days=3))) for _ in range(5)]
+    # Another machine's row (a quote in its id: machine ids are bound as parameters, never inlined).
+    elsewhere = [_wire_row(row("m'2", started_at=edge - timedelta(minutes=5)))]
 
     async def store(workspace_id: uuid.UUID, rows: list[WireRow]) -> None:
         writer = WarehouseWriter(WarehousePool(warehouse.url, size=2, queue_timeout=5), warehouse.databases)
@@ -237,25 +239,38 @@ def test_the_probe_finds_what_the_workspace_has_in_the_rows_span_in_both_forms(
         await writer.pool.close()
 
     asyncio.run(store(workspace, [*stored, *earlier]))
+    asyncio.run(store(workspace, elsewhere))
     asyncio.run(store(other, _rows("m", 3)))
     fresh = [uuid.uuid4() for _ in range(1_700)]  # over PROBE_LIST_LIMIT: the format() form
     asked = [*fresh, *(r.request_uid for r in stored[:30]), *(r.request_uid for r in earlier)]
     client = warehouse.client()
-    asked += [stored[0].request_uid, stored[-1].request_uid]
-    span = _span(stored)
+    asked += [stored[0].request_uid, stored[-1].request_uid, elsewhere[0].request_uid]
+
+    def scope(*batches: list[WireRow]):
+        return _scope([_Pending(workspace, uuid.uuid4(), uuid.uuid4(), rows, None) for rows in batches])  # type: ignore[arg-type]
+
+    span = scope(stored)
     found = existing_request_uids(
-        client, databases=warehouse.databases, workspace_id=workspace, uids=asked, span=span
+        client, databases=warehouse.databases, workspace_id=workspace, uids=asked, scope=span
     )
-    # not the earlier day's, not unknown ones
+    # not the earlier day's, not another machine's, not unknown ones
     assert found == {r.request_uid for r in [*stored[:30], stored[-1]]}
+    both = existing_request_uids(
+        client,
+        databases=warehouse.databases,
+        workspace_id=workspace,
+        uids=asked,
+        scope=scope(stored, elsewhere),
+    )
+    assert both == found | {elsewhere[0].request_uid}
     monkeypatch.setattr(warehouse_writer, "PROBE_LIST_LIMIT", 10_000)  # the IN-list form agrees
     assert found == existing_request_uids(
-        client, databases=warehouse.databases, workspace_id=workspace, uids=asked, span=span
+        client, databases=warehouse.databases, workspace_id=workspace, uids=asked, scope=span
     )
     assert not existing_request_uids(
-        client, databases=warehouse.databases, workspace_id=other, uids=asked, span=span
+        client, databases=warehouse.databases, workspace_id=other, uids=asked, scope=span
     )
-    assert _span(earlier).days == {(today - timedelta(days=3)).date()}
+    assert scope(earlier).days == {(today - timedelta(days=3)).date()}
 
 
 def test_large_groups_are_probed_in_chunks_and_deduplicated(warehouse, monkeypatch) -> None:

@@ -129,7 +129,7 @@ def test_raw_requests_dedupes_a_resent_row(warehouse) -> None:
 
 
 def test_rekeying_raw_requests_by_time_keeps_every_row(warehouse) -> None:
-    """0005 rebuilds raw.requests with started_at in its key: every request and value survives (re-sent copies
+    """0005 rebuilds raw.requests with machine_id and started_at in its key: every request and value survives (re-sent copies
     may collapse in the copy, as merges collapse them), defaults still apply, and running it again changes
     nothing."""
     client = warehouse.client()
@@ -156,7 +156,7 @@ def test_rekeying_raw_requests_by_time_keeps_every_row(warehouse) -> None:
     for _ in range(2):
         for statement in migrations[5].statements(databases):
             client.command(statement)
-    assert _sorting_key(client, raw) == "workspace_id, toDate(started_at), started_at, request_uid"
+    assert _sorting_key(client, raw) == "workspace_id, toDate(started_at), machine_id, started_at, request_uid"
     assert client.query(read).result_rows == before
     client.command(
         f"INSERT INTO {raw}.requests (workspace_id, request_uid, started_at, ended_at, provider, endpoint)"

@@ -20,7 +20,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from operator import attrgetter
 from typing import Any, TypeVar
 from uuid import UUID
@@ -37,7 +37,7 @@ from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 from clickhouse_connect.driver.insert import InsertContext
 
 from halton_api.batch_decoding import WireRow
-from halton_api.store.requests import StartSpan, existing_uids
+from halton_api.store.requests import ProbeScope, existing_uids
 from halton_warehouse import Databases, connect
 
 log = logging.getLogger(__name__)
@@ -364,7 +364,7 @@ class WarehouseWriter:
             if len(group) > 1:  # racing copies of one batch: probe each UUID once
                 uids = list(dict.fromkeys(uids))
             taken[workspace_id] = found = set()
-            span = _span(rows)
+            scope = _scope(group)
             for start in range(0, len(uids), PROBE_CHUNK):
                 found |= await self.with_retries(
                     functools.partial(
@@ -372,7 +372,7 @@ class WarehouseWriter:
                         databases=self.databases,
                         workspace_id=workspace_id,
                         uids=uids[start : start + PROBE_CHUNK],
-                        span=span,
+                        scope=scope,
                     )
                 )
         fresh: list[list[WireRow]] = []
@@ -519,16 +519,35 @@ def _faster_type(column_type: ClickHouseType) -> ClickHouseType:
     return column_type
 
 
-def _span(rows: Sequence[WireRow]) -> StartSpan:
-    """When the rows started: their UTC days, first and last start (the table's key starts with them)."""
-    first, last = min(map(_started_at, rows)), max(map(_started_at, rows))
-    first_day, last_day = first.astimezone(UTC).date(), last.astimezone(UTC).date()
-    if first_day == last_day:  # the common case, without converting every row's time
-        return StartSpan(frozenset({first_day}), first, last)
-    return StartSpan(frozenset(row.started_at.astimezone(UTC).date() for row in rows), first, last)
+def _scope(items: Sequence[_Pending]) -> ProbeScope:
+    """Where the batches' rows may already be stored: their UTC days, and each machine's first and last start
+    (a batch holds one machine's rows; `parse_batch` checks that against the token)."""
+    days: set[date] = set()
+    windows: dict[str, tuple[datetime, datetime]] = {}
+    for item in items:
+        machines = set(map(_machine_id, item.rows))
+        groups = (
+            [item.rows]
+            if len(machines) == 1
+            else [[row for row in item.rows if row.machine_id == machine] for machine in machines]
+        )
+        for rows in groups:
+            first, last = min(map(_started_at, rows)), max(map(_started_at, rows))
+            first_day, last_day = first.astimezone(UTC).date(), last.astimezone(UTC).date()
+            if first_day == last_day:  # the common case, without converting every row's time
+                days.add(first_day)
+            else:
+                days.update(row.started_at.astimezone(UTC).date() for row in rows)
+            machine = rows[0].machine_id
+            if machine in windows:
+                known_first, known_last = windows[machine]
+                first, last = min(first, known_first), max(last, known_last)
+            windows[machine] = (first, last)
+    return ProbeScope(frozenset(days), windows)
 
 
 _started_at = attrgetter("started_at")
+_machine_id = attrgetter("machine_id")
 _request_uid = attrgetter("request_uid")
 
 
@@ -538,23 +557,24 @@ def existing_request_uids(
     databases: Databases,
     workspace_id: UUID,
     uids: Collection[UUID],
-    span: StartSpan,
+    scope: ProbeScope,
 ) -> set[UUID]:
-    """Which of `uids` the workspace already has within `span` (see `PROBE_LIST_LIMIT` for the two forms)."""
+    """Which of `uids` the workspace already has within `scope` (see `PROBE_LIST_LIMIT` for the two forms)."""
     if len(uids) <= PROBE_LIST_LIMIT:
-        return existing_uids(client, databases=databases, workspace_id=workspace_id, uids=uids, span=span)
+        return existing_uids(client, databases=databases, workspace_id=workspace_id, uids=uids, scope=scope)
     # Inlined by hand from typed UUIDs and dates, as in existing_uids: nothing a client wrote reaches the SQL.
     if not all(isinstance(uid, UUID) for uid in uids) or not isinstance(workspace_id, UUID):
         raise TypeError("existing_request_uids takes UUID objects")
     listed = "\\n".join(map(str, uids))
+    where, parameters = scope.condition()
     query = (
         f"SELECT DISTINCT request_uid FROM {databases.raw}.requests WHERE workspace_id = '{workspace_id}'"
-        f" AND {span.condition()}"
+        f" AND {where}"
         f" AND request_uid IN (SELECT uid FROM format(TSV, 'uid UUID', '{listed}'))"
     )
     size = len(query)  # ASCII: characters are bytes
     settings = {"max_query_size": size + 4096} if size + 4096 > DEFAULT_MAX_QUERY_SIZE else None
-    body = client.raw_query(query, settings=settings, fmt="TabSeparated")
+    body = client.raw_query(query, parameters=parameters, settings=settings, fmt="TabSeparated")
     return {UUID(line) for line in body.decode().split()}
 
 

@@ -293,5 +293,5 @@ CREATE OR REPLACE TABLE raw.requests ON CLUSTER 'halton'
 )
 ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}', ingested_at)
 PARTITION BY toYYYYMM(started_at)
-ORDER BY (workspace_id, toDate(started_at), started_at, request_uid)
+ORDER BY (workspace_id, toDate(started_at), machine_id, started_at, request_uid)
 AS SELECT * FROM raw.requests;

@@ -23,25 +23,29 @@ _LISTED = tuple(RequestPublic.model_fields)
 
 
 @dataclass(frozen=True)
-class StartSpan:
-    """When a set of rows started: their UTC days and their first and last start.
+class ProbeScope:
+    """Where rows already stored may repeat a batch's rows: the rows' UTC days, and per machine the window
+    from its first to its last start. A re-sent row has its machine and start, so it is always inside.
 
-    raw.requests is sorted by (workspace_id, day, started_at, request_uid), so the probe reads only this window
-    of those days, however many rows the days hold (against a 2-million-row day, 40-60 -> 6-10 ms of warehouse
-    CPU per 1,000 UUIDs; warehouse migration 0005, bench/RESULTS.md "Ingestion").
+    raw.requests is sorted by (workspace_id, day, machine_id, started_at, request_uid): the probe reads only
+    these machines' windows, not the whole day of the workspace (against a 2-million-row day, 40-60 -> 6-10
+    ms of warehouse CPU per 1,000 UUIDs; warehouse migration 0005, bench/RESULTS.md "Ingestion").
     """
 
     days: frozenset[date]
-    first: datetime
-    last: datetime
+    windows: dict[str, tuple[datetime, datetime]]
 
-    def condition(self) -> str:
-        """The WHERE terms for this span, inlined from typed values (dates and datetimes, never text)."""
+    def condition(self) -> tuple[str, dict[str, str]]:
+        """The WHERE terms and their parameters: dates and times inlined from typed values, machine ids (text
+        a meter chose at pairing) bound as parameters."""
         day_list = ",".join(f"'{day.isoformat()}'" for day in sorted(self.days))
-        return (
-            f"toDate(started_at) IN ({day_list})"
-            f" AND started_at BETWEEN '{_milliseconds(self.first)}' AND '{_milliseconds(self.last)}'"
+        windows = " OR ".join(
+            f"(machine_id = {{m{i}:String}} AND started_at BETWEEN '{_milliseconds(first)}'"
+            f" AND '{_milliseconds(last)}')"
+            for i, (first, last) in enumerate(self.windows.values())
         )
+        parameters = {f"m{i}": machine for i, machine in enumerate(self.windows)}
+        return f"toDate(started_at) IN ({day_list}) AND ({windows})", parameters
 
 
 def _milliseconds(moment: datetime) -> str:
@@ -55,10 +59,9 @@ def existing_uids(
     databases: Databases,
     workspace_id: UUID,
     uids: Collection[UUID],
-    span: StartSpan,
+    scope: ProbeScope,
 ) -> set[UUID]:
-    """Which of `uids` the workspace already has among rows that started within `span` (a re-sent row has the
-    same start, so it is always inside its batch's span)."""
+    """Which of `uids` the workspace already has within `scope`."""
     if not uids:
         return set()
     # Values are inlined by hand from typed UUIDs and dates (nothing a client wrote reaches the SQL as text):
@@ -67,9 +70,11 @@ def existing_uids(
     if not all(isinstance(uid, UUID) for uid in uids) or not isinstance(workspace_id, UUID):
         raise TypeError("existing_uids takes UUID objects")
     uid_list = ",".join(f"'{uid}'" for uid in uids)
+    where, parameters = scope.condition()
     body = client.raw_query(
         f"SELECT DISTINCT request_uid FROM {databases.raw}.requests WHERE workspace_id = '{workspace_id}'"
-        f" AND {span.condition()} AND request_uid IN ({uid_list})",
+        f" AND {where} AND request_uid IN ({uid_list})",
+        parameters=parameters,
         fmt="TabSeparated",
     )
     return {UUID(line) for line in body.decode().split()}

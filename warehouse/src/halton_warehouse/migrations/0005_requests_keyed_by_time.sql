@@ -1,10 +1,12 @@
--- raw.requests sorted by (workspace_id, day, started_at, request_uid) instead of (workspace_id, day,
--- request_uid). For every batch, ingestion asks which of its request_uids the workspace already has. With
--- request_uid right after the day, a batch's UUIDs are scattered over every granule of the day and the
--- question read the whole day: 40-60 ms of CPU per 1,000 UUIDs against a 2-million-row day. With started_at
--- in the key it reads the batch's time window only (6-10 ms; bench/RESULTS.md, "Ingestion"). A re-sent row
--- has the same started_at and request_uid, so ReplacingMergeTree still keeps one copy, and reads still go
--- through {raw}.requests_dedup (FINAL), which names the table.
+-- raw.requests sorted by (workspace_id, day, machine_id, started_at, request_uid) instead of (workspace_id,
+-- day, request_uid). For every batch, ingestion asks which of its request_uids the workspace already has.
+-- With request_uid right after the day, a batch's UUIDs are scattered over every granule of the day and the
+-- question read the whole day: 40-60 ms of CPU per 1,000 UUIDs against a 2-million-row day. A row can only
+-- be re-sent by its own machine (a sync token sends only its machine's rows), at its own start, so with
+-- machine_id and started_at in the key the question reads only the batch's machine and time window (6-10
+-- ms; bench/RESULTS.md, "Ingestion"). A re-sent row has the same machine, start and request_uid, so
+-- ReplacingMergeTree still keeps one copy, and reads still go through {raw}.requests_dedup (FINAL), which
+-- names the table.
 -- CREATE OR REPLACE fills a new table from the old one and swaps it in atomically, so running this twice,
 -- or from two processes at once, leaves the same table with the same rows. It copies every row (2 million
 -- in 1.8 s on two cores): run it before the API serves (halton-cloud up and `halton-cloud migrate` do), or a
@@ -46,5 +48,5 @@ CREATE OR REPLACE TABLE {raw}.requests {on_cluster}
 )
 ENGINE = ReplacingMergeTree(ingested_at)
 PARTITION BY toYYYYMM(started_at)
-ORDER BY (workspace_id, toDate(started_at), started_at, request_uid)
+ORDER BY (workspace_id, toDate(started_at), machine_id, started_at, request_uid)
 AS SELECT * FROM {raw}.requests;
