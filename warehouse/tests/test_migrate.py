@@ -156,8 +156,13 @@ def test_rekeying_raw_requests_by_time_keeps_every_row(warehouse) -> None:
     for _ in range(2):
         for statement in migrations[5].statements(databases):
             client.command(statement)
-    assert _sorting_key(client, raw) == "workspace_id, toDate(started_at), machine_id, started_at, request_uid"
+    assert (
+        _sorting_key(client, raw) == "workspace_id, toDate(started_at), machine_id, started_at, request_uid"
+    )
     assert client.query(read).result_rows == before
+    assert client.query(
+        f"SELECT name, type FROM system.data_skipping_indices WHERE database = '{raw}' AND table = 'requests'"
+    ).result_rows == [("request_uid_bloom", "bloom_filter")]
     client.command(
         f"INSERT INTO {raw}.requests (workspace_id, request_uid, started_at, ended_at, provider, endpoint)"
         " VALUES (generateUUIDv4(), generateUUIDv4(), now64(3), now64(3), 'openai', '/v1/responses')"

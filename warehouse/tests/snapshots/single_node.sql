@@ -289,7 +289,8 @@ CREATE OR REPLACE TABLE raw.requests
     provider_request_id   Nullable(String) CODEC(ZSTD(3)),
     latency_ms            Nullable(UInt32),
     ttfb_ms               Nullable(UInt32),
-    ingested_at           DateTime64(3, 'UTC') DEFAULT now64(3)
+    ingested_at           DateTime64(3, 'UTC') DEFAULT now64(3),
+    INDEX request_uid_bloom request_uid TYPE bloom_filter GRANULARITY 1
 )
 ENGINE = ReplacingMergeTree(ingested_at)
 PARTITION BY toYYYYMM(started_at)

@@ -6,7 +6,9 @@
 -- machine_id and started_at in the key the question reads only the batch's machine and time window (6-10
 -- ms; bench/RESULTS.md, "Ingestion"). A re-sent row has the same machine, start and request_uid, so
 -- ReplacingMergeTree still keeps one copy, and reads still go through {raw}.requests_dedup (FINAL), which
--- names the table.
+-- names the table. Looking one request up by request_uid (search, traces) no longer follows the key, so a
+-- bloom filter index answers it: a 30-day search of 4 million rows 84 -> 6 ms (14 ms with the old key), for
+-- ~0.1 ms more per 1,000 inserted rows.
 -- CREATE OR REPLACE fills a new table from the old one and swaps it in atomically, so running this twice,
 -- or from two processes at once, leaves the same table with the same rows. It copies every row (2 million
 -- in 1.8 s on two cores): run it before the API serves (halton-cloud up and `halton-cloud migrate` do), or a
@@ -44,7 +46,8 @@ CREATE OR REPLACE TABLE {raw}.requests {on_cluster}
     provider_request_id   Nullable(String) CODEC(ZSTD(3)),
     latency_ms            Nullable(UInt32),
     ttfb_ms               Nullable(UInt32),
-    ingested_at           DateTime64(3, 'UTC') DEFAULT now64(3)
+    ingested_at           DateTime64(3, 'UTC') DEFAULT now64(3),
+    INDEX request_uid_bloom request_uid TYPE bloom_filter GRANULARITY 1
 )
 ENGINE = ReplacingMergeTree(ingested_at)
 PARTITION BY toYYYYMM(started_at)
