@@ -213,8 +213,9 @@ def test_the_probe_finds_what_the_workspace_has_in_the_machines_windows_in_both_
 ) -> None:
     from datetime import datetime, timedelta
 
-    from halton_api import warehouse_writer
-    from halton_api.warehouse_writer import _Pending, _scope, existing_request_uids
+    from halton_api.store import requests
+    from halton_api.store.requests import existing_uids
+    from halton_api.warehouse_writer import _Pending, _scope
 
     workspace, other = uuid.uuid4(), uuid.uuid4()
     today = datetime.now(UTC).replace(hour=12)
@@ -250,12 +251,12 @@ def test_the_probe_finds_what_the_workspace_has_in_the_machines_windows_in_both_
         return _scope([_Pending(workspace, uuid.uuid4(), uuid.uuid4(), rows, None) for rows in batches])  # type: ignore[arg-type]
 
     span = scope(stored)
-    found = existing_request_uids(
+    found = existing_uids(
         client, databases=warehouse.databases, workspace_id=workspace, uids=asked, scope=span
     )
     # not the earlier day's, not another machine's, not unknown ones
     assert found == {r.request_uid for r in [*stored[:30], stored[-1]]}
-    both = existing_request_uids(
+    both = existing_uids(
         client,
         databases=warehouse.databases,
         workspace_id=workspace,
@@ -263,11 +264,11 @@ def test_the_probe_finds_what_the_workspace_has_in_the_machines_windows_in_both_
         scope=scope(stored, elsewhere),
     )
     assert both == found | {elsewhere[0].request_uid}
-    monkeypatch.setattr(warehouse_writer, "PROBE_LIST_LIMIT", 10_000)  # the IN-list form agrees
-    assert found == existing_request_uids(
+    monkeypatch.setattr(requests, "PROBE_LIST_LIMIT", 10_000)  # the IN-list form agrees
+    assert found == existing_uids(
         client, databases=warehouse.databases, workspace_id=workspace, uids=asked, scope=span
     )
-    assert not existing_request_uids(
+    assert not existing_uids(
         client, databases=warehouse.databases, workspace_id=other, uids=asked, scope=span
     )
     assert scope(earlier).days == {(today - timedelta(days=3)).date()}
@@ -275,8 +276,9 @@ def test_the_probe_finds_what_the_workspace_has_in_the_machines_windows_in_both_
 
 def test_large_groups_are_probed_in_chunks_and_deduplicated(warehouse, monkeypatch) -> None:
     from halton_api import warehouse_writer
+    from halton_api.store import requests
 
-    monkeypatch.setattr(warehouse_writer, "PROBE_LIST_LIMIT", 50)  # small, to run the large-group form
+    monkeypatch.setattr(requests, "PROBE_LIST_LIMIT", 50)  # small, to run the large-group form
     monkeypatch.setattr(warehouse_writer, "PROBE_CHUNK", 70)
     workspace, device = uuid.uuid4(), uuid.uuid4()
     first, second = _rows("m", 120), _rows("m", 90)

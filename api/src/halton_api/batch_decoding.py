@@ -90,6 +90,9 @@ class WireBatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 _DECODER = msgspec.json.Decoder(WireBatch)
 
+# A reader of each WireRow field, for passes over a batch at C speed: `map(FIELD["started_at"], rows)`.
+FIELD = {name: attrgetter(name) for name in WireRow.__struct_fields__}
+
 
 def decode_batch(body: bytes) -> WireBatch | None:
     """The batch in `body` if it is certainly valid as RequestBatch reads it; None when unsure or invalid."""
@@ -114,9 +117,9 @@ def from_model(batch: RequestBatch) -> WireBatch:
 def _rows_hold(rows: list[WireRow]) -> bool:
     """RequestRow's own validators, the project pattern and cost_usd's bounds, on rows msgspec decoded
     (times are already timezone-aware: `_AwareTime`)."""
-    if not all(map(ge, map(_ended_at, rows), map(_started_at, rows))):
+    if not all(map(ge, map(FIELD["ended_at"], rows), map(FIELD["started_at"], rows))):
         return False
-    if not all(map(_SLUG.fullmatch, set(map(_project, rows)))):
+    if not all(map(_SLUG.fullmatch, set(map(FIELD["project"], rows)))):
         return False
     for row in rows:
         inputs = row.input_tokens
@@ -132,9 +135,6 @@ def _rows_hold(rows: list[WireRow]) -> bool:
         if cost is not None and not _cost_fits(cost):
             return False
     return True
-
-
-_started_at, _ended_at, _project = (attrgetter(name) for name in ("started_at", "ended_at", "project"))
 
 
 def _cost_fits(cost: Decimal) -> bool:

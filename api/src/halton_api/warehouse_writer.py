@@ -18,10 +18,9 @@ import logging
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from operator import attrgetter
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -36,7 +35,7 @@ from clickhouse_connect.driver.common import write_array
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 from clickhouse_connect.driver.insert import InsertContext
 
-from halton_api.batch_decoding import WireRow
+from halton_api.batch_decoding import FIELD, WireRow
 from halton_api.store.requests import ProbeScope, existing_uids
 from halton_warehouse import Databases, connect
 
@@ -49,14 +48,9 @@ BUSY_CODES = frozenset({202, 203, 241, 252, 439})  # TOO_MANY_SIMULTANEOUS_QUERI
 # MEMORY_LIMIT_EXCEEDED, TOO_MANY_PARTS, CANNOT_SCHEDULE_TASK
 UNAVAILABLE_CODES = frozenset({159, 209, 210, 242, 319, 425})  # TIMEOUT_EXCEEDED, SOCKET_TIMEOUT,
 # NETWORK_ERROR, TABLE_IS_READ_ONLY, UNKNOWN_STATUS_OF_INSERT, SYSTEM_ERROR
-# The dedupe probe names the batch's UUIDs in the query. As an IN list, ClickHouse's analyzer pays about
-# 5 ms of CPU per 1,000 literals; as one string literal read by `format()` it pays about 0.5 ms per 1,000
-# plus 4 ms once. So an IN list up to PROBE_LIST_LIMIT UUIDs (one meter's batch), one string above it.
-PROBE_LIST_LIMIT = 1_500
-# UUIDs per probe query. A group commit's probe is one query (20 ms of warehouse CPU for 16,000 UUIDs,
-# against 3 x 15 ms in 6,000-UUID pieces), so a long one raises max_query_size for itself.
+# UUIDs per probe query (`existing_uids`). A group commit's probe is one query (20 ms of warehouse CPU for
+# 16,000 UUIDs, against 3 x 15 ms in 6,000-UUID pieces), so a long one raises max_query_size for itself.
 PROBE_CHUNK = 50_000
-DEFAULT_MAX_QUERY_SIZE = 262_144  # ClickHouse's default max_query_size, in bytes
 BUSY_RETRY_AFTER = 2
 UNAVAILABLE_RETRY_AFTER = 10
 
@@ -360,7 +354,7 @@ class WarehouseWriter:
         taken: dict[UUID, set[UUID]] = {}
         for workspace_id, group in by_workspace.items():
             rows = [row for item in group for row in item.rows]
-            uids = list(map(_request_uid, rows))
+            uids = list(map(FIELD["request_uid"], rows))
             if len(group) > 1:  # racing copies of one batch: probe each UUID once
                 uids = list(dict.fromkeys(uids))
             taken[workspace_id] = found = set()
@@ -368,7 +362,7 @@ class WarehouseWriter:
             for start in range(0, len(uids), PROBE_CHUNK):
                 found |= await self.with_retries(
                     functools.partial(
-                        existing_request_uids,
+                        existing_uids,
                         databases=self.databases,
                         workspace_id=workspace_id,
                         uids=uids[start : start + PROBE_CHUNK],
@@ -382,7 +376,7 @@ class WarehouseWriter:
             new = [row for row in item.rows if row.request_uid not in seen] if seen else item.rows
             remaining[item.workspace_id] -= 1
             if remaining[item.workspace_id]:
-                seen.update(map(_request_uid, new))
+                seen.update(map(FIELD["request_uid"], new))
             fresh.append(new)
         columns = _columns(items, fresh)
         if columns[0]:
@@ -423,17 +417,14 @@ def _columns(items: list[_Pending], fresh: list[list[WireRow]]) -> list[list[Any
     # with a thousand rows a batch, young-generation garbage collections.
     every_row = [row for batch in fresh for row in batch]
     columns: list[list[Any]] = []
-    for column, getter in _COLUMN_GETTERS:
+    for column in REQUEST_COLUMNS:
         if column in _CONSTANT_COLUMNS:
             columns.append(
                 _Runs([(getattr(item, column), len(rows)) for item, rows in zip(items, fresh, strict=True)])
             )
         else:
-            columns.append(list(map(getter, every_row)))
+            columns.append(list(map(FIELD[column], every_row)))
     return columns
-
-
-_COLUMN_GETTERS = tuple((column, attrgetter(column)) for column in REQUEST_COLUMNS)
 
 
 class _Runs(list):
@@ -520,62 +511,32 @@ def _faster_type(column_type: ClickHouseType) -> ClickHouseType:
 
 
 def _scope(items: Sequence[_Pending]) -> ProbeScope:
-    """Where the batches' rows may already be stored: their UTC days, and each machine's first and last start
-    (a batch holds one machine's rows; `parse_batch` checks that against the token)."""
+    """Where the batches' rows may already be stored: their UTC days, and each machine's first and last start."""
     days: set[date] = set()
     windows: dict[str, tuple[datetime, datetime]] = {}
-    for item in items:
-        machines = set(map(_machine_id, item.rows))
-        groups = (
-            [item.rows]
-            if len(machines) == 1
-            else [[row for row in item.rows if row.machine_id == machine] for machine in machines]
-        )
-        for rows in groups:
-            first, last = min(map(_started_at, rows)), max(map(_started_at, rows))
-            first_day, last_day = first.astimezone(UTC).date(), last.astimezone(UTC).date()
-            if first_day == last_day:  # the common case, without converting every row's time
-                days.add(first_day)
-            else:
-                days.update(row.started_at.astimezone(UTC).date() for row in rows)
-            machine = rows[0].machine_id
-            if machine in windows:
-                known_first, known_last = windows[machine]
-                first, last = min(first, known_first), max(last, known_last)
-            windows[machine] = (first, last)
+    for machine, rows in _by_machine(items):
+        first, last = min(map(FIELD["started_at"], rows)), max(map(FIELD["started_at"], rows))
+        first_day, last_day = first.astimezone(UTC).date(), last.astimezone(UTC).date()
+        if first_day == last_day:  # the common case, without converting every row's time
+            days.add(first_day)
+        else:
+            days.update(row.started_at.astimezone(UTC).date() for row in rows)
+        if machine in windows:
+            first, last = min(first, windows[machine][0]), max(last, windows[machine][1])
+        windows[machine] = (first, last)
     return ProbeScope(frozenset(days), windows)
 
 
-_started_at = attrgetter("started_at")
-_machine_id = attrgetter("machine_id")
-_request_uid = attrgetter("request_uid")
-
-
-def existing_request_uids(
-    client: Client,
-    *,
-    databases: Databases,
-    workspace_id: UUID,
-    uids: Collection[UUID],
-    scope: ProbeScope,
-) -> set[UUID]:
-    """Which of `uids` the workspace already has within `scope` (see `PROBE_LIST_LIMIT` for the two forms)."""
-    if len(uids) <= PROBE_LIST_LIMIT:
-        return existing_uids(client, databases=databases, workspace_id=workspace_id, uids=uids, scope=scope)
-    # Inlined by hand from typed UUIDs and dates, as in existing_uids: nothing a client wrote reaches the SQL.
-    if not all(isinstance(uid, UUID) for uid in uids) or not isinstance(workspace_id, UUID):
-        raise TypeError("existing_request_uids takes UUID objects")
-    listed = "\\n".join(map(str, uids))
-    where, parameters = scope.condition()
-    query = (
-        f"SELECT DISTINCT request_uid FROM {databases.raw}.requests WHERE workspace_id = '{workspace_id}'"
-        f" AND {where}"
-        f" AND request_uid IN (SELECT uid FROM format(TSV, 'uid UUID', '{listed}'))"
-    )
-    size = len(query)  # ASCII: characters are bytes
-    settings = {"max_query_size": size + 4096} if size + 4096 > DEFAULT_MAX_QUERY_SIZE else None
-    body = client.raw_query(query, parameters=parameters, settings=settings, fmt="TabSeparated")
-    return {UUID(line) for line in body.decode().split()}
+def _by_machine(items: Sequence[_Pending]) -> Iterator[tuple[str, Sequence[WireRow]]]:
+    """Each batch's rows by machine: the whole batch at once, as a meter's batch holds only its machine's rows
+    (`parse_batch` checks that against the token)."""
+    for item in items:
+        machines = set(map(FIELD["machine_id"], item.rows))
+        if len(machines) == 1:
+            yield machines.pop(), item.rows
+        else:
+            for machine in machines:
+                yield machine, [row for row in item.rows if row.machine_id == machine]
 
 
 def _describe(kind: type[WarehouseError]) -> str:

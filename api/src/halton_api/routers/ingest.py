@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import zlib
-from operator import attrgetter
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, status
@@ -18,7 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
 from pydantic_core import from_json
 
-from halton_api.batch_decoding import WireBatch, WireRow, decode_batch, from_model
+from halton_api.batch_decoding import FIELD, WireBatch, WireRow, decode_batch, from_model
 from halton_api.deps import ActiveDevice, Pool, Settings, Writer
 from halton_api.models import Problem
 from halton_api.store import devices, projects
@@ -70,7 +69,7 @@ async def ingest_batch(
     )
     state = request.app.state
     await _record_sync_and_projects(
-        pool, device, set(map(_project, fresh)), clock=state.sync_clock, known=state.known_projects
+        pool, device, set(map(FIELD["project"], fresh)), clock=state.sync_clock, known=state.known_projects
     )
     return BatchAccepted(
         batch_id=batch.batch_id, accepted=len(fresh), duplicates=len(batch.rows) - len(fresh)
@@ -149,14 +148,9 @@ async def read_body(request: Request, limit: int) -> bytes:
     return inflated
 
 
-_project = attrgetter("project")
-_request_uid = attrgetter("request_uid")
-_machine_id = attrgetter("machine_id")
-
-
 def _first_of_each_uid(rows: list[WireRow]) -> list[WireRow]:
     """The rows without repeats of a request_uid (the first copy stays)."""
-    if len(set(map(_request_uid, rows))) == len(rows):
+    if len(set(map(FIELD["request_uid"], rows))) == len(rows):
         return rows
     first = {row.request_uid: row for row in reversed(rows)}  # later copies are overwritten by earlier ones
     return [row for row in rows if first[row.request_uid] is row]
@@ -179,7 +173,7 @@ def parse_batch(body: bytes, *, max_rows: int, machine_id: str) -> WireBatch:
             raise _diagnose(body, error, max_rows) from None
     if len(batch.rows) > max_rows:
         raise _too_many_rows(len(batch.rows), max_rows)
-    if set(map(_machine_id, batch.rows)) != {machine_id}:
+    if set(map(FIELD["machine_id"], batch.rows)) != {machine_id}:
         wrong = [(i, row.machine_id) for i, row in enumerate(batch.rows) if row.machine_id != machine_id]
         index, found = wrong[0]
         raise BatchRejected(

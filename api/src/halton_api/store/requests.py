@@ -53,6 +53,13 @@ def _milliseconds(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
+# The probe names the batch's UUIDs in the query. As an IN list, ClickHouse's analyzer pays about 5 ms of
+# CPU per 1,000 literals; as one string literal read by `format()` it pays about 0.5 ms per 1,000 plus 4 ms
+# once. So an IN list up to PROBE_LIST_LIMIT UUIDs (one meter's batch), one string above it.
+PROBE_LIST_LIMIT = 1_500
+DEFAULT_MAX_QUERY_SIZE = 262_144  # ClickHouse's default max_query_size, in bytes
+
+
 def existing_uids(
     client: Client,
     *,
@@ -69,14 +76,18 @@ def existing_uids(
     # a thousand UUIDs.
     if not all(isinstance(uid, UUID) for uid in uids) or not isinstance(workspace_id, UUID):
         raise TypeError("existing_uids takes UUID objects")
-    uid_list = ",".join(f"'{uid}'" for uid in uids)
+    if len(uids) <= PROBE_LIST_LIMIT:
+        listed = ",".join(f"'{uid}'" for uid in uids)
+    else:
+        listed = "SELECT uid FROM format(TSV, 'uid UUID', '" + "\\n".join(map(str, uids)) + "')"
     where, parameters = scope.condition()
-    body = client.raw_query(
+    query = (
         f"SELECT DISTINCT request_uid FROM {databases.raw}.requests WHERE workspace_id = '{workspace_id}'"
-        f" AND {where} AND request_uid IN ({uid_list})",
-        parameters=parameters,
-        fmt="TabSeparated",
+        f" AND {where} AND request_uid IN ({listed})"
     )
+    size = len(query)  # ASCII: characters are bytes
+    settings = {"max_query_size": size + 4096} if size + 4096 > DEFAULT_MAX_QUERY_SIZE else None
+    body = client.raw_query(query, parameters=parameters, settings=settings, fmt="TabSeparated")
     return {UUID(line) for line in body.decode().split()}
 
 
