@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -21,6 +22,11 @@ from halton_meter.testing.processes import wait_for
 
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 PASSWORD = "correct horse battery staple"
+
+
+def first_day(days: int = 30) -> date:
+    """The first day of the rail's last `days` days (today included)."""
+    return datetime.now(UTC).date() - timedelta(days=days - 1)
 
 
 @dataclass

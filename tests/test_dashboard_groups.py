@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
 
 import psycopg
 
+from cloud_support import first_day
 from halton_api.charts import money
-
-
-def first_day(days: int = 30):
-    return datetime.now(UTC).date() - timedelta(days=days - 1)
 
 
 def centres(built_demo) -> dict[str, str]:

@@ -5,16 +5,12 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from cloud_support import first_day
 from halton_api.charts import exact_money, money
 
 PROJECT = "acme-batch-summariser"
-
-
-def first_day(days: int = 30):
-    return datetime.now(UTC).date() - timedelta(days=days - 1)
 
 
 def test_projects_list_is_the_marts(demo_page, built_demo, artifacts_dir) -> None:
