@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 from urllib.parse import urlencode
 
 import clickhouse_connect
@@ -380,3 +381,28 @@ def test_unknown_setting_is_refused_and_known_one_applies(server: EmbeddedWareho
     assert headers.get("X-ClickHouse-Exception-Code") == "164"
     for _ in range(3):
         assert post(server, "CREATE TEMPORARY TABLE rw (x UInt8)")[0] == 200
+
+
+def test_small_parts_are_one_file_and_large_ones_keep_their_columns(client: Client, database: str) -> None:
+    from halton_warehouse.http_engine import PACKED_PART_BYTES
+
+    client.command(
+        f"CREATE TABLE {database}.p (id UInt64, note String) ENGINE = MergeTree ORDER BY id"
+        " SETTINGS min_bytes_for_wide_part = 0"  # so the large part's files are per column
+    )
+    client.command(f"INSERT INTO {database}.p SELECT number, 'small' FROM numbers(1000)")
+    client.command(
+        f"INSERT INTO {database}.p SELECT number, repeat('x', 100) FROM numbers({PACKED_PART_BYTES // 100})"
+    )
+    parts = client.query(
+        "SELECT rows, part_storage_type, path FROM system.parts"
+        f" WHERE database = '{database}' AND table = 'p' AND active ORDER BY rows"
+    ).result_rows
+    assert [(rows, storage) for rows, storage, _ in parts] == [
+        (1000, "Packed"),
+        (PACKED_PART_BYTES // 100, "Full"),
+    ]
+    small, large = (Path(path) for _, _, path in parts)
+    assert [entry.name for entry in small.iterdir()] == ["data.packed"]
+    assert {"id.bin", "note.bin"} <= {entry.name for entry in large.iterdir()}
+    assert client.command(f"SELECT count() FROM {database}.p WHERE note = 'small'") == 1000
