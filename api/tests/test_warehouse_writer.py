@@ -208,7 +208,7 @@ def test_a_batch_still_queued_after_the_timeout_is_told_to_come_back(warehouse) 
     asyncio.run(main())
 
 
-def test_the_probe_finds_what_the_workspace_has_in_the_machines_windows_in_both_forms(
+def test_the_probe_finds_what_the_workspace_has_in_the_machines_windows_in_every_form(
     warehouse, monkeypatch
 ) -> None:
     from datetime import datetime, timedelta
@@ -242,7 +242,7 @@ def test_the_probe_finds_what_the_workspace_has_in_the_machines_windows_in_both_
     asyncio.run(store(workspace, [*stored, *earlier]))
     asyncio.run(store(workspace, elsewhere))
     asyncio.run(store(other, _rows("m", 3)))
-    fresh = [uuid.uuid4() for _ in range(1_700)]  # over PROBE_LIST_LIMIT: the format() form
+    fresh = [uuid.uuid4() for _ in range(1_700)]  # over PROBE_LIST_LIMIT: the format() form when named
     asked = [*fresh, *(r.request_uid for r in stored[:30]), *(r.request_uid for r in earlier)]
     client = warehouse.client()
     asked += [stored[0].request_uid, stored[-1].request_uid, elsewhere[0].request_uid]
@@ -251,26 +251,26 @@ def test_the_probe_finds_what_the_workspace_has_in_the_machines_windows_in_both_
         return _scope([_Pending(workspace, uuid.uuid4(), uuid.uuid4(), rows, None) for rows in batches])  # type: ignore[arg-type]
 
     span = scope(stored)
-    found = existing_uids(
-        client, databases=warehouse.databases, workspace_id=workspace, uids=asked, scope=span
-    )
-    # not the earlier day's, not another machine's, not unknown ones
+
+    def probe(workspace_id: uuid.UUID = workspace, within=span) -> set[uuid.UUID]:
+        return existing_uids(
+            client, databases=warehouse.databases, workspace_id=workspace_id, uids=asked, scope=within
+        )
+
+    # The windows listed (they hold 40 rows, far fewer than asked): not the earlier day's rows, not another
+    # machine's, not unknown ones.
+    found = probe()
     assert found == {r.request_uid for r in [*stored[:30], stored[-1]]}
-    both = existing_uids(
-        client,
-        databases=warehouse.databases,
-        workspace_id=workspace,
-        uids=asked,
-        scope=scope(stored, elsewhere),
-    )
-    assert both == found | {elsewhere[0].request_uid}
-    monkeypatch.setattr(requests, "PROBE_LIST_LIMIT", 10_000)  # the IN-list form agrees
-    assert found == existing_uids(
-        client, databases=warehouse.databases, workspace_id=workspace, uids=asked, scope=span
-    )
-    assert not existing_uids(
-        client, databases=warehouse.databases, workspace_id=other, uids=asked, scope=span
-    )
+    assert probe(within=scope(stored, elsewhere)) == found | {elsewhere[0].request_uid}
+    assert not probe(other)
+    # Windows holding more than the listing takes: the UUIDs named, as one format() string, then an IN list.
+    monkeypatch.setattr(requests, "LISTED_PER_UUID", 0)
+    monkeypatch.setattr(requests, "LISTED_FLOOR", 10)
+    assert probe() == found
+    assert probe(within=scope(stored, elsewhere)) == found | {elsewhere[0].request_uid}
+    monkeypatch.setattr(requests, "PROBE_LIST_LIMIT", 10_000)
+    assert probe() == found
+    assert not probe(other)
     assert scope(earlier).days == {(today - timedelta(days=3)).date()}
 
 
