@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import threading
 import uuid
-from datetime import UTC
+from datetime import UTC, datetime
 
 import msgspec
 import pytest
@@ -307,14 +308,16 @@ def test_columns_follow_the_table_order_with_constants_from_each_batch() -> None
     from halton_api.warehouse_writer import REQUEST_COLUMNS, _columns, _Pending
 
     batches = [_Pending(uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), _rows("m", n), None) for n in (2, 0, 3)]  # type: ignore[arg-type]
-    columns = _columns(batches, [b.rows for b in batches])
+    stamp = datetime.now(UTC).replace(microsecond=0)
+    columns = _columns(batches, [b.rows for b in batches], stamp)
     assert len(columns) == len(REQUEST_COLUMNS) and all(len(c) == 5 for c in columns)
     by_name = dict(zip(REQUEST_COLUMNS, columns, strict=True))
     assert by_name["workspace_id"] == [batches[0].workspace_id] * 2 + [batches[2].workspace_id] * 3
     assert by_name["batch_id"] == [batches[0].batch_id] * 2 + [batches[2].batch_id] * 3
+    assert by_name["ingested_at"] == [stamp] * 5  # the INSERT's stamp, not a row's
     rows = [*batches[0].rows, *batches[2].rows]
     for name in REQUEST_COLUMNS:
-        if name not in ("workspace_id", "device_id", "batch_id"):
+        if name not in ("workspace_id", "device_id", "batch_id", "ingested_at"):
             assert by_name[name] == [getattr(r, name) for r in rows], name
 
 
@@ -332,7 +335,7 @@ def test_the_garbage_collector_is_tuned_once() -> None:
 
 def test_the_faster_encoders_write_the_same_bytes_as_clickhouse_connect() -> None:
     """`_UUIDColumn`, `_DateTime64Column` and `_DecimalColumn` against clickhouse-connect's own encoders,
-    on the values the writer sends: UUID objects (constant runs and distinct), aware datetimes in any
+    on the values the writer sends: UUID objects and datetimes (constant runs and distinct), aware datetimes in any
     offset (before the epoch and with sub-millisecond parts too), Decimals with None and zero."""
     from datetime import datetime, timedelta, timezone
     from decimal import Decimal
@@ -360,6 +363,7 @@ def test_the_faster_encoders_write_the_same_bytes_as_clickhouse_connect() -> Non
         ("c", "DateTime64(3, 'UTC')", moments),
         ("d", "Nullable(Decimal(18, 9))", costs),
         ("e", "Decimal(18, 9)", [c or Decimal("0.5") for c in costs]),
+        ("f", "DateTime64(3, 'UTC')", _Runs([(moments[0], 2), (moments[1], 3)])),  # an INSERT's stamp
     ]
     plain = [get_from_name(type_name) for _, type_name, _ in columns]
     faster = [_faster_type(t) for t in plain]
@@ -408,3 +412,107 @@ def test_inserted_rows_read_back_as_sent(warehouse) -> None:
             want_ms = want.replace(microsecond=want.microsecond // 1000 * 1000)
             assert got.replace(tzinfo=UTC) == want_ms.astimezone(UTC)
         assert cost_usd == sent.cost_usd
+
+
+def _timed_rows(machine_id: str, start: datetime, count: int) -> list[WireRow]:
+    """`count` rows of one machine, a second apart from `start` (a meter's calls, oldest first)."""
+    from datetime import timedelta
+
+    return [_wire_row(row(machine_id, started_at=start + timedelta(seconds=i))) for i in range(count)]
+
+
+def test_a_batch_after_what_was_written_is_counted_right_whichever_of_probe_and_insert_finishes_first(
+    warehouse, monkeypatch
+) -> None:
+    """The INSERT of a batch that starts after what the writer wrote for its machine runs beside the dedupe
+    probe. Held back until the INSERT is done, the probe must still not take the batch's own rows for
+    duplicates; rows another process wrote are duplicates, and every read counts them once."""
+    from datetime import timedelta
+
+    from halton_api import warehouse_writer
+    from halton_api.store import requests
+
+    workspace = uuid.uuid4()
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    earlier, later, latest = (_timed_rows("m", start + timedelta(minutes=m), 20) for m in (0, 10, 20))
+    real = requests.existing_uids
+    inserts: list[int] = []
+
+    def slow_probe(client, **kwargs):
+        threading.Event().wait(0.3)  # the INSERT beside it commits first
+        return real(client, **kwargs)
+
+    monkeypatch.setattr(warehouse_writer, "existing_uids", slow_probe)
+
+    async def main() -> list[int]:
+        one, other = (
+            WarehouseWriter(WarehousePool(warehouse.url, size=2, queue_timeout=5), warehouse.databases)
+            for _ in range(2)
+        )
+        for writer in (one, other):
+            original = writer._insert
+            writer._insert = lambda client, columns, original=original: (  # type: ignore[method-assign]
+                inserts.append(len(columns[0])),
+                original(client, columns),
+            )[1]
+            await writer.start()
+
+        async def send(writer: WarehouseWriter, rows: list[WireRow]) -> int:
+            ids = {"workspace_id": workspace, "device_id": uuid.uuid4(), "batch_id": uuid.uuid4()}
+            return len(await writer.write_batch(**ids, rows=rows))
+
+        accepted = [
+            await send(one, earlier),  # a machine the writer has not written for: probed first
+            await send(one, later),  # after what it wrote: INSERT and probe side by side
+            await send(other, later[:5]),  # another process, a machine it does not know: probed first
+            await send(other, latest),  # written by `other` beside its probe
+            await send(one, latest),  # after what `one` wrote, but `other` wrote it: all duplicates
+        ]
+        for writer in (one, other):
+            await writer.close()
+            await writer.pool.close()
+        return accepted
+
+    assert asyncio.run(main()) == [20, 20, 0, 20, 0]
+    assert inserts == [20, 20, 20, 20]  # the probed-first re-send wrote nothing; the last was written again
+    client = warehouse.client()
+    raw = warehouse.databases.raw
+    assert (
+        client.command(f"SELECT count() FROM {raw}.requests_dedup WHERE workspace_id = '{workspace}'") == 60
+    )
+    assert client.command(f"SELECT count() FROM {raw}.requests WHERE workspace_id = '{workspace}'") == 80
+
+
+def test_each_insert_has_a_stamp_of_its_own() -> None:
+    from halton_api.warehouse_writer import WarehouseWriter
+
+    writer = WarehouseWriter(None, None)  # type: ignore[arg-type]
+    stamps = [writer._next_stamp() for _ in range(2_000)]  # many within one millisecond
+    assert all(a < b for a, b in itertools.pairwise(stamps))
+    assert all(s.microsecond % 1000 == 0 and s.tzinfo is UTC for s in stamps)
+
+
+def test_what_was_written_per_machine_decides_whether_a_batch_reaches_back() -> None:
+    from datetime import timedelta
+
+    from halton_api.store.requests import ProbeScope
+    from halton_api.warehouse_writer import _WrittenUntil
+
+    ws, other = uuid.uuid4(), uuid.uuid4()
+    t = datetime(2026, 11, 20, 12, tzinfo=UTC)
+    second = timedelta(seconds=1)
+
+    def scopes(workspace, machine, first, last):
+        return {workspace: ProbeScope(frozenset({first.date()}), {machine: (first, last)})}
+
+    written = _WrittenUntil(limit=2)
+    assert written.reaches_back(scopes(ws, "m", t, t))  # nothing known yet
+    written.remember(scopes(ws, "m", t, t + 10 * second))
+    assert not written.reaches_back(scopes(ws, "m", t + 11 * second, t + 20 * second))
+    assert written.reaches_back(scopes(ws, "m", t + 10 * second, t + 20 * second))  # a re-sent last call
+    assert written.reaches_back(scopes(other, "m", t + 11 * second, t + 20 * second))  # another workspace's
+    written.remember(scopes(ws, "m", t, t + 5 * second))  # a late batch does not move it back
+    assert not written.reaches_back(scopes(ws, "m", t + 11 * second, t + 20 * second))
+    written.remember(scopes(ws, "n", t, t))
+    written.remember(scopes(ws, "o", t, t))  # past the limit: started afresh
+    assert written.reaches_back(scopes(ws, "m", t + 11 * second, t + 20 * second))

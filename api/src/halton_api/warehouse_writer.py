@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import array
 import asyncio
+import collections
 import decimal
 import functools
 import logging
@@ -54,7 +55,7 @@ PROBE_CHUNK = 50_000
 BUSY_RETRY_AFTER = 2
 UNAVAILABLE_RETRY_AFTER = 10
 
-# Columns of raw.requests the writer fills, in order; ingested_at takes its default.
+# Columns of raw.requests the writer fills, in order (ingested_at: each INSERT's stamp, see `_store`).
 REQUEST_COLUMNS: tuple[str, ...] = (
     "workspace_id",
     "device_id",
@@ -86,6 +87,7 @@ REQUEST_COLUMNS: tuple[str, ...] = (
     "provider_request_id",
     "latency_ms",
     "ttfb_ms",
+    "ingested_at",
 )
 
 
@@ -262,6 +264,8 @@ class WarehouseWriter:
         self._tasks: list[asyncio.Task[None]] = []
         self._warm_up: asyncio.Task[None] | None = None
         self._closing = False
+        self._last_stamp: datetime | None = None
+        self._written = _WrittenUntil()
 
     async def start(self) -> None:
         if not self._tasks:
@@ -346,42 +350,78 @@ class WarehouseWriter:
         return items
 
     async def _store(self, items: list[_Pending]) -> list[list[WireRow]]:
+        """Write the batches' rows the workspace does not have; returns them, batch by batch.
+
+        A meter sends each call once, oldest first, so a batch whose every machine window starts after what
+        this writer last wrote for that machine is almost certainly new: its INSERT then does not wait for the
+        dedupe probe but runs beside it. A row the workspace did have is then written again, which the table
+        absorbs (ReplacingMergeTree on the row's key; every read deduplicates, FINAL), and is still counted as
+        a duplicate. The probe must not count this INSERT's own rows, which it may or may not see: each INSERT
+        stamps its rows' ingested_at with a moment no earlier INSERT of this writer used, and the probe leaves
+        that moment out. One after the other, probe and INSERT were ~40 + ~40 ms of a group commit's ~90
+        under load (bench/RESULTS.md, "Ingestion"). A batch reaching back to rows this writer wrote (a re-send,
+        a late row) or from a machine it has not written for since it started is probed first, so its
+        duplicates are not written again.
+        """
+        stamp = self._next_stamp()
+        first = _first_copies(items)
         by_workspace: dict[UUID, list[_Pending]] = {}
         for item in items:
             by_workspace.setdefault(item.workspace_id, []).append(item)
-        # Per workspace: the request_uids it already has, then also those taken by earlier batches of this
-        # INSERT (in arrival order: a row repeated by a later batch of the INSERT is its duplicate).
-        taken: dict[UUID, set[UUID]] = {}
-        for workspace_id, group in by_workspace.items():
-            rows = [row for item in group for row in item.rows]
-            uids = list(map(FIELD["request_uid"], rows))
-            if len(group) > 1:  # racing copies of one batch: probe each UUID once
-                uids = list(dict.fromkeys(uids))
-            taken[workspace_id] = found = set()
-            scope = _scope(group)
-            for start in range(0, len(uids), PROBE_CHUNK):
+        scopes = {workspace_id: _scope(group) for workspace_id, group in by_workspace.items()}
+        probing = self._stored(items, first, scopes, stamp)
+        if self._written.reaches_back(scopes):
+            fresh = _less(items, first, await probing)
+            columns = _columns(items, fresh, stamp)
+            if columns[0]:
+                await self.with_retries(lambda client: self._insert(client, columns))
+        else:
+            columns = _columns(items, first, stamp)
+            inserting = self.with_retries(lambda client: self._insert(client, columns))
+            inserted, stored = await asyncio.gather(inserting, probing, return_exceptions=True)
+            for outcome in (inserted, stored):
+                if isinstance(outcome, BaseException):
+                    raise outcome
+            assert isinstance(stored, dict)
+            fresh = _less(items, first, stored)
+        self._written.remember(scopes)
+        return fresh
+
+    async def _stored(
+        self,
+        items: list[_Pending],
+        first: list[list[WireRow]],
+        scopes: dict[UUID, ProbeScope],
+        stamp: datetime,
+    ) -> dict[UUID, set[UUID]]:
+        """Per workspace, which of these rows' request_uids it had before this INSERT (stamped `stamp`)."""
+        uids: dict[UUID, list[UUID]] = {}
+        for item, rows in zip(items, first, strict=True):
+            uids.setdefault(item.workspace_id, []).extend(map(FIELD["request_uid"], rows))
+        stored: dict[UUID, set[UUID]] = {}
+        for workspace_id, asked in uids.items():
+            stored[workspace_id] = found = set()
+            for start in range(0, len(asked), PROBE_CHUNK):
                 found |= await self.with_retries(
                     functools.partial(
                         existing_uids,
                         databases=self.databases,
                         workspace_id=workspace_id,
-                        uids=uids[start : start + PROBE_CHUNK],
-                        scope=scope,
+                        uids=asked[start : start + PROBE_CHUNK],
+                        scope=scopes[workspace_id],
+                        excluding=stamp,
                     )
                 )
-        fresh: list[list[WireRow]] = []
-        remaining = {workspace_id: len(group) for workspace_id, group in by_workspace.items()}
-        for item in items:
-            seen = taken[item.workspace_id]
-            new = [row for row in item.rows if row.request_uid not in seen] if seen else item.rows
-            remaining[item.workspace_id] -= 1
-            if remaining[item.workspace_id]:
-                seen.update(map(FIELD["request_uid"], new))
-            fresh.append(new)
-        columns = _columns(items, fresh)
-        if columns[0]:
-            await self.with_retries(lambda client: self._insert(client, columns))
-        return fresh
+        return stored
+
+    def _next_stamp(self) -> datetime:
+        """Now, to the millisecond (as DateTime64(3) stores it), and later than any stamp this writer gave."""
+        now = datetime.now(UTC)
+        stamp = now.replace(microsecond=now.microsecond // 1000 * 1000)
+        if self._last_stamp is not None and stamp <= self._last_stamp:
+            stamp = self._last_stamp + _MILLISECOND
+        self._last_stamp = stamp
+        return stamp
 
     def _insert_context(self, client: Client) -> InsertContext:
         # An insert context carries the table's column types: reusing it saves a DESCRIBE round trip per batch.
@@ -410,9 +450,9 @@ class WarehouseWriter:
 _CONSTANT_COLUMNS = ("workspace_id", "device_id", "batch_id")
 
 
-def _columns(items: list[_Pending], fresh: list[list[WireRow]]) -> list[list[Any]]:
+def _columns(items: list[_Pending], fresh: list[list[WireRow]], stamp: datetime) -> list[list[Any]]:
     """The rows to insert, column by column in `REQUEST_COLUMNS` order; workspace, device and batch come
-    from each batch's token and envelope, never from its rows."""
+    from each batch's token and envelope, never from its rows, and ingested_at is the INSERT's `stamp`."""
     # One list per column read by a C getter: no per-row tuples, which would cost a transposition and,
     # with a thousand rows a batch, young-generation garbage collections.
     every_row = [row for batch in fresh for row in batch]
@@ -422,14 +462,71 @@ def _columns(items: list[_Pending], fresh: list[list[WireRow]]) -> list[list[Any
             columns.append(
                 _Runs([(getattr(item, column), len(rows)) for item, rows in zip(items, fresh, strict=True)])
             )
+        elif column == "ingested_at":
+            columns.append(_Runs([(stamp, len(every_row))]))
         else:
             columns.append(list(map(FIELD[column], every_row)))
     return columns
 
 
+def _first_copies(items: list[_Pending]) -> list[list[WireRow]]:
+    """Each batch's rows less those an earlier batch of the group (same workspace) also has: racing copies of a
+    batch are written once, and the later copy's rows count as duplicates."""
+    seen: dict[UUID, set[UUID]] = {}
+    remaining = collections.Counter(item.workspace_id for item in items)
+    first: list[list[WireRow]] = []
+    for item in items:
+        taken = seen.setdefault(item.workspace_id, set())
+        rows = [row for row in item.rows if row.request_uid not in taken] if taken else item.rows
+        remaining[item.workspace_id] -= 1
+        if remaining[item.workspace_id]:  # a later batch of the workspace follows
+            taken.update(map(FIELD["request_uid"], rows))
+        first.append(rows)
+    return first
+
+
+def _less(
+    items: list[_Pending], first: list[list[WireRow]], stored: dict[UUID, set[UUID]]
+) -> list[list[WireRow]]:
+    """Each batch's rows less those its workspace already had."""
+    return [
+        [row for row in rows if row.request_uid not in known]
+        if (known := stored[item.workspace_id])
+        else rows
+        for item, rows in zip(items, first, strict=True)
+    ]
+
+
+class _WrittenUntil:
+    """The latest start this writer has written per (workspace, machine): what a new batch must start after
+    to be written without waiting for its dedupe probe (`WarehouseWriter._store`). Bounded: past `limit`
+    machines it starts afresh, and each machine's next batch is then probed first once more."""
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self._limit = limit
+        self._until: dict[tuple[UUID, str], datetime] = {}
+
+    def reaches_back(self, scopes: dict[UUID, ProbeScope]) -> bool:
+        """Whether a window starts at or before what was written for its machine, or the machine is unknown."""
+        for workspace_id, scope in scopes.items():
+            for machine, (first, _) in scope.windows.items():
+                until = self._until.get((workspace_id, machine))
+                if until is None or first <= until:
+                    return True
+        return False
+
+    def remember(self, scopes: dict[UUID, ProbeScope]) -> None:
+        for workspace_id, scope in scopes.items():
+            for machine, (_, last) in scope.windows.items():
+                key = (workspace_id, machine)
+                if len(self._until) >= self._limit and key not in self._until:
+                    self._until.clear()
+                self._until[key] = max(last, self._until.get(key, last))
+
+
 class _Runs(list):
-    """A column that holds one value per batch: the values, plus the (value, count) runs they repeat, so
-    the encoder can write each value once (`_UUIDColumn`)."""
+    """A column that holds one value per batch (or INSERT): the values, plus the (value, count) runs they
+    repeat, so the encoder can write each value once (`_UUIDColumn`, `_DateTime64Column`)."""
 
     def __init__(self, runs: Iterable[tuple[Any, int]]) -> None:
         self.runs = [(value, count) for value, count in runs if count]
@@ -476,6 +573,10 @@ class _DateTime64Column(DateTime64Type, registered=False):
     def _write_column_binary(self, column: Sequence[Any], dest: bytearray, ctx: InsertContext) -> None:
         if self.nullable or (column and not (isinstance(column[0], datetime) and column[0].tzinfo)):
             super()._write_column_binary(column, dest, ctx)
+            return
+        if isinstance(column, _Runs):
+            for value, count in column.runs:
+                dest += ((value - _EPOCH) // _MILLISECOND).to_bytes(8, "little", signed=True) * count
             return
         # A naive datetime among aware ones raises TypeError here: the INSERT fails rather than guess.
         write_array("q", [(value - _EPOCH) // _MILLISECOND for value in column], dest, ctx.column_name)

@@ -2,8 +2,9 @@
 
 The whole batch is read, decompressed and validated before the one INSERT, so a rejected batch leaves
 nothing behind. Rows the workspace already has (same request_uid, started within the batch's span) are
-counted as duplicates and not written again; concurrent copies of one batch may both write, which the
-ReplacingMergeTree key and the deduplicated read path absorb.
+counted as duplicates. A re-sent batch is not written again; a batch that another API process (or this one
+before a restart) already wrote, or concurrent copies of one batch, may be, which the ReplacingMergeTree
+key and the deduplicated read path absorb (`WarehouseWriter._store`).
 """
 
 from __future__ import annotations
