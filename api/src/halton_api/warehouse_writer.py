@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import array
 import asyncio
-import collections
 import decimal
 import functools
 import logging
 import time
 import weakref
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -372,13 +371,13 @@ class WarehouseWriter:
         probing = self._stored(items, first, scopes, stamp)
         if self._written.reaches_back(scopes):
             fresh = _less(items, first, await probing)
-            columns = _columns(items, fresh, stamp)
-            if columns[0]:
-                await self.with_retries(lambda client: self._insert(client, columns))
+            await self._write(items, fresh, stamp)
         else:
-            columns = _columns(items, first, stamp)
-            inserting = self.with_retries(lambda client: self._insert(client, columns))
-            inserted, stored = await asyncio.gather(inserting, probing, return_exceptions=True)
+            # Both run to their end before the group is answered (no INSERT outlives its group), then the
+            # first failure fails the group.
+            inserted, stored = await asyncio.gather(
+                self._write(items, first, stamp), probing, return_exceptions=True
+            )
             for outcome in (inserted, stored):
                 if isinstance(outcome, BaseException):
                     raise outcome
@@ -386,6 +385,12 @@ class WarehouseWriter:
             fresh = _less(items, first, stored)
         self._written.remember(scopes)
         return fresh
+
+    async def _write(self, items: list[_Pending], rows: list[list[WireRow]], stamp: datetime) -> None:
+        """One INSERT of the batches' `rows` (none when they are empty), stamped `stamp`."""
+        columns = _columns(items, rows, stamp)
+        if columns[0]:
+            await self.with_retries(lambda client: self._insert(client, columns))
 
     async def _stored(
         self,
@@ -473,7 +478,7 @@ def _first_copies(items: list[_Pending]) -> list[list[WireRow]]:
     """Each batch's rows less those an earlier batch of the group (same workspace) also has: racing copies of a
     batch are written once, and the later copy's rows count as duplicates."""
     seen: dict[UUID, set[UUID]] = {}
-    remaining = collections.Counter(item.workspace_id for item in items)
+    remaining = Counter(item.workspace_id for item in items)
     first: list[list[WireRow]] = []
     for item in items:
         taken = seen.setdefault(item.workspace_id, set())
