@@ -6,6 +6,7 @@ every case here checks "accepted fast => pydantic accepts, and every field is eq
 
 from __future__ import annotations
 
+import itertools
 import json
 from datetime import datetime
 from decimal import Decimal
@@ -130,6 +131,21 @@ def _agrees(body: bytes) -> WireBatch | None:
 )
 def test_one_field_at_its_edges(field: str, value: Any) -> None:
     _agrees(_body([_with(field, value)]))
+
+
+@pytest.mark.parametrize(
+    ("first", "second"), list(itertools.product(EDGE_VALUES["cost_usd"], repeat=2)), ids=repr
+)
+def test_costs_are_checked_across_the_batch(first: Any, second: Any) -> None:
+    """The costs are checked for the batch at once (`_costs_fit`): every pair agrees with pydantic."""
+    _agrees(_body([_with("cost_usd", first), _with("cost_usd", second)]))
+
+
+def test_one_cost_past_nine_decimals_among_large_ones_is_refused() -> None:
+    """The batch's costs near their bound, summed, still show one tenth of a nano-dollar."""
+    rows = [_with("cost_usd", "999999999.999999999") for _ in range(999)]
+    assert _agrees(_body(rows)) is not None
+    assert _agrees(_body([*rows, _with("cost_usd", "0.0000000001")])) is None
 
 
 def test_a_meters_batch_takes_the_fast_path() -> None:

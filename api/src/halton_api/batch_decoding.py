@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from decimal import Decimal
+from decimal import Context, Decimal, InvalidOperation, localcontext
 from operator import attrgetter, ge
 from typing import Annotated, Literal
 from uuid import UUID
@@ -46,6 +46,7 @@ _SUB_MICROSECOND = re.compile(rb":\d\d[.,]\d{7}")
 
 _COST_LIMIT = Decimal(10**9)  # RequestRow.cost_usd: max_digits=18, decimal_places=9
 _MIN_COST_EXPONENT = -9
+_EXACT_SUM = Context(prec=28, traps=[InvalidOperation])  # the default's precision, whatever a caller set
 
 
 class WireRow(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True, gc=False):
@@ -131,16 +132,25 @@ def _rows_hold(rows: list[WireRow]) -> bool:
         reasoning, outputs = row.reasoning_tokens, row.output_tokens
         if reasoning is not None and outputs is not None and reasoning > outputs:
             return False
-        cost = row.cost_usd
-        if cost is not None and not _cost_fits(cost):
-            return False
-    return True
+    return _costs_fit([cost for cost in map(FIELD["cost_usd"], rows) if cost is not None])
 
 
-def _cost_fits(cost: Decimal) -> bool:
+def _costs_fit(costs: list[Decimal]) -> bool:
     """RequestRow.cost_usd's bounds (max_digits=18, decimal_places=9: at most 9 digits before the point and
-    9 after) as written; pydantic may drop trailing zeros first, so what passes here passes there."""
-    if not cost.is_finite() or not 0 <= cost < _COST_LIMIT:
+    9 after) as written, for a whole batch at once; pydantic may drop trailing zeros first, so what passes
+    here passes there.
+
+    One sum instead of a digit tuple per row (`as_tuple` was 6% of the API's CPU under load): an exact sum of
+    Decimals has the smallest exponent among them, and this sum is exact (below 10**9 each, so at most 28
+    digits for fewer than 10**9 rows); one NaN or infinity makes it non-finite or raises."""
+    if not costs:
+        return True
+    with localcontext(_EXACT_SUM):
+        try:
+            total = sum(costs)
+        except InvalidOperation:  # +Infinity and -Infinity, or a signalling NaN
+            return False
+    if not total.is_finite() or min(costs) < 0 or max(costs) >= _COST_LIMIT:
         return False
-    exponent = cost.as_tuple().exponent
+    exponent = total.as_tuple().exponent
     return isinstance(exponent, int) and exponent >= _MIN_COST_EXPONENT
