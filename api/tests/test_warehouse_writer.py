@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import threading
 import uuid
@@ -304,21 +303,52 @@ def test_large_groups_are_probed_in_chunks_and_deduplicated(warehouse, monkeypat
     assert int(count) == 210
 
 
-def test_columns_follow_the_table_order_with_constants_from_each_batch() -> None:
-    from halton_api.warehouse_writer import REQUEST_COLUMNS, _columns, _Pending
+def test_a_batch_block_is_what_clickhouse_connect_writes_and_a_group_is_one_part(warehouse) -> None:
+    """Each batch is encoded on arrival as a Native block of its own: the same bytes clickhouse-connect writes
+    for those columns (workspace, device and batch id from the batch, never from its rows), and an INSERT of
+    several such blocks is one part."""
+    from datetime import timedelta
 
-    batches = [_Pending(uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), _rows("m", n), None) for n in (2, 0, 3)]  # type: ignore[arg-type]
-    stamp = datetime.now(UTC).replace(microsecond=0)
-    columns = _columns(batches, [b.rows for b in batches], stamp)
-    assert len(columns) == len(REQUEST_COLUMNS) and all(len(c) == 5 for c in columns)
-    by_name = dict(zip(REQUEST_COLUMNS, columns, strict=True))
-    assert by_name["workspace_id"] == [batches[0].workspace_id] * 2 + [batches[2].workspace_id] * 3
-    assert by_name["batch_id"] == [batches[0].batch_id] * 2 + [batches[2].batch_id] * 3
-    assert by_name["ingested_at"] == [stamp] * 5  # the INSERT's stamp, not a row's
-    rows = [*batches[0].rows, *batches[2].rows]
-    for name in REQUEST_COLUMNS:
-        if name not in ("workspace_id", "device_id", "batch_id", "ingested_at"):
-            assert by_name[name] == [getattr(r, name) for r in rows], name
+    from clickhouse_connect.driver.transform import NativeTransform
+
+    from halton_api.warehouse_writer import REQUEST_COLUMNS, _BlockEncoder
+
+    table = f"{warehouse.databases.raw}.requests"
+    client = warehouse.client()
+    described = _BlockEncoder.describe(client, table)
+    encoder = _BlockEncoder(table, client.create_insert_context(table, list(REQUEST_COLUMNS)), None)
+    workspace, device, batch_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    # A month no other test writes: the partition holds only this test's parts.
+    start = datetime(2001, 1, 1, tzinfo=UTC)
+    rows = [_wire_row(row("m", started_at=start + timedelta(seconds=i))) for i in range(5)]
+    constants = {"workspace_id": workspace, "device_id": device, "batch_id": batch_id}
+    context = client.create_insert_context(table, list(REQUEST_COLUMNS), column_oriented=True)
+    context.compression = None
+    context.data = [[constants.get(name) or getattr(r, name) for r in rows] for name in REQUEST_COLUMNS]
+    written = b"".join(NativeTransform.build_insert(context)).partition(b" FORMAT Native\n")[
+        2
+    ]  # less the INSERT
+    assert encoder.block(workspace, device, batch_id, rows) == written
+
+    batches = [
+        (
+            uuid.uuid4(),
+            [_wire_row(row("m", started_at=start + timedelta(hours=h, seconds=i))) for i in range(n)],
+        )
+        for h, n in ((1, 3), (2, 4), (3, 2))
+    ]
+    body = b"".join(described.block(workspace, device, b, r) for b, r in batches)
+    described.insert(client, body)
+    raw = warehouse.databases.raw
+    stored = client.query(
+        f"SELECT batch_id, count() FROM {raw}.requests WHERE workspace_id = '{workspace}' GROUP BY batch_id"
+    ).result_rows
+    assert dict(stored) == {b: len(r) for b, r in batches}
+    parts = client.command(
+        f"SELECT count() FROM system.parts WHERE database = '{raw}' AND table = 'requests'"
+        " AND partition = '200101' AND active"
+    )
+    assert int(parts) == 1
 
 
 def test_the_garbage_collector_is_tuned_once() -> None:
@@ -335,8 +365,8 @@ def test_the_garbage_collector_is_tuned_once() -> None:
 
 def test_the_faster_encoders_write_the_same_bytes_as_clickhouse_connect() -> None:
     """`_UUIDColumn`, `_DateTime64Column` and `_DecimalColumn` against clickhouse-connect's own encoders,
-    on the values the writer sends: UUID objects and datetimes (constant runs and distinct), aware datetimes in any
-    offset (before the epoch and with sub-millisecond parts too), Decimals with None and zero."""
+    on the values the writer sends: UUID objects (a batch's constant and distinct ones), aware datetimes in
+    any offset (before the epoch and with sub-millisecond parts too), Decimals with None and zero."""
     from datetime import datetime, timedelta, timezone
     from decimal import Decimal
 
@@ -344,11 +374,11 @@ def test_the_faster_encoders_write_the_same_bytes_as_clickhouse_connect() -> Non
     from clickhouse_connect.driver.insert import InsertContext
     from clickhouse_connect.driver.transform import NativeTransform
 
-    from halton_api.warehouse_writer import _faster_type, _Runs
+    from halton_api.warehouse_writer import _Constant, _faster_type
 
-    ids = [uuid.uuid4() for _ in range(3)]
-    runs = _Runs([(ids[0], 3), (ids[1], 0), (ids[2], 2)])
-    assert runs == [ids[0]] * 3 + [ids[2]] * 2
+    batch_id = uuid.uuid4()
+    constant = _Constant(batch_id, 5)
+    assert constant == [batch_id] * 5
     moments = [
         datetime(2026, 5, 1, 10, 0, 0, 999_999, tzinfo=UTC),
         datetime(1969, 12, 31, 23, 59, 59, 999_500, tzinfo=UTC),
@@ -358,12 +388,11 @@ def test_the_faster_encoders_write_the_same_bytes_as_clickhouse_connect() -> Non
     ]
     costs = [Decimal("0.009630000"), None, Decimal("0"), Decimal("123456789.123456789"), Decimal("1E+2")]
     columns = [
-        ("a", "UUID", runs),
+        ("a", "UUID", constant),
         ("b", "UUID", [uuid.uuid4() for _ in range(5)]),
         ("c", "DateTime64(3, 'UTC')", moments),
         ("d", "Nullable(Decimal(18, 9))", costs),
         ("e", "Decimal(18, 9)", [c or Decimal("0.5") for c in costs]),
-        ("f", "DateTime64(3, 'UTC')", _Runs([(moments[0], 2), (moments[1], 3)])),  # an INSERT's stamp
     ]
     plain = [get_from_name(type_name) for _, type_name, _ in columns]
     faster = [_faster_type(t) for t in plain]
@@ -421,98 +450,93 @@ def _timed_rows(machine_id: str, start: datetime, count: int) -> list[WireRow]:
     return [_wire_row(row(machine_id, started_at=start + timedelta(seconds=i))) for i in range(count)]
 
 
-def test_a_batch_after_what_was_written_is_counted_right_whichever_of_probe_and_insert_finishes_first(
-    warehouse, monkeypatch
+def test_a_batch_after_its_devices_mark_is_written_without_asking_and_one_reaching_back_is_checked(
+    warehouse, monkeypatch, caplog
 ) -> None:
-    """The INSERT of a batch that starts after what the writer wrote for its machine runs beside the dedupe
-    probe. Held back until the INSERT is done, the probe must still not take the batch's own rows for
-    duplicates; rows another process wrote are duplicates, and every read counts them once."""
+    """The device's mark (how far its rows are stored, kept by `record_written`) decides: a batch starting
+    after it is written without a dedupe query; one reaching back to it, or without a mark, is checked row by
+    row, whichever writer (API process) wrote the rows. A copy sent before the first copy's mark moved is
+    written twice, and every read counts it once."""
     from datetime import timedelta
 
     from halton_api import warehouse_writer
     from halton_api.store import requests
 
-    workspace = uuid.uuid4()
+    workspace, device = uuid.uuid4(), uuid.uuid4()
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
     earlier, later, latest = (_timed_rows("m", start + timedelta(minutes=m), 20) for m in (0, 10, 20))
-    real = requests.existing_uids
-    inserts: list[int] = []
+    probes: list[int] = []
+    marks: dict[uuid.UUID, datetime] = {}
 
-    def slow_probe(client, **kwargs):
-        threading.Event().wait(0.3)  # the INSERT beside it commits first
-        return real(client, **kwargs)
+    def counted_probe(client, **kwargs):
+        probes.append(len(kwargs["uids"]))
+        return requests.existing_uids(client, **kwargs)
 
-    monkeypatch.setattr(warehouse_writer, "existing_uids", slow_probe)
+    async def record(written: dict[uuid.UUID, datetime]) -> None:
+        marks.update({d: max(t, marks.get(d, t)) for d, t in written.items()})
+
+    async def broken_record(written: dict[uuid.UUID, datetime]) -> None:
+        raise OSError("PostgreSQL went away")
+
+    monkeypatch.setattr(warehouse_writer, "existing_uids", counted_probe)
 
     async def main() -> list[int]:
         one, other = (
-            WarehouseWriter(WarehousePool(warehouse.url, size=2, queue_timeout=5), warehouse.databases)
+            WarehouseWriter(
+                WarehousePool(warehouse.url, size=2, queue_timeout=5),
+                warehouse.databases,
+                record_written=record,
+            )
             for _ in range(2)
         )
         for writer in (one, other):
-            original = writer._insert
-            writer._insert = lambda client, columns, original=original: (  # type: ignore[method-assign]
-                inserts.append(len(columns[0])),
-                original(client, columns),
-            )[1]
             await writer.start()
 
-        async def send(writer: WarehouseWriter, rows: list[WireRow]) -> int:
-            ids = {"workspace_id": workspace, "device_id": uuid.uuid4(), "batch_id": uuid.uuid4()}
-            return len(await writer.write_batch(**ids, rows=rows))
+        async def send(writer: WarehouseWriter, rows: list[WireRow], mark: datetime | None) -> int:
+            ids = {"workspace_id": workspace, "device_id": device, "batch_id": uuid.uuid4()}
+            return len(await writer.write_batch(**ids, rows=rows, written_through=mark))
 
-        accepted = [
-            await send(one, earlier),  # a machine the writer has not written for: probed first
-            await send(one, later),  # after what it wrote: INSERT and probe side by side
-            await send(other, later[:5]),  # another process, a machine it does not know: probed first
-            await send(other, latest),  # written by `other` beside its probe
-            await send(one, latest),  # after what `one` wrote, but `other` wrote it: all duplicates
-        ]
+        accepted = [await send(one, earlier, None)]  # no mark yet: checked
+        assert probes == [20] and marks == {device: earlier[-1].started_at}
+        accepted.append(await send(one, later, marks[device]))  # after the mark: not checked
+        accepted.append(await send(other, later[:5], marks[device]))  # another process, a re-send: checked
+        assert probes == [20, 5] and marks == {device: later[-1].started_at}
+        stale = marks[device]
+        accepted.append(await send(other, latest, stale))
+        accepted.append(await send(one, latest, marks[device]))  # re-sent after its answer: checked
+        accepted.append(await send(one, latest, stale))  # sent again before the first copy's mark moved
+        assert probes == [20, 5, 20]
+        other.record_written = (
+            broken_record  # the mark cannot be kept: the batch is still stored and answered
+        )
+        accepted.append(await send(other, _timed_rows("m", start + timedelta(minutes=30), 3), marks[device]))
         for writer in (one, other):
             await writer.close()
             await writer.pool.close()
         return accepted
 
-    assert asyncio.run(main()) == [20, 20, 0, 20, 0]
-    assert inserts == [20, 20, 20, 20]  # the probed-first re-send wrote nothing; the last was written again
+    assert asyncio.run(main()) == [20, 20, 0, 20, 0, 20, 3]
+    assert marks == {device: latest[-1].started_at}
+    assert "could not record how far 1 device(s) are written" in caplog.text
     client = warehouse.client()
     raw = warehouse.databases.raw
-    assert (
-        client.command(f"SELECT count() FROM {raw}.requests_dedup WHERE workspace_id = '{workspace}'") == 60
-    )
-    assert client.command(f"SELECT count() FROM {raw}.requests WHERE workspace_id = '{workspace}'") == 80
+    where = f"WHERE workspace_id = '{workspace}'"
+    assert client.command(f"SELECT count() FROM {raw}.requests_dedup {where}") == 63
+    assert client.command(f"SELECT count() FROM {raw}.requests {where}") == 83  # `latest` twice
 
 
-def test_each_insert_has_a_stamp_of_its_own() -> None:
-    from halton_api.warehouse_writer import WarehouseWriter
-
-    writer = WarehouseWriter(None, None)  # type: ignore[arg-type]
-    stamps = [writer._next_stamp() for _ in range(2_000)]  # many within one millisecond
-    assert all(a < b for a, b in itertools.pairwise(stamps))
-    assert all(s.microsecond % 1000 == 0 and s.tzinfo is UTC for s in stamps)
-
-
-def test_what_was_written_per_machine_decides_whether_a_batch_reaches_back() -> None:
+def test_a_batch_reaches_back_when_it_starts_at_or_before_its_devices_mark() -> None:
     from datetime import timedelta
 
-    from halton_api.store.requests import ProbeScope
-    from halton_api.warehouse_writer import _WrittenUntil
+    from halton_api.warehouse_writer import _Pending, _reaches_back
 
-    ws, other = uuid.uuid4(), uuid.uuid4()
     t = datetime(2026, 11, 20, 12, tzinfo=UTC)
-    second = timedelta(seconds=1)
+    rows = _timed_rows("m", t, 3)  # t, t + 1 s, t + 2 s
 
-    def scopes(workspace, machine, first, last):
-        return {workspace: ProbeScope(frozenset({first.date()}), {machine: (first, last)})}
+    def pending(mark: datetime | None) -> _Pending:
+        return _Pending(uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), rows, None, mark)  # type: ignore[arg-type]
 
-    written = _WrittenUntil(limit=2)
-    assert written.reaches_back(scopes(ws, "m", t, t))  # nothing known yet
-    written.remember(scopes(ws, "m", t, t + 10 * second))
-    assert not written.reaches_back(scopes(ws, "m", t + 11 * second, t + 20 * second))
-    assert written.reaches_back(scopes(ws, "m", t + 10 * second, t + 20 * second))  # a re-sent last call
-    assert written.reaches_back(scopes(other, "m", t + 11 * second, t + 20 * second))  # another workspace's
-    written.remember(scopes(ws, "m", t, t + 5 * second))  # a late batch does not move it back
-    assert not written.reaches_back(scopes(ws, "m", t + 11 * second, t + 20 * second))
-    written.remember(scopes(ws, "n", t, t))
-    written.remember(scopes(ws, "o", t, t))  # past the limit: started afresh
-    assert written.reaches_back(scopes(ws, "m", t + 11 * second, t + 20 * second))
+    assert _reaches_back(pending(None))  # no mark: not known
+    assert _reaches_back(pending(t))  # its first call is the mark: a re-send
+    assert _reaches_back(pending(t + timedelta(seconds=5)))
+    assert not _reaches_back(pending(t - timedelta(microseconds=1)))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import datetime
 from urllib.parse import quote
+from uuid import UUID
 
 import anyio
 import psycopg
@@ -15,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from psycopg_pool import PoolTimeout
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from halton_api import postgres
 from halton_api.dashboards.reader import MartsReader
@@ -63,6 +66,11 @@ SYNC_WRITE_INTERVAL_SECONDS = 10.0
 GC_YOUNG_THRESHOLD = 100_000
 
 
+async def _record_written(pool: AsyncConnectionPool, marks: dict[UUID, datetime]) -> None:
+    async with pool.connection() as conn:
+        await devices_store.record_written_through(conn, marks)
+
+
 def create_app(settings: CloudSettings) -> FastAPI:
     """The cloud API and pages. Stores are opened by the lifespan (so tests use `with TestClient(app)`)."""
 
@@ -87,6 +95,7 @@ def create_app(settings: CloudSettings) -> FastAPI:
                 settings.warehouse.databases,
                 retries=settings.warehouse_retries,
                 queue_timeout=settings.warehouse_queue_timeout_seconds,
+                record_written=functools.partial(_record_written, pool),
             )
             await writer.start()
             stack.push_async_callback(writer.close)  # before the pool closes: queued batches are written

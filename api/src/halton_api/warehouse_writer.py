@@ -16,9 +16,8 @@ import decimal
 import functools
 import logging
 import time
-import weakref
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
@@ -31,7 +30,8 @@ from clickhouse_connect.datatypes.numeric import Decimal as DecimalType
 from clickhouse_connect.datatypes.special import UUID as UUIDType
 from clickhouse_connect.datatypes.temporal import DateTime64 as DateTime64Type
 from clickhouse_connect.driver.client import Client
-from clickhouse_connect.driver.common import write_array
+from clickhouse_connect.driver.common import write_array, write_leb128
+from clickhouse_connect.driver.compression import get_compressor
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 from clickhouse_connect.driver.insert import InsertContext
 
@@ -54,7 +54,7 @@ PROBE_CHUNK = 50_000
 BUSY_RETRY_AFTER = 2
 UNAVAILABLE_RETRY_AFTER = 10
 
-# Columns of raw.requests the writer fills, in order (ingested_at: each INSERT's stamp, see `_store`).
+# Columns of raw.requests the writer fills, in order (ingested_at is the table's default: the warehouse's clock).
 REQUEST_COLUMNS: tuple[str, ...] = (
     "workspace_id",
     "device_id",
@@ -86,7 +86,6 @@ REQUEST_COLUMNS: tuple[str, ...] = (
     "provider_request_id",
     "latency_ms",
     "ttfb_ms",
-    "ingested_at",
 )
 
 
@@ -224,21 +223,31 @@ class _Pending:
     batch_id: UUID
     rows: list[WireRow]
     future: asyncio.Future[list[WireRow]]
+    # The device's mark when the batch arrived (`WarehouseWriter.write_batch`).
+    written_through: datetime | None = None
+    # `rows` as a Native block (`_BlockEncoder.block`), when encoded on arrival.
+    block: bytes | None = None
     taken: bool = False  # picked up by a flusher: it will be answered by the INSERT's outcome
+
+
+RecordWritten = Callable[[dict[UUID, datetime]], Awaitable[None]]
 
 
 class WarehouseWriter:
     """The one writer of `raw.requests` from the API, with group commit.
 
-    Batches that arrive while an INSERT is running are combined into the next one: one dedupe query per
-    workspace and one INSERT for all of them, so a busy warehouse gets fewer, larger parts (ClickHouse
-    pays per insert, not per row) and an idle one gets each batch at once. Each batch still succeeds or
-    fails as a whole: if the combined INSERT fails, every batch in it gets the error and nothing is
-    acknowledged. Start it with `start()` and stop it with `close()`, which writes what is queued first.
+    Batches that arrive while an INSERT is running are combined into the next one: one INSERT for all of
+    them (and one dedupe query per workspace, for those that need it), so a busy warehouse gets fewer, larger
+    parts (ClickHouse pays per insert, not per row) and an idle one gets each batch at once. Each batch still
+    succeeds or fails as a whole: if the combined INSERT fails, every batch in it gets the error and nothing
+    is acknowledged. Start it with `start()` and stop it with `close()`, which writes what is queued first.
 
     One flusher by default: with two, each takes what arrived while the other was writing, so groups
     are half the size and the warehouse spends about 1.5 times the CPU per row (bench/ingest.py, 4 and 16
     meters: 20k and 27k rows/s with two flushers, 26k and 35k with one, and lower latency too).
+
+    `record_written` stores each device's mark (`write_batch`) once its rows are written, before the batches
+    are answered; without it (tests of the writer alone) marks are not kept.
     """
 
     def __init__(
@@ -250,6 +259,7 @@ class WarehouseWriter:
         flushers: int = 1,
         max_rows_per_insert: int = 50_000,
         queue_timeout: float = 5.0,
+        record_written: RecordWritten | None = None,
     ) -> None:
         self.pool = pool
         self.databases = databases
@@ -257,19 +267,19 @@ class WarehouseWriter:
         self.flushers = flushers
         self.max_rows_per_insert = max_rows_per_insert
         self.queue_timeout = queue_timeout
-        self._insert_contexts: weakref.WeakKeyDictionary[Client, InsertContext] = weakref.WeakKeyDictionary()
+        self.record_written = record_written
+        self._encoder: _BlockEncoder | None = None
         self._pending: deque[_Pending] = deque()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._warm_up: asyncio.Task[None] | None = None
         self._closing = False
-        self._last_stamp: datetime | None = None
-        self._written = _WrittenUntil()
 
     async def start(self) -> None:
         if not self._tasks:
-            # Warm up in the background: the first insert context costs a DESCRIBE and clickhouse-connect's
-            # one-time optional imports (pandas), which would otherwise land on the first meter's batch.
+            # Warm up in the background: the encoder needs the table's column types (a DESCRIBE) and
+            # clickhouse-connect's one-time optional imports (pandas), which would otherwise land on the first
+            # meter's batch.
             self._warm_up = asyncio.create_task(self._prepare(), name="warehouse-warm-up")
             self._tasks = [
                 asyncio.create_task(self._flush_loop(), name=f"warehouse-flush-{i}")
@@ -278,9 +288,18 @@ class WarehouseWriter:
 
     async def _prepare(self) -> None:
         try:
-            await self.pool.run(self._insert_context)
-        except Exception as error:  # the warehouse may come up later; the first batch then pays instead
+            await self._block_encoder(retries=0)
+        except Exception as error:  # the warehouse may come up later; the first INSERT then pays instead
             log.info("warehouse warm-up skipped: %s", error)
+
+    async def _block_encoder(self, *, retries: int) -> _BlockEncoder:
+        """The encoder of `raw.requests` blocks, made on first use from the table's column types."""
+        if self._encoder is None:
+            table = f"{self.databases.raw}.requests"
+            self._encoder = await self.pool.run_with_retries(
+                lambda client: _BlockEncoder.describe(client, table), retries=retries
+            )
+        return self._encoder
 
     async def close(self) -> None:
         """Write every queued batch, then stop (called on shutdown, before the pool closes)."""
@@ -293,13 +312,30 @@ class WarehouseWriter:
         self._tasks = []
 
     async def write_batch(
-        self, *, workspace_id: UUID, device_id: UUID, batch_id: UUID, rows: list[WireRow]
+        self,
+        *,
+        workspace_id: UUID,
+        device_id: UUID,
+        batch_id: UUID,
+        rows: list[WireRow],
+        written_through: datetime | None = None,
     ) -> list[WireRow]:
-        """Store a batch's rows (unique `request_uid`s) all or none; returns those the workspace did not have."""
+        """Store a batch's rows (unique `request_uid`s) all or none; returns those the workspace did not have.
+
+        `written_through` is the device's mark: the latest start of its rows the warehouse is known to have.
+        A meter sends each call once, oldest first, so a batch that starts after the mark holds none of the
+        workspace's rows and is written without asking the warehouse first (under load that question cost as
+        much warehouse CPU as the INSERT; bench/RESULTS.md, "Ingestion"). A batch reaching back to the mark (a
+        re-send, a late call) or without one is checked row by row, and rows the workspace has are left out
+        and counted as duplicates. A copy sent again before the first copy's answer (so before its mark)
+        may be written twice: the ReplacingMergeTree key and the deduplicated reads absorb it.
+        """
         if self._closing or not self._tasks:
             raise WarehouseUnavailable("the API is shutting down", UNAVAILABLE_RETRY_AFTER)
         future: asyncio.Future[list[WireRow]] = asyncio.get_running_loop().create_future()
-        item = _Pending(workspace_id, device_id, batch_id, rows, future)
+        # Encoded now, while the INSERT before it runs, so that its own INSERT only joins bytes.
+        block = self._encoder.block(workspace_id, device_id, batch_id, rows) if self._encoder else None
+        item = _Pending(workspace_id, device_id, batch_id, rows, future, written_through, block)
         self._pending.append(item)
         self._wake.set()
         try:
@@ -349,62 +385,56 @@ class WarehouseWriter:
         return items
 
     async def _store(self, items: list[_Pending]) -> list[list[WireRow]]:
-        """Write the batches' rows the workspace does not have; returns them, batch by batch.
-
-        A meter sends each call once, oldest first, so a batch whose every machine window starts after what
-        this writer last wrote for that machine is almost certainly new: its INSERT then does not wait for the
-        dedupe probe but runs beside it. A row the workspace did have is then written again, which the table
-        absorbs (ReplacingMergeTree on the row's key; every read deduplicates, FINAL), and is still counted as
-        a duplicate. The probe must not count this INSERT's own rows, which it may or may not see: each INSERT
-        stamps its rows' ingested_at with a moment no earlier INSERT of this writer used, and the probe leaves
-        that moment out. One after the other, probe and INSERT were ~40 + ~40 ms of a group commit's ~90
-        under load (bench/RESULTS.md, "Ingestion"). A batch reaching back to rows this writer wrote (a re-send,
-        a late row) or from a machine it has not written for since it started is probed first, so its
-        duplicates are not written again.
-        """
-        stamp = self._next_stamp()
-        first = _first_copies(items)
-        by_workspace: dict[UUID, list[_Pending]] = {}
-        for item in items:
-            by_workspace.setdefault(item.workspace_id, []).append(item)
-        scopes = {workspace_id: _scope(group) for workspace_id, group in by_workspace.items()}
-        probing = self._stored(items, first, scopes, stamp)
-        if self._written.reaches_back(scopes):
-            fresh = _less(items, first, await probing)
-            await self._write(items, fresh, stamp)
-        else:
-            # Both run to their end before the group is answered (no INSERT outlives its group), then the
-            # first failure fails the group.
-            inserted, stored = await asyncio.gather(
-                self._write(items, first, stamp), probing, return_exceptions=True
-            )
-            for outcome in (inserted, stored):
-                if isinstance(outcome, BaseException):
-                    raise outcome
-            assert isinstance(stored, dict)
-            fresh = _less(items, first, stored)
-        self._written.remember(scopes)
+        """Write the batches' rows the workspace does not have, then their devices' marks; returns the rows
+        written, batch by batch."""
+        fresh = _first_copies(items)
+        reaching = [(item, rows) for item, rows in zip(items, fresh, strict=True) if _reaches_back(item)]
+        if reaching:
+            stored = await self._stored(*map(list, zip(*reaching, strict=True)))
+            fresh = _less(items, fresh, stored)
+        await self._write(items, fresh)
+        await self._record(items)
         return fresh
 
-    async def _write(self, items: list[_Pending], rows: list[list[WireRow]], stamp: datetime) -> None:
-        """One INSERT of the batches' `rows` (none when they are empty), stamped `stamp`."""
-        columns = _columns(items, rows, stamp)
-        if columns[0]:
-            await self.with_retries(lambda client: self._insert(client, columns))
+    async def _write(self, items: list[_Pending], rows: list[list[WireRow]]) -> None:
+        """One INSERT of the batches' `rows` (none when they are empty): a Native block per batch, the one
+        encoded on arrival unless rows were taken out of it since."""
+        encoder = await self._block_encoder(retries=self.retries)
+        blocks: list[bytes] = []
+        for item, kept in zip(items, rows, strict=True):
+            if not kept:
+                continue
+            block = item.block
+            if block is None or len(kept) < len(item.rows):  # `kept` is `item.rows` or a part of it
+                block = encoder.block(item.workspace_id, item.device_id, item.batch_id, kept)
+            blocks.append(block)
+        if blocks:
+            body = b"".join(blocks)
+            await self.with_retries(lambda client: encoder.insert(client, body))
 
-    async def _stored(
-        self,
-        items: list[_Pending],
-        first: list[list[WireRow]],
-        scopes: dict[UUID, ProbeScope],
-        stamp: datetime,
-    ) -> dict[UUID, set[UUID]]:
-        """Per workspace, which of these rows' request_uids it had before this INSERT (stamped `stamp`)."""
+    async def _record(self, items: list[_Pending]) -> None:
+        """Move the devices' marks to the latest start of their batches: every row of them is stored now."""
+        if self.record_written is None:
+            return
+        marks: dict[UUID, datetime] = {}
+        for item in items:
+            latest = max(map(FIELD["started_at"], item.rows))
+            marks[item.device_id] = max(latest, marks.get(item.device_id, latest))
+        try:
+            await self.record_written(marks)
+        except Exception:  # the rows are stored: without the marks, the next batches are only checked
+            log.warning("could not record how far %d device(s) are written", len(marks), exc_info=True)
+
+    async def _stored(self, items: list[_Pending], first: list[list[WireRow]]) -> dict[UUID, set[UUID]]:
+        """Per workspace, which of these rows' request_uids it already has."""
+        by_workspace: dict[UUID, list[_Pending]] = {}
         uids: dict[UUID, list[UUID]] = {}
         for item, rows in zip(items, first, strict=True):
+            by_workspace.setdefault(item.workspace_id, []).append(item)
             uids.setdefault(item.workspace_id, []).extend(map(FIELD["request_uid"], rows))
         stored: dict[UUID, set[UUID]] = {}
         for workspace_id, asked in uids.items():
+            scope = _scope(by_workspace[workspace_id])
             stored[workspace_id] = found = set()
             for start in range(0, len(asked), PROBE_CHUNK):
                 found |= await self.with_retries(
@@ -413,78 +443,93 @@ class WarehouseWriter:
                         databases=self.databases,
                         workspace_id=workspace_id,
                         uids=asked[start : start + PROBE_CHUNK],
-                        scope=scopes[workspace_id],
-                        excluding=stamp,
+                        scope=scope,
                     )
                 )
         return stored
-
-    def _next_stamp(self) -> datetime:
-        """Now, to the millisecond (as DateTime64(3) stores it), and later than any stamp this writer gave."""
-        now = datetime.now(UTC)
-        stamp = now.replace(microsecond=now.microsecond // 1000 * 1000)
-        if self._last_stamp is not None and stamp <= self._last_stamp:
-            stamp = self._last_stamp + _MILLISECOND
-        self._last_stamp = stamp
-        return stamp
-
-    def _insert_context(self, client: Client) -> InsertContext:
-        # An insert context carries the table's column types: reusing it saves a DESCRIBE round trip per batch.
-        context = self._insert_contexts.get(client)
-        if context is None:
-            context = client.create_insert_context(
-                f"{self.databases.raw}.requests", column_names=list(REQUEST_COLUMNS), column_oriented=True
-            )
-            context.column_types = [_faster_type(column_type) for column_type in context.column_types]
-            self._insert_contexts[client] = context
-        return context
-
-    def _insert(self, client: Client, columns: Sequence[Sequence[Any]]) -> None:
-        context = self._insert_context(client)
-        context.data = columns
-        try:
-            client.insert(context=context)
-        finally:
-            context.data = None
 
     async def with_retries(self, operation: Callable[[Client], T]) -> T:
         """Run `operation` through the pool, retrying transient failures with a short backoff."""
         return await self.pool.run_with_retries(operation, retries=self.retries)
 
 
-_CONSTANT_COLUMNS = ("workspace_id", "device_id", "batch_id")
+class _BlockEncoder:
+    """`raw.requests` rows as Native-format blocks, one per batch: an INSERT body is blocks one after the other
+    (ClickHouse squashes them into one part), so each batch is encoded once, when it arrives, and the INSERT
+    only joins them. Workspace, device and batch id come from each batch's token and envelope, never from its
+    rows; ingested_at is left to the table's default, the warehouse's clock."""
+
+    def __init__(self, table: str, context: InsertContext, compression: str | None) -> None:
+        if tuple(context.column_names) != REQUEST_COLUMNS:
+            raise ValueError(f"{table} is not described in REQUEST_COLUMNS order: {context.column_names}")
+        self.table = table
+        self._context = context
+        self._types = [_faster_type(column_type) for column_type in context.column_types]
+        # Each column's name and type as a Native block spells them before its values.
+        self._labels = [
+            _leb_string(name) + _leb_string(column_type.insert_name)
+            for name, column_type in zip(REQUEST_COLUMNS, self._types, strict=True)
+        ]
+        self._compression = compression
+
+    @classmethod
+    def describe(cls, client: Client, table: str) -> _BlockEncoder:
+        """The encoder for `table` as the warehouse describes it, compressing as `client` sends inserts."""
+        context = client.create_insert_context(
+            table, column_names=list(REQUEST_COLUMNS), column_oriented=True
+        )
+        return cls(table, context, client.write_compression)
+
+    def block(self, workspace_id: UUID, device_id: UUID, batch_id: UUID, rows: Sequence[WireRow]) -> bytes:
+        """One Native block of a batch's `rows` (a frame of its own when the client compresses)."""
+        block = bytearray()
+        write_leb128(len(REQUEST_COLUMNS), block)
+        write_leb128(len(rows), block)
+        constants = {"workspace_id": workspace_id, "device_id": device_id, "batch_id": batch_id}
+        for name, label, column_type in zip(REQUEST_COLUMNS, self._labels, self._types, strict=True):
+            block += label
+            value = constants.get(name)
+            # One list per column read by a C getter: no per-row tuples, which would cost a transposition and,
+            # with a thousand rows a batch, young-generation garbage collections.
+            column = _Constant(value, len(rows)) if value is not None else list(map(FIELD[name], rows))
+            self._context.start_column(name)
+            column_type.write_column(column, block, self._context)
+        # Frame by frame is what clickhouse-connect itself sends for an insert of many blocks.
+        return bytes(get_compressor(self._compression).compress_block(block))
+
+    def insert(self, client: Client, body: bytes) -> None:
+        """INSERT the blocks in `body`."""
+        client.raw_insert(self.table, REQUEST_COLUMNS, body, fmt="Native", compression=self._compression)
 
 
-def _columns(items: list[_Pending], fresh: list[list[WireRow]], stamp: datetime) -> list[list[Any]]:
-    """The rows to insert, column by column in `REQUEST_COLUMNS` order; workspace, device and batch come
-    from each batch's token and envelope, never from its rows, and ingested_at is the INSERT's `stamp`."""
-    # One list per column read by a C getter: no per-row tuples, which would cost a transposition and,
-    # with a thousand rows a batch, young-generation garbage collections.
-    every_row = [row for batch in fresh for row in batch]
-    columns: list[list[Any]] = []
-    for column in REQUEST_COLUMNS:
-        if column in _CONSTANT_COLUMNS:
-            columns.append(
-                _Runs([(getattr(item, column), len(rows)) for item, rows in zip(items, fresh, strict=True)])
-            )
-        elif column == "ingested_at":
-            columns.append(_Runs([(stamp, len(every_row))]))
-        else:
-            columns.append(list(map(FIELD[column], every_row)))
-    return columns
+def _leb_string(text: str) -> bytes:
+    """`text` as Native strings are written: its UTF-8 length as LEB128, then the bytes."""
+    encoded = text.encode()
+    length = bytearray()
+    write_leb128(len(encoded), length)
+    return bytes(length) + encoded
+
+
+def _reaches_back(item: _Pending) -> bool:
+    """Whether the batch may hold rows the workspace has: it starts at or before its device's mark, or the
+    device has none."""
+    mark = item.written_through
+    return mark is None or min(map(FIELD["started_at"], item.rows)) <= mark
 
 
 def _first_copies(items: list[_Pending]) -> list[list[WireRow]]:
-    """Each batch's rows less those an earlier batch of the group (same workspace) also has: racing copies of a
-    batch are written once, and the later copy's rows count as duplicates."""
+    """Each batch's rows less those an earlier batch of the group from the same device also has: racing copies
+    of a batch are written once, and the later copy's rows count as duplicates. Only a device's own batches
+    can share rows (a token sends only its machine's rows, and the machine is part of the table's key), so a
+    group with one batch per device, the usual one, builds no set at all."""
     seen: dict[UUID, set[UUID]] = {}
-    remaining = Counter(item.workspace_id for item in items)
+    remaining = Counter(item.device_id for item in items)
     first: list[list[WireRow]] = []
     for item in items:
-        taken = seen.setdefault(item.workspace_id, set())
+        taken = seen.setdefault(item.device_id, set())
         rows = [row for row in item.rows if row.request_uid not in taken] if taken else item.rows
-        remaining[item.workspace_id] -= 1
-        if remaining[item.workspace_id]:  # a later batch of the workspace follows
+        remaining[item.device_id] -= 1
+        if remaining[item.device_id]:  # a later batch of the device follows
             taken.update(map(FIELD["request_uid"], rows))
         first.append(rows)
     return first
@@ -496,48 +541,19 @@ def _less(
     """Each batch's rows less those its workspace already had."""
     return [
         [row for row in rows if row.request_uid not in known]
-        if (known := stored[item.workspace_id])
+        if (known := stored.get(item.workspace_id))
         else rows
         for item, rows in zip(items, first, strict=True)
     ]
 
 
-class _WrittenUntil:
-    """The latest start this writer has written per (workspace, machine): what a new batch must start after
-    to be written without waiting for its dedupe probe (`WarehouseWriter._store`). Bounded: past `limit`
-    machines it starts afresh, and each machine's next batch is then probed first once more."""
+class _Constant(list):
+    """A column of one value repeated (a batch's workspace, device or batch id), which the encoder writes
+    once and repeats (`_UUIDColumn`)."""
 
-    def __init__(self, limit: int = 100_000) -> None:
-        self._limit = limit
-        self._until: dict[tuple[UUID, str], datetime] = {}
-
-    def reaches_back(self, scopes: dict[UUID, ProbeScope]) -> bool:
-        """Whether a window starts at or before what was written for its machine, or the machine is unknown."""
-        for workspace_id, scope in scopes.items():
-            for machine, (first, _) in scope.windows.items():
-                until = self._until.get((workspace_id, machine))
-                if until is None or first <= until:
-                    return True
-        return False
-
-    def remember(self, scopes: dict[UUID, ProbeScope]) -> None:
-        for workspace_id, scope in scopes.items():
-            for machine, (_, last) in scope.windows.items():
-                key = (workspace_id, machine)
-                if len(self._until) >= self._limit and key not in self._until:
-                    self._until.clear()
-                self._until[key] = max(last, self._until.get(key, last))
-
-
-class _Runs(list):
-    """A column that holds one value per batch (or INSERT): the values, plus the (value, count) runs they
-    repeat, so the encoder can write each value once (`_UUIDColumn`, `_DateTime64Column`)."""
-
-    def __init__(self, runs: Iterable[tuple[Any, int]]) -> None:
-        self.runs = [(value, count) for value, count in runs if count]
-        super().__init__()
-        for value, count in self.runs:
-            self += [value] * count
+    def __init__(self, value: Any, count: int) -> None:
+        super().__init__([value] * count)
+        self.value = value
 
 
 # Faster Native encoders for the three column types of raw.requests that clickhouse-connect encodes one
@@ -557,9 +573,8 @@ class _UUIDColumn(UUIDType, registered=False):
     def _write_column_binary(self, column: Sequence[Any], dest: bytearray, ctx: InsertContext) -> None:
         if self.nullable or (column and not isinstance(column[0], UUID)):
             super()._write_column_binary(column, dest, ctx)
-        elif isinstance(column, _Runs):
-            for value, count in column.runs:
-                dest += _uuid_block(value) * count
+        elif isinstance(column, _Constant):
+            dest += _uuid_block(column.value) * len(column)
         else:
             halves = array.array("Q", b"".join([value.bytes for value in column]))
             halves.byteswap()
@@ -578,10 +593,6 @@ class _DateTime64Column(DateTime64Type, registered=False):
     def _write_column_binary(self, column: Sequence[Any], dest: bytearray, ctx: InsertContext) -> None:
         if self.nullable or (column and not (isinstance(column[0], datetime) and column[0].tzinfo)):
             super()._write_column_binary(column, dest, ctx)
-            return
-        if isinstance(column, _Runs):
-            for value, count in column.runs:
-                dest += ((value - _EPOCH) // _MILLISECOND).to_bytes(8, "little", signed=True) * count
             return
         # A naive datetime among aware ones raises TypeError here: the INSERT fails rather than guess.
         write_array("q", [(value - _EPOCH) // _MILLISECOND for value in column], dest, ctx.column_name)

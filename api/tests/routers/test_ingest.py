@@ -101,6 +101,39 @@ def test_the_same_batch_three_times_is_counted_once(client, paired, warehouse) -
     assert _raw_count(warehouse) == 40  # duplicates are not even written again
 
 
+def test_the_devices_mark_is_kept_in_postgres_and_another_api_process_counts_a_re_send(
+    client, paired, warehouse, postgres_url, settings
+) -> None:
+    """After a batch, the device's mark is its latest start, in PostgreSQL: a re-send that reaches another API
+    process (no memory of the first) is still counted as duplicates and not written again; the next batch
+    moves the mark on."""
+    from halton_api.app import create_app
+
+    _, created = paired
+    machine = created.device.machine_id
+    first = batch(machine, rows=30)
+    assert (
+        client.post("/v1/requests/batch", json=first, headers=bearer(created.token)).json()["accepted"] == 30
+    )
+
+    def mark() -> datetime:
+        with psycopg.connect(postgres_url) as conn:
+            sql = "SELECT written_through FROM devices WHERE id = %s"
+            return conn.execute(sql, (created.device.id,)).fetchone()[0]
+
+    assert mark() == max(datetime.fromisoformat(r["started_at"]) for r in first["rows"])
+    with TestClient(create_app(settings)) as other:
+        again = other.post("/v1/requests/batch", json=first, headers=bearer(created.token)).json()
+        assert (again["accepted"], again["duplicates"]) == (0, 30)
+        following = batch(machine, rows=4)
+        assert (
+            other.post("/v1/requests/batch", json=following, headers=bearer(created.token)).json()["accepted"]
+            == 4
+        )
+    assert mark() == max(datetime.fromisoformat(r["started_at"]) for r in following["rows"])
+    assert _count(warehouse) == _raw_count(warehouse) == 34
+
+
 def test_rows_repeated_inside_a_batch_and_across_batches(client, paired, warehouse) -> None:
     _, created = paired
     machine = created.device.machine_id

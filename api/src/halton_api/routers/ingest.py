@@ -2,9 +2,9 @@
 
 The whole batch is read, decompressed and validated before the one INSERT, so a rejected batch leaves
 nothing behind. Rows the workspace already has (same request_uid, started within the batch's span) are
-counted as duplicates. A re-sent batch is not written again; a batch that another API process (or this one
-before a restart) already wrote, or concurrent copies of one batch, may be, which the ReplacingMergeTree
-key and the deduplicated read path absorb (`WarehouseWriter._store`).
+counted as duplicates and not written again, whichever API process wrote them: the device's mark in
+PostgreSQL says how far its rows are stored (`WarehouseWriter.write_batch`). Copies of one batch sent at the
+same time may both be written, which the ReplacingMergeTree key and the deduplicated read path absorb.
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ async def ingest_batch(
         device_id=device.device_id,
         batch_id=batch.batch_id,
         rows=_first_of_each_uid(batch.rows),
+        written_through=device.written_through,
     )
     state = request.app.state
     await _record_sync_and_projects(

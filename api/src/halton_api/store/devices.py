@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from uuid import UUID
 
 from halton_api import tokens
@@ -45,6 +46,8 @@ class DeviceAuth:
     name: str
     status: DeviceStatus
     workspace: WorkspacePublic
+    # The latest start of this device's rows the warehouse is known to have (migration 0008), or None.
+    written_through: datetime | None = None
 
     @property
     def actor(self) -> Actor:
@@ -105,8 +108,8 @@ async def authenticate(conn: Connection, *, token: str) -> DeviceAuth | None:
         return None
     row = await (
         await conn.execute(
-            "SELECT d.id, d.machine_id, d.hostname, d.name, d.status, w.id AS workspace_id, w.slug, w.name AS ws_name"
-            " FROM devices d JOIN workspaces w ON w.id = d.workspace_id WHERE d.token_hash = %s",
+            "SELECT d.id, d.machine_id, d.hostname, d.name, d.status, d.written_through, w.id AS workspace_id,"
+            " w.slug, w.name AS ws_name FROM devices d JOIN workspaces w ON w.id = d.workspace_id WHERE d.token_hash = %s",
             (tokens.digest(token),),
         )
     ).fetchone()
@@ -119,6 +122,7 @@ async def authenticate(conn: Connection, *, token: str) -> DeviceAuth | None:
         name=row["name"],
         status=row["status"],
         workspace=WorkspacePublic(id=row["workspace_id"], slug=row["slug"], name=row["ws_name"]),
+        written_through=row["written_through"],
     )
 
 
@@ -193,6 +197,17 @@ async def set_status(
         details={"from": row["status"], "to": status, "machine_id": device.machine_id},
     )
     return device
+
+
+async def record_written_through(conn: Connection, marks: dict[UUID, datetime]) -> None:
+    """Move each device's `written_through` forward to its mark, never back. Committed without waiting for
+    the disk: a mark lost in a crash only sends that device's next batch through the row-by-row check."""
+    await conn.execute("SET LOCAL synchronous_commit = off")
+    await conn.execute(
+        "UPDATE devices AS d SET written_through = GREATEST(d.written_through, m.through)"
+        " FROM unnest(%s::uuid[], %s::timestamptz[]) AS m(id, through) WHERE d.id = m.id",
+        (list(marks), list(marks.values())),
+    )
 
 
 async def record_sync(conn: Connection, *, device_id: UUID) -> None:

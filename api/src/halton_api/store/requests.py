@@ -75,10 +75,8 @@ def existing_uids(
     workspace_id: UUID,
     uids: Collection[UUID],
     scope: ProbeScope,
-    excluding: datetime | None = None,
 ) -> set[UUID]:
-    """Which of `uids` the workspace already has within `scope`, leaving out rows ingested at `excluding` (an
-    INSERT that may be running at the same time: its own rows are not duplicates)."""
+    """Which of `uids` the workspace already has within `scope`."""
     if not uids:
         return set()
     # Values are inlined by hand from typed UUIDs and dates (nothing a client wrote reaches the SQL as text):
@@ -87,8 +85,6 @@ def existing_uids(
     if not all(isinstance(uid, UUID) for uid in uids) or not isinstance(workspace_id, UUID):
         raise TypeError("existing_uids takes UUID objects")
     where, parameters = scope.condition()
-    if excluding is not None:
-        where += f" AND ingested_at != '{_milliseconds(excluding)}'"
     stored = f"SELECT DISTINCT request_uid FROM {databases.raw}.requests WHERE workspace_id = '{workspace_id}' AND {where}"
     most = LISTED_PER_UUID * len(uids) + LISTED_FLOOR
     listed = _uids(client, f"{stored} LIMIT {most + 1}", parameters)
