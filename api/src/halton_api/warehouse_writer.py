@@ -418,8 +418,9 @@ class WarehouseWriter:
             return
         marks: dict[UUID, datetime] = {}
         for item in items:
-            latest = max(map(FIELD["started_at"], item.rows))
-            marks[item.device_id] = max(latest, marks.get(item.device_id, latest))
+            if item.rows:
+                latest = max(map(FIELD["started_at"], item.rows))
+                marks[item.device_id] = max(latest, marks.get(item.device_id, latest))
         try:
             await self.record_written(marks)
         except Exception:  # the rows are stored: without the marks, the next batches are only checked
@@ -514,7 +515,7 @@ def _reaches_back(item: _Pending) -> bool:
     """Whether the batch may hold rows the workspace has: it starts at or before its device's mark, or the
     device has none."""
     mark = item.written_through
-    return mark is None or min(map(FIELD["started_at"], item.rows)) <= mark
+    return mark is None or min(map(FIELD["started_at"], item.rows), default=mark) <= mark
 
 
 def _first_copies(items: list[_Pending]) -> list[list[WireRow]]:
