@@ -388,9 +388,9 @@ class WarehouseWriter:
         """Write the batches' rows the workspace does not have, then their devices' marks; returns the rows
         written, batch by batch."""
         fresh = _first_copies(items)
-        reaching = [(item, rows) for item, rows in zip(items, fresh, strict=True) if _reaches_back(item)]
+        reaching = [i for i, item in enumerate(items) if _reaches_back(item)]
         if reaching:
-            stored = await self._stored(*map(list, zip(*reaching, strict=True)))
+            stored = await self._stored([items[i] for i in reaching], [fresh[i] for i in reaching])
             fresh = _less(items, fresh, stored)
         await self._write(items, fresh)
         await self._record(items)
@@ -461,8 +461,6 @@ class _BlockEncoder:
     rows; ingested_at is left to the table's default, the warehouse's clock."""
 
     def __init__(self, table: str, context: InsertContext, compression: str | None) -> None:
-        if tuple(context.column_names) != REQUEST_COLUMNS:
-            raise ValueError(f"{table} is not described in REQUEST_COLUMNS order: {context.column_names}")
         self.table = table
         self._context = context
         self._types = [_faster_type(column_type) for column_type in context.column_types]
