@@ -8,7 +8,10 @@ Each test gets throwaway databases with a random name on those shared servers.
 from __future__ import annotations
 
 import secrets
+import shutil
+import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,14 +39,33 @@ class WarehouseDB:
         return connect(self.url)
 
 
+@contextmanager
+def own_data_dir(name: str) -> Iterator[Path]:
+    """A folder of its own for an embedded server, outside pytest's temp root: another pytest on the
+    machine rotates that root away (it keeps three sessions), data and all, under a running server."""
+    path = Path(tempfile.mkdtemp(prefix=f"halton-test-{name}-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def warehouse_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """URL of an embedded warehouse server process, shared by the whole session."""
+def embedded_warehouse():
+    """The embedded warehouse server process shared by the whole session (`.url` logs in as admin)."""
     from halton_warehouse.embedded import start_embedded
 
-    data_dir = tmp_path_factory.mktemp("warehouse")
-    with start_embedded(data_dir / "chdb", log_path=data_dir / "server.log") as server:
-        yield server.url
+    with (
+        own_data_dir("warehouse") as data_dir,
+        start_embedded(data_dir / "chdb", log_path=data_dir / "server.log") as server,
+    ):
+        yield server
+
+
+@pytest.fixture(scope="session")
+def warehouse_server(embedded_warehouse) -> str:
+    """URL (with the admin login) of the session's embedded warehouse server."""
+    return embedded_warehouse.url
 
 
 @pytest.fixture
@@ -61,13 +83,14 @@ def warehouse(warehouse_server: str) -> Iterator[WarehouseDB]:
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def postgres_server() -> Iterator[str]:
     """URI of a real PostgreSQL (from the pgserver wheel), shared by the whole session."""
     import pgserver
 
-    server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
-    yield server.get_uri()
-    server.cleanup()
+    with own_data_dir("pg") as data_dir:
+        server = pgserver.get_server(data_dir, cleanup_mode="stop")
+        yield server.get_uri()
+        server.cleanup()
 
 
 @pytest.fixture

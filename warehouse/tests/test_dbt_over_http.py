@@ -7,10 +7,10 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import clickhouse_connect
 import pytest
 from clickhouse_connect.driver.client import Client
 
+from halton_warehouse import connect
 from halton_warehouse.embedded import EmbeddedWarehouse, start_embedded
 
 FIXTURE = Path(__file__).parent / "dbt_fixture"
@@ -26,7 +26,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedWarehou
 @pytest.fixture
 def schema(server: EmbeddedWarehouse) -> Iterator[str]:
     """A fresh Atomic database holding the source table, as the target schema."""
-    client = clickhouse_connect.get_client(host="127.0.0.1", port=server.port)
+    client = connect(server.url)
     name = f"dbt_{uuid.uuid4().hex[:10]}"
     client.command(f"CREATE DATABASE {name} ENGINE = Atomic")
     client.command(
@@ -60,8 +60,8 @@ def dbt(tmp_path: Path, server: EmbeddedWarehouse, schema: str, monkeypatch: pyt
         "      driver: http\n"
         "      host: 127.0.0.1\n"
         f"      port: {server.port}\n"
-        "      user: default\n"
-        "      password: ''\n"
+        f"      user: {server.logins.admin.user}\n"
+        f"      password: '{server.logins.admin.password}'\n"
         f"      schema: {schema}\n"
         "      threads: 2\n"
     )
@@ -81,7 +81,7 @@ def dbt(tmp_path: Path, server: EmbeddedWarehouse, schema: str, monkeypatch: pyt
 
 
 def test_dbt_debug_and_build_over_http(dbt, server: EmbeddedWarehouse, schema: str) -> None:
-    client = clickhouse_connect.get_client(host="127.0.0.1", port=server.port)
+    client = connect(server.url)
     dbt("debug")
 
     first = dbt("build")

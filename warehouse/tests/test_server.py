@@ -20,6 +20,7 @@ import pytest
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 
+from halton_warehouse import connect
 from halton_warehouse.embedded import EmbeddedWarehouse, start_embedded
 
 
@@ -32,7 +33,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedWarehou
 
 @pytest.fixture
 def client(server: EmbeddedWarehouse) -> Client:
-    return clickhouse_connect.get_client(host="127.0.0.1", port=server.port)
+    return connect(server.url)
 
 
 @pytest.fixture
@@ -50,12 +51,17 @@ def post(
     method: str = "POST",
     **params: str,
 ) -> tuple[int, dict[str, str], bytes]:
-    """One raw HTTP request; returns status, headers and body."""
+    """One raw HTTP request with the admin login; returns status, headers and body."""
+    assert server.logins is not None
+    login = {"X-ClickHouse-User": server.logins.admin.user, "X-ClickHouse-Key": server.logins.admin.password}
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     try:
         path = "/?" + urlencode(params) if params else "/"
         connection.request(
-            method, path, body=body.encode() if isinstance(body, str) else body, headers=headers or {}
+            method,
+            path,
+            body=body.encode() if isinstance(body, str) else body,
+            headers={**login, **(headers or {})},
         )
         response = connection.getresponse()
         return response.status, dict(response.getheaders()), response.read()
@@ -162,8 +168,8 @@ def test_a_second_process_reads_what_the_first_wrote(
     client.command(f"CREATE TABLE {database}.shared (k String, v UInt8) ENGINE = MergeTree ORDER BY k")
     client.insert(f"{database}.shared", [["written-by-test", 7]])
     reader = (
-        "import clickhouse_connect, sys\n"
-        f"c = clickhouse_connect.get_client(host='127.0.0.1', port={server.port})\n"
+        "from halton_warehouse import connect\n"
+        f"c = connect({server.url!r})\n"
         f"print(c.query('SELECT k, v FROM {database}.shared').result_rows)\n"
     )
     out = subprocess.run(
@@ -182,7 +188,7 @@ def test_eight_concurrent_clients_insert_and_select(
 
     def work(worker: int) -> None:
         try:
-            own = clickhouse_connect.get_client(host="127.0.0.1", port=server.port)
+            own = connect(server.url)
             for batch in range(10):
                 own.insert(f"{database}.events", [[worker, batch * 100 + i] for i in range(100)])
                 count = own.command(f"SELECT count() FROM {database}.events WHERE worker = {worker}")
@@ -232,8 +238,8 @@ def test_insert_select_from_input_is_refused_not_silently_dropped(server: Embedd
 
 
 def test_session_temporary_table_is_invisible_to_another_session(server: EmbeddedWarehouse) -> None:
-    first = clickhouse_connect.get_client(host="127.0.0.1", port=server.port)
-    second = clickhouse_connect.get_client(host="127.0.0.1", port=server.port)
+    first = connect(server.url)
+    second = connect(server.url)
     first.command("CREATE TEMPORARY TABLE scratch (x UInt8)")
     first.command("INSERT INTO scratch VALUES (1), (2)")
     assert first.command("SELECT count() FROM scratch") == 2
@@ -243,8 +249,8 @@ def test_session_temporary_table_is_invisible_to_another_session(server: Embedde
 
 
 def test_set_persists_within_a_session_only(server: EmbeddedWarehouse) -> None:
-    session = clickhouse_connect.get_client(host="127.0.0.1", port=server.port)
-    other = clickhouse_connect.get_client(host="127.0.0.1", port=server.port)
+    session = connect(server.url)
+    other = connect(server.url)
     session.command("SET max_threads = 1")
     assert session.command("SELECT getSetting('max_threads')") == 1
     assert other.command("SELECT getSetting('max_threads')") != 1
@@ -276,7 +282,13 @@ def test_session_check_and_timeout(server: EmbeddedWarehouse) -> None:
 
 @pytest.mark.parametrize("compression", ["lz4", "zstd", "gzip"])
 def test_compressed_insert_and_response(server: EmbeddedWarehouse, database: str, compression: str) -> None:
-    client = clickhouse_connect.get_client(host="127.0.0.1", port=server.port, compress=compression)
+    client = clickhouse_connect.get_client(
+        host="127.0.0.1",
+        port=server.port,
+        username=server.logins.admin.user,
+        password=server.logins.admin.password,
+        compress=compression,
+    )
     client.command(f"CREATE TABLE {database}.c (n UInt64, s String) ENGINE = MergeTree ORDER BY n")
     data = [[i, f"row {i}"] for i in range(30_000)]
     client.insert(f"{database}.c", data)

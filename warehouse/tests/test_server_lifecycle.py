@@ -8,21 +8,26 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import clickhouse_connect
 import pytest
 
-from halton_warehouse.embedded import EmbeddedWarehouseError, start_embedded
+from halton_warehouse import connect
+from halton_warehouse.embedded import EmbeddedWarehouse, EmbeddedWarehouseError, start_embedded
 
 
-def count_rows(port: int, table: str) -> int:
-    return clickhouse_connect.get_client(host="127.0.0.1", port=port).command(f"SELECT count() FROM {table}")
+def admin_headers(server: EmbeddedWarehouse) -> dict[str, str]:
+    assert server.logins is not None
+    return {"X-ClickHouse-User": server.logins.admin.user, "X-ClickHouse-Key": server.logins.admin.password}
+
+
+def count_rows(url: str, table: str) -> int:
+    return connect(url).command(f"SELECT count() FROM {table}")
 
 
 def test_sigterm_keeps_acknowledged_and_in_flight_inserts(tmp_path: Path) -> None:
     data_dir = tmp_path / "chdb"
     server = start_embedded(data_dir, log_path=tmp_path / "server.log")
     try:
-        client = clickhouse_connect.get_client(host="127.0.0.1", port=server.port)
+        client = connect(server.url)
         client.command("CREATE DATABASE keep ENGINE = Atomic")
         client.command("CREATE TABLE keep.calls (n UInt32) ENGINE = MergeTree ORDER BY n")
         assert client.insert("keep.calls", [[1], [2], [3]]).written_rows == 3
@@ -35,7 +40,7 @@ def test_sigterm_keeps_acknowledged_and_in_flight_inserts(tmp_path: Path) -> Non
             yield b"5\n6\n"
 
         connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
-        connection.request("POST", "/", body=slow_body(), encode_chunked=True)
+        connection.request("POST", "/", body=slow_body(), encode_chunked=True, headers=admin_headers(server))
         response = connection.getresponse()
         assert (response.status, response.read()) == (200, b"")
         assert server.process.wait(15) == 0
@@ -43,7 +48,7 @@ def test_sigterm_keeps_acknowledged_and_in_flight_inserts(tmp_path: Path) -> Non
         server.stop()
 
     with start_embedded(data_dir, log_path=tmp_path / "server.log") as restarted:
-        assert count_rows(restarted.port, "keep.calls") == 6
+        assert count_rows(restarted.url, "keep.calls") == 6
     log = (tmp_path / "server.log").read_text()
     assert "waiting for 1 request(s) in flight to finish" in log
     assert "warehouse server stopped" in log
@@ -61,6 +66,6 @@ def test_a_second_server_on_the_same_directory_fails_clearly(tmp_path: Path) -> 
 
 def test_stop_is_clean_and_idempotent(tmp_path: Path) -> None:
     server = start_embedded(tmp_path / "chdb")
-    assert server.url == f"http://127.0.0.1:{server.port}" and server.pid > 0
+    assert server.address == f"http://127.0.0.1:{server.port}" and server.pid > 0
     assert server.stop() == 0
     assert server.stop() == 0

@@ -172,8 +172,8 @@ def up(
                 console.print("starting the embedded warehouse…")
                 server = stack.enter_context(
                     start_embedded(
-                        settings.data_dir / "warehouse",
-                        # Loopback whatever --host says: the embedded warehouse has no password.
+                        settings.warehouse.embedded_dir,
+                        # Loopback whatever --host says: the warehouse is this machine's, not the network's.
                         host="127.0.0.1",
                         port=warehouse_port,
                         log_path=settings.data_dir / "warehouse.log",
@@ -234,7 +234,7 @@ def _announce_when_started(
         console.print(f"  sign up:    {base}/signup")
         console.print(f"  health:     {base}/healthz")
         console.print(f"  API docs:   {base}/docs  (schema: {base}/openapi.json)")
-        console.print(f"  warehouse:  {warehouse_url}")
+        console.print(f"  warehouse:  {_redact(warehouse_url)}  (logins: `halton-warehouse credentials`)")
         console.print(f"  postgres:   {_redact(database_url)}")
         if loader is not None:
             from halton_api.demo import DEMO_PASSWORD

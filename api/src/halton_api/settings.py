@@ -17,10 +17,10 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from halton_warehouse import WarehouseSettings
+from halton_warehouse.settings import DEFAULT_DATA_DIR
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DATA_DIR = Path("~/.halton-cloud")
 SECRET_FILE = "secret.key"
 # Batches from a meter are at most 5,000 rows (halton_meter.protocol.MAX_ROWS_PER_BATCH); a row is about
 # 700 bytes of JSON, so 5,000 rows fit well inside 8 MiB. Both limits apply to the decompressed body too.
@@ -106,6 +106,13 @@ class CloudSettings(BaseSettings):
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _warehouse_beside_data(self) -> CloudSettings:
+        # `--data-dir` moves the embedded warehouse (and where its logins are read) with everything else.
+        if "warehouse" not in self.model_fields_set and self.warehouse.data_dir != self.data_dir:
+            self.warehouse = WarehouseSettings(data_dir=self.data_dir)
+        return self
 
     @model_validator(mode="after")
     def _secret(self) -> CloudSettings:

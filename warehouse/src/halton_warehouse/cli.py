@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
 import click
 
 from halton_warehouse.client import connect
+from halton_warehouse.credentials import CredentialsError, credentials_path, read_logins, with_login
 from halton_warehouse.migrate import migrate as apply_migrations
 from halton_warehouse.settings import EMBEDDED_PORT, WarehouseSettings
 
@@ -39,10 +41,61 @@ def migrate(url: str | None) -> None:
 @click.option("--data-dir", type=click.Path(path_type=Path), required=True, help="chDB data directory.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback by default).")
 @click.option("--port", default=EMBEDDED_PORT, show_default=True, type=int)
-@click.option("--user", default=None, help="Require this user name (with --password).")
-@click.option("--password", default=None, envvar="HALTON_WAREHOUSE_PASSWORD")
-def serve(data_dir: Path, host: str, port: int, user: str | None, password: str | None) -> None:
-    """Serve the ClickHouse HTTP interface over an embedded chDB engine."""
+@click.option(
+    "--allowed-host",
+    multiple=True,
+    help="Another name clients may use for this server (repeatable; loopback names always work).",
+)
+def serve(data_dir: Path, host: str, port: int, allowed_host: tuple[str, ...]) -> None:
+    """Serve the ClickHouse HTTP interface over an embedded chDB engine.
+
+    Its logins are made on the first start and kept in DATA_DIR/credentials.json (0600).
+    """
     from halton_warehouse.server import run
 
-    run(data_dir, host=host, port=port, user=user, password=password)
+    run(data_dir, host=host, port=port, extra_hosts=allowed_host)
+
+
+@main.command()
+@click.option(
+    "--warehouse-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The embedded warehouse's data directory (default: the one `halton-cloud up` uses, "
+    "$HALTON_DATA_DIR/warehouse or ~/.halton-cloud/warehouse).",
+)
+@click.option("--port", default=EMBEDDED_PORT, show_default=True, type=int, help="The port it serves on.")
+@click.option("--reader", is_flag=True, help="Only the read-only login, for analysts' tools.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def credentials(warehouse_dir: Path | None, port: int, reader: bool, as_json: bool) -> None:
+    """The embedded warehouse's logins: `halton` for the cloud's own components, `analyst` (read-only)."""
+    directory = warehouse_dir or WarehouseSettings().embedded_dir
+    try:
+        logins = read_logins(directory)
+    except CredentialsError as error:
+        raise click.ClickException(str(error)) from None
+    if logins is None:
+        raise click.ClickException(
+            f"no warehouse logins in {credentials_path(directory)}: the embedded warehouse makes them on its "
+            "first start (`halton-cloud up` or `halton-warehouse serve --data-dir DIR`)"
+        )
+    address = f"http://127.0.0.1:{port}"
+    roles = [("reader", logins.reader)] if reader else [("admin", logins.admin), ("reader", logins.reader)]
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    role: {"user": login.user, "password": login.password, "url": with_login(address, login)}
+                    for role, login in roles
+                },
+                indent=2,
+            )
+        )
+        return
+    click.echo(f"# from {credentials_path(directory)}")
+    for role, login in roles:
+        what = (
+            "read-only: SELECT, SHOW, DESCRIBE" if role == "reader" else "everything: the cloud's own login"
+        )
+        click.echo(f"{role:7} user {login.user}  password {login.password}  ({what})")
+        click.echo(f"        {with_login(address, login)}")

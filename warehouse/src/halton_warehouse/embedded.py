@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from halton_warehouse.credentials import WarehouseLogins, read_logins, with_login
+
 logger = logging.getLogger(__name__)
 
 _LOG_TAIL_BYTES = 4000
@@ -27,18 +29,42 @@ class EmbeddedWarehouse:
     """A running embedded warehouse server process; `stop()` (or leaving a `with` block) ends it."""
 
     def __init__(
-        self, process: subprocess.Popen[bytes], host: str, port: int, log_path: Path, scratch_dir: Path | None
+        self,
+        process: subprocess.Popen[bytes],
+        host: str,
+        port: int,
+        data_dir: Path,
+        log_path: Path,
+        scratch_dir: Path | None,
     ) -> None:
         self.process = process
         self.host = host
         self.port = port
+        self.data_dir = data_dir
         self.log_path = log_path
         self._scratch_dir = scratch_dir
+        self.logins: WarehouseLogins | None = None  # known once the server answers
+
+    @property
+    def address(self) -> str:
+        """`http://host:port`, without a login."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     @property
     def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        """The URL with the admin login, for our own components."""
+        return with_login(self.address, self._logins().admin)
+
+    @property
+    def reader_url(self) -> str:
+        """The URL with the read-only login, for analysts."""
+        return with_login(self.address, self._logins().reader)
+
+    def _logins(self) -> WarehouseLogins:
+        if self.logins is None:
+            raise EmbeddedWarehouseError("the warehouse server has not started yet: it has no logins")
+        return self.logins
 
     @property
     def pid(self) -> int:
@@ -83,39 +109,34 @@ def start_embedded(
     *,
     host: str = "127.0.0.1",
     port: int = 0,
-    user: str | None = None,
-    password: str | None = None,
     log_path: Path | None = None,
     timeout: float = 30,
 ) -> EmbeddedWarehouse:
     """Run `python -m halton_warehouse.server` on `data_dir` and return once it answers `/ping`.
 
     port=0 picks a free port. The server's log goes to `log_path` (by default a temporary file that
-    `stop()` removes). The server also stops if this process dies, because it watches its stdin.
+    `stop()` removes). The server also stops if this process dies, because it watches its stdin. Its
+    logins (made on its first start) are read from `data_dir` once it answers.
     """
+    data_dir = Path(data_dir).resolve()
     scratch = Path(tempfile.mkdtemp(prefix="halton-warehouse-"))
     port_file = scratch / "port"
     log_path = Path(log_path) if log_path else scratch / "server.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     command = [
         sys.executable, "-m", "halton_warehouse.server",
-        "--data-dir", str(Path(data_dir).resolve()),
+        "--data-dir", str(data_dir),
         "--host", host,
         "--port", str(port),
         "--port-file", str(port_file),
         "--exit-with-stdin",
     ]  # fmt: skip
     env = {**os.environ, "TZ": "UTC", "PYTHONUNBUFFERED": "1"}
-    env.pop("HALTON_WAREHOUSE_PASSWORD", None)
-    if user is not None:
-        command += ["--user", user]
-        # Through the environment, so the password does not show in the process list.
-        env["HALTON_WAREHOUSE_PASSWORD"] = password or ""
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=env
         )
-    server = EmbeddedWarehouse(process, host, port, log_path, scratch)
+    server = EmbeddedWarehouse(process, host, port, data_dir, log_path, scratch)
     deadline = time.monotonic() + timeout
     try:
         while True:
@@ -128,6 +149,7 @@ def start_embedded(
                 text = port_file.read_text().strip()
                 server.port = int(text) if text else 0
             if server.port and _answers_ping(host, server.port):
+                server.logins = read_logins(data_dir)  # written before the server listens
                 logger.info("embedded warehouse %s on %s (pid %d)", server.url, data_dir, process.pid)
                 return server
             if time.monotonic() > deadline:

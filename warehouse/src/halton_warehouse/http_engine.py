@@ -140,14 +140,15 @@ class Engine:
         self._open: set[EngineConnection] = set()
         self._closed = False
 
-    def connect(self) -> EngineConnection:
+    def connect(self, *, readonly: bool = False) -> EngineConnection:
+        """A new connection; a `readonly` one can never write or undo that (`readonly = 2` allows SET)."""
         with self._lock:
             if self._closed:
                 raise ClickHouseError(210, "The warehouse server is shutting down", name="NETWORK_ERROR")
             connection = EngineConnection(self._chdb.connect(self._address))
             self._open.add(connection)
         baseline = ", ".join(f"{name} = {quote_literal(value)}" for name, value in BASELINE_SETTINGS.items())
-        connection.run(f"SET {baseline}")
+        connection.run(f"SET {baseline}" + (", readonly = 2" if readonly else ""))
         return connection
 
     def disconnect(self, connection: EngineConnection) -> None:
@@ -171,8 +172,9 @@ class Engine:
 class ConnectionPool:
     """Connections for requests without a session: borrowed for one request, then reused."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, readonly: bool = False) -> None:
         self._engine = engine
+        self._readonly = readonly
         self._idle: list[EngineConnection] = []
         self._lock = threading.Lock()
 
@@ -180,7 +182,7 @@ class ConnectionPool:
         with self._lock:
             if self._idle:
                 return self._idle.pop()
-        return self._engine.connect()
+        return self._engine.connect(readonly=self._readonly)
 
     def release(self, connection: EngineConnection, reusable: bool) -> None:
         """Return a connection; one that holds state from the request (SET, USE, a temporary table)
@@ -196,7 +198,7 @@ class ConnectionPool:
 
 @dataclass(eq=False)
 class Session:
-    session_id: str
+    key: tuple[bool, str]  # (readonly, the client's session_id)
     connection: EngineConnection
     timeout: float
     last_used: float = field(default_factory=time.monotonic)
@@ -219,24 +221,30 @@ def parse_session_timeout(value: str | None) -> float:
 
 
 class SessionRegistry:
-    """Sessions by id; each is used by one request at a time and closes after its idle timeout."""
+    """Sessions by login and id; each is used by one request at a time and closes after its idle timeout.
+
+    Keyed by login too, so the reader can never borrow a session the admin opened (and its rights).
+    """
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._sessions: dict[str, Session] = {}
+        self._sessions: dict[tuple[bool, str], Session] = {}
         self._lock = threading.Lock()
 
-    def checkout(self, session_id: str, timeout: float, must_exist: bool) -> Session:
+    def checkout(
+        self, session_id: str, timeout: float, must_exist: bool, *, readonly: bool = False
+    ) -> Session:
         """The session, locked for this request (created unless `must_exist`)."""
+        key = (readonly, session_id)
         while True:
             with self._lock:
-                session = self._sessions.get(session_id)
+                session = self._sessions.get(key)
                 if session is None:
                     if must_exist:
                         raise ClickHouseError(SESSION_NOT_FOUND, f"Session {session_id} not found")
-                    session = Session(session_id, self._engine.connect(), timeout)
+                    session = Session(key, self._engine.connect(readonly=readonly), timeout)
                     session.lock.acquire()
-                    self._sessions[session_id] = session
+                    self._sessions[key] = session
                     logger.debug("session %s opened", session_id)
                     return session
             if not session.lock.acquire(timeout=SESSION_LOCK_WAIT):
@@ -258,16 +266,16 @@ class SessionRegistry:
         now = time.monotonic()
         expired = []
         with self._lock:
-            for session_id, session in list(self._sessions.items()):
+            for key, session in list(self._sessions.items()):
                 if now - session.last_used < session.timeout or not session.lock.acquire(blocking=False):
                     continue
                 session.closed = True
-                del self._sessions[session_id]
+                del self._sessions[key]
                 expired.append(session)
         for session in expired:
             self._engine.disconnect(session.connection)
             session.lock.release()
-            logger.debug("session %s expired", session.session_id)
+            logger.debug("session %s expired", session.key[1])
         return len(expired)
 
     def close_all(self) -> None:

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import time
 import uuid
-from base64 import b64decode
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
+from halton_warehouse.http_access import Role, authenticate, check_client, check_settings, check_statement
 from halton_warehouse.http_body import RequestBody, Statement, parse_form, read_statement
 from halton_warehouse.http_codecs import choose_response_encoding, compress_response
 from halton_warehouse.http_engine import EngineConnection, Session, parse_session_timeout
 from halton_warehouse.http_errors import (
-    AUTHENTICATION_FAILED,
     NOT_IMPLEMENTED,
     REQUIRED_PASSWORD,
     STD_EXCEPTION,
@@ -92,6 +90,12 @@ class ClickHouseRequestHandler(BaseHTTPRequestHandler):
         self.server.request_started(self)
         try:
             path, _, query_string = self.path.partition("?")
+            try:
+                check_client(self.headers, self.server.allowed_hosts)
+            except ClickHouseError as refused:
+                self.close_connection = True
+                self._send_error(refused, {}, None, time.perf_counter(), None)
+                return
             if path in _PING_PATHS or (path == "/" and method == "GET" and not query_string):
                 self._send(200, b"Ok.\n", {"Content-Type": PLAIN_TEXT})
             elif path == "/":
@@ -121,7 +125,7 @@ class ClickHouseRequestHandler(BaseHTTPRequestHandler):
         statement: Statement | None = None
         body: RequestBody | None = None
         try:
-            self._authenticate(params)
+            role = authenticate(self.headers, params, self.server.logins)
             body = RequestBody(
                 self.rfile,
                 self.headers.get("Transfer-Encoding"),
@@ -151,6 +155,7 @@ class ClickHouseRequestHandler(BaseHTTPRequestHandler):
                     f"{one_line(statement.sql[at:], 40)}",
                     name="SYNTAX_ERROR",
                 )
+            check_statement(statement.sql, statement.shape, role)
             if method == "GET" and statement.shape.keyword not in _READONLY_KEYWORDS:
                 raise ClickHouseError(
                     164,
@@ -158,7 +163,7 @@ class ClickHouseRequestHandler(BaseHTTPRequestHandler):
                     "You should use method POST for modifying queries",
                     name="READONLY",
                 )
-            outcome = self._execute(statement, params)
+            outcome = self._execute(statement, params, role)
         except ClickHouseError as error:
             self._send_error(error, headers, body, started, statement)
             return
@@ -187,35 +192,10 @@ class ClickHouseRequestHandler(BaseHTTPRequestHandler):
             statement, outcome, len(response_body), time.perf_counter() - started, params.get("session_id")
         )
 
-    def _authenticate(self, params: dict[str, str]) -> None:
-        expected_user, expected_password = self.server.credentials
-        if expected_user is None:
-            return
-        user = self.headers.get("X-ClickHouse-User")
-        password = self.headers.get("X-ClickHouse-Key")
-        authorization = self.headers.get("Authorization", "")
-        if user is None and authorization[:6].lower() == "basic ":
-            try:
-                user, _, password = b64decode(authorization[6:].strip()).decode("utf-8").partition(":")
-            except (ValueError, UnicodeDecodeError):
-                raise ClickHouseError(
-                    AUTHENTICATION_FAILED, "Invalid authentication: malformed Basic credentials"
-                ) from None
-        if user is None and ("user" in params or "password" in params):
-            user, password = params.get("user", "default"), params.get("password", "")
-        if user is None:
-            raise ClickHouseError(REQUIRED_PASSWORD, f"Password required for user {expected_user}")
-        if not (
-            hmac.compare_digest(user.encode(), expected_user.encode())
-            and hmac.compare_digest((password or "").encode(), (expected_password or "").encode())
-        ):
-            raise ClickHouseError(
-                AUTHENTICATION_FAILED,
-                f"{user}: Authentication failed: password is incorrect, or there is no user with such name",
-            )
-
-    def _execute(self, statement: Statement, params: dict[str, str]) -> Outcome:
+    def _execute(self, statement: Statement, params: dict[str, str], role: Role) -> Outcome:
         settings = {name: value for name, value in params.items() if is_setting(name)}
+        check_settings(list(settings))
+        readonly = role is Role.READER
         bind = {name[6:]: value for name, value in params.items() if name.startswith("param_")}
         session_id = params.get("session_id")
         session: Session | None = None
@@ -224,10 +204,11 @@ class ClickHouseRequestHandler(BaseHTTPRequestHandler):
                 session_id,
                 parse_session_timeout(params.get("session_timeout")),
                 params.get("session_check") == "1",
+                readonly=readonly,
             )
             connection = session.connection
         else:
-            connection = self.server.pool.acquire()
+            connection = self.server.pools[role].acquire()
         # State that would outlive this request on a pooled connection: session statements, and
         # `readonly`, which a later SET cannot undo.
         leaves_state = statement.shape.changes_session or settings.get("readonly", "0") not in ("0", "")
@@ -255,7 +236,7 @@ class ClickHouseRequestHandler(BaseHTTPRequestHandler):
             if session is not None:
                 self.server.sessions.checkin(session)
             else:
-                self.server.pool.release(connection, reusable)
+                self.server.pools[role].release(connection, reusable)
 
     def _send_error(
         self,

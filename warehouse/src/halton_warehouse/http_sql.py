@@ -151,6 +151,10 @@ def split_insert(text: str, complete: bool) -> InsertSplit | None:
             if complete:
                 return None
             raise NeedMoreText
+        if name.group(1).lower() == "values":
+            # Values data may hold expressions the engine evaluates: read it whole, as SQL the access
+            # checks see, never streamed past them.
+            return None
         data_start = _data_start(text, name.end())
         if data_start == len(text) and not complete:
             # A line break that belongs to the header may still be on its way.

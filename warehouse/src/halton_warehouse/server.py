@@ -24,6 +24,8 @@ import threading
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
+from halton_warehouse.credentials import WarehouseLogins, credentials_path, load_or_create
+from halton_warehouse.http_access import Role, allowed_host_names
 from halton_warehouse.http_engine import ConnectionPool, Engine, SessionRegistry
 from halton_warehouse.http_handler import ClickHouseRequestHandler
 
@@ -44,12 +46,14 @@ class WarehouseHTTPServer(ThreadingHTTPServer):
         self,
         address: tuple[str, int],
         engine: Engine,
-        credentials: tuple[str | None, str | None] = (None, None),
+        logins: WarehouseLogins,
+        extra_hosts: tuple[str, ...] = (),
     ) -> None:
         self.engine = engine
-        self.pool = ConnectionPool(engine)
+        self.pools = {Role.ADMIN: ConnectionPool(engine), Role.READER: ConnectionPool(engine, readonly=True)}
         self.sessions = SessionRegistry(engine)
-        self.credentials = credentials
+        self.logins = logins
+        self.allowed_hosts = allowed_host_names(address[0], extra_hosts)
         self.display_name = socket.gethostname()
         self._state = threading.Condition()
         self._open: set[socket.socket] = set()
@@ -127,20 +131,19 @@ def run(
     data_dir: Path,
     host: str = "127.0.0.1",
     port: int = 8123,
-    user: str | None = None,
-    password: str | None = None,
     port_file: Path | None = None,
+    extra_hosts: tuple[str, ...] = (),
 ) -> None:
     """Serve the ClickHouse HTTP interface over chDB at `data_dir` until SIGTERM or SIGINT.
 
-    With port=0 a free port is bound; `port_file`, if given, receives the bound port once the server
-    accepts connections.
+    The logins are those of `credentials.json` in `data_dir`, made on the first start. Clients must name
+    the server by a loopback name, the bound address or one of `extra_hosts`. With port=0 a free port is
+    bound; `port_file`, if given, receives the bound port once the server accepts connections.
     """
-    if password is not None and user is None:
-        raise ValueError("a warehouse password was given without a user name: pass both, or neither")
+    logins = load_or_create(Path(data_dir))
     engine = Engine(Path(data_dir))
     try:
-        server = WarehouseHTTPServer((host, port), engine, (user, password if user else None))
+        server = WarehouseHTTPServer((host, port), engine, logins, extra_hosts)
     except OSError as exc:
         engine.close()
         raise OSError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
@@ -158,13 +161,13 @@ def run(
             if port_file is not None:
                 _write_port_file(Path(port_file), bound_port)
             logger.info(
-                "warehouse server on http://%s:%d (chDB %s, ClickHouse %s, data %s%s)",
+                "warehouse server on http://%s:%d (chDB %s, ClickHouse %s, data %s, logins in %s)",
                 host,
                 bound_port,
                 _chdb_version(),
                 engine.version,
                 engine.data_dir,
-                ", password required" if user else "",
+                credentials_path(engine.data_dir),
             )
             while not stop.wait(0.5):
                 pass
@@ -245,11 +248,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
     parser.add_argument("--port", type=int, default=8123, help="port to bind; 0 picks a free one")
-    parser.add_argument("--user", default=None, help="require this user name")
     parser.add_argument(
-        "--password",
-        default=os.environ.get("HALTON_WAREHOUSE_PASSWORD"),
-        help="require this password (default: $HALTON_WAREHOUSE_PASSWORD)",
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="another name clients may reach this server by (repeatable; loopback names always work)",
     )
     parser.add_argument(
         "--port-file", type=Path, default=None, help="write the bound port here once listening"
@@ -261,17 +265,14 @@ def main(argv: list[str] | None = None) -> None:
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    if args.password is not None and args.user is None:
-        parser.error("--password needs --user")
     if args.exit_with_stdin:
         _exit_when_stdin_closes()
     run(
         args.data_dir,
         host=args.host,
         port=args.port,
-        user=args.user,
-        password=args.password if args.user else None,
         port_file=args.port_file,
+        extra_hosts=tuple(args.allowed_host),
     )
 
 
