@@ -50,6 +50,20 @@ def own_data_dir(name: str) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+@pytest.fixture
+def server_dir() -> Iterator[Path]:
+    """A folder of its own, outside pytest's temp root, for a test that starts an embedded server."""
+    with own_data_dir("server") as path:
+        yield path
+
+
+@pytest.fixture(scope="module")
+def module_server_dir() -> Iterator[Path]:
+    """Like `server_dir`, for a module's own server."""
+    with own_data_dir("server") as path:
+        yield path
+
+
 @pytest.fixture(scope="session")
 def embedded_warehouse():
     """The embedded warehouse server process shared by the whole session (`.url` logs in as admin)."""

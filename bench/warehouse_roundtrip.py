@@ -33,6 +33,7 @@ time.tzset()
 import clickhouse_connect  # noqa: E402
 from chdb import _chdb  # noqa: E402
 
+from halton_warehouse import connect  # noqa: E402
 from halton_warehouse.embedded import start_embedded  # noqa: E402
 
 TABLE_DDL = """
@@ -109,11 +110,12 @@ def main() -> None:
     local_client = clickhouse_connect.get_client(dsn=f"chdb://{local_path}")
 
     with start_embedded(root / "server", log_path=root / "server.log") as server:
-        http_client = clickhouse_connect.get_client(host="127.0.0.1", port=server.port)
+        http_client = connect(server.url)
         raw_http = http.client.HTTPConnection("127.0.0.1", server.port)
+        login = {"X-ClickHouse-User": server.logins.admin.user, "X-ClickHouse-Key": server.logins.admin.password}
 
         def http_select() -> bytes:
-            raw_http.request("POST", "/", body=b"SELECT 1")
+            raw_http.request("POST", "/", body=b"SELECT 1", headers=login)
             return raw_http.getresponse().read()
 
         print(f"SELECT 1 round trip, {args.iterations} runs (median / p95 ms)")

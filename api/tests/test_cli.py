@@ -50,7 +50,7 @@ def _running(pid: int) -> bool:
         return False
 
 
-def test_up_serves_a_healthy_api_and_stops_everything_on_sigterm(tmp_path: Path) -> None:
+def test_up_serves_a_healthy_api_and_stops_everything_on_sigterm(server_dir: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HALTON_")}
     process = subprocess.Popen(
         [
@@ -59,7 +59,7 @@ def test_up_serves_a_healthy_api_and_stops_everything_on_sigterm(tmp_path: Path)
             "halton_api",
             "up",
             "--data-dir",
-            str(tmp_path),
+            str(server_dir),
             "--port",
             "0",
             "--warehouse-port",
@@ -80,7 +80,7 @@ def test_up_serves_a_healthy_api_and_stops_everything_on_sigterm(tmp_path: Path)
         assert health.json()["status"] == "ok"
         assert httpx.get(f"{base}/openapi.json", timeout=10).status_code == 200
         assert httpx.get(f"{base}/signup", timeout=10).status_code == 200
-        postmaster = (tmp_path / "postgres" / "postmaster.pid").read_text().split()[0]
+        postmaster = (server_dir / "postgres" / "postmaster.pid").read_text().split()[0]
 
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0, "".join(seen)
@@ -94,10 +94,10 @@ def test_up_serves_a_healthy_api_and_stops_everything_on_sigterm(tmp_path: Path)
         httpx.get(f"{base}/healthz", timeout=2)
 
 
-def test_production_without_a_secret_refuses_to_start(tmp_path: Path) -> None:
+def test_production_without_a_secret_refuses_to_start(server_dir: Path) -> None:
     result = CliRunner().invoke(
         main,
-        ["migrate", "--data-dir", str(tmp_path)],
+        ["migrate", "--data-dir", str(server_dir)],
         env={"HALTON_ENV": "production", "HALTON_SECRET_KEY": "changethis"},
     )
     assert result.exit_code != 0

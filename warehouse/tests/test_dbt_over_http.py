@@ -17,8 +17,8 @@ FIXTURE = Path(__file__).parent / "dbt_fixture"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedWarehouse]:
-    root = tmp_path_factory.mktemp("dbt-server")
+def server(module_server_dir: Path) -> Iterator[EmbeddedWarehouse]:
+    root = module_server_dir
     with start_embedded(root / "chdb", log_path=root / "server.log") as running:
         yield running
 

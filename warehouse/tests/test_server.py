@@ -25,8 +25,8 @@ from halton_warehouse.embedded import EmbeddedWarehouse, start_embedded
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedWarehouse]:
-    root = tmp_path_factory.mktemp("server")
+def server(module_server_dir: Path) -> Iterator[EmbeddedWarehouse]:
+    root = module_server_dir
     with start_embedded(root / "chdb", log_path=root / "server.log") as running:
         yield running
 

@@ -22,8 +22,8 @@ from halton_warehouse.embedded import EmbeddedWarehouse, start_embedded
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedWarehouse]:
-    root = tmp_path_factory.mktemp("access")
+def server(module_server_dir: Path) -> Iterator[EmbeddedWarehouse]:
+    root = module_server_dir
     with start_embedded(root / "chdb", log_path=root / "server.log") as running:
         admin = connect(running.url)
         admin.command("CREATE DATABASE IF NOT EXISTS shop ENGINE = Atomic")
@@ -75,25 +75,25 @@ def basic(user: str, password: str) -> dict[str, str]:
 # --- logins -------------------------------------------------------------------------------------------
 
 
-def test_first_start_makes_two_owner_only_logins_that_a_restart_keeps(tmp_path: Path) -> None:
-    with start_embedded(tmp_path / "chdb") as first:
-        path = credentials_path(tmp_path / "chdb")
+def test_first_start_makes_two_owner_only_logins_that_a_restart_keeps(server_dir: Path) -> None:
+    with start_embedded(server_dir / "chdb") as first:
+        path = credentials_path(server_dir / "chdb")
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
-        logins = read_logins(tmp_path / "chdb")
+        logins = read_logins(server_dir / "chdb")
         assert logins is not None and logins == first.logins
         assert (logins.admin.user, logins.reader.user) == ("halton", "analyst")
         assert len(logins.admin.password) >= 32 and logins.admin.password != logins.reader.password
-    with start_embedded(tmp_path / "chdb") as again:
+    with start_embedded(server_dir / "chdb") as again:
         assert again.logins == logins
         assert connect(again.url).command("SELECT 1") == 1
 
 
-def test_settings_left_unset_log_in_with_the_embedded_admin(tmp_path: Path, monkeypatch) -> None:
+def test_settings_left_unset_log_in_with_the_embedded_admin(server_dir: Path, monkeypatch) -> None:
     monkeypatch.delenv("HALTON_CLICKHOUSE_URL", raising=False)
-    with start_embedded(tmp_path / "warehouse") as running:
-        settings = WarehouseSettings(data_dir=tmp_path)
+    with start_embedded(server_dir / "warehouse") as running:
+        settings = WarehouseSettings(data_dir=server_dir)
         assert settings.clickhouse_url == f"http://halton:{running.logins.admin.password}@127.0.0.1:8123/"
-    explicit = WarehouseSettings(data_dir=tmp_path, clickhouse_url="http://other:1/")
+    explicit = WarehouseSettings(data_dir=server_dir, clickhouse_url="http://other:1/")
     assert explicit.clickhouse_url == "http://other:1/"
 
 
@@ -112,8 +112,8 @@ def test_credentials_command_prints_the_logins(server: EmbeddedWarehouse) -> Non
     }
 
 
-def test_credentials_command_without_a_warehouse_says_how_to_make_one(tmp_path: Path) -> None:
-    result = CliRunner().invoke(warehouse_cli, ["credentials", "--warehouse-dir", str(tmp_path)])
+def test_credentials_command_without_a_warehouse_says_how_to_make_one(server_dir: Path) -> None:
+    result = CliRunner().invoke(warehouse_cli, ["credentials", "--warehouse-dir", str(server_dir)])
     assert result.exit_code == 1
     assert "makes them on its first start" in result.output
 

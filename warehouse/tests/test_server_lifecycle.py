@@ -23,9 +23,9 @@ def count_rows(url: str, table: str) -> int:
     return connect(url).command(f"SELECT count() FROM {table}")
 
 
-def test_sigterm_keeps_acknowledged_and_in_flight_inserts(tmp_path: Path) -> None:
-    data_dir = tmp_path / "chdb"
-    server = start_embedded(data_dir, log_path=tmp_path / "server.log")
+def test_sigterm_keeps_acknowledged_and_in_flight_inserts(server_dir: Path) -> None:
+    data_dir = server_dir / "chdb"
+    server = start_embedded(data_dir, log_path=server_dir / "server.log")
     try:
         client = connect(server.url)
         client.command("CREATE DATABASE keep ENGINE = Atomic")
@@ -47,25 +47,25 @@ def test_sigterm_keeps_acknowledged_and_in_flight_inserts(tmp_path: Path) -> Non
     finally:
         server.stop()
 
-    with start_embedded(data_dir, log_path=tmp_path / "server.log") as restarted:
+    with start_embedded(data_dir, log_path=server_dir / "server.log") as restarted:
         assert count_rows(restarted.url, "keep.calls") == 6
-    log = (tmp_path / "server.log").read_text()
+    log = (server_dir / "server.log").read_text()
     assert "waiting for 1 request(s) in flight to finish" in log
     assert "warehouse server stopped" in log
 
 
-def test_a_second_server_on_the_same_directory_fails_clearly(tmp_path: Path) -> None:
-    with start_embedded(tmp_path / "chdb") as first:
+def test_a_second_server_on_the_same_directory_fails_clearly(server_dir: Path) -> None:
+    with start_embedded(server_dir / "chdb") as first:
         with pytest.raises(EmbeddedWarehouseError) as caught:
-            start_embedded(tmp_path / "chdb", timeout=20)
+            start_embedded(server_dir / "chdb", timeout=20)
         message = str(caught.value)
         assert "exited with code" in message
         assert "cannot open the chDB data directory" in message
         assert first.process.poll() is None
 
 
-def test_stop_is_clean_and_idempotent(tmp_path: Path) -> None:
-    server = start_embedded(tmp_path / "chdb")
+def test_stop_is_clean_and_idempotent(server_dir: Path) -> None:
+    server = start_embedded(server_dir / "chdb")
     assert server.address == f"http://127.0.0.1:{server.port}" and server.pid > 0
     assert server.stop() == 0
     assert server.stop() == 0

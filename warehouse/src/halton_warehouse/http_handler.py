@@ -86,30 +86,42 @@ class ClickHouseRequestHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s " + format, self.client_address[0], *args)
 
-    def _serve(self, method: str) -> None:
+    def handle_one_request(self) -> None:
+        # The connection counts as busy from the first byte of a request, not from when its headers are
+        # parsed: a server told to stop while a request is arriving must serve it, not cut it off.
+        try:
+            if not self.rfile.peek(1):  # waits (up to the keep-alive timeout) for the next request
+                self.close_connection = True
+                return
+        except (TimeoutError, OSError):
+            self.close_connection = True
+            return
         self.server.request_started(self)
         try:
-            path, _, query_string = self.path.partition("?")
-            try:
-                check_client(self.headers, self.server.allowed_hosts)
-            except ClickHouseError as refused:
-                self.close_connection = True
-                self._send_error(refused, {}, None, time.perf_counter(), None)
-                return
-            if path in _PING_PATHS or (path == "/" and method == "GET" and not query_string):
-                self._send(200, b"Ok.\n", {"Content-Type": PLAIN_TEXT})
-            elif path == "/":
-                self._serve_query(method, query_string)
-            else:
-                self.close_connection = True
-                self._send(
-                    404,
-                    f"There is no handle {path}\n\nUse / or /ping for health checks.\n".encode(),
-                    {"Content-Type": PLAIN_TEXT},
-                )
+            super().handle_one_request()
         finally:
             if self.server.request_finished(self):
                 self.close_connection = True
+
+    def _serve(self, method: str) -> None:
+        path, _, query_string = self.path.partition("?")
+        try:
+            check_client(self.headers, self.server.allowed_hosts)
+        except ClickHouseError as refused:
+            self.close_connection = True
+            self._send_error(refused, {}, None, time.perf_counter(), None)
+            return
+        if path in _PING_PATHS or (path == "/" and method == "GET" and not query_string):
+            self._send(200, b"Ok.\n", {"Content-Type": PLAIN_TEXT})
+        elif path == "/":
+            self._serve_query(method, query_string)
+        else:
+            self.close_connection = True
+            self._send(
+                404,
+                f"There is no handle {path}\n\nUse / or /ping for health checks.\n".encode(),
+                {"Content-Type": PLAIN_TEXT},
+            )
 
     def _serve_query(self, method: str, query_string: str) -> None:
         started = time.perf_counter()

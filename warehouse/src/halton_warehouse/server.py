@@ -16,6 +16,7 @@ import contextlib
 import importlib.metadata
 import logging
 import os
+import select
 import signal
 import socket
 import socketserver
@@ -100,7 +101,13 @@ class WarehouseHTTPServer(ThreadingHTTPServer):
         """Close idle connections now and busy ones once their request is answered."""
         with self._state:
             self._draining = True
-            idle = [sock for sock in self._open if sock not in self._busy]
+            idle = []
+            for sock in self._open - self._busy:
+                if _has_unread_bytes(sock):
+                    # A request is arriving; its thread has not woken yet: wait for it like any other.
+                    self._busy.add(sock)
+                else:
+                    idle.append(sock)
             busy = len(self._busy)
         for sock in idle:
             _hang_up(sock)
@@ -119,6 +126,15 @@ class WarehouseHTTPServer(ThreadingHTTPServer):
     def close_engine(self) -> None:
         self.sessions.close_all()
         self.engine.close()
+
+
+def _has_unread_bytes(sock: socket.socket) -> bool:
+    # select first: a socket with a timeout waits in recv for up to that timeout, MSG_DONTWAIT or not.
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable) and bool(sock.recv(1, socket.MSG_PEEK))
+    except OSError:  # already closed by the client
+        return False
 
 
 def _hang_up(sock: socket.socket) -> None:
