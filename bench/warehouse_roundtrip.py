@@ -112,7 +112,10 @@ def main() -> None:
     with start_embedded(root / "server", log_path=root / "server.log") as server:
         http_client = connect(server.url)
         raw_http = http.client.HTTPConnection("127.0.0.1", server.port)
-        login = {"X-ClickHouse-User": server.logins.admin.user, "X-ClickHouse-Key": server.logins.admin.password}
+        login = {
+            "X-ClickHouse-User": server.logins.admin.user,
+            "X-ClickHouse-Key": server.logins.admin.password,
+        }
 
         def http_select() -> bytes:
             raw_http.request("POST", "/", body=b"SELECT 1", headers=login)
