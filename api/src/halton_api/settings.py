@@ -2,19 +2,20 @@
 
 Defaults are for a laptop (`halton-cloud up`): embedded stores under `~/.halton-cloud`, development mode.
 Production sets `HALTON_ENV=production`, `HALTON_DATABASE_URL`, `HALTON_CLICKHOUSE_URL`,
-`HALTON_SECRET_KEY` and `HALTON_PUBLIC_URL`.
+`HALTON_SECRET_KEY` and `HALTON_PUBLIC_URL`, and behind a reverse proxy `HALTON_FORWARDED_ALLOW_IPS`.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import secrets
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from halton_warehouse import WarehouseSettings
 
@@ -63,6 +64,13 @@ class CloudSettings(BaseSettings):
     public_url: str = Field(
         default="http://127.0.0.1:8000", description="Base URL users open (links, cookies)."
     )
+    # NoDecode: the variable is a comma-separated list, as uvicorn's own FORWARDED_ALLOW_IPS, not JSON.
+    forwarded_allow_ips: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Reverse proxies (addresses or networks, comma-separated; `*` for any) whose "
+        "X-Forwarded-For / X-Forwarded-Proto the API believes. Empty: it believes none, and the client "
+        "address is always the peer's, so a header can neither dodge a rate limit nor spend someone else's.",
+    )
 
     max_batch_rows: int = Field(default=DEFAULT_MAX_BATCH_ROWS, ge=1)
     max_batch_bytes: int = Field(default=DEFAULT_MAX_BATCH_BYTES, ge=1024)
@@ -107,6 +115,28 @@ class CloudSettings(BaseSettings):
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
 
+    @field_validator("forwarded_allow_ips", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxies_are_addresses(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if item == "*":
+                continue
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"HALTON_FORWARDED_ALLOW_IPS: {item!r} is not an IP address or network; list your reverse "
+                    "proxies' addresses, comma-separated (e.g. `10.0.0.5,10.0.1.0/24`), or `*`"
+                ) from None
+        return value
+
     @model_validator(mode="after")
     def _secret(self) -> CloudSettings:
         value = self.secret_key.get_secret_value() if self.secret_key else None
@@ -128,6 +158,16 @@ class CloudSettings(BaseSettings):
     @property
     def secure_cookies(self) -> bool:
         return self.public_url.startswith("https://")
+
+    def uvicorn_proxy_options(self) -> dict[str, Any]:
+        """What every uvicorn serving the API is given: forwarded headers only from the proxies listed.
+
+        uvicorn's own default believes X-Forwarded-For from any loopback peer, so on one machine any local
+        process (or a page's request relayed by one) could claim any client address.
+        """
+        if not self.forwarded_allow_ips:
+            return {"proxy_headers": False}
+        return {"proxy_headers": True, "forwarded_allow_ips": list(self.forwarded_allow_ips)}
 
     def secret(self) -> bytes:
         assert self.secret_key is not None  # set by the validator
