@@ -26,7 +26,7 @@ from halton_api.deps import SignInRequired
 from halton_api.errors import DomainError
 from halton_api.pages import STATIC_DIR, make_templates, render
 from halton_api.pdf.jobs import ReportJobs
-from halton_api.ratelimit import TokenBucketLimiter
+from halton_api.ratelimit import TokenBucketLimiter, bad_credential_limiters
 from halton_api.routers import (
     api_keys,
     audit,
@@ -129,7 +129,7 @@ def create_app(settings: CloudSettings) -> FastAPI:
     # What this process knows PostgreSQL already holds, so most batches write nothing to it (see ingest).
     app.state.sync_clock = devices_store.SyncClock(interval=SYNC_WRITE_INTERVAL_SECONDS)
     app.state.known_projects = projects_store.KnownProjects()
-    app.state.bad_auth_limiter = TokenBucketLimiter(
+    app.state.bad_credentials = bad_credential_limiters(
         burst=settings.bad_auth_burst, per_minute=settings.bad_auth_per_minute
     )
     app.state.pairing_start_limiter = TokenBucketLimiter(

@@ -78,7 +78,9 @@ class CloudSettings(BaseSettings):
     session_ttl_days: int = Field(default=30, ge=1)
     invitation_ttl_days: int = Field(default=7, ge=1)
 
-    # Bad credentials (device tokens, API keys, passwords) per client address: a burst, then a trickle.
+    # Bad credentials, counted per kind (password, API key, sync token: one kind's failures never hold up
+    # another) per client address, and per presented token: a burst, then a trickle. A valid token or key is
+    # never refused by them; a password is, from an address over its limit (else spraying goes on).
     bad_auth_burst: int = Field(default=10, ge=1)
     bad_auth_per_minute: float = Field(default=6.0, gt=0)
 

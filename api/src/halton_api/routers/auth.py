@@ -13,7 +13,7 @@ from fastapi.responses import RedirectResponse, Response
 from halton_api import passwords
 from halton_api.deps import (
     SESSION_COOKIE,
-    BadAuthLimiter,
+    BadCredentials,
     Conn,
     CsrfProtected,
     MaybeUser,
@@ -23,6 +23,7 @@ from halton_api.deps import (
 from halton_api.errors import Conflict
 from halton_api.models import UserPublic
 from halton_api.pages import redirect, render, set_cookie
+from halton_api.ratelimit import CredentialKind
 from halton_api.store import Connection, invitations, users, workspaces
 
 router = APIRouter(tags=["auth"], include_in_schema=False)
@@ -114,12 +115,15 @@ async def signin(
     request: Request,
     conn: Conn,
     settings: Settings,
-    limiter: BadAuthLimiter,
+    limits: BadCredentials,
     email: Annotated[str, Form(max_length=254)],
     password: Annotated[str, Form(max_length=passwords.MAX_LENGTH)],
     next: Annotated[str, Form(max_length=2048)] = "",
 ) -> Response:
-    address = client_address(request)
+    # Refused before the password is looked at, right or wrong: else spraying one password over many
+    # accounts from one address would go on. Only wrong passwords count: bad tokens have buckets of their own.
+    address = f"ip:{client_address(request)}"
+    limiter = limits[CredentialKind.PASSWORD]
     wait = limiter.retry_after(address)
     if wait is not None:
         return await render(
