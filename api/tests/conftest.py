@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from typing import Any
 
 import pytest
 import uvicorn
@@ -48,11 +49,12 @@ def app(client: TestClient) -> FastAPI:
 
 
 @contextmanager
-def serving(settings: CloudSettings) -> Iterator[str]:
+def serving(settings: CloudSettings, **app_options: Any) -> Iterator[str]:
     """The app served by a real uvicorn on a free loopback port (in a thread), configured as `halton-cloud`
-    configures it (forwarded headers from `settings`); yields its base URL."""
+    configures it (forwarded headers from `settings`); yields its base URL. `app_options` go to
+    `create_app` (a clock)."""
     config = uvicorn.Config(
-        create_app(settings),
+        create_app(settings, **app_options),
         host="127.0.0.1",
         port=0,
         log_level="warning",
@@ -83,5 +85,5 @@ def live_server(settings: CloudSettings) -> Iterator[str]:
 
 @pytest.fixture
 def serve() -> Callable[..., AbstractContextManager[str]]:
-    """`with serve(settings) as url:` the app with the test's own settings, behind a real uvicorn."""
+    """`with serve(settings, clock=…) as url:` the app as the test sets it up, behind a real uvicorn."""
     return serving

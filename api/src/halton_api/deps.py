@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Path, Query, Request, status
@@ -20,7 +21,7 @@ from halton_api.dashboards.filters import RANGES, Filters
 from halton_api.dashboards.reader import MartsReader
 from halton_api.errors import Forbidden, NotFound
 from halton_api.models import UserPublic, WorkspacePublic
-from halton_api.ratelimit import CredentialKind, TokenBucketLimiter
+from halton_api.ratelimit import AccountLock, CredentialKind, TokenBucketLimiter
 from halton_api.roles import Permission, Role, allows
 from halton_api.settings import CloudSettings
 from halton_api.store import Connection, api_keys, devices, users, workspaces
@@ -87,6 +88,21 @@ async def get_bad_credentials(request: Request) -> dict[CredentialKind, TokenBuc
 
 
 BadCredentials = Annotated[dict[CredentialKind, TokenBucketLimiter], Depends(get_bad_credentials)]
+
+
+async def get_account_lock(request: Request) -> AccountLock:
+    return request.app.state.account_lock
+
+
+SignInLock = Annotated[AccountLock, Depends(get_account_lock)]
+
+
+async def current_time(request: Request) -> datetime:
+    """Now, by the app's clock (`create_app(clock=…)`)."""
+    return request.app.state.clock()
+
+
+Now = Annotated[datetime, Depends(current_time)]
 
 
 async def get_reader(request: Request) -> MartsReader:

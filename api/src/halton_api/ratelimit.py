@@ -1,11 +1,12 @@
-"""Rate limits on credentials: in-process token buckets per address and per presented credential.
+"""Rate limits on credentials: in-process token buckets per address and per presented credential, and the
+account lock policy for passwords (whose state lives in PostgreSQL, `store.sign_in_failures`).
 
 Buckets: only failures take a token, so a well-behaved client never notices them; a key whose bucket is
 empty is told to wait (429 with Retry-After). Each credential kind has buckets of its own, so a flood of
 bogus sync tokens never holds up a password or an API key from the same address. Each app instance owns its
 buckets (on `app.state`): with several API processes each keeps its own count, so an address gets a burst
 per process. That is acceptable for what they guard: tokens and keys carry 178 random bits (guessing them
-is hopeless; the buckets only slow a flood).
+is hopeless; the buckets only slow a flood), and passwords are held by the account lock, which is shared.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 
 
@@ -84,3 +86,29 @@ def bad_credential_limiters(
     return {
         kind: TokenBucketLimiter(burst=burst, per_minute=per_minute, clock=clock) for kind in CredentialKind
     }
+
+
+# 2**40 times the first lock is far past any cap; keeps the arithmetic finite however many failures.
+_MAX_DOUBLINGS = 40
+
+
+@dataclass(frozen=True)
+class AccountLock:
+    """How long an account's sign-in stays refused after its `failures`-th failure in a row.
+
+    From the `after`-th failure on, `first` doubles with each further failure, up to `longest`: a guesser
+    gets at most one try per `longest` once it is reached, and the owner waits at most that long after the
+    guessing stops. Failures nobody added to for `forget_after` are forgotten.
+    """
+
+    after: int
+    first: timedelta
+    longest: timedelta
+    forget_after: timedelta
+
+    def lock_for(self, failures: int) -> timedelta | None:
+        if failures < self.after:
+            return None
+        doublings = min(failures - self.after, _MAX_DOUBLINGS)
+        seconds = min(self.longest.total_seconds(), self.first.total_seconds() * 2.0**doublings)
+        return timedelta(seconds=seconds)

@@ -83,6 +83,14 @@ class CloudSettings(BaseSettings):
     # never refused by them; a password is, from an address over its limit (else spraying goes on).
     bad_auth_burst: int = Field(default=10, ge=1)
     bad_auth_per_minute: float = Field(default=6.0, gt=0)
+    # Each account's failed sign-ins, whatever address they come from (kept in PostgreSQL, so every API
+    # process agrees): from the sign_in_lock_after-th failure on, sign-in to it is refused, correct password
+    # or not, for sign_in_lock_seconds, doubling with each further failure up to sign_in_lock_max_seconds.
+    # A success clears the count; failures are forgotten after sign_in_failures_forget_hours without one.
+    sign_in_lock_after: int = Field(default=5, ge=1)
+    sign_in_lock_seconds: int = Field(default=30, ge=1)
+    sign_in_lock_max_seconds: int = Field(default=900, ge=1)
+    sign_in_failures_forget_hours: int = Field(default=24, ge=1)
 
     # Pairing codes asked for per address, and wrong codes typed per user and per address (RFC 8628 §5.1).
     pairing_start_burst: int = Field(default=10, ge=1)
