@@ -146,6 +146,9 @@ def create_app(settings: CloudSettings, *, clock: Callable[[], datetime] = utc_n
         longest=timedelta(seconds=settings.sign_in_lock_max_seconds),
         forget_after=timedelta(hours=settings.sign_in_failures_forget_hours),
     )
+    app.state.signup_limiter = TokenBucketLimiter(
+        burst=settings.signup_burst, per_minute=settings.signup_per_hour / 60
+    )
     app.state.pairing_start_limiter = TokenBucketLimiter(
         burst=settings.pairing_start_burst, per_minute=settings.pairing_start_per_minute
     )

@@ -91,6 +91,10 @@ class CloudSettings(BaseSettings):
     sign_in_lock_seconds: int = Field(default=30, ge=1)
     sign_in_lock_max_seconds: int = Field(default=900, ge=1)
     sign_in_failures_forget_hours: int = Field(default=24, ge=1)
+    # Sign-ups per address, successful or not: sign-up must say when an address already has an account
+    # (there is no email round trip to hide it behind), so asking is made slow.
+    signup_burst: int = Field(default=5, ge=1)
+    signup_per_hour: float = Field(default=10.0, gt=0)
 
     # Pairing codes asked for per address, and wrong codes typed per user and per address (RFC 8628 §5.1).
     pairing_start_burst: int = Field(default=10, ge=1)

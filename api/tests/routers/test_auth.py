@@ -195,7 +195,7 @@ def test_an_invited_person_signs_up_straight_into_the_workspace(
     assert memberships == [(workspace.slug, "viewer")]
 
 
-# --- limits: the account lock --------------------------------------------------------------------
+# --- limits: the account lock and sign-ups per address --------------------------------------------
 
 
 class _Clock:
@@ -300,7 +300,25 @@ def test_concurrent_guesses_earn_no_more_tries(settings, serve, postgres_url: st
     assert statuses == {400: 5, 429: 15}
 
 
-def test_a_nul_character_in_the_email_is_a_clear_400(client: TestClient) -> None:
-    """PostgreSQL text cannot hold a NUL: sign-in refuses it instead of failing in the store."""
+def test_sign_ups_are_limited_per_address(settings, postgres_url: str) -> None:
+    """Sign-up says when an address is taken (no email to hide it behind): asking is slowed instead."""
+    strict = settings.model_copy(update={"signup_burst": 3})
+    with TestClient(create_app(strict), follow_redirects=False) as client:
+        assert _sign_up(client).status_code == 303
+        visitor = TestClient(client.app, follow_redirects=False)
+        visitor.portal = client.portal
+        assert [_sign_up(visitor).status_code for _ in range(2)] == [409, 409]
+        limited = _sign_up(visitor, email="new-person@example.com")
+        assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
+        assert "too many sign-ups from this address" in limited.text
+    with psycopg.connect(postgres_url) as conn:
+        assert conn.execute("SELECT count(*) FROM users").fetchone() == (1,)
+
+
+def test_a_nul_character_in_the_forms_is_a_clear_400(client: TestClient) -> None:
+    """PostgreSQL text cannot hold a NUL: the forms refuse it instead of failing in the store."""
     signin = _try(client, "a\x00b@example.com", PASSWORD)
     assert signin.status_code == 400 and "enter a valid email address" in signin.text
+    assert _sign_up(client, email="a\x00b@example.com").status_code == 400
+    named = _sign_up(client, name="Ada\x00")
+    assert named.status_code == 400 and "NUL" in named.text

@@ -1,8 +1,10 @@
 """Sign up, sign in, sign out. Sessions are server-side rows; the cookie holds only a random token.
 
-Guessing is held two ways: failed sign-ins per address (in-process buckets, `ratelimit`), failed sign-ins
-per account from any address (a lock with a growing wait, in PostgreSQL, `store.sign_in_failures`).
-Sign-in answers "wrong email or password" and locks an address without an account just like one with.
+Guessing is held three ways: failed sign-ins per address (in-process buckets, `ratelimit`), failed sign-ins
+per account from any address (a lock with a growing wait, in PostgreSQL, `store.sign_in_failures`), and
+sign-ups per address. Sign-in answers "wrong email or password" and locks an address without an account
+just like one with. Sign-up does say when an address already has an account: without an email round trip
+there is no other honest answer (the product sends no mail), so asking is what is slowed down instead.
 """
 
 from __future__ import annotations
@@ -32,13 +34,14 @@ from halton_api.deps import (
 from halton_api.errors import Conflict
 from halton_api.models import UserPublic
 from halton_api.pages import redirect, render, set_cookie
-from halton_api.ratelimit import CredentialKind
+from halton_api.ratelimit import CredentialKind, TokenBucketLimiter
 from halton_api.store import Connection, invitations, sign_in_failures, users, workspaces
 
 router = APIRouter(tags=["auth"], include_in_schema=False)
 
 # No spaces or control characters (PostgreSQL text cannot even hold a NUL): never an account's address.
 _EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$")
+_NUL = "\x00"
 
 
 def safe_next(value: str | None, default: str = "/") -> str:
@@ -79,6 +82,10 @@ async def signup_page(request: Request, user: MaybeUser, invite: str | None = No
     return await render(request, "auth/signup.html", user=user, invite=invite or "", form={})
 
 
+def _signup_limiter(request: Request) -> TokenBucketLimiter:
+    return request.app.state.signup_limiter
+
+
 @router.post("/signup", dependencies=[CsrfProtected])
 async def signup(
     request: Request,
@@ -92,12 +99,30 @@ async def signup(
 ) -> Response:
     email = email.strip()
     form = {"email": email, "name": name, "workspace_name": workspace_name}
+    address = f"ip:{client_address(request)}"
+    limiter = _signup_limiter(request)
+    wait = limiter.retry_after(address)
+    if wait is not None:
+        return await render(
+            request,
+            "auth/signup.html",
+            invite=invite,
+            form=form,
+            error=f"too many sign-ups from this address: wait {wait}s and try again",
+            status_code=429,
+            headers={"Retry-After": str(wait)},
+        )
     problem = None if _EMAIL.match(email) else "enter a valid email address"
+    if _NUL in name + workspace_name:
+        problem = problem or "names cannot contain a NUL character"
     problem = problem or passwords.problem(password)
     if problem:
         return await render(
             request, "auth/signup.html", invite=invite, form=form, error=problem, status_code=400
         )
+    # Every complete sign-up counts, made or refused as taken: both are what a bulk sign-up or a probe
+    # for who has an account would send.
+    limiter.failed(address)
     password_hash = await anyio.to_thread.run_sync(passwords.hash_password, password)
     try:
         user = await users.create_user(conn, email=email, name=name, password_hash=password_hash)
