@@ -78,9 +78,9 @@ def main() -> None:
 
 @contextmanager
 def api_process(env: dict[str, str], port: int, log: Path) -> Iterator[str]:
-    """The API as its own uvicorn process, as `halton-cloud up` runs it; yields its URL."""
-    command = [sys.executable, "-m", "uvicorn", "--factory", "halton_api.app:app_from_env", "--host", "127.0.0.1",
-               "--port", str(port), "--log-level", "warning"]  # fmt: skip
+    """The API as its own process, as production runs it (`halton-cloud serve`); yields its URL."""
+    command = [sys.executable, "-m", "halton_api", "serve", "--host", "127.0.0.1", "--port", str(port),
+               "--log-level", "warning"]  # fmt: skip
     with log.open("ab") as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

@@ -1,6 +1,6 @@
 """Cross-component test support: the cloud API and the meter as real processes on loopback.
 
-The API runs as `uvicorn --factory halton_api.app:app_from_env` against the session's real PostgreSQL and
+The API runs as `halton-cloud serve` (the production command) against the session's real PostgreSQL and
 embedded warehouse (throwaway databases per test); each meter is `halton-meter start --foreground` with its
 own home directory, pointed at fake providers. A person is an httpx client with a cookie jar that signs up
 through the real pages.
@@ -48,9 +48,8 @@ class CloudProcess:
             [
                 sys.executable,
                 "-m",
-                "uvicorn",
-                "--factory",
-                "halton_api.app:app_from_env",
+                "halton_api",
+                "serve",
                 "--host",
                 "127.0.0.1",
                 "--port",

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
 
 import pytest
 import uvicorn
@@ -46,11 +48,18 @@ def app(client: TestClient) -> FastAPI:
     return client.app  # type: ignore[return-value]
 
 
-@pytest.fixture
-def live_server(settings: CloudSettings) -> Iterator[str]:
-    """The app served by a real uvicorn on a free loopback port (in a thread); yields its base URL."""
+@contextmanager
+def serving(settings: CloudSettings, **app_options: Any) -> Iterator[str]:
+    """The app served by a real uvicorn on a free loopback port (in a thread), configured as `halton-cloud`
+    configures it (forwarded headers from `settings`); yields its base URL. `app_options` go to
+    `create_app` (a clock)."""
     config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=0, log_level="warning", lifespan="on"
+        create_app(settings, **app_options),
+        host="127.0.0.1",
+        port=0,
+        log_level="warning",
+        lifespan="on",
+        **settings.uvicorn_proxy_options(),
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -60,6 +69,21 @@ def live_server(settings: CloudSettings) -> Iterator[str]:
         assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.05)
     port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=30)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+@pytest.fixture
+def live_server(settings: CloudSettings) -> Iterator[str]:
+    """The app with the test's settings behind a real uvicorn; yields its base URL."""
+    with serving(settings) as url:
+        yield url
+
+
+@pytest.fixture
+def serve() -> Callable[..., AbstractContextManager[str]]:
+    """`with serve(settings, clock=…) as url:` the app as the test sets it up, behind a real uvicorn."""
+    return serving

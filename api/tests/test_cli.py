@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from halton_api.cli import main
+from halton_meter.testing.processes import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -80,6 +81,17 @@ def test_up_serves_a_healthy_api_and_stops_everything_on_sigterm(server_dir: Pat
         assert health.json()["status"] == "ok"
         assert httpx.get(f"{base}/openapi.json", timeout=10).status_code == 200
         assert httpx.get(f"{base}/signup", timeout=10).status_code == 200
+        # uvicorn's default would believe X-Forwarded-For from this loopback peer: each start a new address.
+        starts = [
+            httpx.post(
+                f"{base}/v1/pairing/start",
+                json={"machine_id": f"m{i}"},
+                headers={"X-Forwarded-For": f"203.0.113.{i + 1}"},
+                timeout=10,
+            ).status_code
+            for i in range(11)
+        ]
+        assert starts == [201] * 10 + [429]
         postmaster = (server_dir / "postgres" / "postmaster.pid").read_text().split()[0]
 
         process.send_signal(signal.SIGTERM)
@@ -102,3 +114,43 @@ def test_production_without_a_secret_refuses_to_start(server_dir: Path) -> None:
     )
     assert result.exit_code != 0
     assert "HALTON_SECRET_KEY" in result.output
+
+
+def test_serve_runs_the_api_believing_no_forwarded_header(
+    tmp_path: Path, postgres_url: str, warehouse
+) -> None:
+    """The production command: only the API, on the stores the environment names."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HALTON_")}
+    env.update(
+        HALTON_DATA_DIR=str(tmp_path),
+        HALTON_DATABASE_URL=postgres_url,
+        HALTON_CLICKHOUSE_URL=warehouse.url,
+        HALTON_CLICKHOUSE_DATABASE_PREFIX=warehouse.prefix,
+    )
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "halton_api", "serve", "--port", str(port)],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        env=env,
+    )
+    seen: list[str] = []
+    try:
+        _wait_for_line(process, r"Application startup complete", 60, seen)
+        base = f"http://127.0.0.1:{port}"
+        starts = [
+            httpx.post(
+                f"{base}/v1/pairing/start",
+                json={"machine_id": f"m{i}"},
+                headers={"X-Forwarded-For": f"203.0.113.{i + 1}"},
+                timeout=10,
+            ).status_code
+            for i in range(11)
+        ]
+        assert starts == [201] * 10 + [429]
+        process.send_signal(signal.SIGTERM)
+        # uvicorn shuts down gracefully, then re-raises the signal, so the exit status is -SIGTERM.
+        assert process.wait(timeout=30) in (0, -signal.SIGTERM), "".join(seen)
+    finally:
+        if process.poll() is None:
+            process.kill()

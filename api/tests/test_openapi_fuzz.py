@@ -57,7 +57,11 @@ def stack(postgres_server: str, warehouse_server: str, tmp_path_factory) -> Iter
         warehouse=WarehouseSettings(clickhouse_url=warehouse_server, clickhouse_database_prefix=prefix),
         secret_key=TEST_SECRET,
     )
-    server = uvicorn.Server(uvicorn.Config(create_app(cloud), host="127.0.0.1", port=0, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(cloud), host="127.0.0.1", port=0, log_level="warning", **cloud.uvicorn_proxy_options()
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

@@ -58,3 +58,18 @@ def test_documented_defaults(tmp_path: Path) -> None:
     assert (DEFAULT_MAX_BATCH_ROWS, DEFAULT_MAX_BATCH_BYTES) == (5_000, 8 * 1024 * 1024)
     assert settings.database_url is None  # the embedded PostgreSQL is started under the data dir
     assert CloudSettings(data_dir=Path("~/x")).data_dir == Path.home() / "x"
+
+
+def test_forwarded_headers_are_believed_from_no_one_unless_proxies_are_listed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert CloudSettings(data_dir=tmp_path).uvicorn_proxy_options() == {"proxy_headers": False}
+    monkeypatch.setenv("HALTON_FORWARDED_ALLOW_IPS", "10.0.0.5, 10.0.1.0/24,fd00::1")
+    listed = CloudSettings(data_dir=tmp_path)
+    assert listed.uvicorn_proxy_options() == {
+        "proxy_headers": True,
+        "forwarded_allow_ips": ["10.0.0.5", "10.0.1.0/24", "fd00::1"],
+    }
+    monkeypatch.setenv("HALTON_FORWARDED_ALLOW_IPS", "10.0.0.5,proxy.internal")
+    with pytest.raises(ValueError, match=r"'proxy\.internal' is not an IP address or network"):
+        CloudSettings(data_dir=tmp_path)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import functools
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 from uuid import UUID
 
@@ -26,7 +26,7 @@ from halton_api.deps import SignInRequired
 from halton_api.errors import DomainError
 from halton_api.pages import STATIC_DIR, make_templates, render
 from halton_api.pdf.jobs import ReportJobs
-from halton_api.ratelimit import TokenBucketLimiter
+from halton_api.ratelimit import AccountLock, TokenBucketLimiter, bad_credential_limiters
 from halton_api.routers import (
     api_keys,
     audit,
@@ -71,8 +71,15 @@ async def _record_written(pool: AsyncConnectionPool, marks: dict[UUID, datetime]
         await devices_store.record_written_through(conn, marks)
 
 
-def create_app(settings: CloudSettings) -> FastAPI:
-    """The cloud API and pages. Stores are opened by the lifespan (so tests use `with TestClient(app)`)."""
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def create_app(settings: CloudSettings, *, clock: Callable[[], datetime] = utc_now) -> FastAPI:
+    """The cloud API and pages. Stores are opened by the lifespan (so tests use `with TestClient(app)`).
+
+    `clock` is the wall time that account locks are measured in (tests pass one they move by hand).
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -129,8 +136,18 @@ def create_app(settings: CloudSettings) -> FastAPI:
     # What this process knows PostgreSQL already holds, so most batches write nothing to it (see ingest).
     app.state.sync_clock = devices_store.SyncClock(interval=SYNC_WRITE_INTERVAL_SECONDS)
     app.state.known_projects = projects_store.KnownProjects()
-    app.state.bad_auth_limiter = TokenBucketLimiter(
+    app.state.clock = clock
+    app.state.bad_credentials = bad_credential_limiters(
         burst=settings.bad_auth_burst, per_minute=settings.bad_auth_per_minute
+    )
+    app.state.account_lock = AccountLock(
+        after=settings.sign_in_lock_after,
+        first=timedelta(seconds=settings.sign_in_lock_seconds),
+        longest=timedelta(seconds=settings.sign_in_lock_max_seconds),
+        forget_after=timedelta(hours=settings.sign_in_failures_forget_hours),
+    )
+    app.state.signup_limiter = TokenBucketLimiter(
+        burst=settings.signup_burst, per_minute=settings.signup_per_hour / 60
     )
     app.state.pairing_start_limiter = TokenBucketLimiter(
         burst=settings.pairing_start_burst, per_minute=settings.pairing_start_per_minute

@@ -1,4 +1,5 @@
-"""`halton-cloud`: run the whole cloud on one machine (`up`), apply migrations (`migrate`), load a demo (`demo`).
+"""`halton-cloud`: run the whole cloud on one machine (`up`), serve only the API (`serve`, production), apply
+migrations (`migrate`), load a demo (`demo`).
 
 `up` starts what is not configured: the embedded warehouse server unless `HALTON_CLICKHOUSE_URL` is set,
 a PostgreSQL from the pgserver wheel unless `HALTON_DATABASE_URL` is set. It migrates both stores, serves
@@ -195,6 +196,7 @@ def up(
                 log_level="info",
                 lifespan="on",
                 access_log=False,
+                **app_settings.uvicorn_proxy_options(),
             )
             server_ = uvicorn.Server(config)
             loader = (
@@ -213,6 +215,36 @@ def up(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address the API binds.")
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=int, help="API port.")
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+)
+def serve(host: str, port: int, log_level: str) -> None:
+    """Serve only the API, on the stores HALTON_DATABASE_URL and HALTON_CLICKHOUSE_URL name (production).
+
+    Control-plane migrations run at start-up; run `halton-cloud migrate` for the warehouse before rolling
+    out. Forwarded headers are believed only from HALTON_FORWARDED_ALLOW_IPS (a plain `uvicorn` command
+    would believe them from any loopback peer).
+    """
+    import uvicorn
+
+    settings = _settings()
+    uvicorn.run(
+        "halton_api.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        log_level=log_level,
+        lifespan="on",
+        **settings.uvicorn_proxy_options(),
+    )
 
 
 def _announce_when_started(
@@ -236,6 +268,7 @@ def _announce_when_started(
         console.print(f"  API docs:   {base}/docs  (schema: {base}/openapi.json)")
         console.print(f"  warehouse:  {_redact(warehouse_url)}  (logins: `halton-warehouse credentials`)")
         console.print(f"  postgres:   {_redact(database_url)}")
+        console.print(f"  proxies:    {_trusted_proxies(server.config.app.state.settings)}")
         if loader is not None:
             from halton_api.demo import DEMO_PASSWORD
 
@@ -248,6 +281,12 @@ def _announce_when_started(
         sys.stderr.flush()
 
     server.startup = startup_then_announce
+
+
+def _trusted_proxies(settings: CloudSettings) -> str:
+    if not settings.forwarded_allow_ips:
+        return "none trusted: X-Forwarded-For is ignored (HALTON_FORWARDED_ALLOW_IPS lists proxies to trust)"
+    return f"X-Forwarded-For believed from {', '.join(settings.forwarded_allow_ips)}"
 
 
 def _redact(url: str) -> str:

@@ -10,17 +10,18 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Path, Query, Request, status
 from psycopg_pool import AsyncConnectionPool
 
-from halton_api import csrf
+from halton_api import csrf, tokens
 from halton_api.dashboards.filters import RANGES, Filters
 from halton_api.dashboards.reader import MartsReader
 from halton_api.errors import Forbidden, NotFound
 from halton_api.models import UserPublic, WorkspacePublic
-from halton_api.ratelimit import TokenBucketLimiter
+from halton_api.ratelimit import AccountLock, CredentialKind, TokenBucketLimiter
 from halton_api.roles import Permission, Role, allows
 from halton_api.settings import CloudSettings
 from halton_api.store import Connection, api_keys, devices, users, workspaces
@@ -82,11 +83,26 @@ async def get_writer(request: Request) -> WarehouseWriter:
 Writer = Annotated[WarehouseWriter, Depends(get_writer)]
 
 
-async def get_bad_auth_limiter(request: Request) -> TokenBucketLimiter:
-    return request.app.state.bad_auth_limiter
+async def get_bad_credentials(request: Request) -> dict[CredentialKind, TokenBucketLimiter]:
+    return request.app.state.bad_credentials
 
 
-BadAuthLimiter = Annotated[TokenBucketLimiter, Depends(get_bad_auth_limiter)]
+BadCredentials = Annotated[dict[CredentialKind, TokenBucketLimiter], Depends(get_bad_credentials)]
+
+
+async def get_account_lock(request: Request) -> AccountLock:
+    return request.app.state.account_lock
+
+
+SignInLock = Annotated[AccountLock, Depends(get_account_lock)]
+
+
+async def current_time(request: Request) -> datetime:
+    """Now, by the app's clock (`create_app(clock=…)`)."""
+    return request.app.state.clock()
+
+
+Now = Annotated[datetime, Depends(current_time)]
 
 
 async def get_reader(request: Request) -> MartsReader:
@@ -119,18 +135,45 @@ RailFilters = Annotated[Filters, Depends(rail_filters)]
 
 
 def client_address(request: Request) -> str:
+    """The peer's address: uvicorn replaces it from X-Forwarded-For only for the proxies the operator
+    listed (`CloudSettings.forwarded_allow_ips`); nothing here reads a forwarded header itself."""
     return request.client.host if request.client else "unknown"
 
 
-def rate_limited(
-    limiter: TokenBucketLimiter, key: str, what: str = "bad credentials from this address"
-) -> None:
+def rate_limited(limiter: TokenBucketLimiter, key: str, what: str) -> None:
     """429 with Retry-After when `key` has used up its bucket (`what` names what it did too often)."""
     wait = limiter.retry_after(key)
     if wait is not None:
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
             detail=f"too many {what}: wait {wait}s before trying again",
+            headers={"Retry-After": str(wait)},
+        )
+
+
+def _presented(token: str) -> str:
+    """The bucket of one presented token: part of its digest, so the table never holds a secret."""
+    return f"token:{tokens.digest(token).hex()[:32]}"
+
+
+def refuse_repeated(limiter: TokenBucketLimiter, token: str, what: str) -> None:
+    """429 before any lookup when this very token has failed too often (a valid one never fails)."""
+    rate_limited(limiter, _presented(token), f"failed attempts with this {what}")
+
+
+def count_bad(request: Request, limiter: TokenBucketLimiter, token: str, what: str) -> None:
+    """Count a token that turned out bad against itself and its address; 429 once the address is over its
+    limit. It runs only after the lookup said "bad", so a valid token is never refused for the failures of
+    others from the same address (a shared office, a NAT): the lookup is one indexed query by digest, the
+    work any request costs, and guessing 178 random bits is hopeless anyway."""
+    address = f"ip:{client_address(request)}"
+    wait = limiter.retry_after(address)
+    limiter.failed(address)
+    limiter.failed(_presented(token))
+    if wait is not None:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            detail=f"too many unknown or revoked {what}s from this address: wait {wait}s before trying again",
             headers={"Retry-After": str(wait)},
         )
 
@@ -259,16 +302,16 @@ async def api_reader(
     workspace: Annotated[str, Path(description="The workspace's slug.", max_length=64)],
     request: Request,
     conn: Conn,
-    limiter: BadAuthLimiter,
+    limits: BadCredentials,
 ) -> WorkspaceContext:
     """A workspace API key of this workspace, or a signed-in member (reads only)."""
     token = _bearer(request)
     if token is not None:
-        address = client_address(request)
-        rate_limited(limiter, address)
+        limiter = limits[CredentialKind.API_KEY]
+        refuse_repeated(limiter, token, "API key")
         key = await api_keys.authenticate(conn, key=token)
         if key is None:
-            limiter.failed(address)
+            count_bad(request, limiter, token, "API key")
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED,
                 detail="unknown or revoked API key: create one at /{workspace}/settings/advanced "
@@ -301,9 +344,7 @@ ApiReader = Annotated[WorkspaceContext, Depends(api_reader)]
 _RESUME_HINT = "run `halton-meter cloud connect` to pair this machine again"
 
 
-async def _device(request: Request, limiter: TokenBucketLimiter) -> DeviceAuth:
-    address = client_address(request)
-    rate_limited(limiter, address)
+async def _device(request: Request, limits: dict[CredentialKind, TokenBucketLimiter]) -> DeviceAuth:
     token = _bearer(request)
     if token is None:
         raise HTTPException(
@@ -311,11 +352,14 @@ async def _device(request: Request, limiter: TokenBucketLimiter) -> DeviceAuth:
             detail="missing sync token: send `Authorization: Bearer hm_sync_…`",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    limiter = limits[CredentialKind.SYNC_TOKEN]
+    refuse_repeated(limiter, token, "sync token")
     # A connection of its own, returned at once: ingestion must not pin one while the warehouse works.
     async with request.app.state.pg.connection() as conn:
         device = await devices.authenticate(conn, token=token)
+    if device is None or device.status == "revoked":
+        count_bad(request, limiter, token, "sync token")
     if device is None:
-        limiter.failed(address)
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             detail=f"unknown sync token: {_RESUME_HINT}",
@@ -330,9 +374,9 @@ async def _device(request: Request, limiter: TokenBucketLimiter) -> DeviceAuth:
     return device
 
 
-async def active_device(request: Request, limiter: BadAuthLimiter) -> DeviceAuth:
+async def active_device(request: Request, limits: BadCredentials) -> DeviceAuth:
     """The device whose token this is: 401 unknown or revoked, 403 removed from its workspace."""
-    device = await _device(request, limiter)
+    device = await _device(request, limits)
     if device.status == "removed":
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
@@ -345,9 +389,9 @@ async def active_device(request: Request, limiter: BadAuthLimiter) -> DeviceAuth
     return device
 
 
-async def known_device(request: Request, limiter: BadAuthLimiter) -> DeviceAuth:
+async def known_device(request: Request, limits: BadCredentials) -> DeviceAuth:
     """Like `active_device`, but a removed device is let through (it may still disconnect itself)."""
-    return await _device(request, limiter)
+    return await _device(request, limits)
 
 
 ActiveDevice = Annotated[DeviceAuth, Depends(active_device)]

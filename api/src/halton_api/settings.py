@@ -2,19 +2,20 @@
 
 Defaults are for a laptop (`halton-cloud up`): embedded stores under `~/.halton-cloud`, development mode.
 Production sets `HALTON_ENV=production`, `HALTON_DATABASE_URL`, `HALTON_CLICKHOUSE_URL`,
-`HALTON_SECRET_KEY` and `HALTON_PUBLIC_URL`.
+`HALTON_SECRET_KEY` and `HALTON_PUBLIC_URL`, and behind a reverse proxy `HALTON_FORWARDED_ALLOW_IPS`.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import secrets
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from halton_warehouse import WarehouseSettings
 from halton_warehouse.settings import DEFAULT_DATA_DIR
@@ -63,6 +64,13 @@ class CloudSettings(BaseSettings):
     public_url: str = Field(
         default="http://127.0.0.1:8000", description="Base URL users open (links, cookies)."
     )
+    # NoDecode: the variable is a comma-separated list, as uvicorn's own FORWARDED_ALLOW_IPS, not JSON.
+    forwarded_allow_ips: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Reverse proxies (addresses or networks, comma-separated; `*` for any) whose "
+        "X-Forwarded-For / X-Forwarded-Proto the API believes. Empty: it believes none, and the client "
+        "address is always the peer's, so a header can neither dodge a rate limit nor spend someone else's.",
+    )
 
     max_batch_rows: int = Field(default=DEFAULT_MAX_BATCH_ROWS, ge=1)
     max_batch_bytes: int = Field(default=DEFAULT_MAX_BATCH_BYTES, ge=1024)
@@ -70,9 +78,23 @@ class CloudSettings(BaseSettings):
     session_ttl_days: int = Field(default=30, ge=1)
     invitation_ttl_days: int = Field(default=7, ge=1)
 
-    # Bad credentials (device tokens, API keys, passwords) per client address: a burst, then a trickle.
+    # Bad credentials, counted per kind (password, API key, sync token: one kind's failures never hold up
+    # another) per client address, and per presented token: a burst, then a trickle. A valid token or key is
+    # never refused by them; a password is, from an address over its limit (else spraying goes on).
     bad_auth_burst: int = Field(default=10, ge=1)
     bad_auth_per_minute: float = Field(default=6.0, gt=0)
+    # Each account's failed sign-ins, whatever address they come from (kept in PostgreSQL, so every API
+    # process agrees): from the sign_in_lock_after-th failure on, sign-in to it is refused, correct password
+    # or not, for sign_in_lock_seconds, doubling with each further failure up to sign_in_lock_max_seconds.
+    # A success clears the count; failures are forgotten after sign_in_failures_forget_hours without one.
+    sign_in_lock_after: int = Field(default=5, ge=1)
+    sign_in_lock_seconds: int = Field(default=30, ge=1)
+    sign_in_lock_max_seconds: int = Field(default=900, ge=1)
+    sign_in_failures_forget_hours: int = Field(default=24, ge=1)
+    # Sign-ups per address, successful or not: sign-up must say when an address already has an account
+    # (there is no email round trip to hide it behind), so asking is made slow.
+    signup_burst: int = Field(default=5, ge=1)
+    signup_per_hour: float = Field(default=10.0, gt=0)
 
     # Pairing codes asked for per address, and wrong codes typed per user and per address (RFC 8628 §5.1).
     pairing_start_burst: int = Field(default=10, ge=1)
@@ -107,6 +129,28 @@ class CloudSettings(BaseSettings):
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
 
+    @field_validator("forwarded_allow_ips", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxies_are_addresses(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if item == "*":
+                continue
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"HALTON_FORWARDED_ALLOW_IPS: {item!r} is not an IP address or network; list your reverse "
+                    "proxies' addresses, comma-separated (e.g. `10.0.0.5,10.0.1.0/24`), or `*`"
+                ) from None
+        return value
+
     @model_validator(mode="after")
     def _warehouse_beside_data(self) -> CloudSettings:
         # `--data-dir` moves the embedded warehouse (and where its logins are read) with everything else.
@@ -135,6 +179,16 @@ class CloudSettings(BaseSettings):
     @property
     def secure_cookies(self) -> bool:
         return self.public_url.startswith("https://")
+
+    def uvicorn_proxy_options(self) -> dict[str, Any]:
+        """What every uvicorn serving the API is given: forwarded headers only from the proxies listed.
+
+        uvicorn's own default believes X-Forwarded-For from any loopback peer, so on one machine any local
+        process (or a page's request relayed by one) could claim any client address.
+        """
+        if not self.forwarded_allow_ips:
+            return {"proxy_headers": False}
+        return {"proxy_headers": True, "forwarded_allow_ips": list(self.forwarded_allow_ips)}
 
     def secret(self) -> bytes:
         assert self.secret_key is not None  # set by the validator

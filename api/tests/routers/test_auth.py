@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 
+import httpx
 import psycopg
 from fastapi.testclient import TestClient
 
 from halton_api import csrf
+from halton_api.app import create_app
 from halton_api.deps import SESSION_COOKIE
+from halton_api.settings import CloudSettings
 from halton_api.testing.factories import PASSWORD, Browser, csrf_from, make_user, make_workspace
 
 
@@ -138,8 +144,6 @@ def test_anonymous_forms_are_protected_too(client: TestClient) -> None:
 
 
 def test_repeated_failed_sign_ins_are_rate_limited(settings, postgres_url: str) -> None:
-    from halton_api.app import create_app
-
     strict = settings.model_copy(update={"bad_auth_burst": 2, "bad_auth_per_minute": 1})
     with TestClient(create_app(strict), follow_redirects=False) as client:
         make_user(postgres_url, email="kim@example.com")
@@ -189,3 +193,132 @@ def test_an_invited_person_signs_up_straight_into_the_workspace(
             " JOIN workspaces w ON w.id = m.workspace_id WHERE u.email = 'new@example.com'"
         ).fetchall()
     assert memberships == [(workspace.slug, "viewer")]
+
+
+# --- limits: the account lock and sign-ups per address --------------------------------------------
+
+
+class _Clock:
+    """Wall time that moves only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+def _try(client, email: str, password: str, headers: dict[str, str] | None = None):
+    token = csrf_from(client.get("/signin").text)
+    return client.post(
+        "/signin", data={"email": email, "password": password, "csrf_token": token}, headers=headers
+    )
+
+
+def _account_only(settings: CloudSettings) -> CloudSettings:
+    """Per-address buckets out of the way: these tests are about the account."""
+    return settings.model_copy(update={"bad_auth_burst": 1000})
+
+
+def test_failed_sign_ins_lock_the_account_with_a_growing_wait(settings, postgres_url: str) -> None:
+    clock = _Clock()
+    with TestClient(create_app(_account_only(settings), clock=clock), follow_redirects=False) as client:
+        make_user(postgres_url, email="lin@example.com")
+        first = [_try(client, "lin@example.com", f"wrong guess {i}") for i in range(5)]
+        assert [r.status_code for r in first] == [400] * 5
+        assert "can be tried again in 30s" in first[-1].text
+
+        # During the lock even the right password is refused (else guessing would go on), with its wait.
+        locked = _try(client, "LIN@example.com ", PASSWORD)
+        assert locked.status_code == 429 and locked.headers["Retry-After"] == "30"
+        assert "paused for 30s" in locked.text and "5 in a row" in locked.text
+        clock.advance(29)
+        assert _try(client, "lin@example.com", PASSWORD).headers["Retry-After"] == "1"
+
+        # Each failure after a lock doubles the next one, up to 15 minutes; refused tries add nothing.
+        waits = []
+        for _ in range(6):
+            clock.advance(int(_try(client, "lin@example.com", PASSWORD).headers["Retry-After"]))
+            assert _try(client, "lin@example.com", "still guessing").status_code == 400
+            waits.append(int(_try(client, "lin@example.com", PASSWORD).headers["Retry-After"]))
+        assert waits == [60, 120, 240, 480, 900, 900]
+
+        # Never permanent: once the wait is over the right password signs in and clears the count.
+        clock.advance(900)
+        assert _try(client, "lin@example.com", PASSWORD).status_code == 303
+        again = [_try(client, "lin@example.com", "one more slip").status_code for _ in range(4)]
+        assert again == [400] * 4
+        assert _try(client, "lin@example.com", PASSWORD).status_code == 303
+
+
+def test_failures_are_forgotten_after_a_quiet_day(settings, postgres_url: str) -> None:
+    clock = _Clock()
+    with TestClient(create_app(_account_only(settings), clock=clock), follow_redirects=False) as client:
+        make_user(postgres_url, email="mo@example.com")
+        assert [_try(client, "mo@example.com", "typo typo typo").status_code for _ in range(4)] == [400] * 4
+        clock.advance(24 * 3600 + 1)
+        assert [_try(client, "mo@example.com", "typo typo typo").status_code for _ in range(4)] == [400] * 4
+        assert _try(client, "mo@example.com", PASSWORD).status_code == 303
+    with psycopg.connect(postgres_url) as conn:
+        assert conn.execute("SELECT count(*) FROM sign_in_failures").fetchone() == (0,)
+
+
+def test_an_address_without_an_account_locks_the_same_way(settings, postgres_url: str) -> None:
+    """The lock must not tell a guesser which addresses have accounts."""
+    clock = _Clock()
+    with TestClient(create_app(_account_only(settings), clock=clock), follow_redirects=False) as client:
+        make_user(postgres_url, email="real@example.com")
+
+        def story(email: str) -> list[tuple[int, str | None, str]]:
+            answers = [_try(client, email, "not the password") for _ in range(7)]
+            return [
+                (a.status_code, a.headers.get("Retry-After"), a.text.replace(email, "EMAIL")) for a in answers
+            ]
+
+        assert story("real@example.com") == story("ghost@example.com")
+
+
+def test_concurrent_guesses_earn_no_more_tries(settings, serve, postgres_url: str) -> None:
+    """Twenty guesses at once, each from another address (a trusted proxy forwards them): five are tried."""
+    behind_proxy = _account_only(settings).model_copy(update={"forwarded_allow_ips": ["127.0.0.1"]})
+    with serve(behind_proxy, clock=_Clock()) as url, httpx.Client(base_url=url, timeout=60) as http:
+        make_user(postgres_url, email="ana@example.com")
+        token = csrf_from(http.get("/signin").text)
+
+        def guess(i: int) -> int:
+            return http.post(
+                "/signin",
+                data={"email": "ana@example.com", "password": f"guess {i} guess", "csrf_token": token},
+                headers={"X-Forwarded-For": f"198.51.100.{i + 1}"},
+            ).status_code
+
+        with ThreadPoolExecutor(max_workers=20) as pool:
+            statuses = Counter(pool.map(guess, range(20)))
+    assert statuses == {400: 5, 429: 15}
+
+
+def test_sign_ups_are_limited_per_address(settings, postgres_url: str) -> None:
+    """Sign-up says when an address is taken (no email to hide it behind): asking is slowed instead."""
+    strict = settings.model_copy(update={"signup_burst": 3})
+    with TestClient(create_app(strict), follow_redirects=False) as client:
+        assert _sign_up(client).status_code == 303
+        visitor = TestClient(client.app, follow_redirects=False)
+        visitor.portal = client.portal
+        assert [_sign_up(visitor).status_code for _ in range(2)] == [409, 409]
+        limited = _sign_up(visitor, email="new-person@example.com")
+        assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
+        assert "too many sign-ups from this address" in limited.text
+    with psycopg.connect(postgres_url) as conn:
+        assert conn.execute("SELECT count(*) FROM users").fetchone() == (1,)
+
+
+def test_a_nul_character_in_the_forms_is_a_clear_400(client: TestClient) -> None:
+    """PostgreSQL text cannot hold a NUL: the forms refuse it instead of failing in the store."""
+    signin = _try(client, "a\x00b@example.com", PASSWORD)
+    assert signin.status_code == 400 and "enter a valid email address" in signin.text
+    assert _sign_up(client, email="a\x00b@example.com").status_code == 400
+    named = _sign_up(client, name="Ada\x00")
+    assert named.status_code == 400 and "NUL" in named.text

@@ -1,9 +1,17 @@
-"""Sign up, sign in, sign out. Sessions are server-side rows; the cookie holds only a random token."""
+"""Sign up, sign in, sign out. Sessions are server-side rows; the cookie holds only a random token.
+
+Guessing is held three ways: failed sign-ins per address (in-process buckets, `ratelimit`), failed sign-ins
+per account from any address (a lock with a growing wait, in PostgreSQL, `store.sign_in_failures`), and
+sign-ups per address. Sign-in answers "wrong email or password" and locks an address without an account
+just like one with. Sign-up does say when an address already has an account: without an email round trip
+there is no other honest answer (the product sends no mail), so asking is what is slowed down instead.
+"""
 
 from __future__ import annotations
 
+import math
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 
 import anyio
@@ -13,21 +21,27 @@ from fastapi.responses import RedirectResponse, Response
 from halton_api import passwords
 from halton_api.deps import (
     SESSION_COOKIE,
-    BadAuthLimiter,
+    BadCredentials,
     Conn,
     CsrfProtected,
     MaybeUser,
+    Now,
+    Pool,
     Settings,
+    SignInLock,
     client_address,
 )
 from halton_api.errors import Conflict
 from halton_api.models import UserPublic
 from halton_api.pages import redirect, render, set_cookie
-from halton_api.store import Connection, invitations, users, workspaces
+from halton_api.ratelimit import CredentialKind, TokenBucketLimiter
+from halton_api.store import Connection, invitations, sign_in_failures, users, workspaces
 
 router = APIRouter(tags=["auth"], include_in_schema=False)
 
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# No spaces or control characters (PostgreSQL text cannot even hold a NUL): never an account's address.
+_EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$")
+_NUL = "\x00"
 
 
 def safe_next(value: str | None, default: str = "/") -> str:
@@ -68,6 +82,10 @@ async def signup_page(request: Request, user: MaybeUser, invite: str | None = No
     return await render(request, "auth/signup.html", user=user, invite=invite or "", form={})
 
 
+def _signup_limiter(request: Request) -> TokenBucketLimiter:
+    return request.app.state.signup_limiter
+
+
 @router.post("/signup", dependencies=[CsrfProtected])
 async def signup(
     request: Request,
@@ -81,12 +99,30 @@ async def signup(
 ) -> Response:
     email = email.strip()
     form = {"email": email, "name": name, "workspace_name": workspace_name}
+    address = f"ip:{client_address(request)}"
+    limiter = _signup_limiter(request)
+    wait = limiter.retry_after(address)
+    if wait is not None:
+        return await render(
+            request,
+            "auth/signup.html",
+            invite=invite,
+            form=form,
+            error=f"too many sign-ups from this address: wait {wait}s and try again",
+            status_code=429,
+            headers={"Retry-After": str(wait)},
+        )
     problem = None if _EMAIL.match(email) else "enter a valid email address"
+    if _NUL in name + workspace_name:
+        problem = problem or "names cannot contain a NUL character"
     problem = problem or passwords.problem(password)
     if problem:
         return await render(
             request, "auth/signup.html", invite=invite, form=form, error=problem, status_code=400
         )
+    # Every complete sign-up counts, made or refused as taken: both are what a bulk sign-up or a probe
+    # for who has an account would send.
+    limiter.failed(address)
     password_hash = await anyio.to_thread.run_sync(passwords.hash_password, password)
     try:
         user = await users.create_user(conn, email=email, name=name, password_hash=password_hash)
@@ -113,42 +149,77 @@ async def signin_page(request: Request, user: MaybeUser, next: str | None = None
 async def signin(
     request: Request,
     conn: Conn,
+    pool: Pool,
     settings: Settings,
-    limiter: BadAuthLimiter,
+    limits: BadCredentials,
+    lock: SignInLock,
+    now: Now,
     email: Annotated[str, Form(max_length=254)],
     password: Annotated[str, Form(max_length=passwords.MAX_LENGTH)],
     next: Annotated[str, Form(max_length=2048)] = "",
 ) -> Response:
-    address = client_address(request)
-    wait = limiter.retry_after(address)
-    if wait is not None:
+    async def answer(error: str, status_code: int, wait: int | None = None) -> Response:
         return await render(
             request,
             "auth/signin.html",
             next=safe_next(next, ""),
             form={"email": email},
-            error=f"too many failed sign-ins from this address: wait {wait}s and try again",
-            status_code=429,
-            headers={"Retry-After": str(wait)},
+            error=error,
+            status_code=status_code,
+            headers={"Retry-After": str(wait)} if wait is not None else None,
+        )
+
+    if not _EMAIL.match(email.strip()):  # no account has such an address: nothing was guessed
+        return await answer("enter a valid email address", 400)
+    address = f"ip:{client_address(request)}"
+    limiter = limits[CredentialKind.PASSWORD]
+    wait = limiter.retry_after(address)
+    if wait is not None:
+        # Refused before the password is looked at, right or wrong: else spraying one password over
+        # many accounts from one address would go on.
+        return await answer(
+            f"too many failed sign-ins from this address: wait {wait}s and try again", 429, wait
+        )
+    # Committed before the password is checked (see sign_in_failures): a correct one clears it below.
+    async with pool.connection() as own:
+        attempt = await sign_in_failures.begin(own, email=email, now=now, policy=lock)
+    if not attempt.allowed:
+        assert attempt.locked_until is not None
+        wait = _seconds_until(attempt.locked_until, now)
+        return await answer(
+            f"too many failed sign-ins to this account ({attempt.failures} in a row): sign-in to it is paused "
+            f"for {wait}s, whatever the password; each further failure doubles the wait, up to "
+            f"{_duration(lock.longest)}. Wait, then sign in: a correct password clears it",
+            429,
+            wait,
         )
     credentials = await users.get_credentials(conn, email=email)
     stored = credentials.password_hash if credentials else passwords.DUMMY_HASH
     valid = await anyio.to_thread.run_sync(passwords.verify_password, stored, password)
     if credentials is None or not valid:
         limiter.failed(address)
-        return await render(
-            request,
-            "auth/signin.html",
-            next=safe_next(next, ""),
-            form={"email": email},
-            error="wrong email or password",
-            status_code=400,
-        )
+        error = "wrong email or password"
+        if attempt.locked_until is not None:
+            error += (
+                f"; after {attempt.failures} failed sign-ins in a row, this account can be tried again in "
+                f"{_seconds_until(attempt.locked_until, now)}s"
+            )
+        return await answer(error, 400)
+    await sign_in_failures.clear(conn, email=email)
     if passwords.needs_rehash(credentials.password_hash):
         new_hash = await anyio.to_thread.run_sync(passwords.hash_password, password)
         await users.set_password_hash(conn, user_id=credentials.user.id, password_hash=new_hash)
     target = safe_next(next, await _home(conn, credentials.user))
     return await _start_session(request, conn, credentials.user, settings, target)
+
+
+def _seconds_until(moment: datetime, now: datetime) -> int:
+    return max(1, math.ceil((moment - now).total_seconds()))
+
+
+def _duration(span: timedelta) -> str:
+    seconds = int(span.total_seconds())
+    return f"{seconds // 60} minutes" if seconds % 60 == 0 and seconds >= 120 else f"{seconds}s"
 
 
 @router.post("/signout", dependencies=[CsrfProtected])

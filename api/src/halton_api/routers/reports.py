@@ -21,7 +21,7 @@ from fastapi.responses import Response
 from halton_api.dashboards.view import View, open_view
 from halton_api.deps import (
     ApiReader,
-    BadAuthLimiter,
+    BadCredentials,
     Conn,
     Member,
     RailFilters,
@@ -55,12 +55,12 @@ async def report_reader(
     workspace: Annotated[str, Path(description="The workspace's slug.", max_length=64)],
     request: Request,
     conn: Conn,
-    limiter: BadAuthLimiter,
+    limits: BadCredentials,
 ) -> WorkspaceContext:
     """A script with a workspace API key, or a signed-in member (a browser without a session is sent to
     sign in, as on any page)."""
     if request.headers.get("authorization"):
-        return await api_reader(workspace, request, conn, limiter)
+        return await api_reader(workspace, request, conn, limits)
     user = await current_user(request, await current_user_optional(request, conn))
     return await workspace_member(workspace, user, conn)
 
