@@ -167,6 +167,7 @@ def up(
     try:
         with ExitStack() as stack:
             warehouse_url = settings.warehouse.clickhouse_url
+            warehouse_note = ""
             if "HALTON_CLICKHOUSE_URL" not in os.environ:
                 from halton_warehouse.embedded import start_embedded
 
@@ -181,6 +182,11 @@ def up(
                     )
                 )
                 warehouse_url = server.url
+                from halton_warehouse.credentials import credentials_path
+
+                warehouse_note = (
+                    f"  (logins, the read-only analyst's too: {credentials_path(server.data_dir)})"
+                )
             database_url = settings.database_url
             if database_url is None:
                 console.print("starting the embedded PostgreSQL…")
@@ -206,7 +212,9 @@ def up(
                 stack.callback(loader.stop)
             if demo if dagster is None else dagster:
                 stack.enter_context(_dagster(app_settings, database_url, warehouse_url))
-            _announce_when_started(server_, host, warehouse_url, database_url, loader)
+            _announce_when_started(
+                server_, host, _redact(warehouse_url) + warehouse_note, database_url, loader
+            )
             server_.run()
             if not server_.started:
                 raise click.ClickException(f"the API could not start on {host}:{port} (see the log above)")
@@ -248,9 +256,12 @@ def serve(host: str, port: int, log_level: str) -> None:
 
 
 def _announce_when_started(
-    server, host: str, warehouse_url: str, database_url: str, loader: _DemoLoader | None = None
+    server, host: str, warehouse: str, database_url: str, loader: _DemoLoader | None = None
 ) -> None:
-    """Print where to go once uvicorn is listening (the port is known only then when --port 0)."""
+    """Print where to go once uvicorn is listening (the port is known only then when --port 0).
+
+    `warehouse` is what to say of the warehouse: its address, password redacted, and where its logins are.
+    """
     startup = server.startup
 
     async def startup_then_announce(sockets=None) -> None:
@@ -266,7 +277,7 @@ def _announce_when_started(
         console.print(f"  sign up:    {base}/signup")
         console.print(f"  health:     {base}/healthz")
         console.print(f"  API docs:   {base}/docs  (schema: {base}/openapi.json)")
-        console.print(f"  warehouse:  {_redact(warehouse_url)}  (logins: `halton-warehouse credentials`)")
+        console.print(f"  warehouse:  {warehouse}")
         console.print(f"  postgres:   {_redact(database_url)}")
         console.print(f"  proxies:    {_trusted_proxies(server.config.app.state.settings)}")
         if loader is not None:
