@@ -274,22 +274,6 @@ def test_the_ingestion_window_is_checked_after_either_decoder(
     assert words in error["message"] and "clock" in error["message"]
 
 
-def test_a_request_uid_twice_with_different_content_names_both_rows() -> None:
-    rows = [row("m", started_at=NOW - timedelta(minutes=1)) for _ in range(4)]
-    rows[3] = {**rows[1], "input_tokens": 999}
-    rows.append(dict(rows[2]))  # an identical copy: the same call, accepted and stored once
-    with pytest.raises(BatchRejected) as caught:
-        parse_batch(_body(rows), max_rows=10, machine_id="m", window=WINDOW)
-    assert caught.value.status_code == 422
-    assert "rows 1 and 3" in caught.value.detail["detail"]
-    assert [(e["row"], e["field"]) for e in caught.value.detail["errors"]] == [
-        (1, "request_uid"),
-        (3, "request_uid"),
-    ]
-    del rows[3]
-    assert len(parse_batch(_body(rows), max_rows=10, machine_id="m", window=WINDOW).rows) == 4
-
-
 def test_lax_values_are_read_by_pydantic_and_kept() -> None:
     """A body only pydantic's lax mode reads ("12" for 12) is accepted with pydantic's values."""
     body = _body([row("m", started_at=NOW - timedelta(minutes=1), input_tokens="1200", cost_usd=0.0123)])

@@ -628,6 +628,7 @@ def test_a_request_uid_twice_with_different_content_is_refused_naming_both_rows(
     _, created = paired
     body = batch(created.device.machine_id, rows=5)
     body["rows"][4] = {**body["rows"][1], "cost_usd": "0.000000001"}
+    body["rows"].append(dict(body["rows"][2]))  # an identical copy: the same call, not a conflict
     response = client.post("/v1/requests/batch", json=body, headers=bearer(created.token))
     assert response.status_code == 422, response.text
     assert "rows 1 and 4" in response.json()["detail"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import zlib
 from typing import Any
+from uuid import UUID
 
 from fastapi import APIRouter, HTTPException, Request, status
 from psycopg_pool import AsyncConnectionPool
@@ -86,7 +87,7 @@ async def ingest_batch(
     batch = parse_batch(
         body, max_rows=settings.max_batch_rows, machine_id=device.machine_id, window=state.ingest_window
     )
-    rows = _first_of_each_uid(batch.rows)
+    rows = one_row_per_uid(batch.rows)
     await _register_projects(
         pool,
         device,
@@ -207,13 +208,37 @@ async def read_body(request: Request, limit: int) -> bytes:
     return inflated
 
 
-def _first_of_each_uid(rows: list[WireRow]) -> list[WireRow]:
-    """The rows without repeats of a request_uid (the first copy stays; `parse_batch` refused copies that
-    differ, so the others are the same call sent twice)."""
-    if len(set(map(FIELD["request_uid"], rows))) == len(rows):
+def one_row_per_uid(rows: list[WireRow]) -> list[WireRow]:
+    """The rows with each request_uid once (its first copy), or `BatchRejected` naming both rows of a
+    request_uid sent twice with different content.
+
+    Identical copies are the same call sent twice: accepted, stored once and counted as duplicates. Copies
+    that differ cannot both be true, and keeping either would drop the other silently."""
+    if len(set(map(FIELD["request_uid"], rows))) == len(rows):  # the usual batch: one set, nothing more
         return rows
-    first = {row.request_uid: row for row in reversed(rows)}  # later copies are overwritten by earlier ones
-    return [row for row in rows if first[row.request_uid] is row]
+    first: dict[UUID, int] = {}
+    conflicts = []
+    for index, row in enumerate(rows):
+        earlier = first.setdefault(row.request_uid, index)
+        if earlier != index and rows[earlier] != row:
+            conflicts.append((earlier, index))
+    if conflicts:
+        one, other = conflicts[0]
+        raise BatchRejected(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"rows {one} and {other} have the same request_uid with different content; {len(conflicts)} such "
+            "pair(s): a request_uid names one call; nothing from this batch was stored",
+            [
+                {
+                    "row": row,
+                    "field": "request_uid",
+                    "message": f"the same request_uid as row {twin}, with different content",
+                }
+                for pair in conflicts[: MAX_REPORTED_ERRORS // 2]
+                for row, twin in (pair, pair[::-1])
+            ],
+        )
+    return [row for index, row in enumerate(rows) if first[row.request_uid] == index]
 
 
 def _too_large(size: int, limit: int) -> BatchRejected:
@@ -254,40 +279,7 @@ def parse_batch(body: bytes, *, max_rows: int, machine_id: str, window: IngestWi
             "ingestion window; nothing from this batch was stored",
             outside[:MAX_REPORTED_ERRORS],
         )
-    conflicts = _conflicting_copies(batch.rows)
-    if conflicts:
-        first, second = conflicts[0]
-        raise BatchRejected(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            f"rows {first} and {second} have the same request_uid with different content; "
-            f"{len(conflicts)} such pair(s): a request_uid names one call; nothing from this batch was stored",
-            [
-                {
-                    "row": row,
-                    "field": "request_uid",
-                    "message": f"the same request_uid as row {other}, with different content",
-                }
-                for pair in conflicts[: MAX_REPORTED_ERRORS // 2]
-                for row, other in (pair, pair[::-1])
-            ],
-        )
     return batch
-
-
-def _conflicting_copies(rows: list[WireRow]) -> list[tuple[int, int]]:
-    """(first row, later row) for each later row whose request_uid an earlier row has with other content.
-
-    Identical copies are accepted and stored once (a batch re-assembled with a row twice is still the same
-    calls); copies that differ cannot both be true, and keeping either would drop the other silently."""
-    if len(set(map(FIELD["request_uid"], rows))) == len(rows):
-        return []
-    first: dict[Any, int] = {}
-    pairs = []
-    for index, row in enumerate(rows):
-        earlier = first.setdefault(row.request_uid, index)
-        if earlier != index and rows[earlier] != row:
-            pairs.append((earlier, index))
-    return pairs
 
 
 def _too_many_rows(count: int, limit: int) -> BatchRejected:
