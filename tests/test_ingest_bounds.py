@@ -9,6 +9,7 @@ meter's uploader, against the same API, shows what a laptop with a wrong clock d
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -26,11 +27,53 @@ from halton_meter.cloud.client import CloudClient
 from halton_meter.cloud.sync import Uploader
 from halton_meter.home import init_home
 from halton_meter.paths import MeterPaths
-from halton_meter.protocol import MAX_DURATION_MS, MAX_TOKENS
+from halton_meter.protocol import MAX_DURATION_MS, MAX_TOKENS, RequestRow
 from halton_meter.store import open_store, rejected_rows
 from halton_meter.testing.fake_cloud import store_rows
 
 MAX_COST = "999999999.999999999"
+_INTEGER = re.compile(r"^(?:Nullable\()?(U?)Int(\d+)\)?$")
+_DECIMAL = re.compile(r"^(?:Nullable\()?Decimal\((\d+), (\d+)\)\)?$")
+
+
+def test_the_protocols_number_bounds_fit_the_warehouse_columns(warehouse) -> None:
+    """Every integer and decimal RequestRow carries is bounded inside the raw.requests column it lands in, as
+    the warehouse describes it: a row the protocol accepts can never fail the INSERT (a latency past UInt32
+    once answered 500)."""
+    columns = dict(
+        warehouse.client()
+        .query(
+            "SELECT name, type FROM system.columns WHERE database = {db:String} AND table = 'requests'",
+            parameters={"db": warehouse.databases.raw},
+        )
+        .result_rows
+    )
+    schema = RequestRow.model_json_schema()["properties"]
+    checked = []
+    for name, column_type in columns.items():
+        if name not in schema:
+            continue  # filled by the API (workspace, device, batch) or the warehouse (ingested_at)
+        if integer := _INTEGER.match(column_type):
+            unsigned, bits = integer.group(1) == "U", int(integer.group(2))
+            low, high = (0, 2**bits - 1) if unsigned else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+            options = [schema[name], *schema[name].get("anyOf", [])]
+            bounded = [o for o in options if "maximum" in o]
+            assert bounded, f"{name} ({column_type}) has no maximum in RequestRow"
+            assert low <= bounded[0]["minimum"] and bounded[0]["maximum"] <= high, (name, column_type)
+            checked.append(name)
+        elif decimal := _DECIMAL.match(column_type):
+            precision, scale = int(decimal.group(1)), int(decimal.group(2))
+            largest = "9" * (precision - scale) + "." + "9" * scale
+            base = row("m", started_at=datetime.now(UTC))
+            assert RequestRow.model_validate({**base, name: largest})
+            for past in (str(10 ** (precision - scale)), "0." + "0" * scale + "1"):
+                with pytest.raises(ValueError):
+                    RequestRow.model_validate({**base, name: past})
+            checked.append(name)
+    assert sorted(checked) == sorted(
+        ["status_code", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
+         "cache_write_1h_tokens", "reasoning_tokens", "cost_usd", "latency_ms", "ttfb_ms"]
+    )  # fmt: skip
 
 
 def _batch(rows: list[dict[str, Any]]) -> dict[str, Any]:
