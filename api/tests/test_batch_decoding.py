@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -19,9 +19,16 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from halton_api.batch_decoding import WireBatch, WireRow, decode_batch, from_model
+from halton_api.ingest_window import IngestWindow
 from halton_api.routers.ingest import BatchRejected, parse_batch
 from halton_api.testing.factories import batch, row
-from halton_meter.protocol import RequestBatch, RequestRow
+from halton_meter.protocol import MAX_DURATION_MS, MAX_TOKENS, RequestBatch, RequestRow
+
+# The server's clock for every parse here: the edge rows below start a minute before it.
+NOW = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+WINDOW = IngestWindow(
+    earliest=datetime(2020, 1, 1, tzinfo=UTC), max_ahead=timedelta(days=1), clock=lambda: NOW
+)
 
 # Values to put in one field of an otherwise valid row: valid, invalid, and ones only pydantic's lax
 # mode accepts. Times are paired with the row's other time by `_with`.
@@ -55,6 +62,16 @@ EDGE_VALUES: dict[str, list[Any]] = {
         1772359200,
         "yesterday",
         None,
+        # Far off, and the ingestion window's edges: both decoders read them alike; the window (checked after
+        # either) refuses those outside it.
+        "0001-01-01T00:00:00+01:00",
+        "1899-12-31T23:59:59Z",
+        "2019-12-31T23:59:59.999Z",
+        "2020-01-01T00:00:00Z",
+        "2026-03-02T10:00:00Z",
+        "2026-03-02T10:00:00.001Z",
+        "2200-01-01T00:00:00Z",
+        "9999-12-31T23:59:59-05:00",
     ],
     "provider": ["anthropic", "xai", "Anthropic", "mistral", "", None],
     "model_requested": [None, "", "m" * 256, "m" * 257],
@@ -87,7 +104,9 @@ EDGE_VALUES: dict[str, list[Any]] = {
     "project": ["acme/app", "a", "a" * 128, "a" * 129, "acme/app\n", "-acme", "acme app", "", None],
     "attribution_tier": ["header", "directory", "HEADER", "none"],
     "prompt_hash": [None, "h" * 128, "h" * 129],
-    "latency_ms": [0, 2**31, 2**63, 2**64, -5, None],
+    "latency_ms": [0, 2**31, MAX_DURATION_MS, MAX_DURATION_MS + 1, 2**63, 2**64, -5, None],
+    "ttfb_ms": [0, MAX_DURATION_MS, MAX_DURATION_MS + 1, "5", -1, None],
+    "output_tokens": [0, MAX_TOKENS, MAX_TOKENS + 1, None],
 }
 
 
@@ -197,19 +216,77 @@ def test_generated_batches(rows: list[dict[str, Any]]) -> None:
     _agrees(_body(rows))
 
 
+def test_every_value_at_its_columns_bound_takes_the_fast_path() -> None:
+    """The largest row the protocol allows: every number at the top of its column's range."""
+    largest = row(
+        "m",
+        started_at=_at("2026-03-01T09:59:00+00:00"),
+        status_code=999,
+        input_tokens=MAX_TOKENS,
+        cache_read_tokens=MAX_TOKENS // 2,
+        cache_write_tokens=MAX_TOKENS // 4,
+        cache_write_1h_tokens=MAX_TOKENS // 4,
+        output_tokens=MAX_TOKENS,
+        reasoning_tokens=MAX_TOKENS,
+        cost_usd="999999999.999999999",
+        latency_ms=MAX_DURATION_MS,
+        ttfb_ms=MAX_DURATION_MS,
+    )
+    assert _agrees(_body([largest])) is not None
+
+
+# Whichever decoder reads the body (a lax "1200" sends it to pydantic), the window is the same.
+@pytest.mark.parametrize("lax", [False, True], ids=["fast", "pydantic"])
+@pytest.mark.parametrize(
+    ("started", "ended", "refused"),
+    [
+        ("2020-01-01T00:00:00Z", "2020-01-01T00:00:01Z", None),
+        ("2026-03-02T09:59:59Z", "2026-03-02T10:00:00Z", None),
+        ("2026-03-02T11:00:00+01:00", "2026-03-02T11:00:00+01:00", None),
+        ("2019-12-31T23:59:59.999Z", "2020-01-01T00:00:01Z", ("started_at", "before 2020-01-01")),
+        ("2020-01-01T00:30:00+01:00", "2020-01-01T01:30:00+01:00", ("started_at", "before 2020-01-01")),
+        ("2026-03-02T09:59:59Z", "2026-03-02T10:00:00.001Z", ("ended_at", "24 hours ahead")),
+        ("1899-12-31T23:59:59Z", "1900-01-01T00:00:00Z", ("started_at", "before 2020-01-01")),
+        ("1950-06-01T00:00:00Z", "1950-06-01T00:00:01Z", ("started_at", "before 2020-01-01")),
+        ("2200-01-01T00:00:00Z", "2200-01-01T00:00:01Z", ("started_at", "24 hours ahead")),
+        ("0001-01-01T00:00:00+01:00", "0001-01-01T00:00:00+01:00", ("started_at", "before 2020-01-01")),
+        ("9999-12-31T23:59:59-05:00", "9999-12-31T23:59:59-05:00", ("started_at", "24 hours ahead")),
+    ],
+)
+def test_the_ingestion_window_is_checked_after_either_decoder(
+    lax: bool, started: str, ended: str, refused: tuple[str, str] | None
+) -> None:
+    rows = [row("m", started_at=NOW - timedelta(minutes=1)) for _ in range(3)]
+    rows[1] = {**rows[1], "started_at": started, "ended_at": ended}
+    if lax:
+        rows[0]["input_tokens"] = "1200"
+    body = _body(rows)
+    assert (decode_batch(body) is None) == lax
+    if refused is None:
+        assert len(parse_batch(body, max_rows=10, machine_id="m", window=WINDOW).rows) == 3
+        return
+    with pytest.raises(BatchRejected) as caught:
+        parse_batch(body, max_rows=10, machine_id="m", window=WINDOW)
+    assert caught.value.status_code == 422
+    [error] = caught.value.detail["errors"]
+    field, words = refused
+    assert (error["row"], error["field"]) == (1, field)
+    assert words in error["message"] and "clock" in error["message"]
+
+
 def test_lax_values_are_read_by_pydantic_and_kept() -> None:
     """A body only pydantic's lax mode reads ("12" for 12) is accepted with pydantic's values."""
-    body = _body([row("m", input_tokens="1200", cost_usd=0.0123)])
+    body = _body([row("m", started_at=NOW - timedelta(minutes=1), input_tokens="1200", cost_usd=0.0123)])
     assert decode_batch(body) is None
-    parsed = parse_batch(body, max_rows=10, machine_id="m")
+    parsed = parse_batch(body, max_rows=10, machine_id="m", window=WINDOW)
     assert isinstance(parsed.rows[0], WireRow)
     assert parsed.rows[0].input_tokens == 1200 and parsed.rows[0].cost_usd == Decimal("0.0123")
 
 
 def test_problems_are_still_named_by_row_and_field() -> None:
-    body = _body([row("m"), row("m", input_tokens=-1)])
+    body = _body([row("m", started_at=NOW), row("m", started_at=NOW, input_tokens=-1)])
     with pytest.raises(BatchRejected) as caught:
-        parse_batch(body, max_rows=10, machine_id="m")
+        parse_batch(body, max_rows=10, machine_id="m", window=WINDOW)
     assert caught.value.status_code == 422
     assert caught.value.detail["errors"][0] == {
         "row": 1,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,28 @@ def test_forwarded_headers_are_believed_from_no_one_unless_proxies_are_listed(
     monkeypatch.setenv("HALTON_FORWARDED_ALLOW_IPS", "10.0.0.5,proxy.internal")
     with pytest.raises(ValueError, match=r"'proxy\.internal' is not an IP address or network"):
         CloudSettings(data_dir=tmp_path)
+
+
+def test_the_ingestion_window_and_project_quota_have_documented_defaults_and_bounds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = CloudSettings(data_dir=tmp_path)
+    assert settings.ingest_earliest_date == date(2020, 1, 1)
+    assert settings.ingest_max_future_skew_hours == 24
+    assert settings.device_new_projects_per_hour == 100
+    monkeypatch.setenv("HALTON_INGEST_EARLIEST_DATE", "2023-06-01")
+    monkeypatch.setenv("HALTON_INGEST_MAX_FUTURE_SKEW_HOURS", "2.5")
+    monkeypatch.setenv("HALTON_DEVICE_NEW_PROJECTS_PER_HOUR", "20")
+    settings = CloudSettings(data_dir=tmp_path)
+    assert (
+        settings.ingest_earliest_date,
+        settings.ingest_max_future_skew_hours,
+        settings.device_new_projects_per_hour,
+    ) == (date(2023, 6, 1), 2.5, 20)
+    # The marts' DateTime hours start in 1970: an earlier window would let rows in that they cannot hold.
+    with pytest.raises(ValueError, match="ingest_earliest_date"):
+        CloudSettings(data_dir=tmp_path, ingest_earliest_date=date(1969, 12, 31))
+    with pytest.raises(ValueError, match="ingest_max_future_skew_hours"):
+        CloudSettings(data_dir=tmp_path, ingest_max_future_skew_hours=24 * 367)
+    with pytest.raises(ValueError, match="device_new_projects_per_hour"):
+        CloudSettings(data_dir=tmp_path, device_new_projects_per_hour=0)

@@ -74,6 +74,19 @@ def test_counts_that_break_the_convention_keep_the_call_without_them():
     assert health.errors() == {"row.invalid": 1}
 
 
+def test_a_wall_clock_jump_during_a_call_keeps_the_row_without_its_durations():
+    """A laptop clock corrected mid-call gives durations past the column's 49 days, or below zero: the row is
+    kept with them not known (or 0), never dropped for them."""
+    jumped = call(usage())
+    jumped.ended_at = STARTED + timedelta(days=60)
+    jumped.ttfb_ms = 60 * 86_400_000
+    row = RowBuilder(PriceBook(), "m", Health())(jumped).row
+    assert (row.latency_ms, row.ttfb_ms) == (None, None) and row.input_tokens == 1000
+    backwards = call(usage())
+    backwards.ttfb_ms = -5
+    assert RowBuilder(PriceBook(), "m", Health())(backwards).row.ttfb_ms == 0
+
+
 class ExplodingPriceBook:
     version = "test"
 

@@ -5,23 +5,39 @@
     (toDecimal128(ifNull({{ tokens }}, 0), 0) * toDecimal128({{ price }}, 18) / 1000000)
 {%- endmacro %}
 
-{#- An exact amount as money: Decimal(18, 9), rounded half away from zero to the nano-dollar. -#}
+{#- An exact amount of one call as money: Decimal(18, 9), rounded half away from zero to the nano-dollar.
+    A call's cost is bounded (ingestion keeps its tokens and cost inside raw.requests' columns); sums are not:
+    they are money totals. -#}
 {% macro to_money(expression) -%}
     toDecimal64(round({{ expression }}, 9), 9)
 {%- endmacro %}
 
-{#- A sum of money that is 0, not NULL, over no rows. -#}
+{#- Money summed over calls, and what is computed from such sums: Decimal(38, 9), rounded half away from zero
+    to the nano-dollar. Ingestion lets each call cost up to 999,999,999.999999999 USD, so a sum in
+    Decimal(18, 9) overflowed (and failed the whole dbt build, every workspace's marts) at ten such calls;
+    this one needs some 10^20 of them. -#}
+{% macro to_money_total(expression) -%}
+    toDecimal128(round({{ expression }}, 9), 9)
+{%- endmacro %}
+
+{#- A sum of money (a money total) that is 0, not NULL, over no rows. -#}
 {% macro sum_money(expression) -%}
-    toDecimal64(sum(ifNull({{ expression }}, toDecimal64(0, 9))), 9)
+    toDecimal128(sum(ifNull({{ expression }}, toDecimal64(0, 9))), 9)
+{%- endmacro %}
+
+{#- Zero as a money total, for what has no rows. -#}
+{% macro zero_money() -%}
+    toDecimal128(0, 9)
 {%- endmacro %}
 
 {#- numerator / denominator * 100, rounded half away from zero to 4 decimals; NULL when the denominator is
-    NULL or zero. The thresholds below apply to this rounded figure, the one the dashboard shows. -#}
+    NULL or zero. The thresholds below apply to this rounded figure, the one the dashboard shows.
+    Decimal(38, 4): a month's logged total against a one-cent bill is a percentage with 15 digits and more. -#}
 {% macro percent_of(numerator, denominator) -%}
     if(
         ifNull({{ denominator }}, toDecimal64(0, 9)) = 0,
         NULL,
-        toDecimal64(round(divideDecimal(toDecimal128({{ numerator }}, 9) * 100, toDecimal128({{ denominator }}, 9), 12), 4), 4)
+        toDecimal128(round(divideDecimal(toDecimal128({{ numerator }}, 9) * 100, toDecimal128({{ denominator }}, 9), 12), 4), 4)
     )
 {%- endmacro %}
 

@@ -24,6 +24,7 @@ from halton_api import postgres
 from halton_api.dashboards.reader import MartsReader
 from halton_api.deps import SignInRequired
 from halton_api.errors import DomainError
+from halton_api.ingest_window import IngestWindow
 from halton_api.pages import STATIC_DIR, make_templates, render
 from halton_api.pdf.jobs import ReportJobs
 from halton_api.ratelimit import AccountLock, TokenBucketLimiter, bad_credential_limiters
@@ -137,6 +138,8 @@ def create_app(settings: CloudSettings, *, clock: Callable[[], datetime] = utc_n
     app.state.sync_clock = devices_store.SyncClock(interval=SYNC_WRITE_INTERVAL_SECONDS)
     app.state.known_projects = projects_store.KnownProjects()
     app.state.clock = clock
+    # The times a batch's rows may carry; tests swap in one with a clock of their own.
+    app.state.ingest_window = IngestWindow.from_settings(settings)
     app.state.bad_credentials = bad_credential_limiters(
         burst=settings.bad_auth_burst, per_minute=settings.bad_auth_per_minute
     )

@@ -29,14 +29,23 @@ from uuid import UUID
 import msgspec
 from msgspec import Meta
 
-from halton_meter.protocol import SCHEMA_VERSION, RequestBatch
+from halton_meter.protocol import (
+    COST_DECIMALS,
+    COST_DIGITS,
+    MAX_DURATION_MS,
+    MAX_STATUS_CODE,
+    MAX_TOKENS,
+    SCHEMA_VERSION,
+    RequestBatch,
+)
 
 # The same constraints as RequestRow's fields, but for the project's pattern: msgspec would match it on
 # every row (0.8 ms per 1,000), `_rows_hold` matches each distinct project once.
 _Slug = Annotated[str, Meta(min_length=1, max_length=128)]
 _SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-/]*")  # RequestRow's Slug pattern, used with fullmatch
 _AwareTime = Annotated[datetime, Meta(tz=True)]
-_TokenCount = Annotated[int, Meta(ge=0, le=10**12)]
+_TokenCount = Annotated[int, Meta(ge=0, le=MAX_TOKENS)]
+_DurationMs = Annotated[int, Meta(ge=0, le=MAX_DURATION_MS)]
 _Provider = Literal["anthropic", "openai", "gemini", "xai"]
 _AttributionTier = Literal["header", "api_key", "directory", "default"]
 
@@ -44,8 +53,8 @@ _AttributionTier = Literal["header", "api_key", "directory", "default"]
 # other string; that only sends the batch the slower way.
 _SUB_MICROSECOND = re.compile(rb":\d\d[.,]\d{7}")
 
-_COST_LIMIT = Decimal(10**9)  # RequestRow.cost_usd: max_digits=18, decimal_places=9
-_MIN_COST_EXPONENT = -9
+_COST_LIMIT = Decimal(10 ** (COST_DIGITS - COST_DECIMALS))  # RequestRow.cost_usd's max_digits, decimal_places
+_MIN_COST_EXPONENT = -COST_DECIMALS
 _EXACT_SUM = Context(prec=28, traps=[InvalidOperation])  # the default's precision, whatever a caller set
 
 
@@ -60,7 +69,7 @@ class WireRow(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=T
     model_requested: Annotated[str, Meta(max_length=256)] | None = None
     model_served: Annotated[str, Meta(max_length=256)] | None = None
     endpoint: Annotated[str, Meta(min_length=1, max_length=512)]
-    status_code: Annotated[int, Meta(ge=0, le=999)] | None = None
+    status_code: Annotated[int, Meta(ge=0, le=MAX_STATUS_CODE)] | None = None
     streamed: bool = False
     complete: bool = True
     service_tier: Annotated[str, Meta(max_length=64)] | None = None
@@ -77,8 +86,8 @@ class WireRow(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=T
     attribution_tier: _AttributionTier = "default"
     prompt_hash: Annotated[str, Meta(max_length=128)] | None = None
     provider_request_id: Annotated[str, Meta(max_length=256)] | None = None
-    latency_ms: Annotated[int, Meta(ge=0)] | None = None
-    ttfb_ms: Annotated[int, Meta(ge=0)] | None = None
+    latency_ms: _DurationMs | None = None
+    ttfb_ms: _DurationMs | None = None
 
 
 class WireBatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -137,8 +146,8 @@ def _rows_hold(rows: list[WireRow]) -> bool:
 
 def _costs_fit(costs: list[Decimal]) -> bool:
     """RequestRow.cost_usd's bounds (max_digits=18, decimal_places=9: at most 9 digits before the point and
-    9 after) as written, for a whole batch at once; pydantic may drop trailing zeros first, so what passes
-    here passes there.
+    9 after, the column's Decimal(18, 9)) as written, for a whole batch at once; pydantic may drop trailing
+    zeros first, so what passes here passes there.
 
     One sum instead of a digit tuple per row (`as_tuple` was 6% of the API's CPU under load): an exact sum of
     Decimals has the smallest exponent among them, and this sum is exact (below 10**9 each, so at most 28

@@ -11,6 +11,7 @@ import ipaddress
 import logging
 import os
 import secrets
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -27,6 +28,8 @@ SECRET_FILE = "secret.key"
 # 700 bytes of JSON, so 5,000 rows fit well inside 8 MiB. Both limits apply to the decompressed body too.
 DEFAULT_MAX_BATCH_ROWS = 5_000
 DEFAULT_MAX_BATCH_BYTES = 8 * 1024 * 1024
+# No metered call is older (OpenAI's API, the first of them, opened in June 2020).
+DEFAULT_INGEST_EARLIEST = date(2020, 1, 1)
 _PLACEHOLDER_SECRETS = {
     "",
     "changethis",
@@ -74,6 +77,26 @@ class CloudSettings(BaseSettings):
 
     max_batch_rows: int = Field(default=DEFAULT_MAX_BATCH_ROWS, ge=1)
     max_batch_bytes: int = Field(default=DEFAULT_MAX_BATCH_BYTES, ge=1024)
+    # The window a metered call's started_at and ended_at must fall in (halton_api.ingest_window); a batch
+    # with a row outside it is refused whole (422, naming row and field). The marts keep hours and days as
+    # ClickHouse DateTime and Date, which hold 1970 to 2106: the bounds keep the window inside them.
+    ingest_earliest_date: date = Field(
+        default=DEFAULT_INGEST_EARLIEST,
+        ge=date(1970, 1, 1),
+        description="Calls that started before this day (00:00 UTC) are refused: a laptop clock gone wrong.",
+    )
+    ingest_max_future_skew_hours: float = Field(
+        default=24.0,
+        ge=0,
+        le=24 * 366,
+        description="How far ahead of this server's clock a call's times may be (meters' clocks drift).",
+    )
+    device_new_projects_per_hour: int = Field(
+        default=100,
+        ge=1,
+        description="New projects one device's batches may register per hour; past it, 429 with Retry-After. "
+        "Projects the workspace already has never count.",
+    )
 
     session_ttl_days: int = Field(default=30, ge=1)
     invitation_ttl_days: int = Field(default=7, ge=1)

@@ -7,7 +7,7 @@ import json
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -16,6 +16,7 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
+from halton_api.ingest_window import IngestWindow
 from halton_api.store import devices
 from halton_api.testing.factories import batch, bearer, cost, make_device, make_user, make_workspace, row, run
 
@@ -378,13 +379,13 @@ def test_known_projects_are_registered_once_and_new_ones_still_are(
     from halton_api.store import projects
 
     registered: list[set[str]] = []
-    original = projects.register_projects
+    original = projects.register_device_projects
 
-    async def counting(conn, *, workspace_id, slugs, actor):
+    async def counting(conn, *, slugs, **rest):
         registered.append(set(slugs))
-        return await original(conn, workspace_id=workspace_id, slugs=slugs, actor=actor)
+        return await original(conn, slugs=slugs, **rest)
 
-    monkeypatch.setattr(projects, "register_projects", counting)
+    monkeypatch.setattr(projects, "register_device_projects", counting)
     client.app.state.known_projects = projects.KnownProjects()
     workspace, created = paired
     machine = created.device.machine_id
@@ -492,3 +493,223 @@ def test_the_sync_clock_and_known_projects_stay_bounded() -> None:
     assert known.unknown(uuid.uuid4(), {"x"}) == {"x"}  # per workspace
     known.remember(workspace, {"z"})
     assert known.unknown(workspace, {"x", "z"}) == {"x"}
+
+
+# Bounds: what a batch may hold so that nothing downstream breaks (issue 16).
+
+NOW = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+
+
+def _window(client: TestClient) -> None:
+    """The app's ingestion window with its clock fixed at NOW (the window's far end is NOW plus 24 hours)."""
+    client.app.state.ingest_window = IngestWindow.from_settings(client.app.state.settings, clock=lambda: NOW)
+
+
+def _timed(machine_id: str, *times: tuple[str, str]) -> dict[str, Any]:
+    """A batch of rows (started_at, ended_at), a minute before NOW but for the `times` given to rows 1, 2…"""
+    body = batch(machine_id, rows=len(times) + 1, started_at=NOW - timedelta(minutes=1))
+    for row_, (started, ended) in zip(body["rows"][1:], times, strict=True):
+        row_["started_at"], row_["ended_at"] = started, ended
+    return body
+
+
+@pytest.mark.parametrize(
+    ("started", "ended", "field"),
+    [
+        ("1899-12-31T23:59:59+00:00", "1900-01-01T00:00:00+00:00", "started_at"),
+        ("1950-06-01T00:00:00+00:00", "1950-06-01T00:00:02+00:00", "started_at"),
+        ("2019-12-31T23:59:59.999+00:00", "2020-01-01T00:00:01+00:00", "started_at"),
+        ("2026-03-02T09:59:00+00:00", "2026-03-02T10:00:00.001+00:00", "ended_at"),
+        ("2200-01-01T00:00:00+00:00", "2200-01-01T00:00:02+00:00", "started_at"),
+        ("9999-12-31T23:59:59-05:00", "9999-12-31T23:59:59-05:00", "started_at"),
+        ("0001-01-01T00:00:00+01:00", "0001-01-01T00:00:00+01:00", "started_at"),
+    ],
+    ids=lambda value: value[:10] if isinstance(value, str) else value,
+)
+def test_a_time_outside_the_window_refuses_the_batch_naming_row_and_field(
+    client, paired, warehouse, started: str, ended: str, field: str
+) -> None:
+    _window(client)
+    _, created = paired
+    body = _timed(created.device.machine_id, (started, ended))
+    response = client.post("/v1/requests/batch", json=body, headers=bearer(created.token))
+    assert response.status_code == 422, response.text
+    problem = response.json()
+    assert [(e["row"], e["field"]) for e in problem["errors"]] == [(1, field)]
+    assert (
+        f"row 1, {field}" in problem["detail"] and "nothing from this batch was stored" in problem["detail"]
+    )
+    assert _raw_count(warehouse) == 0
+
+
+def test_the_windows_edges_are_stored_on_their_own_day(client, paired, warehouse) -> None:
+    _window(client)
+    _, created = paired
+    body = _timed(
+        created.device.machine_id,
+        ("2020-01-01T00:00:00+00:00", "2020-01-01T00:00:00.500+00:00"),
+        ("2026-03-02T10:00:00+00:00", "2026-03-02T10:00:00+00:00"),  # exactly 24 hours ahead
+        ("2026-03-02T11:00:00+01:00", "2026-03-02T11:00:00+01:00"),  # the same instant, written in +01:00
+    )
+    response = client.post("/v1/requests/batch", json=body, headers=bearer(created.token))
+    assert response.status_code == 200, response.text
+    stored = (
+        warehouse.client()
+        .query(
+            f"SELECT toString(started_at), toString(toDate(started_at)) FROM {warehouse.databases.raw}.requests "
+            "ORDER BY started_at"
+        )
+        .result_rows
+    )
+    assert [tuple(r) for r in stored] == [
+        ("2020-01-01 00:00:00.000", "2020-01-01"),
+        ("2026-03-01 09:59:00.000", "2026-03-01"),
+        ("2026-03-02 10:00:00.000", "2026-03-02"),
+        ("2026-03-02 10:00:00.000", "2026-03-02"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("latency_ms", 2**32),
+        ("ttfb_ms", 2**32),
+        ("latency_ms", 2**64),
+        ("input_tokens", 10**12 + 1),
+        ("status_code", 1000),
+        ("cost_usd", "1000000000"),
+        ("cost_usd", "0.0000000001"),
+    ],
+)
+def test_a_number_past_its_column_is_a_422_naming_row_and_field(
+    client, paired, warehouse, field, value
+) -> None:
+    _, created = paired
+    body = batch(created.device.machine_id, rows=3)
+    body["rows"][2][field] = value
+    response = client.post("/v1/requests/batch", json=body, headers=bearer(created.token))
+    assert response.status_code == 422, response.text
+    assert [(e["row"], e["field"]) for e in response.json()["errors"]] == [(2, field)]
+    assert _raw_count(warehouse) == 0
+
+
+def test_every_number_at_the_top_of_its_column_is_stored_exactly(client, paired, warehouse) -> None:
+    _, created = paired
+    body = batch(
+        created.device.machine_id,
+        rows=2,
+        status_code=999,
+        input_tokens=10**12,
+        cache_read_tokens=10**12,
+        output_tokens=10**12,
+        reasoning_tokens=10**12,
+        cost_usd="999999999.999999999",
+        latency_ms=2**32 - 1,
+        ttfb_ms=2**32 - 1,
+    )
+    response = client.post("/v1/requests/batch", json=body, headers=bearer(created.token))
+    assert response.status_code == 200, response.text
+    stored = (
+        warehouse.client()
+        .query(
+            "SELECT status_code, input_tokens, output_tokens, toString(cost_usd), latency_ms, ttfb_ms "
+            f"FROM {warehouse.databases.raw}.requests"
+        )
+        .result_rows
+    )
+    assert [tuple(r) for r in stored] == [
+        (999, 10**12, 10**12, "999999999.999999999", 2**32 - 1, 2**32 - 1)
+    ] * 2
+
+
+def test_a_request_uid_twice_with_different_content_is_refused_naming_both_rows(
+    client, paired, warehouse
+) -> None:
+    _, created = paired
+    body = batch(created.device.machine_id, rows=5)
+    body["rows"][4] = {**body["rows"][1], "cost_usd": "0.000000001"}
+    body["rows"].append(dict(body["rows"][2]))  # an identical copy: the same call, not a conflict
+    response = client.post("/v1/requests/batch", json=body, headers=bearer(created.token))
+    assert response.status_code == 422, response.text
+    assert "rows 1 and 4" in response.json()["detail"]
+    assert [(e["row"], e["field"]) for e in response.json()["errors"]] == [
+        (1, "request_uid"),
+        (4, "request_uid"),
+    ]
+    assert _raw_count(warehouse) == 0
+
+
+def _projects(postgres_url: str, workspace_id: uuid.UUID) -> list[str]:
+    with psycopg.connect(postgres_url) as conn:
+        sql = "SELECT slug FROM projects WHERE workspace_id = %s ORDER BY slug"
+        return [slug for (slug,) in conn.execute(sql, (workspace_id,))]
+
+
+def _tagged(machine_id: str, *projects: str) -> dict[str, Any]:
+    body = batch(machine_id, rows=len(projects))
+    for row_, project in zip(body["rows"], projects, strict=True):
+        row_["project"] = project
+    return body
+
+
+def test_new_projects_per_device_and_hour_are_limited_and_a_batch_over_stores_nothing(
+    settings, postgres_url, warehouse
+) -> None:
+    from halton_api.app import create_app
+
+    quota = settings.model_copy(update={"device_new_projects_per_hour": 5})
+    with TestClient(create_app(quota)) as client:  # migrates the control plane
+        workspace = make_workspace(postgres_url, owner=make_user(postgres_url))
+        one = make_device(postgres_url, workspace=workspace)
+        other = make_device(postgres_url, workspace=workspace)
+
+        def send(device, *projects: str) -> httpx.Response:
+            body = _tagged(device.device.machine_id, *projects)
+            return client.post("/v1/requests/batch", json=body, headers=bearer(device.token))
+
+        assert send(one, "p1", "p2", "p3").status_code == 200
+        over = send(one, "p1", "p4", "p5", "p6")
+        assert over.status_code == 429, over.text
+        assert 1 <= int(over.headers["Retry-After"]) <= 3600
+        assert "at most 5 new projects per hour" in over.json()["detail"]
+        assert "nothing from this batch was stored" in over.json()["detail"]
+        assert _raw_count(warehouse) == 3
+        assert _projects(postgres_url, workspace.id) == ["p1", "p2", "p3"]
+
+        assert send(one, *["p1", "p2", "p3"] * 20).status_code == 200  # projects it has never count
+        assert send(one, "p4", "p5").status_code == 200  # five in the hour: the quota exactly
+        assert send(other, "p6").status_code == 200  # each device has its own quota
+        assert send(one, "p6", "p7").status_code == 429
+        # An hour later, the device's projects no longer count.
+        with psycopg.connect(postgres_url) as conn:
+            conn.execute(
+                "UPDATE projects SET created_at = created_at - interval '61 minutes' WHERE registered_by_device = %s",
+                (one.device.id,),
+            )
+        assert send(one, "p6", "p7").status_code == 200
+        # A batch with more new projects than an hour allows would wait forever: 413, so the meter halves it.
+        alone = send(one, *[f"q{i}" for i in range(6)])
+        assert alone.status_code == 413, alone.text
+        assert "at most 5 new projects per hour" in alone.json()["detail"]
+    assert _projects(postgres_url, workspace.id) == ["p1", "p2", "p3", "p4", "p5", "p6", "p7"]
+    assert _raw_count(warehouse) == 3 + 60 + 2 + 1 + 2
+
+
+def test_concurrent_batches_of_one_device_cannot_pass_the_project_quota_together(
+    live_server, paired, postgres_url, warehouse
+) -> None:
+    """16 batches of 10 new projects at once against the default 100 an hour: exactly 10 get through."""
+    workspace, created = paired
+    bodies = [_tagged(created.device.machine_id, *[f"b{b}-p{p}" for p in range(10)]) for b in range(16)]
+    start = threading.Barrier(16)
+
+    def send(body: dict[str, Any]) -> int:
+        with httpx.Client(base_url=live_server, headers=bearer(created.token), timeout=60) as http:
+            start.wait()
+            return http.post("/v1/requests/batch", json=body).status_code
+
+    with ThreadPoolExecutor(16) as pool:
+        statuses = sorted(pool.map(send, bodies))
+    assert statuses == [200] * 10 + [429] * 6
+    assert len(_projects(postgres_url, workspace.id)) == 100
+    assert _count(warehouse) == 100

@@ -7,6 +7,11 @@ Token convention (the same for every provider, whatever the provider's own wire 
 ``cache_read_tokens``, ``cache_write_tokens`` (5-minute writes) and ``cache_write_1h_tokens`` are
 subsets of it. ``output_tokens`` counts all generated tokens; ``reasoning_tokens`` is a subset of it.
 A ``None`` token count means "not known" (an unknown endpoint, an interrupted stream), never zero.
+
+The numeric bounds below keep each value inside the column the cloud stores it in (``raw.requests``, warehouse
+migration 0005), so no row this model accepts can fail the cloud's INSERT; a test compares them with the
+columns. How far back and ahead a call may have started is the cloud's policy, not the protocol's: the API
+checks that against its settings (``halton_api.ingest_window``).
 """
 
 from __future__ import annotations
@@ -21,11 +26,19 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 SCHEMA_VERSION = 1
 MAX_ROWS_PER_BATCH = 5_000
 
+# Column ranges of raw.requests (see the module docstring).
+MAX_STATUS_CODE = 999  # HTTP's three digits, inside status_code's UInt16
+MAX_TOKENS = 10**12  # far above any context window, inside the token columns' UInt64
+MAX_DURATION_MS = 2**32 - 1  # latency_ms and ttfb_ms are UInt32: about 49.7 days
+COST_DIGITS, COST_DECIMALS = 18, 9  # cost_usd is Decimal(18, 9): below 10**9 USD, to the nano-dollar
+
 Provider = Literal["anthropic", "openai", "gemini", "xai"]
 AttributionTier = Literal["header", "api_key", "directory", "default"]
 
 Slug = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-/]*$")]
-TokenCount = Annotated[int, Field(ge=0, le=10**12)]
+TokenCount = Annotated[int, Field(ge=0, le=MAX_TOKENS)]
+DurationMs = Annotated[int, Field(ge=0, le=MAX_DURATION_MS)]
+Cost = Annotated[Decimal, Field(ge=0, max_digits=COST_DIGITS, decimal_places=COST_DECIMALS)]
 
 
 class RequestRow(BaseModel):
@@ -41,7 +54,7 @@ class RequestRow(BaseModel):
     model_requested: Annotated[str, Field(max_length=256)] | None = None
     model_served: Annotated[str, Field(max_length=256)] | None = None
     endpoint: Annotated[str, Field(min_length=1, max_length=512)]
-    status_code: Annotated[int, Field(ge=0, le=999)] | None = None
+    status_code: Annotated[int, Field(ge=0, le=MAX_STATUS_CODE)] | None = None
     streamed: bool = False
     complete: bool = True
     service_tier: Annotated[str, Field(max_length=64)] | None = None
@@ -52,14 +65,14 @@ class RequestRow(BaseModel):
     cache_write_tokens: TokenCount | None = None
     cache_write_1h_tokens: TokenCount | None = None
     reasoning_tokens: TokenCount | None = None
-    cost_usd: Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=9)] | None = None
+    cost_usd: Cost | None = None
     price_card: Annotated[str, Field(max_length=256)] | None = None
     project: Slug = "default"
     attribution_tier: AttributionTier = "default"
     prompt_hash: Annotated[str, Field(max_length=128)] | None = None
     provider_request_id: Annotated[str, Field(max_length=256)] | None = None
-    latency_ms: Annotated[int, Field(ge=0)] | None = None
-    ttfb_ms: Annotated[int, Field(ge=0)] | None = None
+    latency_ms: DurationMs | None = None
+    ttfb_ms: DurationMs | None = None
 
     @field_validator("started_at", "ended_at")
     @classmethod

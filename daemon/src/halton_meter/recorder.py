@@ -19,7 +19,7 @@ from halton_meter.attribution import ATTRIBUTION, Attributed, Attribution
 from halton_meter.capture import CALL, CapturedCall
 from halton_meter.failopen import fail_open
 from halton_meter.health import Health
-from halton_meter.protocol import RequestRow
+from halton_meter.protocol import MAX_DURATION_MS, RequestRow
 from halton_meter.routing import ROUTE
 from halton_meter.store import NANO, BatchWriter, StoredCall
 from halton_meter.usage import Usage
@@ -186,13 +186,21 @@ class RowBuilder:
                 attribution_tier=call.attribution_tier,
                 prompt_hash=info.prompt_hash,
                 provider_request_id=_clip(usage.provider_request_id, 256),
-                latency_ms=max(latency, 0),
-                ttfb_ms=max(call.ttfb_ms, 0) if call.ttfb_ms is not None else None,
+                latency_ms=_duration(latency),
+                ttfb_ms=_duration(call.ttfb_ms),
                 **{name: getattr(usage, name) for name in _TOKEN_FIELDS},
             )
         except ValidationError:
             logger.warning("row for %s failed validation", call.request_uid, exc_info=True)
             return None
+
+
+def _duration(ms: int | None) -> int | None:
+    """A duration the protocol can carry: below zero is 0 (clock resolution), past MAX_DURATION_MS (49 days:
+    the wall clock jumped during the call) is not known, so the row is kept, not refused."""
+    if ms is None or ms > MAX_DURATION_MS:
+        return None
+    return max(ms, 0)
 
 
 def _clip(value: str | None, limit: int) -> str | None:

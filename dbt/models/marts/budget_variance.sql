@@ -54,14 +54,14 @@ measured as (
         budget_spend.scope as scope,
         budget_spend.budget_usd as budget_usd,
         budget_spend.period as period,
-        toDecimal64(ifNull(
+        {{ to_money_total("ifNull(
             if(
                 budget_spend.scope = 'workspace',
                 workspace_totals.spend_usd,
                 project_totals.spend_usd
             ),
-            toDecimal64(0, 9)
-        ), 9) as spend_usd
+            " ~ zero_money() ~ "
+        )") }} as spend_usd
     from budget_spend
     left join (
         select s.workspace_id as workspace_id, s.period as period, {{ sum_money('s.spend_usd') }} as spend_usd
@@ -87,11 +87,11 @@ select
     formatDateTime(period, '%Y-%m') as period_label,
     budget_usd,
     spend_usd,
-    toDecimal64(spend_usd - budget_usd, 9) as variance_usd,
+    {{ to_money_total('spend_usd - budget_usd') }} as variance_usd,
     {{ percent_of('variance_usd', 'budget_usd') }} as variance_pct,
     toUInt8({{ days_in_month('period') }}) as days_in_period,
     toUInt8(if(period = {{ month_start(as_of_date()) }}, toDayOfMonth({{ as_of_date() }}), days_in_period)) as days_elapsed,
-    {{ to_money("divideDecimal(toDecimal128(spend_usd, 9) * days_in_period, toDecimal128(days_elapsed, 0), 12)") }}
+    {{ to_money_total("divideDecimal(toDecimal128(spend_usd, 9) * days_in_period, toDecimal128(days_elapsed, 0), 12)") }}
         as projected_spend_usd,
     multiIf(
         spend_usd > budget_usd, 'over',

@@ -63,7 +63,7 @@ select
     clusters.prompt_hash as prompt_hash,
     clusters.requests as requests,
     clusters.spend_usd as spend_usd,
-    toDecimal64(clusters.spend_usd - clusters.first_request_usd, 9) as repeat_spend_usd,
+    {{ to_money_total('clusters.spend_usd - clusters.first_request_usd') }} as repeat_spend_usd,
     clusters.first_seen_at as first_seen_at,
     clusters.last_seen_at as last_seen_at,
     clusters.devices as devices,

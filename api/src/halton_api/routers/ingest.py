@@ -1,10 +1,14 @@
 """`POST /v1/requests/batch`: a meter's rows into `raw.requests`, all of them or none.
 
 The whole batch is read, decompressed and validated before the one INSERT, so a rejected batch leaves
-nothing behind. Rows the workspace already has (same request_uid, started within the batch's span) are
-counted as duplicates and not written again, whichever API process wrote them: the device's mark in
-PostgreSQL says how far its rows are stored (`WarehouseWriter.write_batch`). Copies of one batch sent at the
-same time may both be written, which the ReplacingMergeTree key and the deduplicated read path absorb.
+nothing behind: every value inside its column's range (`halton_meter.protocol`), every time inside the
+ingestion window (`halton_api.ingest_window`), no request_uid twice with different content, and no more new
+projects than the device's hourly quota (registered before the INSERT, so a batch over it stores nothing).
+
+Rows the workspace already has (same request_uid, started within the batch's span) are counted as duplicates
+and not written again, whichever API process wrote them: the device's mark in PostgreSQL says how far its rows
+are stored (`WarehouseWriter.write_batch`). Copies of one batch sent at the same time may both be written,
+which the ReplacingMergeTree key and the deduplicated read path absorb.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import logging
 import zlib
 from typing import Any
+from uuid import UUID
 
 from fastapi import APIRouter, HTTPException, Request, status
 from psycopg_pool import AsyncConnectionPool
@@ -20,6 +25,7 @@ from pydantic_core import from_json
 
 from halton_api.batch_decoding import FIELD, WireBatch, WireRow, decode_batch, from_model
 from halton_api.deps import ActiveDevice, Pool, Settings, Writer
+from halton_api.ingest_window import IngestWindow
 from halton_api.models import Problem
 from halton_api.store import devices, projects
 from halton_api.store.devices import DeviceAuth
@@ -35,8 +41,16 @@ MAX_REPORTED_ERRORS = 20
 class BatchRejected(HTTPException):
     """A batch we will not store, with what is wrong and where (row index, field)."""
 
-    def __init__(self, status_code: int, detail: str, errors: list[dict[str, Any]] | None = None) -> None:
-        super().__init__(status_code, detail={"detail": detail, "errors": errors} if errors else detail)
+    def __init__(
+        self,
+        status_code: int,
+        detail: str,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(
+            status_code, detail={"detail": detail, "errors": errors} if errors else detail, headers=headers
+        )
 
 
 @router.post(
@@ -47,12 +61,20 @@ class BatchRejected(HTTPException):
         400: {"model": Problem, "description": "The body is not JSON, or not valid gzip."},
         401: {"model": Problem, "description": "Unknown or revoked sync token."},
         403: {"model": Problem, "description": "The machine was removed from its workspace."},
-        413: {"model": Problem, "description": "Too many bytes or too many rows."},
+        413: {
+            "model": Problem,
+            "description": "Too many bytes or rows, or more new projects than a device may register in an hour.",
+        },
         415: {"model": Problem, "description": "Unsupported Content-Encoding."},
-        422: {"model": Problem, "description": "A row or field is invalid: `errors` names row and field."},
+        422: {
+            "model": Problem,
+            "description": "A row or field is invalid (out of range, outside the ingestion window, a request_uid "
+            "twice with different content): `errors` names row and field.",
+        },
         429: {
             "model": Problem,
-            "description": "Too many bad tokens, or the warehouse is busy (Retry-After).",
+            "description": "Too many bad tokens, the device's hourly quota of new projects is used up, or the "
+            "warehouse is busy (Retry-After).",
         },
         503: {"model": Problem, "description": "A store is unavailable (Retry-After)."},
     },
@@ -61,55 +83,91 @@ async def ingest_batch(
     request: Request, device: ActiveDevice, pool: Pool, settings: Settings, writer: Writer
 ) -> BatchAccepted:
     body = await read_body(request, settings.max_batch_bytes)
-    batch = parse_batch(body, max_rows=settings.max_batch_rows, machine_id=device.machine_id)
+    state = request.app.state
+    batch = parse_batch(
+        body, max_rows=settings.max_batch_rows, machine_id=device.machine_id, window=state.ingest_window
+    )
+    rows = one_row_per_uid(batch.rows)
+    await _register_projects(
+        pool,
+        device,
+        set(map(FIELD["project"], rows)),
+        known=state.known_projects,
+        per_hour=settings.device_new_projects_per_hour,
+    )
     fresh = await writer.write_batch(
         workspace_id=device.workspace.id,
         device_id=device.device_id,
         batch_id=batch.batch_id,
-        rows=_first_of_each_uid(batch.rows),
+        rows=rows,
         written_through=device.written_through,
     )
-    state = request.app.state
-    await _record_sync_and_projects(
-        pool, device, set(map(FIELD["project"], fresh)), clock=state.sync_clock, known=state.known_projects
-    )
+    await _record_sync(pool, device, clock=state.sync_clock)
     return BatchAccepted(
         batch_id=batch.batch_id, accepted=len(fresh), duplicates=len(batch.rows) - len(fresh)
     )
 
 
-async def _record_sync_and_projects(
+async def _register_projects(
     pool: AsyncConnectionPool,
     device: DeviceAuth,
     slugs: set[str],
     *,
-    clock: devices.SyncClock,
     known: projects.KnownProjects,
+    per_hour: int,
 ) -> None:
-    """The device's last-sync time (at most every few seconds) and projects for slugs not seen before.
+    """Projects for the batch's slugs the workspace does not have, within the device's hourly quota.
 
-    `clock` and `known` are the app's (one per process, see `create_app`): which devices' last sync and which
-    projects PostgreSQL already has, so that most batches need no control-plane write at all (the token is
-    still looked up on every batch: a revoked or removed device is refused on its very next one). Committed
-    before the answer goes out; a failure here is a 503 and the meter's retry is a duplicate.
+    Before the INSERT, so a batch over the quota stores nothing (a batch whose INSERT then fails leaves its
+    new projects registered, empty until the meter's retry). `known` is the app's (one per process, see
+    `create_app`): which projects PostgreSQL already has, so that most batches need no transaction here.
     """
     workspace_id = device.workspace.id
-    sync_due = clock.due(device.device_id)
     new_slugs = known.unknown(workspace_id, slugs)
-    if not sync_due and not new_slugs:
+    if not new_slugs:
+        return
+    try:
+        async with pool.connection() as conn:
+            await projects.register_device_projects(
+                conn,
+                workspace_id=workspace_id,
+                device_id=device.device_id,
+                slugs=new_slugs,
+                actor=device.actor,
+                per_hour=per_hour,
+            )
+    except projects.ProjectQuotaExceeded as over:
+        raise _over_project_quota(over) from None
+    known.remember(workspace_id, new_slugs)  # only now, committed: a rolled-back write is tried again
+
+
+def _over_project_quota(over: projects.ProjectQuotaExceeded) -> BatchRejected:
+    limit = f"a device may register at most {over.per_hour} new projects per hour"
+    if over.retry_after is None:  # waiting cannot help: the meter halves a batch answered 413
+        return BatchRejected(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            f"the batch holds {over.new} projects this workspace does not have, and {limit}: send fewer rows "
+            "per batch; nothing from this batch was stored",
+        )
+    return BatchRejected(
+        status.HTTP_429_TOO_MANY_REQUESTS,
+        f"the batch holds {over.new} new project(s) and this device registered {over.recent} in the last hour; "
+        f"{limit}: retry in {over.retry_after} s; nothing from this batch was stored",
+        headers={"Retry-After": str(over.retry_after)},
+    )
+
+
+async def _record_sync(pool: AsyncConnectionPool, device: DeviceAuth, *, clock: devices.SyncClock) -> None:
+    """The device's last-sync time, at most every few seconds (`clock` is the app's, one per process).
+
+    The token is still looked up on every batch: a revoked or removed device is refused on its very next
+    one. Committed before the answer goes out; a failure here is a 503 and the meter's retry is a duplicate.
+    """
+    if not clock.due(device.device_id):
         return
     async with pool.connection() as conn:
-        if sync_due:
-            await devices.record_sync(conn, device_id=device.device_id)
-        if new_slugs:
-            await projects.register_projects(
-                conn, workspace_id=workspace_id, slugs=new_slugs, actor=device.actor
-            )
-    # Only now, committed: a rolled-back write is tried again on the next batch.
-    if sync_due:
-        clock.written(device.device_id)
-    if new_slugs:
-        known.remember(workspace_id, new_slugs)
+        await devices.record_sync(conn, device_id=device.device_id)
+    clock.written(device.device_id)  # only now, committed: a rolled-back write is tried again
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -150,12 +208,37 @@ async def read_body(request: Request, limit: int) -> bytes:
     return inflated
 
 
-def _first_of_each_uid(rows: list[WireRow]) -> list[WireRow]:
-    """The rows without repeats of a request_uid (the first copy stays)."""
-    if len(set(map(FIELD["request_uid"], rows))) == len(rows):
+def one_row_per_uid(rows: list[WireRow]) -> list[WireRow]:
+    """The rows with each request_uid once (its first copy), or `BatchRejected` naming both rows of a
+    request_uid sent twice with different content.
+
+    Identical copies are the same call sent twice: accepted, stored once and counted as duplicates. Copies
+    that differ cannot both be true, and keeping either would drop the other silently."""
+    if len(set(map(FIELD["request_uid"], rows))) == len(rows):  # the usual batch: one set, nothing more
         return rows
-    first = {row.request_uid: row for row in reversed(rows)}  # later copies are overwritten by earlier ones
-    return [row for row in rows if first[row.request_uid] is row]
+    first: dict[UUID, int] = {}
+    conflicts = []
+    for index, row in enumerate(rows):
+        earlier = first.setdefault(row.request_uid, index)
+        if earlier != index and rows[earlier] != row:
+            conflicts.append((earlier, index))
+    if conflicts:
+        one, other = conflicts[0]
+        raise BatchRejected(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"rows {one} and {other} have the same request_uid with different content; {len(conflicts)} such "
+            "pair(s): a request_uid names one call; nothing from this batch was stored",
+            [
+                {
+                    "row": row,
+                    "field": "request_uid",
+                    "message": f"the same request_uid as row {twin}, with different content",
+                }
+                for pair in conflicts[: MAX_REPORTED_ERRORS // 2]
+                for row, twin in (pair, pair[::-1])
+            ],
+        )
+    return [row for index, row in enumerate(rows) if first[row.request_uid] == index]
 
 
 def _too_large(size: int, limit: int) -> BatchRejected:
@@ -165,7 +248,7 @@ def _too_large(size: int, limit: int) -> BatchRejected:
     )
 
 
-def parse_batch(body: bytes, *, max_rows: int, machine_id: str) -> WireBatch:
+def parse_batch(body: bytes, *, max_rows: int, machine_id: str, window: IngestWindow) -> WireBatch:
     """Validate the whole batch; raises `BatchRejected` naming the row and field of each problem."""
     batch = decode_batch(body)  # the fast path, for batches certainly valid (see batch_decoding)
     if batch is None:
@@ -186,6 +269,15 @@ def parse_batch(body: bytes, *, max_rows: int, machine_id: str) -> WireBatch:
                 {"row": i, "field": "machine_id", "message": f"expected {machine_id!r}, got {m!r}"}
                 for i, m in wrong[:MAX_REPORTED_ERRORS]
             ],
+        )
+    outside = window.problems(batch.rows)
+    if outside:
+        problem = outside[0]
+        raise BatchRejected(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"row {problem['row']}, {problem['field']}: {problem['message']}; {len(outside)} row(s) outside the "
+            "ingestion window; nothing from this batch was stored",
+            outside[:MAX_REPORTED_ERRORS],
         )
     return batch
 

@@ -24,14 +24,77 @@ async def register_projects(
     conn: Connection, *, workspace_id: UUID, slugs: Iterable[str], actor: Actor
 ) -> list[str]:
     """Make sure every slug has a project; returns the slugs that were new."""
-    wanted = sorted(set(slugs))
+    return await _insert(conn, workspace_id, sorted(set(slugs)), actor, registered_by_device=None)
+
+
+class ProjectQuotaExceeded(Exception):
+    """A device's batch would register more new projects than its hourly quota allows; nothing was registered."""
+
+    def __init__(self, *, new: int, recent: int, per_hour: int, retry_after: int | None) -> None:
+        super().__init__(f"{new} new project(s), {recent} registered in the last hour, limit {per_hour}")
+        self.new = new
+        self.recent = recent
+        self.per_hour = per_hour
+        # Seconds until enough of the device's recent projects are an hour old for the batch to fit; None
+        # when the batch alone holds more new projects than an hour allows (waiting cannot help).
+        self.retry_after = retry_after
+
+
+async def register_device_projects(
+    conn: Connection,
+    *,
+    workspace_id: UUID,
+    device_id: UUID,
+    slugs: Iterable[str],
+    actor: Actor,
+    per_hour: int,
+) -> list[str]:
+    """Projects for the slugs of a device's batch that the workspace does not have yet; returns the new slugs.
+
+    A device registers at most `per_hour` new projects in any hour (projects the workspace already has never
+    count); a batch that would go past it registers none and raises `ProjectQuotaExceeded`. The device's row
+    is locked for the transaction, so concurrent batches of one device are counted one after the other and
+    cannot each fit under the quota.
+    """
+    wanted = set(slugs)
     if not wanted:
+        return []
+    await conn.execute("SELECT 1 FROM devices WHERE id = %s FOR UPDATE", (device_id,))
+    new = sorted(wanted - await known_slugs(conn, workspace_id=workspace_id, slugs=wanted))
+    if not new:
+        return []
+    # Seconds until each of the device's projects of the last hour is an hour old, soonest first.
+    frees_in = [
+        row["frees_in"]
+        for row in await (
+            await conn.execute(
+                "SELECT ceil(extract(epoch FROM created_at + interval '1 hour' - now()))::int AS frees_in"
+                " FROM projects WHERE registered_by_device = %s AND created_at > now() - interval '1 hour'"
+                " ORDER BY created_at",
+                (device_id,),
+            )
+        ).fetchall()
+    ]
+    over = len(frees_in) + len(new) - per_hour
+    if over > 0:
+        retry_after = max(1, frees_in[over - 1]) if over <= len(frees_in) else None
+        raise ProjectQuotaExceeded(
+            new=len(new), recent=len(frees_in), per_hour=per_hour, retry_after=retry_after
+        )
+    return await _insert(conn, workspace_id, new, actor, registered_by_device=device_id)
+
+
+async def _insert(
+    conn: Connection, workspace_id: UUID, slugs: list[str], actor: Actor, *, registered_by_device: UUID | None
+) -> list[str]:
+    if not slugs:
         return []
     rows = await (
         await conn.execute(
-            "INSERT INTO projects (workspace_id, slug, name) SELECT %s, s, s FROM unnest(%s::text[]) AS s"
+            "INSERT INTO projects (workspace_id, slug, name, registered_by_device)"
+            " SELECT %s, s, s, %s FROM unnest(%s::text[]) AS s"
             " ON CONFLICT (workspace_id, slug) DO NOTHING RETURNING id, slug",
-            (workspace_id, wanted),
+            (workspace_id, registered_by_device, slugs),
         )
     ).fetchall()
     for row in rows:

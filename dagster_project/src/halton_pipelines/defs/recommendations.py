@@ -54,6 +54,7 @@ def recommendations(context: dg.AssetExecutionContext, warehouse: WarehouseResou
             "workspaces": len(summary.per_workspace),
             "monthly_saving_usd": str(saving),
             "by_kind": dg.MetadataValue.json(dict(sorted(kinds.items()))),
+            "left_out_too_large": summary.too_large,
         }
     )
 

@@ -17,7 +17,7 @@ from clickhouse_connect.driver.client import Client
 from halton_pipelines.recommendations.checks import run_checks
 from halton_pipelines.recommendations.price_card import load_card_prices
 from halton_pipelines.recommendations.recommendation import Recommendation
-from halton_pipelines.recommendations.store import previously_covered, write_run
+from halton_pipelines.recommendations.store import fits, previously_covered, write_run
 from halton_pipelines.recommendations.usage import Window, read_repeats, read_window, read_workloads
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,8 @@ class RunSummary:
     window: Window | None
     recommendations: list[Recommendation]
     per_workspace: dict[uuid.UUID, int]
+    # Recommendations left out because an amount does not fit the table's money columns (`store.fits`).
+    too_large: int = 0
 
 
 def compute(
@@ -56,16 +58,24 @@ def run_recommendations(
         log.info("recommendations: the marts hold no 30-day usage yet; nothing to check")
         return RunSummary(run_id, computed_at, None, [], {})
     covered = previously_covered(client, marts) | _workspaces_with_usage(client, marts)
+    storable = [r for r in recommendations if fits(r)]
+    too_large = len(recommendations) - len(storable)
+    if too_large:
+        log.warning(
+            "recommendations: %d left out, their amounts past the table's Decimal(18, 9) (workspaces %s)",
+            too_large,
+            ", ".join(sorted({str(r.workspace_id) for r in recommendations if not fits(r)})),
+        )
     counts = write_run(
         client,
         marts,
-        recommendations,
+        storable,
         workspaces=covered,
         window=window,
         run_id=run_id,
         computed_at=computed_at,
     )
-    return RunSummary(run_id, computed_at, window, recommendations, counts)
+    return RunSummary(run_id, computed_at, window, storable, counts, too_large)
 
 
 def _workspaces_with_usage(client: Client, marts: str) -> set[uuid.UUID]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
@@ -34,6 +35,24 @@ RUN_COLUMNS: tuple[str, ...] = (
 
 # Columns that say which run wrote a row and when, not what it recommends.
 RUN_MARKERS = ("run_id", "computed_at")
+
+# The table keeps money as Decimal(18, 9) (warehouse migration 0004): less than 10**9 USD either way.
+MONEY_LIMIT = Decimal(10**9)
+
+
+def fits(recommendation: Recommendation) -> bool:
+    """Whether every amount of `recommendation` fits the table's money columns. A meter may log calls of up to
+    a billion dollars each, so a workload's figures can be larger: such a recommendation cannot be stored,
+    and one that could not would fail the run's INSERT for every workspace."""
+    r, b = recommendation, recommendation.baseline
+    amounts = (
+        r.monthly_saving_usd,
+        r.expected_saving_per_request_usd,
+        b.spend_usd,
+        b.spend_per_day_usd,
+        b.cost_per_request_usd,
+    )
+    return all(abs(amount) < MONEY_LIMIT for amount in amounts)
 
 
 def row_of(recommendation: Recommendation, run_id: uuid.UUID, computed_at: datetime) -> list[Any]:
