@@ -138,8 +138,8 @@ def create_app(settings: CloudSettings, *, clock: Callable[[], datetime] = utc_n
     app.state.sync_clock = devices_store.SyncClock(interval=SYNC_WRITE_INTERVAL_SECONDS)
     app.state.known_projects = projects_store.KnownProjects()
     app.state.clock = clock
-    # The times a batch's rows may carry; tests swap in one with a clock of their own.
-    app.state.ingest_window = IngestWindow.from_settings(settings)
+    # The times a batch's rows may carry, by the app's clock (tests move it by hand).
+    app.state.ingest_window = IngestWindow.from_settings(settings, clock)
     app.state.bad_credentials = bad_credential_limiters(
         burst=settings.bad_auth_burst, per_minute=settings.bad_auth_per_minute
     )

@@ -14,7 +14,7 @@ a laptop whose clock was set to 2019 keeps its other rows flowing.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
@@ -24,20 +24,16 @@ from halton_api.settings import CloudSettings
 TIME_FIELDS = ("started_at", "ended_at")
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 @dataclass(frozen=True)
 class IngestWindow:
     """Times from `earliest` to `max_ahead` past `clock()`, both ends included."""
 
     earliest: datetime
     max_ahead: timedelta
-    clock: Callable[[], datetime] = field(default=_utc_now)
+    clock: Callable[[], datetime]  # the app's clock (`create_app(clock=…)`)
 
     @classmethod
-    def from_settings(cls, settings: CloudSettings, clock: Callable[[], datetime] = _utc_now) -> IngestWindow:
+    def from_settings(cls, settings: CloudSettings, clock: Callable[[], datetime]) -> IngestWindow:
         return cls(
             earliest=datetime.combine(settings.ingest_earliest_date, time(), UTC),
             max_ahead=timedelta(hours=settings.ingest_max_future_skew_hours),
