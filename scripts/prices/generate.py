@@ -15,7 +15,8 @@ It writes the catalogue (``--dry-run``: only reports), after checking it with th
 validator, and prints: model counts per provider and source, the diff against the committed
 catalogue (models added / removed, every changed value old -> new), every disagreement between the
 sources with the rule that decided it (``RULES`` below), and what neither source can express per token.
-Exit status: 0 written (or dry run), 1 refused by the validator, 2 bad arguments or unreadable sources.
+Exit status: 0 written (or dry run); 1 refused by the validator, or a source missing, too old or in a
+shape the generator does not know (the message says which); 2 bad arguments.
 """
 
 from __future__ import annotations
@@ -115,6 +116,7 @@ LITELLM_REGION_KEYS = {
 REGIONS = ("us", "eu")
 COMPARED_MODES = ("batch", "flex", "priority")
 MTOK = Decimal(1_000_000)
+MIN_GENAI_PRICES = (0, 2)
 
 
 def amount(value: Decimal) -> str:
@@ -140,6 +142,9 @@ def read_genai() -> tuple[str, list[dict[str, Any]], list[dict[str, Any]], list[
             "genai-prices is not installed here: run this with uvx --from 'genai-prices==0.2.*' (see --help)"
         )
     version = genai_prices.__version__
+    if tuple(int(part) for part in version.split(".")[:2]) < MIN_GENAI_PRICES:
+        # The workspace lock holds 0.0.61: running there would silently write older prices.
+        sys.exit(f"genai-prices {version} is too old (need 0.2 or newer): run this with uvx (see --help)")
     source = f"genai-prices {version}"
     models: list[dict[str, Any]] = []
     dropped: list[dict[str, Any]] = []
