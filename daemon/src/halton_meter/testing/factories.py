@@ -1,4 +1,4 @@
-"""Realistic provider payloads for tests and fake provider servers.
+"""Realistic provider payloads for tests and fake provider servers, and small price catalogues.
 
 Shapes follow the providers' API references and SDK types (anthropic-sdk-python ``types/usage.py``,
 ``message_delta_usage.py``, ``cache_creation.py``; openai-python ``completion_usage.py``,
@@ -710,3 +710,41 @@ def parse_body(
     for chunk in chunks:
         parser.feed(chunk)
     return parser.finish()
+
+
+# -- price catalogue ----------------------------------------------------------------------------
+def catalogue_document(**models: dict[str, Any]) -> dict[str, Any]:
+    """A valid format-1 price catalogue; ``models`` replaces the single default model, keyed by id."""
+    entries = models or {"test-sonnet": catalogue_model()}
+    return {
+        "format": 1,
+        "version": "2026-12-06+000000000000",
+        "generated_from": [{"name": "genai-prices", "version": "0.2.5", "role": "primary"}],
+        "models": [{"id": model_id, **model} for model_id, model in entries.items()],
+    }
+
+
+def catalogue_model(provider: str = "anthropic", **overrides: Any) -> dict[str, Any]:
+    """One valid model: two dated prices (the first with a 200k tier), batch and US-only rates."""
+    model: dict[str, Any] = {
+        "provider": provider,
+        "name": "Test Sonnet",
+        "source": "test",
+        "match": {"any": [{"equals": "test-sonnet"}, {"regex": "^test-sonnet-\\d{8}$"}]},
+        "prices": [
+            {
+                "from": None,
+                "source": "test",
+                "rates": {"input": "3", "output": "15", "cache_read": "0.3", "cache_write_5m": "3.75"},
+                "tiers": [{"above": 200000, "rates": {"input": "6", "output": "22.5"}}],
+                "fees_per_1k": {"web_search": "10"},
+            },
+            {"from": "2026-03-13", "source": "test", "rates": {"input": "2", "output": "10"}},
+        ],
+        "modes": {
+            "batch": [{"from": "2026-10-14", "source": "test", "rates": {"input": "1", "output": "5"}}]
+        },
+        "regions": {"us": {"multiplier": "1.1", "source": "test"}},
+    }
+    model.update(overrides)
+    return model
