@@ -15,12 +15,13 @@ import anyio
 import psycopg
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from halton_api import postgres
+from halton_api import postgres, security_headers
 from halton_api.dashboards.reader import MartsReader
 from halton_api.deps import SignInRequired
 from halton_api.errors import DomainError
@@ -52,6 +53,7 @@ from halton_api.routers import (
     traces,
     workspaces,
 )
+from halton_api.security_headers import SecurityHeaders
 from halton_api.settings import CloudSettings
 from halton_api.store import devices as devices_store
 from halton_api.store import projects as projects_store
@@ -121,7 +123,7 @@ def create_app(settings: CloudSettings) -> FastAPI:
         version="0.1.0",
         summary="Ingestion, workspaces and the JSON API of Halton Meter Cloud.",
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # served by _install_docs, with the Content-Security-Policy Swagger UI needs
         redoc_url=None,
     )
     app.state.settings = settings
@@ -140,7 +142,8 @@ def create_app(settings: CloudSettings) -> FastAPI:
     )
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
-    # Fixed paths first: /{workspace}/… pages must not capture /v1, /healthz, /signin and the like.
+    # Fixed paths first: /{workspace}/… pages must not capture /v1, /healthz, /signin, /docs and the like.
+    _install_docs(app)
     for module in (health, ingest, daemon, pairing, auth, invitations, workspaces):
         app.include_router(module.router)
     app.include_router(pairing.pages)
@@ -157,7 +160,20 @@ def create_app(settings: CloudSettings) -> FastAPI:
     _install_error_handlers(app)
     _document_batch_body(app)
     app.add_middleware(RefuseNulCharacters)
+    app.add_middleware(SecurityHeaders, headers=security_headers.default_headers(settings))
     return app
+
+
+def _install_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs, as FastAPI would serve it, with a policy that allows its CDN and inline script."""
+    page = get_swagger_ui_html(
+        openapi_url=app.openapi_url or "/openapi.json", title=f"{app.title} - Swagger UI"
+    )
+    policy = security_headers.docs_policy(page.body)
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return HTMLResponse(page.body, headers={"Content-Security-Policy": policy})
 
 
 class RefuseNulCharacters:
