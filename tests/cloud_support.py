@@ -1,8 +1,8 @@
 """Cross-component test support: the cloud API and the meter as real processes on loopback.
 
-The API runs as `uvicorn --factory halton_api.app:app_from_env` against the session's real PostgreSQL and
-embedded warehouse (throwaway databases per test); each meter is `halton-meter start --foreground` with its
-own home directory, pointed at fake providers. A person is an httpx client with a cookie jar that signs up
+The API runs as `uvicorn --factory halton_api.app:app_from_env --http halton_api.slow_clients:SlowClientProtocol`
+(as production would) against the session's real PostgreSQL and embedded warehouse (throwaway databases per
+test); each meter is `halton-meter start --foreground` with its own home directory, pointed at fake providers. A person is an httpx client with a cookie jar that signs up
 through the real pages.
 """
 
@@ -55,6 +55,8 @@ class CloudProcess:
                 "127.0.0.1",
                 "--port",
                 str(self.port),
+                "--http",
+                "halton_api.slow_clients:SlowClientProtocol",
                 "--log-level",
                 "warning",
             ],

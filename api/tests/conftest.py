@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import uvicorn
@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from halton_api.app import create_app
 from halton_api.settings import CloudSettings
+from halton_api.slow_clients import SlowClientProtocol
 from halton_warehouse import WarehouseSettings
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
@@ -47,19 +48,38 @@ def app(client: TestClient) -> FastAPI:
 
 
 @pytest.fixture
-def live_server(settings: CloudSettings) -> Iterator[str]:
-    """The app served by a real uvicorn on a free loopback port (in a thread); yields its base URL."""
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=0, log_level="warning", lifespan="on"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=30)
+def serve() -> Iterator[Callable[[CloudSettings], str]]:
+    """Serve an app made from the given settings with a real uvicorn on a free loopback port (in a thread),
+    as `halton-cloud up` serves it; returns its base URL. Stopped after the test."""
+    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
+
+    def start(settings: CloudSettings) -> str:
+        config = uvicorn.Config(
+            create_app(settings),
+            host="127.0.0.1",
+            port=0,
+            log_level="warning",
+            lifespan="on",
+            http=SlowClientProtocol,
+        )
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        servers.append((server, thread))
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.05)
+        return f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+
+    yield start
+    for server, _ in servers:
+        server.should_exit = True
+    for _, thread in servers:
+        thread.join(timeout=30)
+
+
+@pytest.fixture
+def live_server(settings: CloudSettings, serve: Callable[[CloudSettings], str]) -> str:
+    """The app served by a real uvicorn on a free loopback port (in a thread); its base URL."""
+    return serve(settings)

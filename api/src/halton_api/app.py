@@ -1,4 +1,5 @@
-"""The FastAPI application: `create_app(settings)`; `uvicorn --factory halton_api.app:app_from_env` in production."""
+"""The FastAPI application: `create_app(settings)`; in production `uvicorn --factory halton_api.app:app_from_env
+--http halton_api.slow_clients:SlowClientProtocol` (the protocol adds header and body read timeouts)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import datetime
+from typing import Any
 from urllib.parse import quote
 from uuid import UUID
 
@@ -21,7 +23,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from halton_api import postgres, security_headers
+from halton_api import postgres, security_headers, slow_clients
 from halton_api.dashboards.reader import MartsReader
 from halton_api.deps import SignInRequired
 from halton_api.errors import DomainError
@@ -77,7 +79,7 @@ def create_app(settings: CloudSettings) -> FastAPI:
     """The cloud API and pages. Stores are opened by the lifespan (so tests use `with TestClient(app)`)."""
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         async with AsyncExitStack() as stack:
             url = settings.database_url
             if url is None:
@@ -116,7 +118,8 @@ def create_app(settings: CloudSettings) -> FastAPI:
             app.state.report_jobs = ReportJobs()
             stack.push_async_callback(app.state.report_jobs.aclose)
             tune_gc_for_batches()  # the end of startup: what the process holds now, it holds for good
-            yield
+            # The lifespan state reaches uvicorn's connections: the slow-client limits of this server.
+            yield {slow_clients.STATE_KEY: slow_clients.SlowClientGuard.from_settings(settings)}
 
     app = FastAPI(
         title="Halton Meter Cloud",

@@ -158,6 +158,7 @@ def up(
 
     from halton_api import postgres
     from halton_api.app import create_app
+    from halton_api.slow_clients import SlowClientProtocol
     from halton_warehouse import WarehouseSettings
 
     settings = _settings(data_dir=data_dir)
@@ -195,6 +196,7 @@ def up(
                 log_level="info",
                 lifespan="on",
                 access_log=False,
+                http=SlowClientProtocol,  # header and body read timeouts (halton_api.slow_clients)
             )
             server_ = uvicorn.Server(config)
             loader = (

@@ -82,6 +82,26 @@ class CloudSettings(BaseSettings):
     # Where the dashboard looks for a meter running on the visitor's own machine ("Pair this machine").
     meter_loopback_url: str = Field(default="http://127.0.0.1:8090")
 
+    # Slow clients (see halton_api.slow_clients): the API server closes a connection that takes longer.
+    http_header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="A request's headers must be complete this long after the connection opens (or after "
+        "the first byte of the next request on a kept-alive connection); else 408 and close.",
+    )
+    http_body_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest pause between two pieces of a request body (a meter's batch arrives in well "
+        "under a second); else 408 and close.",
+    )
+    http_max_pending_connections: int = Field(
+        default=256,
+        ge=1,
+        description="Connections still sending their headers at once; one more closes the one waiting "
+        "longest.",
+    )
+
     pg_pool_min: int = Field(default=1, ge=0)
     pg_pool_max: int = Field(default=10, ge=1)
 
