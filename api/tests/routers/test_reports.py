@@ -9,7 +9,7 @@ import re
 
 from fastapi.testclient import TestClient
 
-from halton_api.testing.factories import Browser, make_user, make_workspace
+from halton_api.testing.factories import Browser, add_member, make_user, make_workspace
 
 FORM = re.compile(r'<form method="post" action="([^"]+)"[^>]*data-pdf="(\w+)"')
 
@@ -57,9 +57,15 @@ def test_a_get_never_starts_a_report_and_a_post_needs_the_csrf_token(
     assert progress.status_code == 200 and "data-report-job" in progress.text
 
 
-def test_the_start_page_needs_a_member(client: TestClient, postgres_url: str) -> None:
+def test_starting_a_report_needs_a_member(client: TestClient, postgres_url: str) -> None:
     owner = make_user(postgres_url)
     workspace = make_workspace(postgres_url, owner=owner)
+    viewer = make_user(postgres_url)
+    add_member(postgres_url, workspace=workspace, user=viewer, role="viewer")
+    started = Browser(client, postgres_url, viewer).post(
+        f"/{workspace.slug}/reports/new", {"kind": "executive"}
+    )
+    assert started.status_code == 303 and "/reports/" in started.headers["location"]  # reading is enough
     anonymous = client.get(f"/{workspace.slug}/reports/new?kind=executive")
     assert anonymous.status_code == 303 and anonymous.headers["location"].startswith("/signin")
     outsider = Browser(client, postgres_url, make_user(postgres_url))
