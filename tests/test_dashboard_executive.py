@@ -78,9 +78,9 @@ def test_the_headline_figures_are_the_marts(demo_page, built_demo, artifacts_dir
     status = demo_page.page.locator("[data-figure=reconciliation] [data-status]").get_attribute("data-status")
     assert status == row.status
     page = demo_page.page
-    assert page.locator("figure.chart svg").count() == 1
-    assert page.locator("figure.chart svg rect[fill]").count() >= 3  # columns for the demo's months
-    assert page.locator("a[data-pdf]").get_attribute("href") == f"/{built_demo.slug}/executive.pdf"
+    assert page.locator("figure.chart > svg").count() == 1
+    assert page.locator("figure.chart > svg rect[fill]").count() >= 3  # columns for the demo's months
+    assert page.locator("form[data-pdf]").get_attribute("action") == f"/{built_demo.slug}/reports/new"
     assert (
         page.locator(".executive .figures dd").first.evaluate("e => parseFloat(getComputedStyle(e).fontSize)")
         >= 30
@@ -102,8 +102,8 @@ def test_a_filter_changes_the_figures_and_the_url(demo_page, built_demo, artifac
     )
     assert demo_page.figure("this_month") == money(anthropic) != before
     assert (
-        page.locator("a[data-pdf]").get_attribute("href")
-        == f"/{built_demo.slug}/executive.pdf?provider=anthropic"
+        page.locator("form[data-pdf]").get_attribute("action")
+        == f"/{built_demo.slug}/reports/new?provider=anthropic"
     )
     demo_page.screenshot(artifacts_dir, "executive-anthropic")
 

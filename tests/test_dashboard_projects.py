@@ -47,7 +47,7 @@ def test_project_page_figures_breakdowns_and_grain(demo_page, built_demo, artifa
         p=PROJECT,
     )
     assert [row[2] for row in demo_page.table("by-developer")] == [money(s) for _, s in by_device]
-    assert demo_page.page.locator("figure.chart svg").count() == 2
+    assert demo_page.page.locator("figure.chart > svg").count() == 2
     demo_page.screenshot(artifacts_dir, "project")
 
     # A developer's row narrows the page to that device: numbers and URL follow.

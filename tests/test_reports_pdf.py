@@ -10,6 +10,7 @@ in settings is drawn in the report's header.
 from __future__ import annotations
 
 import hashlib
+import html
 import io
 import re
 import time
@@ -61,11 +62,36 @@ def owner(demo_cloud, built_demo):
 
 
 def fetch_pdf(client, path: str) -> bytes:
+    """A script's way (an API key): the .pdf URL answers with the PDF."""
     response = client.get(path, timeout=120)
     assert response.status_code == 200, response.text[:2000]
     assert response.headers["content-type"] == "application/pdf"
     assert response.headers["content-disposition"].startswith("attachment; filename=")
     return response.content
+
+
+START_FORM = re.compile(r'<form method="post" action="([^"]+)"[^>]*data-pdf="\w+">(.*?)</form>', re.DOTALL)
+HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)">')
+
+
+def generate_pdf(client, path: str) -> bytes:
+    """A signed-in browser's way: the .pdf URL leads to the page whose form (a POST with its CSRF token)
+    starts a report job; the job is polled, then its PDF downloaded."""
+    sent = client.get(path)
+    assert sent.status_code == 303 and "/reports/new?" in sent.headers["location"], sent.text[:2000]
+    page = client.get(sent.headers["location"])
+    assert page.status_code == 200, page.text[:2000]
+    action, inputs = START_FORM.search(page.text).groups()
+    fields = {name: html.unescape(value) for name, value in HIDDEN.findall(inputs)}
+    started = client.post(html.unescape(action), data=fields)
+    assert started.status_code == 303, started.text[:2000]
+    workspace, _, job_id = started.headers["location"].strip("/").split("/")
+    deadline = time.monotonic() + 120
+    while (job := client.get(f"/v1/{workspace}/reports/{job_id}").json())["state"] == "running":
+        assert time.monotonic() < deadline, "the report job did not finish"
+        time.sleep(0.1)
+    assert job["state"] == "done", job
+    return fetch_pdf(client, job["download_url"])
 
 
 def lines_with(pages: list[str], *parts: str) -> list[tuple[int, str]]:
@@ -143,7 +169,7 @@ def assert_well_made(pdf: bytes, pages: list[str], workspace_name: str) -> None:
 def test_project_report_is_the_marts_signed(name, owner, built_demo, artifacts_dir: Path) -> None:
     query, first, last = periods()[name]
     ws = built_demo.slug
-    pdf = fetch_pdf(owner, f"/{ws}/projects/{PROJECT}/report.pdf?{query}")
+    pdf = generate_pdf(owner, f"/{ws}/projects/{PROJECT}/report.pdf?{query}")
     pngs = pdf_pages_png(pdf, artifacts_dir / "reports", prefix=f"project-{name}")
     pages = pdf_pages_text(pdf)
     assert len(pngs) == len(pages) == page_count(pdf) >= 2
@@ -219,7 +245,7 @@ def test_project_report_is_the_marts_signed(name, owner, built_demo, artifacts_d
 
 
 def test_executive_summary_is_the_marts_signed(owner, built_demo, artifacts_dir: Path) -> None:
-    pdf = fetch_pdf(owner, f"/{built_demo.slug}/executive.pdf")
+    pdf = generate_pdf(owner, f"/{built_demo.slug}/executive.pdf")
     pdf_pages_png(pdf, artifacts_dir / "reports", prefix="executive")
     pages = pdf_pages_text(pdf)
     assert_well_made(pdf, pages, built_demo.demo.workspace.name)
@@ -258,7 +284,7 @@ def test_a_twelve_month_report_takes_seconds(owner, built_demo, artifacts_dir: P
     t = today()
     first = t - timedelta(days=364)
     started = time.perf_counter()
-    pdf = fetch_pdf(
+    pdf = generate_pdf(
         owner, f"/{built_demo.slug}/projects/{PROJECT}/report.pdf?range=custom&from={first}&to={t}"
     )
     seconds = time.perf_counter() - started
@@ -298,7 +324,7 @@ def test_generate_pdf_shows_progress_then_downloads(demo_page, built_demo, artif
     ):
         demo_page.open(start)
         with page.expect_download(timeout=60_000) as info:
-            page.click(f"a[data-pdf]:has-text('{button}')")
+            page.click(f"form[data-pdf] button:has-text('{button}')")
             page.wait_for_url("**/reports/*")
             assert page.locator("h1").inner_text() == "Generating your PDF"
         download = info.value
@@ -316,7 +342,11 @@ def test_generate_pdf_shows_progress_then_downloads(demo_page, built_demo, artif
 
 def test_report_jobs_are_private_to_their_workspace(owner, demo_cloud, built_demo) -> None:
     ws = built_demo.slug
-    started = owner.get(f"/{ws}/reports/new?kind=project&slug={PROJECT}&range=this_month")
+    project = f"/{ws}/projects/{PROJECT}?range=this_month"
+    started = owner.post(
+        f"/{ws}/reports/new?range=this_month",
+        data={"csrf_token": csrf(owner, project), "kind": "project", "slug": PROJECT},
+    )
     assert started.status_code == 303, started.text
     job_id = started.headers["location"].rsplit("/", 1)[1]
     deadline = time.monotonic() + 60
@@ -340,7 +370,8 @@ def test_report_jobs_are_private_to_their_workspace(owner, demo_cloud, built_dem
     # Bad requests say what is wrong.
     assert owner.get(f"/{ws}/reports/new?kind=project").status_code == 422
     assert owner.get(f"/{ws}/reports/new?kind=invoice").status_code == 422
-    assert owner.get(f"/{ws}/projects/no-such-project/report.pdf").status_code == 404
+    unknown = owner.get(f"/{ws}/projects/no-such-project/report.pdf")
+    assert owner.get(unknown.headers["location"]).status_code == 404
 
 
 def logo_png(colour: tuple[int, int, int]) -> bytes:
@@ -378,7 +409,7 @@ def test_a_logo_uploaded_in_settings_is_drawn_in_the_reports(
 
         for name, path in (("project", f"/{ws}/projects/{PROJECT}/report.pdf?range=this_month"),
                            ("executive", f"/{ws}/executive.pdf")):  # fmt: skip
-            pdf = fetch_pdf(admin, path)
+            pdf = generate_pdf(admin, path)
             pngs = pdf_pages_png(pdf, artifacts_dir / "reports", prefix=f"{name}-with-logo")
             for png in pngs:  # the running header of every page: its top 70 points
                 width = Image.open(png).width
@@ -393,7 +424,7 @@ def test_a_logo_uploaded_in_settings_is_drawn_in_the_reports(
     assert removed.status_code == 303
     assert audited(built_demo, "workspace.logo_removed")
     owner = signed_in(demo_cloud.url, built_demo.owner_email)
-    pdf = fetch_pdf(owner, f"/{ws}/executive.pdf")
+    pdf = generate_pdf(owner, f"/{ws}/executive.pdf")
     owner.close()
     (png, *_) = pdf_pages_png(pdf, artifacts_dir / "reports", prefix="executive-logo-removed")
     assert colour_pixels(png, LOGO_MAGENTA, (0, 0, 400, 80)) == 0

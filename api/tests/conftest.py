@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import pytest
@@ -48,42 +47,40 @@ def app(client: TestClient) -> FastAPI:
     return client.app  # type: ignore[return-value]
 
 
-@contextmanager
-def serving(settings: CloudSettings, **app_options: Any) -> Iterator[str]:
-    """The app served by a real uvicorn on a free loopback port (in a thread), configured as `halton-cloud`
-    configures it (forwarded headers from `settings`); yields its base URL. `app_options` go to
-    `create_app` (a clock)."""
-    config = uvicorn.Config(
-        create_app(settings, **app_options),
-        host="127.0.0.1",
-        port=0,
-        log_level="warning",
-        lifespan="on",
-        **settings.uvicorn_proxy_options(),
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
+@pytest.fixture
+def serve() -> Iterator[Callable[..., str]]:
+    """`serve(settings, clock=…)`: the app served as `halton-cloud` serves it (`CloudSettings.uvicorn_options()`),
+    by a real uvicorn on a free loopback port in a thread; returns its base URL. Keyword arguments go to
+    `create_app`. Every server started is stopped after the test."""
+    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
+
+    def start(settings: CloudSettings, **app_options: Any) -> str:
+        config = uvicorn.Config(
+            create_app(settings, **app_options),
+            host="127.0.0.1",
+            port=0,
+            log_level="warning",
+            lifespan="on",
+            **settings.uvicorn_options(),
+        )
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        servers.append((server, thread))
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.05)
+        return f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+
+    yield start
+    for server, _ in servers:
         server.should_exit = True
+    for _, thread in servers:
         thread.join(timeout=30)
 
 
 @pytest.fixture
-def live_server(settings: CloudSettings) -> Iterator[str]:
-    """The app with the test's settings behind a real uvicorn; yields its base URL."""
-    with serving(settings) as url:
-        yield url
-
-
-@pytest.fixture
-def serve() -> Callable[..., AbstractContextManager[str]]:
-    """`with serve(settings, clock=…) as url:` the app as the test sets it up, behind a real uvicorn."""
-    return serving
+def live_server(settings: CloudSettings, serve: Callable[[CloudSettings], str]) -> str:
+    """The app served by a real uvicorn on a free loopback port (in a thread); its base URL."""
+    return serve(settings)

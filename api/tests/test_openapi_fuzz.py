@@ -59,7 +59,7 @@ def stack(postgres_server: str, warehouse_server: str, tmp_path_factory) -> Iter
     )
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(cloud), host="127.0.0.1", port=0, log_level="warning", **cloud.uvicorn_proxy_options()
+            create_app(cloud), host="127.0.0.1", port=0, log_level="warning", **cloud.uvicorn_options()
         )
     )
     thread = threading.Thread(target=server.run, daemon=True)

@@ -127,7 +127,8 @@ def test_forwarded_headers_are_believed_from_a_listed_proxy(
 ) -> None:
     """Behind a proxy the operator lists, each client gets its own buckets, and the pages show its address."""
     behind_proxy = settings.model_copy(update={"forwarded_allow_ips": ["127.0.0.1"]})
-    with serve(behind_proxy) as url, httpx.Client(base_url=url, timeout=30) as http:
+    url = serve(behind_proxy)
+    with httpx.Client(base_url=url, timeout=30) as http:
         owner = make_user(postgres_url)
         make_workspace(postgres_url, owner=owner)
         starts = [

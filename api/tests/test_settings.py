@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from halton_api.settings import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_ROWS, CloudSettings, SettingsError
+from halton_api.settings import (
+    DEFAULT_MAX_BATCH_BYTES,
+    DEFAULT_MAX_BATCH_ROWS,
+    SLOW_CLIENT_PROTOCOL,
+    CloudSettings,
+    SettingsError,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -64,10 +70,14 @@ def test_documented_defaults(tmp_path: Path) -> None:
 def test_forwarded_headers_are_believed_from_no_one_unless_proxies_are_listed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert CloudSettings(data_dir=tmp_path).uvicorn_proxy_options() == {"proxy_headers": False}
+    assert CloudSettings(data_dir=tmp_path).uvicorn_options() == {
+        "http": SLOW_CLIENT_PROTOCOL,
+        "proxy_headers": False,
+    }
     monkeypatch.setenv("HALTON_FORWARDED_ALLOW_IPS", "10.0.0.5, 10.0.1.0/24,fd00::1")
     listed = CloudSettings(data_dir=tmp_path)
-    assert listed.uvicorn_proxy_options() == {
+    assert listed.uvicorn_options() == {
+        "http": SLOW_CLIENT_PROTOCOL,
         "proxy_headers": True,
         "forwarded_allow_ips": ["10.0.0.5", "10.0.1.0/24", "fd00::1"],
     }

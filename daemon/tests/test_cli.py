@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import subprocess
@@ -50,6 +52,18 @@ def test_report_shows_unpriced_as_a_count(home, seed):
     csv_text = run(main, ["report", "--csv", "--by", "project"]).output
     assert csv_text.splitlines()[0].startswith("dimension,key,calls")
     assert "project,web,2,0,1,0.020000000" in csv_text
+
+
+def test_report_csv_neutralises_formula_cells(home, seed):
+    # A model name is whatever the SDK asked for or the provider answered: anyone's text.
+    seed(model='=HYPERLINK("http://evil.example")', cost="0.5")
+    seed(model="-2+3", cost="0.25")
+    seed(model="@SUM(A1)", cost=None)
+    rows = list(csv.reader(io.StringIO(run(main, ["report", "--csv", "--by", "model"]).output)))
+    keys = {row[1] for row in rows[1:]}
+    assert {'\'=HYPERLINK("http://evil.example")', "'-2+3", "'@SUM(A1)"} <= keys
+    assert not any(cell.startswith(("=", "+", "-", "@")) for row in rows for cell in row)
+    assert rows[1][:6] == ["total", "", "3", "0", "1", "0.750000000"]  # numbers stay numbers
 
 
 def test_report_periods_and_errors(home):

@@ -146,6 +146,59 @@ def test_a_bad_connect_body_is_refused(ask):
     assert bad_url.status_code == 422 and "base_url" in json.loads(bad_url.content)["error"]
 
 
+def test_a_dashboard_cannot_point_the_meter_at_another_cloud(ask, cloud):
+    """The allowed dashboard's page (or a script injected into it) asks to pair with a foreign server."""
+    with FakeCloud() as foreign:
+        response = ask("POST", "/v1/cloud/connect", body=json.dumps({"base_url": foreign.url}).encode())
+        assert response.status_code == 403, response.content
+        error = json.loads(response.content)["error"]
+        assert error.startswith("base_url: ") and foreign.url in error and "cloud connect --base-url" in error
+        assert response.headers["access-control-allow-origin"] == DASHBOARD  # the page can read why
+        assert foreign.pending_codes() == [] and ask.control.cloud.pairing is None
+    # The cloud the meter is configured for is this dashboard's cloud: asked by name, it pairs.
+    named = ask("POST", "/v1/cloud/connect", body=json.dumps({"base_url": cloud.url + "/"}).encode())
+    assert named.status_code == 202 and json.loads(named.content)["code"] in cloud.pending_codes()
+
+
+def test_a_dashboard_pairs_with_the_cloud_it_is_served_by(home, cloud):
+    """A self-hosted cloud serves its own dashboard: the page's origin is the base_url's origin."""
+    with FakeCloud() as own:
+        set_cloud_keys(home.config, {"dashboard_origin": own.url, "base_url": cloud.url})
+        supervisor = CloudSupervisor(load_settings(home.home), Health(), load_machine_id(home), tick=60)
+        ask = Asker(supervisor)
+        try:
+            response = ask(
+                "POST", "/v1/cloud/connect", origin=own.url, body=json.dumps({"base_url": own.url}).encode()
+            )
+            assert response.status_code == 202, response.content
+            assert json.loads(response.content)["code"] in own.pending_codes() and cloud.pending_codes() == []
+        finally:
+            supervisor.stop()
+            ask.context.master.event_loop.close()
+
+
+@pytest.mark.parametrize(
+    ("base_url", "origin", "ok"),
+    [
+        ("http://127.0.0.1:8000", "http://127.0.0.1:8000", True),
+        ("http://127.0.0.1:8000/", "http://127.0.0.1:8000", True),
+        ("HTTPS://Cloud.Example.com:443/halton", "https://cloud.example.com", True),
+        ("http://[::1]:8000", "http://[::1]:8000", True),
+        ("http://127.0.0.1:8001", "http://127.0.0.1:8000", False),
+        ("https://127.0.0.1:8000", "http://127.0.0.1:8000", False),
+        ("http://evil.example", "http://127.0.0.1:8000", False),
+        ("http://127.0.0.1:8000.evil.example", "http://127.0.0.1:8000", False),
+        ("http://evil.example", "null", False),
+        ("https://api.haltonmeter.com", "https://app.haltonmeter.com", True),  # the configured cloud
+    ],
+)
+def test_connect_target_rule(base_url, origin, ok):
+    refusal = loopback.check_connect_target(
+        base_url=base_url, origin=origin, configured_base_url="https://api.haltonmeter.com"
+    )
+    assert (refusal is None) is ok
+
+
 @pytest.mark.parametrize(
     ("host", "ok"),
     [

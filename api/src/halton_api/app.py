@@ -1,4 +1,6 @@
-"""The FastAPI application: `create_app(settings)`; `uvicorn --factory halton_api.app:app_from_env` in production."""
+"""The FastAPI application: `create_app(settings)`; in production `halton-cloud serve`, which runs
+`app_from_env` under uvicorn with the options of `CloudSettings.uvicorn_options()` (forwarded headers only from
+listed proxies; header and body read timeouts from `halton_api.slow_clients`)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import quote
 from uuid import UUID
 
@@ -15,12 +18,13 @@ import anyio
 import psycopg
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from halton_api import postgres
+from halton_api import postgres, security_headers, slow_clients
 from halton_api.dashboards.reader import MartsReader
 from halton_api.deps import SignInRequired
 from halton_api.errors import DomainError
@@ -53,6 +57,7 @@ from halton_api.routers import (
     traces,
     workspaces,
 )
+from halton_api.security_headers import SecurityHeaders
 from halton_api.settings import CloudSettings
 from halton_api.store import devices as devices_store
 from halton_api.store import projects as projects_store
@@ -83,7 +88,7 @@ def create_app(settings: CloudSettings, *, clock: Callable[[], datetime] = utc_n
     """
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         async with AsyncExitStack() as stack:
             url = settings.database_url
             if url is None:
@@ -122,14 +127,15 @@ def create_app(settings: CloudSettings, *, clock: Callable[[], datetime] = utc_n
             app.state.report_jobs = ReportJobs()
             stack.push_async_callback(app.state.report_jobs.aclose)
             tune_gc_for_batches()  # the end of startup: what the process holds now, it holds for good
-            yield
+            # The lifespan state reaches uvicorn's connections: the slow-client limits of this server.
+            yield {slow_clients.STATE_KEY: slow_clients.SlowClientGuard.from_settings(settings)}
 
     app = FastAPI(
         title="Halton Meter Cloud",
         version="0.1.0",
         summary="Ingestion, workspaces and the JSON API of Halton Meter Cloud.",
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # served by _install_docs, with the Content-Security-Policy Swagger UI needs
         redoc_url=None,
     )
     app.state.settings = settings
@@ -160,7 +166,8 @@ def create_app(settings: CloudSettings, *, clock: Callable[[], datetime] = utc_n
     )
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
-    # Fixed paths first: /{workspace}/… pages must not capture /v1, /healthz, /signin and the like.
+    # Fixed paths first: /{workspace}/… pages must not capture /v1, /healthz, /signin, /docs and the like.
+    _install_docs(app)
     for module in (health, ingest, daemon, pairing, auth, invitations, workspaces):
         app.include_router(module.router)
     app.include_router(pairing.pages)
@@ -177,7 +184,20 @@ def create_app(settings: CloudSettings, *, clock: Callable[[], datetime] = utc_n
     _install_error_handlers(app)
     _document_batch_body(app)
     app.add_middleware(RefuseNulCharacters)
+    app.add_middleware(SecurityHeaders, headers=security_headers.default_headers(settings))
     return app
+
+
+def _install_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs, as FastAPI would serve it, with a policy that allows its CDN and inline script."""
+    page = get_swagger_ui_html(
+        openapi_url=app.openapi_url or "/openapi.json", title=f"{app.title} - Swagger UI"
+    )
+    policy = security_headers.docs_policy(page.body)
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return HTMLResponse(page.body, headers={"Content-Security-Policy": policy})
 
 
 class RefuseNulCharacters:

@@ -202,7 +202,7 @@ def up(
                 log_level="info",
                 lifespan="on",
                 access_log=False,
-                **app_settings.uvicorn_proxy_options(),
+                **app_settings.uvicorn_options(),
             )
             server_ = uvicorn.Server(config)
             loader = (
@@ -239,7 +239,7 @@ def serve(host: str, port: int, log_level: str) -> None:
 
     Control-plane migrations run at start-up; run `halton-cloud migrate` for the warehouse before rolling
     out. Forwarded headers are believed only from HALTON_FORWARDED_ALLOW_IPS (a plain `uvicorn` command
-    would believe them from any loopback peer).
+    would believe them from any loopback peer), and slow clients are cut off (HALTON_HTTP_*).
     """
     import uvicorn
 
@@ -251,7 +251,7 @@ def serve(host: str, port: int, log_level: str) -> None:
         port=port,
         log_level=log_level,
         lifespan="on",
-        **settings.uvicorn_proxy_options(),
+        **settings.uvicorn_options(),
     )
 
 

@@ -91,6 +91,8 @@ async def render(
 
 
 def set_cookie(response: Any, request: Request, name: str, value: str, *, max_age: int | None) -> None:
+    """Every cookie we set: HttpOnly, SameSite=Lax (a cross-site POST carries none), Secure when the public
+    URL is https."""
     response.set_cookie(
         name,
         value,
@@ -107,3 +109,10 @@ def redirect(url: str, notice: str | None = None) -> RedirectResponse:
     if notice:
         url = f"{url}{'&' if '?' in url else '?'}{urlencode({'notice': notice})}"
     return RedirectResponse(url, status_code=303)
+
+
+def clear_cookie(response: Any, request: Request, name: str) -> None:
+    """Expire a cookie with the attributes it was set with (a browser may keep a Secure one otherwise)."""
+    response.delete_cookie(
+        name, httponly=True, samesite="lax", secure=request.app.state.settings.secure_cookies, path="/"
+    )

@@ -41,6 +41,8 @@ _PLACEHOLDER_SECRETS = {
     "development",
 }
 MIN_SECRET_LENGTH = 32
+# By import path: uvicorn imports it, and the protocol module imports these settings.
+SLOW_CLIENT_PROTOCOL = "halton_api.slow_clients:SlowClientProtocol"
 
 
 class SettingsError(ValueError):
@@ -127,6 +129,26 @@ class CloudSettings(BaseSettings):
     # Where the dashboard looks for a meter running on the visitor's own machine ("Pair this machine").
     meter_loopback_url: str = Field(default="http://127.0.0.1:8090")
 
+    # Slow clients (see halton_api.slow_clients): the API server closes a connection that takes longer.
+    http_header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="A request's headers must be complete this long after the connection opens (or after "
+        "the first byte of the next request on a kept-alive connection); else 408 and close.",
+    )
+    http_body_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest pause between two pieces of a request body (a meter's batch arrives in well "
+        "under a second); else 408 and close.",
+    )
+    http_max_pending_connections: int = Field(
+        default=256,
+        ge=1,
+        description="Connections still sending their headers at once; one more closes the one waiting "
+        "longest.",
+    )
+
     pg_pool_min: int = Field(default=1, ge=0)
     pg_pool_max: int = Field(default=10, ge=1)
 
@@ -203,15 +225,17 @@ class CloudSettings(BaseSettings):
     def secure_cookies(self) -> bool:
         return self.public_url.startswith("https://")
 
-    def uvicorn_proxy_options(self) -> dict[str, Any]:
-        """What every uvicorn serving the API is given: forwarded headers only from the proxies listed.
+    def uvicorn_options(self) -> dict[str, Any]:
+        """What every uvicorn serving the API is given: forwarded headers only from the proxies listed, and
+        the protocol that cuts off slow clients (`halton_api.slow_clients`, limits from `http_*` above).
 
         uvicorn's own default believes X-Forwarded-For from any loopback peer, so on one machine any local
         process (or a page's request relayed by one) could claim any client address.
         """
+        options: dict[str, Any] = {"http": SLOW_CLIENT_PROTOCOL}
         if not self.forwarded_allow_ips:
-            return {"proxy_headers": False}
-        return {"proxy_headers": True, "forwarded_allow_ips": list(self.forwarded_allow_ips)}
+            return {**options, "proxy_headers": False}
+        return {**options, "proxy_headers": True, "forwarded_allow_ips": list(self.forwarded_allow_ips)}
 
     def secret(self) -> bytes:
         assert self.secret_key is not None  # set by the validator

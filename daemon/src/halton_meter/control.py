@@ -126,10 +126,11 @@ class Control:
         if path == "/v1/cloud/connect":
             if request.method != "POST":
                 return _json(405, {"error": "use POST /v1/cloud/connect"}, cors)
-            return await self._connect(request, cors)
+            assert origin is not None  # loopback.check: a POST carries the dashboard's Origin
+            return await self._connect(request, origin, cors)
         return _json(404, {"error": f"no such cloud route: {path}"}, cors)
 
-    async def _connect(self, request: http.Request, cors: dict[str, str]) -> http.Response:
+    async def _connect(self, request: http.Request, origin: str, cors: dict[str, str]) -> http.Response:
         from halton_meter.cloud.supervisor import ConnectRefused
 
         assert self.cloud is not None
@@ -144,7 +145,7 @@ class Control:
         if not isinstance(document, dict) or (base_url is not None and not isinstance(base_url, str)):
             return _json(422, {"error": 'send JSON: {"base_url": optional string}'}, cors)
         try:
-            status, answer = await asyncio.to_thread(self.cloud.connect, base_url)
+            status, answer = await asyncio.to_thread(self.cloud.connect, base_url, origin)
         except ConnectRefused as exc:
             return _json(exc.status, {"error": str(exc)}, cors)
         return _json(status, answer, cors)

@@ -3,7 +3,6 @@ provider_request_id or request_uid) and one request's full row for its trace."""
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
@@ -18,6 +17,7 @@ from halton_api.dashboards.models import RequestRowPublic, RequestTable
 from halton_api.dashboards.reader import Marts
 from halton_api.dashboards.spend import as_moment
 from halton_api.store.requests import decode_cursor, encode_cursor
+from halton_meter.csv_export import SafeCsvWriter
 
 PAGE_SIZE = 100
 _COLUMNS = (
@@ -116,7 +116,7 @@ def _cutoff(client: Client, m: Marts, scope: Scope, need: int, before: datetime 
 def csv_response(table: RequestTable, filename: str) -> Response:
     """The visible rows as a CSV download (the project pages' and the audit log's request tables)."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    writer = SafeCsvWriter(buffer)
     writer.writerow(CSV_COLUMNS)
     writer.writerows(csv_rows(table))
     return Response(

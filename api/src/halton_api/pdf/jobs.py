@@ -66,20 +66,38 @@ class ReportJobs:
         self, *, workspace_id: UUID, filename: str, work: Callable[[ReportJob], Awaitable[bytes]]
     ) -> ReportJob:
         """Run `work(job)` in the background; it returns the finished PDF's bytes."""
+        job = self._new_job(workspace_id, filename)
+        self._jobs[job.id] = job
+        self._tasks[job.id] = asyncio.create_task(self._run(job, work), name=f"report-job-{job.id}")
+        return job
+
+    async def run(
+        self, *, workspace_id: UUID, filename: str, work: Callable[[ReportJob], Awaitable[bytes]]
+    ) -> bytes:
+        """Run `work(job)` in the caller's task, in one of the same slots (the direct `.pdf` answers to
+        scripts): a script cannot render more reports at once than the pages can. Nothing is kept to poll;
+        errors and cancellation reach the caller as they are."""
+        job = self._new_job(workspace_id, filename)
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks[job.id] = task
+        try:
+            return await work(job)
+        finally:
+            self._tasks.pop(job.id, None)
+
+    def _new_job(self, workspace_id: UUID, filename: str) -> ReportJob:
         self._forget_old()
         if len(self._tasks) >= self._max_running:
             raise TooManyReportJobs(
                 f"{len(self._tasks)} reports are being generated already: try again in a moment"
             )
-        job = ReportJob(
+        return ReportJob(
             id=secrets.token_urlsafe(16),
             workspace_id=workspace_id,
             filename=filename,
             created_at=datetime.now(UTC),
         )
-        self._jobs[job.id] = job
-        self._tasks[job.id] = asyncio.create_task(self._run(job, work), name=f"report-job-{job.id}")
-        return job
 
     def get(self, job_id: str, *, workspace_id: UUID) -> ReportJob | None:
         """The job, if it exists and belongs to `workspace_id` (an id from another workspace finds nothing)."""

@@ -3,7 +3,6 @@ per synced call, from the marts); each tab paged, searchable, exported as CSV, w
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from collections.abc import AsyncIterator
@@ -20,6 +19,7 @@ from halton_api.deps import ApiReader, Conn, Member, RailFilters, Reader, Stream
 from halton_api.models import AuditPage
 from halton_api.pages import render
 from halton_api.store import audit
+from halton_meter.csv_export import SafeCsvWriter
 
 router = APIRouter(prefix="/v1/{workspace}/audit", tags=["audit"])
 pages = APIRouter(prefix="/{workspace}", include_in_schema=False)
@@ -139,7 +139,7 @@ async def captured_requests_csv(
 async def audit_csv(ctx: StreamMember, conn: StreamConn, q: Search = None, kind: Kind = None) -> Response:
     async def rows() -> AsyncIterator[str]:
         buffer = io.StringIO()
-        writer = csv.writer(buffer)
+        writer = SafeCsvWriter(buffer)
         writer.writerow(CSV_COLUMNS)
         async for event in audit.iter_events(conn, workspace_id=ctx.workspace.id, q=q, kind=kind):
             writer.writerow(

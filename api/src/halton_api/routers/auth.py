@@ -33,7 +33,7 @@ from halton_api.deps import (
 )
 from halton_api.errors import Conflict
 from halton_api.models import UserPublic
-from halton_api.pages import redirect, render, set_cookie
+from halton_api.pages import clear_cookie, redirect, render, set_cookie
 from halton_api.ratelimit import CredentialKind, TokenBucketLimiter
 from halton_api.store import Connection, invitations, sign_in_failures, users, workspaces
 
@@ -228,5 +228,5 @@ async def signout(request: Request, conn: Conn) -> Response:
     if token:
         await users.delete_session(conn, token=token)
     response = redirect("/signin", "signed out")
-    response.delete_cookie(SESSION_COOKIE, path="/")
+    clear_cookie(response, request, SESSION_COOKIE)
     return response

@@ -1,11 +1,14 @@
 """The signed PDF reports: a project's period report and the executive summary.
 
-Two ways to get one:
-- directly, `GET /{workspace}/projects/{slug}/report.pdf?<rail>` and `GET /{workspace}/executive.pdf?<rail>`,
-  answered when the PDF is ready (for scripts, with a workspace API key, and for browsers without script);
-- with progress: the pages' "Generate PDF" buttons go to `/{workspace}/reports/new?kind=…&slug=…&<rail>`,
-  which starts a report job and shows its progress page; that page polls `GET /v1/{workspace}/reports/{id}`
-  and then downloads `/{workspace}/reports/{id}.pdf`.
+A report is rendered only for a request that cannot be forged from another site:
+- in a browser, "Generate PDF" is a form that POSTs to `/{workspace}/reports/new?<rail>` with its CSRF token;
+  that starts a report job and goes to its progress page, which polls `GET /v1/{workspace}/reports/{id}` and
+  then downloads `/{workspace}/reports/{id}.pdf`. A GET of `/reports/new` only shows that form: the session
+  cookie is SameSite=Lax, so a link on another site would carry it, and a link must not start work;
+- for scripts, `GET /{workspace}/projects/{slug}/report.pdf?<rail>` and `GET /{workspace}/executive.pdf?<rail>`
+  with a workspace API key (`Authorization: Bearer hm_key_…`, which no other site can make a browser send)
+  answer with the PDF when it is ready. They run in the same slots as the jobs (429 when all are busy). The
+  same GET with only a session cookie is sent to the form.
 Either way the report is signed and `report.signed` is audited with the SHA-256 of the bytes served.
 """
 
@@ -14,15 +17,18 @@ from __future__ import annotations
 import logging
 import re
 from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
-from fastapi.responses import Response
+from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Request, status
+from fastapi.responses import RedirectResponse, Response
 
+from halton_api.dashboards import spend
 from halton_api.dashboards.view import View, open_view
 from halton_api.deps import (
     ApiReader,
     BadCredentials,
     Conn,
+    CsrfProtected,
     Member,
     RailFilters,
     Reader,
@@ -97,6 +103,10 @@ async def _prepare(
     if kind == "project":
         if not slug:
             raise Invalid("slug: a project report needs the project's slug")
+        if view.facts.project(slug) is None and not await view.reader.run(
+            lambda client, m: spend.has_project(client, m, ctx.workspace.id, slug)
+        ):
+            raise NotFound(f"no project {slug!r} in this workspace")
         return (
             view,
             lambda: reports.project_report(env, view, slug, logo=logo, grain=grain),
@@ -112,9 +122,33 @@ async def _direct(
     request: Request, ctx: WorkspaceContext, conn: Connection, filters, reader, kind: Kind, slug: str | None,
     grain: str | None,
 ) -> Response:  # fmt: skip
+    if ctx.actor.type != "api_key":
+        # A browser, signed in by its cookie (which a link on another site carries too, as it would cached
+        # Basic credentials of a proxy in front of us): the form, not the work.
+        return RedirectResponse(_start_page(ctx, filters, kind, slug, grain), status_code=303)
     view, build, filename = await _prepare(request, ctx, conn, filters, reader, kind, slug, grain)
-    pdf = await reports.render_and_sign(build, view=view, pool=request.app.state.pg, actor=ctx.actor)
+    pool = request.app.state.pg
+
+    async def work(job: ReportJob) -> bytes:
+        return await reports.render_and_sign(build, view=view, pool=pool, actor=ctx.actor, job=job)
+
+    try:
+        pdf = await _jobs(request).run(workspace_id=ctx.workspace.id, filename=filename, work=work)
+    except TooManyReportJobs as exc:
+        raise _busy(exc) from None
     return _pdf_response(pdf, filename)
+
+
+def _start_page(ctx: WorkspaceContext, filters, kind: Kind, slug: str | None, grain: str | None) -> str:
+    """`/{workspace}/reports/new` for this report: the page whose form starts it."""
+    extra = [("kind", kind), *([("slug", slug)] if slug else []), *([("grain", grain)] if grain else [])]
+    return f"/{ctx.workspace.slug}/reports/new?{urlencode(filters.pairs(with_extra=False) + extra)}"
+
+
+def _busy(exc: TooManyReportJobs) -> HTTPException:
+    return HTTPException(
+        status.HTTP_429_TOO_MANY_REQUESTS, detail=str(exc), headers={"Retry-After": str(RETRY_AFTER)}
+    )
 
 
 @pages.get("/projects/{slug}/report.pdf")
@@ -122,7 +156,8 @@ async def project_report_pdf(
     request: Request, ctx: ReportReader, conn: Conn, filters: RailFilters, reader: Reader, slug: str,
     grain: Grain = None,
 ) -> Response:  # fmt: skip
-    """The project's signed period report for the rail's period and filters, when it is ready."""
+    """The project's signed period report for the rail's period and filters, when it is ready (with an API
+    key; a browser is sent to the page that starts one)."""
     return await _direct(request, ctx, conn, filters, reader, "project", slug, grain)
 
 
@@ -130,18 +165,35 @@ async def project_report_pdf(
 async def executive_pdf(
     request: Request, ctx: ReportReader, conn: Conn, filters: RailFilters, reader: Reader
 ) -> Response:
-    """The signed executive summary, when it is ready."""
+    """The signed executive summary, when it is ready (with an API key; a browser is sent to the page that
+    starts one)."""
     return await _direct(request, ctx, conn, filters, reader, "executive", None, None)
 
 
 @pages.get("/reports/new")
+async def new_report_page(
+    request: Request, ctx: Member, conn: Conn, filters: RailFilters, reader: Reader,
+    kind: Annotated[Kind, Query(description="project or executive")],
+    slug: Annotated[str | None, Query(max_length=128)] = None, grain: Grain = None,
+) -> Response:  # fmt: skip
+    """What the report will hold, and the button (a POST with the CSRF token) that starts it."""
+    view, _, filename = await _prepare(request, ctx, conn, filters, reader, kind, slug, grain)
+    return await render(
+        request, "reports/new.html", conn=conn, ctx=ctx, filters=filters, view=view, kind=kind, slug=slug,
+        grain=grain, filename=filename,
+    )  # fmt: skip
+
+
+@pages.post("/reports/new", dependencies=[CsrfProtected])
 async def new_report(
     request: Request, ctx: Member, conn: Conn, filters: RailFilters, reader: Reader,
-    kind: Annotated[Kind, Query(description="project or executive")], slug: str | None = None,
-    grain: Grain = None,
+    kind: Annotated[Kind, Form(description="project or executive")],
+    slug: Annotated[str | None, Form(max_length=128)] = None, grain: Annotated[str | None, Form(max_length=8)] = None,
 ) -> Response:  # fmt: skip
     """Start generating a report in the background and go to its progress page."""
-    view, build, filename = await _prepare(request, ctx, conn, filters, reader, kind, slug, grain)
+    view, build, filename = await _prepare(
+        request, ctx, conn, filters, reader, kind, slug or None, grain or None
+    )
     pool = request.app.state.pg
 
     async def work(job: ReportJob) -> bytes:
@@ -150,9 +202,7 @@ async def new_report(
     try:
         job = _jobs(request).start(workspace_id=ctx.workspace.id, filename=filename, work=work)
     except TooManyReportJobs as exc:
-        raise HTTPException(
-            status.HTTP_429_TOO_MANY_REQUESTS, detail=str(exc), headers={"Retry-After": str(RETRY_AFTER)}
-        ) from None
+        raise _busy(exc) from None
     log.info("report job %s started for workspace %s: %s", job.id, ctx.workspace.slug, filename)
     return redirect(f"/{ctx.workspace.slug}/reports/{job.id}")
 

@@ -1,19 +1,5 @@
-// PDF reports with progress. A "Generate PDF" link (a[data-pdf], pointing at the synchronous .pdf URL, which
-// works without this script) starts a report job instead; the job's page polls until the PDF is ready, then
-// downloads it.
-document.querySelectorAll("a[data-pdf]").forEach((link) => {
-  link.addEventListener("click", (event) => {
-    const url = new URL(link.href, location.href);
-    const match = url.pathname.match(/^\/([^/]+)\/(?:projects\/([^/]+)\/report|executive)\.pdf$/);
-    if (!match) return;
-    event.preventDefault();
-    const query = new URLSearchParams(url.search);
-    query.set("kind", match[2] ? "project" : "executive");
-    if (match[2]) query.set("slug", decodeURIComponent(match[2]));
-    location.assign(`/${match[1]}/reports/new?${query}`);
-  });
-});
-
+// A report job's progress page (started by the "Generate PDF" form, a POST): poll the job until the PDF is
+// ready, then download it. Without this script the page says where the job is; reloading it shows the link.
 const job = document.querySelector("[data-report-job]");
 if (job) {
   const bar = job.querySelector("progress");

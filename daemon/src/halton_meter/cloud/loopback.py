@@ -8,15 +8,20 @@ reachable from a browser; these checks keep every other page and every other mac
   own name);
 * a request with an ``Origin`` must come from ``[cloud] dashboard_origin`` exactly; a ``POST`` must
   carry that Origin (browsers always send one; a local process uses the CLI instead);
-* CORS answers name that one origin (never ``*``), and preflights allow Private Network Access.
+* CORS answers name that one origin (never ``*``), and preflights allow Private Network Access;
+* ``POST /v1/cloud/connect`` pairs only with the cloud the calling dashboard belongs to: a ``base_url``
+  whose origin is the page's own, or the cloud the meter is configured for (``config.toml``). A dashboard
+  page, even the allowed one, never points the meter at a third server.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+DEFAULT_PORTS = {"http": 80, "https": 443}
 ALLOWED_METHODS = "GET, POST, OPTIONS"
 ALLOWED_HEADERS = "content-type"
 PREFLIGHT_MAX_AGE_S = 600
@@ -73,6 +78,35 @@ def check(
             f"{method} needs the dashboard's Origin header; from a terminal, run `halton-meter cloud connect`",
         )
     return None
+
+
+def origin_of(url: str) -> str | None:
+    """``scheme://host[:port]`` as a browser's Origin header spells it (default port left out), or None."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in DEFAULT_PORTS or not parts.hostname:
+        return None
+    scheme = parts.scheme.lower()
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{scheme}://{host}" + ("" if port in (None, DEFAULT_PORTS[scheme]) else f":{port}")
+
+
+def check_connect_target(*, base_url: str, origin: str, configured_base_url: str) -> Refusal | None:
+    """None when a dashboard at ``origin`` may pair the meter with ``base_url``, else why not."""
+    if base_url.rstrip("/") == configured_base_url.rstrip("/"):
+        return None
+    target = origin_of(base_url)
+    if target is not None and target == origin_of(origin):
+        return None
+    return Refusal(
+        403,
+        f"base_url: a dashboard at {origin} may pair this meter only with its own cloud ({origin}) or the "
+        f"configured one ({configured_base_url}), not {base_url}; to use another cloud, run "
+        "`halton-meter cloud connect --base-url <url>` in a terminal",
+    )
 
 
 def cors_headers(

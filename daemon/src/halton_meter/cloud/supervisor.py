@@ -19,7 +19,7 @@ import sqlite3
 import threading
 from typing import Any
 
-from halton_meter.cloud import config_table, credentials, link, pairing, state
+from halton_meter.cloud import config_table, credentials, link, loopback, pairing, state
 from halton_meter.cloud.client import CloudClient, CloudError, CloudRefused, PairingTicket, host_of
 from halton_meter.cloud.worker import SyncWorker
 from halton_meter.health import Health
@@ -246,8 +246,9 @@ class CloudSupervisor:
                 status.pairing = self.pairing.to_json()
         return status.to_json()
 
-    def connect(self, base_url: str | None) -> tuple[int, dict[str, Any]]:
-        """Start (or return the running) dashboard pairing; raises :class:`ConnectRefused`."""
+    def connect(self, base_url: str | None, origin: str) -> tuple[int, dict[str, Any]]:
+        """Start (or return the running) dashboard pairing for the page at ``origin``; raises
+        :class:`ConnectRefused`."""
         with self._lock:
             if self.pairing is not None and self.pairing.pending:
                 return 200, self.pairing.to_json()
@@ -256,6 +257,11 @@ class CloudSupervisor:
             target = cloud_base_url(base_url) if base_url else settings.cloud_base_url
         except ValueError as exc:
             raise ConnectRefused(422, f"base_url: {exc}") from None
+        refusal = loopback.check_connect_target(
+            base_url=target, origin=origin, configured_base_url=settings.cloud_base_url
+        )
+        if refusal is not None:
+            raise ConnectRefused(refusal.status, refusal.message)
         self._retire_previous_pairing(settings)
         client = CloudClient(target)
         try:

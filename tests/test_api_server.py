@@ -1,0 +1,47 @@
+"""The API served as production serves it, `halton-cloud serve` (uvicorn with the slow-client protocol; the
+limits come from `HALTON_HTTP_*`, through the app's lifespan state), and every response carries the security
+headers."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import select
+import socket
+import time
+from pathlib import Path
+
+import httpx
+
+from cloud_support import CloudProcess
+from halton_meter.testing.processes import free_port
+
+
+def test_uvicorns_command_line_closes_slow_headers(postgres_url: str, warehouse, tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "HALTON_ENV": "development",
+        "HALTON_DATA_DIR": str(tmp_path / "cloud"),
+        "HALTON_DATABASE_URL": postgres_url,
+        "HALTON_CLICKHOUSE_URL": warehouse.url,
+        "HALTON_CLICKHOUSE_DATABASE_PREFIX": warehouse.prefix,
+        "HALTON_SECRET_KEY": secrets.token_urlsafe(48),
+        "HALTON_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "HALTON_HTTP_HEADER_TIMEOUT_SECONDS": "0.5",
+    }
+    api = CloudProcess(env=env, port=port, log_path=tmp_path / "api.log")
+    api.start()
+    try:
+        healthy = httpx.get(f"{api.url}/healthz")
+        assert healthy.status_code == 200 and healthy.headers["x-frame-options"] == "DENY"
+        sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: ")
+        deadline = time.monotonic() + 30
+        while not select.select([sock], [], [], 0.05)[0]:  # a byte every 50 ms until the server answers
+            assert time.monotonic() < deadline, "the server kept a connection whose headers never end"
+            sock.sendall(b"a")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+        sock.close()
+    finally:
+        api.stop()
