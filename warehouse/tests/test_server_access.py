@@ -307,6 +307,14 @@ def test_the_reader_cannot_write(server: EmbeddedWarehouse, sql: str) -> None:
     assert as_admin(server, "SELECT count() FROM shop.orders")[2] == b"3\n"
 
 
+def test_a_second_statement_hidden_behind_a_heredoc_is_refused(server: EmbeddedWarehouse) -> None:
+    # Read as a string from the first quote, the `;` would hide; read as ClickHouse does, it ends a statement.
+    sql = "SELECT $$'$$; DROP TABLE shop.orders --'"
+    status, _, body = request(server, sql, login_headers(reader(server)))
+    assert status == 400 and b"Multi-statements are not allowed" in body
+    assert as_admin(server, "SELECT count() FROM shop.orders")[2] == b"3\n"
+
+
 def test_the_reader_reads_with_clickhouse_connect_and_cannot_lift_its_limit(
     server: EmbeddedWarehouse,
 ) -> None:

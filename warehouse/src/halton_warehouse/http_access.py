@@ -33,7 +33,7 @@ from halton_warehouse.http_errors import (
     REQUIRED_PASSWORD,
     ClickHouseError,
 )
-from halton_warehouse.http_sql import StatementShape
+from halton_warehouse.http_sql import TOKENS, StatementShape
 
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
 
@@ -109,24 +109,6 @@ _READER_KEYWORDS = frozenset(
     {"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXISTS", "EXPLAIN", "SET", "USE"}
 )
 
-_TOKENS = re.compile(
-    r"""
-    (?P<skip>
-        --[^\n]*+
-      | \#[ !][^\n]*+
-      | /\*(?:[^*]++|\*(?!/))*+(?:\*/|\Z)
-      | '(?:[^'\\]++|\\.|'')*+(?:'|\Z)
-      | \$(?P<tag>[A-Za-z0-9_]*+)\$.*?(?:\$(?P=tag)\$|\Z)
-    )
-  | (?P<quoted>
-        `(?:[^`\\]++|\\.|``)*+(?:`|\Z)
-      | "(?:[^"\\]++|\\.|"")*+(?:"|\Z)
-    )
-  | (?P<open>\()
-  | (?P<word>[A-Za-z_][A-Za-z0-9_]*+)
-    """,
-    re.VERBOSE | re.DOTALL | re.ASCII,
-)
 _ESCAPE = re.compile(r"\\(x[0-9A-Fa-f]{2}|.)", re.DOTALL)
 _SIMPLE_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "0": "\0", "a": "\a", "v": "\v"}
 
@@ -236,7 +218,7 @@ def allowed_host_names(bind_host: str, extra: tuple[str, ...] = ()) -> frozenset
 
 
 def _tokens(sql: str) -> Iterator[_Token]:
-    for match in _TOKENS.finditer(sql):
+    for match in TOKENS.finditer(sql):
         kind = match.lastgroup
         if kind == "open":
             yield _Token("open", "(")
@@ -244,7 +226,7 @@ def _tokens(sql: str) -> Iterator[_Token]:
             yield _Token("word", match.group().lower())
         elif kind == "quoted":
             yield _Token("word", _unquote(match.group()).lower(), quoted=True)
-        # "skip" (and the heredoc tag group inside it) are comments and string literals.
+        # "skip" (and the heredoc tag group inside it), "close" and "semi" name nothing.
 
 
 def _unquote(quoted: str) -> str:

@@ -17,17 +17,21 @@ _LEADING = re.compile(r"(?:\s++|--[^\n]*+|\#[ !][^\n]*+|/\*(?:[^*]++|\*(?!/))*+\
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*+")
 _FORMAT_NAME = re.compile(r"\s++([A-Za-z_][A-Za-z0-9_]*+)", re.ASCII)
 # Tokens that matter for the structure; anything else (numbers, operators, commas) is skipped by the
-# scanner in C. Comments, strings and quoted identifiers are matched whole so that words inside them
-# are never mistaken for keywords; an unterminated one runs to the end of the text.
-_TOKENS = re.compile(
+# scanner in C. Comments, strings (heredocs too) and quoted identifiers are matched whole so that words inside
+# them are never mistaken for keywords; an unterminated one runs to the end of the text. The access checks
+# (http_access) read quoted identifiers as names, so they have a group of their own.
+TOKENS = re.compile(
     r"""
     (?P<skip>
         --[^\n]*+
       | \#[ !][^\n]*+
       | /\*(?:[^*]++|\*(?!/))*+(?:\*/|\Z)
       | '(?:[^'\\]++|\\.|'')*+(?:'|\Z)
+      | \$(?P<tag>[A-Za-z0-9_]*+)\$.*?(?:\$(?P=tag)\$|\Z)
+    )
+  | (?P<quoted>
+        `(?:[^`\\]++|\\.|``)*+(?:`|\Z)
       | "(?:[^"\\]++|\\.|"")*+(?:"|\Z)
-      | `(?:[^`\\]++|\\.|``)*+(?:`|\Z)
     )
   | (?P<open>\()
   | (?P<close>\))
@@ -36,6 +40,7 @@ _TOKENS = re.compile(
     """,
     re.VERBOSE | re.DOTALL | re.ASCII,
 )
+_OPAQUE = frozenset({"skip", "quoted"})
 
 # Statements whose result is a table of rows (ClickHouse sends X-ClickHouse-Format for these only).
 _ROW_RETURNING = frozenset(
@@ -120,9 +125,9 @@ def split_insert(text: str, complete: bool) -> InsertSplit | None:
     NeedMoreText when the header could still continue past the end of `text`.
     """
     depth = 0
-    for match in _TOKENS.finditer(text):
+    for match in TOKENS.finditer(text):
         kind = match.lastgroup
-        if kind == "skip":
+        if kind in _OPAQUE:
             if match.end() == len(text) and not complete:
                 raise NeedMoreText
             continue
@@ -187,11 +192,11 @@ def _scan_statement(text: str) -> tuple[str | None, int | None]:
     in_settings_tail = False
     ended = False  # a top-level `;` was seen
     skip_until = 0
-    for match in _TOKENS.finditer(text):
+    for match in TOKENS.finditer(text):
         if match.start() < skip_until:
             continue
         kind = match.lastgroup
-        if kind == "skip":
+        if kind in _OPAQUE:
             continue
         if ended and kind != "semi":
             return candidate, match.start()
