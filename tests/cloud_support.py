@@ -8,7 +8,9 @@ through the real pages.
 
 from __future__ import annotations
 
+import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from halton_meter.testing.processes import wait_for
+from halton_meter.testing.processes import free_port, wait_for
 
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 PASSWORD = "correct horse battery staple"
@@ -37,6 +39,26 @@ class CloudProcess:
     port: int
     log_path: Path
     process: subprocess.Popen | None = None
+
+    @classmethod
+    def on_stores(
+        cls, home: Path, *, database_url: str, warehouse_url: str, prefix: str, **settings: str
+    ) -> CloudProcess:
+        """The API of a development cloud on a free port over these stores, its data and log under `home`;
+        `settings` are more `HALTON_*` variables (without the prefix, e.g. `HTTP_HEADER_TIMEOUT_SECONDS`)."""
+        port = free_port()
+        env = {
+            **os.environ,
+            "HALTON_ENV": "development",
+            "HALTON_DATA_DIR": str(home / "cloud"),
+            "HALTON_DATABASE_URL": database_url,
+            "HALTON_CLICKHOUSE_URL": warehouse_url,
+            "HALTON_CLICKHOUSE_DATABASE_PREFIX": prefix,
+            "HALTON_SECRET_KEY": secrets.token_urlsafe(48),
+            "HALTON_PUBLIC_URL": f"http://127.0.0.1:{port}",
+            **{f"HALTON_{name}": value for name, value in settings.items()},
+        }
+        return cls(env=env, port=port, log_path=home / "api.log")
 
     @property
     def url(self) -> str:

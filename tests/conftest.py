@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,23 +11,13 @@ import pytest
 from cloud_support import CloudProcess, DashboardPage, Person, launch_chromium
 from halton_api.testing.demo_marts import DEMO_PASSWORD, BuiltDemo, build_demo, drop_demo
 from halton_meter.testing.fake_providers import fake_providers
-from halton_meter.testing.processes import free_port
 
 
 @pytest.fixture
 def cloud(postgres_url: str, warehouse, tmp_path: Path) -> Iterator[CloudProcess]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "HALTON_ENV": "development",
-        "HALTON_DATA_DIR": str(tmp_path / "cloud"),
-        "HALTON_DATABASE_URL": postgres_url,
-        "HALTON_CLICKHOUSE_URL": warehouse.url,
-        "HALTON_CLICKHOUSE_DATABASE_PREFIX": warehouse.prefix,
-        "HALTON_SECRET_KEY": secrets.token_urlsafe(48),
-        "HALTON_PUBLIC_URL": f"http://127.0.0.1:{port}",
-    }
-    process = CloudProcess(env=env, port=port, log_path=tmp_path / "api.log")
+    process = CloudProcess.on_stores(
+        tmp_path, database_url=postgres_url, warehouse_url=warehouse.url, prefix=warehouse.prefix
+    )
     process.start()
     yield process
     process.stop()
@@ -60,18 +49,12 @@ def built_demo(warehouse_server: str, postgres_server: str):
 def demo_cloud(built_demo: BuiltDemo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CloudProcess]:
     """The API as a real process over the built demo's stores (shared by the dashboard tests: read-mostly)."""
     home = tmp_path_factory.mktemp("demo-cloud")
-    port = free_port()
-    env = {
-        **os.environ,
-        "HALTON_ENV": "development",
-        "HALTON_DATA_DIR": str(home),
-        "HALTON_DATABASE_URL": built_demo.database_url,
-        "HALTON_CLICKHOUSE_URL": built_demo.warehouse_url,
-        "HALTON_CLICKHOUSE_DATABASE_PREFIX": built_demo.prefix,
-        "HALTON_SECRET_KEY": secrets.token_urlsafe(48),
-        "HALTON_PUBLIC_URL": f"http://127.0.0.1:{port}",
-    }
-    process = CloudProcess(env=env, port=port, log_path=home / "api.log")
+    process = CloudProcess.on_stores(
+        home,
+        database_url=built_demo.database_url,
+        warehouse_url=built_demo.warehouse_url,
+        prefix=built_demo.prefix,
+    )
     process.start()
     yield process
     process.stop()

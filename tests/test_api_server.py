@@ -4,8 +4,6 @@ headers."""
 
 from __future__ import annotations
 
-import os
-import secrets
 import select
 import socket
 import time
@@ -14,23 +12,17 @@ from pathlib import Path
 import httpx
 
 from cloud_support import CloudProcess
-from halton_meter.testing.processes import free_port
 
 
 def test_uvicorns_command_line_closes_slow_headers(postgres_url: str, warehouse, tmp_path: Path) -> None:
-    port = free_port()
-    env = {
-        **os.environ,
-        "HALTON_ENV": "development",
-        "HALTON_DATA_DIR": str(tmp_path / "cloud"),
-        "HALTON_DATABASE_URL": postgres_url,
-        "HALTON_CLICKHOUSE_URL": warehouse.url,
-        "HALTON_CLICKHOUSE_DATABASE_PREFIX": warehouse.prefix,
-        "HALTON_SECRET_KEY": secrets.token_urlsafe(48),
-        "HALTON_PUBLIC_URL": f"http://127.0.0.1:{port}",
-        "HALTON_HTTP_HEADER_TIMEOUT_SECONDS": "0.5",
-    }
-    api = CloudProcess(env=env, port=port, log_path=tmp_path / "api.log")
+    api = CloudProcess.on_stores(
+        tmp_path,
+        database_url=postgres_url,
+        warehouse_url=warehouse.url,
+        prefix=warehouse.prefix,
+        HTTP_HEADER_TIMEOUT_SECONDS="0.5",
+    )
+    port = api.port
     api.start()
     try:
         healthy = httpx.get(f"{api.url}/healthz")

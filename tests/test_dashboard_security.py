@@ -4,7 +4,6 @@ no `securitypolicyviolation` and no console error. Screenshots go to test-artifa
 
 from __future__ import annotations
 
-import os
 import secrets
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 
 from cloud_support import PASSWORD, CloudProcess, DashboardPage, Person
 from halton_api.dashboards.filters import previous_month
-from halton_meter.testing.processes import MeterProcess, free_port, wait_for
+from halton_meter.testing.processes import MeterProcess, wait_for
 
 PROJECT = "acme-batch-summariser"
 # Every violation, reported from the page to the test as it happens (set before any page loads).
@@ -120,23 +119,13 @@ def test_pair_this_machine_works_under_the_csp(
 ) -> None:
     """The devices page finds the meter on this machine (connect-src allows its loopback URL), the meter pairs
     with the cloud this page belongs to (its Origin is the base_url's), and the page approves the code."""
-    port = free_port()
-    cloud_url = f"http://127.0.0.1:{port}"
+    cloud = CloudProcess.on_stores(
+        tmp_path, database_url=postgres_url, warehouse_url=warehouse.url, prefix=warehouse.prefix
+    )
     # The meter is configured for another cloud: it pairs with this one because this page asks it to.
     (tmp_path / "laptop").mkdir()
-    meter = MeterProcess(tmp_path / "laptop", base_url="https://api.haltonmeter.com", dashboard=cloud_url)
-    env = {
-        **os.environ,
-        "HALTON_ENV": "development",
-        "HALTON_DATA_DIR": str(tmp_path / "cloud"),
-        "HALTON_DATABASE_URL": postgres_url,
-        "HALTON_CLICKHOUSE_URL": warehouse.url,
-        "HALTON_CLICKHOUSE_DATABASE_PREFIX": warehouse.prefix,
-        "HALTON_SECRET_KEY": secrets.token_urlsafe(48),
-        "HALTON_PUBLIC_URL": cloud_url,
-        "HALTON_METER_LOOPBACK_URL": f"http://127.0.0.1:{meter.port}",
-    }
-    cloud = CloudProcess(env=env, port=port, log_path=tmp_path / "api.log")
+    meter = MeterProcess(tmp_path / "laptop", base_url="https://api.haltonmeter.com", dashboard=cloud.url)
+    cloud.env["HALTON_METER_LOOPBACK_URL"] = f"http://127.0.0.1:{meter.port}"
     cloud.start()
     person = Person(cloud.url, f"pat-{secrets.token_hex(3)}@example.com").sign_up("Pairing Co")
     context = chromium.new_context(viewport={"width": 1280, "height": 900}, base_url=cloud.url)

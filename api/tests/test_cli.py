@@ -82,16 +82,7 @@ def test_up_serves_a_healthy_api_and_stops_everything_on_sigterm(server_dir: Pat
         assert httpx.get(f"{base}/openapi.json", timeout=10).status_code == 200
         assert httpx.get(f"{base}/signup", timeout=10).status_code == 200
         # uvicorn's default would believe X-Forwarded-For from this loopback peer: each start a new address.
-        starts = [
-            httpx.post(
-                f"{base}/v1/pairing/start",
-                json={"machine_id": f"m{i}"},
-                headers={"X-Forwarded-For": f"203.0.113.{i + 1}"},
-                timeout=10,
-            ).status_code
-            for i in range(11)
-        ]
-        assert starts == [201] * 10 + [429]
+        assert pairing_starts_from_rotating_addresses(base, 11) == [201] * 10 + [429]
         postmaster = (server_dir / "postgres" / "postmaster.pid").read_text().split()[0]
 
         process.send_signal(signal.SIGTERM)
@@ -138,19 +129,23 @@ def test_serve_runs_the_api_believing_no_forwarded_header(
     try:
         _wait_for_line(process, r"Application startup complete", 60, seen)
         base = f"http://127.0.0.1:{port}"
-        starts = [
-            httpx.post(
-                f"{base}/v1/pairing/start",
-                json={"machine_id": f"m{i}"},
-                headers={"X-Forwarded-For": f"203.0.113.{i + 1}"},
-                timeout=10,
-            ).status_code
-            for i in range(11)
-        ]
-        assert starts == [201] * 10 + [429]
+        assert pairing_starts_from_rotating_addresses(base, 11) == [201] * 10 + [429]
         process.send_signal(signal.SIGTERM)
         # uvicorn shuts down gracefully, then re-raises the signal, so the exit status is -SIGTERM.
         assert process.wait(timeout=30) in (0, -signal.SIGTERM), "".join(seen)
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def pairing_starts_from_rotating_addresses(base: str, count: int) -> list[int]:
+    """Statuses of `count` pairing starts, each claiming another address in X-Forwarded-For."""
+    return [
+        httpx.post(
+            f"{base}/v1/pairing/start",
+            json={"machine_id": f"m{i}"},
+            headers={"X-Forwarded-For": f"203.0.113.{i + 1}"},
+            timeout=10,
+        ).status_code
+        for i in range(count)
+    ]
