@@ -170,3 +170,47 @@ def test_kill_9_mid_batch_loses_nothing_and_counts_each_row_once(tmp_path, cloud
     assert cloud.unique_uids() == set(uids)
     assert cloud.accepted_total == 300  # each request_uid counted once after dedupe
     assert sum(cloud.received.values()) == 400 and max(cloud.received.values()) == 2  # 100 sent twice
+
+
+def test_a_killed_daemon_is_not_running_with_its_backlog_until_restarted(tmp_path, cloud):
+    meter = Meter(tmp_path, base_url=cloud.url)
+    cloud.pair(meter.paths)
+    with meter.running():
+        wait_for(lambda: meter.json("cloud", "status")["state"] == "ACTIVE", what="ACTIVE")
+        # The supervisor's tick is the heartbeat: daemon.json is touched after it was written.
+        written = json.loads(meter.paths.daemon_state.read_text())["started_at"]
+        running = meter.json("status")["daemon"]
+        assert running["state"] == "running" and running["started_at"] == written
+        cloud.go_down()
+        store_rows(meter.paths, 3000)
+        wait_for(lambda: meter.json("cloud", "status")["state"] == "DEGRADED", what="DEGRADED")
+        pid = meter.pid()
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: meter.json("status")["daemon"]["state"] == "stopped", what="the lock to be released")
+
+        document = meter.json("cloud", "status")
+        assert document["state"] == "NOT-RUNNING" and document["daemon_running"] is False
+        assert document["unsynced_rows"] == 3000
+        assert document["daemon"]["state"] == "stopped" and document["daemon"]["started_at"] == written
+        last_seen = document["daemon"]["last_seen_at"]
+        assert last_seen is not None and last_seen >= written  # its last heartbeat, not its start
+        assert document["degraded_reason"]  # what the worker last saw is still told
+
+        overall = meter.json("status")
+        assert overall["daemon"]["state"] == "stopped" and overall["daemon"]["last_seen_at"] == last_seen
+        assert overall["cloud"]["state"] == "NOT-RUNNING" and overall["cloud"]["unsynced_rows"] == 3000
+        assert overall["cloud"]["daemon_running"] is False
+
+        text = meter.cli("cloud", "status").stdout.splitlines()
+        assert text[0] == "State:           NOT-RUNNING" and "Unsynced rows:   3000" in text
+        daemon_line = next(line for line in text if line.startswith("Daemon:"))
+        assert "stopped (last seen" in daemon_line and "halton-meter start" in daemon_line
+        assert "NOT-RUNNING" in meter.cli("status").stdout
+
+    cloud.come_up()
+    with meter.running():
+        wait_for(lambda: meter.unsynced() == 0, timeout=30, what="the backlog to drain after restart")
+        wait_for(lambda: meter.json("cloud", "status")["state"] == "ACTIVE", what="ACTIVE again")
+    stopped = meter.json("status")["daemon"]
+    assert stopped["state"] == "stopped" and stopped["last_seen_at"] is not None  # the clean stop's time
+    assert meter.json("cloud", "status")["state"] == "NOT-RUNNING"

@@ -21,6 +21,7 @@ from halton_meter.cloud.supervisor import CloudSupervisor
 from halton_meter.cloud.worker import SyncWorker, backoff_delay
 from halton_meter.health import Health
 from halton_meter.paths import MeterPaths
+from halton_meter.pidfile import PidLock
 from halton_meter.settings import load_settings
 from halton_meter.testing.fake_cloud import FakeCloud, store_rows
 from halton_meter.testing.processes import wait_for
@@ -43,10 +44,12 @@ def paired(home: MeterPaths, cloud: FakeCloud) -> str:
 
 @pytest.fixture
 def worker(home: MeterPaths, paired: str) -> Iterator[SyncWorker]:
+    """The worker in this process, which holds the daemon lock as the daemon that hosts it would."""
     settings = load_settings(home.home)
-    running = SyncWorker(home, Health(), lambda: settings).start()
-    yield running
-    running.stop()
+    with PidLock(home.pidfile):
+        running = SyncWorker(home, Health(), lambda: settings).start()
+        yield running
+        running.stop()
 
 
 def status(home: MeterPaths) -> state.CloudStatus:
@@ -152,6 +155,24 @@ def test_a_dead_cloud_degrades_then_drains(home, cloud, worker):
         what="ACTIVE, the error cleared",
     )
     assert len(cloud.unique_uids()) == 20
+
+
+def test_a_manual_sync_clears_degraded(home, cloud, paired):
+    settings = load_settings(home.home)
+    with PidLock(home.pidfile):  # this process stands in for the daemon that hosts the worker
+        worker = SyncWorker(home, Health(), lambda: settings).start()
+        cloud.go_down()
+        store_rows(home, 10)
+        wait_for(lambda: status(home).state == state.DEGRADED, what="DEGRADED")
+        worker.stop()  # the daemon's worker is between retries; the user does not wait for it
+        cloud.come_up()
+        synced = run(main, ["cloud", "sync"])
+        assert synced.exit_code == 0, synced.output
+        assert "(10 rows accepted)" in synced.output
+        store_rows(home, 1)  # calls keep arriving after the manual sync
+        after = json.loads(run(main, ["cloud", "status", "--json"]).output)
+        assert after["state"] == "ACTIVE" and after["degraded_reason"] is None and after["last_error"] is None
+        assert after["unsynced_rows"] == 1
 
 
 def test_rejected_rows_are_listed(home, cloud, worker):

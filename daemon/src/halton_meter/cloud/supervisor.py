@@ -4,7 +4,8 @@ Every tick (:data:`DEFAULT_TICK_S`, at most 15 s; ``HALTON_METER_SUPERVISOR_SECO
 e.g. in tests) it re-reads ``config.toml`` and the credentials: ``enabled = true`` with credentials on
 disk starts the worker, anything else stops it. So ``cloud connect`` run from a terminal, or
 ``cloud disconnect``, takes effect within one tick without restarting the daemon. At boot it heals a
-placeholder ``base_url`` (see :mod:`.config_table`).
+placeholder ``base_url`` (see :mod:`.config_table`). Each tick also touches ``daemon.json``: the
+daemon's heartbeat, which tells ``status`` since when a crashed daemon has been gone.
 
 It also backs the loopback routes of the dashboard (:mod:`halton_meter.control`): the state document,
 and pairings started from the browser, which run here in the background and write the same files as
@@ -19,6 +20,7 @@ import sqlite3
 import threading
 from typing import Any
 
+from halton_meter import pidfile
 from halton_meter.cloud import config_table, credentials, link, pairing, state
 from halton_meter.cloud.client import CloudClient, CloudError, CloudRefused, PairingTicket, host_of
 from halton_meter.cloud.worker import SyncWorker
@@ -168,6 +170,7 @@ class CloudSupervisor:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            pidfile.heartbeat(self.paths)
             try:
                 self.tick()
             except Exception as exc:  # never let the supervisor die: the next tick may do better
@@ -239,8 +242,7 @@ class CloudSupervisor:
             return self.settings
 
     def state_document(self) -> dict[str, Any]:
-        status = state.load_status(self._fresh_settings())
-        status.daemon_running = True
+        status = state.with_daemon(state.load_status(self._fresh_settings()), state.DAEMON_RUNNING)
         with self._lock:
             if self.pairing is not None:
                 status.pairing = self.pairing.to_json()
