@@ -44,7 +44,11 @@ def connect(meter: Meter, cloud: FakeCloud) -> tuple[str, str]:
 
 
 def test_connect_sync_status_loopback_reconnect_and_disconnect(tmp_path, cloud):
-    meter = Meter(tmp_path, base_url="https://api.halton.test")
+    meter = Meter(
+        tmp_path,
+        base_url="https://api.halton.test",
+        extra_config='base_url_written_by_meter = "https://api.halton.test"\n',  # an old meter's default
+    )
     not_running = meter.cli("cloud", "connect", "--base-url", cloud.url)
     assert not_running.returncode == 1
     assert "daemon not running: run halton-meter status and halton-meter start" in not_running.stderr
@@ -71,6 +75,7 @@ def test_connect_sync_status_loopback_reconnect_and_disconnect(tmp_path, cloud):
         assert json.loads(meter.paths.cloud_credentials.read_text())["token"] == token
         parsed = tomllib.loads(meter.paths.config.read_text())
         assert parsed["cloud"]["enabled"] is True and parsed["cloud"]["base_url"] == cloud.url
+        assert "base_url_written_by_meter" not in parsed["cloud"]  # --base-url: the user chose it
         assert parsed["cloud"]["workspace_id"] == cloud.workspace_id and parsed["proxy"]["port"] == meter.port
         with sqlite3.connect(meter.paths.db) as conn:
             ciphertext, workspace, hostname = conn.execute(
@@ -214,3 +219,30 @@ def test_a_killed_daemon_is_not_running_with_its_backlog_until_restarted(tmp_pat
     stopped = meter.json("status")["daemon"]
     assert stopped["state"] == "stopped" and stopped["last_seen_at"] is not None  # the clean stop's time
     assert meter.json("cloud", "status")["state"] == "NOT-RUNNING"
+
+
+def test_a_restart_keeps_the_url_the_user_chose_and_heals_only_what_the_meter_wrote(tmp_path, cloud):
+    chosen = "http://cloudbox.local:18400"
+    meter = Meter(tmp_path, base_url=cloud.url)
+    cloud.pair(meter.paths)  # as `cloud connect --base-url`: no base_url_written_by_meter
+    config = meter.paths.config.read_text().replace(f'base_url = "{cloud.url}"', f'base_url = "{chosen}"')
+    meter.paths.config.write_text(config)
+    with meter.running():
+        wait_for(lambda: "kept as it is" in meter.paths.daemon_log.read_text(), what="the kept URL logged")
+        assert meter.json("cloud", "status")["base_url"] == chosen
+    with meter.running():  # and again: a second boot changes nothing either
+        wait_for(lambda: meter.json("cloud", "status")["daemon_running"], what="the daemon to answer")
+    assert meter.paths.config.read_text() == config
+    assert tomllib.loads(config)["cloud"]["base_url"] == chosen
+    assert "healed" not in meter.paths.daemon_log.read_text()
+
+    # The same host written by the meter itself (its default once was a placeholder) is healed, logged.
+    meter.paths.config.write_text(
+        config.replace("[cloud]\n", f'[cloud]\nbase_url_written_by_meter = "{chosen}"\n')
+    )
+    with meter.running():
+        wait_for(lambda: "healed from" in meter.paths.daemon_log.read_text(), what="the heal logged")
+    line = next(x for x in meter.paths.daemon_log.read_text().splitlines() if "healed from" in x)
+    assert f"healed from '{chosen}' to 'https://api.haltonmeter.com'" in line
+    healed = tomllib.loads(meter.paths.config.read_text())["cloud"]
+    assert healed["base_url"] == "https://api.haltonmeter.com" and healed["enabled"] is True

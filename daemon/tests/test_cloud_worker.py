@@ -247,7 +247,11 @@ def test_backoff_grows_with_jitter_and_a_cap():
 
 
 def test_the_supervisor_starts_and_stops_the_worker(home, cloud):
-    set_cloud_keys(home.config, {"sync_interval_seconds": 0.05, "base_url": "https://api.halton.test"})
+    placeholder = "https://api.halton.test"
+    set_cloud_keys(
+        home.config,
+        {"sync_interval_seconds": 0.05, "base_url": placeholder, "base_url_written_by_meter": placeholder},
+    )
     supervisor = CloudSupervisor(load_settings(home.home), Health(), "unused", tick=0.05)
     supervisor.start()
     try:

@@ -734,6 +734,7 @@ def connect(base_url: str | None, poll_interval_seconds: float, timeout_seconds:
                 approval=approval,
                 machine_id=machine_id,
                 hostname=link.hostname_snapshot(),
+                base_url_by_meter=base_url is None and settings.cloud_base_url_by_meter,
             )
         finally:
             signal.signal(signal.SIGINT, previous_handler)

@@ -139,6 +139,9 @@ def web_origin(value: str) -> str:
 class CloudSection(_Section):
     enabled: bool = False
     base_url: str = DEFAULT_CLOUD_URL
+    # Set only when the meter wrote base_url from its own default (no flag, variable or config chose
+    # it): the one case in which the meter may later heal a placeholder base_url (see config_table).
+    base_url_written_by_meter: str | None = None
     workspace_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     # The only web origin allowed to call the loopback /v1/cloud/* routes (the dashboard).
     dashboard_origin: str = DEFAULT_DASHBOARD_ORIGIN
@@ -150,6 +153,11 @@ class CloudSection(_Section):
     @classmethod
     def _base_url(cls, value: str) -> str:
         return cloud_base_url(value)
+
+    @field_validator("base_url_written_by_meter")
+    @classmethod
+    def _written_base_url(cls, value: str | None) -> str | None:
+        return cloud_base_url(value) if value is not None else None
 
     @field_validator("dashboard_origin")
     @classmethod
@@ -203,6 +211,8 @@ class Settings:
     pricing_overrides: Path | None = None
     cloud_enabled: bool = False
     cloud_base_url: str = DEFAULT_CLOUD_URL
+    # True when nobody chose cloud_base_url: it is the meter's default, or what the meter wrote from it.
+    cloud_base_url_by_meter: bool = True
     cloud_workspace_id: str | None = None
     cloud_dashboard_origin: str = DEFAULT_DASHBOARD_ORIGIN
     cloud_batch_rows: int = DEFAULT_BATCH_ROWS
@@ -230,12 +240,16 @@ def load_settings(home: Path | None = None, *, port: int | None = None) -> Setti
     if port is not None:
         resolved_port = _parse_port(str(port), "--port")
     base_url = config.cloud.base_url
+    base_url_by_meter = (
+        "base_url" not in config.cloud.model_fields_set or base_url == config.cloud.base_url_written_by_meter
+    )
     env_url = os.environ.get(CLOUD_URL_ENV, "").strip()
     if env_url:
         try:
             base_url = cloud_base_url(env_url)
         except ValueError as exc:
             raise SettingsError(f"{CLOUD_URL_ENV}: {exc}") from None
+        base_url_by_meter = False
 
     return Settings(
         paths=paths,
@@ -257,6 +271,7 @@ def load_settings(home: Path | None = None, *, port: int | None = None) -> Setti
         pricing_overrides=_under_home(paths, config.pricing.overrides or DEFAULT_RATES_FILE),
         cloud_enabled=config.cloud.enabled,
         cloud_base_url=base_url,
+        cloud_base_url_by_meter=base_url_by_meter,
         cloud_workspace_id=config.cloud.workspace_id,
         cloud_dashboard_origin=config.cloud.dashboard_origin,
         cloud_batch_rows=config.cloud.batch_rows,

@@ -65,10 +65,18 @@ class ConnectRefused(RuntimeError):
 class BackgroundPairing:
     """A pairing started from the dashboard: the code is shown in the browser, the daemon polls."""
 
-    def __init__(self, supervisor: CloudSupervisor, client: CloudClient, ticket: PairingTicket) -> None:
+    def __init__(
+        self,
+        supervisor: CloudSupervisor,
+        client: CloudClient,
+        ticket: PairingTicket,
+        *,
+        base_url_by_meter: bool = False,
+    ) -> None:
         self.supervisor = supervisor
         self.client = client
         self.ticket = ticket
+        self.base_url_by_meter = base_url_by_meter
         self.status = "pending"
         self.error: str | None = None
         self._stop = threading.Event()
@@ -98,6 +106,7 @@ class BackgroundPairing:
                 approval=approval,
                 machine_id=self.supervisor.machine_id,
                 hostname=link.hostname_snapshot(),
+                base_url_by_meter=self.base_url_by_meter,
             )
             self.status = "approved"
             self.supervisor.poke()
@@ -142,8 +151,10 @@ class CloudSupervisor:
             self.health.event("cloud.base_url_healed")
         self._reload()
         if os.environ.get(CLOUD_URL_ENV) and config_table.is_placeholder(self.settings.cloud_base_url):
+            # Never rewritten (the user chose it); only said, since .test/.example/.invalid never resolve.
             logger.warning(
-                "%s=%s names a placeholder host that never resolves: unset it to use %s",
+                "%s=%s has a placeholder-style host: kept; if it never resolves, point it at your cloud "
+                "(or unset it to use %s)",
                 CLOUD_URL_ENV,
                 self.settings.cloud_base_url,
                 DEFAULT_CLOUD_URL,
@@ -267,7 +278,9 @@ class CloudSupervisor:
         except pairing.PairingFailed as exc:
             client.close()
             raise ConnectRefused(502, str(exc)) from None
-        background = BackgroundPairing(self, client, ticket)
+        background = BackgroundPairing(
+            self, client, ticket, base_url_by_meter=not base_url and settings.cloud_base_url_by_meter
+        )
         with self._lock:
             if self.pairing is not None:
                 self.pairing.cancel()
