@@ -246,3 +246,28 @@ def test_a_restart_keeps_the_url_the_user_chose_and_heals_only_what_the_meter_wr
     assert f"healed from '{chosen}' to 'https://api.haltonmeter.com'" in line
     healed = tomllib.loads(meter.paths.config.read_text())["cloud"]
     assert healed["base_url"] == "https://api.haltonmeter.com" and healed["enabled"] is True
+
+
+def test_rows_flow_within_15_s_of_the_cloud_coming_back_after_an_outage_longer_than_the_cap(tmp_path, cloud):
+    # Small timings through config.toml: retries capped at 1 s, /healthz asked every 0.2 s.
+    meter = Meter(
+        tmp_path, base_url=cloud.url, extra_config="retry_max_seconds = 1.0\nhealth_probe_seconds = 0.2\n"
+    )
+    cloud.pair(meter.paths)
+
+    def failures() -> int:
+        with sqlite3.connect(meter.paths.db) as conn:
+            return conn.execute("SELECT consecutive_failures FROM cloud_state").fetchone()[0]
+
+    with meter.running():
+        wait_for(lambda: meter.json("cloud", "status")["state"] == "ACTIVE", what="ACTIVE")
+        cloud.go_down()
+        uids = store_rows(meter.paths, 733)
+        # Ten failures in a row: the backoff (0.1, 0.2, 0.4, 0.8 s, then 1 s) has sat at its cap for a while.
+        wait_for(lambda: failures() >= 10, timeout=60, what="an outage longer than the retry cap")
+        uids += store_rows(meter.paths, 10)
+        assert meter.json("cloud", "status")["state"] == "DEGRADED"
+        cloud.come_up()
+        wait_for(lambda: meter.unsynced() == 0, timeout=15, what="every row within 15 s of the return")
+        wait_for(lambda: meter.json("cloud", "status")["state"] == "ACTIVE", what="ACTIVE again")
+    assert cloud.unique_uids() >= set(uids)

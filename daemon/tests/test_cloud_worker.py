@@ -7,6 +7,7 @@ CLI runs through click's runner against the same home.
 from __future__ import annotations
 
 import json
+import random
 import time
 from collections.abc import Iterator
 
@@ -18,7 +19,7 @@ from halton_meter.cloud import state
 from halton_meter.cloud.config_table import set_cloud_keys
 from halton_meter.cloud.link import wipe_local
 from halton_meter.cloud.supervisor import CloudSupervisor
-from halton_meter.cloud.worker import SyncWorker, backoff_delay
+from halton_meter.cloud.worker import SyncWorker, retry_delay
 from halton_meter.health import Health
 from halton_meter.paths import MeterPaths
 from halton_meter.pidfile import PidLock
@@ -239,11 +240,51 @@ def test_disconnect_while_the_cloud_is_down_still_wipes(home, cloud, paired):
     assert load_settings(home.home).cloud_enabled is False
 
 
-def test_backoff_grows_with_jitter_and_a_cap():
-    delays = [backoff_delay(n, 5.0) for n in (1, 2, 3, 4, 20)]
-    assert 2.5 <= delays[0] <= 5 and 5 <= delays[1] <= 10 and 10 <= delays[2] <= 20 and 20 <= delays[3] <= 40
-    assert 150 <= delays[4] <= 300
-    assert len({backoff_delay(3, 5.0) for _ in range(20)}) > 1
+def test_the_retry_schedule_backs_off_to_a_30_second_cap_and_follows_retry_after():
+    rng = random.Random(18)
+    low = [retry_delay(n, interval=5.0, cap=30.0, rng=FixedRng(0.0)) for n in range(1, 8)]
+    high = [retry_delay(n, interval=5.0, cap=30.0, rng=FixedRng(1.0)) for n in range(1, 8)]
+    assert low == [2.5, 5.0, 10.0, 15.0, 15.0, 15.0, 15.0]  # half of each ceiling is fixed...
+    assert high == [5.0, 10.0, 20.0, 30.0, 30.0, 30.0, 30.0]  # ...and the ceiling stops at the cap
+    assert max(retry_delay(n, interval=5.0, cap=30.0, rng=rng) for n in range(1, 10_000, 97)) <= 30.0
+    assert len({retry_delay(3, interval=5.0, cap=30.0, rng=rng) for _ in range(20)}) > 1  # jittered
+    # The cloud's Retry-After wins over the backoff (longer or shorter), within a bound for bogus ones.
+    assert retry_delay(1, interval=5.0, cap=30.0, retry_after=120.0) == 120.0
+    assert retry_delay(9, interval=5.0, cap=30.0, retry_after=0.5) == 0.5
+    assert retry_delay(1, interval=5.0, cap=30.0, retry_after=86_400.0) == 300.0
+
+
+class FixedRng(random.Random):
+    """Jitter pinned to one end of its range."""
+
+    def __init__(self, fraction: float) -> None:
+        super().__init__()
+        self.fraction = fraction
+
+    def uniform(self, a: float, b: float) -> float:
+        return a + (b - a) * self.fraction
+
+
+def test_the_health_probe_brings_sync_back_long_before_the_retry_is_due(home, cloud, paired):
+    # A retry due 100-200 s after the failure (a 200-s interval, a 300-s cap): only /healthz can bring
+    # the rows over within the spec's 15 s of the cloud coming back.
+    set_cloud_keys(
+        home.config, {"sync_interval_seconds": 200.0, "retry_max_seconds": 300.0, "health_probe_seconds": 0.1}
+    )
+    settings = load_settings(home.home)
+    cloud.go_down()
+    uids = store_rows(home, 30)
+    worker = SyncWorker(home, Health(), lambda: settings).start()
+    try:
+        wait_for(lambda: status(home).last_error is not None, what="the first attempt to fail")
+        cloud.come_up()
+        wait_for(lambda: status(home).unsynced_rows == 0, timeout=15, what="rows within 15 s of the return")
+    finally:
+        worker.stop()
+    assert cloud.unique_uids() == set(uids)
+    calls = [(method, path, code) for _, method, path, code in cloud.log]
+    first_batch = calls.index(("POST", "/v1/requests/batch", 200))
+    assert ("GET", "/healthz", 200) in calls[:first_batch]
 
 
 def test_the_supervisor_starts_and_stops_the_worker(home, cloud):

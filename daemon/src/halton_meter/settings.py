@@ -148,6 +148,23 @@ class CloudSection(_Section):
     batch_rows: Annotated[int, Field(ge=1, le=MAX_BATCH_ROWS)] = DEFAULT_BATCH_ROWS
     batch_bytes: Annotated[int, Field(ge=16 * 1024, le=MAX_BATCH_BYTES)] = DEFAULT_BATCH_BYTES
     sync_interval_seconds: Annotated[float, Field(ge=0.05, le=3600)] = 5.0
+    retry_max_seconds: Annotated[
+        float,
+        Field(
+            ge=0.05,
+            le=300,
+            description="The longest wait between two sync attempts after failures (the backoff's cap).",
+        ),
+    ] = 30.0
+    health_probe_seconds: Annotated[
+        float,
+        Field(
+            ge=0.05,
+            le=60,
+            description="While waiting to retry after a failure, how often to ask the cloud's /healthz "
+            "whether it is back (a cloud that answers is retried at once).",
+        ),
+    ] = 5.0
 
     @field_validator("base_url")
     @classmethod
@@ -218,6 +235,8 @@ class Settings:
     cloud_batch_rows: int = DEFAULT_BATCH_ROWS
     cloud_batch_bytes: int = DEFAULT_BATCH_BYTES
     cloud_sync_interval: float = 5.0
+    cloud_retry_max: float = 30.0
+    cloud_health_probe: float = 5.0
     log_level: str = "INFO"
 
     @property
@@ -277,6 +296,8 @@ def load_settings(home: Path | None = None, *, port: int | None = None) -> Setti
         cloud_batch_rows=config.cloud.batch_rows,
         cloud_batch_bytes=config.cloud.batch_bytes,
         cloud_sync_interval=config.cloud.sync_interval_seconds,
+        cloud_retry_max=config.cloud.retry_max_seconds,
+        cloud_health_probe=config.cloud.health_probe_seconds,
         log_level=config.log.level,
     )
 
