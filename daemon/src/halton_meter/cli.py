@@ -148,7 +148,8 @@ def start(port: int | None, foreground: bool, as_json: bool, detached_child: boo
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         state = read_state(paths)
-        if state and state.get("pid") == child.pid:
+        # A child that failed at start leaves daemon.json saying it stopped (no port): not "up".
+        if state and state.get("pid") == child.pid and state.get("port"):
             if as_json:
                 _print_json(
                     {"state": "running", "pid": child.pid, "listen": f"{state['host']}:{state['port']}"}
