@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -151,3 +152,20 @@ def test_start_stop_for_real(tmp_path: Path, fakes):
     report = json.loads(_cli("report", "--json", env=env).stdout)
     assert report["totals"]["calls"] == 1 and report["totals"]["input_tokens"] == 200
     assert json.loads(_cli("status", "--json", env=env).stdout)["daemon"]["state"] == "stopped"
+
+
+def test_start_on_a_busy_port_says_why_and_status_knows_it_stopped(tmp_path: Path):
+    home = tmp_path / "home"
+    env = {**os.environ, "HALTON_METER_HOME": str(home)}
+    env.pop("HALTON_METER_PORT", None)
+    assert _cli("init", env=env).returncode == 0
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        (home / "config.toml").write_text(f"[proxy]\nport = {port}\n")
+        started = _cli("start", env=env)
+    assert started.returncode == 1 and "Traceback" not in started.stderr
+    assert "the daemon exited at start" in started.stderr and "already in use" in started.stderr
+    daemon = json.loads(_cli("status", "--json", env=env).stdout)["daemon"]
+    assert daemon["state"] == "stopped" and daemon["last_seen_at"] is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import tomllib
 from pathlib import Path
 
@@ -103,12 +104,51 @@ def test_placeholder_hosts(url: str, placeholder: bool):
     assert is_placeholder(url) is placeholder
 
 
-def test_a_placeholder_base_url_is_healed(tmp_path: Path):
+def test_a_placeholder_the_meter_wrote_is_healed_and_logged(tmp_path: Path, caplog):
     paths = MeterPaths.resolve(tmp_path)
-    paths.config.write_text('[cloud]\nenabled = true\nbase_url = "https://api.halton.test"  # dev\n')
-    assert heal_placeholder_base_url(paths) == "https://api.halton.test"
-    assert tomllib.loads(paths.config.read_text())["cloud"]["base_url"] == "https://api.haltonmeter.com"
+    paths.config.write_text(
+        '[cloud]\nenabled = true\nbase_url = "https://api.halton.test"  # dev\n'
+        'base_url_written_by_meter = "https://api.halton.test"\n'
+    )
+    with caplog.at_level(logging.WARNING, logger="halton_meter.cloud.config_table"):
+        assert heal_placeholder_base_url(paths) == "https://api.halton.test"
+    table = tomllib.loads(paths.config.read_text())["cloud"]
+    assert table["base_url"] == table["base_url_written_by_meter"] == "https://api.haltonmeter.com"
+    assert "healed from 'https://api.halton.test' to 'https://api.haltonmeter.com'" in caplog.text
     assert heal_placeholder_base_url(paths) is None
+
+
+@pytest.mark.parametrize(
+    "table",
+    [
+        'base_url = "http://cloudbox.local:18400"\n',  # chosen at pairing or by hand: no marker
+        # The meter once wrote its default, then the user set a URL of their own.
+        'base_url = "http://cloudbox.local:18400"\nbase_url_written_by_meter = "https://api.halton.test"\n',
+    ],
+)
+def test_a_placeholder_the_user_chose_is_kept_and_logged(tmp_path: Path, caplog, table: str):
+    paths = MeterPaths.resolve(tmp_path)
+    paths.config.write_text("[cloud]\nenabled = true\n" + table)
+    before = paths.config.read_text()
+    with caplog.at_level(logging.WARNING, logger="halton_meter.cloud.config_table"):
+        assert heal_placeholder_base_url(paths) is None
+    assert paths.config.read_text() == before
+    assert "'http://cloudbox.local:18400'" in caplog.text and "kept as it is" in caplog.text
+
+
+def test_settings_know_who_chose_the_base_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("HALTON_METER_CLOUD_URL", raising=False)
+    paths = MeterPaths.resolve(tmp_path)
+    paths.config.write_text("[cloud]\nenabled = false\n")
+    assert load_settings(paths.home).cloud_base_url_by_meter is True  # the default: nobody chose
+    paths.config.write_text('[cloud]\nbase_url = "http://cloudbox.local:18400"\n')
+    assert load_settings(paths.home).cloud_base_url_by_meter is False  # config.toml
+    paths.config.write_text(
+        '[cloud]\nbase_url = "https://api.halton.test"\nbase_url_written_by_meter = "https://api.halton.test"\n'
+    )
+    assert load_settings(paths.home).cloud_base_url_by_meter is True
+    monkeypatch.setenv("HALTON_METER_CLOUD_URL", "http://cloudbox.local:18400")
+    assert load_settings(paths.home).cloud_base_url_by_meter is False  # the environment
 
 
 def test_cloud_settings_are_validated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

@@ -44,7 +44,11 @@ def connect(meter: Meter, cloud: FakeCloud) -> tuple[str, str]:
 
 
 def test_connect_sync_status_loopback_reconnect_and_disconnect(tmp_path, cloud):
-    meter = Meter(tmp_path, base_url="https://api.halton.test")
+    meter = Meter(
+        tmp_path,
+        base_url="https://api.halton.test",
+        extra_config='base_url_written_by_meter = "https://api.halton.test"\n',  # an old meter's default
+    )
     not_running = meter.cli("cloud", "connect", "--base-url", cloud.url)
     assert not_running.returncode == 1
     assert "daemon not running: run halton-meter status and halton-meter start" in not_running.stderr
@@ -71,6 +75,7 @@ def test_connect_sync_status_loopback_reconnect_and_disconnect(tmp_path, cloud):
         assert json.loads(meter.paths.cloud_credentials.read_text())["token"] == token
         parsed = tomllib.loads(meter.paths.config.read_text())
         assert parsed["cloud"]["enabled"] is True and parsed["cloud"]["base_url"] == cloud.url
+        assert "base_url_written_by_meter" not in parsed["cloud"]  # --base-url: the user chose it
         assert parsed["cloud"]["workspace_id"] == cloud.workspace_id and parsed["proxy"]["port"] == meter.port
         with sqlite3.connect(meter.paths.db) as conn:
             ciphertext, workspace, hostname = conn.execute(
@@ -170,3 +175,99 @@ def test_kill_9_mid_batch_loses_nothing_and_counts_each_row_once(tmp_path, cloud
     assert cloud.unique_uids() == set(uids)
     assert cloud.accepted_total == 300  # each request_uid counted once after dedupe
     assert sum(cloud.received.values()) == 400 and max(cloud.received.values()) == 2  # 100 sent twice
+
+
+def test_a_killed_daemon_is_not_running_with_its_backlog_until_restarted(tmp_path, cloud):
+    meter = Meter(tmp_path, base_url=cloud.url)
+    cloud.pair(meter.paths)
+    with meter.running():
+        wait_for(lambda: meter.json("cloud", "status")["state"] == "ACTIVE", what="ACTIVE")
+        # The supervisor's tick is the heartbeat: daemon.json is touched after it was written.
+        written = json.loads(meter.paths.daemon_state.read_text())["started_at"]
+        running = meter.json("status")["daemon"]
+        assert running["state"] == "running" and running["started_at"] == written
+        cloud.go_down()
+        store_rows(meter.paths, 3000)
+        wait_for(lambda: meter.json("cloud", "status")["state"] == "DEGRADED", what="DEGRADED")
+        pid = meter.pid()
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: meter.json("status")["daemon"]["state"] == "stopped", what="the lock to be released")
+
+        document = meter.json("cloud", "status")
+        assert document["state"] == "NOT-RUNNING" and document["daemon_running"] is False
+        assert document["unsynced_rows"] == 3000
+        assert document["daemon"]["state"] == "stopped" and document["daemon"]["started_at"] == written
+        last_seen = document["daemon"]["last_seen_at"]
+        assert last_seen is not None and last_seen >= written  # its last heartbeat, not its start
+        assert document["degraded_reason"]  # what the worker last saw is still told
+
+        overall = meter.json("status")
+        assert overall["daemon"]["state"] == "stopped" and overall["daemon"]["last_seen_at"] == last_seen
+        assert overall["cloud"]["state"] == "NOT-RUNNING" and overall["cloud"]["unsynced_rows"] == 3000
+        assert overall["cloud"]["daemon_running"] is False
+
+        text = meter.cli("cloud", "status").stdout.splitlines()
+        assert text[0] == "State:           NOT-RUNNING" and "Unsynced rows:   3000" in text
+        daemon_line = next(line for line in text if line.startswith("Daemon:"))
+        assert "stopped (last seen" in daemon_line and "halton-meter start" in daemon_line
+        assert "NOT-RUNNING" in meter.cli("status").stdout
+
+    cloud.come_up()
+    with meter.running():
+        wait_for(lambda: meter.unsynced() == 0, timeout=30, what="the backlog to drain after restart")
+        wait_for(lambda: meter.json("cloud", "status")["state"] == "ACTIVE", what="ACTIVE again")
+    stopped = meter.json("status")["daemon"]
+    assert stopped["state"] == "stopped" and stopped["last_seen_at"] is not None  # the clean stop's time
+    assert meter.json("cloud", "status")["state"] == "NOT-RUNNING"
+
+
+def test_a_restart_keeps_the_url_the_user_chose_and_heals_only_what_the_meter_wrote(tmp_path, cloud):
+    chosen = "http://cloudbox.local:18400"
+    meter = Meter(tmp_path, base_url=cloud.url)
+    cloud.pair(meter.paths)  # as `cloud connect --base-url`: no base_url_written_by_meter
+    config = meter.paths.config.read_text().replace(f'base_url = "{cloud.url}"', f'base_url = "{chosen}"')
+    meter.paths.config.write_text(config)
+    with meter.running():
+        wait_for(lambda: "kept as it is" in meter.paths.daemon_log.read_text(), what="the kept URL logged")
+        assert meter.json("cloud", "status")["base_url"] == chosen
+    with meter.running():  # and again: a second boot changes nothing either
+        wait_for(lambda: meter.json("cloud", "status")["daemon_running"], what="the daemon to answer")
+    assert meter.paths.config.read_text() == config
+    assert tomllib.loads(config)["cloud"]["base_url"] == chosen
+    assert "healed" not in meter.paths.daemon_log.read_text()
+
+    # The same host written by the meter itself (its default once was a placeholder) is healed, logged.
+    meter.paths.config.write_text(
+        config.replace("[cloud]\n", f'[cloud]\nbase_url_written_by_meter = "{chosen}"\n')
+    )
+    with meter.running():
+        wait_for(lambda: "healed from" in meter.paths.daemon_log.read_text(), what="the heal logged")
+    line = next(x for x in meter.paths.daemon_log.read_text().splitlines() if "healed from" in x)
+    assert f"healed from '{chosen}' to 'https://api.haltonmeter.com'" in line
+    healed = tomllib.loads(meter.paths.config.read_text())["cloud"]
+    assert healed["base_url"] == "https://api.haltonmeter.com" and healed["enabled"] is True
+
+
+def test_rows_flow_within_15_s_of_the_cloud_coming_back_after_an_outage_longer_than_the_cap(tmp_path, cloud):
+    # Small timings through config.toml: retries capped at 1 s, /healthz asked every 0.2 s.
+    meter = Meter(
+        tmp_path, base_url=cloud.url, extra_config="retry_max_seconds = 1.0\nhealth_probe_seconds = 0.2\n"
+    )
+    cloud.pair(meter.paths)
+
+    def failures() -> int:
+        with sqlite3.connect(meter.paths.db) as conn:
+            return conn.execute("SELECT consecutive_failures FROM cloud_state").fetchone()[0]
+
+    with meter.running():
+        wait_for(lambda: meter.json("cloud", "status")["state"] == "ACTIVE", what="ACTIVE")
+        cloud.go_down()
+        uids = store_rows(meter.paths, 733)
+        # Ten failures in a row: the backoff (0.1, 0.2, 0.4, 0.8 s, then 1 s) has sat at its cap for a while.
+        wait_for(lambda: failures() >= 10, timeout=60, what="an outage longer than the retry cap")
+        uids += store_rows(meter.paths, 10)
+        assert meter.json("cloud", "status")["state"] == "DEGRADED"
+        cloud.come_up()
+        wait_for(lambda: meter.unsynced() == 0, timeout=15, what="every row within 15 s of the return")
+        wait_for(lambda: meter.json("cloud", "status")["state"] == "ACTIVE", what="ACTIVE again")
+    assert cloud.unique_uids() >= set(uids)

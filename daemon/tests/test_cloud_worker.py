@@ -7,6 +7,7 @@ CLI runs through click's runner against the same home.
 from __future__ import annotations
 
 import json
+import random
 import time
 from collections.abc import Iterator
 
@@ -18,9 +19,10 @@ from halton_meter.cloud import state
 from halton_meter.cloud.config_table import set_cloud_keys
 from halton_meter.cloud.link import wipe_local
 from halton_meter.cloud.supervisor import CloudSupervisor
-from halton_meter.cloud.worker import SyncWorker, backoff_delay
+from halton_meter.cloud.worker import SyncWorker, retry_delay
 from halton_meter.health import Health
 from halton_meter.paths import MeterPaths
+from halton_meter.pidfile import PidLock
 from halton_meter.settings import load_settings
 from halton_meter.testing.fake_cloud import FakeCloud, store_rows
 from halton_meter.testing.processes import wait_for
@@ -43,10 +45,12 @@ def paired(home: MeterPaths, cloud: FakeCloud) -> str:
 
 @pytest.fixture
 def worker(home: MeterPaths, paired: str) -> Iterator[SyncWorker]:
+    """The worker in this process, which holds the daemon lock as the daemon that hosts it would."""
     settings = load_settings(home.home)
-    running = SyncWorker(home, Health(), lambda: settings).start()
-    yield running
-    running.stop()
+    with PidLock(home.pidfile):
+        running = SyncWorker(home, Health(), lambda: settings).start()
+        yield running
+        running.stop()
 
 
 def status(home: MeterPaths) -> state.CloudStatus:
@@ -154,6 +158,24 @@ def test_a_dead_cloud_degrades_then_drains(home, cloud, worker):
     assert len(cloud.unique_uids()) == 20
 
 
+def test_a_manual_sync_clears_degraded(home, cloud, paired):
+    settings = load_settings(home.home)
+    with PidLock(home.pidfile):  # this process stands in for the daemon that hosts the worker
+        worker = SyncWorker(home, Health(), lambda: settings).start()
+        cloud.go_down()
+        store_rows(home, 10)
+        wait_for(lambda: status(home).state == state.DEGRADED, what="DEGRADED")
+        worker.stop()  # the daemon's worker is between retries; the user does not wait for it
+        cloud.come_up()
+        synced = run(main, ["cloud", "sync"])
+        assert synced.exit_code == 0, synced.output
+        assert "(10 rows accepted)" in synced.output
+        store_rows(home, 1)  # calls keep arriving after the manual sync
+        after = json.loads(run(main, ["cloud", "status", "--json"]).output)
+        assert after["state"] == "ACTIVE" and after["degraded_reason"] is None and after["last_error"] is None
+        assert after["unsynced_rows"] == 1
+
+
 def test_rejected_rows_are_listed(home, cloud, worker):
     uids = store_rows(home, 6)
     cloud.reject_uids[uids[2]] = "project: not a slug"
@@ -218,15 +240,59 @@ def test_disconnect_while_the_cloud_is_down_still_wipes(home, cloud, paired):
     assert load_settings(home.home).cloud_enabled is False
 
 
-def test_backoff_grows_with_jitter_and_a_cap():
-    delays = [backoff_delay(n, 5.0) for n in (1, 2, 3, 4, 20)]
-    assert 2.5 <= delays[0] <= 5 and 5 <= delays[1] <= 10 and 10 <= delays[2] <= 20 and 20 <= delays[3] <= 40
-    assert 150 <= delays[4] <= 300
-    assert len({backoff_delay(3, 5.0) for _ in range(20)}) > 1
+def test_the_retry_schedule_backs_off_to_a_30_second_cap_and_follows_retry_after():
+    rng = random.Random(18)
+    low = [retry_delay(n, interval=5.0, cap=30.0, rng=FixedRng(0.0)) for n in range(1, 8)]
+    high = [retry_delay(n, interval=5.0, cap=30.0, rng=FixedRng(1.0)) for n in range(1, 8)]
+    assert low == [2.5, 5.0, 10.0, 15.0, 15.0, 15.0, 15.0]  # half of each ceiling is fixed...
+    assert high == [5.0, 10.0, 20.0, 30.0, 30.0, 30.0, 30.0]  # ...and the ceiling stops at the cap
+    assert max(retry_delay(n, interval=5.0, cap=30.0, rng=rng) for n in range(1, 10_000, 97)) <= 30.0
+    assert len({retry_delay(3, interval=5.0, cap=30.0, rng=rng) for _ in range(20)}) > 1  # jittered
+    # The cloud's Retry-After wins over the backoff (longer or shorter), within a bound for bogus ones.
+    assert retry_delay(1, interval=5.0, cap=30.0, retry_after=120.0) == 120.0
+    assert retry_delay(9, interval=5.0, cap=30.0, retry_after=0.5) == 0.5
+    assert retry_delay(1, interval=5.0, cap=30.0, retry_after=86_400.0) == 300.0
+
+
+class FixedRng(random.Random):
+    """Jitter pinned to one end of its range."""
+
+    def __init__(self, fraction: float) -> None:
+        super().__init__()
+        self.fraction = fraction
+
+    def uniform(self, a: float, b: float) -> float:
+        return a + (b - a) * self.fraction
+
+
+def test_the_health_probe_brings_sync_back_long_before_the_retry_is_due(home, cloud, paired):
+    # A retry due 100-200 s after the failure (a 200-s interval, a 300-s cap): only /healthz can bring
+    # the rows over within the spec's 15 s of the cloud coming back.
+    set_cloud_keys(
+        home.config, {"sync_interval_seconds": 200.0, "retry_max_seconds": 300.0, "health_probe_seconds": 0.1}
+    )
+    settings = load_settings(home.home)
+    cloud.go_down()
+    uids = store_rows(home, 30)
+    worker = SyncWorker(home, Health(), lambda: settings).start()
+    try:
+        wait_for(lambda: status(home).last_error is not None, what="the first attempt to fail")
+        cloud.come_up()
+        wait_for(lambda: status(home).unsynced_rows == 0, timeout=15, what="rows within 15 s of the return")
+    finally:
+        worker.stop()
+    assert cloud.unique_uids() == set(uids)
+    calls = [(method, path, code) for _, method, path, code in cloud.log]
+    first_batch = calls.index(("POST", "/v1/requests/batch", 200))
+    assert ("GET", "/healthz", 200) in calls[:first_batch]
 
 
 def test_the_supervisor_starts_and_stops_the_worker(home, cloud):
-    set_cloud_keys(home.config, {"sync_interval_seconds": 0.05, "base_url": "https://api.halton.test"})
+    placeholder = "https://api.halton.test"
+    set_cloud_keys(
+        home.config,
+        {"sync_interval_seconds": 0.05, "base_url": placeholder, "base_url_written_by_meter": placeholder},
+    )
     supervisor = CloudSupervisor(load_settings(home.home), Health(), "unused", tick=0.05)
     supervisor.start()
     try:

@@ -14,7 +14,13 @@ def test_status_with_the_daemon_stopped(home, seed):
     with transaction(conn):
         add_error_counts(conn, {"capture.stream": 2})
     document = collect_status(load_settings(home.home)).to_json()
-    assert document["daemon"] == {"state": "stopped", "pid": None, "listen": None}
+    assert document["daemon"] == {
+        "state": "stopped",
+        "pid": None,
+        "listen": None,
+        "started_at": None,
+        "last_seen_at": None,  # never ran here
+    }
     assert document["today"] == {"calls": 2, "cost_usd": "0.250000000", "unpriced_calls": 1, "errors": 0}
     assert document["capture_errors"]["today"] == 2
     assert document["cloud"] == {"state": "NOT-CONFIGURED"}

@@ -147,7 +147,8 @@ def start(port: int | None, foreground: bool, as_json: bool, detached_child: boo
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         state = read_state(paths)
-        if state and state.get("pid") == child.pid:
+        # A child that failed at start leaves daemon.json saying it stopped (no port): not "up".
+        if state and state.get("pid") == child.pid and state.get("port"):
             if as_json:
                 _print_json(
                     {"state": "running", "pid": child.pid, "listen": f"{state['host']}:{state['port']}"}
@@ -237,7 +238,12 @@ def status(as_json: bool) -> None:
             ("● not answering", "bold yellow"), f"  pid {daemon.pid}, expected on {daemon.listen}"
         )
     else:
-        line = Text.assemble(("● stopped", "bold red"), "  run `halton-meter start`")
+        from halton_meter.cloud.state import ago, now_utc
+
+        since = ""
+        if daemon.last_seen_at is not None:
+            since = f"  last seen {ago((now_utc() - daemon.last_seen_at).total_seconds())} ·"
+        line = Text.assemble(("● stopped", "bold red"), f"{since}  run `halton-meter start`")
     table.add_row("daemon", line)
     today = result.today
     table.add_row("calls today", str(today.calls) if today else "—")
@@ -263,7 +269,7 @@ def _cloud_summary(cloud) -> Text:
 
     if cloud is None or cloud.state == state.NOT_CONFIGURED:
         return Text(state.NOT_CONFIGURED)
-    styles = {state.ACTIVE: "green", state.DEGRADED: "yellow", state.PAUSED: "red"}
+    styles = {state.ACTIVE: "green", state.DEGRADED: "yellow", state.PAUSED: "red", state.NOT_RUNNING: "red"}
     parts = [cloud.workspace_slug or "?", f"{cloud.unsynced_rows} unsynced"]
     parts.append(f"last sync {state.ago(cloud.age_seconds(cloud.last_sync_at))}")
     if cloud.rejected_rows:
@@ -729,6 +735,7 @@ def connect(base_url: str | None, poll_interval_seconds: float, timeout_seconds:
                 approval=approval,
                 machine_id=machine_id,
                 hostname=link.hostname_snapshot(),
+                base_url_by_meter=base_url is None and settings.cloud_base_url_by_meter,
             )
         finally:
             signal.signal(signal.SIGINT, previous_handler)
@@ -765,8 +772,13 @@ def cloud_status(as_json: bool) -> None:
     from halton_meter.status import probe_daemon
 
     settings = _settings()
-    result = state.load_status(settings)
-    result.daemon_running = probe_daemon(settings).state == "running"
+    daemon = probe_daemon(settings)
+    result = state.with_daemon(
+        state.load_status(settings),
+        daemon.state,
+        started_at=daemon.started_at,
+        last_seen_at=daemon.last_seen_at,
+    )
     if as_json:
         _print_json(result.to_json())
         return
@@ -785,8 +797,12 @@ def cloud_status(as_json: bool) -> None:
         _label("Last error", f"{result.last_error} ({state.ago(result.age_seconds(result.last_error_at))})")
     if result.problem:
         _label("Problem", result.problem)
-    if result.state != state.NOT_CONFIGURED and not result.daemon_running:
-        _label("Daemon", "stopped: rows wait locally until `halton-meter start`")
+    if result.state == state.NOT_RUNNING:
+        seen = result.age_seconds(result.daemon_last_seen_at)
+        since = f" (last seen {state.ago(seen)})" if seen is not None else ""
+        _label("Daemon", f"stopped{since}: rows wait locally until `halton-meter start`")
+    elif result.state != state.NOT_CONFIGURED and result.daemon_state == state.DAEMON_UNRESPONSIVE:
+        _label("Daemon", "not answering on its port: see `halton-meter status` and the daemon log")
     hints = {
         state.PAUSED_MANUAL: "run `halton-meter cloud resume` to restart sync",
         state.PAUSED_UNAUTHORISED: "run `halton-meter cloud resume` (it checks the token); if the token is "
@@ -859,6 +875,9 @@ def sync(as_json: bool) -> None:
                 duplicates=result.duplicates,
                 uploaded=result.uploaded,
             )
+            # The cloud took everything this pass read: whatever the worker flagged is over (it flags
+            # again if its own next passes fail or fall behind).
+            state.set_degraded(conn, pairing_id, None)
         else:
             if result.uploaded:
                 state.record_progress(

@@ -38,7 +38,7 @@ from halton_meter.control import Control
 from halton_meter.health import Health
 from halton_meter.home import HomeProblem, load_machine_id
 from halton_meter.paths import MeterPaths
-from halton_meter.pidfile import AlreadyRunning, PidLock, write_state
+from halton_meter.pidfile import AlreadyRunning, PidLock, write_state, write_stopped
 from halton_meter.recorder import Recorder, RowBuilder
 from halton_meter.routing import Routing
 from halton_meter.settings import Settings, load_settings
@@ -264,7 +264,7 @@ async def _serve(meter: Meter, paths: MeterPaths) -> None:
     try:
         await meter.run()
     finally:
-        paths.daemon_state.unlink(missing_ok=True)
+        write_stopped(paths)
 
 
 def serve(home: Path | None = None, port: int | None = None, *, foreground: bool = False) -> None:

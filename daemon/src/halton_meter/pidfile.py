@@ -2,11 +2,15 @@
 
 One daemon per home directory: an exclusive lock on ``daemon.pid``, held for the daemon's life. A
 lock (not just a pid in a file) means a crashed daemon never blocks the next start, and a reused
-pid never makes ``status`` report a daemon that is gone. ``daemon.json`` says where it listens.
+pid never makes ``status`` report a daemon that is gone. ``daemon.json`` says where it listens;
+its modification time is the daemon's last heartbeat (the cloud supervisor touches it every tick),
+and a clean exit rewrites it to say when the daemon stopped. So after a crash or ``kill -9``
+``status`` can still say since when the daemon has been gone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -101,4 +105,48 @@ def read_state(paths: MeterPaths) -> dict[str, Any] | None:
     try:
         return json.loads(paths.daemon_state.read_text(encoding="utf-8"))
     except (OSError, ValueError):
+        return None
+
+
+def heartbeat(paths: MeterPaths) -> None:
+    """The daemon is alive now (a no-op before ``daemon.json`` exists)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.utime(paths.daemon_state)
+
+
+def write_stopped(paths: MeterPaths) -> None:
+    """A clean exit: keep when the daemon started and say when it stopped (no address: nothing listens)."""
+    previous = read_state(paths) or {}
+    document = {
+        "pid": os.getpid(),
+        "started_at": previous.get("started_at"),
+        "stopped_at": datetime.now(UTC).isoformat(),
+        "version": __version__,
+    }
+    tmp = paths.daemon_state.with_suffix(".tmp")
+    tmp.write_text(json.dumps(document) + "\n", encoding="utf-8")
+    tmp.replace(paths.daemon_state)
+
+
+def last_seen(paths: MeterPaths, state: dict[str, Any] | None) -> datetime | None:
+    """When the daemon was last known alive: its clean stop, else its last heartbeat; None if never run."""
+    stopped = _stamp((state or {}).get("stopped_at"))
+    if stopped is not None:
+        return stopped
+    try:
+        return datetime.fromtimestamp(paths.daemon_state.stat().st_mtime, UTC)
+    except FileNotFoundError:
+        return None
+
+
+def started_at(state: dict[str, Any] | None) -> datetime | None:
+    return _stamp((state or {}).get("started_at"))
+
+
+def _stamp(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
         return None

@@ -139,17 +139,42 @@ def web_origin(value: str) -> str:
 class CloudSection(_Section):
     enabled: bool = False
     base_url: str = DEFAULT_CLOUD_URL
+    # Set only when the meter wrote base_url from its own default (no flag, variable or config chose
+    # it): the one case in which the meter may later heal a placeholder base_url (see config_table).
+    base_url_written_by_meter: str | None = None
     workspace_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     # The only web origin allowed to call the loopback /v1/cloud/* routes (the dashboard).
     dashboard_origin: str = DEFAULT_DASHBOARD_ORIGIN
     batch_rows: Annotated[int, Field(ge=1, le=MAX_BATCH_ROWS)] = DEFAULT_BATCH_ROWS
     batch_bytes: Annotated[int, Field(ge=16 * 1024, le=MAX_BATCH_BYTES)] = DEFAULT_BATCH_BYTES
     sync_interval_seconds: Annotated[float, Field(ge=0.05, le=3600)] = 5.0
+    retry_max_seconds: Annotated[
+        float,
+        Field(
+            ge=0.05,
+            le=300,
+            description="The longest wait between two sync attempts after failures (the backoff's cap).",
+        ),
+    ] = 30.0
+    health_probe_seconds: Annotated[
+        float,
+        Field(
+            ge=0.05,
+            le=60,
+            description="While waiting to retry after a failure, how often to ask the cloud's /healthz "
+            "whether it is back (a cloud that answers is retried at once).",
+        ),
+    ] = 5.0
 
     @field_validator("base_url")
     @classmethod
     def _base_url(cls, value: str) -> str:
         return cloud_base_url(value)
+
+    @field_validator("base_url_written_by_meter")
+    @classmethod
+    def _written_base_url(cls, value: str | None) -> str | None:
+        return cloud_base_url(value) if value is not None else None
 
     @field_validator("dashboard_origin")
     @classmethod
@@ -203,11 +228,15 @@ class Settings:
     pricing_overrides: Path | None = None
     cloud_enabled: bool = False
     cloud_base_url: str = DEFAULT_CLOUD_URL
+    # True when nobody chose cloud_base_url: it is the meter's default, or what the meter wrote from it.
+    cloud_base_url_by_meter: bool = True
     cloud_workspace_id: str | None = None
     cloud_dashboard_origin: str = DEFAULT_DASHBOARD_ORIGIN
     cloud_batch_rows: int = DEFAULT_BATCH_ROWS
     cloud_batch_bytes: int = DEFAULT_BATCH_BYTES
     cloud_sync_interval: float = 5.0
+    cloud_retry_max: float = 30.0
+    cloud_health_probe: float = 5.0
     log_level: str = "INFO"
 
     @property
@@ -230,12 +259,16 @@ def load_settings(home: Path | None = None, *, port: int | None = None) -> Setti
     if port is not None:
         resolved_port = _parse_port(str(port), "--port")
     base_url = config.cloud.base_url
+    base_url_by_meter = (
+        "base_url" not in config.cloud.model_fields_set or base_url == config.cloud.base_url_written_by_meter
+    )
     env_url = os.environ.get(CLOUD_URL_ENV, "").strip()
     if env_url:
         try:
             base_url = cloud_base_url(env_url)
         except ValueError as exc:
             raise SettingsError(f"{CLOUD_URL_ENV}: {exc}") from None
+        base_url_by_meter = False
 
     return Settings(
         paths=paths,
@@ -257,11 +290,14 @@ def load_settings(home: Path | None = None, *, port: int | None = None) -> Setti
         pricing_overrides=_under_home(paths, config.pricing.overrides or DEFAULT_RATES_FILE),
         cloud_enabled=config.cloud.enabled,
         cloud_base_url=base_url,
+        cloud_base_url_by_meter=base_url_by_meter,
         cloud_workspace_id=config.cloud.workspace_id,
         cloud_dashboard_origin=config.cloud.dashboard_origin,
         cloud_batch_rows=config.cloud.batch_rows,
         cloud_batch_bytes=config.cloud.batch_bytes,
         cloud_sync_interval=config.cloud.sync_interval_seconds,
+        cloud_retry_max=config.cloud.retry_max_seconds,
+        cloud_health_probe=config.cloud.health_probe_seconds,
         log_level=config.log.level,
     )
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import httpx
 
-from halton_meter.cloud.state import NOT_CONFIGURED, CloudStatus, load_status
-from halton_meter.pidfile import read_state, running_pid
+from halton_meter.cloud.state import NOT_CONFIGURED, CloudStatus, load_status, with_daemon
+from halton_meter.pidfile import last_seen, read_state, running_pid, started_at
 from halton_meter.report import Group, capture_error_counts, parse_period, spend_report
 from halton_meter.settings import Settings
 from halton_meter.store import StoreError, connect
@@ -31,24 +32,36 @@ class DaemonState:
     port: int | None = None
     health: dict[str, Any] | None = None
     live: dict[str, Any] | None = None  # /v1/status, when running
+    started_at: datetime | None = None
+    last_seen_at: datetime | None = None  # its last heartbeat, or its clean stop: "stopped since"
 
     @property
     def listen(self) -> str | None:
         return f"{self.host}:{self.port}" if self.host and self.port else None
 
     def to_json(self) -> dict[str, Any]:
-        return {"state": self.state, "pid": self.pid, "listen": self.listen}
+        return {
+            "state": self.state,
+            "pid": self.pid,
+            "listen": self.listen,
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "last_seen_at": self.last_seen_at.isoformat() if self.last_seen_at else None,
+        }
 
 
 def probe_daemon(settings: Settings, *, live: bool = False) -> DaemonState:
     paths = settings.paths
     pid = running_pid(paths.pidfile)
-    if pid is None:
-        return DaemonState("stopped")
     state = read_state(paths) or {}
+    seen = {"started_at": started_at(state), "last_seen_at": last_seen(paths, state)}
+    if pid is None:
+        # daemon.json outlives a crash or kill -9: its heartbeat says since when the daemon is gone.
+        return DaemonState("stopped", **seen)
     host = state.get("host") or settings.listen_host
     port = state.get("port") or settings.port
-    daemon = DaemonState("unresponsive", pid=pid if pid > 0 else state.get("pid"), host=host, port=port)
+    daemon = DaemonState(
+        "unresponsive", pid=pid if pid > 0 else state.get("pid"), host=host, port=port, **seen
+    )
     try:
         with httpx.Client(timeout=PROBE_TIMEOUT_S, trust_env=False) as client:
             response = client.get(f"http://{_url_host(host)}:{port}/v1/health")
@@ -108,7 +121,9 @@ class Status:
         summary = cloud.to_json()
         keys = (
             "state",
+            "daemon_running",
             "paused_reason",
+            "degraded_reason",
             "workspace",
             "unsynced_rows",
             "rejected_rows",
@@ -123,7 +138,9 @@ def collect_status(settings: Settings) -> Status:
     # one source for "today"; the live counters (since start) ride along in --json.
     daemon = probe_daemon(settings, live=True)
     status = Status(home=str(settings.home), daemon=daemon, today=None)
-    status.cloud = load_status(settings)
+    status.cloud = with_daemon(
+        load_status(settings), daemon.state, started_at=daemon.started_at, last_seen_at=daemon.last_seen_at
+    )
     status.cloud_state = status.cloud.state
     if daemon.live:
         status.live_errors = daemon.live.get("errors", {})

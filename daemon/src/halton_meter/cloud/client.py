@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 CONNECT_TIMEOUT_S = 10.0
 READ_TIMEOUT_S = 60.0
 MAX_POLL_WAIT_S = 25.0  # the server holds a poll at most this long
+HEALTH_TIMEOUT_S = 2.0  # a probe that waits longer than this is as good as "not back yet"
 
 
 class CloudError(Exception):
@@ -279,6 +280,15 @@ class CloudClient:
         response = self._request("DELETE", "/v1/daemon/disconnect", headers=self._auth(token))
         if response.status_code not in (200, 204):
             raise CloudRefused(response.status_code, _detail(response))
+
+    def healthy(self) -> bool:
+        """``GET /healthz`` answered 200: the API and both its stores are up (no token is sent)."""
+        try:
+            response = self._http.get(self.base_url + "/healthz", timeout=HEALTH_TIMEOUT_S)
+        except httpx.HTTPError as exc:
+            logger.debug("health probe of %s: %s", self.host, _describe_transport(exc))
+            return False
+        return response.status_code == 200
 
     def post_batch(self, token: str, gzipped_body: bytes) -> BatchResponse:
         try:

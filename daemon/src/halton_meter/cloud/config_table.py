@@ -4,8 +4,12 @@ The user owns ``config.toml`` (comments, order, other tables), so the meter edit
 rewrites only the key lines it sets inside ``[cloud]`` (adding the table at the end if there is none)
 and checks that the result still parses to what it meant to write before replacing the file.
 
-Also here: healing a placeholder ``base_url`` (``.test``, ``.example``, ``.invalid``, ``.local``, left
-over from a development setup or copied from documentation) back to the real cloud on daemon boot.
+Also here: healing a placeholder ``base_url`` (``.test``, ``.example``, ``.invalid``, ``.local``) back
+to the real cloud on daemon boot - but only one the meter wrote itself from its own default, which it
+records as ``base_url_written_by_meter``. A URL the user chose (``--base-url``, the dashboard they paired
+from, ``HALTON_METER_CLOUD_URL``, or ``config.toml`` by hand) is never rewritten, whatever its host: a
+self-hosted cloud at ``http://cloudbox.local:18400`` is real, and "healing" it would send the token
+and the rows to someone else's cloud.
 """
 
 from __future__ import annotations
@@ -119,17 +123,31 @@ def is_placeholder(base_url: str) -> bool:
 
 
 def heal_placeholder_base_url(paths: MeterPaths) -> str | None:
-    """Rewrite a placeholder ``[cloud] base_url`` to the real cloud; returns the value replaced, if any."""
+    """Rewrite a placeholder ``[cloud] base_url`` that the meter wrote itself to the real cloud;
+    returns the value replaced, if any. Every heal, and every placeholder kept, is logged."""
     try:
         raw = tomllib.loads(paths.config.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError):
         return None  # settings loading reports a broken file; nothing to heal here
     cloud = raw.get(TABLE)
-    base_url = cloud.get("base_url") if isinstance(cloud, dict) else None
+    if not isinstance(cloud, dict):
+        return None
+    base_url = cloud.get("base_url")
     if not isinstance(base_url, str) or not is_placeholder(base_url):
         return None
-    set_cloud_keys(paths.config, {"base_url": DEFAULT_CLOUD_URL})
+    if base_url.rstrip("/") != str(cloud.get("base_url_written_by_meter") or "").rstrip("/"):
+        logger.warning(
+            "config.toml: [cloud] base_url %r has a placeholder-style host, but it was chosen, not written "
+            "by the meter: kept as it is (if it never resolves, set base_url to your cloud's URL)",
+            base_url,
+        )
+        return None
+    set_cloud_keys(
+        paths.config, {"base_url": DEFAULT_CLOUD_URL, "base_url_written_by_meter": DEFAULT_CLOUD_URL}
+    )
     logger.warning(
-        "config.toml: [cloud] base_url %r is a placeholder host; healed it to %s", base_url, DEFAULT_CLOUD_URL
+        "config.toml: [cloud] base_url healed from %r to %r (a placeholder host the meter wrote itself)",
+        base_url,
+        DEFAULT_CLOUD_URL,
     )
     return base_url

@@ -6,7 +6,8 @@ Approval writes, in this order, so the daemon's supervisor (which starts the wor
 1. ``cloud.key`` - a fresh Fernet key, 0600;
 2. the ``cloud_state`` row - workspace, machine id, hostname snapshot, the token encrypted with that key;
 3. ``cloud-credentials.json`` - the raw token, 0600;
-4. ``config.toml`` ``[cloud]`` - ``enabled = true``, ``base_url``, ``workspace_id`` (only that table).
+4. ``config.toml`` ``[cloud]`` - ``enabled = true``, ``base_url``, ``workspace_id`` (only that table),
+   and ``base_url_written_by_meter`` when the URL was the meter's default rather than the user's choice.
 
 Wiping undoes the same in reverse: ``enabled = false`` first (the worker stops on its next tick), then
 the files, then the row. Rows stay in ``db.sqlite`` with their ``synced_at``: capture goes on locally.
@@ -46,8 +47,16 @@ def hostname_snapshot() -> str:
 
 
 def complete_pairing(
-    paths: MeterPaths, *, base_url: str, approval: Approval, machine_id: str, hostname: str
+    paths: MeterPaths,
+    *,
+    base_url: str,
+    approval: Approval,
+    machine_id: str,
+    hostname: str,
+    base_url_by_meter: bool = False,
 ) -> Paired:
+    """Write the pairing; ``base_url_by_meter``: nobody chose ``base_url``, it is the meter's default
+    (recorded beside it, so that only such a URL can ever be healed; see :mod:`.config_table`)."""
     if approval.machine_id != machine_id:
         raise PairingMismatch(
             f"the cloud approved machine {approval.machine_id!r} but this machine is {machine_id!r} "
@@ -85,7 +94,13 @@ def complete_pairing(
     )
     credentials.save_credentials(paths, saved)
     config_table.set_cloud_keys(
-        paths.config, {"enabled": True, "base_url": base_url, "workspace_id": approval.workspace_id}
+        paths.config,
+        {
+            "enabled": True,
+            "base_url": base_url,
+            "base_url_written_by_meter": base_url if base_url_by_meter else None,
+            "workspace_id": approval.workspace_id,
+        },
     )
     logger.info(
         "paired with workspace %s (%s) as machine %s",

@@ -1,15 +1,22 @@
-"""The ``cloud_state`` row and the four states ``cloud status`` reports.
+"""The ``cloud_state`` row and the states ``cloud status`` reports.
 
-States, decided in this order:
+States, decided in this order (the spec's four, and ``NOT-RUNNING``, which it implies but does not
+name: every other state describes a sync that runs inside the daemon):
 
 * ``NOT-CONFIGURED`` - ``[cloud] enabled = false``, or enabled without credentials (nothing flows);
+* ``NOT-RUNNING`` - paired, but no daemon holds the lock, so no worker runs: rows wait locally (the
+  spec's "daemon not running"). Whatever the row says the worker last saw (a pause, a DEGRADED flag) is
+  still reported beside it, and ``daemon.last_seen_at`` says since when the daemon has been gone. Only
+  a caller that knows the daemon's state decides this (``cloud status``, ``status``); the daemon itself
+  never reports it;
 * ``PAUSED`` - ``paused_reason`` is set: ``paused_manual`` (``cloud pause``), ``paused_unauthorised``
   (a real HTTP 401 from the cloud, nothing else), ``paused_forbidden`` (HTTP 403: machine removed);
 * ``DEGRADED`` - rows are waiting (unsynced > 0) and the worker flagged the backlog as not draining:
   either the last :data:`DEGRADED_AFTER_FAILURES` or more sync attempts in a row failed with a
   transient error (no answer, 5xx, 429/503), or the unsynced count grew after each of the last
   :data:`BACKLOG_WINDOW` passes even though uploads succeed (rows arrive faster than they upload).
-  Transient: the first pass that leaves the backlog empty (or shrinking with no failure) clears it;
+  Transient: the first pass that leaves the backlog empty (or shrinking with no failure) clears it,
+  and so does a successful ``cloud sync`` from the terminal;
 * ``ACTIVE`` - otherwise: sync is running, no errors.
 
 ``Last sync`` is when a pass last ended without an error (its batches were accepted, or there was
@@ -36,10 +43,15 @@ ACTIVE = "ACTIVE"
 DEGRADED = "DEGRADED"
 PAUSED = "PAUSED"
 NOT_CONFIGURED = "NOT-CONFIGURED"
+NOT_RUNNING = "NOT-RUNNING"
 PAUSED_MANUAL = "paused_manual"
 PAUSED_UNAUTHORISED = "paused_unauthorised"
 PAUSED_FORBIDDEN = "paused_forbidden"
 PAUSED_REASONS = (PAUSED_MANUAL, PAUSED_UNAUTHORISED, PAUSED_FORBIDDEN)
+
+DAEMON_RUNNING = "running"
+DAEMON_UNRESPONSIVE = "unresponsive"
+DAEMON_STOPPED = "stopped"
 
 DEGRADED_AFTER_FAILURES = 2
 BACKLOG_WINDOW = 3
@@ -179,7 +191,12 @@ class CloudStatus:
     rows_duplicate: int = 0
     problem: str | None = None
     daemon_running: bool | None = None
+    # "running", "unresponsive" (holds the lock, does not answer) or "stopped"; None: not asked.
+    daemon_state: str | None = None
+    daemon_started_at: datetime | None = None
+    daemon_last_seen_at: datetime | None = None  # its last heartbeat, or when it stopped cleanly
     pairing: dict[str, Any] | None = None  # a dashboard-started pairing the daemon is waiting on
+    paired: bool = False
 
     def age_seconds(self, when: datetime | None, now: datetime | None = None) -> float | None:
         if when is None:
@@ -220,6 +237,11 @@ class CloudStatus:
             "rows_accepted": self.rows_accepted,
             "rows_duplicate": self.rows_duplicate,
             "daemon_running": self.daemon_running,
+            "daemon": {
+                "state": self.daemon_state,
+                "started_at": stamp(self.daemon_started_at),
+                "last_seen_at": stamp(self.daemon_last_seen_at),
+            },
             "pairing": self.pairing,
             "problem": self.problem,
         }
@@ -230,10 +252,18 @@ def _when(value: str | None) -> datetime | None:
 
 
 def classify(
-    *, enabled: bool, paired: bool, paused_reason: str | None, degraded_reason: str | None, unsynced: int
+    *,
+    enabled: bool,
+    paired: bool,
+    paused_reason: str | None,
+    degraded_reason: str | None,
+    unsynced: int,
+    daemon_stopped: bool = False,
 ) -> str:
     if not enabled or not paired:
         return NOT_CONFIGURED
+    if daemon_stopped:
+        return NOT_RUNNING
     if paused_reason:
         return PAUSED
     if degraded_reason and unsynced > 0:
@@ -286,12 +316,36 @@ def collect(
             status.problem = (
                 "credentials exist but db.sqlite has no cloud_state row: run `halton-meter cloud connect`"
             )
+    status.paired = has_credentials and row is not None
     status.state = classify(
         enabled=enabled,
-        paired=has_credentials and row is not None,
+        paired=status.paired,
         paused_reason=status.paused_reason,
         degraded_reason=status.degraded_reason,
         unsynced=status.unsynced_rows,
+    )
+    return status
+
+
+def with_daemon(
+    status: CloudStatus,
+    daemon_state: str,
+    *,
+    started_at: datetime | None = None,
+    last_seen_at: datetime | None = None,
+) -> CloudStatus:
+    """Add what the caller found out about the daemon; a stopped daemon makes a paired meter NOT-RUNNING."""
+    status.daemon_state = daemon_state
+    status.daemon_running = daemon_state == DAEMON_RUNNING
+    status.daemon_started_at = started_at
+    status.daemon_last_seen_at = last_seen_at
+    status.state = classify(
+        enabled=status.enabled,
+        paired=status.paired,
+        paused_reason=status.paused_reason,
+        degraded_reason=status.degraded_reason,
+        unsynced=status.unsynced_rows,
+        daemon_stopped=daemon_state == DAEMON_STOPPED,
     )
     return status
 

@@ -4,7 +4,8 @@ Every tick (:data:`DEFAULT_TICK_S`, at most 15 s; ``HALTON_METER_SUPERVISOR_SECO
 e.g. in tests) it re-reads ``config.toml`` and the credentials: ``enabled = true`` with credentials on
 disk starts the worker, anything else stops it. So ``cloud connect`` run from a terminal, or
 ``cloud disconnect``, takes effect within one tick without restarting the daemon. At boot it heals a
-placeholder ``base_url`` (see :mod:`.config_table`).
+placeholder ``base_url`` (see :mod:`.config_table`). Each tick also touches ``daemon.json``: the
+daemon's heartbeat, which tells ``status`` since when a crashed daemon has been gone.
 
 It also backs the loopback routes of the dashboard (:mod:`halton_meter.control`): the state document,
 and pairings started from the browser, which run here in the background and write the same files as
@@ -19,6 +20,7 @@ import sqlite3
 import threading
 from typing import Any
 
+from halton_meter import pidfile
 from halton_meter.cloud import config_table, credentials, link, loopback, pairing, state
 from halton_meter.cloud.client import CloudClient, CloudError, CloudRefused, PairingTicket, host_of
 from halton_meter.cloud.worker import SyncWorker
@@ -63,10 +65,18 @@ class ConnectRefused(RuntimeError):
 class BackgroundPairing:
     """A pairing started from the dashboard: the code is shown in the browser, the daemon polls."""
 
-    def __init__(self, supervisor: CloudSupervisor, client: CloudClient, ticket: PairingTicket) -> None:
+    def __init__(
+        self,
+        supervisor: CloudSupervisor,
+        client: CloudClient,
+        ticket: PairingTicket,
+        *,
+        base_url_by_meter: bool = False,
+    ) -> None:
         self.supervisor = supervisor
         self.client = client
         self.ticket = ticket
+        self.base_url_by_meter = base_url_by_meter
         self.status = "pending"
         self.error: str | None = None
         self._stop = threading.Event()
@@ -96,6 +106,7 @@ class BackgroundPairing:
                 approval=approval,
                 machine_id=self.supervisor.machine_id,
                 hostname=link.hostname_snapshot(),
+                base_url_by_meter=self.base_url_by_meter,
             )
             self.status = "approved"
             self.supervisor.poke()
@@ -140,8 +151,10 @@ class CloudSupervisor:
             self.health.event("cloud.base_url_healed")
         self._reload()
         if os.environ.get(CLOUD_URL_ENV) and config_table.is_placeholder(self.settings.cloud_base_url):
+            # Never rewritten (the user chose it); only said, since .test/.example/.invalid never resolve.
             logger.warning(
-                "%s=%s names a placeholder host that never resolves: unset it to use %s",
+                "%s=%s has a placeholder-style host: kept; if it never resolves, point it at your cloud "
+                "(or unset it to use %s)",
                 CLOUD_URL_ENV,
                 self.settings.cloud_base_url,
                 DEFAULT_CLOUD_URL,
@@ -168,6 +181,7 @@ class CloudSupervisor:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            pidfile.heartbeat(self.paths)
             try:
                 self.tick()
             except Exception as exc:  # never let the supervisor die: the next tick may do better
@@ -239,8 +253,7 @@ class CloudSupervisor:
             return self.settings
 
     def state_document(self) -> dict[str, Any]:
-        status = state.load_status(self._fresh_settings())
-        status.daemon_running = True
+        status = state.with_daemon(state.load_status(self._fresh_settings()), state.DAEMON_RUNNING)
         with self._lock:
             if self.pairing is not None:
                 status.pairing = self.pairing.to_json()
@@ -271,7 +284,9 @@ class CloudSupervisor:
         except pairing.PairingFailed as exc:
             client.close()
             raise ConnectRefused(502, str(exc)) from None
-        background = BackgroundPairing(self, client, ticket)
+        background = BackgroundPairing(
+            self, client, ticket, base_url_by_meter=not base_url and settings.cloud_base_url_by_meter
+        )
         with self._lock:
             if self.pairing is not None:
                 self.pairing.cancel()

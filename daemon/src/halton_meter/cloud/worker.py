@@ -1,11 +1,15 @@
 """The cloud worker: a thread in the daemon that runs sync passes, backs off, pauses and flags DEGRADED.
 
 Between passes it waits ``[cloud] sync_interval_seconds`` (at once again if a pass ran out of time
-with rows left). After a transient failure it waits an exponential backoff with jitter, starting at the
-interval and capped at :data:`MAX_BACKOFF_S` (or 60 intervals, whichever is smaller), or exactly the
-server's ``Retry-After`` when it sent one (capped at :data:`MAX_BACKOFF_S` too). A 401 or 403 pauses sync (see :mod:`.state`); a transport
-error never does. Each pass re-reads the credentials and the ``cloud_state`` row, so ``cloud pause``,
-``resume`` and a re-pairing from the CLI take effect on the next pass without a restart.
+with rows left). After a transient failure it waits the delay :func:`retry_delay` computes: exactly
+the server's ``Retry-After`` when it sent one (a 429/503 under pressure; bounded by
+:data:`MAX_RETRY_AFTER_S` so a bogus one cannot stall sync for a day), else an exponential backoff
+with jitter starting at the interval and capped at ``[cloud] retry_max_seconds`` (30 s). While it
+waits out a backoff it asks the cloud's ``GET /healthz`` every ``[cloud] health_probe_seconds``
+(5 s) and retries as soon as the cloud answers, so rows flow within seconds of the cloud coming back
+however long it was away. A 401 or 403 pauses sync (see :mod:`.state`); a transport error never
+does. Each pass re-reads the credentials and the ``cloud_state`` row, so ``cloud pause``, ``resume``
+and a re-pairing from the CLI take effect on the next pass without a restart.
 """
 
 from __future__ import annotations
@@ -15,8 +19,10 @@ import logging
 import random
 import sqlite3
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from halton_meter.cloud import state
 from halton_meter.cloud.client import CloudClient
@@ -29,15 +35,35 @@ from halton_meter.store import open_store
 
 logger = logging.getLogger(__name__)
 
-MAX_BACKOFF_S = 300.0
+MAX_RETRY_AFTER_S = 300.0
 STOP_TIMEOUT_S = 5.0
 
 
-def backoff_delay(failures: int, interval: float, *, rng: random.Random | None = None) -> float:
-    """Exponential backoff with "equal jitter": half fixed, half random, so meters do not stampede."""
-    cap = min(MAX_BACKOFF_S, interval * 60)
-    ceiling = min(cap, interval * 2 ** max(failures - 1, 0))
+def retry_delay(
+    failures: int,
+    *,
+    interval: float,
+    cap: float,
+    retry_after: float | None = None,
+    rng: random.Random | None = None,
+) -> float:
+    """How long to wait after ``failures`` failed attempts in a row.
+
+    The server's ``Retry-After`` wins (it knows its load); otherwise exponential backoff from the sync
+    interval with "equal jitter" (half fixed, half random, so meters do not stampede), capped at ``cap``.
+    """
+    if retry_after is not None:
+        return min(max(retry_after, 0.0), MAX_RETRY_AFTER_S)
+    ceiling = min(cap, interval * 2 ** min(max(failures - 1, 0), 32))
     return ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
+
+
+@dataclass(frozen=True)
+class Wait:
+    """What the worker does before its next pass: ``probe_every`` set = poll /healthz meanwhile."""
+
+    seconds: float
+    probe_every: float | None = None
 
 
 class SyncWorker:
@@ -54,6 +80,7 @@ class SyncWorker:
         self._history: deque[int] = deque(maxlen=state.BACKLOG_WINDOW + 1)
         self._pairing_id: str | None = None
         self._learned_batch_rows: int | None = None
+        self._back_on_probe = False  # the last wait ended because /healthz answered
         self.passes = 0
 
     def start(self) -> SyncWorker:
@@ -78,8 +105,22 @@ class SyncWorker:
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def _sleep(self, seconds: float) -> None:
-        self._wake.wait(max(seconds, 0.0))
+    def _wait(self, wait: Wait) -> None:
+        """Sleep until the next pass is due, a wake-up, or (when probing) the cloud answers /healthz."""
+        deadline = time.monotonic() + max(wait.seconds, 0.0)
+        self._back_on_probe = False
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._stop.is_set():
+                break
+            step = min(remaining, wait.probe_every) if wait.probe_every else remaining
+            if self._wake.wait(step) or time.monotonic() >= deadline:
+                break
+            if wait.probe_every and self._client is not None and self._client.healthy():
+                logger.info("%s answers /healthz again: retrying now", self._client.host)
+                self.health.event("cloud.back")
+                self._back_on_probe = True
+                break
         self._wake.clear()
 
     def _run(self) -> None:
@@ -88,36 +129,36 @@ class SyncWorker:
         try:
             while not self._stop.is_set():
                 try:
-                    delay = self._step(conn)
+                    wait = self._step(conn)
                 except Exception as exc:  # the worker must outlive any one bad pass
                     logger.exception("cloud sync pass failed")
                     self.health.error("cloud.worker", repr(exc))
-                    delay = self.settings().cloud_sync_interval
-                self._sleep(delay)
+                    wait = Wait(self.settings().cloud_sync_interval)
+                self._wait(wait)
         finally:
             if self._client is not None:
                 self._client.close()
             conn.close()
             logger.info("cloud worker stopped")
 
-    def _step(self, conn: sqlite3.Connection) -> float:
-        """One pass (or a reason not to run one); returns how long to wait before the next."""
+    def _step(self, conn: sqlite3.Connection) -> Wait:
+        """One pass (or a reason not to run one); returns how to wait before the next."""
         settings = self.settings()
         interval = settings.cloud_sync_interval
         try:
             credentials = load_credentials(self.paths)
         except CredentialsProblem as exc:
             self.health.error("cloud.credentials", str(exc))
-            return interval
+            return Wait(interval)
         row = state.read_row(conn)
         if credentials is None or row is None or row["pairing_id"] != credentials.pairing_id:
-            return interval  # mid-(dis)connect: the supervisor or the next pass will see it settled
+            return Wait(interval)  # mid-(dis)connect: the supervisor or the next pass will see it settled
         if credentials.pairing_id != self._pairing_id:
             self._pairing_id = credentials.pairing_id
             self._history.clear()
         if row["paused_reason"]:
             self._history.clear()
-            return interval
+            return Wait(interval)
         if self._client is None or self._client.base_url != settings.cloud_base_url.rstrip("/"):
             if self._client is not None:
                 self._client.close()
@@ -143,12 +184,13 @@ class SyncWorker:
         self.passes += 1
         if uploader.batch_rows < settings.cloud_batch_rows:
             self._learned_batch_rows = uploader.batch_rows  # a 413 taught us the cloud's limit
-        return self._record(conn, credentials.pairing_id, result, interval)
+        return self._record(conn, credentials.pairing_id, result, settings)
 
     def _record(
-        self, conn: sqlite3.Connection, pairing_id: str, result: PassResult, interval: float
-    ) -> float:
+        self, conn: sqlite3.Connection, pairing_id: str, result: PassResult, settings: Settings
+    ) -> Wait:
         at = state.now_utc()
+        interval = settings.cloud_sync_interval
         if result.synced:
             self.health.event("cloud.rows_synced", result.synced)
         if result.set_aside:
@@ -165,7 +207,7 @@ class SyncWorker:
             )
             state.set_degraded(conn, pairing_id, self._growth_reason(result.remaining))
             # Out of time with rows left: carry on at once rather than waiting an interval.
-            return 0.0 if result.remaining and result.synced else interval
+            return Wait(0.0 if result.remaining and result.synced else interval)
         if result.uploaded:
             state.record_progress(
                 conn, pairing_id, accepted=result.accepted, duplicates=result.duplicates, at=at
@@ -177,7 +219,7 @@ class SyncWorker:
             state.set_paused(conn, pairing_id, reason, error)
             self.health.event(f"cloud.{reason}")
             logger.warning("cloud sync paused (%s): %s", reason, error)
-            return interval
+            return Wait(interval)
         assert result.stopped == TRANSIENT
         failures = state.record_failure(conn, pairing_id, at=at, error=error)
         self.health.event(
@@ -189,14 +231,15 @@ class SyncWorker:
         if failures >= state.DEGRADED_AFTER_FAILURES:
             reason = f"{failures} sync attempts in a row failed ({error})"
         state.set_degraded(conn, pairing_id, reason or self._growth_reason(result.remaining))
-        # The server's Retry-After is followed exactly (up to the backoff cap, so a bogus one cannot
-        # stall sync for a day); without one, back off exponentially with jitter.
-        if result.retry_after is not None:
-            delay = min(result.retry_after, MAX_BACKOFF_S)
-        else:
-            delay = backoff_delay(failures, interval)
+        delay = retry_delay(
+            failures, interval=interval, cap=settings.cloud_retry_max, retry_after=result.retry_after
+        )
         logger.warning("cloud sync failed (%d in a row), next attempt in %.1fs: %s", failures, delay, error)
-        return delay
+        # A Retry-After is the cloud asking for quiet: no probing before it is up. A cloud whose
+        # /healthz said "back" but whose batch still failed gets one full backoff without probes, so a
+        # broken ingest behind a healthy /healthz is not hit every probe interval.
+        probe = result.retry_after is None and not self._back_on_probe
+        return Wait(delay, settings.cloud_health_probe if probe else None)
 
     def _growth_reason(self, remaining: int) -> str | None:
         history = list(self._history)

@@ -8,7 +8,8 @@ end-to-end tests run against the real API). Routes and shapes follow the contrac
   once), 410 denied / expired / consumed, 404 unknown;
 * ``GET /v1/daemon/whoami``, ``DELETE /v1/daemon/disconnect`` (Bearer token; 401 revoked, 403 removed);
 * ``POST /v1/requests/batch`` (Bearer; gzip allowed) -> 200 ``{batch_id, accepted, duplicates}``,
-  idempotent per ``request_uid``.
+  idempotent per ``request_uid``;
+* ``GET /healthz`` -> 200 ``{status: ok}`` (what the meter probes while it waits to retry).
 
 Knobs a test turns: :meth:`FakeCloud.approve`, :meth:`deny`, :meth:`expire` a code; :meth:`revoke`
 (-> 401) and :meth:`remove` / :meth:`reinstate` a machine (-> 403); :meth:`fail_next` (503 or 429 with
@@ -278,6 +279,8 @@ class FakeCloud:
             status, retry_after = failure
             extra = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else {}
             return status, {"detail": "the fake cloud is busy; retry shortly"}, extra
+        if route == ("GET", "/healthz"):
+            return 200, {"status": "ok"}, {}
         if route == ("POST", "/v1/pairing/start"):
             return self._start(body)
         if route == ("POST", "/v1/pairing/poll"):
