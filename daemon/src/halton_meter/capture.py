@@ -83,7 +83,6 @@ class _CallState:
     decoder: Decoder | None = None
     first_byte_at: float | None = None
     remaining: int | None = None  # body bytes still due, when the response has a Content-Length
-    tapped: bool = False
     broken: bool = False
     finished: bool = False
     answered: bool = False
@@ -118,10 +117,8 @@ class _Tap:
                         state.first_byte_at = time.time()
                     self.capture._fault("chunk")
                     self._feed(state.decoder.decode(chunk) if state.decoder else b"")
-                if ended:
-                    state.tapped = True
-                    if state.decoder:
-                        self._feed(state.decoder.flush())
+                if ended and state.decoder:
+                    self._feed(state.decoder.flush())
             except Exception as exc:
                 # Stop reading this body but keep forwarding it; the row will say usage is incomplete.
                 state.broken = True

@@ -190,7 +190,7 @@ class Meter:
             return
         try:
             replayed = replay_journal(self.journal, self.settings.paths.db, self.rows, self.health, segments)
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, OSError) as exc:
             # The segments stay on disk for the next start; calls still go through meanwhile.
             logger.error("could not replay the call journal at %s: %s", when, exc)
             self.health.error("journal.replay", repr(exc))

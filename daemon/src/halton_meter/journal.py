@@ -143,6 +143,8 @@ class Journal:
                 self._failed("the journal folder cannot be written")
                 return None
         try:
+            # No fsync: once write() returns the record is in the page cache, which survives the
+            # process being killed; only a power cut could lose it (and SQLite's last commits too).
             written = os.write(self._fd, record)
         except OSError as exc:
             self._failed(str(exc))
