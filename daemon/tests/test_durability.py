@@ -1,7 +1,7 @@
 """The meter never loses a call it let through: the real daemon, real clients, kill -9 and stop.
 
-Eight clients call the fake providers through the running meter (base-URL mode, plain httpx, streamed
-and not) and keep their own list of the calls they got a complete answer for. Whatever happens to the
+Eight clients call the fake providers through the running meter (plain httpx, half in base-URL mode,
+half as an ``HTTPS_PROXY`` client trusting the meter's CA; streamed and not) and keep their own list of the calls they got a complete answer for. Whatever happens to the
 meter (SIGKILL three times, a stop while they call, a torn journal, a journal it cannot write), every
 one of those calls must end up in SQLite exactly once.
 """
@@ -12,6 +12,7 @@ import contextlib
 import os
 import signal
 import sqlite3
+import ssl
 import threading
 import uuid
 from datetime import UTC, datetime
@@ -50,8 +51,9 @@ class Clients:
     (the meter is down, the connection dropped) are retried with a new nonce, as an SDK would.
     """
 
-    def __init__(self, port: int, count: int = CLIENTS) -> None:
-        self.url = f"http://127.0.0.1:{port}/openai/v1/chat/completions"
+    def __init__(self, meter: MeterProcess, count: int = CLIENTS) -> None:
+        self.port = meter.port
+        self.ca = ssl.create_default_context(cafile=str(meter.paths.ca_cert))
         self.answered: list[str] = []
         self.failures = 0
         self._lock = threading.Lock()
@@ -86,13 +88,21 @@ class Clients:
         assert self._killed.wait(timeout), "no answer came"
 
     def _run(self, index: int) -> None:
-        with httpx.Client(trust_env=False, timeout=10) as client:
+        if index % 2:
+            client = httpx.Client(trust_env=False, timeout=10)
+            url = f"http://127.0.0.1:{self.port}/openai/v1/chat/completions"
+        else:
+            proxy = f"http://127.0.0.1:{self.port}"
+            client = httpx.Client(proxy=proxy, verify=self.ca, trust_env=False, timeout=10)
+            url = "https://api.openai.com/v1/chat/completions"  # the meter sends it to the fake
+        with client:
             n = 0
             while not self._stop.is_set():
                 nonce = uuid.uuid4().hex
                 n += 1
                 try:
-                    ok = self._stream(client, nonce) if (index + n) % 2 else self._plain(client, nonce)
+                    call = self._stream if (index // 2 + n) % 2 else self._plain
+                    ok = call(client, url, nonce)
                 except httpx.HTTPError:
                     ok = False
                 with self._lock:
@@ -107,19 +117,21 @@ class Clients:
                 if not ok:
                     self._stop.wait(0.02)  # the meter is restarting: do not spin
 
-    def _plain(self, client: httpx.Client, nonce: str) -> bool:
+    @staticmethod
+    def _plain(client: httpx.Client, url: str, nonce: str) -> bool:
         body = {"model": "gpt-4o", "messages": [{"role": "user", "content": nonce}]}
-        response = client.post(self.url, json=body, headers={"x-fake-nonce": nonce})
+        response = client.post(url, json=body, headers={"x-fake-nonce": nonce})
         return response.status_code == 200 and response.json()["id"] == f"chatcmpl-{nonce}"
 
-    def _stream(self, client: httpx.Client, nonce: str) -> bool:
+    @staticmethod
+    def _stream(client: httpx.Client, url: str, nonce: str) -> bool:
         body = {
             "model": "gpt-4o",
             "messages": [{"role": "user", "content": nonce}],
             "stream": True,
             "stream_options": {"include_usage": True},
         }
-        with client.stream("POST", self.url, json=body, headers={"x-fake-nonce": nonce}) as response:
+        with client.stream("POST", url, json=body, headers={"x-fake-nonce": nonce}) as response:
             if response.status_code != 200:
                 return False
             lines = list(response.iter_lines())  # to the end of the body: a cut stream raises
@@ -155,7 +167,7 @@ def test_sigkill_three_times_while_eight_clients_call_loses_no_answered_call(tmp
     meter = meter_process(tmp_path, fakes)
     start(meter)
     try:
-        with Clients(meter.port) as clients:
+        with Clients(meter) as clients:
             for _ in range(3):
                 seen = clients.count()
                 wait_for(lambda seen=seen: clients.count() >= seen + 150, 60, "clients to get answers")
@@ -178,7 +190,7 @@ def test_sigkill_three_times_while_eight_clients_call_loses_no_answered_call(tmp
 def test_a_stop_while_clients_call_saves_every_answered_call(tmp_path, fakes):
     meter = meter_process(tmp_path, fakes)
     start(meter)
-    with Clients(meter.port) as clients:
+    with Clients(meter) as clients:
         wait_for(lambda: clients.count() >= 200, 60, "clients to get answers")
         stopped = meter.cli("stop")
         assert stopped.returncode == 0, stopped.stderr
@@ -224,7 +236,7 @@ def test_a_torn_journal_is_replayed_up_to_the_tear_with_a_visible_count(tmp_path
         assert "skipped a torn last record" in log
         assert not (meter.paths.journal / "00000007.log").exists()
         # And the meter works on: a new call is stored, the replayed ones are not stored twice.
-        with Clients(meter.port, 1) as clients:
+        with Clients(meter, 1) as clients:
             wait_for(lambda: clients.count() >= 3, 30, "calls after the replay")
         wait_for(lambda: set(clients.answered) <= set(stored_nonces(meter.paths.db)), 10, "new calls stored")
         assert_each_answered_call_stored_once(clients, meter.paths.db)
@@ -238,7 +250,7 @@ def test_a_journal_that_cannot_be_written_fails_open_and_is_counted(tmp_path, fa
     meter.paths.journal.write_text("not a folder: the journal cannot be opened here\n")
     start(meter)
     try:
-        with Clients(meter.port, 2) as clients:
+        with Clients(meter, 2) as clients:
             wait_for(lambda: clients.count() >= 20, 30, "calls through a meter without a journal")
         assert clients.failures == 0  # every call went through
         wait_for(lambda: set(clients.answered) <= set(stored_nonces(meter.paths.db)), 10, "calls stored")
