@@ -179,3 +179,66 @@ def test_negative_body_cap_is_refused():
             tctx.configure(capture, halton_body_max_bytes=-1)
 
     asyncio.run(go())
+
+
+def answers_while_tapping(chunks: list[bytes], response: http.Response) -> list[tuple[int, CapturedCall]]:
+    """Drive a response through the tap; each hand-over to ``on_answered`` with the number of chunks
+    the tap had returned (so mitmproxy had sent) by then."""
+
+    async def go():
+        capture = Capture(Health())
+        returned: list[bytes] = []
+        answers: list[tuple[int, CapturedCall]] = []
+        capture.on_answered = lambda flow, call: answers.append((len(returned), call))
+        with taddons.context(capture):
+            flow = metered_flow()
+            await capture.request(flow)
+            flow.response = response
+            await capture.responseheaders(flow)
+            for chunk in [*chunks, b""]:
+                returned.append(flow.response.stream(chunk))
+            await capture.response(flow)
+        return answers
+
+    return asyncio.run(go())
+
+
+def test_a_body_with_a_length_is_answered_before_its_last_chunk_is_returned():
+    body = f.json_body(f.anthropic_message(model="claude-sonnet-4-5", input_tokens=100, output_tokens=20))
+    response = http.Response.make(200, b"", {"content-type": "application/json"})
+    response.headers["content-length"] = str(len(body))
+    chunks = f.byte_chunks(body, len(body) // 3 + 1)
+    assert len(chunks) == 3
+    answers = answers_while_tapping(chunks, response)
+    # Once, while the third chunk was in the tap: the client cannot have had all the bytes yet.
+    assert [at for at, _ in answers] == [2]
+    call = answers[0][1]
+    assert call.usage.complete and call.usage.output_tokens == 20 and call.status_code == 200
+
+
+def test_a_stream_is_answered_on_its_closing_event_and_again_when_it_ends():
+    answers = answers_while_tapping(list(EVENTS), sse_response())
+    # The chunk carrying message_stop (a client reading events may stop there), then the body's end
+    # (b"", before mitmproxy sends the terminating chunk) with the settled call.
+    assert [at for at, _ in answers] == [len(EVENTS) - 1, len(EVENTS)]
+    snapshot, final = answers[0][1], answers[1][1]
+    assert snapshot.usage.complete and snapshot.usage == final.usage
+    assert snapshot.request_uid == final.request_uid
+    assert snapshot.usage is not final.usage  # a copy: the parser may still change its own
+
+
+def test_a_failing_answered_hook_never_reaches_the_call():
+    def broken(flow, call):
+        raise RuntimeError("journal exploded")
+
+    async def go():
+        capture = Capture(Health())
+        capture.on_answered = broken
+        with taddons.context(capture):
+            flow = metered_flow()
+            forwarded = await run_stream(capture, flow, list(EVENTS), sse_response())
+            return forwarded, flow.metadata[CALL], capture
+
+    forwarded, call, capture = asyncio.run(go())
+    assert forwarded == list(EVENTS) and call.usage.complete
+    assert capture.health.errors() == {"capture.answered": 2}

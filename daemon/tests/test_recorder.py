@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -171,3 +172,50 @@ def test_a_call_stays_in_flight_until_the_recorder_hands_it_over():
             return recorder
 
     assert not asyncio.run(go()).in_flight
+
+
+def test_answered_calls_are_journaled_once_unless_their_record_changes(tmp_path):
+    from halton_meter.journal import Journal
+    from halton_meter.recorder import decode_call
+
+    async def go():
+        writer = ListWriter()
+        attribution = Attribution(Health())
+        journal = Journal(tmp_path / "journal", Health())
+        journal.open()
+        recorder = Recorder(writer, attribution, Health(), journal)
+        with taddons.context(attribution, recorder):
+            settled = tflow.tflow(resp=True)
+            settled.metadata[ATTRIBUTION] = Attributed("web", "header")
+            answer = call(usage())
+            recorder.answered(settled, answer)  # the closing event went by
+            recorder.answered(settled, replace(answer))  # the body ended: same record, not written again
+            settled.metadata[CALL] = answer
+            await recorder.response(settled)
+
+            late = tflow.tflow(resp=True)
+            lookup = asyncio.get_running_loop().create_future()
+            late.metadata[ATTRIBUTION] = lookup
+            pending = call(usage())
+            recorder.answered(late, pending)  # journaled at once, with the default project
+            late.metadata[CALL] = pending
+            await recorder.response(late)
+            lookup.set_result(Attributed("repo", "directory"))
+            await asyncio.sleep(0)
+        journal.close()
+        return writer.items
+
+    items = asyncio.run(go())
+    assert [c.journaled_in for c in items] == [[1], [1, 1]]
+    payloads = [
+        p
+        for _, found, _ in Journal(tmp_path / "journal", Health()).read(
+            sorted((tmp_path / "journal").glob("*.log"))
+        )
+        for p in found
+    ]
+    assert [(decode_call(p).project, decode_call(p).attribution_tier) for p in payloads] == [
+        ("web", "header"),
+        ("default", "default"),
+        ("repo", "directory"),
+    ]

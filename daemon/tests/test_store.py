@@ -183,6 +183,28 @@ def test_a_bad_item_is_counted_and_the_rest_written(tmp_path: Path):
     ]
 
 
+def test_the_writer_says_which_items_are_stored_and_never_one_that_failed(tmp_path: Path):
+    """The journal forgets a call only once its row is committed (or can never be built)."""
+    db = tmp_path / "db.sqlite"
+    told: list = []
+    duplicate = wire_row()
+
+    def prepare(item):
+        if item == "bad":
+            raise ValueError("cannot build this row")
+        return StoredCall(row=item)
+
+    writer: BatchWriter = BatchWriter(db, prepare, Health(), on_stored=told.extend)
+    writer.start()
+    first, second = wire_row(), wire_row()
+    for item in (first, "bad", duplicate, second):
+        writer.submit(item)
+    assert writer.flush(10)
+    writer.submit(duplicate)  # a second insert of the same request_uid fails to commit
+    writer.close()
+    assert sorted(map(str, told)) == sorted(map(str, ["bad", first, duplicate, second]))
+
+
 def test_error_counts_are_persisted_even_when_no_call_comes(tmp_path: Path):
     db = tmp_path / "db.sqlite"
     health = Health()

@@ -9,6 +9,16 @@ For a flow that :mod:`halton_meter.routing` marked as a provider call:
 * ``response`` / ``error`` settle the usage (``complete=False`` for a cut-off stream) and leave a
   :class:`CapturedCall` in ``flow.metadata`` for the recorder.
 
+The moment a call is *answered* it is handed to ``on_answered`` (the recorder journals it there),
+before the last byte reaches the client: mitmproxy writes each streamed chunk to the client as soon
+as the tap returns it and runs the ``response`` hook only after the body ended, so a client can hold
+its whole answer before that hook. The tap therefore settles the call itself on the chunk that
+completes the body (the ``Content-Length``-th byte), or, for a body without a length, at its end
+(``b""``, before mitmproxy sends the terminating chunk). When a stream's closing event (``[DONE]``,
+``message_stop``...) arrives before that, a snapshot of the call is handed over on that chunk too: a
+client reading events can stop there. Unstreamed responses (no body) are answered in ``response``,
+which mitmproxy runs before sending them.
+
 Nothing here can break a call: hooks are wrapped by :func:`~halton_meter.failopen.fail_open`, the
 tap catches everything itself, and a failure only makes the row less detailed (and is counted).
 """
@@ -20,7 +30,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -63,6 +73,7 @@ class CapturedCall:
     bodies_truncated: bool = False
     project: str = "default"
     attribution_tier: str = "default"
+    journaled_in: list[int] = field(default_factory=list)  # journal segments holding its records
 
 
 @dataclass
@@ -71,9 +82,10 @@ class _CallState:
     parser: ResponseParser | None = None
     decoder: Decoder | None = None
     first_byte_at: float | None = None
-    tapped: bool = False
+    remaining: int | None = None  # body bytes still due, when the response has a Content-Length
     broken: bool = False
     finished: bool = False
+    answered: bool = False
     request_body: bytes | None = None
     response_body: bytearray | None = None
     truncated: bool = False
@@ -83,32 +95,45 @@ class _CallState:
 class _Tap:
     """The ``flow.response.stream`` callable: sees each chunk, always returns it unchanged."""
 
-    __slots__ = ("capture", "state")
+    __slots__ = ("capture", "flow", "state")
 
-    def __init__(self, capture: Capture, state: _CallState) -> None:
+    def __init__(self, capture: Capture, flow: http.HTTPFlow, state: _CallState) -> None:
         self.capture = capture
+        self.flow = flow
         self.state = state
 
     def __call__(self, chunk: bytes) -> bytes:
         state = self.state
-        if state.broken:
+        if state.finished:
             return chunk
-        try:
-            if chunk:
-                if state.first_byte_at is None:
-                    state.first_byte_at = time.time()
-                self.capture._fault("chunk")
-                self._feed(state.decoder.decode(chunk) if state.decoder else b"")
-            else:  # mitmproxy calls the tap with b"" once the body has ended
-                state.tapped = True
-                if state.decoder:
+        ended = not chunk  # mitmproxy calls the tap with b"" once the body has ended
+        if chunk and state.remaining is not None:
+            state.remaining -= len(chunk)
+            ended = state.remaining <= 0
+        if not state.broken:
+            try:
+                if chunk:
+                    if state.first_byte_at is None:
+                        state.first_byte_at = time.time()
+                    self.capture._fault("chunk")
+                    self._feed(state.decoder.decode(chunk) if state.decoder else b"")
+                if ended and state.decoder:
                     self._feed(state.decoder.flush())
+            except Exception as exc:
+                # Stop reading this body but keep forwarding it; the row will say usage is incomplete.
+                state.broken = True
+                state.failures.append("capture.stream")
+                logger.exception("reading a %s response failed; forwarding it untouched", state.info.provider)
+                self.capture.health.error("capture.stream", repr(exc))
+        # Before this chunk is returned (and sent): the client may hold its answer once it is.
+        try:
+            if ended:
+                self.capture._finish(self.flow, error=None)
+            elif not state.answered and state.parser is not None and state.parser.usage.complete:
+                self.capture._answered_early(self.flow, state)
         except Exception as exc:
-            # Stop reading this body but keep forwarding it; the row will say usage is incomplete.
-            state.broken = True
-            state.failures.append("capture.stream")
-            logger.exception("reading a %s response failed; forwarding it untouched", state.info.provider)
-            self.capture.health.error("capture.stream", repr(exc))
+            logger.exception("settling a %s call failed; forwarding it untouched", state.info.provider)
+            self.capture.health.error("capture.finish", repr(exc))
         return chunk
 
     def _feed(self, data: bytes) -> None:
@@ -133,7 +158,8 @@ class Capture:
         self.read_request: Callable[..., RequestInfo] = providers.read_request
         self.parser_for: Callable[..., ResponseParser] = providers.parser_for
         self.fault: Callable[[str], None] | None = None
-        # Metered flows between their request headers and their end (what a flush must wait for).
+        # Told of each call the moment it is answered, before its last byte is released (the journal).
+        self.on_answered: Callable[[http.HTTPFlow, CapturedCall], None] | None = None
 
     def load(self, loader) -> None:
         loader.add_option(
@@ -183,9 +209,10 @@ class Capture:
         if state is None or flow.response is None:
             return
         # The tap goes on first: whatever fails below, the body still streams instead of buffering.
-        flow.response.stream = _Tap(self, state)
+        flow.response.stream = _Tap(self, flow, state)
         self._fault("responseheaders")
         headers = flow.response.headers
+        state.remaining = _content_length(headers)
         try:
             state.decoder = decoder_for(headers.get("content-encoding"))
         except UnsupportedEncoding as exc:
@@ -242,6 +269,32 @@ class Capture:
                 logger.exception("settling a %s response failed", state.info.provider)
                 self.health.error("capture.finish", repr(exc))
                 state.failures.append("capture.finish")
+        call = self._call(flow, state, usage, error)
+        flow.metadata[CALL] = call
+        self.health.event("calls.captured")
+        self._answered(flow, state, call)
+
+    def _answered_early(self, flow: http.HTTPFlow, state: _CallState) -> None:
+        """The stream's closing event went by, more bytes may follow: hand over a snapshot of the call."""
+        usage = state.parser.usage if state.parser is not None else None
+        snapshot = replace(usage, extra_units=dict(usage.extra_units)) if usage is not None else None
+        self._answered(flow, state, self._call(flow, state, snapshot, None))
+
+    def _answered(self, flow: http.HTTPFlow, state: _CallState, call: CapturedCall) -> None:
+        state.answered = True
+        if self.on_answered is None:
+            return
+        try:
+            self.on_answered(flow, call)
+        except Exception as exc:
+            # The call is still recorded when it ends; only its early, durable copy is missing.
+            logger.exception("handing over an answered %s call failed", state.info.provider)
+            self.health.error("capture.answered", repr(exc))
+
+    def _call(
+        self, flow: http.HTTPFlow, state: _CallState, usage: Usage | None, error: str | None
+    ) -> CapturedCall:
+        response = flow.response
         request = flow.request
         started = request.timestamp_start
         ended = (response.timestamp_end if response is not None else None) or time.time()
@@ -249,7 +302,7 @@ class Capture:
         failures = state.failures + flow.metadata.get(FAILED, [])
         if error is None and state.broken:
             error = "capture failed mid-body; usage incomplete"
-        call = CapturedCall(
+        return CapturedCall(
             request_uid=_uid(flow.id),
             info=state.info,
             usage=usage,
@@ -263,8 +316,6 @@ class Capture:
             response_body=bytes(state.response_body) if state.response_body is not None else None,
             bodies_truncated=state.truncated,
         )
-        flow.metadata[CALL] = call
-        self.health.event("calls.captured")
 
     def _capped(self, state: _CallState, data: bytes) -> bytes:
         if len(data) > self.body_max_bytes:
@@ -280,6 +331,17 @@ class Capture:
         if len(data) > room:
             state.truncated = True
         buffer.extend(data[:room])
+
+
+def _content_length(headers: http.Headers) -> int | None:
+    """The body length the response announces, if it is framed by one (not chunked)."""
+    if "transfer-encoding" in headers:
+        return None
+    try:
+        length = int(headers.get("content-length", ""))
+    except ValueError:
+        return None
+    return length if length >= 0 else None
 
 
 def _uid(flow_id: str) -> uuid.UUID:

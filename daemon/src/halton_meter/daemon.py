@@ -8,6 +8,12 @@ Addon order matters: mitmproxy calls each event on the addons in the order they 
 routing decides first, attribution and capture read the decided flow, and the recorder sees the
 finished call capture left behind. mitmproxy keeps its master in module globals, so one process
 runs one :class:`Meter` at a time.
+
+No answered call is lost: capture hands each call to the recorder, which journals it, before its
+last byte reaches the client (:mod:`halton_meter.journal`). The start replays the journal into
+SQLite before the proxy listens; a stop lets calls under way finish (up to :data:`STOP_GRACE_S`),
+drains the writer, then replays whatever the journal still holds, so that when the process exits
+every answered call is in SQLite.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import logging
 import logging.handlers
 import signal
 import socket
+import sqlite3
 import sys
 import threading
 import time
@@ -37,14 +44,18 @@ from halton_meter.cloud.supervisor import CloudSupervisor
 from halton_meter.control import Control
 from halton_meter.health import Health
 from halton_meter.home import HomeProblem, load_machine_id
+from halton_meter.journal import Journal
 from halton_meter.paths import MeterPaths
 from halton_meter.pidfile import AlreadyRunning, PidLock, write_state, write_stopped
-from halton_meter.recorder import Recorder, RowBuilder
+from halton_meter.recorder import Recorder, RowBuilder, replay_journal
 from halton_meter.routing import Routing
 from halton_meter.settings import Settings, load_settings
 from halton_meter.store import BatchWriter
 
 logger = logging.getLogger(__name__)
+
+# How long a stop waits for calls under way to finish before closing their connections.
+STOP_GRACE_S = 10.0
 
 
 class MeterError(RuntimeError):
@@ -64,13 +75,16 @@ class Meter:
             self.pricebook = pricebook if pricebook is not None else PriceBook(settings.pricing_overrides)
         except (HomeProblem, RatesFileError) as exc:
             raise MeterError(str(exc)) from exc
+        self.journal = Journal(settings.paths.journal, self.health)
+        self.rows = RowBuilder(self.pricebook, self.machine_id, self.health)
         self.writer: BatchWriter[CapturedCall] = BatchWriter(
-            settings.paths.db, RowBuilder(self.pricebook, self.machine_id, self.health), self.health
+            settings.paths.db, self.rows, self.health, on_stored=self._stored
         )
         self.routing = Routing(self.health)
         self.attribution = Attribution(self.health)
         self.capture = Capture(self.health)
-        self.recorder = Recorder(self.writer, self.attribution, self.health)
+        self.recorder = Recorder(self.writer, self.attribution, self.health, self.journal)
+        self.capture.on_answered = self.recorder.answered
         # The cloud worker lives in this process: the supervisor starts it once pairing is done.
         self.cloud = CloudSupervisor(settings, self.health, self.machine_id)
         self.control = Control(self.health, extra_status=self._extra_status, cloud=self.cloud)
@@ -112,9 +126,11 @@ class Meter:
     # -- running ---------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Serve until :meth:`shutdown`; flushes every captured call to SQLite before returning."""
+        """Serve until :meth:`shutdown`; every answered call is in SQLite when this returns."""
         self._check_port()
         self.writer.start()
+        self._replay(self.journal.segments(), "start")  # what a killed predecessor left
+        self.journal.open()
         self.cloud.start()
         try:
             self.loop = asyncio.get_running_loop()
@@ -140,11 +156,55 @@ class Meter:
             # walk it again and again and show up as tail latency on calls.
             gc.freeze()
             await master.run()
+            await self._let_calls_finish(master)
         finally:
             self.cloud.stop()
             self.writer.close()
+            self._replay(self.journal.close(), "stop")
             self._ready.set()
             logger.info("meter stopped; %d rows written", self.writer.written)
+
+    async def _let_calls_finish(self, master: Master) -> None:
+        """The listeners are closed: refuse new calls on open connections, let those under way end,
+        then cut every client connection, so that no byte reaches a client once the journal closes."""
+        self.recorder.refusing = True
+        deadline = time.monotonic() + STOP_GRACE_S
+        while self.recorder.in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        if self.recorder.in_flight:
+            logger.warning(
+                "stopping with %d calls still under way; their connections are closed",
+                len(self.recorder.in_flight),
+            )
+        proxyserver = master.addons.get("proxyserver")
+        for handler in list(getattr(proxyserver, "connections", {}).values()):
+            transport = handler.transports.get(handler.client)
+            writer = getattr(transport, "writer", None)
+            if isinstance(writer, asyncio.StreamWriter):
+                # abort(), not close(): a closing transport still sends what is written to it later.
+                writer.transport.abort()
+        await asyncio.sleep(0)
+
+    def _replay(self, segments: list[Path], when: str) -> None:
+        if not segments:
+            return
+        try:
+            replayed = replay_journal(self.journal, self.settings.paths.db, self.rows, self.health, segments)
+        except (sqlite3.DatabaseError, OSError) as exc:
+            # The segments stay on disk for the next start; calls still go through meanwhile.
+            logger.error("could not replay the call journal at %s: %s", when, exc)
+            self.health.error("journal.replay", repr(exc))
+            return
+        logger.info(
+            "journal at %s: %d calls recorded, %d restored to the database, %d damaged records skipped",
+            when,
+            replayed.calls,
+            replayed.restored,
+            replayed.damaged,
+        )
+
+    def _stored(self, calls: list[CapturedCall]) -> None:
+        self.journal.release(segment for call in calls for segment in call.journaled_in)
 
     def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         # Connections still open at shutdown are cancelled; asyncio reports each one. Not an error.

@@ -48,6 +48,11 @@ class MeterPaths:
         return self.home / "db.sqlite"
 
     @property
+    def journal(self) -> Path:
+        """Segments of the call journal (see ``halton_meter.journal``): answered calls not yet in db.sqlite."""
+        return self.home / "journal"
+
+    @property
     def logs(self) -> Path:
         return self.home / "logs"
 

@@ -1,17 +1,30 @@
-"""Recorder addon: hands each finished call to the store's writer, with its project.
+"""Recorder addon: journals each answered call and hands each finished call to the store's writer.
 
-The hook itself only resolves the attribution and enqueues (microseconds on the event loop, which
-matters: mitmproxy holds the end of a response until the ``response`` hook returns). Pricing and
-row building run in the writer thread, in :class:`RowBuilder`.
+Capture tells :meth:`Recorder.answered` the moment a call is answered, before its last byte reaches
+the client: the call goes into the journal (:mod:`halton_meter.journal`) there, with one ``write()``.
+The ``response`` / ``error`` hooks then only resolve the attribution and enqueue (microseconds on the
+event loop, which matters: mitmproxy holds the end of a response until the ``response`` hook
+returns). A call is journaled again only if what it records changed since (a stream's final usage,
+a directory lookup that ended late): the journal's last record of a call wins. Pricing and row
+building run in the writer thread, in :class:`RowBuilder`; the writer releases the journal's
+records once their rows are committed. :func:`replay_journal` puts what the journal holds into
+SQLite at start and at stop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import logging
-from dataclasses import replace
+import sqlite3
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -19,10 +32,19 @@ from halton_meter.attribution import ATTRIBUTION, Attributed, Attribution
 from halton_meter.capture import CALL, CapturedCall
 from halton_meter.failopen import fail_open
 from halton_meter.health import Health
+from halton_meter.journal import Journal
 from halton_meter.protocol import MAX_DURATION_MS, RequestRow
 from halton_meter.routing import ROUTE
-from halton_meter.store import NANO, BatchWriter, StoredCall
-from halton_meter.usage import Usage
+from halton_meter.store import (
+    NANO,
+    BatchWriter,
+    StoredCall,
+    add_error_counts,
+    insert_calls,
+    open_store,
+    transaction,
+)
+from halton_meter.usage import RequestInfo, Usage
 
 if TYPE_CHECKING:
     from mitmproxy import http
@@ -30,6 +52,8 @@ if TYPE_CHECKING:
     from halton_meter.pricing import PriceBook
 
 logger = logging.getLogger(__name__)
+
+JOURNALED = "halton.journaled"  # flow.metadata key: what the journal holds of this flow's call
 
 _TOKEN_FIELDS = (
     "input_tokens",
@@ -41,17 +65,33 @@ _TOKEN_FIELDS = (
 )
 
 
-class Recorder:
-    """Submits finished calls to the writer. See the module docstring."""
+@dataclass
+class _Journaled:
+    recorded: tuple[Any, ...]  # what the last record of the call says (see Recorder._journal)
+    segments: list[int]
 
-    def __init__(self, writer: BatchWriter[CapturedCall], attribution: Attribution, health: Health) -> None:
+
+class Recorder:
+    """Journals answered calls and submits finished ones to the writer. See the module docstring."""
+
+    def __init__(
+        self,
+        writer: BatchWriter[CapturedCall],
+        attribution: Attribution,
+        health: Health,
+        journal: Journal | None = None,
+    ) -> None:
         self.writer = writer
         self.attribution = attribution
         self.health = health
+        self.journal = journal
         self._waiting: set[asyncio.Future[Attributed]] = set()
         # Metered calls not yet handed to the writer (or to a directory lookup). Tracked here, in the last
         # addon, so that a call never looks settled between capture finishing it and this addon taking it.
         self.in_flight: set[str] = set()
+        # Set while the daemon stops: calls under way finish, new ones on kept-alive connections are
+        # refused (the connection closes before anything goes upstream, so a client can retry safely).
+        self.refusing = False
 
     @property
     def waiting(self) -> int:
@@ -60,6 +100,10 @@ class Recorder:
 
     @fail_open("recorder.requestheaders")
     async def requestheaders(self, flow: http.HTTPFlow) -> None:
+        if self.refusing:
+            flow.metadata.pop(ROUTE, None)  # never sent: nothing to record
+            flow.kill()
+            return
         if ROUTE in flow.metadata:
             self.in_flight.add(flow.id)
 
@@ -70,6 +114,13 @@ class Recorder:
     @fail_open("recorder.error")
     async def error(self, flow: http.HTTPFlow) -> None:
         self._record(flow)
+
+    def answered(self, flow: http.HTTPFlow, call: CapturedCall) -> None:
+        """Capture's ``on_answered``: journal the call before its last byte is released to the client."""
+        attributed = self.attribution.resolve(flow.metadata.get(ATTRIBUTION))
+        if attributed is not None:  # else the default, journaled again once the lookup ends
+            call.project, call.attribution_tier = attributed.project, attributed.tier
+        self._journal(flow.metadata, call)
 
     async def done(self) -> None:
         # Calls still waiting for a directory lookup are written before the writer closes.
@@ -89,7 +140,7 @@ class Recorder:
         value = flow.metadata.get(ATTRIBUTION)
         attributed = self.attribution.resolve(value)
         if attributed is not None:
-            self._submit(call, attributed)
+            self._submit(flow.metadata, call, attributed)
             return
         # The directory lookup is still running: never hold the response for it.
         assert isinstance(value, asyncio.Future)
@@ -98,16 +149,47 @@ class Recorder:
         def submit_later(done: asyncio.Future[Attributed]) -> None:
             self._waiting.discard(done)
             self._submit(
+                flow.metadata,
                 call,
                 self.attribution.resolve(done) or Attributed(self.attribution.default_project, "default"),
             )
 
         value.add_done_callback(submit_later)
 
-    def _submit(self, call: CapturedCall, attributed: Attributed) -> None:
+    def _submit(self, metadata: dict[str, Any], call: CapturedCall, attributed: Attributed) -> None:
         call.project = attributed.project
         call.attribution_tier = attributed.tier
+        self._journal(metadata, call)
+        journaled: _Journaled | None = metadata.get(JOURNALED)
+        if journaled is not None:
+            call.journaled_in = journaled.segments
         self.writer.submit(call)
+
+    def _journal(self, metadata: dict[str, Any], call: CapturedCall) -> None:
+        if self.journal is None:
+            return
+        recorded = (
+            call.usage,
+            call.status_code,
+            call.error,
+            call.capture_failed,
+            call.project,
+            call.attribution_tier,
+        )
+        journaled: _Journaled | None = metadata.get(JOURNALED)
+        if journaled is None:
+            journaled = metadata[JOURNALED] = _Journaled(recorded, [])
+        elif journaled.recorded == recorded:
+            return
+        journaled.recorded = recorded
+        try:
+            segment = self.journal.append(encode_call(call))
+        except Exception as exc:  # fail open: the call goes on, the writer still stores it
+            logger.exception("journaling call %s failed", call.request_uid)
+            self.health.error("journal.write", repr(exc))
+            return
+        if segment is not None:
+            journaled.segments.append(segment)
 
 
 class RowBuilder:
@@ -205,3 +287,165 @@ def _duration(ms: int | None) -> int | None:
 
 def _clip(value: str | None, limit: int) -> str | None:
     return value[:limit] if value is not None else None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Journal records and their replay
+
+_RECORD_VERSION = 1
+
+
+def encode_call(call: CapturedCall) -> bytes:
+    """One journal record: everything :class:`RowBuilder` needs to store the call later."""
+    usage: dict[str, Any] | None = None
+    if call.usage is not None:
+        usage = dict(vars(call.usage))
+        if usage["billed_cost_usd"] is not None:
+            usage["billed_cost_usd"] = str(usage["billed_cost_usd"])
+    document = {
+        "v": _RECORD_VERSION,
+        "uid": str(call.request_uid),
+        "info": vars(call.info),
+        "usage": usage,
+        "status": call.status_code,
+        "started": call.started_at.isoformat(),
+        "ended": call.ended_at.isoformat(),
+        "ttfb": call.ttfb_ms,
+        "error": call.error,
+        "capture_failed": call.capture_failed,
+        "project": call.project,
+        "tier": call.attribution_tier,
+        "request_body": _b64(call.request_body),
+        "response_body": _b64(call.response_body),
+        "truncated": call.bodies_truncated,
+    }
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+def decode_call(payload: bytes) -> CapturedCall:
+    """The call a journal record holds; ValueError/KeyError/TypeError if it is not one."""
+    document = json.loads(payload)
+    if document.get("v") != _RECORD_VERSION:
+        raise ValueError(f"unknown journal record version {document.get('v')!r}")
+    usage = document["usage"]
+    if usage is not None:
+        if usage["billed_cost_usd"] is not None:
+            usage["billed_cost_usd"] = Decimal(usage["billed_cost_usd"])
+        usage = Usage(**usage)
+    return CapturedCall(
+        request_uid=uuid.UUID(document["uid"]),
+        info=RequestInfo(**document["info"]),
+        usage=usage,
+        status_code=document["status"],
+        started_at=datetime.fromisoformat(document["started"]),
+        ended_at=datetime.fromisoformat(document["ended"]),
+        ttfb_ms=document["ttfb"],
+        error=document["error"],
+        capture_failed=document["capture_failed"],
+        request_body=_unb64(document["request_body"]),
+        response_body=_unb64(document["response_body"]),
+        bodies_truncated=document["truncated"],
+        project=document["project"],
+        attribution_tier=document["tier"],
+    )
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """What a replay found: calls recorded, rows it restored, damaged stretches it skipped."""
+
+    calls: int
+    restored: int
+    damaged: int
+
+
+def replay_journal(
+    journal: Journal,
+    db_path: Path,
+    build: RowBuilder,
+    health: Health,
+    segments: Sequence[Path] | None = None,
+) -> Replayed:
+    """Store every journaled call SQLite lacks (idempotent on request_uid), then delete the segments.
+
+    A damaged record (a torn tail after a crash mid-write) is skipped with a warning and counted
+    (``journal.torn``); the records around it are still replayed. If the database cannot be written
+    the segments stay, for the next start.
+    """
+    segments = journal.segments() if segments is None else list(segments)
+    if not segments:
+        return Replayed(0, 0, 0)
+    calls: dict[uuid.UUID, CapturedCall] = {}
+    damaged = 0
+    for segment, payloads, damage in journal.read(segments):
+        for stretch in damage:
+            damaged += 1
+            what = "a torn last record" if stretch.tail else "a damaged record"
+            logger.warning(
+                "journal %s: skipped %s (%d bytes at byte %d); the calls around it are restored",
+                segment.name,
+                what,
+                stretch.length,
+                stretch.offset,
+            )
+            health.error("journal.torn", f"{segment.name}: {what} of {stretch.length} bytes skipped")
+        for payload in payloads:
+            try:
+                call = decode_call(payload)
+            except (ValueError, KeyError, TypeError) as exc:
+                logger.warning("journal %s: skipped a record that is not a call: %s", segment.name, exc)
+                health.error("journal.record", repr(exc))
+                continue
+            calls[call.request_uid] = call  # a later record of a call supersedes an earlier one
+    conn = open_store(db_path)
+    try:
+        present = _present(conn, [str(uid) for uid in calls])
+        rows: list[StoredCall] = []
+        for uid, call in calls.items():
+            if str(uid) in present:
+                continue
+            try:
+                rows.append(build(call))
+            except Exception as exc:
+                logger.exception("could not turn journaled call %s into a row", uid)
+                health.error("store.prepare", repr(exc))
+        counts = health.take_unpersisted()
+        try:
+            with transaction(conn):
+                # OR IGNORE as well: a writer that outlived its stop timeout may still be committing.
+                restored = insert_calls(conn, rows, skip_existing=True)
+                add_error_counts(conn, counts)
+        except BaseException:
+            health.give_back(counts)
+            raise
+    finally:
+        conn.close()
+    journal.delete(segments)
+    if restored or damaged:
+        logger.info(
+            "journal replayed: %d calls recorded, %d were missing from the database and are now stored",
+            len(calls),
+            restored,
+        )
+    health.event("journal.restored", restored)
+    return Replayed(len(calls), restored, damaged)
+
+
+def _present(conn: sqlite3.Connection, uids: list[str]) -> set[str]:
+    found: set[str] = set()
+    for start in range(0, len(uids), 500):
+        chunk = uids[start : start + 500]
+        marks = ", ".join("?" * len(chunk))
+        found.update(
+            r[0]
+            for r in conn.execute(f"SELECT request_uid FROM requests WHERE request_uid IN ({marks})", chunk)
+        )
+    return found
+
+
+def _b64(data: bytes | None) -> str | None:
+    return base64.b64encode(data).decode() if data is not None else None
+
+
+def _unb64(text: str | None) -> bytes | None:
+    return base64.b64decode(text) if text is not None else None

@@ -10,12 +10,13 @@ disk flush per batch. The trade-off, as SQLite documents it:
   OS page cache and is replayed on the next open;
 * a power cut or OS crash can lose the **last commits since the last checkpoint** (rows of the
   final second or so); the database itself stays consistent, never corrupt;
-* in both cases rows still **queued in memory** (not yet committed) are lost. The writer commits
-  what is queued every :data:`WRITE_EVERY_S` (50 ms), so that window is the calls that ended in the
-  last 50 ms or so.
+* rows still **queued in memory** (the writer commits every :data:`WRITE_EVERY_S`, 50 ms) die with
+  the process, but each of those calls is already in the call journal (:mod:`halton_meter.journal`),
+  written before its answer reached the client, and the next start replays it into this database.
 
-A clean stop (``halton-meter stop``, SIGTERM) drains the queue and commits everything before the
-process exits. ``test_store.py`` checks the pragma, the kill-9 case and the clean-stop case.
+A clean stop (``halton-meter stop``, SIGTERM) drains the queue, commits everything and replays what
+the journal still holds before the process exits. ``test_store.py`` checks the pragma, the kill-9
+case and the clean-stop case; ``test_journal.py`` the journal.
 
 Money is stored as integer nano-dollars (``cost_nusd``): exact, and SQLite sums integers exactly.
 Timestamps are ISO-8601 UTC text with microseconds, so text order is time order.
@@ -339,9 +340,14 @@ def _request_values(call: StoredCall) -> tuple[Any, ...]:
     return tuple(values[c] for c in REQUEST_COLUMNS)
 
 
-def insert_calls(conn: sqlite3.Connection, calls: Sequence[StoredCall]) -> None:
-    """Insert calls in the caller's transaction."""
-    conn.executemany(_INSERT_REQUEST, [_request_values(c) for c in calls])
+def insert_calls(
+    conn: sqlite3.Connection, calls: Sequence[StoredCall], *, skip_existing: bool = False
+) -> int:
+    """Insert calls in the caller's transaction; with ``skip_existing`` a request_uid already stored is
+    left as it is (a journal replay). Returns how many rows were inserted."""
+    verb = "INSERT OR IGNORE" if skip_existing else "INSERT"
+    cursor = conn.executemany(verb + _INSERT_REQUEST[len("INSERT") :], [_request_values(c) for c in calls])
+    inserted = cursor.rowcount if calls else 0
     bodies = [
         (str(c.row.request_uid), c.request_body, c.response_body, int(c.bodies_truncated))
         for c in calls
@@ -349,9 +355,10 @@ def insert_calls(conn: sqlite3.Connection, calls: Sequence[StoredCall]) -> None:
     ]
     if bodies:
         conn.executemany(
-            "INSERT INTO request_bodies (request_uid, request_body, response_body, truncated) VALUES (?, ?, ?, ?)",
+            f"{verb} INTO request_bodies (request_uid, request_body, response_body, truncated) VALUES (?, ?, ?, ?)",
             bodies,
         )
+    return inserted
 
 
 def add_error_counts(conn: sqlite3.Connection, counts: dict[str, int], day: str | None = None) -> None:
@@ -491,10 +498,14 @@ class BatchWriter(Generic[T]):
         *,
         max_batch: int = MAX_BATCH,
         interval: float = WRITE_EVERY_S,
+        on_stored: Callable[[list[T]], None] | None = None,
     ) -> None:
         self.db_path = db_path
         self.prepare = prepare
         self.health = health
+        # Told (in the writer thread) of items that are committed, or that can never become a row:
+        # the journal forgets their records. An item that failed to commit is not told of.
+        self.on_stored = on_stored
         self.max_batch = max_batch
         self.interval = interval
         self._items: deque[T] = deque()
@@ -515,8 +526,9 @@ class BatchWriter(Generic[T]):
 
     def submit(self, item: T) -> None:
         if len(self._items) >= MAX_QUEUE:
-            # Fail open: the proxy never waits on the disk. The loss is counted and shown by status.
-            self.health.error("store.queue_full", "writer queue full; row dropped")
+            # Fail open: the proxy never waits on the disk. Counted and shown by status; the call's
+            # journal record stays, and the next replay (at stop or start) stores it.
+            self.health.error("store.queue_full", "writer queue full; row left to the journal")
             return
         self._items.append(item)  # deque.append is atomic: no lock, no wake-up
 
@@ -569,26 +581,33 @@ class BatchWriter(Generic[T]):
             conn.close()
 
     def _write(self, conn: sqlite3.Connection, items: list[T]) -> None:
-        calls: list[StoredCall] = []
+        calls: list[tuple[T, StoredCall]] = []
+        unstorable: list[T] = []
         for item in items:
             try:
                 call = self.prepare(item)
             except Exception as exc:
                 logger.exception("could not turn a captured call into a row")
                 self.health.error("store.prepare", repr(exc))
+                unstorable.append(item)
                 continue
-            if call is not None:
-                calls.append(call)
+            if call is None:
+                unstorable.append(item)
+            else:
+                calls.append((item, call))
+        if unstorable:
+            self._stored(unstorable)
         counts = self.health.take_unpersisted()
         if not calls and not counts:
             return
         for attempt in range(3):
             try:
                 with transaction(conn):
-                    insert_calls(conn, calls)
+                    insert_calls(conn, [call for _, call in calls])
                     add_error_counts(conn, counts)
                 self.written += len(calls)
                 self.health.event("store.rows", len(calls))
+                self._stored([item for item, _ in calls])
                 return
             except sqlite3.OperationalError as exc:
                 # "database is locked" outlasting busy_timeout (a long report?) is worth a retry.
@@ -601,13 +620,24 @@ class BatchWriter(Generic[T]):
         self.health.give_back(counts)
         self._write_one_by_one(conn, calls)
 
-    def _write_one_by_one(self, conn: sqlite3.Connection, calls: list[StoredCall]) -> None:
-        for call in calls:
+    def _write_one_by_one(self, conn: sqlite3.Connection, calls: list[tuple[T, StoredCall]]) -> None:
+        for item, call in calls:
             try:
                 with transaction(conn):
                     insert_calls(conn, [call])
                 self.written += 1
                 self.health.event("store.rows")
+                self._stored([item])
             except sqlite3.DatabaseError as exc:
-                logger.error("dropped row %s: %s", call.row.request_uid, exc)
+                # Its journal record stays: the next replay (at stop or start) tries it again.
+                logger.error("could not store row %s: %s", call.row.request_uid, exc)
                 self.health.error("store.write", repr(exc))
+
+    def _stored(self, items: list[T]) -> None:
+        if self.on_stored is None:
+            return
+        try:
+            self.on_stored(items)
+        except Exception as exc:
+            logger.exception("releasing stored calls from the journal failed")
+            self.health.error("journal.release", repr(exc))
