@@ -1,0 +1,122 @@
+"""How long the everyday commands take, start to exit, as a user's shell sees them.
+
+Builds a throwaway meter home with a 10,000-row database (``halton_meter.testing.fake_cloud.store_rows``)
+paired with the fake cloud (``FakeCloud.pair``, served from this process), then runs each command N times
+as a subprocess of the venv's own ``halton-meter`` script (no ``uv run`` in front), taking turns so load
+changes hit every command alike. The daemon is not running: ``status`` reads SQLite and the pid file.
+
+Also measured in the same run: ``python -c pass`` (the interpreter's own start) and
+``python -c 'import halton_meter.cli'`` (wall time, plus the cumulative figure ``-X importtime`` gives).
+
+Run: ``uv run python bench/cli_latency.py [-n 20]``. Target: every command <= 0.3 s median on an idle
+machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from halton_meter.home import init_home
+from halton_meter.paths import HOME_ENV, MeterPaths
+from halton_meter.testing.fake_cloud import FakeCloud, store_rows
+
+ROWS = 10_000
+# Four kinds of call, so the report has several groups per breakdown.
+KINDS = (
+    {"provider": "openai", "model_served": "gpt-4o", "project": "web"},
+    {"provider": "anthropic", "model_served": "claude-sonnet-4", "project": "web"},
+    {"provider": "openai", "model_served": "gpt-4.1-mini", "project": "batch"},
+    {"provider": "gemini", "model_served": "gemini-2.5-pro", "project": "research", "cost_usd": None},
+)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def make_home(folder: Path, cloud: FakeCloud) -> MeterPaths:
+    paths = MeterPaths.resolve(folder / "home")
+    init_home(paths)
+    for kind in KINDS:
+        store_rows(paths, ROWS // len(KINDS), **kind)
+    cloud.pair(paths)
+    return paths
+
+
+def timed(command: list[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} exited {done.returncode}: {done.stderr.decode()}")
+    return elapsed
+
+
+def import_time_us(python: str, env: dict[str, str]) -> int:
+    """The cumulative microseconds ``-X importtime`` reports for ``halton_meter.cli``."""
+    done = subprocess.run(
+        [python, "-X", "importtime", "-c", "import halton_meter.cli"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    last = [line for line in done.stderr.splitlines() if line.rstrip().endswith("| halton_meter.cli")][-1]
+    return int(last.split("|")[1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, default=20, help="Runs per command (default 20).")
+    parser.add_argument("--warmup", type=int, default=2, help="Untimed runs per command first.")
+    args = parser.parse_args()
+
+    python = sys.executable
+    script = str(Path(python).parent / "halton-meter")
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="cli-latency-") as tmp, FakeCloud() as cloud:
+        paths = make_home(Path(tmp), cloud)
+        env = {**os.environ, HOME_ENV: str(paths.home)}
+        commands = {
+            "python -c pass": [python, "-c", "pass"],
+            "python -c 'import halton_meter.cli'": [python, "-c", "import halton_meter.cli"],
+            "status": [script, "status"],
+            "cloud status": [script, "cloud", "status"],
+            "cloud whoami": [script, "cloud", "whoami"],
+            "report 7d": [script, "report", "7d"],
+        }
+        for command in commands.values():
+            for _ in range(args.warmup):
+                timed(command, env)
+        samples: dict[str, list[float]] = {label: [] for label in commands}
+        for _ in range(args.n):
+            for label, command in commands.items():
+                samples[label].append(timed(command, env))
+        imports = statistics.median(import_time_us(python, env) for _ in range(5))
+    load_after = os.getloadavg()
+
+    print(
+        f"machine: {platform.processor() or platform.machine()}, nproc {os.cpu_count()}, Python {platform.python_version()}"
+    )
+    print(
+        f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}; {args.n} runs each, {ROWS:,} rows"
+    )
+    print(f"{'command':<40}{'median':>10}{'p95':>10}")
+    for label, values in samples.items():
+        print(
+            f"{label:<40}{statistics.median(values) * 1000:>8.0f}ms{percentile(values, 0.95) * 1000:>8.0f}ms"
+        )
+    print(f"-X importtime, halton_meter.cli cumulative (median of 5): {imports / 1000:.0f} ms")
+
+
+if __name__ == "__main__":
+    main()
