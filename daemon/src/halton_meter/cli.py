@@ -1,7 +1,8 @@
 """``halton-meter``: the command line. It owns the terminal; everything else logs.
 
-Heavy modules (mitmproxy, pricing data) are imported inside the commands that need them, so
-``status`` and ``report`` start fast.
+Heavy modules (mitmproxy, httpx, cryptography, pricing data, rich's tables) are imported inside the
+commands that need them, so ``status``, ``cloud status`` and ``report`` start fast;
+``daemon/tests/test_cli_imports.py`` fails if one of them creeps back onto those paths.
 """
 
 from __future__ import annotations
@@ -20,10 +21,8 @@ from typing import Any, NoReturn
 import click
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 from rich.text import Text
 
-from halton_meter import __version__
 from halton_meter.paths import HOME_ENV, MeterPaths
 from halton_meter.settings import Settings, SettingsError, key_fingerprint, load_settings
 
@@ -56,7 +55,7 @@ def _needs_init(paths: MeterPaths) -> bool:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="halton-meter")
+@click.version_option(package_name="halton-meter", prog_name="halton-meter")
 def main() -> None:
     """Halton Meter: see what every LLM API call costs, on this machine.
 
@@ -218,6 +217,9 @@ def stop(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(as_json: bool) -> None:
     """The daemon, today's calls and spend, capture errors, cloud state."""
+    from rich.table import Table
+
+    from halton_meter import __version__
     from halton_meter.report import format_usd
     from halton_meter.status import collect_status
 
@@ -357,6 +359,8 @@ def report(
 
 
 def _print_report(result) -> None:
+    from rich.table import Table
+
     from halton_meter.report import format_usd
 
     totals = result.totals
@@ -423,6 +427,7 @@ def reprice(
     {"format": 1, "models": {"openai/gpt-4.1": {"input": "1.60", "output": "6.40", "cache_read": "0.40"}}}
     """
     from rich.progress import Progress
+    from rich.table import Table
 
     from halton_meter.pricing import PriceBook, RatesFileError
     from halton_meter.report import format_usd

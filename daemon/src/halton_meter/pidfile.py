@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from halton_meter import __version__
 from halton_meter.paths import MeterPaths
 
 
@@ -87,6 +86,8 @@ def running_pid(path: Path) -> int | None:
 
 
 def write_state(paths: MeterPaths, listen: tuple[str, int] | None) -> None:
+    from halton_meter import __version__
+
     if listen is None:
         return
     document = {
@@ -116,6 +117,8 @@ def heartbeat(paths: MeterPaths) -> None:
 
 def write_stopped(paths: MeterPaths) -> None:
     """A clean exit: keep when the daemon started and say when it stopped (no address: nothing listens)."""
+    from halton_meter import __version__
+
     previous = read_state(paths) or {}
     document = {
         "pid": os.getpid(),

@@ -11,8 +11,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import httpx
-
 from halton_meter.cloud.state import NOT_CONFIGURED, CloudStatus, load_status, with_daemon
 from halton_meter.pidfile import last_seen, read_state, running_pid, started_at
 from halton_meter.report import Group, capture_error_counts, parse_period, spend_report
@@ -62,6 +60,9 @@ def probe_daemon(settings: Settings, *, live: bool = False) -> DaemonState:
     daemon = DaemonState(
         "unresponsive", pid=pid if pid > 0 else state.get("pid"), host=host, port=port, **seen
     )
+    # Imported only when a daemon holds the lock: httpx is the heaviest import `status` could pay.
+    import httpx
+
     try:
         with httpx.Client(timeout=PROBE_TIMEOUT_S, trust_env=False) as client:
             response = client.get(f"http://{_url_host(host)}:{port}/v1/health")

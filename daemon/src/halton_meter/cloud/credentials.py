@@ -13,8 +13,6 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from cryptography.fernet import Fernet, InvalidToken
-
 from halton_meter.paths import MeterPaths
 
 PRIVATE_MODE = 0o600
@@ -86,6 +84,9 @@ def load_credentials(paths: MeterPaths) -> Credentials | None:
 
 def new_key(paths: MeterPaths) -> bytes:
     """A fresh Fernet key in ``cloud.key`` (each pairing gets its own)."""
+    # cryptography is imported where a key is used, so `status` on an unpaired machine never loads it.
+    from cryptography.fernet import Fernet
+
     key = Fernet.generate_key()
     write_private(paths.cloud_key, key + b"\n")
     return key
@@ -99,10 +100,14 @@ def load_key(paths: MeterPaths) -> bytes | None:
 
 
 def encrypt(key: bytes, token: str) -> str:
+    from cryptography.fernet import Fernet
+
     return Fernet(key).encrypt(token.encode()).decode("ascii")
 
 
 def decrypt(key: bytes, ciphertext: str) -> str:
+    from cryptography.fernet import Fernet, InvalidToken
+
     try:
         return Fernet(key).decrypt(ciphertext.encode("ascii")).decode()
     except (InvalidToken, ValueError) as exc:
