@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -52,13 +53,18 @@ def make_home(folder: Path, cloud: FakeCloud) -> MeterPaths:
     return paths
 
 
-def timed(command: list[str], env: dict[str, str]) -> float:
+def timed(command: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall seconds, and the child's CPU seconds (user + system): on a shared machine the CPU figure
+    moves much less with the load than the wall clock does."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
     elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command)} exited {done.returncode}: {done.stderr.decode()}")
-    return elapsed
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return elapsed, cpu
 
 
 def import_time_us(python: str, env: dict[str, str]) -> int:
@@ -97,7 +103,7 @@ def main() -> None:
         for command in commands.values():
             for _ in range(args.warmup):
                 timed(command, env)
-        samples: dict[str, list[float]] = {label: [] for label in commands}
+        samples: dict[str, list[tuple[float, float]]] = {label: [] for label in commands}
         for _ in range(args.n):
             for label, command in commands.items():
                 samples[label].append(timed(command, env))
@@ -110,10 +116,12 @@ def main() -> None:
     print(
         f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}; {args.n} runs each, {ROWS:,} rows"
     )
-    print(f"{'command':<40}{'median':>10}{'p95':>10}")
-    for label, values in samples.items():
+    print(f"{'command':<40}{'median':>10}{'p95':>10}{'cpu median':>12}")
+    for label, pairs in samples.items():
+        wall, cpu = [w for w, _ in pairs], [c for _, c in pairs]
         print(
-            f"{label:<40}{statistics.median(values) * 1000:>8.0f}ms{percentile(values, 0.95) * 1000:>8.0f}ms"
+            f"{label:<40}{statistics.median(wall) * 1000:>8.0f}ms{percentile(wall, 0.95) * 1000:>8.0f}ms"
+            f"{statistics.median(cpu) * 1000:>10.0f}ms"
         )
     print(f"-X importtime, halton_meter.cli cumulative (median of 5): {imports / 1000:.0f} ms")
 
