@@ -8,6 +8,11 @@ changes hit every command alike. The daemon is not running: ``status`` reads SQL
 Also measured in the same run: ``python -c pass`` (the interpreter's own start) and
 ``python -c 'import halton_meter.cli'`` (wall time, plus the cumulative figure ``-X importtime`` gives).
 
+Each command runs twice per turn: with Python's bytecode cache (``.pyc`` files written to a throwaway
+``PYTHONPYCACHEPREFIX`` by the warm-up runs, as a user's Python does after the first run) and without
+it (``PYTHONDONTWRITEBYTECODE=1``, as on the project's machines, where ``uv sync`` compiles nothing and
+that variable is set: every run compiles pydantic, click, rich... from source).
+
 Run: ``uv run python bench/cli_latency.py [-n 20]``. Target: every command <= 0.3 s median on an idle
 machine.
 """
@@ -91,7 +96,13 @@ def main() -> None:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="cli-latency-") as tmp, FakeCloud() as cloud:
         paths = make_home(Path(tmp), cloud)
-        env = {**os.environ, HOME_ENV: str(paths.home)}
+        base = {
+            k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")
+        }
+        envs = {
+            "pyc": {**base, HOME_ENV: str(paths.home), "PYTHONPYCACHEPREFIX": str(Path(tmp) / "pycache")},
+            "no pyc": {**base, HOME_ENV: str(paths.home), "PYTHONDONTWRITEBYTECODE": "1"},
+        }
         commands = {
             "python -c pass": [python, "-c", "pass"],
             "python -c 'import halton_meter.cli'": [python, "-c", "import halton_meter.cli"],
@@ -100,14 +111,21 @@ def main() -> None:
             "cloud whoami": [script, "cloud", "whoami"],
             "report 7d": [script, "report", "7d"],
         }
-        for command in commands.values():
-            for _ in range(args.warmup):
-                timed(command, env)
-        samples: dict[str, list[tuple[float, float]]] = {label: [] for label in commands}
+        for env in envs.values():
+            for command in commands.values():
+                for _ in range(args.warmup):
+                    timed(command, env)
+        samples: dict[str, list[tuple[float, float]]] = {
+            f"{label} [{mode}]": [] for mode in envs for label in commands
+        }
         for _ in range(args.n):
             for label, command in commands.items():
-                samples[label].append(timed(command, env))
-        imports = statistics.median(import_time_us(python, env) for _ in range(5))
+                for mode, env in envs.items():
+                    samples[f"{label} [{mode}]"].append(timed(command, env))
+        imports = {
+            mode: statistics.median(import_time_us(python, env) for _ in range(5))
+            for mode, env in envs.items()
+        }
     load_after = os.getloadavg()
 
     print(
@@ -116,14 +134,15 @@ def main() -> None:
     print(
         f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}; {args.n} runs each, {ROWS:,} rows"
     )
-    print(f"{'command':<40}{'median':>10}{'p95':>10}{'cpu median':>12}")
+    print(f"{'command':<48}{'median':>10}{'p95':>10}{'cpu median':>12}")
     for label, pairs in samples.items():
         wall, cpu = [w for w, _ in pairs], [c for _, c in pairs]
         print(
-            f"{label:<40}{statistics.median(wall) * 1000:>8.0f}ms{percentile(wall, 0.95) * 1000:>8.0f}ms"
+            f"{label:<48}{statistics.median(wall) * 1000:>8.0f}ms{percentile(wall, 0.95) * 1000:>8.0f}ms"
             f"{statistics.median(cpu) * 1000:>10.0f}ms"
         )
-    print(f"-X importtime, halton_meter.cli cumulative (median of 5): {imports / 1000:.0f} ms")
+    for mode, micros in imports.items():
+        print(f"-X importtime, halton_meter.cli cumulative [{mode}] (median of 5): {micros / 1000:.0f} ms")
 
 
 if __name__ == "__main__":
