@@ -113,6 +113,8 @@ class BackgroundPairing:
         except pairing.PairingFailed as exc:
             self.status, self.error = exc.kind, str(exc)
             logger.warning("dashboard pairing ended: %s", exc)
+            if exc.kind in pairing.WITHDRAW_ON:
+                logger.info("%s", pairing.withdraw(self.client, self.ticket))
         except Exception as exc:
             self.status, self.error = "failed", str(exc)
             logger.exception("dashboard pairing failed")
