@@ -154,6 +154,17 @@ def test_pair_this_machine_works_under_the_csp(
                 what="the meter to pair through the page",
             )
             assert meter.json("cloud", "status")["base_url"] == cloud.url
+            # The new device is in the table without a reload (the result line would be gone after one)...
+            machine = meter.json("cloud", "status")["machine_id"]
+            page.locator(f"#devices-list tr[data-machine-id='{machine}'][data-status=active]").wait_for()
+            assert "Paired: code" in page.inner_text("[data-field=pair-result]")
+            assert page.locator("[data-action=pair]").is_hidden()
+            # ...and once paired here, the page no longer offers to pair this machine.
+            page.reload()
+            page.locator("[data-field=pair-result]", has_text="already paired with this workspace").wait_for()
+            assert page.locator("[data-action=pair]").is_hidden()
+            assert "paired to " + person.workspace_slug in page.inner_text("[data-field=meter-state]")
+            page.screenshot(path=str(shots / "pair-this-machine-already-paired.png"), full_page=True)
     finally:
         context.close()
         person.client.close()

@@ -245,6 +245,98 @@ def test_api_outage_delays_sync_then_drains(tmp_path, cloud, person, providers, 
     assert warehouse_rows(warehouse, machine)[0] == 50
 
 
+def late_approval(person: Person, code: str) -> object:
+    """Approve `code` with the form /connect posts (the CSRF token from a page that renders for anyone)."""
+    return person.client.post(
+        "/connect",
+        data={
+            "csrf_token": person.csrf("/connect"),
+            "code": code,
+            "workspace": person.workspace_slug,
+            "decision": "approve",
+        },
+    )
+
+
+def devices_of(person: Person) -> list[dict]:
+    return person.client.get(f"/v1/{person.workspace_slug}/devices").json()
+
+
+def test_a_timed_out_connect_cancels_its_code(tmp_path, cloud, person, providers):
+    meter = new_meter(tmp_path, "laptop", cloud, providers)
+    with meter.running():
+        process = meter.spawn("cloud", "connect", "--base-url", cloud.url, "--timeout-seconds", "1")
+        exit_code, out, err = process.finish(timeout=60)
+        code = next(m.group(1) for line in out.splitlines() if (m := CODE_LINE.search(line)))
+        assert exit_code == 1 and "Gave up waiting for approval after 1s" in err
+        assert f"Code {code} cancelled on" in err and "it can no longer be approved" in err
+        refused = late_approval(person, code)
+        assert refused.status_code == 404 and "cancelled in the terminal" in refused.text
+        assert devices_of(person) == [] and not meter.paths.cloud_credentials.exists()
+
+
+def test_ctrl_c_on_a_re_connect_cancels_the_code_and_keeps_the_machine_paired(
+    tmp_path, cloud, person, providers
+):
+    meter = new_meter(tmp_path, "laptop", cloud, providers)
+    machine = machine_id_of(meter)
+    with meter.running():
+        connect(meter, person, cloud)
+        token = json.loads(meter.paths.cloud_credentials.read_text())["token"]
+        asked = meter.cli("cloud", "connect", "--base-url", cloud.url)
+        assert asked.returncode == 1 and "--force" in asked.stderr
+
+        again = meter.spawn(
+            "cloud", "connect", "--base-url", cloud.url, "--poll-interval-seconds", "0.2", "--force"
+        )
+        again.wait_line("Waiting for approval", timeout=30)
+        code = next(m.group(1) for line in again.seen if (m := CODE_LINE.search(line)))
+        again.process.send_signal(signal.SIGINT)
+        exit_code, _, err = again.finish(timeout=30)
+        assert exit_code == 130 and "This machine stays paired as before." in err, err
+        assert f"Code {code} cancelled on" in err and "Traceback" not in err
+        assert late_approval(person, code).status_code == 404
+
+        # Still paired with the same token, and it still works against the real cloud.
+        assert json.loads(meter.paths.cloud_credentials.read_text())["token"] == token
+        assert meter.json("cloud", "whoami")["machine_id"] == machine
+        assert [(d["machine_id"], d["status"]) for d in devices_of(person)] == [(machine, "active")]
+        store_rows(meter.paths, 2)
+        wait_for(lambda: meter.unsynced() == 0, timeout=30, what="rows synced with the kept token")
+
+
+@pytest.mark.browser
+def test_an_open_approve_page_refuses_a_code_cancelled_by_ctrl_c(
+    tmp_path, cloud, person, providers, artifacts_dir, chromium
+):
+    from cloud_support import PASSWORD
+
+    meter = new_meter(tmp_path, "laptop", cloud, providers)
+    with meter.running():
+        process = meter.spawn("cloud", "connect", "--base-url", cloud.url, "--poll-interval-seconds", "0.2")
+        process.wait_line("Waiting for approval", timeout=30)
+        approve_url = next(line.split("Approve at: ")[1] for line in process.seen if "Approve at: " in line)
+        context = chromium.new_context()
+        page = context.new_page()
+        page.goto(approve_url)
+        page.fill("input[name=email]", person.email)
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_selector("[data-testid=machine-id]")
+
+        process.process.send_signal(signal.SIGINT)  # the person gives up in the terminal...
+        exit_code, _, err = process.finish(timeout=30)
+        assert exit_code == 130 and "it can no longer be approved" in err, err
+
+        page.click("button[value=approve]")  # ...and someone approves the page left open
+        page.wait_for_selector("[role=alert]")
+        page.screenshot(path=str(artifacts_dir / "connect-cancelled.png"), full_page=True)
+        assert "cancelled in the terminal" in page.inner_text("[role=alert]")
+        assert page.locator("[data-testid=pairing-result]").count() == 0
+        context.close()
+    assert devices_of(person) == [] and not meter.paths.cloud_credentials.exists()
+
+
 @pytest.mark.browser
 def test_approve_by_clicking_through_chromium(
     tmp_path, cloud, person, providers, warehouse, artifacts_dir, chromium

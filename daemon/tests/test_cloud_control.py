@@ -20,6 +20,7 @@ from halton_meter.paths import MeterPaths
 from halton_meter.routing import TO_METER
 from halton_meter.settings import load_settings
 from halton_meter.testing.fake_cloud import FakeCloud
+from halton_meter.testing.processes import wait_for
 
 DASHBOARD = "http://127.0.0.1:5173"
 
@@ -138,6 +139,16 @@ def test_the_dashboard_starts_a_pairing_and_the_daemon_finishes_it(home, ask, cl
     assert state_now["state"] == "ACTIVE" and state_now["pairing"]["status"] == "approved"
     paired = ask("POST", "/v1/cloud/connect", body=b"{}")
     assert paired.status_code == 409 and "cloud connect" in json.loads(paired.content)["error"]
+
+
+def test_stopping_the_daemon_withdraws_a_dashboard_pairing_code(ask, cloud):
+    response = ask("POST", "/v1/cloud/connect", body=b"{}", headers={"content-type": "application/json"})
+    assert response.status_code == 202, response.content
+    code = json.loads(response.content)["code"]
+    ask.control.cloud.stop()
+    wait_for(lambda: cloud.pairings[code].status == "cancelled", what="the code to be cancelled")
+    with pytest.raises(ValueError, match="cancelled"):
+        cloud.approve(code)
 
 
 def test_a_bad_connect_body_is_refused(ask):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import signal
 import socket
 import sqlite3
@@ -115,15 +116,51 @@ def test_connect_sync_status_loopback_reconnect_and_disconnect(tmp_path, cloud):
         rebound = meter.loopback("GET", "/v1/cloud/state", headers={"Host": f"attacker.invalid:{meter.port}"})
         assert rebound.status_code != 200 and "workspace" not in rebound.text
 
-        # -- re-connecting revokes the old token first; Ctrl-C leaves cleanly --------------------
-        again = meter.spawn("cloud", "connect", "--base-url", cloud.url, "--poll-interval-seconds", "0.05")
+        # -- re-connecting asks first, keeps the working token until the new pairing completes ---
+        asked = meter.cli("cloud", "connect", "--base-url", cloud.url)
+        assert asked.returncode == 1 and "acme-co" in asked.stderr
+        assert "run `halton-meter cloud connect --force`" in asked.stderr
+        again = meter.spawn(
+            "cloud", "connect", "--base-url", cloud.url, "--poll-interval-seconds", "0.05", "--force"
+        )
         again.wait_line("Waiting for approval")
-        assert again.seen[:2] == [f"Revoking the previous token at {cloud.host}…", "Previous token revoked."]
-        assert cloud.device_status(token) == "revoked"
+        code = cloud.wait_for_code()
+        assert cloud.device_status(token) == "active"
         again.process.send_signal(signal.SIGINT)
         exit_code, _, err = again.finish()
-        assert exit_code == 130 and "Cancelled: nothing was written" in err and "Traceback" not in err
-        assert not meter.paths.cloud_credentials.exists()
+        assert exit_code == 130 and "Traceback" not in err
+        assert "Cancelled: nothing was written. This machine stays paired as before." in err
+        assert f"Code {code} cancelled on {cloud.host}: it can no longer be approved." in err
+        assert cloud.pairings[code].status == "cancelled"
+        with pytest.raises(ValueError, match="cancelled"):
+            cloud.approve(code)
+        assert json.loads(meter.paths.cloud_credentials.read_text())["token"] == token
+        assert cloud.device_status(token) == "active"
+        assert meter.loopback("GET", "/v1/cloud/state").json()["state"] == "ACTIVE"
+
+        # A run-out --timeout-seconds cancels its code the same way.
+        timed = meter.spawn(
+            "cloud", "connect", "--base-url", cloud.url, "--force", "--timeout-seconds", "0.3"
+        )
+        exit_code, _, err = timed.finish(timeout=30)
+        assert exit_code == 1 and "Gave up waiting for approval after 0.3s" in err
+        assert "cancelled on" in err and "it can no longer be approved" in err
+        assert not cloud.pending_codes()
+        assert json.loads(meter.paths.cloud_credentials.read_text())["token"] == token
+
+        # Approved, the new pairing replaces the old one and only then revokes its token.
+        replaced = meter.spawn(
+            "cloud", "connect", "--base-url", cloud.url, "--poll-interval-seconds", "0.05", "--force"
+        )
+        replaced.wait_line("Waiting for approval")
+        new_token = cloud.approve(cloud.wait_for_code())
+        exit_code, out, err = replaced.finish()
+        assert exit_code == 0, out + err
+        assert f"Previous token revoked at {cloud.host}." in out
+        assert cloud.device_status(token) == "revoked" and cloud.device_status(new_token) == "active"
+        assert json.loads(meter.paths.cloud_credentials.read_text())["token"] == new_token
+        off = meter.cli("cloud", "disconnect")
+        assert off.returncode == 0, off.stderr
         assert meter.loopback("GET", "/v1/cloud/state").json()["state"] == "NOT-CONFIGURED"
 
         # -- the dashboard pairs through the daemon ----------------------------------------------
@@ -155,6 +192,39 @@ def test_connect_sync_status_loopback_reconnect_and_disconnect(tmp_path, cloud):
             lambda: "cloud sync off: worker stopped" in meter.paths.daemon_log.read_text(), what="worker stop"
         )
         assert meter.loopback("GET", "/v1/health").status_code == 200  # capture carries on locally
+
+
+def test_re_connecting_at_a_terminal_asks_first(tmp_path, cloud):
+    meter = Meter(tmp_path, base_url=cloud.url)
+    token = cloud.pair(meter.paths)
+    with meter.running():
+        for answer, exit_expected in ((b"n\n", 1), (b"y\n", 0)):
+            person, terminal = pty.openpty()
+            try:
+                process = meter.spawn(
+                    "cloud",
+                    "connect",
+                    "--base-url",
+                    cloud.url,
+                    "--poll-interval-seconds",
+                    "0.05",
+                    stdin=terminal,
+                )
+                os.write(person, answer)
+                if exit_expected == 0:
+                    process.wait_line("Waiting for approval")
+                    new_token = cloud.approve(cloud.wait_for_code())
+                exit_code, out, err = process.finish()
+            finally:
+                os.close(person)
+                os.close(terminal)
+            assert exit_code == exit_expected, out + err
+            if answer == b"n\n":
+                assert "Pair it again?" in out and "nothing changed" in err
+                assert cloud.pending_codes() == [] and len(cloud.pairings) == 1  # no code asked for
+                assert cloud.device_status(token) == "active"
+        assert json.loads(meter.paths.cloud_credentials.read_text())["token"] == new_token
+        assert cloud.device_status(token) == "revoked"
 
 
 def test_kill_9_mid_batch_loses_nothing_and_counts_each_row_once(tmp_path, cloud):

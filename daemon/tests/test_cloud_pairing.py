@@ -115,6 +115,29 @@ def test_timeout_seconds(home, cloud):
     assert failed.value.kind == "timeout"
 
 
+def test_withdrawing_cancels_the_code_on_the_cloud_idempotently(home, cloud):
+    client, ticket = start(cloud, home)
+    with client:
+        assert pairing.withdraw(client, ticket) == (
+            f"Code {ticket.code} cancelled on {cloud.host}: it can no longer be approved."
+        )
+        assert cloud.pairings[ticket.code].status == "cancelled"
+        assert "cancelled on" in pairing.withdraw(client, ticket)
+        with pytest.raises(pairing.PairingFailed) as failed:
+            pairing.wait_for_approval(client, ticket, poll_interval=0.05, timeout=5)
+        assert failed.value.kind == "withdrawn"
+
+
+def test_a_cancel_that_cannot_reach_the_cloud_says_the_code_dies_by_its_ttl(home, cloud):
+    client, ticket = start(cloud, home)
+    client.close()
+    cloud.go_down()
+    with CloudClient(cloud.url) as unreachable:
+        said = pairing.withdraw(unreachable, ticket)
+    assert said.startswith(f"Could not cancel code {ticket.code} on {cloud.host}")
+    assert f"expires at {ticket.expires_at:%H:%M} UTC" in said and "Do not approve it" in said
+
+
 def test_a_cloud_blip_while_polling_only_delays(home, cloud):
     client, ticket = start(cloud, home)
     retries: list[str] = []

@@ -130,6 +130,72 @@ def test_wrong_used_and_expired_codes_say_code_not_found(client: TestClient, pos
     assert _poll(client, "hm_poll_unknown")[0] == 404
 
 
+def _cancel(client: TestClient, secret: str) -> tuple[int, dict]:
+    response = client.post("/v1/pairing/cancel", json={"poll_secret": secret})
+    return response.status_code, response.json()
+
+
+def test_a_cancelled_code_cannot_be_approved_and_cancelling_is_idempotent(
+    client: TestClient, postgres_url: str
+) -> None:
+    owner = make_user(postgres_url)
+    workspace = make_workspace(postgres_url, owner=owner)
+    browser = Browser(client, postgres_url, owner)
+    started = _start(client)
+    assert browser.get(f"/connect?code={started['code']}").status_code == 200  # the page is open...
+
+    assert _cancel(client, started["poll_secret"]) == (200, {"status": "cancelled"})
+    assert _cancel(client, started["poll_secret"]) == (200, {"status": "cancelled"})
+    # ...and the person clicks Approve after the meter gave up: refused, no device.
+    late = browser.post(
+        "/connect", {"code": started["code"], "workspace": workspace.slug, "decision": "approve"}
+    )
+    assert late.status_code == 404 and "cancelled in the terminal" in late.text
+    assert "Approved" not in late.text
+    page = browser.get(f"/connect?code={started['code']}")
+    assert page.status_code == 404 and "cancelled in the terminal" in page.text
+    status, body = _poll(client, started["poll_secret"])
+    assert status == 410 and body["status"] == "cancelled"
+    assert _cancel(client, "hm_poll_unknown")[0] == 404
+    assert client.post("/v1/pairing/cancel", json={}).status_code == 422
+    with psycopg.connect(postgres_url) as conn:
+        assert conn.execute("SELECT count(*) FROM devices").fetchone() == (0,)
+
+
+def test_cancelling_an_approved_but_uncollected_code_revokes_its_device(
+    client: TestClient, postgres_url: str
+) -> None:
+    owner = make_user(postgres_url)
+    workspace = make_workspace(postgres_url, owner=owner)
+    browser = Browser(client, postgres_url, owner)
+    started = _start(client, machine_id="m-raced")
+    approved = browser.post(
+        "/connect", {"code": started["code"], "workspace": workspace.slug, "decision": "approve"}
+    )
+    assert approved.status_code == 200 and "Approved" in approved.text
+    # The meter gave up a moment before this approval and never collects the token.
+    assert _cancel(client, started["poll_secret"]) == (200, {"status": "cancelled"})
+    assert _poll(client, started["poll_secret"])[1]["status"] == "cancelled"
+    with psycopg.connect(postgres_url) as conn:
+        assert conn.execute("SELECT status FROM devices WHERE machine_id = 'm-raced'").fetchone() == (
+            "revoked",
+        )
+        assert conn.execute(
+            "SELECT count(*) FROM pairing_codes WHERE token_ciphertext IS NOT NULL"
+        ).fetchone() == (0,)
+
+
+def test_cancelling_a_collected_code_changes_nothing(client: TestClient, postgres_url: str) -> None:
+    owner = make_user(postgres_url)
+    workspace = make_workspace(postgres_url, owner=owner)
+    browser = Browser(client, postgres_url, owner)
+    started = _start(client, machine_id="m-done")
+    browser.post("/connect", {"code": started["code"], "workspace": workspace.slug, "decision": "approve"})
+    token = _poll(client, started["poll_secret"])[1]["token"]
+    assert _cancel(client, started["poll_secret"]) == (200, {"status": "consumed"})
+    assert client.get("/v1/daemon/whoami", headers=bearer(token)).status_code == 200
+
+
 def test_guessing_codes_is_rate_limited_per_user(client: TestClient, postgres_url: str) -> None:
     owner = make_user(postgres_url)
     make_workspace(postgres_url, owner=owner)

@@ -651,6 +651,19 @@ def _forbidden_advice(settings: Settings, slug: str | None) -> str:
     )
 
 
+def _withdraw(client, ticket) -> None:
+    """Cancel an abandoned code on the cloud; a second Ctrl-C must not cut the cancel short."""
+    from halton_meter.cloud import pairing
+
+    if ticket is None:
+        return
+    previous_handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        err_console.print(escape(pairing.withdraw(client, ticket)), highlight=False)
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
+
+
 @cloud.command()
 @click.option(
     "--base-url",
@@ -673,12 +686,15 @@ def _forbidden_advice(settings: Settings, slug: str | None) -> str:
     help="Give up after this long (codes expire after 10 minutes anyway).",
 )
 @click.option(
-    "--force", is_flag=True, help="Re-pair even though the workspace removed this machine (HTTP 403)."
+    "--force",
+    is_flag=True,
+    help="Re-pair a paired machine without asking, even one the workspace removed (HTTP 403). "
+    "The current token keeps working until the new pairing is approved.",
 )
 def connect(base_url: str | None, poll_interval_seconds: float, timeout_seconds: float, force: bool) -> None:
     """Pair this machine: print a one-time code, wait for approval in the browser, save the token."""
     from halton_meter.cloud import link, pairing, state
-    from halton_meter.cloud.client import CloudClient, CloudRefused, CloudUnreachable, host_of
+    from halton_meter.cloud.client import CloudClient, host_of
     from halton_meter.cloud.config_table import ConfigEditError
     from halton_meter.cloud.credentials import CredentialsProblem, load_credentials
     from halton_meter.home import HomeProblem, load_machine_id
@@ -693,32 +709,33 @@ def connect(base_url: str | None, poll_interval_seconds: float, timeout_seconds:
         previous = load_credentials(paths)
     except (HomeProblem, CredentialsProblem) as exc:
         _fail(str(exc))
+    if previous is not None:
+        current = state.load_status(settings)
+        if current.paused_reason == state.PAUSED_FORBIDDEN and not force:
+            _fail(
+                f"the workspace removed this machine (paused_forbidden). {_forbidden_advice(settings, current.workspace_slug)} "
+                "To pair anyway (the old token is revoked), run `halton-meter cloud connect --force`."
+            )
+        # A revoked token (paused_unauthorised) has nothing left to lose: re-pairing is its cure.
+        if current.paused_reason != state.PAUSED_UNAUTHORISED and not force:
+            paired_to = (
+                f"this machine is paired with workspace {current.workspace_slug or previous.workspace_id!r}"
+            )
+            if not sys.stdin.isatty():
+                _fail(
+                    f"{paired_to}: to pair it again, run `halton-meter cloud connect --force` "
+                    "(the current token keeps working until the new pairing is approved)"
+                )
+            if not click.confirm(
+                f"{paired_to.capitalize()}. Pair it again? The current token keeps working until the new "
+                "pairing is approved, then it is revoked",
+                default=False,
+            ):
+                _fail("nothing changed: this machine stays paired as before")
     target = base_url or settings.cloud_base_url
     client = CloudClient(target)
-    replaced = False
+    ticket = None
     try:
-        if previous is not None:
-            current = state.load_status(settings)
-            if current.paused_reason == state.PAUSED_FORBIDDEN and not force:
-                _fail(
-                    f"the workspace removed this machine (paused_forbidden). {_forbidden_advice(settings, current.workspace_slug)} "
-                    "To pair anyway (the old token is revoked), run `halton-meter cloud connect --force`."
-                )
-            console.print(
-                f"Revoking the previous token at {host_of(settings.cloud_base_url)}…", highlight=False
-            )
-            with CloudClient(settings.cloud_base_url) as old:
-                try:
-                    old.disconnect(previous.token)
-                    console.print("Previous token revoked.")
-                except CloudRefused as exc:
-                    if exc.status != 401:
-                        _fail(f"{old.host} refused to revoke the previous token ({exc}); nothing changed")
-                    console.print("Previous token was already revoked.")
-                except CloudUnreachable as exc:
-                    _fail(f"{exc}; nothing changed. Retry when the cloud is reachable.")
-            link.wipe_local(paths)
-            replaced = True
         console.print(f"Requesting pairing code from {host_of(target)}…", highlight=False)
         ticket = pairing.request_code(client, machine_id=machine_id, hostname=link.hostname_snapshot())
         console.print(f"Pairing code: {ticket.code}", highlight=False, markup=False)
@@ -745,18 +762,26 @@ def connect(base_url: str | None, poll_interval_seconds: float, timeout_seconds:
         finally:
             signal.signal(signal.SIGINT, previous_handler)
     except KeyboardInterrupt:
-        note = " (the previous pairing was already revoked and wiped)" if replaced else ""
+        kept = " This machine stays paired as before." if previous is not None else ""
         err_console.print(
-            f"Cancelled: nothing was written{note}. Run `halton-meter cloud connect` again when you are ready.",
+            f"Cancelled: nothing was written.{kept} Run `halton-meter cloud connect` again when you are ready.",
             highlight=False,
         )
+        _withdraw(client, ticket)
         sys.exit(130)
     except pairing.PairingFailed as exc:
+        if exc.kind in pairing.WITHDRAW_ON:
+            err_console.print(escape(str(exc)), highlight=False)
+            _withdraw(client, ticket)
+            sys.exit(1)
         _fail(str(exc))
     except (link.PairingMismatch, ConfigEditError, OSError) as exc:
         _fail(str(exc))
     finally:
         client.close()
+    if previous is not None:
+        revoked, sentence = link.revoke_replaced(settings.cloud_base_url, previous.token)
+        (console if revoked else err_console).print(sentence, highlight=False, markup=False)
     console.print(
         f"Approved: paired with workspace {paired.workspace_slug} ({paired.workspace_name}) as machine {machine_id}.",
         highlight=False,

@@ -4,7 +4,9 @@ The meter asks for a code and long-polls with its poll secret; a signed-in membe
 `/connect?code=XXXX-XXXX`, sees which machine is asking, picks a workspace and approves or denies it.
 Guessing codes is rate limited per signed-in user and per address (RFC 8628 §5.1): 8 characters of
 base32 is 2^40 codes, so a few wrong tries a minute make a live code practically unguessable in its
-10 minutes. Wrong, used and expired codes all read "code not found", so a guess learns nothing.
+10 minutes. Wrong, used, cancelled and expired codes all read "code not found", so a guess learns nothing.
+A meter that stops waiting (Ctrl-C, timeout) cancels its code with `/v1/pairing/cancel`, so nobody can
+approve a code no machine will collect.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ POLL_INTERVAL_SECONDS = 2.0
 # How often a held poll looks at the code again; short enough that approval feels instant.
 _RECHECK_SECONDS = 0.25
 _CIPHER_PURPOSE = "pairing-token"
-NOT_FOUND = "code not found: it may have expired (codes last 10 minutes) or been used; run `halton-meter cloud connect` again for a fresh one"
+NOT_FOUND = "code not found: it may have expired (codes last 10 minutes), been cancelled in the terminal that asked for it, or been used; run `halton-meter cloud connect` again for a fresh one"
 
 
 class PairingStart(BaseModel):
@@ -56,6 +58,18 @@ class PairingStartedPublic(BaseModel):
 class PairingPoll(BaseModel):
     poll_secret: Annotated[str, Field(min_length=1, max_length=128)]
     wait_seconds: Annotated[float, Field(ge=0, le=25)] = 20.0
+
+
+class PairingCancel(BaseModel):
+    poll_secret: Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class PairingCancelledPublic(BaseModel):
+    status: Literal["cancelled", "denied", "expired", "consumed"] = Field(
+        description="`cancelled`: nobody can approve the code any more (also when it already was). "
+        "`denied`/`expired`: it was already dead. `consumed`: the meter had collected its token; "
+        "cancelling changed nothing and the device stays paired."
+    )
 
 
 class PairingPollPublic(BaseModel):
@@ -145,10 +159,27 @@ async def poll(body: PairingPoll, request: Request, settings: Settings) -> Respo
         await asyncio.sleep(_RECHECK_SECONDS)
 
 
+@router.post(
+    "/cancel",
+    response_model=PairingCancelledPublic,
+    summary="Withdraw a pairing code the meter stopped waiting for (the meter calls this)",
+    description="Authenticated by the poll secret only the meter holds. Idempotent. After it, opening or "
+    "approving the code reads `code not found` and creates no device; a code approved a moment earlier "
+    "whose token was never collected is cancelled too and its device revoked.",
+    responses={404: {"model": Problem, "description": "No pairing has this poll secret."}},
+)
+async def cancel(body: PairingCancel, conn: Conn) -> Response:
+    result = await pairing.cancel(conn, poll_secret=body.poll_secret)
+    if result is None:
+        return JSONResponse({"detail": "code not found: no pairing has this poll secret"}, status_code=404)
+    return JSONResponse(PairingCancelledPublic(status=result).model_dump(mode="json"))
+
+
 _GONE = {
     "denied": "the pairing was denied in the browser",
     "expired": "the code expired before it was approved (codes last 10 minutes)",
     "consumed": "this pairing's token was already collected",
+    "cancelled": "the meter cancelled this pairing (Ctrl-C or --timeout-seconds)",
 }
 
 
@@ -251,12 +282,14 @@ async def decide(
         user=user,
         cipher=fernet_for(settings.secret(), _CIPHER_PURPOSE),
     )
+    if device is None:  # cancelled or expired between the lookup and the approval: nothing was created
+        return await _code_not_found(request, conn, user, choices, code)
     return await render(
         request,
         "connect_done.html",
         conn=conn,
         user=user,
-        approved=device is not None,
+        approved=True,
         pending=found,
         workspace=chosen,
         device=device,

@@ -29,7 +29,7 @@ POLL_SECRET_PREFIX = "hm_poll_"
 # Crockford's decoding rules: read the look-alikes a person may type as the digits they stand for.
 _LOOKALIKES = str.maketrans({"O": "0", "I": "1", "L": "1"})
 
-PollStatus = Literal["pending", "approved", "denied", "expired", "consumed"]
+PollStatus = Literal["pending", "approved", "denied", "expired", "consumed", "cancelled"]
 
 
 def new_code() -> str:
@@ -182,6 +182,40 @@ async def deny(conn: Connection, *, code: str, workspace: WorkspacePublic, user:
         details={"machine_id": row["machine_id"], "hostname": row["hostname"], "code": display_code(code)},
     )
     return True
+
+
+async def cancel(conn: Connection, *, poll_secret: str) -> PollStatus | None:
+    """Withdraw the code behind `poll_secret` so nobody can approve it any more; None when no pairing has it.
+
+    Idempotent. A pending code becomes `cancelled`. So does one approved a moment before the meter gave up
+    but whose token it never collected: its device is revoked, since no machine will ever hold that token.
+    A collected (`consumed`), denied or already cancelled code is left as it is.
+    """
+    row = await (
+        await conn.execute(
+            "SELECT id, status, expires_at < now() AS expired, workspace_id, device_id"
+            " FROM pairing_codes WHERE poll_secret_hash = %s FOR UPDATE",
+            (_digest(poll_secret),),
+        )
+    ).fetchone()
+    if row is None:
+        return None
+    if row["status"] not in ("pending", "approved"):
+        return row["status"]
+    await conn.execute(
+        "UPDATE pairing_codes SET status = 'cancelled', token_ciphertext = NULL,"
+        " decided_at = coalesce(decided_at, now()) WHERE id = %s",
+        (row["id"],),
+    )
+    if row["status"] == "approved":
+        await devices.set_status(
+            conn,
+            workspace_id=row["workspace_id"],
+            device_id=row["device_id"],
+            status="revoked",
+            actor=Actor.system("pairing cancelled by the meter before it collected its token"),
+        )
+    return "cancelled"
 
 
 async def collect(conn: Connection, *, poll_secret: str, cipher: Fernet) -> PollResult | None:

@@ -28,6 +28,8 @@ CONNECT_TIMEOUT_S = 10.0
 READ_TIMEOUT_S = 60.0
 MAX_POLL_WAIT_S = 25.0  # the server holds a poll at most this long
 HEALTH_TIMEOUT_S = 2.0  # a probe that waits longer than this is as good as "not back yet"
+# Cancelling runs while the person waits at a Ctrl-C: a short wait, the code's TTL covers a lost cancel.
+CANCEL_TIMEOUT_S = 5.0
 
 
 class CloudError(Exception):
@@ -255,6 +257,25 @@ class CloudClient:
         except KeyError as exc:
             raise CloudRefused(200, f"the approved poll is missing {exc}") from None
         return PollAnswer("approved", approval=approval)
+
+    def cancel_pairing(self, poll_secret: str) -> str:
+        """Withdraw the code so nobody can approve it; returns the cloud's word (``cancelled``, or
+        ``denied``/``expired``/``consumed`` when it was no longer pending, ``not_found``)."""
+        response = self._request(
+            "POST",
+            "/v1/pairing/cancel",
+            json={"poll_secret": poll_secret},
+            timeout=httpx.Timeout(CANCEL_TIMEOUT_S, connect=CANCEL_TIMEOUT_S),
+        )
+        if response.status_code == 404:
+            return "not_found"
+        try:
+            document = response.json()
+        except ValueError:
+            document = None
+        if response.status_code != 200 or not isinstance(document, dict):
+            raise CloudRefused(response.status_code, _detail(response))
+        return str(document.get("status"))
 
     # -- the paired machine --------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from halton_meter.cloud import config_table, credentials, state
-from halton_meter.cloud.client import Approval
+from halton_meter.cloud.client import Approval, CloudClient, CloudRefused, CloudUnreachable
 from halton_meter.cloud.credentials import Credentials
 from halton_meter.paths import MeterPaths
 from halton_meter.store import open_store, ts
@@ -109,6 +109,29 @@ def complete_pairing(
         machine_id,
     )
     return Paired(saved, approval.workspace_slug, approval.workspace_name, hostname)
+
+
+def revoke_replaced(base_url: str, token: str) -> tuple[bool, str]:
+    """Revoke the token a completed re-pairing replaced; (done, the sentence for the person).
+
+    Called only once the new pairing is saved, so an interrupted re-pairing leaves the machine paired.
+    """
+    with CloudClient(base_url) as old:
+        try:
+            old.disconnect(token)
+        except CloudRefused as exc:
+            if exc.status == 401:  # re-paired into the same workspace: the approval already replaced it
+                return True, "The previous token was already replaced."
+            problem = f"{old.host} refused to revoke it ({exc})"
+        except CloudUnreachable as exc:
+            problem = str(exc)
+        else:
+            return True, f"Previous token revoked at {old.host}."
+    logger.warning("could not revoke the replaced token: %s", problem)
+    return False, (
+        f"Could not revoke the previous token: {problem}. Revoke the old device on its workspace's "
+        "devices page."
+    )
 
 
 def wipe_local(paths: MeterPaths) -> list[Path]:

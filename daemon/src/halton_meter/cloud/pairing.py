@@ -1,6 +1,8 @@
 """The pairing dance: ask for a one-time code, then long-poll until it is approved, denied or expires.
 
-Used by ``halton-meter cloud connect`` (in the CLI process) and by the daemon when the dashboard calls
+A pairing that ends without a token (Ctrl-C, ``--timeout-seconds``, the daemon stopping) is withdrawn
+with :func:`withdraw`, so a code nobody will collect cannot be approved into a device whose token no
+machine holds. Used by ``halton-meter cloud connect`` (in the CLI process) and by the daemon when the dashboard calls
 the loopback ``POST /v1/cloud/connect``. Each poll is a long-poll (the server answers as soon as the
 pairing changes, or after ``wait_seconds``); between two *pending* answers we wait the poll interval
 (``--poll-interval-seconds``, or the server's ``interval`` if that is longer). Transport errors and
@@ -30,6 +32,8 @@ DEFAULT_POLL_INTERVAL_S = 2.0
 DEFAULT_TIMEOUT_S = 600.0  # the cloud-side code TTL is 10 minutes
 MAX_RETRY_DELAY_S = 30.0
 FRESH_CODE = "run `halton-meter cloud connect` for a fresh code"
+# How a pairing can end while its code is still approvable on the cloud: these must withdraw it.
+WITHDRAW_ON = frozenset({"timeout", "cancelled", "refused"})
 
 
 class PairingFailed(RuntimeError):
@@ -123,6 +127,23 @@ def wait_for_approval(
         raise _ended(answer.status, ticket.code)
 
 
+def withdraw(client: CloudClient, ticket: PairingTicket) -> str:
+    """Cancel ``ticket``'s code on the cloud; returns the sentence for the person (or the log)."""
+    try:
+        answer = client.cancel_pairing(ticket.poll_secret)
+    except (CloudUnreachable, CloudRefused) as exc:
+        logger.warning("could not cancel pairing code %s: %s", ticket.code, exc)
+        until = ticket.expires_at.strftime("%H:%M UTC")
+        return (
+            f"Could not cancel code {ticket.code} on {client.host} ({exc}): it stays approvable until it "
+            f"expires at {until}. Do not approve it; nothing on this machine will collect it."
+        )
+    if answer in ("cancelled", "not_found", "expired", "denied"):
+        return f"Code {ticket.code} cancelled on {client.host}: it can no longer be approved."
+    logger.warning("cancelling pairing code %s: the cloud answered %r", ticket.code, answer)
+    return f"{client.host} did not cancel code {ticket.code} (it answered {answer!r})."
+
+
 def _ended(status: str, code: str) -> PairingFailed:
     if status == "denied":
         return PairingFailed(
@@ -134,6 +155,8 @@ def _ended(status: str, code: str) -> PairingFailed:
         return PairingFailed("expired", f"Pairing code {code} expired (codes last 10 minutes): {FRESH_CODE}.")
     if status == "consumed":
         return PairingFailed("consumed", f"Pairing code {code} was already used: {FRESH_CODE}.")
+    if status == "cancelled":  # the pairing was withdrawn (a dashboard pairing the daemon stopped)
+        return PairingFailed("withdrawn", f"Pairing code {code} was cancelled: {FRESH_CODE}.")
     if status == "not_found":
         return PairingFailed("not_found", f"The cloud no longer knows code {code} (expired?): {FRESH_CODE}.")
     return PairingFailed("refused", f"Unexpected pairing status {status!r}: {FRESH_CODE}.")

@@ -87,7 +87,12 @@ class BackgroundPairing:
         return self
 
     def cancel(self) -> None:
+        """Stop waiting and withdraw the code now: the poll thread may sit in a long-poll for 25 s, and a
+        stopping daemon must not leave a code anyone can approve (the cancel is capped at a few seconds)."""
         self._stop.set()
+        if self.status == "pending":
+            with CloudClient(self.client.base_url) as client:
+                logger.info("%s", pairing.withdraw(client, self.ticket))
 
     @property
     def pending(self) -> bool:
@@ -113,6 +118,8 @@ class BackgroundPairing:
         except pairing.PairingFailed as exc:
             self.status, self.error = exc.kind, str(exc)
             logger.warning("dashboard pairing ended: %s", exc)
+            if exc.kind in pairing.WITHDRAW_ON and exc.kind != "cancelled":  # cancel() withdrew it
+                logger.info("%s", pairing.withdraw(self.client, self.ticket))
         except Exception as exc:
             self.status, self.error = "failed", str(exc)
             logger.exception("dashboard pairing failed")

@@ -5,7 +5,9 @@ end-to-end tests run against the real API). Routes and shapes follow the contrac
 
 * ``POST /v1/pairing/start`` -> 201 ``{code, poll_secret, approve_url, expires_at, interval}``;
 * ``POST /v1/pairing/poll`` (long-poll up to ``wait_seconds``) -> 200 pending / approved (the token,
-  once), 410 denied / expired / consumed, 404 unknown;
+  once), 410 denied / expired / consumed / cancelled, 404 unknown;
+* ``POST /v1/pairing/cancel`` ``{poll_secret}`` -> 200 ``{status}`` (idempotent; a pending or approved but
+  uncollected code becomes ``cancelled``, its device revoked), 404 unknown;
 * ``GET /v1/daemon/whoami``, ``DELETE /v1/daemon/disconnect`` (Bearer token; 401 revoked, 403 removed);
 * ``POST /v1/requests/batch`` (Bearer; gzip allowed) -> 200 ``{batch_id, accepted, duplicates}``,
   idempotent per ``request_uid``;
@@ -54,7 +56,7 @@ class Pairing:
     hostname: str
     meter_version: str
     expires_at: float
-    status: str = "pending"  # pending, approved, consumed, denied, expired
+    status: str = "pending"  # pending, approved, consumed, denied, expired, cancelled
     token: str | None = None
 
 
@@ -176,9 +178,12 @@ class FakeCloud:
         raise TimeoutError("no pairing code was requested")
 
     def approve(self, code: str) -> str:
-        """Approve a code as the browser would; returns the minted token."""
+        """Approve a code as the browser would; returns the minted token (ValueError when the code is no
+        longer pending, as the real approve page refuses it)."""
         with self._lock:
             pairing = self.pairings[code]
+            if pairing.status != "pending":
+                raise ValueError(f"code {code} is {pairing.status}: it cannot be approved")
             token = "hm_sync_" + secrets.token_urlsafe(24)
             existing = next((d for d in self.devices.values() if d.machine_id == pairing.machine_id), None)
             device_id = existing.device_id if existing else str(uuid.uuid4())
@@ -285,6 +290,8 @@ class FakeCloud:
             return self._start(body)
         if route == ("POST", "/v1/pairing/poll"):
             return self._poll(body)
+        if route == ("POST", "/v1/pairing/cancel"):
+            return self._cancel(body)
         if route[1] in ("/v1/daemon/whoami", "/v1/daemon/disconnect", BATCH_PATH):
             device, problem = self._device(
                 headers, allow_removed=route == ("DELETE", "/v1/daemon/disconnect")
@@ -334,6 +341,22 @@ class FakeCloud:
             {},
         )
 
+    def _cancel(self, body: bytes) -> tuple[int, dict[str, Any] | None, dict[str, str]]:
+        try:
+            secret = str(json.loads(body)["poll_secret"])
+        except (ValueError, KeyError, TypeError) as exc:
+            return 422, {"detail": f"poll_secret: {exc}"}, {}
+        with self._lock:
+            pairing = next((p for p in self.pairings.values() if p.poll_secret == secret), None)
+            if pairing is None:
+                return 404, {"detail": "code not found"}, {}
+            if pairing.status in ("pending", "approved"):
+                if pairing.token is not None:
+                    self.devices[pairing.token].status = "revoked"
+                pairing.status = "cancelled"
+                self._lock.notify_all()
+            return 200, {"status": pairing.status}, {}
+
     def _poll(self, body: bytes) -> tuple[int, dict[str, Any] | None, dict[str, str]]:
         try:
             document = json.loads(body)
@@ -365,6 +388,7 @@ class FakeCloud:
                 "denied": "the pairing was denied in the browser",
                 "expired": "the pairing code expired",
                 "consumed": "the pairing code was already used",
+                "cancelled": "the meter cancelled this pairing",
             }
             return 410, {"status": pairing.status, "detail": details[pairing.status]}, {}
 

@@ -77,16 +77,19 @@ class MeterProcess:
         return subprocess.run(
             [sys.executable, "-m", "halton_meter.cli", *args],
             env=self.env,
+            stdin=subprocess.DEVNULL,  # never the test runner's terminal: the CLI must see no one to ask
             capture_output=True,
             text=True,
             timeout=timeout,
         )
 
-    def spawn(self, *args: str) -> Spawned:
+    def spawn(self, *args: str, stdin: int = subprocess.DEVNULL) -> Spawned:
+        """Start the CLI; ``stdin`` a pty's end to be a person at a terminal (the CLI then may ask)."""
         return Spawned(
             subprocess.Popen(
                 [sys.executable, "-m", "halton_meter.cli", *args],
                 env=self.env,
+                stdin=stdin,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
