@@ -73,7 +73,12 @@ def test_report_keeps_the_last_state_and_shows_it_on_the_devices_list(
     created = make_device(postgres_url, workspace=workspace)
     sent = {"state": "DEGRADED", "unsynced_rows": 412, "meter_version": "0.3.0"}
     assert client.post("/v1/daemon/report", json=sent, headers=bearer(created.token)).status_code == 204
-    paused = {"state": "PAUSED", "paused_reason": "paused_manual", "unsynced_rows": 3, "meter_version": "0.3.1"}
+    paused = {
+        "state": "PAUSED",
+        "paused_reason": "paused_manual",
+        "unsynced_rows": 3,
+        "meter_version": "0.3.1",
+    }
     assert client.post("/v1/daemon/report", json=paused, headers=bearer(created.token)).status_code == 204
     assert _reported(postgres_url, created.device.id) == ("PAUSED", "paused_manual", 3, "0.3.1")
     from halton_api.store import devices
