@@ -307,3 +307,41 @@ def test_the_supervisor_starts_and_stops_the_worker(home, cloud):
         wait_for(lambda: supervisor.worker is None, timeout=2, what="the worker to stop")
     finally:
         supervisor.stop()
+
+
+def test_the_worker_reports_its_state_after_passes_and_heartbeats_while_idle(home, cloud, paired):
+    set_cloud_keys(home.config, {"heartbeat_seconds": 0.1, "retry_max_seconds": 0.2})
+    settings = load_settings(home.home)
+
+    def report() -> dict | None:
+        return next(iter(cloud.reports.values()), None)
+
+    with PidLock(home.pidfile):
+        worker = SyncWorker(home, Health(), lambda: settings).start()
+        try:
+            wait_for(lambda: (report() or {}).get("state") == "ACTIVE", what="the first report")
+            assert report()["unsynced_rows"] == 0 and report()["meter_version"]
+            # Idle: nothing changes, and heartbeats keep coming.
+            wait_for(lambda: worker.reports >= 4, what="heartbeats while idle")
+
+            # Batches fail while reports get through: the meter says DEGRADED, with its backlog.
+            cloud.fail_next(6, status=503, retry_after=None)
+            store_rows(home, 7)
+            wait_for(lambda: (report() or {}).get("state") == "DEGRADED", what="DEGRADED reported")
+            assert report()["unsynced_rows"] == 7 and report()["paused_reason"] is None
+            wait_for(lambda: report() == {**report(), "state": "ACTIVE", "unsynced_rows": 0}, what="drained")
+
+            assert run(main, ["cloud", "pause"]).exit_code == 0
+            store_rows(home, 2)
+            wait_for(
+                lambda: (
+                    (report() or {}).get("paused_reason") == "paused_manual"
+                    and report()["unsynced_rows"] == 2
+                ),
+                what="the manual pause reported with its waiting rows",
+            )
+            assert report()["state"] == "PAUSED"
+            assert run(main, ["cloud", "resume"]).exit_code == 0
+            wait_for(lambda: report()["state"] == "ACTIVE" and report()["unsynced_rows"] == 0, what="resumed")
+        finally:
+            worker.stop()

@@ -10,11 +10,14 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from halton_api.roles import Role
 
 DeviceStatus = Literal["active", "removed", "revoked"]
+# A meter's sync states as `halton-meter cloud status` names them (spec: connect-your-meter.txt).
+MeterState = Literal["ACTIVE", "DEGRADED", "PAUSED", "NOT-CONFIGURED"]
+PausedReason = Literal["paused_manual", "paused_unauthorised", "paused_forbidden"]
 # Deliberately loose: the invitation link is the real proof of the address.
 Email = Annotated[str, Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
 Money = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=2)]
@@ -103,6 +106,12 @@ class DevicePublic(_Public):
     status: DeviceStatus
     status_changed_at: datetime
     token_prefix: str
+    # The meter's last report about its sync (migration 0011); None: it never reported.
+    reported_state: MeterState | None = None
+    reported_paused_reason: PausedReason | None = None
+    reported_unsynced_rows: int | None = None
+    reported_meter_version: str | None = None
+    reported_at: datetime | None = None
 
     @property
     def display_name(self) -> str:
@@ -241,6 +250,21 @@ class WhoAmI(BaseModel):
     device_id: UUID
     machine_id: str
     hostname: str
+
+
+class MeterReport(BaseModel):
+    """What a meter says about its sync after a pass, and as a heartbeat while idle or paused."""
+
+    state: Literal["ACTIVE", "DEGRADED", "PAUSED"]
+    paused_reason: PausedReason | None = Field(default=None, description="Set exactly when PAUSED.")
+    unsynced_rows: int = Field(ge=0, le=2**62, description="Rows captured on the machine, not yet synced.")
+    meter_version: str = Field(default="", max_length=64)
+
+    @model_validator(mode="after")
+    def _reason_matches_state(self) -> MeterReport:
+        if (self.state == "PAUSED") != (self.paused_reason is not None):
+            raise ValueError("paused_reason is required when state is PAUSED, and only then")
+        return self
 
 
 class StoreHealth(BaseModel):

@@ -158,11 +158,14 @@ class CloudSettings(BaseSettings):
     warehouse_retries: int = Field(default=2, ge=0)
     # Dashboards read the marts through a pool of their own, so a busy page never holds up ingestion.
     dashboard_max_concurrent_queries: int = Field(default=4, ge=1)
-    # How the overview's sync banner reads a paired device from here: ACTIVE when its last batch arrived
-    # within sync_degraded_after_minutes, DEGRADED when it has been quiet longer (rows are piling up on the
-    # laptop, or it is off), PAUSED when no batch came for sync_paused_after_hours.
-    sync_degraded_after_minutes: int = Field(default=120, ge=1)
-    sync_paused_after_hours: int = Field(default=24, ge=1)
+    device_silent_after_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="A paired meter reports its sync state after each pass and as a heartbeat every "
+        "[cloud] heartbeat_seconds (120 s by default) while idle or paused; the sync banner shows a device "
+        "that said nothing for longer than this as NOT-REPORTING (amber: it is off, asleep or offline, and "
+        "whether rows wait on it is unknown).",
+    )
 
     @field_validator("data_dir")
     @classmethod

@@ -165,6 +165,16 @@ class CloudSection(_Section):
             "whether it is back (a cloud that answers is retried at once).",
         ),
     ] = 5.0
+    heartbeat_seconds: Annotated[
+        float,
+        Field(
+            ge=0.05,
+            le=3600,
+            description="How often the meter tells the cloud its sync state, unsynced rows and version "
+            "while nothing changes (idle or paused); a change is reported after the pass that made it. "
+            "The cloud shows a meter silent for much longer as NOT-REPORTING.",
+        ),
+    ] = 120.0
 
     @field_validator("base_url")
     @classmethod
@@ -237,6 +247,7 @@ class Settings:
     cloud_sync_interval: float = 5.0
     cloud_retry_max: float = 30.0
     cloud_health_probe: float = 5.0
+    cloud_heartbeat: float = 120.0
     log_level: str = "INFO"
 
     @property
@@ -298,6 +309,7 @@ def load_settings(home: Path | None = None, *, port: int | None = None) -> Setti
         cloud_sync_interval=config.cloud.sync_interval_seconds,
         cloud_retry_max=config.cloud.retry_max_seconds,
         cloud_health_probe=config.cloud.health_probe_seconds,
+        cloud_heartbeat=config.cloud.heartbeat_seconds,
         log_level=config.log.level,
     )
 

@@ -80,7 +80,14 @@ class DeviceSync(BaseModel):
     hostname: str
     member: str | None
     last_sync_at: datetime | None
-    state: Literal["ACTIVE", "DEGRADED", "PAUSED"]
+    # The meter's own state (NOT-REPORTING: it has been silent too long to say).
+    state: Literal["ACTIVE", "DEGRADED", "PAUSED", "NOT-REPORTING"]
+    paused_reason: str | None = None
+    unsynced_rows: int | None = None  # None: not reported
+    reported_at: datetime | None = None
+    meter_version: str | None = None
+    # Where the state comes from: the meter's report, or the control plane (a revoked or removed device).
+    source: Literal["meter", "control_plane"] = "meter"
 
 
 class SyncStatus(BaseModel):

@@ -108,40 +108,81 @@ class WorkspaceFacts:
         }
 
     def sync_status(self, settings: CloudSettings, now: datetime) -> SyncStatus:
-        """The overview's banner: each active device read from its last batch (see the settings' comments)."""
-        degraded_after = timedelta(minutes=settings.sync_degraded_after_minutes)
-        paused_after = timedelta(hours=settings.sync_paused_after_hours)
-        states = []
-        for device in self.devices:
-            if device.status != "active":
-                continue
-            quiet = now - (device.last_sync_at or device.paired_at)
-            state = "ACTIVE" if quiet <= degraded_after else "DEGRADED" if quiet <= paused_after else "PAUSED"
-            states.append(
-                DeviceSync(
-                    device_id=device.id,
-                    name=device.display_name,
-                    hostname=device.hostname,
-                    member=device.paired_by_email,
-                    last_sync_at=device.last_sync_at,
-                    state=state,
-                )
-            )
-        counts = {s: sum(1 for d in states if d.state == s) for s in ("ACTIVE", "DEGRADED", "PAUSED")}
+        """The overview's banner (spec: cloud-dashboards.txt): red when any device is PAUSED, amber when one is
+        DEGRADED (or NOT-REPORTING), green when every one is ACTIVE. See `device_sync` for each device."""
+        silent_after = timedelta(seconds=settings.device_silent_after_seconds)
+        states = [s for d in self.devices if (s := device_sync(d, now, silent_after)) is not None]
         if not states:
             return SyncStatus(
                 status="none", summary="No paired devices yet: pair a meter to start syncing.", devices=[]
             )
+        counts = {s: sum(1 for d in states if d.state == s) for s in _BANNER_ORDER}
+        total = len(states)
         if counts["PAUSED"]:
-            status, summary = (
-                "red",
-                f"{counts['PAUSED']} of {len(states)} devices PAUSED: no sync for over {settings.sync_paused_after_hours} h.",
-            )
-        elif counts["DEGRADED"]:
-            status, summary = (
-                "amber",
-                f"{counts['DEGRADED']} of {len(states)} devices DEGRADED: last sync over {settings.sync_degraded_after_minutes} min ago.",
-            )
+            status = "red"
+        elif counts["DEGRADED"] or counts["NOT-REPORTING"]:
+            status = "amber"
         else:
-            status, summary = "green", f"All {len(states)} devices ACTIVE."
-        return SyncStatus(status=status, summary=summary, devices=states)
+            return SyncStatus(status="green", summary=f"All {total} devices ACTIVE.", devices=states)
+        parts = [f"{counts[s]} of {total} devices {s}: {_MEANING[s]}" for s in _BANNER_ORDER if counts[s]]
+        return SyncStatus(status=status, summary=" ".join(parts), devices=states)
+
+
+_BANNER_ORDER = ("PAUSED", "DEGRADED", "NOT-REPORTING", "ACTIVE")
+_MEANING = {
+    "PAUSED": "sync stopped until someone acts (see each device's reason).",
+    "DEGRADED": "rows pile up faster than they upload; sync catches up on its own.",
+    "NOT-REPORTING": "no word from the meter lately (off, asleep or offline).",
+    "ACTIVE": "syncing.",
+}
+_REASON_BY_STATUS = {"removed": "paused_forbidden", "revoked": "paused_unauthorised"}
+
+
+def device_sync(device: DevicePublic, now: datetime, silent_after: timedelta) -> DeviceSync | None:
+    """One device's line in the banner, or None when it is no longer part of the workspace's sync.
+
+    * removed / revoked by an admin while its meter was reporting: PAUSED (`paused_forbidden` /
+      `paused_unauthorised`), from our own records, since such a meter cannot authenticate to say so itself
+      (until it is reinstated or paired again); a meter that disconnected itself (its last report says
+      NOT-CONFIGURED) or was silent when the admin acted is left out;
+    * active: the state its meter last reported (ACTIVE, DEGRADED, PAUSED with its reason); silent for longer
+      than `silent_after` it is NOT-REPORTING, except that a meter whose last word was PAUSED stays PAUSED
+      (falling silent does not unpause it). A report from before the device's last pairing is ignored, and a
+      device that has not reported since pairing counts as ACTIVE until it has been silent too long.
+    """
+    line = {
+        "device_id": device.id,
+        "name": device.display_name,
+        "hostname": device.hostname,
+        "member": device.paired_by_email,
+        "last_sync_at": device.last_sync_at,
+    }
+    current = device.reported_at is not None and device.reported_at >= device.paired_at
+    if current:
+        line |= {
+            "unsynced_rows": device.reported_unsynced_rows,
+            "reported_at": device.reported_at,
+            "meter_version": device.reported_meter_version,
+        }
+    if device.status != "active":
+        # Only a meter that was reporting when the admin acted is out there, paused, with rows piling up; one
+        # that disconnected itself, or had long gone quiet (a lost laptop, a departed colleague's), is retired.
+        was_running = (
+            current
+            and device.reported_state != "NOT-CONFIGURED"
+            and device.status_changed_at - device.reported_at <= silent_after
+        )
+        if not was_running:
+            return None
+        return DeviceSync(
+            **line, state="PAUSED", paused_reason=_REASON_BY_STATUS[device.status], source="control_plane"
+        )
+    if not current or device.reported_state == "NOT-CONFIGURED":
+        heard = max(device.last_sync_at or device.paired_at, device.paired_at)
+        return DeviceSync(**line, state="ACTIVE" if now - heard <= silent_after else "NOT-REPORTING")
+    assert device.reported_at is not None and device.reported_state is not None
+    if device.reported_state == "PAUSED":
+        return DeviceSync(**line, state="PAUSED", paused_reason=device.reported_paused_reason)
+    if now - device.reported_at > silent_after:
+        return DeviceSync(**line, state="NOT-REPORTING")
+    return DeviceSync(**line, state=device.reported_state)

@@ -1,13 +1,16 @@
-"""The overview (a workspace's landing page) and its JSON twin."""
+"""The overview (a workspace's landing page) and its JSON twin, and its sync banner on its own."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from halton_api.dashboards.models import OverviewPublic
+from halton_api.dashboards.models import OverviewPublic, SyncStatus
 from halton_api.dashboards.overview import build_overview
 from halton_api.dashboards.view import open_view, render_view
+from halton_api.dashboards.workspace_facts import WorkspaceFacts
 from halton_api.deps import ApiReader, Conn, Member, RailFilters, Reader
 
 router = APIRouter(prefix="/v1/{workspace}", tags=["dashboards"])
@@ -25,9 +28,24 @@ async def overview_json(
     return await build_overview(await open_view(request, ctx, conn, filters, reader))
 
 
+@router.get(
+    "/sync",
+    response_model=SyncStatus,
+    summary="The sync banner: each paired device's state as its meter reported it",
+)
+async def sync_json(request: Request, ctx: ApiReader, conn: Conn) -> SyncStatus:
+    # From the control plane alone: it answers while the warehouse or the marts are not there yet.
+    facts = await WorkspaceFacts.load(conn, ctx.workspace.id)
+    return facts.sync_status(request.app.state.settings, datetime.now(UTC))
+
+
 @pages.get("/overview")
 async def overview_page(
     request: Request, ctx: Member, conn: Conn, filters: RailFilters, reader: Reader
 ) -> Response:
     view = await open_view(request, ctx, conn, filters, reader)
-    return await render_view(request, "dashboards/overview.html", view, conn, lambda: build_overview(view))
+    # The banner needs no warehouse: shown even when the marts cannot answer (a new workspace's first sync).
+    sync = view.facts.sync_status(view.settings, view.scope.now)
+    return await render_view(
+        request, "dashboards/overview.html", view, conn, lambda: build_overview(view), sync=sync
+    )

@@ -17,14 +17,23 @@ from uuid import UUID
 
 from halton_api import tokens
 from halton_api.errors import Conflict, NotFound
-from halton_api.models import DeviceCreated, DevicePublic, DeviceStatus, UserPublic, WorkspacePublic
+from halton_api.models import (
+    DeviceCreated,
+    DevicePublic,
+    DeviceStatus,
+    MeterReport,
+    UserPublic,
+    WorkspacePublic,
+)
 from halton_api.store import Connection, audit
 from halton_api.store.audit import Actor
 
 _SELECT = (
     "SELECT d.id, d.workspace_id, d.machine_id, d.hostname, d.name, u.email AS paired_by_email, d.paired_at,"
-    " d.last_sync_at, d.status, d.status_changed_at, d.token_prefix"
-    " FROM devices d LEFT JOIN users u ON u.id = d.paired_by"
+    " d.last_sync_at, d.status, d.status_changed_at, d.token_prefix, r.state AS reported_state,"
+    " r.paused_reason AS reported_paused_reason, r.unsynced_rows AS reported_unsynced_rows,"
+    " r.meter_version AS reported_meter_version, r.reported_at"
+    " FROM devices d LEFT JOIN users u ON u.id = d.paired_by LEFT JOIN device_reports r ON r.device_id = d.id"
 )
 
 # Which status changes an admin may make, and the audit event each writes.
@@ -207,6 +216,26 @@ async def record_written_through(conn: Connection, marks: dict[UUID, datetime]) 
         "UPDATE devices AS d SET written_through = GREATEST(d.written_through, m.through)"
         " FROM unnest(%s::uuid[], %s::timestamptz[]) AS m(id, through) WHERE d.id = m.id",
         (list(marks), list(marks.values())),
+    )
+
+
+async def record_report(conn: Connection, *, device_id: UUID, report: MeterReport | None) -> None:
+    """Keep `report` as the device's last one (None: the meter disconnected itself, so it is NOT-CONFIGURED
+    and no longer part of the workspace's sync). Committed without waiting for the disk: a report lost in a
+    crash is replaced by the meter's next heartbeat."""
+    await conn.execute("SET LOCAL synchronous_commit = off")
+    values = (
+        ("NOT-CONFIGURED", None, 0, "")
+        if report is None
+        else (report.state, report.paused_reason, report.unsynced_rows, report.meter_version)
+    )
+    await conn.execute(
+        "INSERT INTO device_reports (device_id, state, paused_reason, unsynced_rows, meter_version)"
+        " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (device_id) DO UPDATE SET state = EXCLUDED.state,"
+        " paused_reason = EXCLUDED.paused_reason, unsynced_rows = EXCLUDED.unsynced_rows,"
+        " meter_version = CASE WHEN EXCLUDED.meter_version = '' THEN device_reports.meter_version"
+        " ELSE EXCLUDED.meter_version END, reported_at = now()",
+        (device_id, *values),
     )
 
 

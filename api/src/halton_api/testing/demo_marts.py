@@ -93,6 +93,11 @@ def build_demo(warehouse_url: str, postgres_server: str, *, requests: int = DEMO
         conn.execute("UPDATE users SET password_hash = %s", (hash_password(DEMO_PASSWORD),))
         # The seeded devices never synced; active ones have, a few minutes ago, as real meters would.
         conn.execute("UPDATE devices SET last_sync_at = now() - interval '3 minutes' WHERE status = 'active'")
+        # ...and their meters report ACTIVE with nothing left to send (the demo cloud's silence window is long).
+        conn.execute(
+            "INSERT INTO device_reports (device_id, state, unsynced_rows, meter_version)"
+            " SELECT id, 'ACTIVE', 0, 'demo' FROM devices WHERE status = 'active' ON CONFLICT DO NOTHING"
+        )
 
     resources = {
         "warehouse": WarehouseResource(clickhouse_url=warehouse_url, database_prefix=prefix),

@@ -30,6 +30,7 @@ MAX_POLL_WAIT_S = 25.0  # the server holds a poll at most this long
 HEALTH_TIMEOUT_S = 2.0  # a probe that waits longer than this is as good as "not back yet"
 # Cancelling runs while the person waits at a Ctrl-C: a short wait, the code's TTL covers a lost cancel.
 CANCEL_TIMEOUT_S = 5.0
+REPORT_TIMEOUT_S = 5.0  # a state report must not hold up the next sync pass for long
 
 
 class CloudError(Exception):
@@ -310,6 +311,23 @@ class CloudClient:
             logger.debug("health probe of %s: %s", self.host, _describe_transport(exc))
             return False
         return response.status_code == 200
+
+    def report(self, token: str, document: dict[str, Any]) -> int | None:
+        """``POST /v1/daemon/report``: the meter's sync state. Returns the status (None: no answer); a report
+        is best-effort, so it waits at most :data:`REPORT_TIMEOUT_S` and never raises."""
+        try:
+            response = self._http.post(
+                self.base_url + "/v1/daemon/report",
+                json=document,
+                headers=self._auth(token),
+                timeout=REPORT_TIMEOUT_S,
+            )
+        except httpx.HTTPError as exc:
+            logger.debug("state report to %s: %s", self.host, _describe_transport(exc))
+            return None
+        if response.status_code != 204:
+            logger.info("state report to %s: HTTP %d: %s", self.host, response.status_code, _detail(response))
+        return response.status_code
 
     def post_batch(self, token: str, gzipped_body: bytes) -> BatchResponse:
         try:

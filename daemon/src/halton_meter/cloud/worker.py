@@ -8,8 +8,9 @@ with jitter starting at the interval and capped at ``[cloud] retry_max_seconds``
 waits out a backoff it asks the cloud's ``GET /healthz`` every ``[cloud] health_probe_seconds``
 (5 s) and retries as soon as the cloud answers, so rows flow within seconds of the cloud coming back
 however long it was away. A 401 or 403 pauses sync (see :mod:`.state`); a transport error never
-does. Each pass re-reads the credentials and the ``cloud_state`` row, so ``cloud pause``, ``resume``
-and a re-pairing from the CLI take effect on the next pass without a restart.
+does. After each pass, and as a heartbeat while idle or paused, it reports its state to the cloud
+(:meth:`SyncWorker._report`). Each pass re-reads the credentials and the ``cloud_state`` row, so
+``cloud pause``, ``resume`` and a re-pairing from the CLI take effect on the next pass without a restart.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from halton_meter import __version__
 from halton_meter.cloud import state
 from halton_meter.cloud.client import CloudClient
 from halton_meter.cloud.credentials import CredentialsProblem, load_credentials
@@ -31,7 +33,7 @@ from halton_meter.cloud.sync import FORBIDDEN, TRANSIENT, UNAUTHORISED, PassResu
 from halton_meter.health import Health
 from halton_meter.paths import MeterPaths
 from halton_meter.settings import Settings
-from halton_meter.store import open_store
+from halton_meter.store import count_unsynced, open_store
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +83,10 @@ class SyncWorker:
         self._pairing_id: str | None = None
         self._learned_batch_rows: int | None = None
         self._back_on_probe = False  # the last wait ended because /healthz answered
+        self._last_report: tuple[str, str, str | None] | None = None  # (pairing, state, paused reason)
+        self._next_report = 0.0  # monotonic time the next heartbeat is due
         self.passes = 0
+        self.reports = 0
 
     def start(self) -> SyncWorker:
         self._thread = threading.Thread(target=self._run, name="halton-cloud-worker", daemon=True)
@@ -130,6 +135,7 @@ class SyncWorker:
             while not self._stop.is_set():
                 try:
                     wait = self._step(conn)
+                    self._report(conn)
                 except Exception as exc:  # the worker must outlive any one bad pass
                     logger.exception("cloud sync pass failed")
                     self.health.error("cloud.worker", repr(exc))
@@ -159,13 +165,9 @@ class SyncWorker:
         if row["paused_reason"]:
             self._history.clear()
             return Wait(interval)
-        if self._client is None or self._client.base_url != settings.cloud_base_url.rstrip("/"):
-            if self._client is not None:
-                self._client.close()
-            self._client = CloudClient(settings.cloud_base_url)
         uploader = Uploader(
             conn,
-            self._client,
+            self._client_for(settings),
             credentials.token,
             batch_rows=min(settings.cloud_batch_rows, self._learned_batch_rows or settings.cloud_batch_rows),
             batch_bytes=settings.cloud_batch_bytes,
@@ -185,6 +187,61 @@ class SyncWorker:
         if uploader.batch_rows < settings.cloud_batch_rows:
             self._learned_batch_rows = uploader.batch_rows  # a 413 taught us the cloud's limit
         return self._record(conn, credentials.pairing_id, result, settings)
+
+    def _client_for(self, settings: Settings) -> CloudClient:
+        if self._client is None or self._client.base_url != settings.cloud_base_url.rstrip("/"):
+            if self._client is not None:
+                self._client.close()
+            self._client = CloudClient(settings.cloud_base_url)
+        return self._client
+
+    def _report(self, conn: sqlite3.Connection) -> None:
+        """Tell the cloud this meter's state, unsynced rows and version: at once when the state changed
+        since the last report, else as a heartbeat every ``[cloud] heartbeat_seconds`` (so an idle or
+        paused meter is told apart from one that is off). A meter paused by a 401 or 403 stays quiet: the
+        cloud refuses its token and knows why from its own records."""
+        settings = self.settings()
+        try:
+            credentials = load_credentials(self.paths)
+        except CredentialsProblem:
+            return  # _step has said so already
+        row = state.read_row(conn)
+        if credentials is None or row is None or row["pairing_id"] != credentials.pairing_id:
+            return
+        reason = row["paused_reason"]
+        if reason in (state.PAUSED_UNAUTHORISED, state.PAUSED_FORBIDDEN):
+            return
+        unsynced = count_unsynced(conn)
+        current = state.classify(
+            enabled=True,
+            paired=True,
+            paused_reason=reason,
+            degraded_reason=row["degraded_reason"],
+            unsynced=unsynced,
+        )
+        said = (credentials.pairing_id, current, reason)
+        now = time.monotonic()
+        if said == self._last_report and now < self._next_report:
+            return
+        answer = self._client_for(settings).report(
+            credentials.token,
+            {
+                "state": current,
+                "paused_reason": reason,
+                "unsynced_rows": unsynced,
+                "meter_version": __version__,
+            },
+        )
+        self._last_report = said
+        # A report that did not get through is tried again after a backoff's cap, not on every pass.
+        retry = (
+            settings.cloud_heartbeat
+            if answer == 204
+            else min(settings.cloud_heartbeat, settings.cloud_retry_max)
+        )
+        self._next_report = now + retry
+        if answer == 204:
+            self.reports += 1
 
     def _record(
         self, conn: sqlite3.Connection, pairing_id: str, result: PassResult, settings: Settings

@@ -8,7 +8,8 @@ end-to-end tests run against the real API). Routes and shapes follow the contrac
   once), 410 denied / expired / consumed / cancelled, 404 unknown;
 * ``POST /v1/pairing/cancel`` ``{poll_secret}`` -> 200 ``{status}`` (idempotent; a pending or approved but
   uncollected code becomes ``cancelled``, its device revoked), 404 unknown;
-* ``GET /v1/daemon/whoami``, ``DELETE /v1/daemon/disconnect`` (Bearer token; 401 revoked, 403 removed);
+* ``GET /v1/daemon/whoami``, ``POST /v1/daemon/report`` (kept in ``reports``), ``DELETE
+  /v1/daemon/disconnect`` (Bearer token; 401 revoked, 403 removed);
 * ``POST /v1/requests/batch`` (Bearer; gzip allowed) -> 200 ``{batch_id, accepted, duplicates}``,
   idempotent per ``request_uid``;
 * ``GET /healthz`` -> 200 ``{status: ok}`` (what the meter probes while it waits to retry).
@@ -46,6 +47,7 @@ from halton_meter.protocol import RequestBatch, RequestRow
 
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 BATCH_PATH = "/v1/requests/batch"
+REPORT_PATH = "/v1/daemon/report"
 
 
 @dataclass
@@ -100,6 +102,7 @@ class FakeCloud:
         self.batch_delay = 0.0
         self.batch_started = threading.Event()
         self.pairings: dict[str, Pairing] = {}
+        self.reports: dict[str, dict[str, Any]] = {}  # each device's last state report, by device id
         self.devices: dict[str, Device] = {}
         self.received: Counter[str] = Counter()
         self.accepted_total = 0  # sum of "accepted" over every 200 answer: one per request_uid
@@ -292,7 +295,7 @@ class FakeCloud:
             return self._poll(body)
         if route == ("POST", "/v1/pairing/cancel"):
             return self._cancel(body)
-        if route[1] in ("/v1/daemon/whoami", "/v1/daemon/disconnect", BATCH_PATH):
+        if route[1] in ("/v1/daemon/whoami", "/v1/daemon/disconnect", REPORT_PATH, BATCH_PATH):
             device, problem = self._device(
                 headers, allow_removed=route == ("DELETE", "/v1/daemon/disconnect")
             )
@@ -304,6 +307,10 @@ class FakeCloud:
             if route == ("DELETE", "/v1/daemon/disconnect"):
                 with self._lock:
                     device.status = "revoked"
+                return 204, None, {}
+            if route == ("POST", REPORT_PATH):
+                with self._lock:
+                    self.reports[device.device_id] = json.loads(body)
                 return 204, None, {}
             if route == ("POST", BATCH_PATH):
                 return self._batch(device, headers, body)
