@@ -309,20 +309,13 @@ def test_ctrl_c_on_a_re_connect_cancels_the_code_and_keeps_the_machine_paired(
 def test_an_open_approve_page_refuses_a_code_cancelled_by_ctrl_c(
     tmp_path, cloud, person, providers, artifacts_dir, chromium
 ):
-    from cloud_support import PASSWORD
 
     meter = new_meter(tmp_path, "laptop", cloud, providers)
     with meter.running():
         process = meter.spawn("cloud", "connect", "--base-url", cloud.url, "--poll-interval-seconds", "0.2")
-        process.wait_line("Waiting for approval", timeout=30)
-        approve_url = next(line.split("Approve at: ")[1] for line in process.seen if "Approve at: " in line)
         context = chromium.new_context()
         page = context.new_page()
-        page.goto(approve_url)
-        page.fill("input[name=email]", person.email)
-        page.fill("input[name=password]", PASSWORD)
-        page.click("button[type=submit]")
-        page.wait_for_selector("[data-testid=machine-id]")
+        sign_in_at_approve_page(page, process, person)
 
         process.process.send_signal(signal.SIGINT)  # the person gives up in the terminal...
         exit_code, _, err = process.finish(timeout=30)
@@ -341,22 +334,15 @@ def test_an_open_approve_page_refuses_a_code_cancelled_by_ctrl_c(
 def test_approve_by_clicking_through_chromium(
     tmp_path, cloud, person, providers, warehouse, artifacts_dir, chromium
 ):
-    from cloud_support import PASSWORD
 
     meter = new_meter(tmp_path, "laptop", cloud, providers)
     with meter.running():
         process = meter.spawn("cloud", "connect", "--base-url", cloud.url, "--poll-interval-seconds", "0.2")
-        process.wait_line("Waiting for approval", timeout=30)
-        approve_url = next(line.split("Approve at: ")[1] for line in process.seen if "Approve at: " in line)
         context = chromium.new_context()
         page = context.new_page()
         errors: list[str] = []
         page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-        page.goto(approve_url)  # signed out: the sign-in page, then back to the approval
-        page.fill("input[name=email]", person.email)
-        page.fill("input[name=password]", PASSWORD)
-        page.click("button[type=submit]")
-        page.wait_for_selector("[data-testid=machine-id]")
+        sign_in_at_approve_page(page, process, person)
         assert page.inner_text("[data-testid=machine-id]") == machine_id_of(meter)
         page.screenshot(path=str(artifacts_dir / "connect-approve.png"), full_page=True)
         page.click("button[value=approve]")
@@ -368,3 +354,16 @@ def test_approve_by_clicking_through_chromium(
         assert not errors, errors
         context.close()
     assert meter.paths.cloud_credentials.exists()
+
+
+def sign_in_at_approve_page(page, process, person) -> None:
+    """Open the approve URL the terminal printed, signed out: sign in, and wait to be back at the approval."""
+    from cloud_support import PASSWORD
+
+    process.wait_line("Waiting for approval", timeout=30)
+    approve_url = next(line.split("Approve at: ")[1] for line in process.seen if "Approve at: " in line)
+    page.goto(approve_url)
+    page.fill("input[name=email]", person.email)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_selector("[data-testid=machine-id]")
