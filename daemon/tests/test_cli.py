@@ -169,3 +169,26 @@ def test_start_on_a_busy_port_says_why_and_status_knows_it_stopped(tmp_path: Pat
     assert "the daemon exited at start" in started.stderr and "already in use" in started.stderr
     daemon = json.loads(_cli("status", "--json", env=env).stdout)["daemon"]
     assert daemon["state"] == "stopped" and daemon["last_seen_at"] is not None
+
+
+def test_ca_names_the_port_the_running_daemon_listens_on(tmp_path: Path):
+    """Started with --port (config says nothing: 8090), `ca` shows the daemon's port in every line; once
+    it stops, the configured one."""
+    home = tmp_path / "home"
+    port = free_port()
+    env = {**os.environ, "HALTON_METER_HOME": str(home)}
+    env.pop("HALTON_METER_PORT", None)
+    assert _cli("init", env=env).returncode == 0
+    (home / "config.toml").write_text("[attribution]\ndirectory = false\n")
+    started = _cli("start", "--port", str(port), env=env)
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        text = _cli("ca", env=env).stdout
+        document = json.loads(_cli("ca", "--json", env=env).stdout)
+    finally:
+        assert _cli("stop", env=env).returncode == 0
+    assert f"HTTPS_PROXY=http://127.0.0.1:{port}\n" in text
+    assert f"ANTHROPIC_BASE_URL=http://127.0.0.1:{port}/anthropic" in text
+    assert ":8090" not in text and document["trust"]["env"]["HTTPS_PROXY"] == f"http://127.0.0.1:{port}"
+    stopped = _cli("ca", env=env).stdout
+    assert "HTTPS_PROXY=http://127.0.0.1:8090\n" in stopped and f":{port}" not in stopped

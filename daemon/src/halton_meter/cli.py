@@ -504,8 +504,13 @@ def _signed_usd(value) -> str:
 def ca(as_json: bool) -> None:
     """Where the meter's CA is, and how to trust it (system and per tool)."""
     from halton_meter.ca import CaProblem, inspect_ca, write_bundle
+    from halton_meter.pidfile import read_state, running_pid
 
-    paths = _settings().paths
+    settings = _settings()
+    paths = settings.paths
+    # The port the running daemon listens on (it may have been started with --port), else the configured one.
+    running = (read_state(paths) if running_pid(paths.pidfile) is not None else None) or {}
+    proxy = f"http://127.0.0.1:{running.get('port') or settings.port}"
     try:
         info = inspect_ca(paths)
         if not paths.ca_bundle.exists():
@@ -524,6 +529,7 @@ def ca(as_json: bool) -> None:
                         "NODE_EXTRA_CA_CERTS": str(cert),
                         "REQUESTS_CA_BUNDLE": str(bundle),
                         "SSL_CERT_FILE": str(bundle),
+                        "HTTPS_PROXY": proxy,
                     },
                 },
             }
@@ -553,9 +559,10 @@ def ca(as_json: bool) -> None:
     console.print(f"  export NODE_EXTRA_CA_CERTS={cert}", highlight=False, soft_wrap=True)
     console.print(f"  export REQUESTS_CA_BUNDLE={bundle}", highlight=False, soft_wrap=True)
     console.print(f"  export SSL_CERT_FILE={bundle}", highlight=False, soft_wrap=True)
-    console.print("\nThen send calls through the meter: export HTTPS_PROXY=http://127.0.0.1:8090")
+    console.print(f"\nThen send calls through the meter: export HTTPS_PROXY={proxy}", highlight=False)
     console.print(
-        "(or skip the CA entirely with base URLs, e.g. ANTHROPIC_BASE_URL=http://127.0.0.1:8090/anthropic)"
+        f"(or skip the CA entirely with base URLs, e.g. ANTHROPIC_BASE_URL={proxy}/anthropic)",
+        highlight=False,
     )
 
 
