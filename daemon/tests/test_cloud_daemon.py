@@ -341,3 +341,39 @@ def test_rows_flow_within_15_s_of_the_cloud_coming_back_after_an_outage_longer_t
         wait_for(lambda: meter.unsynced() == 0, timeout=15, what="every row within 15 s of the return")
         wait_for(lambda: meter.json("cloud", "status")["state"] == "ACTIVE", what="ACTIVE again")
     assert cloud.unique_uids() >= set(uids)
+
+
+def test_connect_records_the_clouds_dashboard_and_every_link_names_it(tmp_path, cloud):
+    """A self-hosted cloud, no dashboard_origin configured: pairing records the dashboard the cloud's
+    answer names, its page may then call the meter, and a removed machine's help links to it."""
+    meter = Meter(tmp_path, base_url="https://api.haltonmeter.com", dashboard=None)
+    with meter.running():
+        hosted = meter.loopback("GET", "/v1/cloud/state", headers={"Origin": DASHBOARD})
+        assert hosted.status_code == 403  # before pairing: only the hosted dashboard (the hosted cloud's)
+        _, token = connect(meter, cloud)
+        parsed = tomllib.loads(meter.paths.config.read_text())["cloud"]
+        assert parsed["dashboard_origin"] == parsed["dashboard_origin_written_by_meter"] == DASHBOARD
+        allowed = meter.loopback("GET", "/v1/cloud/state", headers={"Origin": DASHBOARD})
+        assert allowed.status_code == 200 and allowed.headers["access-control-allow-origin"] == DASHBOARD
+
+        cloud.remove(token)
+        store_rows(meter.paths, 1)
+        wait_for(
+            lambda: meter.json("cloud", "status")["paused_reason"] == "paused_forbidden",
+            what="the 403 pause",
+        )
+        resumed = meter.cli("cloud", "resume")
+        again = meter.cli("cloud", "connect", "--base-url", cloud.url)
+    for result in (resumed, again):
+        text = " ".join((result.stdout + result.stderr).split())
+        assert result.returncode == 1 and f"{DASHBOARD}/acme-co/settings/devices" in text, text
+        assert "haltonmeter.com" not in text
+
+
+def test_a_dashboard_origin_the_user_wrote_survives_pairing(tmp_path, cloud):
+    mine = "http://127.0.0.1:4999"
+    meter = Meter(tmp_path, base_url=cloud.url, dashboard=mine)
+    with meter.running():
+        connect(meter, cloud)
+        parsed = tomllib.loads(meter.paths.config.read_text())["cloud"]
+        assert parsed["dashboard_origin"] == mine and "dashboard_origin_written_by_meter" not in parsed

@@ -99,3 +99,27 @@ def test_a_bad_environment_port_names_the_variable(home: Path, monkeypatch: pyte
 def test_a_raw_key_never_needs_to_be_in_the_config():
     fingerprint = key_fingerprint("sk-test")
     assert fingerprint.startswith("sha256:") and "sk-test" not in fingerprint and len(fingerprint) == 71
+
+
+@pytest.mark.parametrize(
+    ("cloud", "dashboard", "chosen"),
+    [
+        ("", "https://app.haltonmeter.com", False),  # the hosted cloud: the hosted dashboard
+        ('base_url = "http://Cloud.example:8000/api/"\n', "http://cloud.example:8000", False),
+        (
+            'base_url = "http://cloud.example"\ndashboard_origin = "https://dash.example"\n',
+            "https://dash.example",
+            True,
+        ),
+        (
+            'base_url = "http://cloud.example"\ndashboard_origin = "https://dash.example"\n'
+            'dashboard_origin_written_by_meter = "https://dash.example"\n',
+            "https://dash.example",
+            False,  # recorded at pairing: the next pairing may replace it
+        ),
+    ],
+)
+def test_the_dashboard_follows_the_cloud_unless_one_is_set(home: Path, cloud, dashboard, chosen):
+    write(home, "[cloud]\n" + cloud)
+    settings = load_settings()
+    assert settings.cloud_dashboard_origin == dashboard and settings.cloud_dashboard_origin_chosen is chosen

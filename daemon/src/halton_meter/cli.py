@@ -765,6 +765,7 @@ def connect(base_url: str | None, poll_interval_seconds: float, timeout_seconds:
                 machine_id=machine_id,
                 hostname=link.hostname_snapshot(),
                 base_url_by_meter=base_url is None and settings.cloud_base_url_by_meter,
+                dashboard_origin=None if settings.cloud_dashboard_origin_chosen else ticket.dashboard_origin,
             )
         finally:
             signal.signal(signal.SIGINT, previous_handler)

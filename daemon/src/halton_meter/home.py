@@ -65,7 +65,9 @@ overrides = "rates.json"
 # Off until `halton-meter cloud connect` is approved in the browser; `cloud disconnect` turns it off.
 enabled = false
 # base_url = "https://api.haltonmeter.com"
-# The only web page allowed to call the meter's loopback /v1/cloud/* routes.
+# The only web page allowed to call the meter's loopback /v1/cloud/* routes. Unset: the dashboard of
+# base_url (app.haltonmeter.com for the hosted cloud, else base_url's own origin); pairing records
+# the dashboard the cloud names.
 # dashboard_origin = "https://app.haltonmeter.com"
 
 [log]

@@ -136,6 +136,14 @@ def web_origin(value: str) -> str:
     return f"{parts.scheme}://{parts.netloc}".lower()
 
 
+def dashboard_origin_for(base_url: str) -> str:
+    """The dashboard that goes with a cloud API: the hosted one for the hosted API, else the cloud's
+    own origin (a self-hosted cloud serves its pages and its API from one server)."""
+    if base_url.rstrip("/") == DEFAULT_CLOUD_URL:
+        return DEFAULT_DASHBOARD_ORIGIN
+    return web_origin(urlsplit(base_url)._replace(path="", query="", fragment="").geturl())
+
+
 class CloudSection(_Section):
     enabled: bool = False
     base_url: str = DEFAULT_CLOUD_URL
@@ -143,8 +151,12 @@ class CloudSection(_Section):
     # it): the one case in which the meter may later heal a placeholder base_url (see config_table).
     base_url_written_by_meter: str | None = None
     workspace_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
-    # The only web origin allowed to call the loopback /v1/cloud/* routes (the dashboard).
-    dashboard_origin: str = DEFAULT_DASHBOARD_ORIGIN
+    # The only web origin allowed to call the loopback /v1/cloud/* routes (the dashboard). Unset, it
+    # is the dashboard of base_url (see dashboard_origin_for); pairing records the cloud's dashboard.
+    dashboard_origin: str | None = None
+    # Set only when the meter recorded dashboard_origin at pairing: such a value is the meter's, and
+    # the next pairing (perhaps with another cloud) may replace it; a value the user wrote it keeps.
+    dashboard_origin_written_by_meter: str | None = None
     batch_rows: Annotated[int, Field(ge=1, le=MAX_BATCH_ROWS)] = DEFAULT_BATCH_ROWS
     batch_bytes: Annotated[int, Field(ge=16 * 1024, le=MAX_BATCH_BYTES)] = DEFAULT_BATCH_BYTES
     sync_interval_seconds: Annotated[float, Field(ge=0.05, le=3600)] = 5.0
@@ -186,10 +198,10 @@ class CloudSection(_Section):
     def _written_base_url(cls, value: str | None) -> str | None:
         return cloud_base_url(value) if value is not None else None
 
-    @field_validator("dashboard_origin")
+    @field_validator("dashboard_origin", "dashboard_origin_written_by_meter")
     @classmethod
-    def _origin(cls, value: str) -> str:
-        return web_origin(value)
+    def _origin(cls, value: str | None) -> str | None:
+        return web_origin(value) if value is not None else None
 
 
 class LogSection(_Section):
@@ -242,6 +254,8 @@ class Settings:
     cloud_base_url_by_meter: bool = True
     cloud_workspace_id: str | None = None
     cloud_dashboard_origin: str = DEFAULT_DASHBOARD_ORIGIN
+    # True when the user wrote [cloud] dashboard_origin: pairing then leaves it alone.
+    cloud_dashboard_origin_chosen: bool = False
     cloud_batch_rows: int = DEFAULT_BATCH_ROWS
     cloud_batch_bytes: int = DEFAULT_BATCH_BYTES
     cloud_sync_interval: float = 5.0
@@ -303,7 +317,9 @@ def load_settings(home: Path | None = None, *, port: int | None = None) -> Setti
         cloud_base_url=base_url,
         cloud_base_url_by_meter=base_url_by_meter,
         cloud_workspace_id=config.cloud.workspace_id,
-        cloud_dashboard_origin=config.cloud.dashboard_origin,
+        cloud_dashboard_origin=config.cloud.dashboard_origin or dashboard_origin_for(base_url),
+        cloud_dashboard_origin_chosen=config.cloud.dashboard_origin is not None
+        and config.cloud.dashboard_origin != config.cloud.dashboard_origin_written_by_meter,
         cloud_batch_rows=config.cloud.batch_rows,
         cloud_batch_bytes=config.cloud.batch_bytes,
         cloud_sync_interval=config.cloud.sync_interval_seconds,

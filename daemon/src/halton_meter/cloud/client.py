@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from halton_meter import __version__
+from halton_meter.settings import web_origin
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,15 @@ class PairingTicket:
     def to_json(self) -> dict[str, Any]:
         """What may be shown (the poll secret is not)."""
         return {"code": self.code, "approve_url": self.approve_url, "expires_at": self.expires_at.isoformat()}
+
+    @property
+    def dashboard_origin(self) -> str | None:
+        """The cloud's dashboard, as its answer names it (the origin of the approve page), if a web URL."""
+        parts = urlsplit(self.approve_url)
+        try:
+            return web_origin(f"{parts.scheme}://{parts.netloc}")
+        except ValueError:
+            return None
 
 
 @dataclass(frozen=True)

@@ -54,9 +54,12 @@ def complete_pairing(
     machine_id: str,
     hostname: str,
     base_url_by_meter: bool = False,
+    dashboard_origin: str | None = None,
 ) -> Paired:
     """Write the pairing; ``base_url_by_meter``: nobody chose ``base_url``, it is the meter's default
-    (recorded beside it, so that only such a URL can ever be healed; see :mod:`.config_table`)."""
+    (recorded beside it, so that only such a URL can ever be healed; see :mod:`.config_table`).
+    ``dashboard_origin``: the cloud's dashboard, recorded as ``[cloud] dashboard_origin`` so that its
+    "Pair this machine" may call the meter later (None leaves the key alone: the user chose it)."""
     if approval.machine_id != machine_id:
         raise PairingMismatch(
             f"the cloud approved machine {approval.machine_id!r} but this machine is {machine_id!r} "
@@ -100,6 +103,11 @@ def complete_pairing(
             "base_url": base_url,
             "base_url_written_by_meter": base_url if base_url_by_meter else None,
             "workspace_id": approval.workspace_id,
+            **(
+                {"dashboard_origin": dashboard_origin, "dashboard_origin_written_by_meter": dashboard_origin}
+                if dashboard_origin
+                else {}
+            ),
         },
     )
     logger.info(

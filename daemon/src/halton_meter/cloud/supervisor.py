@@ -72,11 +72,13 @@ class BackgroundPairing:
         ticket: PairingTicket,
         *,
         base_url_by_meter: bool = False,
+        dashboard_origin: str | None = None,
     ) -> None:
         self.supervisor = supervisor
         self.client = client
         self.ticket = ticket
         self.base_url_by_meter = base_url_by_meter
+        self.dashboard_origin = dashboard_origin
         self.status = "pending"
         self.error: str | None = None
         self._stop = threading.Event()
@@ -112,6 +114,7 @@ class BackgroundPairing:
                 machine_id=self.supervisor.machine_id,
                 hostname=link.hostname_snapshot(),
                 base_url_by_meter=self.base_url_by_meter,
+                dashboard_origin=self.dashboard_origin,
             )
             self.status = "approved"
             self.supervisor.poke()
@@ -250,7 +253,8 @@ class CloudSupervisor:
 
     @property
     def dashboard_origin(self) -> str:
-        return self.settings.cloud_dashboard_origin
+        # As on disk now: a pairing from the terminal records the dashboard between two ticks.
+        return self._fresh_settings().cloud_dashboard_origin
 
     def _fresh_settings(self) -> Settings:
         """The settings as on disk now, not at the last tick: a pairing or disconnect shows at once."""
@@ -292,7 +296,11 @@ class CloudSupervisor:
             client.close()
             raise ConnectRefused(502, str(exc)) from None
         background = BackgroundPairing(
-            self, client, ticket, base_url_by_meter=not base_url and settings.cloud_base_url_by_meter
+            self,
+            client,
+            ticket,
+            base_url_by_meter=not base_url and settings.cloud_base_url_by_meter,
+            dashboard_origin=None if settings.cloud_dashboard_origin_chosen else ticket.dashboard_origin,
         )
         with self._lock:
             if self.pairing is not None:

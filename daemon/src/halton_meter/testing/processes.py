@@ -50,7 +50,7 @@ class MeterProcess:
         tmp_path: Path,
         *,
         base_url: str,
-        dashboard: str = DASHBOARD,
+        dashboard: str | None = DASHBOARD,
         tick_seconds: float = TICK_S,
         extra_config: str = "",
         proxy_config: str = "",
@@ -69,8 +69,10 @@ class MeterProcess:
         self.paths.config.write_text(
             "# written by the test: keep me\n"
             f"[proxy]\nport = {self.port}\n{proxy_config}[attribution]\ndirectory = false\n\n"
-            f'[cloud]\nenabled = false\nbase_url = "{base_url}"\ndashboard_origin = "{dashboard}"\n'
-            "sync_interval_seconds = 0.1\n" + extra_config
+            f'[cloud]\nenabled = false\nbase_url = "{base_url}"\n'
+            + (f'dashboard_origin = "{dashboard}"\n' if dashboard else "")
+            + "sync_interval_seconds = 0.1\n"
+            + extra_config
         )
 
     def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
