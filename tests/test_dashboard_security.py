@@ -170,3 +170,49 @@ def test_pair_this_machine_works_under_the_csp(
         person.client.close()
         cloud.stop()
     assert violations == [] and errors == [], (violations, errors)
+
+
+@pytest.mark.browser
+def test_self_hosted_pair_this_machine_needs_only_the_cloud_url(
+    postgres_url: str, warehouse, tmp_path: Path, chromium, shots: Path
+) -> None:
+    """A self-hosted cloud and a meter whose config names that cloud and nothing else (no dashboard_origin):
+    the meter lets the cloud's own pages call it, so "Pair this machine" pairs it."""
+    cloud = CloudProcess.on_stores(
+        tmp_path, database_url=postgres_url, warehouse_url=warehouse.url, prefix=warehouse.prefix
+    )
+    (tmp_path / "laptop").mkdir()
+    meter = MeterProcess(tmp_path / "laptop", base_url=cloud.url, dashboard=None)
+    assert "dashboard_origin" not in meter.paths.config.read_text()
+    # The one cloud setting is where the meter listens: its default (127.0.0.1:8090) is right for a real
+    # machine; here the meter takes a free port, as other tests share this machine.
+    cloud.env["HALTON_METER_LOOPBACK_URL"] = f"http://127.0.0.1:{meter.port}"
+    cloud.start()
+    person = Person(cloud.url, f"sam-{secrets.token_hex(3)}@example.com").sign_up("Self Hosted Co")
+    context = chromium.new_context(viewport={"width": 1280, "height": 900}, base_url=cloud.url)
+    violations = watch(context)
+    page = context.new_page()
+    try:
+        with meter.running():
+            page.goto("/signin")
+            page.fill("input[name=email]", person.email)
+            page.fill("input[name=password]", PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_url("**/overview**")
+            page.goto(f"/{person.workspace_slug}/settings/devices")
+            page.wait_for_selector("#pair-this-machine:not([hidden])")
+            assert "NOT-CONFIGURED" in page.inner_text("[data-field=meter-state]")
+            page.click("[data-action=pair]")
+            page.locator("[data-field=pair-result]", has_text="Paired: code").wait_for(timeout=30_000)
+            page.screenshot(path=str(shots / "pair-this-machine-self-hosted.png"), full_page=True)
+            wait_for(
+                lambda: meter.json("cloud", "status")["state"] == "ACTIVE",
+                timeout=30,
+                what="the meter to pair through the self-hosted page",
+            )
+            assert meter.json("cloud", "status")["base_url"] == cloud.url
+    finally:
+        context.close()
+        person.client.close()
+        cloud.stop()
+    assert violations == [], violations
