@@ -126,8 +126,12 @@ class CloudSettings(BaseSettings):
     pairing_start_per_minute: float = Field(default=10.0, gt=0)
     pairing_guess_burst: int = Field(default=5, ge=1)
     pairing_guess_per_minute: float = Field(default=3.0, gt=0)
-    # Where the dashboard looks for a meter running on the visitor's own machine ("Pair this machine").
-    meter_loopback_url: str = Field(default="http://127.0.0.1:8090")
+    meter_loopback_url: str = Field(
+        default="http://127.0.0.1:8090",
+        description="Where the dashboard looks for a meter running on the visitor's own machine "
+        "(Pair this machine); the default port of the meter. The meter, for its part, learns this "
+        "cloud's dashboard from the pairing answer or from its own [cloud] base_url.",
+    )
 
     # Slow clients (see halton_api.slow_clients): the API server closes a connection that takes longer.
     http_header_timeout_seconds: float = Field(
