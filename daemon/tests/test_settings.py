@@ -105,6 +105,7 @@ def test_a_raw_key_never_needs_to_be_in_the_config():
     ("cloud", "dashboard", "chosen"),
     [
         ("", "https://app.haltonmeter.com", False),  # the hosted cloud: the hosted dashboard
+        ('base_url = "https://API.haltonmeter.com/"\n', "https://app.haltonmeter.com", False),
         ('base_url = "http://Cloud.example:8000/api/"\n', "http://cloud.example:8000", False),
         (
             'base_url = "http://cloud.example"\ndashboard_origin = "https://dash.example"\n',

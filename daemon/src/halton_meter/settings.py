@@ -139,9 +139,8 @@ def web_origin(value: str) -> str:
 def dashboard_origin_for(base_url: str) -> str:
     """The dashboard that goes with a cloud API: the hosted one for the hosted API, else the cloud's
     own origin (a self-hosted cloud serves its pages and its API from one server)."""
-    if base_url.rstrip("/") == DEFAULT_CLOUD_URL:
-        return DEFAULT_DASHBOARD_ORIGIN
-    return web_origin(urlsplit(base_url)._replace(path="", query="", fragment="").geturl())
+    origin = web_origin(urlsplit(base_url)._replace(path="", query="", fragment="").geturl())
+    return DEFAULT_DASHBOARD_ORIGIN if origin == web_origin(DEFAULT_CLOUD_URL) else origin
 
 
 class CloudSection(_Section):
