@@ -5,7 +5,7 @@ What we store (hashes of tokens, password hashes) never appears here.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -265,6 +265,32 @@ class MeterReport(BaseModel):
         if (self.state == "PAUSED") != (self.paused_reason is not None):
             raise ValueError("paused_reason is required when state is PAUSED, and only then")
         return self
+
+
+class ReconcileDay(BaseModel):
+    day: date
+    rows: int
+    cost_usd: Decimal = Field(description="Sum of the day's priced rows (unpriced rows count as 0).")
+
+
+class ReconcileDays(BaseModel):
+    """What the warehouse holds for this machine, per UTC day (days without rows are left out)."""
+
+    from_date: date = Field(serialization_alias="from")
+    to_date: date = Field(serialization_alias="to")
+    days: list[ReconcileDay]
+
+
+class MissingAsk(BaseModel):
+    """The request_uids a meter synced for one UTC day (all of them, or one slice of a busy day)."""
+
+    day: date
+    request_uids: list[UUID] = Field(min_length=1)
+
+
+class MissingAnswer(BaseModel):
+    day: date
+    missing: list[UUID] = Field(description="The asked uids the warehouse does not hold for this machine.")
 
 
 class StoreHealth(BaseModel):

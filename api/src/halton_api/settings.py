@@ -78,6 +78,20 @@ class CloudSettings(BaseSettings):
     )
 
     max_batch_rows: int = Field(default=DEFAULT_MAX_BATCH_ROWS, ge=1)
+    reconcile_max_days: int = Field(
+        default=90,
+        ge=1,
+        le=366,
+        description="The longest range of UTC days one `GET /v1/daemon/reconcile` may ask for (one scan of "
+        "the device's rows in the warehouse per ask).",
+    )
+    reconcile_max_uids: int = Field(
+        default=2_000,
+        ge=1,
+        le=5_000,
+        description="The most request_uids one `POST /v1/daemon/reconcile/missing` may send (a meter sends a "
+        "busy day in several asks; the uids go inline, so 5,000 at most keeps the query under 262 KB).",
+    )
     max_batch_bytes: int = Field(default=DEFAULT_MAX_BATCH_BYTES, ge=1024)
     # The window a metered call's started_at and ended_at must fall in (halton_api.ingest_window); a batch
     # with a row outside it is refused whole (422, naming row and field). The marts keep hours and days as

@@ -825,7 +825,14 @@ def cloud_status(as_json: bool) -> None:
         _label("Paused reason", result.paused_reason)
     _label("Last sync", state.ago(result.age_seconds(result.last_sync_at)))
     _label("Unsynced rows", result.unsynced_rows)
-    _label("Last reconcile", state.ago(result.age_seconds(result.last_reconcile_at)))
+    reconciled = state.ago(result.age_seconds(result.last_reconcile_at))
+    if result.last_reconcile:
+        found = result.last_reconcile
+        reconciled += (
+            f" ({found['matched_days']} days matched, {found['resent_rows']} rows re-sent, "
+            f"{len(found['differences'])} differences)"
+        )
+    _label("Last reconcile", reconciled)
     if result.rejected_rows:
         first = result.rejected[0][1] if result.rejected else ""
         _label("Rejected rows", f"{result.rejected_rows} set aside (newest: {first})")
@@ -982,6 +989,75 @@ def sync(as_json: bool) -> None:
             )
     if result.stopped is not None:
         sys.exit(1)
+
+
+@cloud.command()
+@click.option(
+    "--days",
+    type=click.IntRange(1, 90),  # the cloud's default reconcile_max_days
+    default=30,
+    show_default=True,
+    help="UTC days to compare, today included.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def reconcile(days: int, as_json: bool) -> None:
+    """Compare this machine's rows and cost per day with the cloud's; mark what it lacks for re-sending."""
+    from halton_meter.cloud import reconcile as reconciling
+    from halton_meter.cloud import state
+    from halton_meter.cloud.client import CloudClient, CloudError
+    from halton_meter.store import StoreError, open_store
+
+    settings = _settings()
+    credentials = _paired(settings)
+    current = state.load_status(settings)
+    if current.state == state.NOT_CONFIGURED:
+        _fail(
+            current.problem or "cloud sync is off ([cloud] enabled = false): run `halton-meter cloud connect`"
+        )
+    if current.paused_reason:
+        _fail(f"sync is paused ({current.paused_reason}): run `halton-meter cloud resume` first")
+    try:
+        conn = open_store(settings.paths.db)
+    except StoreError as exc:
+        _fail(str(exc))
+    try:
+        with CloudClient(settings.cloud_base_url) as client:
+            result = reconciling.reconcile(
+                conn,
+                client,
+                credentials.token,
+                machine_id=current.machine_id or "",
+                days=days,
+                now=state.now_utc(),
+            )
+        reconciling.record(conn, credentials.pairing_id, result)
+    except CloudError as exc:
+        _fail(f"reconcile failed: {exc}")
+    finally:
+        conn.close()
+    if as_json:
+        _print_json(result.to_json())
+        return
+    console.print(
+        f"Reconciled {result.first_day} to {result.last_day} (UTC): {result.summary()}.", highlight=False
+    )
+    for day in result.differences:
+        console.print(
+            f"  {day.day}: meter {day.meter_rows} rows / ${day.meter_cost_usd}, cloud {day.cloud_rows} rows / "
+            f"${day.cloud_cost_usd}; {day.resent_rows} to re-send, {day.cloud_only_rows} only in the cloud",
+            highlight=False,
+            markup=False,
+        )
+    if result.resent_rows:
+        console.print(
+            "The daemon re-sends them on its next pass (or run `halton-meter cloud sync` now).",
+            highlight=False,
+        )
+    if result.cloud_only_rows:
+        console.print(
+            "Rows only in the cloud were left as they are (this machine's database was reset or copied?).",
+            highlight=False,
+        )
 
 
 @cloud.command()

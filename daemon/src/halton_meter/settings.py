@@ -186,6 +186,15 @@ class CloudSection(_Section):
             "The cloud shows a meter silent for much longer as NOT-REPORTING.",
         ),
     ] = 120.0
+    reconcile_hours: Annotated[
+        float,
+        Field(
+            ge=0.001,
+            le=24 * 30,
+            description="How often the sync worker compares this machine's per-day rows and cost with the "
+            "cloud's and re-sends what the cloud lacks (`halton-meter cloud reconcile` does it on demand).",
+        ),
+    ] = 24.0
 
     @field_validator("base_url")
     @classmethod
@@ -261,6 +270,7 @@ class Settings:
     cloud_retry_max: float = 30.0
     cloud_health_probe: float = 5.0
     cloud_heartbeat: float = 120.0
+    cloud_reconcile_hours: float = 24.0
     log_level: str = "INFO"
 
     @property
@@ -325,6 +335,7 @@ def load_settings(home: Path | None = None, *, port: int | None = None) -> Setti
         cloud_retry_max=config.cloud.retry_max_seconds,
         cloud_health_probe=config.cloud.health_probe_seconds,
         cloud_heartbeat=config.cloud.heartbeat_seconds,
+        cloud_reconcile_hours=config.cloud.reconcile_hours,
         log_level=config.log.level,
     )
 

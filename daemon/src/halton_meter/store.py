@@ -147,6 +147,10 @@ MIGRATIONS: tuple[str, ...] = (
         rows_duplicate        INTEGER NOT NULL DEFAULT 0
     );
     """,
+    """
+    -- What the last reconcile found (JSON: matched days, re-sent rows, differences), beside its time.
+    ALTER TABLE cloud_state ADD COLUMN last_reconcile_result TEXT;
+    """,
 )
 
 REQUEST_COLUMNS = (

@@ -1,12 +1,16 @@
-"""What a paired meter asks about or says about itself: `whoami`, `report` and `disconnect`."""
+"""What a paired meter asks about or says about itself: `whoami`, `report`, `reconcile` and `disconnect`."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+from datetime import date
+from typing import Annotated
 
-from halton_api.deps import ActiveDevice, Conn, KnownDevice
-from halton_api.models import MeterReport, Problem, WhoAmI
-from halton_api.store import devices
+from fastapi import APIRouter, Query, Response, status
+
+from halton_api.deps import ActiveDevice, Conn, KnownDevice, Settings, Writer
+from halton_api.errors import Invalid
+from halton_api.models import MeterReport, MissingAnswer, MissingAsk, Problem, ReconcileDays, WhoAmI
+from halton_api.store import devices, reconcile
 
 router = APIRouter(prefix="/v1/daemon", tags=["daemon"])
 
@@ -50,6 +54,85 @@ async def report(body: MeterReport, device: ActiveDevice, conn: Conn) -> Respons
     # and ingestion's hot path stays as it was.
     await devices.record_report(conn, device_id=device.device_id, report=body)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get(
+    "/reconcile",
+    response_model=ReconcileDays,
+    summary="Rows and cost per UTC day that the warehouse holds for this machine",
+    responses={
+        **_AUTH_ERRORS,
+        403: {"model": Problem, "description": "The machine was removed from its workspace."},
+        422: {
+            "model": Problem,
+            "description": "A date is missing or invalid, `to` is before `from`, or the "
+            "range is longer than the cloud allows.",
+        },
+    },
+)
+async def reconcile_days(
+    device: ActiveDevice,
+    writer: Writer,
+    settings: Settings,
+    from_date: Annotated[date, Query(alias="from", description="First UTC day (YYYY-MM-DD).")],
+    to_date: Annotated[date, Query(alias="to", description="Last UTC day, inclusive (YYYY-MM-DD).")],
+) -> ReconcileDays:
+    span = (to_date - from_date).days + 1
+    if span < 1:
+        raise Invalid(f"to ({to_date}) is before from ({from_date}): pass from <= to")
+    if span > settings.reconcile_max_days:
+        raise Invalid(
+            f"from..to spans {span} days; at most {settings.reconcile_max_days} per request: ask in slices"
+        )
+    databases = writer.databases
+    days = await writer.with_retries(
+        lambda client: reconcile.daily_totals(
+            client,
+            databases=databases,
+            workspace_id=device.workspace.id,
+            machine_id=device.machine_id,
+            first=from_date,
+            last=to_date,
+        )
+    )
+    return ReconcileDays(from_date=from_date, to_date=to_date, days=days)
+
+
+@router.post(
+    "/reconcile/missing",
+    response_model=MissingAnswer,
+    summary="Which of this machine's request_uids for one UTC day the warehouse does not hold",
+    responses={
+        **_AUTH_ERRORS,
+        403: {"model": Problem, "description": "The machine was removed from its workspace."},
+        422: {
+            "model": Problem,
+            "description": "The body is invalid or names more uids than the cloud allows.",
+        },
+    },
+)
+async def reconcile_missing(
+    body: MissingAsk, device: ActiveDevice, writer: Writer, settings: Settings
+) -> MissingAnswer:
+    # A set difference rather than a listing of the cloud's uids: the answer is bounded by what was asked,
+    # and a matched day costs nothing (the meter only asks about days whose totals differ).
+    if len(body.request_uids) > settings.reconcile_max_uids:
+        raise Invalid(
+            f"request_uids: {len(body.request_uids)} given, at most {settings.reconcile_max_uids} per "
+            "request: send the day in slices"
+        )
+    databases = writer.databases
+    missing = await writer.with_retries(
+        lambda client: reconcile.missing_uids(
+            client,
+            databases=databases,
+            workspace_id=device.workspace.id,
+            machine_id=device.machine_id,
+            day=body.day,
+            uids=body.request_uids,
+        )
+    )
+    return MissingAnswer(day=body.day, missing=missing)
 
 
 @router.delete(

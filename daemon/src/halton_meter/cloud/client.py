@@ -14,7 +14,8 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -338,6 +339,41 @@ class CloudClient:
         if response.status_code != 204:
             logger.info("state report to %s: HTTP %d: %s", self.host, response.status_code, _detail(response))
         return response.status_code
+
+    def reconcile_days(self, token: str, first: date, last: date) -> list[tuple[date, int, Decimal]]:
+        """``GET /v1/daemon/reconcile``: (day, rows, cost) the cloud holds for this machine, UTC days."""
+        response = self._request(
+            "GET",
+            "/v1/daemon/reconcile",
+            params={"from": first.isoformat(), "to": last.isoformat()},
+            headers=self._auth(token),
+        )
+        if response.status_code != 200:
+            raise CloudRefused(
+                response.status_code,
+                _detail(response),
+                parse_retry_after(response.headers.get("retry-after")),
+            )
+        return [
+            (date.fromisoformat(d["day"]), int(d["rows"]), Decimal(str(d["cost_usd"])))
+            for d in response.json()["days"]
+        ]
+
+    def reconcile_missing(self, token: str, day: date, request_uids: list[str]) -> list[str]:
+        """``POST /v1/daemon/reconcile/missing``: which of ``request_uids`` (one UTC day) the cloud lacks."""
+        response = self._request(
+            "POST",
+            "/v1/daemon/reconcile/missing",
+            json={"day": day.isoformat(), "request_uids": request_uids},
+            headers=self._auth(token),
+        )
+        if response.status_code != 200:
+            raise CloudRefused(
+                response.status_code,
+                _detail(response),
+                parse_retry_after(response.headers.get("retry-after")),
+            )
+        return [str(uid) for uid in response.json()["missing"]]
 
     def post_batch(self, token: str, gzipped_body: bytes) -> BatchResponse:
         try:

@@ -20,8 +20,8 @@ name: every other state describes a sync that runs inside the daemon):
 * ``ACTIVE`` - otherwise: sync is running, no errors.
 
 ``Last sync`` is when a pass last ended without an error (its batches were accepted, or there was
-nothing to send); ``Last reconcile`` stays ``never`` until the worker
-compares its synced count with the cloud's, which it does not do yet.
+nothing to send); ``Last reconcile`` is when this machine's per-day rows and cost were last compared with
+the cloud's (``cloud reconcile``, or the worker every ``[cloud] reconcile_hours``), with what it found.
 
 The worker (in the daemon) and the CLI (``cloud sync``, ``pause``, ``resume``) both write the row; each
 update names the columns it owns and the ``pairing_id`` it worked for, so a worker still holding an
@@ -30,6 +30,7 @@ old pairing's token can never mark the new pairing paused.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -181,6 +182,7 @@ class CloudStatus:
     last_sync_at: datetime | None = None
     last_upload_at: datetime | None = None
     last_reconcile_at: datetime | None = None
+    last_reconcile: dict[str, Any] | None = None  # halton_meter.cloud.reconcile.ReconcileResult.to_json()
     unsynced_rows: int = 0
     rejected_rows: int = 0
     rejected: list[tuple[str, str]] = field(default_factory=list)
@@ -228,6 +230,7 @@ class CloudStatus:
             "last_sync_age_seconds": round(age, 1) if age is not None else None,
             "last_upload_at": stamp(self.last_upload_at),
             "last_reconcile_at": stamp(self.last_reconcile_at),
+            "last_reconcile": self.last_reconcile,
             "unsynced_rows": self.unsynced_rows,
             "rejected_rows": self.rejected_rows,
             "rejected": [{"request_uid": uid, "reason": reason} for uid, reason in self.rejected],
@@ -245,6 +248,16 @@ class CloudStatus:
             "pairing": self.pairing,
             "problem": self.problem,
         }
+
+
+def _reconcile_result(row: dict[str, Any]) -> dict[str, Any] | None:
+    text = row.get("last_reconcile_result")  # absent before store migration 3
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:  # written by this module only: an unreadable value is shown as unknown, not fatal
+        return None
 
 
 def _when(value: str | None) -> datetime | None:
@@ -302,6 +315,7 @@ def collect(
         status.last_sync_at = _when(row["last_sync_at"])
         status.last_upload_at = _when(row["last_upload_at"])
         status.last_reconcile_at = _when(row["last_reconcile_at"])
+        status.last_reconcile = _reconcile_result(row)
         status.last_error = row["last_error"]
         status.last_error_at = _when(row["last_error_at"])
         status.degraded_reason = row["degraded_reason"]

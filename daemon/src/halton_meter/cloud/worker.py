@@ -11,6 +11,8 @@ however long it was away. A 401 or 403 pauses sync (see :mod:`.state`); a transp
 does. After each pass, and as a heartbeat while idle or paused, it reports its state to the cloud
 (:meth:`SyncWorker._report`). Each pass re-reads the credentials and the ``cloud_state`` row, so
 ``cloud pause``, ``resume`` and a re-pairing from the CLI take effect on the next pass without a restart.
+Every ``[cloud] reconcile_hours`` (daily), after a pass that left nothing unsent, it reconciles the last
+:data:`~.reconcile.DEFAULT_DAYS` days with the cloud (:mod:`.reconcile`) and sends what the cloud lacked.
 """
 
 from __future__ import annotations
@@ -24,16 +26,17 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from halton_meter import __version__
-from halton_meter.cloud import state
-from halton_meter.cloud.client import CloudClient
+from halton_meter.cloud import reconcile, state
+from halton_meter.cloud.client import CloudClient, CloudError
 from halton_meter.cloud.credentials import CredentialsProblem, load_credentials
 from halton_meter.cloud.sync import FORBIDDEN, TRANSIENT, UNAUTHORISED, PassResult, Uploader
 from halton_meter.health import Health
 from halton_meter.paths import MeterPaths
 from halton_meter.settings import Settings
-from halton_meter.store import count_unsynced, open_store
+from halton_meter.store import count_unsynced, open_store, parse_ts
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +88,7 @@ class SyncWorker:
         self._back_on_probe = False  # the last wait ended because /healthz answered
         self._last_report: tuple[str, str, str | None] | None = None  # (pairing, state, paused reason)
         self._next_report = 0.0  # monotonic time the next heartbeat is due
+        self._reconcile_retry_at: datetime | None = None  # after a failed reconcile: not before then
         self.passes = 0
         self.reports = 0
 
@@ -186,7 +190,41 @@ class SyncWorker:
         self.passes += 1
         if uploader.batch_rows < settings.cloud_batch_rows:
             self._learned_batch_rows = uploader.batch_rows  # a 413 taught us the cloud's limit
-        return self._record(conn, credentials.pairing_id, result, settings)
+        wait = self._record(conn, credentials.pairing_id, result, settings)
+        due = result.stopped is None and not result.remaining and self._reconcile_due(row, settings)
+        if due and self._reconcile(conn, credentials.token, credentials.pairing_id, row["machine_id"]):
+            return Wait(0.0)  # rows the cloud lacked are unsynced again: send them now
+        return wait
+
+    def _reconcile_due(self, row: dict, settings: Settings) -> bool:
+        now = state.now_utc()
+        if self._reconcile_retry_at is not None and now < self._reconcile_retry_at:
+            return False
+        last = row["last_reconcile_at"]
+        return last is None or now - parse_ts(last) >= timedelta(hours=settings.cloud_reconcile_hours)
+
+    def _reconcile(self, conn: sqlite3.Connection, token: str, pairing_id: str, machine_id: str) -> bool:
+        """Reconcile once; True when it marked rows for re-sending."""
+        try:
+            result = reconcile.reconcile(
+                conn,
+                self._client_for(self.settings()),
+                token,
+                machine_id=machine_id,
+                days=reconcile.DEFAULT_DAYS,
+                now=state.now_utc(),
+            )
+        except CloudError as exc:
+            # An hour, not the next pass: a cloud without the endpoint must not be asked every few seconds.
+            self._reconcile_retry_at = state.now_utc() + timedelta(hours=1)
+            self.health.error("cloud.reconcile", str(exc))
+            logger.warning("cloud reconcile failed, next try in an hour: %s", exc)
+            return False
+        self._reconcile_retry_at = None
+        reconcile.record(conn, pairing_id, result)
+        self.health.event("cloud.reconciled")
+        logger.info("cloud reconcile: %s", result.summary())
+        return result.resent_rows > 0
 
     def _client_for(self, settings: Settings) -> CloudClient:
         if self._client is None or self._client.base_url != settings.cloud_base_url.rstrip("/"):
