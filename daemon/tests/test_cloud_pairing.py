@@ -43,10 +43,9 @@ def test_approval_arrives_on_the_long_poll_and_writes_every_file(home, cloud):
     client, ticket = start(cloud, home)
     assert len(ticket.code) == 9 and ticket.code[4] == "-" and ticket.approve_url.endswith(ticket.code)
     later(0.3, lambda: cloud.approve(ticket.code))
-    began = time.monotonic()
-    # A 5 s poll interval: only the long-poll can bring the approval back this fast.
+    # A 5 s poll interval: the approval comes back on the first poll, held open until it arrived.
     approval = pairing.wait_for_approval(client, ticket, poll_interval=5.0, timeout=10)
-    assert time.monotonic() - began < 2.0
+    assert cloud.statuses("/v1/pairing/poll") == [200]
     assert approval.token.startswith("hm_sync_") and approval.workspace_slug == "acme-co"
 
     machine_id = load_machine_id(home)
@@ -102,10 +101,9 @@ def test_expired_on_the_server(home, cloud):
 def test_the_code_ttl_runs_out():
     with FakeCloud(code_ttl=0.4) as cloud, CloudClient(cloud.url) as client:
         ticket = pairing.request_code(client, machine_id="m-1", hostname="h")
-        began = time.monotonic()
         with pytest.raises(pairing.PairingFailed) as failed:
             pairing.wait_for_approval(client, ticket, poll_interval=0.05, timeout=30)
-        assert failed.value.kind == "expired" and time.monotonic() - began < 3
+        assert failed.value.kind == "expired"  # the code's 0.4 s TTL, not the 30 s wait, ended it
 
 
 def test_timeout_seconds(home, cloud):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import time
 
 import pytest
 
@@ -133,9 +132,8 @@ def test_statement_read_across_body_pieces() -> None:
     ],
     ids=["open-comment", "many-comments", "quotes", "parens", "long-select"],
 )
+@pytest.mark.timeout(60)  # linear takes milliseconds; a backtracking scan would take hours, not 60 s
 def test_inspection_is_linear_on_hostile_input(text: str) -> None:
-    started = time.perf_counter()
     inspect_statement(text)
     with contextlib.suppress(NeedMoreText):
         split_insert("INSERT " + text, complete=False)
-    assert time.perf_counter() - started < 1.0
