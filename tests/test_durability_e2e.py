@@ -97,6 +97,10 @@ def test_sigkill_three_times_while_eight_clients_call_every_answered_call_reache
         doubled = {uid: c for uid, c in read.items() if c > 1}
         assert not missing, f"{len(missing)} of {len(wanted)} answered calls are not in ClickHouse"
         assert not doubled, f"read more than once from requests_dedup: {list(doubled.items())[:5]}"
+        local = {uid for found in uids.values() for uid in found}
+        assert set(read) == local, (
+            f"cloud-only rows: {len(set(read) - local)}, unsent: {len(local - set(read))}"
+        )
         # What the replacing table still holds twice (a batch re-sent after a kill, not yet merged) is
         # information: requests_dedup reads it once, as asserted above.
         raw_duplicates = sum(c - 1 for c in stored.values() if c > 1)
