@@ -135,14 +135,7 @@ def test_pair_this_machine_works_under_the_csp(
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     try:
         with meter.running():
-            page.goto("/signin")
-            page.fill("input[name=email]", person.email)
-            page.fill("input[name=password]", PASSWORD)
-            page.click("button[type=submit]")
-            page.wait_for_url("**/overview**")
-            page.goto(f"/{person.workspace_slug}/settings/devices")
-            page.wait_for_selector("#pair-this-machine:not([hidden])")
-            assert "NOT-CONFIGURED" in page.inner_text("[data-field=meter-state]")
+            open_devices_page_offering_to_pair(page, person)
             page.screenshot(path=str(shots / "pair-this-machine.png"), full_page=True)
             page.click("[data-action=pair]")
             # (A locator: Playwright's wait_for_function evaluates a string, which this CSP rightly refuses.)
@@ -194,14 +187,7 @@ def test_self_hosted_pair_this_machine_needs_only_the_cloud_url(
     page = context.new_page()
     try:
         with meter.running():
-            page.goto("/signin")
-            page.fill("input[name=email]", person.email)
-            page.fill("input[name=password]", PASSWORD)
-            page.click("button[type=submit]")
-            page.wait_for_url("**/overview**")
-            page.goto(f"/{person.workspace_slug}/settings/devices")
-            page.wait_for_selector("#pair-this-machine:not([hidden])")
-            assert "NOT-CONFIGURED" in page.inner_text("[data-field=meter-state]")
+            open_devices_page_offering_to_pair(page, person)
             page.click("[data-action=pair]")
             page.locator("[data-field=pair-result]", has_text="Paired: code").wait_for(timeout=30_000)
             page.screenshot(path=str(shots / "pair-this-machine-self-hosted.png"), full_page=True)
@@ -216,3 +202,15 @@ def test_self_hosted_pair_this_machine_needs_only_the_cloud_url(
         person.client.close()
         cloud.stop()
     assert violations == [], violations
+
+
+def open_devices_page_offering_to_pair(page, person: Person) -> None:
+    """Sign in, open the devices page and wait until it has found the unpaired meter on this machine."""
+    page.goto("/signin")
+    page.fill("input[name=email]", person.email)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/overview**")
+    page.goto(f"/{person.workspace_slug}/settings/devices")
+    page.wait_for_selector("#pair-this-machine:not([hidden])")
+    assert "NOT-CONFIGURED" in page.inner_text("[data-field=meter-state]")

@@ -646,6 +646,28 @@ def _paired(settings: Settings):
     return credentials
 
 
+def _ready_to_sync():
+    """Settings, credentials, cloud status and an open store for a command that talks to the cloud on the
+    meter's behalf, or exit with what to run first (not paired, sync off, sync paused, store unreadable)."""
+    from halton_meter.cloud import state
+    from halton_meter.store import StoreError, open_store
+
+    settings = _settings()
+    credentials = _paired(settings)
+    current = state.load_status(settings)
+    if current.state == state.NOT_CONFIGURED:
+        _fail(
+            current.problem or "cloud sync is off ([cloud] enabled = false): run `halton-meter cloud connect`"
+        )
+    if current.paused_reason:
+        _fail(f"sync is paused ({current.paused_reason}): run `halton-meter cloud resume` first")
+    try:
+        conn = open_store(settings.paths.db)
+    except StoreError as exc:
+        _fail(str(exc))
+    return settings, credentials, current, conn
+
+
 def _devices_page(settings: Settings, slug: str | None) -> str:
     return f"{settings.cloud_dashboard_origin}/{slug or '[workspace]'}/settings/devices"
 
@@ -880,21 +902,8 @@ def sync(as_json: bool) -> None:
     from halton_meter.cloud import state
     from halton_meter.cloud.client import CloudClient
     from halton_meter.cloud.sync import FORBIDDEN, UNAUTHORISED, Uploader
-    from halton_meter.store import StoreError, open_store
 
-    settings = _settings()
-    credentials = _paired(settings)
-    current = state.load_status(settings)
-    if current.state == state.NOT_CONFIGURED:
-        _fail(
-            current.problem or "cloud sync is off ([cloud] enabled = false): run `halton-meter cloud connect`"
-        )
-    if current.paused_reason:
-        _fail(f"sync is paused ({current.paused_reason}): run `halton-meter cloud resume` first")
-    try:
-        conn = open_store(settings.paths.db)
-    except StoreError as exc:
-        _fail(str(exc))
+    settings, credentials, current, conn = _ready_to_sync()
     printer = (
         None if as_json else (lambda post: console.print(_post_line(post), highlight=False, markup=False))
     )
@@ -1005,21 +1014,8 @@ def reconcile(days: int, as_json: bool) -> None:
     from halton_meter.cloud import reconcile as reconciling
     from halton_meter.cloud import state
     from halton_meter.cloud.client import CloudClient, CloudError
-    from halton_meter.store import StoreError, open_store
 
-    settings = _settings()
-    credentials = _paired(settings)
-    current = state.load_status(settings)
-    if current.state == state.NOT_CONFIGURED:
-        _fail(
-            current.problem or "cloud sync is off ([cloud] enabled = false): run `halton-meter cloud connect`"
-        )
-    if current.paused_reason:
-        _fail(f"sync is paused ({current.paused_reason}): run `halton-meter cloud resume` first")
-    try:
-        conn = open_store(settings.paths.db)
-    except StoreError as exc:
-        _fail(str(exc))
+    settings, credentials, current, conn = _ready_to_sync()
     try:
         with CloudClient(settings.cloud_base_url) as client:
             result = reconciling.reconcile(
