@@ -66,6 +66,16 @@ def listed(person: Person, device: str) -> dict:
     )
 
 
+def wait_reporting(person: Person, device: str) -> None:
+    """Until the meter's own report has arrived: before it, a just-paired device counts as ACTIVE on trust,
+    and one an admin then revokes or removes is taken for a meter that was never running (left out)."""
+    wait_for(
+        lambda: line(person, device).get("reported_at") is not None,
+        timeout=60,
+        what="the meter's first state report",
+    )
+
+
 def wait_banner(person: Person, device: str, colour: str, state: str, reason: str | None = None) -> dict:
     def shown() -> bool:
         sync = banner(person)
@@ -133,6 +143,7 @@ def test_idle_meter_stays_green_pause_turns_red_revoke_is_unauthorised(tmp_path,
 
         assert meter.cli("cloud", "resume").returncode == 0
         wait_banner(person, device, "green", "ACTIVE")
+        wait_reporting(person, device)
 
         # Revoked in settings: the meter cannot authenticate any more; the cloud knows from its records.
         workspace_page = f"/{person.workspace_slug}/settings/devices"
@@ -160,6 +171,7 @@ def test_removed_is_forbidden_and_a_stopped_meter_is_not_reporting(tmp_path, clo
         connect(meter, person, cloud)
         device = device_id(person, machine_id_of(meter))
         wait_banner(person, device, "green", "ACTIVE")
+        wait_reporting(person, device)
         assert person.post_form(f"{page}/{device}/remove", page).status_code == 303
         removed = wait_banner(person, device, "red", "PAUSED", "paused_forbidden")
         assert removed["source"] == "control_plane"
