@@ -85,6 +85,11 @@ class MeterPaths:
         return self.home / "ca-bundle.pem"
 
     @property
+    def catalogue(self) -> Path:
+        """Price catalogues installed after the meter's own (``rates.json`` in force, ``versions/``)."""
+        return self.home / "catalogue"
+
+    @property
     def cloud_credentials(self) -> Path:
         return self.home / "cloud-credentials.json"
 

@@ -59,6 +59,7 @@ Rules the data encodes (the cost model applies them):
 """
 
 from halton_meter.catalogue.entries import Catalogue, Match, ModelEntry, PriceEntry, Rates, Region, Tier
+from halton_meter.catalogue.installed import active_catalogue, install_catalogue
 from halton_meter.catalogue.load import load_catalogue, parse_catalogue
 from halton_meter.catalogue.validate import CatalogueError, validate_catalogue
 
@@ -71,6 +72,8 @@ __all__ = [
     "Rates",
     "Region",
     "Tier",
+    "active_catalogue",
+    "install_catalogue",
     "load_catalogue",
     "parse_catalogue",
     "validate_catalogue",
