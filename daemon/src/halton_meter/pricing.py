@@ -1,25 +1,34 @@
-"""What one metered call cost, in USD, and which price card said so.
+"""What one metered call cost, in USD, and which price card said so: the one cost model.
 
-Prices come from, in order:
+The meter prices every call here; the cloud's price-card asset, the recommendations and the demo price
+with this module too, and the warehouse re-prices the same rate rows (``halton_meter.catalogue.rate_rows``)
+with the same rules in SQL (``int_requests_priced``; a property test holds the two equal to the nano-dollar).
+
+A call's price comes from, in order:
 
 1. the provider's own bill for the call, when it states one (xAI ``cost_in_usd_ticks``);
-2. the user's overrides file (``~/.halton-meter/rates.json``) for negotiated or missing prices;
-3. the maintained ``genai-prices`` data (per-model rates, size tiers, dated price changes), plus the
-   published rules it cannot express, each named on the card when it applies:
-   - Anthropic 1-hour cache writes cost 2x the base input rate (genai-prices has one cache-write
-     rate, the 5-minute one): ``+1h-writes@2x-input``;
-   - Claude Sonnet 4 above 200k prompt tokens (1M-context beta) costs 2x input and 1.5x output for the
-     whole request, a tier genai-prices 0.0.61 lacks for that model: ``+long-context>200k``;
-   - batch API calls cost 50% less: ``+batch-50%``; OpenAI ``flex`` is priced at batch rates:
-     ``+flex@batch-rates``; OpenAI ``priority`` has its own published rates: ``+priority``;
-   - Anthropic web search costs $10 per 1,000 searches: ``+web-search@$10/1k``.
+2. a provider error without usage (HTTP 4xx/5xx, no tokens): the provider bills nothing, a known $0;
+3. the user's overrides file (``~/.halton-meter/rates.json``) for negotiated or missing prices;
+4. the price catalogue in force (``halton_meter.catalogue``: packaged with the meter, updated by
+   ``halton-meter rates update`` or the cloud on sync), as rate rows.
 
-Token convention (``halton_meter.protocol``): ``input_tokens`` includes cache reads and writes, and
-that is genai-prices' convention too, so usage goes in unchanged. A size tier ("long context")
-applies to the WHOLE request once its prompt (cached tokens included) is above the threshold.
+The rules, in the order they apply:
 
-Money is Decimal end to end and rounded once, to 9 decimal places (the row's precision), half up.
-A call that cannot be priced gets ``cost_usd=None`` and a reason, never $0.
+- **Model.** The served model, then the requested one, resolved by the catalogue's match clauses.
+- **Mode** (``call_mode``): a batch API call, or a call served at ``batch`` tier, is ``batch``; OpenAI,
+  Gemini and xAI ``flex`` and ``priority`` tiers are their modes; Anthropic's Priority Tier is billed at
+  standard rates (a capacity commitment), so it is ``standard``.
+- **Day.** The price in force on the day (UTC) the call started.
+- **Tier.** The whole request is priced at the highest size tier its prompt (cache reads and writes
+  included) is strictly above.
+- **Tokens.** ``input_tokens`` includes cache reads and writes (``halton_meter.protocol``); each token is
+  charged once, in its bucket: uncached input, cache read, 5-minute write, 1-hour write, output (reasoning
+  included).
+- **Region.** A call the provider says it served in a region with a multiplier (Anthropic
+  ``inference_geo: "us"``) has every token cost multiplied by it.
+- **Fees.** Per-call fees on top: Anthropic web search, per 1,000 searches.
+- Money is Decimal end to end and rounded once, to 9 decimal places (the row's precision), half up.
+  A call that cannot be priced gets ``cost_usd=None`` and a reason, never $0.
 
 Overrides file format (JSON; amounts in USD per million tokens, as numbers or decimal strings)::
 
@@ -50,367 +59,305 @@ prefix (the longest prefix wins). ``input`` and ``output`` are required; a missi
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
-import genai_prices
-from genai_prices import data_snapshot
-from genai_prices.types import ModelPrice, TieredPrices
-
+from halton_meter.catalogue import Catalogue, load_catalogue
+from halton_meter.catalogue.entries import Match, ModelEntry, PriceEntry, Rates, Tier
+from halton_meter.catalogue.rate_rows import RateRow, model_rows
 from halton_meter.usage import RequestInfo, Usage
 
 logger = logging.getLogger(__name__)
-
-GENAI_PRICES_VERSION: str = genai_prices.__version__
-# Our provider names -> genai-prices provider ids.
-GENAI_PROVIDER_IDS = {"anthropic": "anthropic", "openai": "openai", "gemini": "google", "xai": "x-ai"}
 
 MTOK = Decimal(1_000_000)
 COST_QUANTUM = Decimal("0.000000001")
 DEFAULT_BATCH_DISCOUNT = Decimal("0.5")
 # Anthropic: "1-hour cache write tokens are 2 times the base input tokens price".
 ONE_HOUR_WRITE_MULTIPLIER = Decimal(2)
-# Anthropic web search: $10 per 1,000 searches, on top of tokens.
-ANTHROPIC_WEB_SEARCH_USD = Decimal("0.01")
 _MAX_CARD = 256
-
-# Long-context premiums genai-prices 0.0.61 does not carry, keyed by (genai provider, genai model id):
-# (threshold in prompt tokens, multiplier for every input-side rate, multiplier for output).
-# Anthropic publishes $6 / $22.50 per MTok above 200k for Sonnet 4 (vs $3 / $15). Used only when the
-# genai-prices card has no tiers of its own for the model, so newer data wins.
-_LONG_CONTEXT_GAPS: dict[tuple[str, str], tuple[int, Decimal, Decimal]] = {
-    ("anthropic", "claude-sonnet-4-0"): (200_000, Decimal(2), Decimal("1.5")),
-}
-
-# OpenAI priority processing, USD per MTok (input, cached input, output), from
-# https://openai.com/api-priority-processing/ ; keyed by served model name first, then genai model id.
-_OPENAI_PRIORITY: dict[str, tuple[str, str | None, str]] = {
-    "gpt-5.4": ("5.00", "0.50", "30.00"),
-    "gpt-5.4-mini": ("1.50", "0.15", "9.00"),
-    "gpt-5.2": ("3.50", "0.35", "28.00"),
-    "gpt-5.1": ("2.50", "0.25", "20.00"),
-    "gpt-5": ("2.50", "0.25", "20.00"),
-    "gpt-5-mini": ("0.45", "0.045", "3.60"),
-    "gpt-4.1": ("3.50", "0.875", "14.00"),
-    "gpt-4.1-mini": ("0.70", "0.175", "2.80"),
-    "gpt-4.1-nano": ("0.20", "0.05", "0.80"),
-    "gpt-4o": ("4.25", "2.125", "17.00"),
-    "gpt-4o-2024-05-13": ("8.75", None, "26.25"),
-    "gpt-4o-mini": ("0.25", "0.125", "1.00"),
-    "o3": ("3.50", "0.875", "14.00"),
-    "o4-mini": ("2.00", "0.50", "8.00"),
-}
+_MAX_RESOLVED_NAMES = 4096
+# Tiers a call can ask for that have their own prices at these providers (see ``call_mode``).
+_TIER_MODES = {"flex", "priority"}
+_PROVIDERS = frozenset({"anthropic", "openai", "gemini", "xai"})
 
 _RATE_KEYS = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h")
 _MODEL_KEYS = frozenset({*_RATE_KEYS, "long_context", "priority", "batch_discount", "comment"})
 _LONG_CONTEXT_KEYS = frozenset({*_RATE_KEYS, "threshold", "comment"})
 _PRIORITY_KEYS = frozenset({*_RATE_KEYS, "comment"})
-_PROVIDERS = frozenset(GENAI_PROVIDER_IDS)
+
+
+@dataclass(frozen=True)
+class CardLine:
+    """One bucket of a call's cost: ``tokens`` at ``rate`` USD per million (or ``count`` fees per 1,000)."""
+
+    bucket: str
+    quantity: int
+    rate: Decimal
 
 
 @dataclass(frozen=True)
 class Price:
-    """The cost of one call, or why there is none."""
+    """The cost of one call, or why there is none, and the card lines that made it."""
 
     cost_usd: Decimal | None
     price_card: str | None
     unpriced_reason: str | None
+    lines: tuple[CardLine, ...] = ()
+
+
+@dataclass(frozen=True)
+class CallFacts:
+    """Everything the cost depends on, taken from the request, the response and the row."""
+
+    provider: str
+    models: tuple[str, ...]  # served model first, then the requested one; empty when neither is known
+    started_at: datetime
+    mode: str = "standard"
+    region: str | None = None
+    status_code: int | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    cache_write_1h_tokens: int | None = None
+    web_search_requests: int = 0
+    billed_cost_usd: Decimal | None = None
 
 
 class RatesFileError(ValueError):
     """The overrides file is unreadable or invalid; the message names the bad key and the fix."""
 
 
-@dataclass(frozen=True)
-class Rates:
-    """USD per million tokens for one request, its size tier already chosen. None = not priced separately."""
-
-    input: Decimal | None
-    output: Decimal | None
-    cache_read: Decimal | None = None
-    cache_write_5m: Decimal | None = None
-    cache_write_1h: Decimal | None = None
-    per_request: Decimal = Decimal(0)
+def call_mode(provider: str, service_tier: str | None, batch: bool) -> str:
+    """The catalogue mode a call is billed in (see the module docstring)."""
+    tier = (service_tier or "").lower()
+    if batch or tier == "batch":
+        return "batch"
+    if tier in _TIER_MODES and provider != "anthropic":
+        return tier
+    return "standard"
 
 
-@dataclass(frozen=True)
-class OverrideCard:
-    """One model's rates from the overrides file."""
+def facts_of(info: RequestInfo, usage: Usage, at: datetime, status_code: int | None = None) -> CallFacts:
+    """The facts of one metered call (the meter's view: request info and parsed usage)."""
+    return CallFacts(
+        provider=info.provider,
+        models=tuple(m for m in dict.fromkeys((usage.model_served, info.model_requested)) if m),
+        started_at=at,
+        mode=call_mode(info.provider, usage.service_tier or info.service_tier, info.batch),
+        region=usage.region,
+        status_code=status_code,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_read_tokens=usage.cache_read_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
+        cache_write_1h_tokens=usage.cache_write_1h_tokens,
+        web_search_requests=usage.extra_units.get("web_search_requests", 0),
+        billed_cost_usd=usage.billed_cost_usd,
+    )
 
-    key: str
-    base: Rates
-    long_context_threshold: int | None = None
-    long_context: Rates | None = None
-    priority: Rates | None = None
-    batch_discount: Decimal = DEFAULT_BATCH_DISCOUNT
+
+class _RateIndex:
+    """Rate rows of a list of models, found by (provider, model name) then (mode, day)."""
+
+    def __init__(self, models: Sequence[ModelEntry], catalogue: str) -> None:
+        self._models = models
+        self._periods: dict[tuple[str, str, str], tuple[list[datetime], list[RateRow]]] = {}
+        for priority, model in enumerate(models):
+            for row in model_rows(model, priority, catalogue):
+                starts, rows = self._periods.setdefault((model.provider, model.id, row.mode), ([], []))
+                starts.append(
+                    datetime(row.valid_from.year, row.valid_from.month, row.valid_from.day, tzinfo=UTC)
+                )
+                rows.append(row)
+        self._resolved: dict[tuple[str, str], ModelEntry | None] = {}
+
+    def model(self, provider: str, name: str) -> ModelEntry | None:
+        key = (provider, name.lower())
+        if key not in self._resolved:
+            if len(self._resolved) >= _MAX_RESOLVED_NAMES:
+                self._resolved.clear()
+            self._resolved[key] = next(
+                (m for m in self._models if m.provider == provider and m.match.matches(key[1])), None
+            )
+        return self._resolved[key]
+
+    def row(self, model: ModelEntry, mode: str, at: datetime) -> RateRow | None:
+        """The row of ``model`` in ``mode`` in force at ``at`` (the first one for a call before it)."""
+        found = self._periods.get((model.provider, model.id, mode))
+        if found is None:
+            return None
+        starts, rows = found
+        return rows[max(bisect.bisect_right(starts, at) - 1, 0)]
 
 
 class PriceBook:
-    """Prices calls from the provider's bill, the user's overrides, then genai-prices.
+    """Prices calls: the provider's bill, a provider error, the user's overrides, then the catalogue.
 
     ``overrides_path`` may point at a file that does not exist (no overrides). An invalid file raises
-    :class:`RatesFileError` here, at start-up, rather than mispricing calls later.
+    :class:`RatesFileError` here, at start-up, rather than mispricing calls later. ``catalogue`` defaults
+    to the packaged one.
     """
 
-    def __init__(self, overrides_path: Path | None = None) -> None:
+    def __init__(self, overrides_path: Path | None = None, *, catalogue: Catalogue | None = None) -> None:
         self._overrides_path = overrides_path
-        self._overrides: dict[str, OverrideCard] = {}
         self._overrides_digest: str | None = None
+        overrides: list[ModelEntry] = []
         if overrides_path is not None and overrides_path.exists():
             raw = overrides_path.read_bytes()
-            self._overrides = _parse_overrides(raw, str(overrides_path))
+            overrides = _parse_overrides(raw, str(overrides_path))
             self._overrides_digest = hashlib.sha256(raw).hexdigest()[:8]
-        self._snapshot = data_snapshot.get_snapshot()
+        self.catalogue = catalogue if catalogue is not None else load_catalogue()
+        self._override_index = _RateIndex(overrides, f"overrides@{self._overrides_digest}")
+        self._index = _RateIndex(self.catalogue.models, self.catalogue.version)
 
     @property
     def version(self) -> str:
-        """The price data in use, e.g. ``genai-prices 0.0.61+overrides@1a2b3c4d``."""
-        version = f"genai-prices {GENAI_PRICES_VERSION}"
+        """The price data in use, e.g. ``catalogue 2026-12-06+15b13b20e47c+overrides@1a2b3c4d``."""
+        version = f"catalogue {self.catalogue.version}"
         if self._overrides_digest:
             version += f"+overrides@{self._overrides_digest}"
         return version
 
-    def price(self, info: RequestInfo, usage: Usage, at: datetime) -> Price:
+    def price(
+        self, info: RequestInfo, usage: Usage, at: datetime, *, status_code: int | None = None
+    ) -> Price:
         """Price one call made at ``at``. Never raises: a failure is an unpriced call with a reason."""
+        return self.price_facts(
+            facts_of(info, usage, at, status_code), streamed=info.streamed, complete=usage.complete
+        )
+
+    def price_facts(self, facts: CallFacts, *, streamed: bool = False, complete: bool = True) -> Price:
+        """Price one call from its facts. Never raises."""
         try:
-            return self._price(info, usage, at)
+            return self._price(facts, streamed, complete)
         except Exception as exc:  # fail open: the call is recorded, unpriced
-            logger.warning("could not price a %s call", info.provider, exc_info=True)
+            logger.warning("could not price a %s call", facts.provider, exc_info=True)
             return Price(None, None, f"pricing failed ({type(exc).__name__}: {exc}); please report this")
 
     # -- the steps ------------------------------------------------------------------------------
 
-    def _price(self, info: RequestInfo, usage: Usage, at: datetime) -> Price:
-        models = [m for m in dict.fromkeys((usage.model_served, info.model_requested)) if m]
-        if usage.billed_cost_usd is not None:
-            model = models[0] if models else "unknown-model"
-            card = f"provider-billed:{info.provider}/{model} (usage.cost_in_usd_ticks)"
-            return Price(_round(usage.billed_cost_usd), card[:_MAX_CARD], None)
-        reason = _why_tokens_unknown(info, usage)
+    def _price(self, facts: CallFacts, streamed: bool, complete: bool) -> Price:
+        shown = facts.models[0] if facts.models else "unknown-model"
+        if facts.billed_cost_usd is not None:
+            card = f"provider-billed:{facts.provider}/{shown} (usage.cost_in_usd_ticks)"
+            return Price(_round(facts.billed_cost_usd), card[:_MAX_CARD], None)
+        if facts.status_code is not None and facts.status_code >= 400 and _no_tokens(facts):
+            card = f"provider-error:{facts.provider}/{shown} HTTP {facts.status_code}, not billed"
+            return Price(_round(Decimal(0)), card[:_MAX_CARD], None)
+        reason = _why_tokens_unknown(facts, streamed, complete)
         if reason:
             return Price(None, None, reason)
         cached = (
-            (usage.cache_read_tokens or 0)
-            + (usage.cache_write_tokens or 0)
-            + (usage.cache_write_1h_tokens or 0)
+            (facts.cache_read_tokens or 0)
+            + (facts.cache_write_tokens or 0)
+            + (facts.cache_write_1h_tokens or 0)
         )
-        if cached > (usage.input_tokens or 0):
+        if cached > (facts.input_tokens or 0):
             return Price(None, None, "cache tokens exceed input tokens; the usage is inconsistent")
-        if not models:
+        if not facts.models:
             return Price(None, None, "no model name in the request or the response")
+        found = self._find(facts)
+        if isinstance(found, Price):
+            return found
+        row, label = found
+        return _cost(row, label, facts)
 
-        tier = (usage.service_tier or info.service_tier or "").lower()
-        priority = tier == "priority"
-        override = self._find_override(info.provider, models)
-        if override is not None:
-            rates, label, notes, discount = self._override_rates(override, usage, priority)
-        else:
-            found = self._genai_rates(info.provider, models, usage, at, priority)
-            if isinstance(found, Price):
-                return found
-            rates, label, notes = found
-            discount = DEFAULT_BATCH_DISCOUNT
-        if rates is None:
-            return Price(None, None, notes[0])
-
-        cost, cost_notes, problem = _token_cost(rates, usage)
-        if problem:
-            return Price(None, None, f"{problem} for {label}")
-        notes += cost_notes
-        if info.batch or tier == "batch":
-            cost *= 1 - discount
-            notes.append(f"+batch-{_percent(discount)}%")
-        elif tier == "flex":
-            cost *= 1 - discount
-            notes.append("+flex@batch-rates")
-        searches = usage.extra_units.get("web_search_requests", 0)
-        if info.provider == "anthropic" and searches:
-            cost += searches * ANTHROPIC_WEB_SEARCH_USD
-            notes.append("+web-search@$10/1k")
-        return Price(_round(cost), (label + "".join(notes))[:_MAX_CARD], None)
-
-    def _find_override(self, provider: str, models: list[str]) -> OverrideCard | None:
-        if not self._overrides:
-            return None
-        for model in models:
-            key = f"{provider}/{model}".lower()
-            if key in self._overrides:
-                return self._overrides[key]
-        for model in models:
-            key = f"{provider}/{model}".lower()
-            prefixes = [k for k in self._overrides if k.endswith("*") and key.startswith(k[:-1])]
-            if prefixes:
-                return self._overrides[max(prefixes, key=len)]
-        return None
-
-    def _override_rates(
-        self, card: OverrideCard, usage: Usage, priority: bool
-    ) -> tuple[Rates | None, str, list[str], Decimal]:
-        label = f"overrides@{self._overrides_digest}:{card.key}"
-        notes: list[str] = []
-        rates = card.base
-        threshold = card.long_context_threshold
-        if card.long_context is not None and threshold is not None and (usage.input_tokens or 0) > threshold:
-            rates = card.long_context
-            notes.append(f"+long-context>{threshold}")
-        if priority:
-            if card.priority is not None:
-                rates = card.priority
-                notes.append("+priority")
-            elif card.key.startswith("openai/"):
-                return None, label, [self._priority_unknown(card.key)], card.batch_discount
-            else:
-                notes.append("+priority@standard-rates")
-        return rates, label, notes, card.batch_discount
-
-    def _genai_rates(
-        self, provider: str, models: list[str], usage: Usage, at: datetime, priority: bool
-    ) -> tuple[Rates | None, str, list[str]] | Price:
-        provider_id = GENAI_PROVIDER_IDS.get(provider)
-        if provider_id is None:
-            return Price(None, None, f"no price data for provider {provider!r}")
-        for model in models:
-            try:
-                gp_provider, gp_model = self._snapshot.find_provider_model(model, None, provider_id, None)
-            except LookupError:
-                continue
-            label = f"genai-prices@{GENAI_PRICES_VERSION}:{gp_provider.id}/{gp_model.id}"
-            model_price = gp_model.get_prices(at)
-            total_input = usage.input_tokens or 0
-            rates, notes = _rates_from_genai(model_price, total_input)
-            gap = _LONG_CONTEXT_GAPS.get((gp_provider.id, gp_model.id))
-            if gap and not isinstance(model_price.input_mtok, TieredPrices) and total_input > gap[0]:
-                rates = _scaled(rates, gap[1], gap[2])
-                notes.append(f"+long-context>{gap[0]}")
-            if priority:
-                table = _OPENAI_PRIORITY.get(model.lower()) or _OPENAI_PRIORITY.get(gp_model.id)
-                if provider == "openai" and table is None:
-                    return None, label, [self._priority_unknown(f"openai/{model}")]
-                if table is not None:
-                    rates = _priority_rates(rates, table)
-                    notes = [n for n in notes if not n.startswith("+long-context")] + ["+priority"]
-                else:
-                    notes.append("+priority@standard-rates")
-            return rates, label, notes
+    def _find(self, facts: CallFacts) -> tuple[RateRow, str] | Price:
+        for index, label in (
+            (self._override_index, f"overrides@{self._overrides_digest}"),
+            (self._index, f"catalogue {self.catalogue.version}"),
+        ):
+            for name in facts.models:
+                model = index.model(facts.provider, name)
+                if model is None:
+                    continue
+                row = index.row(model, facts.mode, facts.started_at)
+                if row is None or not row.priced:
+                    day = facts.started_at.date().isoformat()
+                    return Price(None, None, self._mode_unknown(facts.mode, model.key, day, label))
+                return row, f"{label}:{model.key}"
         where = f" or add it to {self._overrides_path}" if self._overrides_path else ""
-        shown = " / ".join(f"{provider}/{m}" for m in models)
+        shown = " / ".join(f"{facts.provider}/{m}" for m in facts.models)
         return Price(
             None,
             None,
-            f"no price for {shown} in genai-prices {GENAI_PRICES_VERSION}; upgrade genai-prices{where}",
+            f"no price for {shown} in catalogue {self.catalogue.version}; run `halton-meter rates update`{where}",
         )
 
-    def _priority_unknown(self, key: str) -> str:
+    def _mode_unknown(self, mode: str, key: str, day: str, label: str) -> str:
         where = str(self._overrides_path) if self._overrides_path else "rates.json"
-        return f'priority-tier rates for {key} are not known; add a "priority" block for it in {where}'
+        return (
+            f"{mode} rates for {key} on {day} are not known to {label}; "
+            f'run `halton-meter rates update` or add a "{mode}" block for it in {where}'
+        )
 
 
 # -- arithmetic -----------------------------------------------------------------------------------
 
 
-def _token_cost(rates: Rates, usage: Usage) -> tuple[Decimal, list[str], str | None]:
-    """(cost before discounts, card notes, problem). Each token is charged once, in its bucket."""
-    if rates.input is None:
-        return Decimal(0), [], "no input price"
-    input_tokens = usage.input_tokens or 0
-    output_tokens = usage.output_tokens or 0
-    cache_read = usage.cache_read_tokens or 0
-    write_5m = usage.cache_write_tokens or 0
-    write_1h = usage.cache_write_1h_tokens or 0
-    uncached = input_tokens - cache_read - write_5m - write_1h
-    if output_tokens and rates.output is None:
-        return Decimal(0), [], "no output price"
+def _cost(row: RateRow, label: str, facts: CallFacts) -> Price:
+    """The call's cost at ``row``: each token once, in its bucket; region; fees; one rounding."""
+    tier = row.tier_index(facts.input_tokens or 0)
+    output_tokens = facts.output_tokens or 0
+    output_rate = row.output[tier]
+    if output_tokens and output_rate is None:
+        return Price(None, None, f"no output price for {label}")
+    cache_read = facts.cache_read_tokens or 0
+    write_5m = facts.cache_write_tokens or 0
+    write_1h = facts.cache_write_1h_tokens or 0
+    lines = [
+        CardLine("input", (facts.input_tokens or 0) - cache_read - write_5m - write_1h, row.input[tier]),
+        CardLine("cache_read", cache_read, row.cache_read[tier]),
+        CardLine("cache_write_5m", write_5m, row.cache_write_5m[tier]),
+        CardLine("cache_write_1h", write_1h, row.cache_write_1h[tier]),
+        CardLine("output", output_tokens, output_rate or Decimal(0)),
+    ]
+    tokens = sum((line.quantity * line.rate for line in lines), Decimal(0)) / MTOK
     notes: list[str] = []
-    one_hour_rate = rates.cache_write_1h
-    if write_1h and one_hour_rate is None:
-        one_hour_rate = rates.input * ONE_HOUR_WRITE_MULTIPLIER
-        notes.append("+1h-writes@2x-input")
-    total = (
-        uncached * rates.input
-        + cache_read * _or(rates.cache_read, rates.input)
-        + write_5m * _or(rates.cache_write_5m, rates.input)
-        + write_1h * (one_hour_rate if one_hour_rate is not None else rates.input)
-        + output_tokens * (rates.output or Decimal(0))
-    ) / MTOK
-    return total + rates.per_request, notes, None
-
-
-def _rates_from_genai(price: ModelPrice, total_input: int) -> tuple[Rates, list[str]]:
-    notes: list[str] = []
-
-    def at_tier(field: Decimal | TieredPrices | None) -> Decimal | None:
-        if field is None or isinstance(field, Decimal):
-            return field
-        # genai-prices' cliff rule: above a tier's start, that tier's rate applies to every token.
-        for tier in sorted(field.tiers, key=lambda t: t.start, reverse=True):
-            if total_input > tier.start:
-                note = f"+long-context>{tier.start}"
-                if note not in notes:
-                    notes.append(note)
-                return tier.price
-        return field.base
-
-    rates = Rates(
-        input=at_tier(price.input_mtok),
-        output=at_tier(price.output_mtok),
-        cache_read=at_tier(price.cache_read_mtok),
-        cache_write_5m=at_tier(price.cache_write_mtok),
-        cache_write_1h=None,
-        per_request=(price.requests_kcount / 1000) if price.requests_kcount is not None else Decimal(0),
-    )
-    return rates, notes
-
-
-def _scaled(rates: Rates, input_factor: Decimal, output_factor: Decimal) -> Rates:
-    def times(value: Decimal | None, factor: Decimal) -> Decimal | None:
-        return None if value is None else value * factor
-
-    return replace(
-        rates,
-        input=times(rates.input, input_factor),
-        output=times(rates.output, output_factor),
-        cache_read=times(rates.cache_read, input_factor),
-        cache_write_5m=times(rates.cache_write_5m, input_factor),
-        cache_write_1h=times(rates.cache_write_1h, input_factor),
-    )
-
-
-def _priority_rates(standard: Rates, table: tuple[str, str | None, str]) -> Rates:
-    input_rate, cached_rate, output_rate = table
-    return replace(
-        standard,
-        input=Decimal(input_rate),
-        cache_read=Decimal(cached_rate) if cached_rate is not None else None,
-        output=Decimal(output_rate),
-    )
-
-
-def _or(value: Decimal | None, fallback: Decimal) -> Decimal:
-    return fallback if value is None else value
+    if facts.mode != "standard":
+        notes.append(f"+{facts.mode}")
+    if tier > 0:
+        notes.append(f"+long-context>{row.tier_aboves[tier]}")
+    notes += [f"+{rule}" for rule in row.rules]
+    multiplier = row.region_multiplier(facts.region)
+    if multiplier is not None:
+        tokens *= multiplier
+        notes.append(f"+region:{facts.region}x{multiplier}")
+    cost = tokens
+    searches = facts.web_search_requests
+    if searches and row.web_search_per_1k is not None:
+        cost += searches * row.web_search_per_1k / 1000
+        lines.append(CardLine("web_search", searches, row.web_search_per_1k))
+        notes.append("+web-search")
+    return Price(_round(cost), (label + "".join(notes))[:_MAX_CARD], None, tuple(lines))
 
 
 def _round(value: Decimal) -> Decimal:
     return value.quantize(COST_QUANTUM, rounding=ROUND_HALF_UP)
 
 
-def _percent(fraction: Decimal) -> str:
-    return format((fraction * 100).normalize(), "f")
+def _no_tokens(facts: CallFacts) -> bool:
+    return facts.input_tokens is None and facts.output_tokens is None
 
 
-def _why_tokens_unknown(info: RequestInfo, usage: Usage) -> str | None:
-    if usage.input_tokens is not None and usage.output_tokens is not None:
+def _why_tokens_unknown(facts: CallFacts, streamed: bool, complete: bool) -> str | None:
+    if facts.input_tokens is not None and facts.output_tokens is not None:
         return None
-    if info.batch:
+    if facts.mode == "batch" and complete and _no_tokens(facts):
         return "batch API call: its usage and cost arrive with the batch results, not on this call"
-    if info.streamed and info.provider in ("openai", "xai") and usage.complete and usage.input_tokens is None:
+    if streamed and facts.provider in ("openai", "xai") and complete and facts.input_tokens is None:
         return "token counts unknown: the stream carried no usage (set stream_options.include_usage)"
-    if not usage.complete:
+    if not complete:
         return "token counts unknown: the response ended before its usage was seen"
     return "token counts unknown: the response carried no usage"
 
@@ -418,7 +365,8 @@ def _why_tokens_unknown(info: RequestInfo, usage: Usage) -> str | None:
 # -- the overrides file ---------------------------------------------------------------------------
 
 
-def _parse_overrides(raw: bytes, where: str) -> dict[str, OverrideCard]:
+def _parse_overrides(raw: bytes, where: str) -> list[ModelEntry]:
+    """The overrides file as catalogue models: exact keys first, then prefixes, longest first."""
     fix = "Fix it, or delete the file to use the built-in prices."
     try:
         document = json.loads(raw, parse_float=Decimal)
@@ -432,10 +380,11 @@ def _parse_overrides(raw: bytes, where: str) -> dict[str, OverrideCard]:
     models = document.get("models")
     if not isinstance(models, dict):
         raise RatesFileError(f'{where}: "models" must be an object keyed by "provider/model". {fix}')
-    cards: dict[str, OverrideCard] = {}
+    source = f"overrides {where}"
+    entries: list[ModelEntry] = []
     for key, entry in models.items():
         path = f"models.{json.dumps(key)}"
-        provider, slash, model = key.partition("/")
+        provider, slash, model = key.lower().partition("/")
         if not slash or provider not in _PROVIDERS or not model or "*" in model[:-1]:
             raise RatesFileError(
                 f'{where}: {path}: keys must look like "provider/model" (provider one of '
@@ -444,7 +393,8 @@ def _parse_overrides(raw: bytes, where: str) -> dict[str, OverrideCard]:
         if not isinstance(entry, dict):
             raise RatesFileError(f"{where}: {path}: expected an object of rates. {fix}")
         _no_unknown_keys(entry, _MODEL_KEYS, where, path)
-        card = OverrideCard(key=key.lower(), base=_parse_rates(entry, where, path))
+        base = _parse_rates(entry, where, path)
+        tiers: tuple[Tier, ...] = ()
         long_context = entry.get("long_context")
         if long_context is not None:
             sub = f"{path}.long_context"
@@ -456,16 +406,16 @@ def _parse_overrides(raw: bytes, where: str) -> dict[str, OverrideCard]:
                 raise RatesFileError(
                     f"{where}: {sub}.threshold: expected a whole number of prompt tokens, got {threshold!r}. {fix}"
                 )
-            card = replace(
-                card, long_context_threshold=threshold, long_context=_parse_rates(long_context, where, sub)
-            )
+            tiers = (Tier(above=threshold, rates=_parse_rates(long_context, where, sub)),)
+        modes: dict[str, tuple[PriceEntry, ...]] = {}
         priority = entry.get("priority")
         if priority is not None:
             sub = f"{path}.priority"
             if not isinstance(priority, dict):
                 raise RatesFileError(f"{where}: {sub}: expected an object of rates. {fix}")
             _no_unknown_keys(priority, _PRIORITY_KEYS, where, sub)
-            card = replace(card, priority=_parse_rates(priority, where, sub))
+            modes["priority"] = (_dated(_parse_rates(priority, where, sub), (), source),)
+        discount = DEFAULT_BATCH_DISCOUNT
         if "batch_discount" in entry:
             discount = _amount(entry["batch_discount"], where, f"{path}.batch_discount")
             if discount > 1:
@@ -473,9 +423,43 @@ def _parse_overrides(raw: bytes, where: str) -> dict[str, OverrideCard]:
                     f"{where}: {path}.batch_discount: expected a fraction between 0 and 1 "
                     f"(0.5 = 50% off), got {entry['batch_discount']!r}. {fix}"
                 )
-            card = replace(card, batch_discount=discount)
-        cards[card.key] = card
-    return cards
+        keep = 1 - discount
+        modes["batch"] = (
+            _dated(_scaled(base, keep), tuple(Tier(t.above, _scaled(t.rates, keep)) for t in tiers), source),
+        )
+        standard = replace(_dated(base, tiers, source), fees_per_1k=_override_fees(provider))
+        match = Match("starts_with", model[:-1]) if model.endswith("*") else Match("equals", model)
+        entries.append(
+            ModelEntry(
+                provider=provider,
+                id=model,
+                name=None,
+                source=source,
+                match=match,
+                prices=(standard,),
+                modes=MappingProxyType(modes),
+                regions=MappingProxyType({}),
+            )
+        )
+    # Exact names before prefixes, and a longer prefix before a shorter one (first match wins).
+    return sorted(entries, key=lambda e: (e.match.kind == "starts_with", -len(e.match.value)))
+
+
+def _dated(rates: Rates, tiers: tuple[Tier, ...], source: str) -> PriceEntry:
+    return PriceEntry(
+        effective_from=None, source=source, rates=rates, tiers=tiers, fees_per_1k=MappingProxyType({})
+    )
+
+
+def _override_fees(provider: str) -> MappingProxyType[str, Decimal]:
+    # Anthropic web search is billed per search whatever the negotiated token rates ($10 per 1,000).
+    return MappingProxyType({"web_search": Decimal(10)} if provider == "anthropic" else {})
+
+
+def _scaled(rates: Rates, factor: Decimal) -> Rates:
+    return Rates(
+        **{key: getattr(rates, key) * factor for key in _RATE_KEYS if getattr(rates, key) is not None}
+    )
 
 
 def _parse_rates(entry: dict[str, Any], where: str, path: str) -> Rates:
@@ -486,13 +470,9 @@ def _parse_rates(entry: dict[str, Any], where: str, path: str) -> Rates:
                 "Add it, or delete the file to use the built-in prices."
             )
     values = {key: _amount(entry[key], where, f"{path}.{key}") for key in _RATE_KEYS if key in entry}
-    return Rates(
-        input=values["input"],
-        output=values["output"],
-        cache_read=values.get("cache_read"),
-        cache_write_5m=values.get("cache_write_5m"),
-        cache_write_1h=values.get("cache_write_1h"),
-    )
+    # The file's documented default: a 1-hour cache write costs 2x input, at every provider.
+    values.setdefault("cache_write_1h", values["input"] * ONE_HOUR_WRITE_MULTIPLIER)
+    return Rates(**values)
 
 
 def _amount(value: Any, where: str, path: str) -> Decimal:

@@ -208,7 +208,7 @@ class RowBuilder:
             reason = "no response from the provider" if call.status_code is None else "response not read"
         else:
             try:
-                price = self.pricebook.price(call.info, usage, call.started_at)
+                price = self.pricebook.price(call.info, usage, call.started_at, status_code=call.status_code)
                 cost, price_card, reason = price.cost_usd, price.price_card, price.unpriced_reason
             except Exception as exc:
                 logger.exception("pricing failed for %s %s", call.info.provider, call.info.model_requested)
