@@ -310,7 +310,7 @@ def test_malformed_sse_line_is_counted_and_usage_still_read(meter, new_rows, fak
 
 
 @pytest.mark.parametrize("status", [429, 500])
-def test_provider_errors_are_recorded_with_their_status(status, meter, new_rows):
+def test_provider_errors_are_recorded_with_their_status_at_a_known_zero(status, meter, new_rows):
     client = anthropic_client("base_url", meter, None)
     with pytest.raises(anthropic.APIStatusError) as raised:
         client.messages.create(
@@ -323,7 +323,9 @@ def test_provider_errors_are_recorded_with_their_status(status, meter, new_rows)
     (row,) = new_rows()
     assert row["status_code"] == status
     assert row["input_tokens"] is None and row["output_tokens"] is None
-    assert row["cost_nusd"] is None
+    # The provider bills nothing for an error without usage: a known $0, not an unknown.
+    assert row["cost_nusd"] == 0 and row["unpriced_reason"] is None
+    assert f"HTTP {status}, not billed" in row["price_card"]
     assert row["model_requested"] == "claude-sonnet-4-5"
 
 

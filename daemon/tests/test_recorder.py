@@ -52,7 +52,7 @@ def test_a_priced_row_carries_every_field():
     row = stored.row
     # gpt-4o: 800 uncached x $2.50 + 200 cached x $1.25 + 100 output x $10, per million.
     assert row.cost_usd == Decimal("0.003250000")
-    assert row.price_card.startswith("genai-prices")
+    assert row.price_card.startswith("catalogue ")
     assert (row.machine_id, row.project, row.attribution_tier) == ("machine-1", "web", "header")
     assert (row.latency_ms, row.ttfb_ms, row.status_code, row.complete) == (850, 300, 200, True)
     assert row.model_requested == "gpt-4o" and row.model_served == "gpt-4o-2024-08-06"
@@ -106,7 +106,7 @@ def test_costs_are_rounded_to_nine_places():
     class Book:
         version = "t"
 
-        def price(self, info, usage, at):
+        def price(self, info, usage, at, *, status_code=None):
             return Price(Decimal("0.0000000015"), "card", None)
 
     assert RowBuilder(Book(), "m", Health())(call(usage())).row.cost_usd == Decimal("0.000000002")

@@ -38,7 +38,7 @@ def test_reprice_fixes_costs_and_marks_rows_for_resync(home, seed):
         )
         .fetchone()
     )
-    assert fixed[0] == 3_500_000 and fixed[1] is None and fixed[2].startswith("genai-prices")
+    assert fixed[0] == 3_500_000 and fixed[1] is None and fixed[2].startswith("catalogue ")
     assert costs(home.db)["gpt-mystery"][0] == 1_200_000
     document = summary.to_json()
     assert Decimal(document["total_before_usd"]) == Decimal("0.5")

@@ -47,6 +47,7 @@ RULES = {
     "R4": "LiteLLM fills regional multipliers (genai-prices has none); conflicting LiteLLM values: none kept",
     "R5": "a size tier only LiteLLM has is reported, not used (the beta it priced may be retired)",
     "R6": "a rule the provider publishes that no source carries per model (ANTHROPIC_US_ONLY) wins",
+    "R7": "a size tier the provider publishes that no source carries (PUBLISHED_TIERS) is added",
 }
 
 # R6. Anthropic: "US-only inference (inference_geo: us) is priced at 1.1x for Claude Opus 4.6,
@@ -55,6 +56,14 @@ ANTHROPIC_US_ONLY = "1.1"
 ANTHROPIC_US_ONLY_SOURCE = "published rule: https://platform.claude.com/docs/en/about-claude/pricing"
 ANTHROPIC_US_ONLY_SINCE = (4, 6)
 _CLAUDE_VERSION = re.compile(r"claude-[a-z]+-(\d+)(?:-(\d)(?:-|$)|$)")
+
+# R7. Anthropic: Claude Sonnet 4 with the 1M-context beta, "prompts over 200K tokens are charged at
+# long-context rates: $6 / MTok input, $22.50 / MTok output" (2x every input-side rate, 1.5x output), for the
+# whole request. Neither source carries the tier for Sonnet 4 (both do for Sonnet 4.5).
+PUBLISHED_TIERS = {
+    ("anthropic", "claude-sonnet-4-0"): (200_000, Decimal(2), Decimal("1.5")),
+}
+PUBLISHED_TIERS_SOURCE = "published rule: https://platform.claude.com/docs/en/build-with-claude/context-windows"
 
 # genai-prices provider id -> ours; LiteLLM litellm_provider -> ours.
 GENAI_PROVIDERS = {"anthropic": "anthropic", "openai": "openai", "google": "gemini", "x-ai": "xai"}
@@ -158,9 +167,8 @@ def read_genai() -> tuple[str, list[dict[str, Any]], list[dict[str, Any]], list[
             name = f"{ours}/{info.id}"
             if skipped:
                 left_out.append(f"{name}: genai-prices units not per token: {', '.join(sorted(skipped))}")
-            missing = [
-                key for key in ("input", "output") if any(key not in e["rates"] for e in model["prices"])
-            ]
+            # No output rate is fine (embeddings produce no output tokens); no input rate is not.
+            missing = [key for key in ("input",) if any(key not in e["rates"] for e in model["prices"])]
             if missing:
                 left_out.append(f"{name}: no {' or '.join(missing)} rate per token (model left out)")
                 dropped.append(model)
@@ -466,6 +474,25 @@ def apply_published_rules(models: list[dict[str, Any]]) -> list[tuple[str, str]]
         regions["us"] = {"multiplier": ANTHROPIC_US_ONLY, "source": ANTHROPIC_US_ONLY_SOURCE}
         was = f"LiteLLM said x{had}" if had else "no source had it"
         notes.append(("R6", f"anthropic/{model['id']}: US-only inference x{ANTHROPIC_US_ONLY} ({was}); set"))
+    for model in models:
+        rule = PUBLISHED_TIERS.get((model["provider"], model["id"]))
+        if rule is None:
+            continue
+        above, input_factor, output_factor = rule
+        for entry in model["prices"]:
+            if entry.get("tiers"):
+                continue
+            entry["tiers"] = [
+                {
+                    "above": above,
+                    "rates": {
+                        key: amount(Decimal(value) * (output_factor if key == "output" else input_factor))
+                        for key, value in entry["rates"].items()
+                        if key in ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h")
+                    },
+                }
+            ]
+            notes.append(("R7", f"{model['provider']}/{model['id']}: tier above {above} ({PUBLISHED_TIERS_SOURCE}); set"))
     return notes
 
 

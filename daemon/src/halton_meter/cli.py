@@ -419,7 +419,7 @@ def _print_report(result) -> None:
 def reprice(
     period: str | None, from_: datetime | None, to_: datetime | None, dry_run: bool, as_json: bool
 ) -> None:
-    """Re-price stored calls with the current prices (after a genai-prices upgrade or a rates.json edit).
+    """Re-price stored calls with the current prices (after a new price catalogue or a rates.json edit).
 
     PERIOD defaults to all calls. Changed rows are marked for re-sync to the cloud.
 

@@ -1,4 +1,4 @@
-"""Re-price stored calls after a price update (new genai-prices data, an edited ``rates.json``).
+"""Re-price stored calls after a price update (a new price catalogue, an edited ``rates.json``).
 
 Each row's request and usage are rebuilt from its columns and priced again with the current
 :class:`~halton_meter.pricing.PriceBook`. A row whose cost or price card changes is updated and its

@@ -45,14 +45,17 @@ Rules the data encodes (the cost model applies them):
 - ``rates`` keys: ``input``, ``output``, ``cache_read``, ``cache_write_5m`` (the provider's standard
   cache write; Anthropic's 5-minute one), ``cache_write_1h``, and per modality ``input_audio``,
   ``output_audio``, ``cache_read_audio``, ``input_image``, ``output_image``, ``cache_read_image``,
-  ``input_video``, ``output_video``. ``input`` and ``output`` are required in ``prices``.
+  ``input_video``, ``output_video``. ``input`` is required in ``prices``; a model without ``output`` (embeddings) cannot price output
+  tokens.
 - ``tiers`` price the WHOLE request once its prompt (cache reads and writes included) is strictly
   above ``above`` tokens; a tier lists only the rates that change, a rate it omits keeps the rate of
   the tier below. Thresholds increase.
 - ``modes`` (``batch``, ``flex``, ``priority``, ``fast``, ``ultrafast``) hold dated entries of the
   same shape that REPLACE the listed standard rates for a call served that way (a rate a mode omits
-  is the standard one, so an entry with no rates says "standard rates in this mode"); a mode with
-  no entry in force on a day has no published price that day.
+  is the standard one, so an entry with no rates says "standard rates in this mode"); like
+  ``prices``, a day before every dated entry of a mode gets its first entry (the sources date a mode
+  price from when they first recorded it, not from when the provider started charging it). A model
+  without a mode has no published price in it (``rate_rows`` names the provider rules that fill some).
 - ``regions``: a multiplier on every token rate for a call served in that region (Anthropic:
   ``usage.inference_geo == "us"``; OpenAI: a project with regional data processing).
 - ``fees_per_1k``: per-call fees on top of tokens (``web_search``, ``file_search``, ``text_message``).

@@ -111,8 +111,10 @@ class ModelEntry:
         return _in_force(self.prices, day) or self.prices[0]
 
     def mode_on(self, mode: str, day: date) -> PriceEntry | None:
-        """The rates a call served in ``mode`` replaces on ``day``, or None when the mode has none then."""
-        return _in_force(self.modes.get(mode, ()), day)
+        """The rates a call served in ``mode`` replaces on ``day`` (its first entry for a day before every
+        dated one), or None when the model has no price in that mode."""
+        entries = self.modes.get(mode, ())
+        return _in_force(entries, day) or (entries[0] if entries else None)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ into a rate live here once:
   strictly above for the rates at index ``i``; index 0 is ``-1`` (every request). A tier's omitted rates
   are the tier below's, already filled in.
 - **Modes** (``standard``, ``batch``, ``flex``, ``priority``): a mode entry replaces the standard rates it
-  lists, tier by tier. Where a mode has no entry in force:
+  lists, tier by tier. Where a model has no entry for the mode:
   - ``batch`` at Anthropic, OpenAI and Gemini is half of every standard rate (each publishes its batch API
     at 50% off; xAI's discount varies by model, so xAI has no fallback);
   - ``flex`` takes the ``batch`` rates (OpenAI: flex is "priced at Batch API rates");
@@ -127,7 +127,7 @@ def _period_starts(model: ModelEntry, mode: str) -> list[date]:
     entries: list[PriceEntry] = list(model.prices)
     if mode != "standard":
         entries += list(model.modes.get(mode, ()))
-    if mode == "flex":
+    if mode == "flex" and not model.modes.get("flex"):
         entries += list(model.modes.get("batch", ()))
     return sorted({entry.effective_from or EPOCH for entry in entries} | {EPOCH})
 

@@ -166,9 +166,9 @@ def _check_entries(entries: list[Any], where: str, problems: list[str], *, stand
         rates = entry.get("rates", {})
         _check_rates(rates, f"{here}.rates", problems)
         if standard and isinstance(rates, dict):
-            missing = [key for key in ("input", "output") if key not in rates]
-            if missing:
-                problems.append(f"{here}.rates: missing {' and '.join(missing)}")
+            # Output may be absent (embedding models produce none); input never is.
+            if "input" not in rates:
+                problems.append(f"{here}.rates: missing input")
         tiers = entry.get("tiers", [])
         _check_tiers(tiers, f"{here}.tiers", problems)
         fees = entry.get("fees_per_1k", {})
