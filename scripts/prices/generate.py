@@ -63,7 +63,9 @@ _CLAUDE_VERSION = re.compile(r"claude-[a-z]+-(\d+)(?:-(\d)(?:-|$)|$)")
 PUBLISHED_TIERS = {
     ("anthropic", "claude-sonnet-4-0"): (200_000, Decimal(2), Decimal("1.5")),
 }
-PUBLISHED_TIERS_SOURCE = "published rule: https://platform.claude.com/docs/en/build-with-claude/context-windows"
+PUBLISHED_TIERS_SOURCE = (
+    "published rule: https://platform.claude.com/docs/en/build-with-claude/context-windows"
+)
 
 # genai-prices provider id -> ours; LiteLLM litellm_provider -> ours.
 GENAI_PROVIDERS = {"anthropic": "anthropic", "openai": "openai", "google": "gemini", "x-ai": "xai"}
@@ -492,7 +494,12 @@ def apply_published_rules(models: list[dict[str, Any]]) -> list[tuple[str, str]]
                     },
                 }
             ]
-            notes.append(("R7", f"{model['provider']}/{model['id']}: tier above {above} ({PUBLISHED_TIERS_SOURCE}); set"))
+            notes.append(
+                (
+                    "R7",
+                    f"{model['provider']}/{model['id']}: tier above {above} ({PUBLISHED_TIERS_SOURCE}); set",
+                )
+            )
     return notes
 
 

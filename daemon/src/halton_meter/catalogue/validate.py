@@ -165,10 +165,9 @@ def _check_entries(entries: list[Any], where: str, problems: list[str], *, stand
             problems.append(f"{here}: source must say where the price comes from")
         rates = entry.get("rates", {})
         _check_rates(rates, f"{here}.rates", problems)
-        if standard and isinstance(rates, dict):
-            # Output may be absent (embedding models produce none); input never is.
-            if "input" not in rates:
-                problems.append(f"{here}.rates: missing input")
+        # Output may be absent (embedding models produce none); input never is.
+        if standard and isinstance(rates, dict) and "input" not in rates:
+            problems.append(f"{here}.rates: missing input")
         tiers = entry.get("tiers", [])
         _check_tiers(tiers, f"{here}.tiers", problems)
         fees = entry.get("fees_per_1k", {})
