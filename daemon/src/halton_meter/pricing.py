@@ -66,7 +66,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -84,6 +84,7 @@ DEFAULT_BATCH_DISCOUNT = Decimal("0.5")
 # Anthropic: "1-hour cache write tokens are 2 times the base input tokens price".
 ONE_HOUR_WRITE_MULTIPLIER = Decimal(2)
 _MAX_CARD = 256
+_EXACT_DIGITS = 60
 _MAX_RESOLVED_NAMES = 4096
 # Tiers a call can ask for that have their own prices at these providers (see ``call_mode``).
 _TIER_MODES = {"flex", "priority"}
@@ -239,7 +240,9 @@ class PriceBook:
     def price_facts(self, facts: CallFacts, *, streamed: bool = False, complete: bool = True) -> Price:
         """Price one call from its facts. Never raises."""
         try:
-            return self._price(facts, streamed, complete)
+            # Exact arithmetic: a call's token costs have up to ~30 significant digits before rounding.
+            with localcontext(prec=_EXACT_DIGITS):
+                return self._price(facts, streamed, complete)
         except Exception as exc:  # fail open: the call is recorded, unpriced
             logger.warning("could not price a %s call", facts.provider, exc_info=True)
             return Price(None, None, f"pricing failed ({type(exc).__name__}: {exc}); please report this")
@@ -305,24 +308,59 @@ class PriceBook:
 # -- arithmetic -----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Buckets:
+    """Tokens split as they are charged: each token once, in one bucket (input excludes the cache)."""
+
+    uncached_input: int = 0
+    cache_read: int = 0
+    cache_write_5m: int = 0
+    cache_write_1h: int = 0
+    output: int = 0
+
+
+def card_lines(row: RateRow, tier: int, buckets: Buckets) -> tuple[CardLine, ...] | None:
+    """The token lines of ``buckets`` at ``row``'s rates in ``tier``; None when output has no rate.
+
+    Exact and unrounded; linear in every count, so a sum of calls in one tier costs the sum of their lines
+    (what the recommendations price).
+    """
+    output_rate = row.output[tier]
+    if buckets.output and output_rate is None:
+        return None
+    return (
+        CardLine("input", buckets.uncached_input, row.input[tier]),
+        CardLine("cache_read", buckets.cache_read, row.cache_read[tier]),
+        CardLine("cache_write_5m", buckets.cache_write_5m, row.cache_write_5m[tier]),
+        CardLine("cache_write_1h", buckets.cache_write_1h, row.cache_write_1h[tier]),
+        CardLine("output", buckets.output, output_rate or Decimal(0)),
+    )
+
+
+def lines_usd(lines: Sequence[CardLine]) -> Decimal:
+    """What token lines cost in USD, exactly (rates are per million tokens)."""
+    with localcontext(prec=_EXACT_DIGITS):
+        return sum((line.quantity * line.rate for line in lines), Decimal(0)) / MTOK
+
+
 def _cost(row: RateRow, label: str, facts: CallFacts) -> Price:
     """The call's cost at ``row``: each token once, in its bucket; region; fees; one rounding."""
     tier = row.tier_index(facts.input_tokens or 0)
-    output_tokens = facts.output_tokens or 0
-    output_rate = row.output[tier]
-    if output_tokens and output_rate is None:
-        return Price(None, None, f"no output price for {label}")
     cache_read = facts.cache_read_tokens or 0
     write_5m = facts.cache_write_tokens or 0
     write_1h = facts.cache_write_1h_tokens or 0
-    lines = [
-        CardLine("input", (facts.input_tokens or 0) - cache_read - write_5m - write_1h, row.input[tier]),
-        CardLine("cache_read", cache_read, row.cache_read[tier]),
-        CardLine("cache_write_5m", write_5m, row.cache_write_5m[tier]),
-        CardLine("cache_write_1h", write_1h, row.cache_write_1h[tier]),
-        CardLine("output", output_tokens, output_rate or Decimal(0)),
-    ]
-    tokens = sum((line.quantity * line.rate for line in lines), Decimal(0)) / MTOK
+    buckets = Buckets(
+        uncached_input=(facts.input_tokens or 0) - cache_read - write_5m - write_1h,
+        cache_read=cache_read,
+        cache_write_5m=write_5m,
+        cache_write_1h=write_1h,
+        output=facts.output_tokens or 0,
+    )
+    found = card_lines(row, tier, buckets)
+    if found is None:
+        return Price(None, None, f"no output price for {label}")
+    lines = list(found)
+    tokens = lines_usd(lines)
     notes: list[str] = []
     if facts.mode != "standard":
         notes.append(f"+{facts.mode}")

@@ -34,8 +34,6 @@ from halton_pipelines.recommendations.usage import Repeats, Window, Workload, Wo
 
 Prices = Mapping[tuple[str, str], CardPrice]
 
-# Providers with a published batch API discount, for when the card carries no multiplier.
-BATCH_API_PROVIDERS = frozenset({"anthropic", "openai", "gemini"})
 HIGH, MEDIUM, LOW = "high", "medium", "low"
 
 
@@ -214,19 +212,21 @@ def prompt_caching(
 
 
 def batch_api(workload: Workload, price: CardPrice, window: Window) -> Recommendation | None:
-    """Non-streamed, bursty work at standard rates: the batch API bills it at the batch multiplier."""
-    multiplier = price.batch_multiplier
-    if multiplier is None and workload.provider in BATCH_API_PROVIDERS:
-        multiplier = t.DOCUMENTED_BATCH_MULTIPLIER
+    """Non-streamed, bursty work at standard rates: the batch API bills it at the catalogue's batch rates
+    (which carry the providers' published 50% where a source lists no batch price: ``rate_rows``)."""
     eligible = workload.batchable_below + workload.batchable_above
-    if multiplier is None or multiplier >= 1 or eligible.requests < t.BATCH_MIN_REQUESTS:
+    if eligible.requests < t.BATCH_MIN_REQUESTS or workload.streaming_share > t.BATCH_MAX_STREAMING_SHARE:
         return None
-    if workload.streaming_share > t.BATCH_MAX_STREAMING_SHARE:
+    standard = price.cost(workload.batchable_below) + price.cost(workload.batchable_above, above_tier=True)
+    below = price.batch_cost(workload.batchable_below)
+    above = price.batch_cost(workload.batchable_above, above_tier=True)
+    if below is None or above is None or standard <= 0 or below + above >= standard:
         return None
+    batched = below + above
+    multiplier = batched / standard
+    saving = monthly(standard - batched, window)
     burst_share = Decimal(workload.batchable_in_bursts) / Decimal(eligible.requests)
     bursty = burst_share >= t.BATCH_MIN_BURST_SHARE
-    standard = price.cost(workload.batchable_below) + price.cost(workload.batchable_above, above_tier=True)
-    saving = monthly(standard * (1 - multiplier), window)
     if bursty and eligible.requests >= t.BATCH_HIGH_REQUESTS:
         confidence = HIGH
         rule = (
@@ -252,7 +252,7 @@ def batch_api(workload: Workload, price: CardPrice, window: Window) -> Recommend
         explanation=(
             f"Based on {workload.requests:,} requests in the last {window.days} days. {eligible.requests:,} calls "
             f"were not streamed ({burst_share:.0%} came within {t.BATCH_BURST_GAP_SECONDS} s of the previous call): "
-            f"if nobody waits on them, the batch API bills them at {multiplier:.0%} of the standard rate."
+            f"if nobody waits on them, the batch API bills them at {multiplier:.0%} of the standard cost."
         ),
         monthly_saving_usd=saving,
         confidence=confidence,
@@ -263,7 +263,8 @@ def batch_api(workload: Workload, price: CardPrice, window: Window) -> Recommend
             "batchable_requests": eligible.requests,
             "batchable_in_bursts": workload.batchable_in_bursts,
             "burst_share": round(burst_share, 6),
-            "batch_multiplier": multiplier,
+            "batch_multiplier": round(multiplier, 6),
+            "batch_monthly_cost_usd": monthly(batched, window),
             "standard_monthly_cost_usd": monthly(standard, window),
             "thresholds": {
                 "max_streaming_share": t.BATCH_MAX_STREAMING_SHARE,

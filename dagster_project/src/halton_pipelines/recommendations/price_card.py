@@ -1,21 +1,22 @@
-"""The shared price card as the recommendations read it, and what a set of tokens costs on it.
+"""The price catalogue as the recommendations read it, and what a set of tokens costs on it.
 
-Savings are quoted at the card's prices in force at the end of the window (what the next month will cost),
-read from dbt's windowed card (`int_model_prices_windowed`, the same rows `int_requests_priced` re-prices
-with). Pricing follows `int_requests_priced` exactly: USD per million tokens, cache prices falling back to
-the input price, above a tier the whole call at the `*_above` rates, a per-call price per thousand calls.
-Token sums price exactly like the calls they sum, because the price is linear in every count within a tier.
+Savings are quoted at the prices in force at the end of the window (what the next month will cost), from
+the catalogue's rate rows (``halton_meter.catalogue.rate_rows``) and priced by the meter's one cost model
+(``halton_meter.pricing.card_lines``): the same rows and arithmetic that price every call, and that
+``int_requests_priced`` re-prices with in SQL. Token sums price exactly like the calls they sum, because the
+price is linear in every count within a tier.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal, localcontext
+from decimal import Decimal
 
-from clickhouse_connect.driver.client import Client
+from halton_meter.catalogue import Catalogue
+from halton_meter.catalogue.rate_rows import RateRow, rate_rows
+from halton_meter.pricing import Buckets, card_lines, lines_usd
 
-MILLION = Decimal(1_000_000)
 NANO = Decimal("0.000000001")
 
 
@@ -40,75 +41,67 @@ class TokenSums:
             self.output + other.output,
         )
 
+    def buckets(self) -> Buckets:
+        return Buckets(self.uncached_input, self.cache_read, self.cache_write, self.cache_write_1h, self.output)
+
+
+_BUCKET_NAMES = {
+    "input": "uncached_input",
+    "cache_read": "cache_read",
+    "cache_write_5m": "cache_write",
+    "cache_write_1h": "cache_write_1h",
+    "output": "output",
+}
+
 
 @dataclass(frozen=True)
 class CardPrice:
-    """One card model's prices in force at the end of the window (USD per million tokens)."""
+    """One catalogue model's rates in force at the end of the window: standard, and batch when published.
+
+    ``above_tier`` means the model's highest size tier (the catalogue's models have at most one).
+    """
 
     provider: str
     card_model: str
-    input_mtok: Decimal
-    output_mtok: Decimal
-    cache_read_mtok: Decimal | None = None
-    cache_write_mtok: Decimal | None = None
-    cache_write_1h_mtok: Decimal | None = None
-    tier_threshold_tokens: int | None = None
-    input_mtok_above: Decimal | None = None
-    cache_read_mtok_above: Decimal | None = None
-    cache_write_mtok_above: Decimal | None = None
-    cache_write_1h_mtok_above: Decimal | None = None
-    output_mtok_above: Decimal | None = None
-    requests_kusd: Decimal | None = None
-    batch_multiplier: Decimal | None = None
-    card: str = ""
+    standard: RateRow
+    batch: RateRow | None
+    card: str
 
-    def rates(self, *, above_tier: bool = False) -> dict[str, Decimal]:
-        """The rate of each token kind, with the card's fallbacks (as `int_requests_priced` applies them)."""
-        if above_tier:
-            above_input = _first(self.input_mtok_above, self.input_mtok)
-            return {
-                "uncached_input": above_input,
-                "cache_read": _first(self.cache_read_mtok_above, self.input_mtok_above, self.input_mtok),
-                "cache_write": _first(self.cache_write_mtok_above, self.input_mtok_above, self.input_mtok),
-                "cache_write_1h": _first(
-                    self.cache_write_1h_mtok_above,
-                    self.cache_write_mtok_above,
-                    self.input_mtok_above,
-                    self.input_mtok,
-                ),
-                "output": _first(self.output_mtok_above, self.output_mtok),
-            }
-        return {
-            "uncached_input": self.input_mtok,
-            "cache_read": _first(self.cache_read_mtok, self.input_mtok),
-            "cache_write": _first(self.cache_write_mtok, self.input_mtok),
-            "cache_write_1h": _first(self.cache_write_1h_mtok, self.cache_write_mtok, self.input_mtok),
-            "output": self.output_mtok,
-        }
-
-    def cost(self, tokens: TokenSums, *, above_tier: bool = False) -> Decimal:
-        """What `tokens` cost at standard (not batch) rates, exactly (not rounded)."""
-        rates = self.rates(above_tier=above_tier)
-        with localcontext() as context:
-            context.prec = 50
-            total = (
-                sum((Decimal(getattr(tokens, kind)) * rate for kind, rate in rates.items()), Decimal(0))
-                / MILLION
-            )
-            if self.requests_kusd is not None:
-                total += Decimal(tokens.requests) * self.requests_kusd / 1000
-            return total
+    @property
+    def tier_threshold_tokens(self) -> int | None:
+        aboves = self.standard.tier_aboves
+        return aboves[-1] if len(aboves) > 1 else None
 
     @property
     def has_tier(self) -> bool:
         return self.tier_threshold_tokens is not None
 
+    def rates(self, *, above_tier: bool = False) -> dict[str, Decimal]:
+        """The standard rate of each token kind (USD per million tokens), fallbacks applied."""
+        lines = card_lines(self.standard, self._tier(self.standard, above_tier), Buckets())
+        assert lines is not None  # no output tokens: always priced
+        return {_BUCKET_NAMES[line.bucket]: line.rate for line in lines}
 
-def _first(*values: Decimal | None) -> Decimal:
-    for value in values:
-        if value is not None:
-            return value
-    raise ValueError("a price with no fallback: the card row has no input price")
+    def cost(self, tokens: TokenSums, *, above_tier: bool = False) -> Decimal:
+        """What `tokens` cost at standard rates, exactly (not rounded)."""
+        return _cost(self.standard, self._tier(self.standard, above_tier), tokens)
+
+    def batch_cost(self, tokens: TokenSums, *, above_tier: bool = False) -> Decimal | None:
+        """What `tokens` cost through the batch API, exactly; None when the model has no batch price."""
+        if self.batch is None:
+            return None
+        return _cost(self.batch, self._tier(self.batch, above_tier), tokens)
+
+    @staticmethod
+    def _tier(row: RateRow, above_tier: bool) -> int:
+        return len(row.tier_aboves) - 1 if above_tier else 0
+
+
+def _cost(row: RateRow, tier: int, tokens: TokenSums) -> Decimal:
+    lines = card_lines(row, tier, tokens.buckets())
+    if lines is None:
+        raise ValueError(f"{row.provider}/{row.model} has no output price but the tokens have output")
+    return lines_usd(lines)
 
 
 def money(amount: Decimal) -> Decimal:
@@ -116,25 +109,19 @@ def money(amount: Decimal) -> Decimal:
     return amount.quantize(NANO, rounding="ROUND_HALF_UP")
 
 
-_PRICE_COLUMNS = (
-    "provider", "card_model", "input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok",
-    "cache_write_1h_mtok", "tier_threshold_tokens", "input_mtok_above", "cache_read_mtok_above",
-    "cache_write_mtok_above", "cache_write_1h_mtok_above", "output_mtok_above", "requests_kusd",
-    "batch_multiplier", "card",
-)  # fmt: skip
-
-
-def load_card_prices(client: Client, staging: str, at: date) -> dict[tuple[str, str], CardPrice]:
-    """The price of every (provider, card model) in force at the start of day `at` (the window's end)."""
-    rows = client.query(
-        f"SELECT {', '.join(_PRICE_COLUMNS)} FROM {staging}.int_model_prices_windowed "
-        f"WHERE valid_from <= toDateTime64('{at.isoformat()}', 3, 'UTC') "
-        f"AND (valid_until IS NULL OR valid_until > toDateTime64('{at.isoformat()}', 3, 'UTC')) "
-        "ORDER BY provider, card_model, valid_from DESC LIMIT 1 BY provider, card_model"
-    ).named_results()
+def load_card_prices(catalogue: Catalogue, at: date) -> dict[tuple[str, str], CardPrice]:
+    """The price of every (provider, catalogue model) in force at the start of day `at` (the window's end)."""
+    in_force: dict[tuple[str, str, str], RateRow] = {}
+    for row in rate_rows(catalogue):
+        if row.valid_from <= at:
+            in_force[(row.provider, row.model, row.mode)] = row  # rows are oldest first per model and mode
+    card = f"catalogue {catalogue.version}"
     prices = {}
-    for row in rows:
-        threshold = row["tier_threshold_tokens"]
-        row["tier_threshold_tokens"] = int(threshold) if threshold is not None else None
-        prices[(row["provider"], row["card_model"])] = CardPrice(**row)
+    for (provider, model, mode), row in in_force.items():
+        if mode != "standard" or not row.priced:
+            continue
+        batch = in_force.get((provider, model, "batch"))
+        prices[(provider, model)] = CardPrice(
+            provider, model, row, batch if batch is not None and batch.priced else None, card
+        )
     return prices

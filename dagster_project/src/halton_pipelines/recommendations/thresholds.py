@@ -54,8 +54,6 @@ BATCH_MIN_REQUESTS = 100
 BATCH_BURST_GAP_SECONDS = 60
 BATCH_MIN_BURST_SHARE = Decimal("0.5")
 BATCH_HIGH_REQUESTS = 1_000
-# Used when the price card has no batch multiplier for a provider that publishes a batch API discount.
-DOCUMENTED_BATCH_MULTIPLIER = Decimal("0.5")
 
 # --- duplicate requests and loops ----------------------------------------------------------------------
 # An identical request within a minute of the previous one is a double send (retry logic, a double click, a
