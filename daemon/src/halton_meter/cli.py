@@ -24,6 +24,7 @@ from rich.markup import escape
 from rich.text import Text
 
 from halton_meter.paths import HOME_ENV, MeterPaths
+from halton_meter.rates_cli import rates
 from halton_meter.settings import Settings, SettingsError, key_fingerprint, load_settings
 
 # soft_wrap: paths and commands must stay copy-pasteable, not folded at the terminal width.
@@ -64,6 +65,9 @@ def main() -> None:
     ANTHROPIC_BASE_URL=http://127.0.0.1:8090/anthropic. Files live in ~/.halton-meter
     (HALTON_METER_HOME to move them).
     """
+
+
+main.add_command(rates)
 
 
 # ---------------------------------------------------------------------------------------------------
