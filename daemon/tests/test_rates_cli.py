@@ -42,7 +42,7 @@ def test_a_model_resolves_as_the_meter_resolves_it(home):
     assert "openai/gpt-6-sol (GPT-6 Sol)" in text
     assert "above 272,000 prompt tokens: input $4, output $15" in text
     assert "per-call fees: file search $2.5 per 1,000, web search $10 per 1,000" in text
-    assert "region us: every token rate × 1.1" in text
+    assert "region us: every token rate multiplied by 1.1 (litellm 1.110.2)" in text
 
 
 def test_without_a_model_it_lists_the_catalogue(home):

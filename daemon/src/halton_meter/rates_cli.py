@@ -155,9 +155,7 @@ def _print_model(view: ModelView, version: str) -> None:
             console.print(f"[bold]{mode.mode}[/]: no published price on {view.day}", highlight=False)
         else:
             entry(mode.mode, mode.price)
-    for region, multiplier, source in view.regions:
-        console.print(
-            f"[bold]region {region}[/]: every token rate × {multiplier} ({escape(source)})", highlight=False
-        )
+    for line in view.region_lines():
+        console.print(escape(line), highlight=False)
     for item in view.scheduled:
         entry(f"{item.mode or 'standard'}, scheduled", item.price)

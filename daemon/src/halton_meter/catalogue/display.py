@@ -154,6 +154,12 @@ class ModelView:
     def key(self) -> str:
         return f"{self.provider}/{self.id}"
 
+    def region_lines(self) -> list[str]:
+        return [
+            f"region {region}: every token rate multiplied by {decimal_text(multiplier)} ({source})"
+            for region, multiplier, source in self.regions
+        ]
+
     def to_json(self) -> dict[str, Any]:
         return {
             "provider": self.provider,
