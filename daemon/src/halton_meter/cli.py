@@ -349,6 +349,12 @@ def report(
     conn = _readonly_db(settings)
     try:
         result = spend_report(conn, chosen, tuple(by) or tuple(DIMENSIONS))
+        if result.totals.unpriced_calls:
+            # Only then: which models, and whether the catalogue in force knows them.
+            from halton_meter.catalogue import active_catalogue
+            from halton_meter.report import unpriced_models
+
+            result.unpriced = unpriced_models(conn, chosen, active_catalogue(settings.paths.catalogue))
     finally:
         conn.close()
     if as_json:
@@ -375,6 +381,8 @@ def _print_report(result) -> None:
     if totals.errors:
         summary += f"  [dim]({totals.errors} errors)[/]"
     console.print(summary)
+    for item in result.unpriced:
+        console.print(f"[yellow]{escape(item.line())}[/]", highlight=False)
     if not totals.calls:
         console.print("[dim]No calls in this period.[/]")
         return
