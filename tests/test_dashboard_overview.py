@@ -110,3 +110,30 @@ def test_pages_fit_a_laptop_screen_and_keep_their_labels(demo_page, artifacts_di
         )
         assert untitled == 0, f"{path}: a chart without a title"
         demo_page.screenshot(artifacts_dir, f"laptop-{path.replace('/', '-')}")
+
+
+def test_the_overview_names_the_models_of_unpriced_calls(demo_page, built_demo, artifacts_dir) -> None:
+    first = datetime.now(UTC).date() - timedelta(days=29)
+    expected = built_demo.query(
+        "SELECT provider, model, count() AS n FROM {marts}.requests WHERE workspace_id = '{ws}' AND day >= %(d)s"
+        " AND cost_source = 'unpriced' AND NOT is_error GROUP BY provider, model ORDER BY n DESC, provider, model"
+        " LIMIT 10",
+        d=first,
+    )
+    assert expected, "the demo's interrupted streams are answered calls nobody can price"
+    demo_page.open("/{ws}/overview")
+    items = demo_page.page.locator("[data-unpriced] li")
+    assert [items.nth(i).get_attribute("data-unpriced-model") for i in range(items.count())] == [
+        f"{provider}/{model}" for provider, model, _ in expected
+    ]
+    for i, (_, model, n) in enumerate(expected):
+        assert (
+            items.nth(i).inner_text().startswith(f"{n:,} call{'s' if n != 1 else ''} of {model} unpriced (")
+        )
+    twin = demo_page.page.request.get(f"/v1/{built_demo.slug}/overview").json()
+    assert [(u["provider"], u["model"], u["requests"]) for u in twin["unpriced"]] == [
+        tuple(r) for r in expected
+    ]
+    assert [u["message"] for u in twin["unpriced"]] == items.all_inner_texts()
+    demo_page.page.locator("[data-unpriced]").scroll_into_view_if_needed()
+    demo_page.screenshot(artifacts_dir, "overview-unpriced")

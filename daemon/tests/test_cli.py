@@ -15,6 +15,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
+from halton_meter.catalogue import load_catalogue
 from halton_meter.cli import main
 from halton_meter.testing.processes import free_port
 
@@ -46,10 +47,17 @@ def test_report_shows_unpriced_as_a_count(home, seed):
     text = run(main, ["report", "today"]).output
     assert "by project" in text and "by model" in text and "by provider" in text and "by day" in text
     assert "+ 1 unpriced" in text
-    model_lines = [line for line in text.splitlines() if "gpt-mystery" in line]
+    model_lines = [line for line in text.splitlines() if "gpt-mystery" in line and "│" in line]
     assert model_lines and "—" in model_lines[0] and "$0" not in model_lines[0]
+    version = load_catalogue().version
+    assert (
+        f"1 call of gpt-mystery unpriced (no price in catalogue {version}); run `halton-meter rates update`"
+        in text
+    )
     document = json.loads(run(main, ["report", "7d", "--json"]).output)
     assert document["totals"]["unpriced_calls"] == 1 and document["totals"]["cost_usd"] == "0.020000000"
+    (unpriced,) = document["unpriced"]
+    assert (unpriced["model"], unpriced["calls"], unpriced["in_catalogue"]) == ("gpt-mystery", 1, False)
     csv_text = run(main, ["report", "--csv", "--by", "project"]).output
     assert csv_text.splitlines()[0].startswith("dimension,key,calls")
     assert "project,web,2,0,1,0.020000000" in csv_text

@@ -7,7 +7,15 @@ from decimal import Decimal
 
 import pytest
 
-from halton_meter.report import PeriodError, csv_rows, format_usd, parse_period, spend_report
+from halton_meter.catalogue import load_catalogue
+from halton_meter.report import (
+    PeriodError,
+    csv_rows,
+    format_usd,
+    parse_period,
+    spend_report,
+    unpriced_models,
+)
 from halton_meter.store import connect
 
 
@@ -58,6 +66,40 @@ def test_groups_totals_and_unpriced(home, seed):
     month = spend_report(conn, parse_period("30d"))
     assert month.totals.calls == 5
     assert spend_report(conn, parse_period("all")).totals.calls == 6
+
+
+def test_unpriced_calls_are_named_by_model_with_what_prices_them(home, seed):
+    catalogue = load_catalogue()
+    for _ in range(3):
+        seed(provider="anthropic", model="claude-opus-9", cost=None, unpriced_reason="no price data")
+    # Known to the catalogue in force (new in it), with tokens: a re-price prices them.
+    seed(provider="anthropic", model="claude-sonnet-5", cost=None, unpriced_reason="no price data")
+    # Known, but the stream ended before its usage: nothing can price it.
+    seed(
+        model="gpt-6-sol",
+        cost=None,
+        input_tokens=None,
+        output_tokens=None,
+        unpriced_reason="token counts unknown: the response ended before its usage was seen",
+    )
+    seed(model="gpt-6-sol", cost=None, status=500, input_tokens=None, output_tokens=None)  # an error
+    seed(model="gpt-4o", cost="0.01")
+    conn = connect(home.db, readonly=True)
+    found = unpriced_models(conn, parse_period("today"), catalogue)
+    assert [(u.provider, u.model, u.calls, u.in_catalogue) for u in found] == [
+        ("anthropic", "claude-opus-9", 3, False),
+        ("anthropic", "claude-sonnet-5", 1, True),
+        ("openai", "gpt-6-sol", 1, True),
+    ]
+    v = catalogue.version
+    assert [u.line() for u in found] == [
+        f"3 calls of claude-opus-9 unpriced (no price in catalogue {v}); run `halton-meter rates update`",
+        f"1 call of claude-sonnet-5 unpriced (no price data); catalogue {v} prices claude-sonnet-5:"
+        " run `halton-meter reprice`",
+        "1 call of gpt-6-sol unpriced (token counts unknown: the response ended before its usage was seen)",
+    ]
+    assert found[0].to_json()["message"] == found[0].line()
+    assert unpriced_models(conn, parse_period("yesterday"), catalogue) == []
 
 
 def test_csv_never_writes_zero_for_unpriced(home, seed):

@@ -46,6 +46,7 @@ from halton_api.routers import (
     ingest,
     invitations,
     members,
+    methodology,
     optimization,
     overview,
     pairing,
@@ -168,6 +169,7 @@ def create_app(settings: CloudSettings, *, clock: Callable[[], datetime] = utc_n
 
     # Fixed paths first: /{workspace}/… pages must not capture /v1, /healthz, /signin, /docs and the like.
     _install_docs(app)
+    app.include_router(methodology.pages)
     for module in (health, ingest, daemon, pairing, auth, invitations, workspaces):
         app.include_router(module.router)
     app.include_router(pairing.pages)

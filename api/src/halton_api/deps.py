@@ -21,6 +21,7 @@ from halton_api.dashboards.filters import RANGES, Filters
 from halton_api.dashboards.reader import MartsReader
 from halton_api.errors import Forbidden, NotFound
 from halton_api.models import UserPublic, WorkspacePublic
+from halton_api.prices import current_catalogue
 from halton_api.ratelimit import AccountLock, CredentialKind, TokenBucketLimiter
 from halton_api.roles import Permission, Role, allows
 from halton_api.settings import CloudSettings
@@ -28,6 +29,7 @@ from halton_api.store import Connection, api_keys, devices, users, workspaces
 from halton_api.store.audit import Actor
 from halton_api.store.devices import DeviceAuth
 from halton_api.warehouse_writer import WarehouseWriter
+from halton_meter.catalogue import Catalogue
 
 SESSION_COOKIE = "halton_session"
 
@@ -103,6 +105,8 @@ async def current_time(request: Request) -> datetime:
 
 
 Now = Annotated[datetime, Depends(current_time)]
+# The price catalogue in force in the cloud (see `halton_api.prices`).
+Prices = Annotated[Catalogue, Depends(current_catalogue)]
 
 
 async def get_reader(request: Request) -> MartsReader:

@@ -24,6 +24,7 @@ from rich.markup import escape
 from rich.text import Text
 
 from halton_meter.paths import HOME_ENV, MeterPaths
+from halton_meter.rates_cli import rates
 from halton_meter.settings import Settings, SettingsError, key_fingerprint, load_settings
 
 # soft_wrap: paths and commands must stay copy-pasteable, not folded at the terminal width.
@@ -64,6 +65,9 @@ def main() -> None:
     ANTHROPIC_BASE_URL=http://127.0.0.1:8090/anthropic. Files live in ~/.halton-meter
     (HALTON_METER_HOME to move them).
     """
+
+
+main.add_command(rates)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -345,6 +349,12 @@ def report(
     conn = _readonly_db(settings)
     try:
         result = spend_report(conn, chosen, tuple(by) or tuple(DIMENSIONS))
+        if result.totals.unpriced_calls:
+            # Only then: which models, and whether the catalogue in force knows them.
+            from halton_meter.catalogue import active_catalogue
+            from halton_meter.report import unpriced_models
+
+            result.unpriced = unpriced_models(conn, chosen, active_catalogue(settings.paths.catalogue))
     finally:
         conn.close()
     if as_json:
@@ -371,6 +381,8 @@ def _print_report(result) -> None:
     if totals.errors:
         summary += f"  [dim]({totals.errors} errors)[/]"
     console.print(summary)
+    for item in result.unpriced:
+        console.print(f"[yellow]{escape(item.line())}[/]", highlight=False)
     if not totals.calls:
         console.print("[dim]No calls in this period.[/]")
         return

@@ -7,7 +7,10 @@ Counting rules, the same in tables, JSON and CSV:
 * ``unpriced_calls`` counts answered calls (HTTP 1xx-3xx) without a price: an unknown model, a stream
   cut before its usage, an endpoint we cannot read;
 * ``errors`` counts calls the provider refused or failed (HTTP 4xx/5xx) and calls that got no response
-  at all; providers do not bill those, so they are not "unpriced".
+  at all; providers do not bill those, so they are not "unpriced";
+* ``unpriced`` says which models the unpriced calls are of, and what would price them: a catalogue that
+  knows the model (``rates update``), a re-price once the catalogue in force knows it, or nothing when the
+  tokens are unknown.
 
 Days are local calendar days; the period's ``to`` is exclusive.
 """
@@ -18,9 +21,12 @@ import sqlite3
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from halton_meter.store import nanos_to_usd, ts
+
+if TYPE_CHECKING:
+    from halton_meter.catalogue import Catalogue
 
 PERIODS = ("today", "yesterday", "7d", "30d", "this-month", "last-month", "all")
 DIMENSIONS = {
@@ -108,17 +114,49 @@ class Group:
         return document
 
 
+@dataclass(frozen=True)
+class UnpricedModel:
+    """Answered calls of one model without a price, and why: ``in_catalogue`` says whether the catalogue in
+    force has a price for the model; ``with_tokens`` counts the calls whose tokens are known (a price can
+    be computed for those); ``reason`` is the most frequent reason the meter recorded."""
+
+    provider: str
+    model: str
+    calls: int
+    with_tokens: int
+    reason: str | None
+    catalogue_version: str
+    in_catalogue: bool
+
+    def line(self) -> str:
+        """``3 calls of claude-opus-9 unpriced (no price in catalogue …); run `halton-meter rates update```."""
+        head = f"{self.calls} call{'s' if self.calls != 1 else ''} of {self.model} unpriced"
+        if not self.in_catalogue:
+            return f"{head} (no price in catalogue {self.catalogue_version}); run `halton-meter rates update`"
+        why = f"{head} ({self.reason or 'reason not recorded'})"
+        if self.with_tokens:
+            return (
+                f"{why}; catalogue {self.catalogue_version} prices {self.model}: run `halton-meter reprice`"
+            )
+        return why
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "message": self.line()}
+
+
 @dataclass
 class SpendReport:
     period: Period
     totals: Group
     groups: dict[str, list[Group]] = field(default_factory=dict)
+    unpriced: list[UnpricedModel] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "period": self.period.to_json(),
             "totals": self.totals.to_json(),
             **{f"by_{dim}": [g.to_json() for g in groups] for dim, groups in self.groups.items()},
+            "unpriced": [item.to_json() for item in self.unpriced],
         }
 
 
@@ -164,6 +202,43 @@ def spend_report(
         ).fetchall()
         report.groups[dim] = [_group(str(r["key"]), r) for r in rows]
     return report
+
+
+_UNPRICED = """
+    SELECT provider, COALESCE(model_served, model_requested, '(unknown)') AS model, unpriced_reason,
+           COUNT(*) AS calls,
+           SUM(CASE WHEN input_tokens IS NOT NULL AND output_tokens IS NOT NULL THEN 1 ELSE 0 END) AS with_tokens
+    FROM requests
+    WHERE started_at >= ? AND started_at < ? AND cost_nusd IS NULL AND status_code < 400
+    GROUP BY provider, model, unpriced_reason
+"""
+
+
+def unpriced_models(conn: sqlite3.Connection, period: Period, catalogue: Catalogue) -> list[UnpricedModel]:
+    """The period's unpriced answered calls per provider and model, most calls first, judged against
+    ``catalogue`` (the one in force: ``catalogue.active_catalogue``)."""
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in conn.execute(_UNPRICED, (ts(period.start), ts(period.end))):
+        item = found.setdefault(
+            (row["provider"], row["model"]), {"calls": 0, "with_tokens": 0, "reasons": {}}
+        )
+        item["calls"] += row["calls"]
+        item["with_tokens"] += row["with_tokens"]
+        if row["unpriced_reason"]:
+            item["reasons"][row["unpriced_reason"]] = row["calls"]
+    out = [
+        UnpricedModel(
+            provider=provider,
+            model=model,
+            calls=item["calls"],
+            with_tokens=item["with_tokens"],
+            reason=min(item["reasons"], key=lambda r: (-item["reasons"][r], r)) if item["reasons"] else None,
+            catalogue_version=catalogue.version,
+            in_catalogue=catalogue.find(provider, model) is not None,
+        )
+        for (provider, model), item in found.items()
+    ]
+    return sorted(out, key=lambda u: (-u.calls, u.provider, u.model))
 
 
 def capture_error_counts(conn: sqlite3.Connection, day: date | None = None) -> dict[str, int]:

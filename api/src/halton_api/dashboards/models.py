@@ -102,6 +102,17 @@ class RailOption(BaseModel):
     group: str = ""
 
 
+class UnpricedModel(BaseModel):
+    """Answered calls of one model the marts could not price in the period, and what would price them."""
+
+    provider: str
+    model: str
+    requests: int
+    catalogue_version: str = Field(description="The cloud's price catalogue in force.")
+    in_catalogue: bool = Field(description="Whether that catalogue has a price for the model.")
+    message: str = Field(description='e.g. "3 calls of claude-opus-9 unpriced (no price in catalogue …)".')
+
+
 class OverviewPublic(BaseModel):
     workspace: str
     filters: dict[str, Any]
@@ -115,6 +126,7 @@ class OverviewPublic(BaseModel):
     spend_by_provider: TimeSeries
     top_projects: list[Ranked]
     top_models: list[Ranked]
+    unpriced: list[UnpricedModel] = Field(description="Models with unpriced calls, most calls first.")
     sync: SyncStatus
 
 

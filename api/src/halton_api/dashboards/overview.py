@@ -1,18 +1,39 @@
 """The overview: headline numbers, the period's spend by provider against the previous period, the top projects
-and models, and the sync banner."""
+and models, the models whose calls are unpriced, and the sync banner."""
 
 from __future__ import annotations
 
 from halton_api.dashboards import spend
 from halton_api.dashboards.budgets import budget_status
 from halton_api.dashboards.filters import PROVIDERS
-from halton_api.dashboards.models import OverviewPublic
+from halton_api.dashboards.models import OverviewPublic, UnpricedModel
 from halton_api.dashboards.view import View
+from halton_meter.catalogue import Catalogue
 
 TOP = 5
+UNPRICED_SHOWN = 10
 
 
-async def build_overview(view: View) -> OverviewPublic:
+def unpriced_model(provider: str, model: str, requests: int, catalogue: Catalogue) -> UnpricedModel:
+    """The line the meter's `halton-meter report` prints for the same calls, told for the cloud."""
+    known = catalogue.find(provider, model) is not None
+    head = f"{requests:,} call{'s' if requests != 1 else ''} of {model} unpriced"
+    why = (
+        f"catalogue {catalogue.version} has a price: the marts' next build prices the calls whose tokens are known"
+        if known
+        else f"no price in catalogue {catalogue.version}"
+    )
+    return UnpricedModel(
+        provider=provider,
+        model=model,
+        requests=requests,
+        catalogue_version=catalogue.version,
+        in_catalogue=known,
+        message=f"{head} ({why})",
+    )
+
+
+async def build_overview(view: View, catalogue: Catalogue) -> OverviewPublic:
     scope = view.scope
     previous = scope.period.previous()
 
@@ -25,9 +46,10 @@ async def build_overview(view: View) -> OverviewPublic:
         top = spend.rankings(
             client, m, scope, {"projects": ("project",), "models": ("provider", "model")}, limit=TOP
         )
-        return figures, trend, top
+        unpriced = spend.unpriced_by_model(client, m, scope, limit=UNPRICED_SHOWN)
+        return figures, trend, top, unpriced
 
-    figures, trend, top = await view.reader.run(query)
+    figures, trend, top, unpriced = await view.reader.run(query)
     current, before = figures["current"], figures["previous"]
     facts = view.facts
     amount, budget_scope = facts.budget_for(view.filters)
@@ -65,5 +87,6 @@ async def build_overview(view: View) -> OverviewPublic:
             detail=lambda provider, model: PROVIDERS.get(provider, provider),
             href=lambda provider, model: view.href("overview", models=(model,)),
         ),
+        unpriced=[unpriced_model(*row, catalogue) for row in unpriced],
         sync=facts.sync_status(view.settings, scope.now),
     )

@@ -280,6 +280,22 @@ def series(
     return found
 
 
+def unpriced_by_model(
+    client: Client, m: Marts, scope: Scope, *, limit: int, skip: Sequence[str] = ()
+) -> list[tuple[str, str, int]]:
+    """[(provider, model, answered calls without a price)] of the period, most first: from `requests`, the
+    only mart that tells a provider error (billed nothing) from an answered call nobody could price."""
+    time_column = "started_at" if scope.period.hourly else "day"
+    where, params = scope.condition(time_column=time_column, skip=skip)
+    rows = client.query(
+        f"SELECT provider, model, count() AS n FROM {m.marts}.requests"
+        f" WHERE {where} AND cost_source = 'unpriced' AND NOT is_error"
+        " GROUP BY provider, model ORDER BY n DESC, provider, model LIMIT %(limit)s",
+        parameters={**params, "limit": limit},
+    ).result_rows
+    return [(str(provider), str(model), int(n)) for provider, model, n in rows]
+
+
 def as_moment(value: date | datetime) -> datetime:
     if isinstance(value, datetime):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

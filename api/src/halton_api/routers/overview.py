@@ -11,7 +11,7 @@ from halton_api.dashboards.models import OverviewPublic, SyncStatus
 from halton_api.dashboards.overview import build_overview
 from halton_api.dashboards.view import open_view, render_view
 from halton_api.dashboards.workspace_facts import WorkspaceFacts
-from halton_api.deps import ApiReader, Conn, Member, RailFilters, Reader
+from halton_api.deps import ApiReader, Conn, Member, Prices, RailFilters, Reader
 
 router = APIRouter(prefix="/v1/{workspace}", tags=["dashboards"])
 pages = APIRouter(prefix="/{workspace}", include_in_schema=False)
@@ -23,9 +23,9 @@ pages = APIRouter(prefix="/{workspace}", include_in_schema=False)
     summary="Overview: headline spend, trend, top projects and models",
 )
 async def overview_json(
-    request: Request, ctx: ApiReader, conn: Conn, filters: RailFilters, reader: Reader
+    request: Request, ctx: ApiReader, conn: Conn, filters: RailFilters, reader: Reader, catalogue: Prices
 ) -> OverviewPublic:
-    return await build_overview(await open_view(request, ctx, conn, filters, reader))
+    return await build_overview(await open_view(request, ctx, conn, filters, reader), catalogue)
 
 
 @router.get(
@@ -41,11 +41,11 @@ async def sync_json(request: Request, ctx: ApiReader, conn: Conn) -> SyncStatus:
 
 @pages.get("/overview")
 async def overview_page(
-    request: Request, ctx: Member, conn: Conn, filters: RailFilters, reader: Reader
+    request: Request, ctx: Member, conn: Conn, filters: RailFilters, reader: Reader, catalogue: Prices
 ) -> Response:
     view = await open_view(request, ctx, conn, filters, reader)
     # The banner needs no warehouse: shown even when the marts cannot answer (a new workspace's first sync).
     sync = view.facts.sync_status(view.settings, view.scope.now)
     return await render_view(
-        request, "dashboards/overview.html", view, conn, lambda: build_overview(view), sync=sync
+        request, "dashboards/overview.html", view, conn, lambda: build_overview(view, catalogue), sync=sync
     )

@@ -1,0 +1,161 @@
+"""``halton-meter rates …``: the price catalogue in force on this machine (``rates show``).
+
+What a model costs is rendered by ``catalogue/display.py``, the same views the cloud's pricing page
+renders, so the two agree. Imported by ``cli.py`` only to register the group: the catalogue, rich's
+tables and everything else load inside the commands.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import sys
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+from rich.console import Console
+from rich.markup import escape
+
+if TYPE_CHECKING:
+    from halton_meter.catalogue import Catalogue
+    from halton_meter.catalogue.display import ModelView
+
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
+SUGGESTIONS = 5
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    sys.exit(code)
+
+
+def _print_json(document: Any) -> None:
+    click.echo(json.dumps(document, indent=2))
+
+
+def _catalogue() -> Catalogue:
+    from halton_meter.catalogue import active_catalogue
+    from halton_meter.settings import SettingsError, load_settings
+
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        _fail(str(exc), 2)
+    return active_catalogue(settings.paths.catalogue)
+
+
+def _today() -> date:
+    # Calls are priced by their UTC day, so "in force today" is today in UTC.
+    return datetime.now(UTC).date()
+
+
+@click.group()
+def rates() -> None:
+    """The price catalogue: which rates price your calls, from when, and where they come from."""
+
+
+@rates.command("show")
+@click.argument("model", required=False, metavar="[PROVIDER/MODEL]")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (amounts as decimal strings).")
+def show(model: str | None, as_json: bool) -> None:
+    """The rates in force today, with the date each took effect and its source.
+
+    Without an argument: the catalogue's version and sources, and every model's standard input and
+    output rates. With PROVIDER/MODEL (e.g. anthropic/claude-sonnet-4-6-20260101, resolved as the meter
+    resolves a call's model): every rate, size tier, mode, regional multiplier and per-call fee.
+    """
+    from halton_meter.catalogue.display import catalogue_json, model_view
+
+    catalogue = _catalogue()
+    today = _today()
+    if model is None:
+        document = catalogue_json(catalogue, today)
+        if as_json:
+            _print_json(document)
+        else:
+            _print_catalogue(document)
+        return
+    view = model_view(resolve(catalogue, model), today)
+    if as_json:
+        _print_json({"catalogue_version": catalogue.version, **view.to_json()})
+    else:
+        _print_model(view, catalogue.version)
+
+
+def resolve(catalogue: Catalogue, argument: str):
+    """The catalogue entry ``PROVIDER/MODEL`` names; exits 2 naming what is unknown, with close ids."""
+    provider, slash, name = argument.partition("/")
+    providers = sorted(catalogue.providers())
+    if not slash or not provider or not name:
+        _fail(f"give the model as PROVIDER/MODEL (providers: {', '.join(providers)}), not {argument!r}", 2)
+    provider = provider.lower()
+    if provider not in providers:
+        _fail(f"unknown provider {provider!r}: the catalogue knows {', '.join(providers)}", 2)
+    entry = catalogue.find(provider, name)
+    if entry is None:
+        ids = [e.id for e in catalogue.models if e.provider == provider]
+        # Ids that extend what was typed (gpt-6 → gpt-6-sol) first, then ones spelled alike.
+        close = [i for i in ids if i.startswith(name.lower())]
+        close += difflib.get_close_matches(name.lower(), ids, n=SUGGESTIONS, cutoff=0.5)
+        close = list(dict.fromkeys(close))[:SUGGESTIONS]
+        hint = f"; did you mean {', '.join(f'{provider}/{c}' for c in close)}?" if close else ""
+        _fail(
+            f"{provider}/{name} is not in price catalogue {catalogue.version}{hint}"
+            " (a newer catalogue may know it: halton-meter rates update)",
+            2,
+        )
+    return entry
+
+
+def _print_catalogue(document: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    sources = ", ".join(
+        f"{s['name']} {s['version']}" + (f" ({s['role']})" if s["role"] else "")
+        for s in document["generated_from"]
+    )
+    counts = ", ".join(f"{p} {n}" for p, n in document["models_per_provider"].items())
+    console.print(f"[bold]Price catalogue[/] {escape(document['version'])}", highlight=False)
+    console.print(f"  sources: {escape(sources)}", highlight=False)
+    console.print(f"  models: {counts}", highlight=False)
+    table = Table(title=f"standard rates in force on {document['on']} (USD per million tokens)")
+    # Folded, never cut with an ellipsis: the id is what to type after `rates show`.
+    for column in ("model", "input", "output", "since", "source"):
+        justify = "right" if column in ("input", "output") else "left"
+        table.add_column(column, justify=justify, overflow="fold")
+    for row in document["models"]:
+        table.add_row(
+            f"{row['provider']}/{row['id']}",
+            row["input"] or "—",
+            row["output"] or "—",
+            row["from"] or "date unknown",
+            row["source"],
+        )
+    console.print(table)
+    console.print("Details of one model: halton-meter rates show PROVIDER/MODEL", highlight=False)
+
+
+def _print_model(view: ModelView, version: str) -> None:
+    title = f"{view.key}" + (f" ({view.name})" if view.name else "")
+    console.print(
+        f"[bold]{escape(title)}[/]  catalogue {escape(version)}, in force on {view.day}", highlight=False
+    )
+    console.print(f"  priced by {escape(view.source)}", highlight=False)
+
+    def entry(label: str, price) -> None:
+        console.print(f"[bold]{label}[/] ({price.since_text}, {escape(price.source)})", highlight=False)
+        for line in price.lines():
+            console.print(f"  {escape(line)}", highlight=False)
+
+    entry("standard", view.standard)
+    for mode in view.modes:
+        if mode.price is None:
+            console.print(f"[bold]{mode.mode}[/]: no published price on {view.day}", highlight=False)
+        else:
+            entry(mode.mode, mode.price)
+    for line in view.region_lines():
+        console.print(escape(line), highlight=False)
+    for item in view.scheduled:
+        entry(f"{item.mode or 'standard'}, scheduled", item.price)
