@@ -192,10 +192,12 @@ def model_view(entry: ModelEntry, day: date) -> ModelView:
     for mode in sorted(entry.modes, key=_mode_order):
         found = entry.mode_on(mode, day)
         modes.append(ModeView(mode, None if found is None else PriceView.of(found, under=standard.rates)))
+        # A mode's first entry is in force before its date too (the sources date it from when they
+        # recorded it), so it is shown as in force, not as scheduled.
         scheduled.extend(
             Scheduled(mode, PriceView.of(p, under=entry.price_on(p.effective_from).rates))
             for p in entry.modes[mode]
-            if p.effective_from and p.effective_from > day
+            if p.effective_from and p.effective_from > day and p is not found
         )
     return ModelView(
         provider=entry.provider,
