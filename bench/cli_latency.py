@@ -10,8 +10,10 @@ Also measured in the same run: ``python -c pass`` (the interpreter's own start) 
 
 Each command runs twice per turn: with Python's bytecode cache (``.pyc`` files written to a throwaway
 ``PYTHONPYCACHEPREFIX`` by the warm-up runs, as a user's Python does after the first run) and without
-it (``PYTHONDONTWRITEBYTECODE=1``, as on the project's machines, where ``uv sync`` compiles nothing and
-that variable is set: every run compiles pydantic, click, rich... from source).
+it (``PYTHONDONTWRITEBYTECODE=1``, as on the project's machines): the interpreter then writes no cache
+and reads only the ``.pyc`` files the install wrote. ``scripts/bootstrap.sh`` compiles every installed
+package and the workspace's sources; a bare ``uv sync`` compiles nothing, and then every run compiles
+click, rich... from source.
 
 Run: ``uv run python bench/cli_latency.py [-n 20]``. Target: every command <= 0.3 s median on an idle
 machine.

@@ -33,8 +33,19 @@ with open(out, "w") as sink:
     json.dump({"code": code, "modules": sorted(sys.modules)}, sink)
 """
 
-# Never needed to read the database, the pid file or the cloud state from disk.
-HEAVY = ("mitmproxy", "httpx", "httpcore", "h11", "cryptography", "genai_prices", "pygments")
+# Never needed to read the config, the database, the pid file or the cloud state from disk. pydantic
+# is the wire model's (halton_meter.protocol): only syncing builds one.
+HEAVY = (
+    "mitmproxy",
+    "httpx",
+    "httpcore",
+    "h11",
+    "cryptography",
+    "genai_prices",
+    "pygments",
+    "pydantic",
+    "pydantic_core",
+)
 
 
 def imported(paths: MeterPaths, tmp_path: Path, *args: str) -> set[str]:
@@ -90,6 +101,15 @@ def test_a_paired_home_decrypts_the_token_but_makes_no_http_client(home, tmp_pat
     modules = imported(home, tmp_path, *args)
     # cryptography is expected here: the cloud state says whether the saved token still decrypts.
     assert heavy_in(modules, tuple(h for h in HEAVY if h != "cryptography")) == []
+
+
+@pytest.mark.parametrize("args", [["cloud", "whoami"], ["cloud", "whoami", "--json"]])
+def test_whoami_asks_the_cloud_without_httpx(home, tmp_path, cloud, args):
+    # Its one GET goes through the standard library (CloudClient.whoami); the token still decrypts.
+    cloud.pair(home)
+    modules = imported(home, tmp_path, *args)
+    assert heavy_in(modules, tuple(h for h in HEAVY if h != "cryptography")) == []
+    assert "rich.table" not in modules
 
 
 def test_cloud_status_draws_no_table(home, tmp_path):

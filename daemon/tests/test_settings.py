@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from halton_meter.settings import SettingsError, key_fingerprint, load_settings
+from halton_meter.protocol import MAX_ROWS_PER_BATCH
+from halton_meter.settings import MAX_BATCH_ROWS, SettingsError, key_fingerprint, load_settings
 
 
 @pytest.fixture
@@ -124,3 +125,59 @@ def test_the_dashboard_follows_the_cloud_unless_one_is_set(home: Path, cloud, da
     write(home, "[cloud]\n" + cloud)
     settings = load_settings()
     assert settings.cloud_dashboard_origin == dashboard and settings.cloud_dashboard_origin_chosen is chosen
+
+
+def test_the_batch_limit_is_the_protocols():
+    # settings repeats the number so that reading the config does not load pydantic (issue 18).
+    assert MAX_BATCH_ROWS == MAX_ROWS_PER_BATCH
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[proxy]\nport = 8091.5\n", "config.toml: [proxy] port: must be a whole number from 0 to 65535"),
+        ("[proxy]\nport = true\n", "config.toml: [proxy] port: must be a whole number"),
+        ("proxy = 5\n", "config.toml: proxy: must be a table ([proxy])"),
+        ("[prxy]\nport = 1\n", "config.toml: prxy: unknown key"),
+        ("[attribution]\ndirectory = 'maybe'\n", "[attribution] directory: must be true or false"),
+        (
+            '[attribution.directories]\n"~/src" = "has space"\n',
+            "config.toml: [attribution.directories] ~/src: must be a project name",
+        ),
+        ('[providers.openai]\nextra_hosts = "a.b"\n', "[providers.openai] extra_hosts: must be a list"),
+        ("[providers.openai]\nupstrem = 'https://x'\n", "[providers.openai] upstrem: unknown key"),
+        ("providers = 1\n", "config.toml: providers: must be tables"),
+        ("[pricing]\noverrides = 3\n", "[pricing] overrides: must be a string, got 3"),
+        ('[cloud]\nworkspace_id = ""\n', "[cloud] workspace_id: must be 1 to 64 characters"),
+        ("[cloud]\nheartbeat_seconds = nan\n", "[cloud] heartbeat_seconds: must be a number of seconds"),
+        ("[cloud]\nreconcile_hours = 1000\n", "[cloud] reconcile_hours: must be a number of hours"),
+        ('[log]\nlevel = "debug"\n', "[log] level: must be one of 'DEBUG', 'INFO', 'WARNING', 'ERROR'"),
+    ],
+)
+def test_each_kind_of_value_is_checked(home: Path, text: str, message: str):
+    write(home, text)
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+    assert message in str(raised.value)
+
+
+def test_every_problem_is_reported_at_once(home: Path):
+    write(home, '[proxy]\nport = 70000\n[log]\nlevel = "x"\n')
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+    assert str(raised.value).splitlines() == [
+        "config.toml: [proxy] port: must be a whole number from 0 to 65535, got 70000",
+        "config.toml: [log] level: must be one of 'DEBUG', 'INFO', 'WARNING', 'ERROR', got 'x'",
+    ]
+
+
+def test_numbers_and_flags_may_be_written_as_strings(home: Path):
+    # As the pydantic model this loader replaced accepted them: configs that worked keep working.
+    write(
+        home,
+        '[proxy]\nport = "8091"\n[attribution]\ndirectory = "no"\n[capture]\nbodies = 1\n'
+        '[cloud]\nsync_interval_seconds = "0.5"\nbatch_rows = 10.0\n',
+    )
+    s = load_settings()
+    assert (s.port, s.directory_attribution, s.capture_bodies) == (8091, False, True)
+    assert (s.cloud_sync_interval, s.cloud_batch_rows) == (0.5, 10)

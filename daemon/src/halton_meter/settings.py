@@ -1,34 +1,36 @@
 """The meter's settings: ``config.toml`` in the home directory, then the environment, then flags.
 
 Precedence: a command-line flag (``--port``) beats ``HALTON_METER_PORT``, which beats ``config.toml``,
-which beats the defaults below (likewise ``HALTON_METER_CLOUD_URL`` beats ``[cloud] base_url``). Every problem is reported as a :class:`SettingsError` that names the
-file and key (``config.toml: [proxy] port: ...``) so the user knows what to edit.
+which beats the defaults below (likewise ``HALTON_METER_CLOUD_URL`` beats ``[cloud] base_url``). Every
+problem is reported as a :class:`SettingsError` that names the file and key (``config.toml: [proxy] port:
+...``) so the user knows what to edit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-
 from halton_meter.paths import MeterPaths
-from halton_meter.protocol import MAX_ROWS_PER_BATCH
 
 PORT_ENV = "HALTON_METER_PORT"
 CLOUD_URL_ENV = "HALTON_METER_CLOUD_URL"
 DEFAULT_PORT = 8090
 DEFAULT_CLOUD_URL = "https://api.haltonmeter.com"
 DEFAULT_DASHBOARD_ORIGIN = "https://app.haltonmeter.com"
-# The cloud accepts at most MAX_ROWS_PER_BATCH rows and 8 MiB (decompressed) per batch. The meter
-# sends up to that many rows but caps the JSON at 4 MiB, so a batch of wide rows splits by size first.
-MAX_BATCH_ROWS = MAX_ROWS_PER_BATCH
+# The cloud accepts at most halton_meter.protocol.MAX_ROWS_PER_BATCH rows and 8 MiB (decompressed) per
+# batch. The meter sends up to that many rows but caps the JSON at 4 MiB, so a batch of wide rows splits
+# by size first. The number is repeated, not imported: protocol loads pydantic, which every CLI command
+# would then pay for; test_settings checks the two agree.
+MAX_BATCH_ROWS = 5_000
 DEFAULT_BATCH_ROWS = MAX_BATCH_ROWS
 DEFAULT_BATCH_BYTES = 4 * 1024 * 1024
 MAX_BATCH_BYTES = 8 * 1024 * 1024
@@ -41,8 +43,6 @@ HOSTNAME_RE = re.compile(
     r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$"
 )
 
-Slug = Annotated[str, Field(min_length=1, max_length=128, pattern=SLUG_RE.pattern)]
-
 
 class SettingsError(ValueError):
     """The configuration cannot be used; the message names the key and what to do."""
@@ -51,69 +51,6 @@ class SettingsError(ValueError):
 def key_fingerprint(api_key: str) -> str:
     """How a key is named in ``config.toml``: never the key itself, a prefix of its SHA-256."""
     return "sha256:" + hashlib.sha256(api_key.strip().encode()).hexdigest()
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ProxySection(_Section):
-    host: str = "127.0.0.1"
-    port: Annotated[int, Field(ge=0, le=65535)] = DEFAULT_PORT
-    # A PEM bundle used to verify upstream servers instead of the public roots (company gateways).
-    upstream_ca_file: str | None = None
-
-
-class AttributionSection(_Section):
-    default_project: Slug = "default"
-    directory: bool = True
-    api_keys: dict[str, Slug] = Field(default_factory=dict)
-    directories: dict[str, Slug] = Field(default_factory=dict)
-
-    @field_validator("api_keys")
-    @classmethod
-    def _fingerprints_only(cls, value: dict[str, str]) -> dict[str, str]:
-        for key in value:
-            if not FINGERPRINT_RE.match(key):
-                raise ValueError(
-                    f"{key[:8]}… is not a key fingerprint; write 'sha256:<at least 12 hex digits>' "
-                    "(run `halton-meter fingerprint` to get it) and never the raw key"
-                )
-        return value
-
-
-class ProviderSection(_Section):
-    upstream: str | None = None
-    extra_hosts: list[str] = Field(default_factory=list)
-
-    @field_validator("upstream")
-    @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"{value!r} is not an http(s) URL like 'https://api.example.com'")
-        if parts.query or parts.fragment:
-            raise ValueError(f"{value!r} must not carry a query or fragment")
-        return value.rstrip("/")
-
-    @field_validator("extra_hosts")
-    @classmethod
-    def _hosts(cls, value: list[str]) -> list[str]:
-        for host in value:
-            if not HOSTNAME_RE.match(host):
-                raise ValueError(f"{host!r} is not a host name (a leading '*.' wildcard is allowed)")
-        return [h.lower() for h in value]
-
-
-class CaptureSection(_Section):
-    bodies: bool = False
-    body_max_bytes: Annotated[int, Field(ge=0, le=64 * 1024 * 1024)] = 256 * 1024
-
-
-class PricingSection(_Section):
-    overrides: str | None = None
 
 
 def cloud_base_url(value: str) -> str:
@@ -143,95 +80,264 @@ def dashboard_origin_for(base_url: str) -> str:
     return DEFAULT_DASHBOARD_ORIGIN if origin == web_origin(DEFAULT_CLOUD_URL) else origin
 
 
-class CloudSection(_Section):
-    enabled: bool = False
-    base_url: str = DEFAULT_CLOUD_URL
-    # Set only when the meter wrote base_url from its own default (no flag, variable or config chose
-    # it): the one case in which the meter may later heal a placeholder base_url (see config_table).
-    base_url_written_by_meter: str | None = None
-    workspace_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
-    # The only web origin allowed to call the loopback /v1/cloud/* routes (the dashboard). Unset, it
-    # is the dashboard of base_url (see dashboard_origin_for); pairing records the cloud's dashboard.
-    dashboard_origin: str | None = None
-    # Set only when the meter recorded dashboard_origin at pairing: such a value is the meter's, and
-    # the next pairing (perhaps with another cloud) may replace it; a value the user wrote it keeps.
-    dashboard_origin_written_by_meter: str | None = None
-    batch_rows: Annotated[int, Field(ge=1, le=MAX_BATCH_ROWS)] = DEFAULT_BATCH_ROWS
-    batch_bytes: Annotated[int, Field(ge=16 * 1024, le=MAX_BATCH_BYTES)] = DEFAULT_BATCH_BYTES
-    sync_interval_seconds: Annotated[float, Field(ge=0.05, le=3600)] = 5.0
-    retry_max_seconds: Annotated[
-        float,
-        Field(
-            ge=0.05,
-            le=300,
-            description="The longest wait between two sync attempts after failures (the backoff's cap).",
-        ),
-    ] = 30.0
-    health_probe_seconds: Annotated[
-        float,
-        Field(
-            ge=0.05,
-            le=60,
-            description="While waiting to retry after a failure, how often to ask the cloud's /healthz "
-            "whether it is back (a cloud that answers is retried at once).",
-        ),
-    ] = 5.0
-    heartbeat_seconds: Annotated[
-        float,
-        Field(
-            ge=0.05,
-            le=3600,
-            description="How often the meter tells the cloud its sync state, unsynced rows and version "
-            "while nothing changes (idle or paused); a change is reported after the pass that made it. "
-            "The cloud shows a meter silent for much longer as NOT-REPORTING.",
-        ),
-    ] = 120.0
-    reconcile_hours: Annotated[
-        float,
-        Field(
-            ge=0.001,
-            le=24 * 30,
-            description="How often the sync worker compares this machine's per-day rows and cost with the "
-            "cloud's and re-sends what the cloud lacks (`halton-meter cloud reconcile` does it on demand).",
-        ),
-    ] = 24.0
+# ---------------------------------------------------------------------------------------------------
+# config.toml's schema. Each key has a default and a parser that returns the value as the meter uses
+# it or raises ValueError saying what is wrong; an unknown key or table is an error too. It is plain
+# Python rather than a pydantic model because every CLI command reads it: pydantic costs a read-only
+# command more than the rest of its start (issue 18, item 8). TOML already types its values; like
+# the pydantic model it replaces, a number or yes/no may also be written as a string ("8090", "true"),
+# and true/false as 1/0.
 
-    @field_validator("base_url")
-    @classmethod
-    def _base_url(cls, value: str) -> str:
-        return cloud_base_url(value)
-
-    @field_validator("base_url_written_by_meter")
-    @classmethod
-    def _written_base_url(cls, value: str | None) -> str | None:
-        return cloud_base_url(value) if value is not None else None
-
-    @field_validator("dashboard_origin", "dashboard_origin_written_by_meter")
-    @classmethod
-    def _origin(cls, value: str | None) -> str | None:
-        return web_origin(value) if value is not None else None
+Parse = Callable[[Any], Any]
 
 
-class LogSection(_Section):
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+class _Invalid(ValueError):
+    """A bad entry inside a key's value (a map's key or value): ``at`` names it."""
+
+    def __init__(self, at: str, message: str) -> None:
+        super().__init__(message)
+        self.at = at
 
 
-class ConfigFile(_Section):
-    proxy: ProxySection = ProxySection()
-    attribution: AttributionSection = AttributionSection()
-    providers: dict[str, ProviderSection] = Field(default_factory=dict)
-    capture: CaptureSection = CaptureSection()
-    pricing: PricingSection = PricingSection()
-    cloud: CloudSection = CloudSection()
-    log: LogSection = LogSection()
+def _got(value: object) -> str:
+    return f"got {value!r}" if not isinstance(value, dict) else "got a table"
 
-    @field_validator("providers")
-    @classmethod
-    def _known(cls, value: dict[str, ProviderSection]) -> dict[str, ProviderSection]:
-        for name in value:
-            if name not in PROVIDERS:
-                raise ValueError(f"unknown provider {name!r}; expected one of {', '.join(PROVIDERS)}")
+
+def _text(*, max_length: int | None = None, then: Callable[[str], str] | None = None) -> Parse:
+    def parse(value: Any) -> str:
+        if not isinstance(value, str):
+            raise ValueError(f"must be a string, {_got(value)}")
+        if max_length is not None and not 1 <= len(value) <= max_length:
+            raise ValueError(f"must be 1 to {max_length} characters long, got {len(value)}")
+        return then(value) if then else value
+
+    return parse
+
+
+def _slug(value: Any) -> str:
+    if not isinstance(value, str) or not 1 <= len(value) <= 128 or not SLUG_RE.fullmatch(value):
+        raise ValueError(
+            f"must be a project name of 1 to 128 letters, digits and . _ - / that starts with a letter "
+            f"or digit, {_got(value)}"
+        )
+    return value
+
+
+def _integer(low: int, high: int) -> Parse:
+    def parse(value: Any) -> int:
+        number = value
+        if (isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value.strip())) or (
+            isinstance(value, float) and value.is_integer()
+        ):
+            number = int(value)
+        if isinstance(number, bool) or not isinstance(number, int) or not low <= number <= high:
+            raise ValueError(f"must be a whole number from {low} to {high}, {_got(value)}")
+        return number
+
+    return parse
+
+
+def _number(low: float, high: float, unit: str = "seconds") -> Parse:
+    def parse(value: Any) -> float:
+        number: Any = value
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                number = float(value)
+        if isinstance(number, bool) or not isinstance(number, int | float) or not low <= number <= high:
+            raise ValueError(f"must be a number of {unit} from {low:g} to {high:g}, {_got(value)}")
+        return float(number)
+
+    return parse
+
+
+_TRUE, _FALSE = ("true", "yes", "on", "t", "y", "1"), ("false", "no", "off", "f", "n", "0")
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
         return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError(f"must be true or false, {_got(value)}")
+
+
+def _choice(*choices: str) -> Parse:
+    def parse(value: Any) -> str:
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(repr(c) for c in choices)}, {_got(value)}")
+        return value
+
+    return parse
+
+
+def _slug_map(check_key: Callable[[str], None] | None = None) -> Parse:
+    def parse(value: Any) -> dict[str, str]:
+        if not isinstance(value, dict):
+            raise ValueError(f'must be a table of "name" = "project" lines, {_got(value)}')
+        for key in value:
+            if check_key:
+                check_key(key)
+        for key, project in value.items():
+            try:
+                _slug(project)
+            except ValueError as exc:
+                raise _Invalid(key, str(exc)) from None
+        return dict(value)
+
+    return parse
+
+
+def _fingerprint(key: str) -> None:
+    if not FINGERPRINT_RE.fullmatch(key):
+        raise ValueError(
+            f"{key[:8]}… is not a key fingerprint; write 'sha256:<at least 12 hex digits>' "
+            "(run `halton-meter fingerprint` to get it) and never the raw key"
+        )
+
+
+def _upstream(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{value!r} is not an http(s) URL like 'https://api.example.com'")
+    if parts.query or parts.fragment:
+        raise ValueError(f"{value!r} must not carry a query or fragment")
+    return value.rstrip("/")
+
+
+def _hosts(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(h, str) for h in value):
+        raise ValueError(f'must be a list of host names like ["myco.openai.azure.com"], {_got(value)}')
+    for host in value:
+        if not HOSTNAME_RE.fullmatch(host):
+            raise ValueError(f"{host!r} is not a host name (a leading '*.' wildcard is allowed)")
+    return tuple(h.lower() for h in value)
+
+
+# table -> key -> (default, parser). A default of None means unset; TOML has no way to write None.
+TABLES: dict[str, dict[str, tuple[Any, Parse]]] = {
+    "proxy": {
+        "host": ("127.0.0.1", _text()),
+        "port": (DEFAULT_PORT, _integer(0, 65535)),
+        # A PEM bundle used to verify upstream servers instead of the public roots (company gateways).
+        "upstream_ca_file": (None, _text()),
+    },
+    "attribution": {
+        "default_project": ("default", _slug),
+        "directory": (True, _flag),
+        "api_keys": ({}, _slug_map(_fingerprint)),
+        "directories": ({}, _slug_map()),
+    },
+    "capture": {
+        "bodies": (False, _flag),
+        "body_max_bytes": (256 * 1024, _integer(0, 64 * 1024 * 1024)),
+    },
+    "pricing": {"overrides": (None, _text())},
+    "cloud": {
+        "enabled": (False, _flag),
+        "base_url": (DEFAULT_CLOUD_URL, _text(then=cloud_base_url)),
+        # Set only when the meter wrote base_url from its own default (no flag, variable or config chose
+        # it): the one case in which the meter may later heal a placeholder base_url (see config_table).
+        "base_url_written_by_meter": (None, _text(then=cloud_base_url)),
+        "workspace_id": (None, _text(max_length=64)),
+        # The only web origin allowed to call the loopback /v1/cloud/* routes (the dashboard). Unset, it
+        # is the dashboard of base_url (see dashboard_origin_for); pairing records the cloud's dashboard.
+        "dashboard_origin": (None, _text(then=web_origin)),
+        # Set only when the meter recorded dashboard_origin at pairing: such a value is the meter's, and
+        # the next pairing (perhaps with another cloud) may replace it; a value the user wrote it keeps.
+        "dashboard_origin_written_by_meter": (None, _text(then=web_origin)),
+        "batch_rows": (DEFAULT_BATCH_ROWS, _integer(1, MAX_BATCH_ROWS)),
+        "batch_bytes": (DEFAULT_BATCH_BYTES, _integer(16 * 1024, MAX_BATCH_BYTES)),
+        "sync_interval_seconds": (5.0, _number(0.05, 3600)),
+        # The longest wait between two sync attempts after failures (the backoff's cap).
+        "retry_max_seconds": (30.0, _number(0.05, 300)),
+        # While waiting to retry after a failure, how often to ask the cloud's /healthz whether it is
+        # back (a cloud that answers is retried at once).
+        "health_probe_seconds": (5.0, _number(0.05, 60)),
+        # How often the meter tells the cloud its sync state, unsynced rows and version while nothing
+        # changes (idle or paused); a change is reported after the pass that made it. The cloud shows a
+        # meter silent for much longer as NOT-REPORTING.
+        "heartbeat_seconds": (120.0, _number(0.05, 3600)),
+        # How often the sync worker compares this machine's per-day rows and cost with the cloud's and
+        # re-sends what the cloud lacks (`halton-meter cloud reconcile` does it on demand).
+        "reconcile_hours": (24.0, _number(0.001, 24 * 30, "hours")),
+    },
+    "log": {"level": ("INFO", _choice("DEBUG", "INFO", "WARNING", "ERROR"))},
+}
+# [providers.<name>], one table per provider.
+PROVIDER_KEYS: dict[str, tuple[Any, Parse]] = {
+    "upstream": (None, _text(then=_upstream)),
+    "extra_hosts": ((), _hosts),
+}
+
+
+@dataclass(frozen=True)
+class ConfigFile:
+    """config.toml, validated: ``tables[table][key]`` for every key (defaults filled in),
+    ``providers[name][key]`` for each provider table, and the ``table.key`` names the file wrote."""
+
+    tables: dict[str, dict[str, Any]]
+    written: frozenset[str]
+    providers: dict[str, dict[str, Any]]
+
+
+def _parse_table(
+    where: tuple[str, ...], raw: Any, keys: dict[str, tuple[Any, Parse]], problems: list[tuple[str, str]]
+) -> dict[str, Any]:
+    """The table's keys, parsed, with defaults; each problem is added as (where, message)."""
+    values = {key: default for key, (default, _) in keys.items()}
+    table = ".".join(where)
+    if not isinstance(raw, dict):
+        problems.append((table, f"must be a table ([{table}]), {_got(raw)}"))
+        return values
+    for key, value in raw.items():
+        if key not in keys:
+            problems.append(
+                (
+                    f"[{table}] {key}",
+                    "unknown key (check the spelling; see the comments in a fresh `halton-meter init` config)",
+                )
+            )
+            continue
+        try:
+            values[key] = keys[key][1](value)
+        except _Invalid as exc:
+            problems.append((f"[{table}.{key}] {exc.at}", str(exc)))
+        except ValueError as exc:
+            problems.append((f"[{table}] {key}", str(exc)))
+    return values
+
+
+def _parse_config(raw: dict[str, Any]) -> tuple[ConfigFile, list[tuple[str, str]]]:
+    problems: list[tuple[str, str]] = []
+    tables: dict[str, dict[str, Any]] = {}
+    for name, keys in TABLES.items():
+        tables[name] = _parse_table((name,), raw.get(name, {}), keys, problems)
+    providers: dict[str, dict[str, Any]] = {}
+    raw_providers = raw.get("providers", {})
+    if not isinstance(raw_providers, dict):
+        problems.append(("providers", f"must be tables like [providers.openai], {_got(raw_providers)}"))
+        raw_providers = {}
+    for name, section in raw_providers.items():
+        if name not in PROVIDERS:
+            problems.append(
+                ("providers", f"unknown provider {name!r}; expected one of {', '.join(PROVIDERS)}")
+            )
+            continue
+        providers[name] = _parse_table(("providers", name), section, PROVIDER_KEYS, problems)
+    for name in raw:
+        if name not in TABLES and name != "providers":
+            problems.append(
+                (
+                    name,
+                    "unknown key (check the spelling; see the comments in a fresh `halton-meter init` config)",
+                )
+            )
+    written = frozenset(
+        f"{table}.{key}" for table, keys in raw.items() if isinstance(keys, dict) for key in keys
+    )
+    return ConfigFile(tables, written, providers), problems
 
 
 @dataclass(frozen=True)
@@ -285,16 +391,17 @@ def load_settings(home: Path | None = None, *, port: int | None = None) -> Setti
     """Read ``config.toml`` (missing file = defaults), apply the environment, then ``port`` if given."""
     paths = MeterPaths.resolve(home)
     config = _read_config(paths.config)
+    proxy, attribution, cloud = config.tables["proxy"], config.tables["attribution"], config.tables["cloud"]
 
-    resolved_port = config.proxy.port
+    resolved_port = proxy["port"]
     env_port = os.environ.get(PORT_ENV)
     if env_port is not None and env_port.strip():
         resolved_port = _parse_port(env_port, PORT_ENV)
     if port is not None:
         resolved_port = _parse_port(str(port), "--port")
-    base_url = config.cloud.base_url
+    base_url = cloud["base_url"]
     base_url_by_meter = (
-        "base_url" not in config.cloud.model_fields_set or base_url == config.cloud.base_url_written_by_meter
+        "cloud.base_url" not in config.written or base_url == cloud["base_url_written_by_meter"]
     )
     env_url = os.environ.get(CLOUD_URL_ENV, "").strip()
     if env_url:
@@ -306,72 +413,55 @@ def load_settings(home: Path | None = None, *, port: int | None = None) -> Setti
 
     return Settings(
         paths=paths,
-        listen_host=config.proxy.host,
+        listen_host=proxy["host"],
         port=resolved_port,
-        upstream_ca_file=_under_home(paths, config.proxy.upstream_ca_file),
-        default_project=config.attribution.default_project,
-        directory_attribution=config.attribution.directory,
-        api_key_projects=dict(config.attribution.api_keys),
+        upstream_ca_file=_under_home(paths, proxy["upstream_ca_file"]),
+        default_project=attribution["default_project"],
+        directory_attribution=attribution["directory"],
+        api_key_projects=dict(attribution["api_keys"]),
         directory_projects={
-            Path(p).expanduser().absolute(): project for p, project in config.attribution.directories.items()
+            Path(p).expanduser().absolute(): project for p, project in attribution["directories"].items()
         },
         providers={
-            name: ProviderSettings(upstream=section.upstream, extra_hosts=tuple(section.extra_hosts))
+            name: ProviderSettings(upstream=section["upstream"], extra_hosts=section["extra_hosts"])
             for name, section in config.providers.items()
         },
-        capture_bodies=config.capture.bodies,
-        body_max_bytes=config.capture.body_max_bytes,
-        pricing_overrides=_under_home(paths, config.pricing.overrides or DEFAULT_RATES_FILE),
-        cloud_enabled=config.cloud.enabled,
+        capture_bodies=config.tables["capture"]["bodies"],
+        body_max_bytes=config.tables["capture"]["body_max_bytes"],
+        pricing_overrides=_under_home(paths, config.tables["pricing"]["overrides"] or DEFAULT_RATES_FILE),
+        cloud_enabled=cloud["enabled"],
         cloud_base_url=base_url,
         cloud_base_url_by_meter=base_url_by_meter,
-        cloud_workspace_id=config.cloud.workspace_id,
-        cloud_dashboard_origin=config.cloud.dashboard_origin or dashboard_origin_for(base_url),
-        cloud_dashboard_origin_chosen=config.cloud.dashboard_origin is not None
-        and config.cloud.dashboard_origin != config.cloud.dashboard_origin_written_by_meter,
-        cloud_batch_rows=config.cloud.batch_rows,
-        cloud_batch_bytes=config.cloud.batch_bytes,
-        cloud_sync_interval=config.cloud.sync_interval_seconds,
-        cloud_retry_max=config.cloud.retry_max_seconds,
-        cloud_health_probe=config.cloud.health_probe_seconds,
-        cloud_heartbeat=config.cloud.heartbeat_seconds,
-        cloud_reconcile_hours=config.cloud.reconcile_hours,
-        log_level=config.log.level,
+        cloud_workspace_id=cloud["workspace_id"],
+        cloud_dashboard_origin=cloud["dashboard_origin"] or dashboard_origin_for(base_url),
+        cloud_dashboard_origin_chosen=cloud["dashboard_origin"] is not None
+        and cloud["dashboard_origin"] != cloud["dashboard_origin_written_by_meter"],
+        cloud_batch_rows=cloud["batch_rows"],
+        cloud_batch_bytes=cloud["batch_bytes"],
+        cloud_sync_interval=cloud["sync_interval_seconds"],
+        cloud_retry_max=cloud["retry_max_seconds"],
+        cloud_health_probe=cloud["health_probe_seconds"],
+        cloud_heartbeat=cloud["heartbeat_seconds"],
+        cloud_reconcile_hours=cloud["reconcile_hours"],
+        log_level=config.tables["log"]["level"],
     )
 
 
 def _read_config(path: Path) -> ConfigFile:
-    if not path.exists():
-        return ConfigFile()
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise SettingsError(
-            f"{path}: not valid TOML: {exc}. Fix the file or delete it and run `halton-meter init`."
-        ) from exc
-    except OSError as exc:
-        raise SettingsError(f"{path}: cannot be read: {exc.strerror}") from exc
-    try:
-        return ConfigFile.model_validate(raw)
-    except ValidationError as exc:
-        raise SettingsError(_describe(path, exc)) from exc
-
-
-def _describe(path: Path, exc: ValidationError) -> str:
-    lines = []
-    for error in exc.errors():
-        loc = [str(part) for part in error["loc"]]
-        # Pydantic puts the failing key of a dict validator at the end; tables are the leading parts.
-        table = ".".join(loc[:-1])
-        key = loc[-1] if loc else "?"
-        where = f"[{table}] {key}" if table else key
-        message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
-            message = (
-                "unknown key (check the spelling; see the comments in a fresh `halton-meter init` config)"
-            )
-        lines.append(f"{path.name}: {where}: {message}")
-    return "\n".join(lines)
+    raw: dict[str, Any] = {}
+    if path.exists():
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(
+                f"{path}: not valid TOML: {exc}. Fix the file or delete it and run `halton-meter init`."
+            ) from exc
+        except OSError as exc:
+            raise SettingsError(f"{path}: cannot be read: {exc.strerror}") from exc
+    config, problems = _parse_config(raw)
+    if problems:
+        raise SettingsError("\n".join(f"{path.name}: {where}: {message}" for where, message in problems))
+    return config
 
 
 def _parse_port(value: str, source: str) -> int:

@@ -36,11 +36,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from uuid import UUID
 
 from halton_meter.health import Health
-from halton_meter.protocol import RequestRow
+
+if TYPE_CHECKING:
+    # The wire model loads pydantic; only the sync path builds one (row_to_protocol imports it then), and
+    # the read-only CLI commands that open this store start without it (issue 18, item 8).
+    from halton_meter.protocol import RequestRow
 
 logger = logging.getLogger(__name__)
 
@@ -380,6 +384,8 @@ def add_error_counts(conn: sqlite3.Connection, counts: dict[str, int], day: str 
 
 def row_to_protocol(row: sqlite3.Row) -> RequestRow:
     """Rebuild the wire row from a stored one (validated again: a bad row fails here, not at the cloud)."""
+    from halton_meter.protocol import RequestRow
+
     return RequestRow(
         request_uid=UUID(row["request_uid"]),
         machine_id=row["machine_id"],

@@ -4,6 +4,11 @@ One :class:`CloudClient` per base URL. Calls that only succeed or fail (whoami, 
 start) raise :class:`CloudUnreachable` when no HTTP answer came back and :class:`CloudRefused` for an
 HTTP error; the batch upload returns a :class:`BatchResponse` whatever the status, because the sync
 pass treats each status differently (see :mod:`halton_meter.cloud.sync`).
+
+httpx is imported on the first call that needs it, not with this module: ``cloud whoami`` (and ``cloud
+resume``, which starts with it) make their one GET with the standard library, which loads in a third
+of httpx's time (a CLI that answers in a blink, issue 18, item 8). Both paths follow the same rules:
+no redirects, and proxies and CA bundle from the environment only for a cloud that is not on loopback.
 """
 
 from __future__ import annotations
@@ -12,17 +17,24 @@ import email.utils
 import ipaddress
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import httpx
 
 from halton_meter import __version__
 from halton_meter.settings import web_origin
+
+if TYPE_CHECKING:
+    import ssl
+    import urllib.request
+    from email.message import Message
+
+    import httpx
 
 logger = logging.getLogger(__name__)
 
@@ -157,18 +169,61 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 
 
 def _detail(response: httpx.Response) -> str:
+    return _detail_of(response.text, response.reason_phrase)
+
+
+def _detail_of(text: str, reason: str) -> str:
+    """What an error answer says: FastAPI's ``detail``, else the start of the body, else the reason."""
     try:
-        document = response.json()
+        document = json.loads(text)
     except ValueError:
-        text = response.text.strip()
-        return text[:300] or response.reason_phrase
+        return text.strip()[:300] or reason
     if isinstance(document, dict):
         detail = document.get("detail")
         if isinstance(detail, dict):  # FastAPI wraps some problems one level deeper
             detail = detail.get("detail")
         if detail:
             return str(detail)[:1000]
-    return response.reason_phrase
+    return reason
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """An answer read with the standard library (see :meth:`CloudClient._get_plain`)."""
+
+    status: int
+    reason: str
+    headers: Message
+    body: bytes
+
+    @property
+    def detail(self) -> str:
+        return _detail_of(self.body.decode("utf-8", "replace"), self.reason)
+
+
+def _ssl_context(trust_env: bool) -> ssl.SSLContext:
+    """The CA roots httpx verifies with (``httpx.create_ssl_context``): the bundle named by
+    ``SSL_CERT_FILE`` or ``SSL_CERT_DIR`` when the environment is trusted, else certifi's."""
+    import ssl
+
+    import certifi
+
+    if trust_env and os.environ.get("SSL_CERT_FILE"):
+        return ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"])
+    if trust_env and os.environ.get("SSL_CERT_DIR"):
+        return ssl.create_default_context(capath=os.environ["SSL_CERT_DIR"])
+    return ssl.create_default_context(cafile=certifi.where())
+
+
+def _no_redirects() -> urllib.request.HTTPRedirectHandler:
+    """A redirect answer is returned as it is, as httpx does: the token is never sent on elsewhere."""
+    import urllib.request
+
+    class Refuse(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+    return Refuse()
 
 
 class CloudClient:
@@ -177,16 +232,25 @@ class CloudClient:
     def __init__(self, base_url: str, *, timeout: float = READ_TIMEOUT_S) -> None:
         self.base_url = base_url.rstrip("/")
         self.host = host_of(self.base_url)
+        self._timeout = timeout
         # Corporate proxies and CA bundles from the environment apply to a real cloud, never to a
         # loopback one (a development server, or a test's fake).
-        self._http = httpx.Client(
-            timeout=httpx.Timeout(timeout, connect=CONNECT_TIMEOUT_S),
-            trust_env=not _is_loopback(self.base_url),
-            headers={"User-Agent": f"halton-meter/{__version__}"},
+        self._trust_env = not _is_loopback(self.base_url)
+        self._user_agent = f"halton-meter/{__version__}"
+
+    @cached_property
+    def _http(self) -> httpx.Client:
+        import httpx
+
+        return httpx.Client(
+            timeout=httpx.Timeout(self._timeout, connect=CONNECT_TIMEOUT_S),
+            trust_env=self._trust_env,
+            headers={"User-Agent": self._user_agent},
         )
 
     def close(self) -> None:
-        self._http.close()
+        if "_http" in self.__dict__:
+            self._http.close()
 
     def __enter__(self) -> CloudClient:
         return self
@@ -195,10 +259,39 @@ class CloudClient:
         self.close()
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        import httpx
+
         try:
             return self._http.request(method, self.base_url + path, **kwargs)
         except httpx.HTTPError as exc:
-            raise CloudUnreachable(f"cannot reach {self.host}: {_describe_transport(exc)}") from exc
+            raise CloudUnreachable(f"cannot reach {self.host}: {_describe_error(exc)}") from exc
+
+    def _get_plain(self, path: str, headers: dict[str, str]) -> _Answer:
+        """``GET path`` with the standard library (see the module docstring). One socket timeout,
+        :data:`CONNECT_TIMEOUT_S`, covers the connection and each read: the answer is a few hundred bytes."""
+        import http.client
+        import urllib.error
+        import urllib.request
+
+        handlers: list[urllib.request.BaseHandler] = [
+            _no_redirects(),
+            urllib.request.ProxyHandler(None if self._trust_env else {}),
+        ]
+        if urlsplit(self.base_url).scheme == "https":
+            handlers.append(urllib.request.HTTPSHandler(context=_ssl_context(self._trust_env)))
+        request = urllib.request.Request(
+            self.base_url + path, headers={"User-Agent": self._user_agent, **headers}
+        )
+        try:
+            with urllib.request.build_opener(*handlers).open(request, timeout=CONNECT_TIMEOUT_S) as response:
+                return _Answer(response.status, response.reason, response.headers, response.read())
+        except urllib.error.HTTPError as exc:
+            with exc:
+                return _Answer(exc.code, exc.reason, exc.headers, exc.read())
+        except urllib.error.URLError as exc:
+            raise CloudUnreachable(f"cannot reach {self.host}: {_describe_error(exc.reason)}") from exc
+        except (OSError, http.client.HTTPException) as exc:
+            raise CloudUnreachable(f"cannot reach {self.host}: {_describe_error(exc)}") from exc
 
     @staticmethod
     def _auth(token: str) -> dict[str, str]:
@@ -233,6 +326,8 @@ class CloudClient:
             ) from None
 
     def poll_pairing(self, poll_secret: str, *, wait_seconds: float) -> PollAnswer:
+        import httpx
+
         wait = min(max(wait_seconds, 0.0), MAX_POLL_WAIT_S)
         response = self._request(
             "POST",
@@ -273,6 +368,8 @@ class CloudClient:
     def cancel_pairing(self, poll_secret: str) -> str:
         """Withdraw the code so nobody can approve it; returns the cloud's word (``cancelled``, or
         ``denied``/``expired``/``consumed`` when it was no longer pending, ``not_found``)."""
+        import httpx
+
         response = self._request(
             "POST",
             "/v1/pairing/cancel",
@@ -292,22 +389,23 @@ class CloudClient:
     # -- the paired machine --------------------------------------------------------------------
 
     def whoami(self, token: str) -> Identity:
-        response = self._request("GET", "/v1/daemon/whoami", headers=self._auth(token))
-        if response.status_code != 200:
+        answer = self._get_plain("/v1/daemon/whoami", self._auth(token))
+        if answer.status != 200:
             raise CloudRefused(
-                response.status_code,
-                _detail(response),
-                parse_retry_after(response.headers.get("retry-after")),
+                answer.status, answer.detail, parse_retry_after(answer.headers.get("retry-after"))
             )
-        document = response.json()
-        return Identity(
-            workspace_id=str(document["workspace_id"]),
-            workspace_slug=str(document["workspace_slug"]),
-            workspace_name=str(document["workspace_name"]),
-            device_id=str(document["device_id"]) if document.get("device_id") else None,
-            machine_id=str(document["machine_id"]),
-            hostname=str(document.get("hostname") or ""),
-        )
+        try:
+            document = json.loads(answer.body)
+            return Identity(
+                workspace_id=str(document["workspace_id"]),
+                workspace_slug=str(document["workspace_slug"]),
+                workspace_name=str(document["workspace_name"]),
+                device_id=str(document["device_id"]) if document.get("device_id") else None,
+                machine_id=str(document["machine_id"]),
+                hostname=str(document.get("hostname") or ""),
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise CloudRefused(answer.status, f"unexpected answer to /v1/daemon/whoami ({exc!r})") from None
 
     def disconnect(self, token: str) -> None:
         response = self._request("DELETE", "/v1/daemon/disconnect", headers=self._auth(token))
@@ -316,16 +414,20 @@ class CloudClient:
 
     def healthy(self) -> bool:
         """``GET /healthz`` answered 200: the API and both its stores are up (no token is sent)."""
+        import httpx
+
         try:
             response = self._http.get(self.base_url + "/healthz", timeout=HEALTH_TIMEOUT_S)
         except httpx.HTTPError as exc:
-            logger.debug("health probe of %s: %s", self.host, _describe_transport(exc))
+            logger.debug("health probe of %s: %s", self.host, _describe_error(exc))
             return False
         return response.status_code == 200
 
     def report(self, token: str, document: dict[str, Any]) -> int | None:
         """``POST /v1/daemon/report``: the meter's sync state. Returns the status (None: no answer); a report
         is best-effort, so it waits at most :data:`REPORT_TIMEOUT_S` and never raises."""
+        import httpx
+
         try:
             response = self._http.post(
                 self.base_url + "/v1/daemon/report",
@@ -334,7 +436,7 @@ class CloudClient:
                 timeout=REPORT_TIMEOUT_S,
             )
         except httpx.HTTPError as exc:
-            logger.debug("state report to %s: %s", self.host, _describe_transport(exc))
+            logger.debug("state report to %s: %s", self.host, _describe_error(exc))
             return None
         if response.status_code != 204:
             logger.info("state report to %s: HTTP %d: %s", self.host, response.status_code, _detail(response))
@@ -376,6 +478,8 @@ class CloudClient:
         return [str(uid) for uid in response.json()["missing"]]
 
     def post_batch(self, token: str, gzipped_body: bytes) -> BatchResponse:
+        import httpx
+
         try:
             response = self._http.post(
                 self.base_url + "/v1/requests/batch",
@@ -387,7 +491,7 @@ class CloudClient:
                 },
             )
         except httpx.HTTPError as exc:
-            return BatchResponse(None, None, f"cannot reach {self.host}: {_describe_transport(exc)}")
+            return BatchResponse(None, None, f"cannot reach {self.host}: {_describe_error(exc)}")
         try:
             document = response.json()
         except (ValueError, json.JSONDecodeError):
@@ -400,7 +504,10 @@ class CloudClient:
         )
 
 
-def _describe_transport(exc: httpx.HTTPError) -> str:
+def _describe_error(exc: BaseException | str) -> str:
+    """An error with no HTTP answer (httpx's or the standard library's), named by its kind."""
+    if isinstance(exc, str):  # urllib's URLError may carry a bare reason
+        return exc
     kind = type(exc).__name__
     text = str(exc) or kind
     return text if kind in text else f"{kind}: {text}"
