@@ -72,7 +72,7 @@ def test_the_protocols_number_bounds_fit_the_warehouse_columns(warehouse) -> Non
             checked.append(name)
     assert sorted(checked) == sorted(
         ["status_code", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
-         "cache_write_1h_tokens", "reasoning_tokens", "cost_usd", "latency_ms", "ttfb_ms"]
+         "cache_write_1h_tokens", "reasoning_tokens", "cost_usd", "latency_ms", "ttfb_ms", "web_search_requests"]
     )  # fmt: skip
 
 

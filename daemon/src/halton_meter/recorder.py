@@ -270,6 +270,8 @@ class RowBuilder:
                 provider_request_id=_clip(usage.provider_request_id, 256),
                 latency_ms=_duration(latency),
                 ttfb_ms=_duration(call.ttfb_ms),
+                region=_clip(usage.region, 32),
+                web_search_requests=usage.extra_units.get("web_search_requests"),
                 **{name: getattr(usage, name) for name in _TOKEN_FIELDS},
             )
         except ValidationError:

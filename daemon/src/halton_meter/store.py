@@ -151,6 +151,12 @@ MIGRATIONS: tuple[str, ...] = (
     -- What the last reconcile found (JSON: matched days, re-sent rows, differences), beside its time.
     ALTER TABLE cloud_state ADD COLUMN last_reconcile_result TEXT;
     """,
+    """
+    -- Facts the cloud needs to price a call as the meter does (warehouse migration 0006): the region the
+    -- provider served it in, and the web searches it billed per use (NULL when the provider did not say).
+    ALTER TABLE requests ADD COLUMN region TEXT;
+    ALTER TABLE requests ADD COLUMN web_search_requests INTEGER;
+    """,
 )
 
 REQUEST_COLUMNS = (
@@ -188,6 +194,8 @@ REQUEST_COLUMNS = (
     "parse_errors",
     "error",
     "synced_at",
+    "region",
+    "web_search_requests",
 )
 _INSERT_REQUEST = (
     f"INSERT INTO requests ({', '.join(REQUEST_COLUMNS)}) VALUES ({', '.join('?' * len(REQUEST_COLUMNS))})"
@@ -340,6 +348,8 @@ def _request_values(call: StoredCall) -> tuple[Any, ...]:
         "parse_errors": call.parse_errors,
         "error": call.error,
         "synced_at": None,
+        "region": r.region,
+        "web_search_requests": r.web_search_requests,
     }
     return tuple(values[c] for c in REQUEST_COLUMNS)
 
@@ -408,6 +418,8 @@ def row_to_protocol(row: sqlite3.Row) -> RequestRow:
         provider_request_id=row["provider_request_id"],
         latency_ms=row["latency_ms"],
         ttfb_ms=row["ttfb_ms"],
+        region=row["region"],
+        web_search_requests=row["web_search_requests"],
     )
 
 

@@ -26,6 +26,8 @@ class Usage:
     cache_write_1h_tokens: int | None = None
     reasoning_tokens: int | None = None
     service_tier: str | None = None
+    # The region the provider says it served the call in (Anthropic usage.inference_geo), for regional rates.
+    region: str | None = None
     # Provider-reported billed cost, when the provider states it (xAI's cost_in_usd_ticks).
     billed_cost_usd: Decimal | None = None
     # Extra billable units that are not tokens (e.g. Anthropic server tool use: {"web_search_requests": 2}).

@@ -13,6 +13,8 @@ Wire facts this module relies on:
   ``output_tokens_details.reasoning_tokens``).
 - Embeddings: ``usage.prompt_tokens`` only; nothing is generated, so output is 0.
 - ``service_tier`` in the response is the tier that actually served the call.
+- A count OpenAI did not send (``cached_tokens``, ``reasoning_tokens`` on older models) stays ``None``,
+  never 0.
 
 xAI speaks the same dialect; :mod:`halton_meter.providers.xai` adapts the few differences.
 """
@@ -177,10 +179,10 @@ class OpenAIParser(BodyParser):
         )
         usage = self.usage
         if prompt is not None:
+            # A detail OpenAI did not send stays unknown (None): it has no 1-hour cache writes to report.
             usage.input_tokens = prompt
-            usage.cache_read_tokens = count(input_details.get("cached_tokens")) or 0
-            usage.cache_write_tokens = count(input_details.get("cache_write_tokens")) or 0
-            usage.cache_write_1h_tokens = 0
+            usage.cache_read_tokens = count(input_details.get("cached_tokens"))
+            usage.cache_write_tokens = count(input_details.get("cache_write_tokens"))
         if output is not None:
             usage.output_tokens = output
             usage.reasoning_tokens = reasoning if reasoning is not None else usage.reasoning_tokens

@@ -65,6 +65,7 @@ def anthropic_usage(
     split: bool = True,
     web_search_requests: int = 0,
     service_tier: str = "standard",
+    inference_geo: str | None = None,
 ) -> dict[str, Any]:
     """Anthropic's usage object. ``input_tokens`` here is the WIRE value: uncached input only."""
     usage: dict[str, Any] = {
@@ -81,6 +82,8 @@ def anthropic_usage(
         }
     if web_search_requests:
         usage["server_tool_use"] = {"web_search_requests": web_search_requests, "web_fetch_requests": 0}
+    if inference_geo is not None:
+        usage["inference_geo"] = inference_geo
     return usage
 
 
