@@ -196,13 +196,20 @@ def test_the_writer_says_which_items_are_stored_and_never_one_that_failed(tmp_pa
 
     writer: BatchWriter = BatchWriter(db, prepare, Health(), on_stored=told.extend)
     writer.start()
-    first, second = wire_row(), wire_row()
+    first, second, refused = wire_row(), wire_row(), wire_row()
     for item in (first, "bad", duplicate, second):
         writer.submit(item)
     assert writer.flush(10)
-    writer.submit(duplicate)  # a second insert of the same request_uid fails to commit
+    with sqlite3.connect(db) as conn:  # this row cannot commit
+        conn.execute(
+            f"CREATE TRIGGER refuse BEFORE INSERT ON requests WHEN NEW.request_uid = '{refused.request_uid}' "
+            "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )
+    writer.submit(duplicate)  # a request_uid already stored is skipped: nothing to keep in the journal
+    writer.submit(refused)
     writer.close()
-    assert sorted(map(str, told)) == sorted(map(str, ["bad", first, duplicate, second]))
+    assert sorted(map(str, told)) == sorted(map(str, ["bad", first, duplicate, second, duplicate]))
+    assert sqlite3.connect(db).execute("SELECT count(*) FROM requests").fetchone() == (3,)
 
 
 def test_error_counts_are_persisted_even_when_no_call_comes(tmp_path: Path):

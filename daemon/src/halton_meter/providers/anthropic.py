@@ -31,18 +31,20 @@ from halton_meter.usage import RequestInfo
 
 logger = logging.getLogger(__name__)
 
-_BATCH_ID = re.compile(r"^(/v1/messages/batches)/[^/]+(/results|/cancel)?$")
+_BATCH_ID = re.compile(r"^(/v1/messages/batches)/([^/]+)(/results|/cancel)?$")
 
 
 def request_info(method: str, path: str, body: bytes) -> RequestInfo:
     """What an Anthropic request says about itself; ``path`` has no query string."""
     endpoint = path
     batch = False
+    resource_id = None
     if path.startswith("/v1/messages/batches"):
         batch = True
         match = _BATCH_ID.match(path)
         if match:
-            endpoint = match.group(1) + "/{batch_id}" + (match.group(2) or "")
+            endpoint = match.group(1) + "/{batch_id}" + (match.group(3) or "")
+            resource_id = match.group(2)[:256] if match.group(3) == "/results" else None
     document = json_object(body)
     model = text(document.get("model")) if document else None
     streamed = bool(document.get("stream") is True) if document else False
@@ -65,6 +67,7 @@ def request_info(method: str, path: str, body: bytes) -> RequestInfo:
         batch=batch,
         service_tier=tier,
         prompt_hash=digest,
+        resource_id=resource_id,
     )
 
 

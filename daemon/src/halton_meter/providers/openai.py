@@ -41,6 +41,7 @@ _ID_SEGMENTS = [
     (re.compile(r"^(/v1/chat/completions)/[^/]+(/messages)?$"), r"\1/{completion_id}\2"),
     (re.compile(r"^(/v1/files)/[^/]+(/content)?$"), r"\1/{file_id}\2"),
 ]
+_FILE_CONTENT = re.compile(r"^/v1/files/([^/]+)/content$")
 _RESPONSE_CLOSING_EVENTS = ("response.completed", "response.incomplete", "response.failed")
 _RESPONSE_EVENTS_WITH_BODY = ("response.created", "response.in_progress", *_RESPONSE_CLOSING_EVENTS)
 
@@ -48,6 +49,12 @@ _RESPONSE_EVENTS_WITH_BODY = ("response.created", "response.in_progress", *_RESP
 def request_info(method: str, path: str, body: bytes, provider: str = "openai") -> RequestInfo:
     """What an OpenAI-dialect request says about itself; ``path`` has no query string."""
     endpoint, deployment = normalise_endpoint(path)
+    # A file's content may be a batch output (providers.batch_results): its rows are keyed by the file id.
+    file_id = (
+        _FILE_CONTENT.match(path.removeprefix("/openai"))
+        if endpoint == "/v1/files/{file_id}/content"
+        else None
+    )
     document = json_object(body)
     model = (text(document.get("model")) if document else None) or deployment
     streamed = bool(document.get("stream") is True) if document else False
@@ -72,6 +79,7 @@ def request_info(method: str, path: str, body: bytes, provider: str = "openai") 
         batch=batch,
         service_tier=tier,
         prompt_hash=digest,
+        resource_id=file_id.group(1)[:256] if file_id else None,
     )
 
 
