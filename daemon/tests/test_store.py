@@ -19,7 +19,6 @@ from halton_meter.health import Health
 from halton_meter.protocol import RequestRow
 from halton_meter.store import (
     MIGRATIONS,
-    REQUEST_COLUMNS,
     BatchWriter,
     StoredCall,
     StoreError,
@@ -33,7 +32,6 @@ from halton_meter.store import (
     transaction,
     unsynced_rows,
 )
-from halton_meter.store import _request_values, _statements
 
 T0 = datetime(2026, 11, 22, 9, 30, 15, 123456, tzinfo=UTC)
 
@@ -125,21 +123,14 @@ def test_every_wire_field_round_trips(tmp_path: Path):
 
 
 def test_a_database_of_the_previous_schema_gains_region_and_web_searches_as_null(tmp_path: Path):
-    db = tmp_path / "db.sqlite"
-    conn = connect(db)
-    conn.execute("BEGIN")
-    for script in MIGRATIONS[:3]:
-        for statement in _statements(script):
-            conn.execute(statement)
-    conn.execute("PRAGMA user_version = 3")
-    conn.execute("COMMIT")
+    conn = open_store(tmp_path / "db.sqlite")
     old = wire_row()
-    columns = [c for c in REQUEST_COLUMNS if c not in ("region", "web_search_requests")]
-    values = dict(zip(REQUEST_COLUMNS, _request_values(StoredCall(row=old)), strict=True))
-    conn.execute(
-        f"INSERT INTO requests ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
-        [values[c] for c in columns],
-    )
+    with transaction(conn):
+        insert_calls(conn, [StoredCall(row=old)])
+    # Back to schema 3, as an older meter left it.
+    conn.execute("ALTER TABLE requests DROP COLUMN web_search_requests")
+    conn.execute("ALTER TABLE requests DROP COLUMN region")
+    conn.execute("PRAGMA user_version = 3")
     assert migrate(conn) == len(MIGRATIONS) == 4
     (back,) = rows_to_protocol(conn.execute("SELECT * FROM requests"))
     assert back == old and back.region is None and back.web_search_requests is None
