@@ -348,12 +348,13 @@ def encode_call(call: CapturedCall) -> bytes:
         "truncated": call.bodies_truncated,
     }
     if call.results:
+        # Tens of thousands for one download, encoded on the event loop: only what each result says.
         document["results"] = [
             {
                 "uid": str(r.request_uid),
                 "endpoint": r.endpoint,
                 "status": r.status_code,
-                "usage": _usage_document(r.usage),
+                "usage": {k: v for k, v in _usage_document(r.usage).items() if v is not None},
                 "error": r.error,
             }
             for r in call.results
@@ -400,7 +401,7 @@ def _usage_document(usage: Usage | None) -> dict[str, Any] | None:
 def _usage_from(document: dict[str, Any] | None) -> Usage | None:
     if document is None:
         return None
-    if document["billed_cost_usd"] is not None:
+    if document.get("billed_cost_usd") is not None:
         document["billed_cost_usd"] = Decimal(document["billed_cost_usd"])
     return Usage(**document)
 
