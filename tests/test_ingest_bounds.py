@@ -72,7 +72,7 @@ def test_the_protocols_number_bounds_fit_the_warehouse_columns(warehouse) -> Non
             checked.append(name)
     assert sorted(checked) == sorted(
         ["status_code", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
-         "cache_write_1h_tokens", "reasoning_tokens", "cost_usd", "latency_ms", "ttfb_ms"]
+         "cache_write_1h_tokens", "reasoning_tokens", "cost_usd", "latency_ms", "ttfb_ms", "web_search_requests"]
     )  # fmt: skip
 
 
@@ -284,3 +284,34 @@ def test_a_meter_whose_clock_was_wrong_sets_those_rows_aside_and_syncs_the_rest(
         conn.close()
     stored = warehouse.client().command(f"SELECT count() FROM {warehouse.databases.raw}.requests_dedup")
     assert int(stored) == len(right)
+
+
+def test_region_and_web_searches_travel_from_the_meter_to_the_warehouse(
+    cloud, postgres_url: str, warehouse, meter_home: MeterPaths
+) -> None:
+    """The facts the warehouse needs to price like the meter (issue 17) go through sync unchanged, and a
+    row without them stays NULL."""
+    owner = make_user(postgres_url)
+    device = make_device(postgres_url, workspace=make_workspace(postgres_url, owner=owner), paired_by=owner)
+    machine = device.device.machine_id
+    anthropic = {"provider": "anthropic", "model_requested": "claude-sonnet-4-5", "endpoint": "/v1/messages"}
+    us = store_rows(meter_home, 3, machine_id=machine, region="us", web_search_requests=2, **anthropic)
+    unknown = store_rows(meter_home, 2, machine_id=machine)
+    conn = open_store(meter_home.db)
+    client = CloudClient(cloud.url)
+    try:
+        result = Uploader(conn, client, device.token, batch_rows=100, batch_bytes=1 << 20).run_pass()
+        assert result.synced == 5 and result.remaining == 0
+    finally:
+        client.close()
+        conn.close()
+    stored = {
+        str(uid): (region, searches)
+        for uid, region, searches in warehouse.client()
+        .query(
+            f"SELECT request_uid, region, web_search_requests FROM {warehouse.databases.raw}.requests_dedup"
+        )
+        .result_rows
+    }
+    assert {stored[uid] for uid in us} == {("us", 2)}
+    assert {stored[uid] for uid in unknown} == {(None, None)}

@@ -160,3 +160,73 @@ def test_replay_stores_what_sqlite_lacks_once_and_counts_a_torn_tail(tmp_path: P
     (journal.folder / "00000002.log").write_bytes(b"".join(records))
     assert replay_journal(journal, db, build, health).restored == 0
     assert len(rows(db)) == 3
+
+
+def download_with_results() -> CapturedCall:
+    """A batch results download as capture leaves it: its own call, and one result per batched request."""
+    from halton_meter.providers.batch_results import BatchResult, download_uid, result_uid
+
+    info = RequestInfo(
+        "anthropic", "/v1/messages/batches/{batch_id}/results", None, streamed=False, batch=True,
+        resource_id="msgbatch_01",
+    )  # fmt: skip
+    served = Usage(
+        model_served="claude-sonnet-4-5", provider_request_id="msg_1", input_tokens=160, output_tokens=45,
+        cache_read_tokens=30, cache_write_tokens=10, region="us", complete=True,
+    )  # fmt: skip
+    return CapturedCall(
+        request_uid=download_uid("anthropic", "msgbatch_01"),
+        info=info,
+        usage=Usage(complete=True),
+        status_code=200,
+        started_at=STARTED,
+        ended_at=STARTED.replace(second=2),
+        ttfb_ms=30,
+        project="web",
+        attribution_tier="header",
+        results=[
+            BatchResult(result_uid("anthropic", "msgbatch_01", "a"), "/v1/messages", 200, served),
+            BatchResult(
+                result_uid("anthropic", "msgbatch_01", "b"),
+                "/v1/messages",
+                499,
+                Usage(complete=True),
+                "batch result canceled",
+            ),
+        ],
+    )
+
+
+def test_a_download_with_batch_results_is_one_record_and_its_rows():
+    original = download_with_results()
+    copy = decode_call(encode_call(original))
+    assert copy == original
+    download, served, canceled = RowBuilder(PriceBook(), "m-test", Health()).rows(copy)
+    assert download.row.request_uid == original.request_uid and download.row.latency_ms == 2000
+    assert (served.row.endpoint, served.row.batch, served.row.project) == ("/v1/messages", True, "web")
+    assert (served.row.input_tokens, served.row.region, served.row.model_served) == (
+        160,
+        "us",
+        "claude-sonnet-4-5",
+    )
+    assert served.row.latency_ms is None and served.row.ttfb_ms is None  # the meter did not see it run
+    assert served.row.started_at == original.started_at
+    assert "batch" in served.row.price_card
+    assert (canceled.row.status_code, canceled.row.input_tokens, canceled.error) == (
+        499, None, "batch result canceled",
+    )  # fmt: skip
+
+
+def test_replaying_batch_results_stores_each_once(tmp_path: Path):
+    db = tmp_path / "db.sqlite"
+    health = Health()
+    build = RowBuilder(PriceBook(), "m-test", health)
+    journal = Journal(tmp_path / "journal", health)
+    journal.folder.mkdir()
+    record = frame(encode_call(download_with_results()))
+    (journal.folder / "00000001.log").write_bytes(record)
+    assert replay_journal(journal, db, build, health).restored == 3
+    # Downloaded again (a new download row would have the same uid too): nothing new.
+    (journal.folder / "00000002.log").write_bytes(record)
+    replay_journal(journal, db, build, health)
+    assert len(rows(db)) == 3

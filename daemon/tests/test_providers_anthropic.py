@@ -41,7 +41,8 @@ def test_json_input_includes_cache_reads_and_both_kinds_of_writes() -> None:
 def test_json_without_the_split_counts_every_write_as_five_minute() -> None:
     body = f.anthropic_message_body(input_tokens=10, output_tokens=5, cache_write_5m=500, split=False)
     usage = parse([body])
-    assert (usage.input_tokens, usage.cache_write_tokens, usage.cache_write_1h_tokens) == (510, 500, 0)
+    # Without the split Anthropic did not say how many were 1-hour writes: unknown, not 0.
+    assert (usage.input_tokens, usage.cache_write_tokens, usage.cache_write_1h_tokens) == (510, 500, None)
 
 
 def test_json_body_in_several_chunks() -> None:
@@ -53,7 +54,40 @@ def test_json_body_in_several_chunks() -> None:
 
 def test_web_search_requests_become_extra_units() -> None:
     usage = parse([f.anthropic_message_body(input_tokens=5, output_tokens=5, web_search_requests=2)])
-    assert usage.extra_units == {"web_search_requests": 2}
+    assert usage.extra_units == {"web_search_requests": 2, "web_fetch_requests": 0}
+
+
+def test_region_is_read_from_inference_geo_and_unknown_without_it() -> None:
+    usage = parse([f.anthropic_message_body(input_tokens=5, output_tokens=5, inference_geo="us")])
+    assert usage.region == "us"
+    assert parse([f.anthropic_message_body(input_tokens=5, output_tokens=5)]).region is None
+
+
+def test_region_in_a_stream_from_message_start_or_the_delta() -> None:
+    usage = parse(stream(inference_geo="global"), content_type=SSE)
+    assert usage.region == "global"
+    events = f.anthropic_stream(input_tokens=5, output_tokens=9)
+    delta = next(i for i, e in enumerate(events) if b"message_delta" in e)
+    document = json.loads(events[delta].split(b"data: ", 1)[1])
+    document["usage"]["inference_geo"] = "us"
+    events[delta] = f.sse_event(document, "message_delta")
+    assert parse(events, content_type=SSE).region == "us"
+
+
+def test_counts_anthropic_did_not_send_stay_unknown_not_zero() -> None:
+    body = json.dumps(
+        {
+            "id": "msg_1",
+            "type": "message",
+            "model": "claude-sonnet-4-5",
+            "usage": {"input_tokens": 12, "output_tokens": 3},
+        }
+    ).encode()
+    usage = parse([body])
+    assert (usage.input_tokens, usage.output_tokens) == (12, 3)
+    assert usage.cache_read_tokens is None and usage.cache_write_tokens is None
+    assert usage.cache_write_1h_tokens is None and usage.reasoning_tokens is None
+    assert usage.region is None and usage.extra_units == {}
 
 
 def test_thinking_tokens_are_reasoning_within_output() -> None:
@@ -134,7 +168,7 @@ def test_message_delta_with_a_new_cache_total_keeps_the_1h_part() -> None:
 
 def test_web_search_in_the_final_delta() -> None:
     usage = parse(stream(web_search_requests=3), content_type=SSE)
-    assert usage.extra_units == {"web_search_requests": 3}
+    assert usage.extra_units == {"web_search_requests": 3, "web_fetch_requests": 0}
 
 
 def test_truncated_stream_is_incomplete_with_what_was_seen() -> None:

@@ -26,7 +26,7 @@ def test_generate_content_json() -> None:
     usage = parse(GENERATE, [body])
     assert usage.input_tokens == 4000  # promptTokenCount already includes the 3000 cached
     assert usage.cache_read_tokens == 3000
-    assert usage.cache_write_tokens == 0
+    assert usage.cache_write_tokens is None  # Gemini reports no cache writes
     assert usage.output_tokens == 350 + 1200  # thoughts are separate from candidates on the wire
     assert usage.reasoning_tokens == 1200
     assert usage.model_served == "gemini-2.5-pro"
@@ -38,7 +38,24 @@ def test_generate_content_json() -> None:
 def test_tool_use_prompt_tokens_are_input() -> None:
     body = f.json_body(f.gemini_response(prompt=100, candidates=40, tool_prompt=900))
     usage = parse(GENERATE, [body])
-    assert (usage.input_tokens, usage.output_tokens, usage.reasoning_tokens) == (1000, 40, 0)
+    assert (usage.input_tokens, usage.output_tokens, usage.reasoning_tokens) == (1000, 40, None)
+
+
+def test_counts_gemini_did_not_send_stay_unknown_not_zero() -> None:
+    # A model that does not think sends no thoughtsTokenCount; a call without a cache no cachedContentTokenCount.
+    usage = parse(GENERATE, [f.json_body(f.gemini_response(prompt=30, candidates=7))])
+    assert (usage.input_tokens, usage.output_tokens) == (30, 7)
+    assert usage.reasoning_tokens is None and usage.cache_read_tokens is None
+    assert usage.cache_write_tokens is None and usage.cache_write_1h_tokens is None
+
+
+def test_output_from_the_total_when_nothing_generated_is_omitted() -> None:
+    blocked = f.gemini_response(prompt=12, candidates=0, finish_reason=None)
+    assert "candidatesTokenCount" not in blocked["usageMetadata"]
+    usage = parse(GENERATE, [f.json_body(blocked)])
+    assert (usage.input_tokens, usage.output_tokens, usage.reasoning_tokens) == (12, 0, None)
+    no_total = {"usageMetadata": {"promptTokenCount": 12}, "modelVersion": "gemini-2.5-pro"}
+    assert parse(GENERATE, [f.json_body(no_total)]).output_tokens is None
 
 
 def test_sse_stream_takes_the_last_usage_metadata() -> None:

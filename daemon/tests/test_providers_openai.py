@@ -32,7 +32,7 @@ def test_chat_json_prompt_includes_cached_and_completion_includes_reasoning() ->
     usage = parse(CHAT, f.openai_chat_request(model="o4-mini"), [f.json_body(body)])
     assert usage.input_tokens == 1200
     assert usage.cache_read_tokens == 1024
-    assert usage.cache_write_tokens == 0
+    assert usage.cache_write_tokens is None  # OpenAI reports no cache writes
     assert usage.output_tokens == 800
     assert usage.reasoning_tokens == 640
     assert usage.model_served == "o4-mini-2025-04-16"
@@ -130,6 +130,21 @@ def test_responses_json() -> None:
     assert usage.provider_request_id == "resp_67ccd3a9da748190baa7f1570fe91ac604becb25c45c1d41"
     assert usage.model_served == "gpt-4.1-2025-04-14"
     assert usage.complete is True
+
+
+def test_details_openai_did_not_send_stay_unknown_not_zero() -> None:
+    # Older models and gateways send bare counts: cached and reasoning tokens are then unknown, not 0.
+    chat = {"id": "chatcmpl-1", "object": "chat.completion", "model": "gpt-4o",
+            "usage": {"prompt_tokens": 20, "completion_tokens": 4, "total_tokens": 24}}  # fmt: skip
+    usage = parse(CHAT, f.openai_chat_request(), [f.json_body(chat)])
+    assert (usage.input_tokens, usage.output_tokens) == (20, 4)
+    assert usage.cache_read_tokens is None and usage.reasoning_tokens is None
+    assert usage.cache_write_tokens is None and usage.cache_write_1h_tokens is None
+    response = {"id": "resp_1", "object": "response", "model": "gpt-4.1", "status": "completed",
+                "usage": {"input_tokens": 9, "output_tokens": 2, "total_tokens": 11}}  # fmt: skip
+    usage = parse(RESPONSES, f.openai_responses_request(), [f.json_body(response)])
+    assert (usage.input_tokens, usage.output_tokens) == (9, 2)
+    assert usage.cache_read_tokens is None and usage.reasoning_tokens is None
 
 
 def test_responses_stream_reads_usage_from_response_completed() -> None:

@@ -79,3 +79,12 @@ def test_request_is_openai_dialect_under_provider_xai() -> None:
         True,
     )
     assert info.prompt_hash is not None
+
+
+def test_details_xai_did_not_send_stay_unknown_not_zero() -> None:
+    body = {"id": "x-1", "object": "chat.completion", "model": "grok-4-0709",
+            "usage": {"prompt_tokens": 32, "completion_tokens": 9, "total_tokens": 41}}  # fmt: skip
+    usage = parse([f.json_body(body)])
+    assert (usage.input_tokens, usage.output_tokens) == (32, 9)
+    assert usage.cache_read_tokens is None and usage.reasoning_tokens is None
+    assert usage.billed_cost_usd is None

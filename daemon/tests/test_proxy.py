@@ -56,7 +56,7 @@ def nonce() -> str:
 
 
 def assert_row(
-    row: dict[str, Any], provider: str, tokens: dict[str, int], cost: Decimal, **more: Any
+    row: dict[str, Any], provider: str, tokens: dict[str, int], cost: Decimal, timed: bool = True, **more: Any
 ) -> None:
     assert row["provider"] == provider
     for name, value in tokens.items():
@@ -65,7 +65,10 @@ def assert_row(
     assert row["status_code"] == 200
     assert row["complete"] == 1
     assert row["price_card"]
-    assert row["latency_ms"] is not None and row["ttfb_ms"] is not None
+    if timed:
+        assert row["latency_ms"] is not None and row["ttfb_ms"] is not None
+    else:  # a batched request: the meter did not see it run
+        assert row["latency_ms"] is None and row["ttfb_ms"] is None
     for name, value in more.items():
         assert row[name] == value, (name, row[name], value)
 
@@ -260,6 +263,141 @@ def test_user_path_with_environment_variables(meter, new_rows, monkeypatch):
     assert_row(row, "anthropic", ANTHROPIC_ROW, ANTHROPIC_COST)
 
 
+# -- batch results: one row per batched request, at the batch rate ---------------------------------------
+
+# claude-sonnet-4-5 at the batch rate (50% off), per result line (the fakes' ANTHROPIC_TOKENS).
+ANTHROPIC_BATCH_COST = ANTHROPIC_COST / 2
+OPENAI_BATCH_COST = OPENAI_COST / 2
+
+
+def batch_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of batched requests among ``rows``: the only rows the meter did not see run (no latency)."""
+    return [r for r in rows if r["batch"] == 1 and r["latency_ms"] is None]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_anthropic_batch_results_are_recorded_per_request(mode, meter, meter_ca, new_rows, fakes):
+    client = anthropic_client(mode, meter, meter_ca)
+    params = {"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}
+    ids = ["a", "b-us", "errored-c", "canceled-d", "expired-e"]
+    created = client.messages.batches.create(requests=[{"custom_id": i, "params": params} for i in ids])
+    batch = client.messages.batches.retrieve(created.id)
+    # The SDK is handed a results URL the meter serves, whichever way it came in.
+    expected_base = base_url(meter, "anthropic") if mode == "base_url" else "https://api.anthropic.com"
+    assert batch.results_url == f"{expected_base}/v1/messages/batches/{created.id}/results"
+    results = {r.custom_id: r for r in client.messages.batches.results(created.id)}
+    assert results["a"].result.type == "succeeded" and results["expired-e"].result.type == "expired"
+
+    rows = new_rows()
+    batched = batch_rows(rows)
+    assert len(batched) == len(ids)
+    by_id = {r["provider_request_id"]: r for r in batched if r["status_code"] == 200}
+    for index, custom_id in ((0, "a"), (1, "b-us")):
+        row = by_id[f"msg_{created.id}_{index}"]
+        assert_row(
+            row,
+            "anthropic",
+            ANTHROPIC_ROW,
+            ANTHROPIC_BATCH_COST,
+            timed=False,
+            endpoint="/v1/messages",
+            batch=1,
+        )
+        assert row["model_served"] == "claude-sonnet-4-5" and row["streamed"] == 0
+        assert row["region"] == ("us" if custom_id == "b-us" else "global")
+    failed = sorted(r["status_code"] for r in batched if r["status_code"] != 200)
+    assert failed == [400, 408, 499]  # errored (invalid_request_error), expired, canceled
+    for row in batched:
+        if row["status_code"] != 200:
+            assert row["input_tokens"] is None and row["output_tokens"] is None
+    download = [r for r in rows if r["endpoint"] == "/v1/messages/batches/{batch_id}/results"]
+    assert len(download) == 1 and download[0]["parse_errors"] == 0
+
+    # Downloading the results again records nothing new: the only new row is the SDK's retrieve before it.
+    list(client.messages.batches.results(created.id))
+    (added,) = new_rows()[len(rows) :]
+    assert added["endpoint"] == "/v1/messages/batches/{batch_id}"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_openai_batch_output_files_are_recorded_per_request(mode, meter, meter_ca, new_rows):
+    client = openai_client(mode, meter, meter_ca)
+    lines = [
+        {"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions",
+         "body": {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}}
+        for custom_id in ("one", "two", "errored-three", "expired-four")
+    ]  # fmt: skip
+    content = b"".join(json.dumps(line).encode() + b"\n" for line in lines)
+    uploaded = client.files.create(file=("input.jsonl", content), purpose="batch")
+    created = client.batches.create(
+        input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    batch = client.batches.retrieve(created.id)
+    output = client.files.content(batch.output_file_id).content
+    errors = client.files.content(batch.error_file_id).content
+    assert output.count(b"\n") == 2 and errors.count(b"\n") == 2
+    # The input file is an ordinary file: its download is not a batch output.
+    assert client.files.content(uploaded.id).content == content
+
+    rows = new_rows()
+    batched = batch_rows(rows)
+    assert len(batched) == 4
+    succeeded = sorted(
+        (r for r in batched if r["status_code"] == 200), key=lambda r: r["provider_request_id"]
+    )
+    for row in succeeded:
+        assert_row(
+            row,
+            "openai",
+            OPENAI_ROW,
+            OPENAI_BATCH_COST,
+            timed=False,
+            endpoint="/v1/chat/completions",
+            batch=1,
+        )
+    assert [r["provider_request_id"] for r in succeeded] == [
+        f"chatcmpl-batch_req_{created.id}_0",
+        f"chatcmpl-batch_req_{created.id}_1",
+    ]
+    failed = sorted((r["status_code"], r["endpoint"]) for r in batched if r["status_code"] != 200)
+    # An error file does not say which endpoint its batch ran: the batch API's own.
+    assert failed == [(400, "/v1/batches"), (408, "/v1/batches")]
+    downloads = [r for r in rows if r["endpoint"] == "/v1/files/{file_id}/content"]
+    assert len(downloads) == 3 and all(r["parse_errors"] == 0 for r in downloads)
+
+    client.files.content(batch.output_file_id)
+    client.files.content(uploaded.id)
+    again = new_rows()
+    assert batch_rows(again) == batched  # nothing new from the output file downloaded again
+    assert len([r for r in again if r["endpoint"] == "/v1/files/{file_id}/content"]) == 4  # the input file's
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_garbage_batch_results_reach_the_client_untouched(mode, meter, meter_ca, new_rows, fakes):
+    client = anthropic_client(mode, meter, meter_ca)
+    params = {"model": "claude-sonnet-4-5", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
+    created = client.messages.batches.create(requests=[{"custom_id": "a", "params": params}])
+    results_url = client.messages.batches.retrieve(created.id).results_url
+    http = plain_client() if mode == "base_url" else proxied_client(meter, meter_ca)
+    n = nonce()
+    with http:
+        garbage = http.get(
+            results_url, headers={"x-fake-scenario": "garbage", "x-fake-nonce": n, "x-api-key": "k"}
+        )
+        file = openai_client(mode, meter, meter_ca).files.with_raw_response.content(
+            "file-none", extra_headers={"x-fake-scenario": "garbage"}
+        )
+    assert garbage.status_code == 200 and garbage.content == fakes.anthropic.sent[n]
+    assert file.http_response.content == garbage.content
+    rows = new_rows()
+    assert batch_rows(rows) == []
+    (download,) = [r for r in rows if r["endpoint"] == "/v1/messages/batches/{batch_id}/results"]
+    assert download["parse_errors"] >= 1 and download["status_code"] == 200
+    # The meter goes on metering.
+    client.messages.create(**params)
+    assert_row(new_rows()[-1], "anthropic", ANTHROPIC_ROW, ANTHROPIC_COST)
+
+
 # -- what goes wrong ---------------------------------------------------------------------------------
 
 
@@ -309,7 +447,7 @@ def test_malformed_sse_line_is_counted_and_usage_still_read(meter, new_rows, fak
     assert row["parse_errors"] == 1
 
 
-@pytest.mark.parametrize("status", [429, 500])
+@pytest.mark.parametrize("status", [429, 500, 529])
 def test_provider_errors_are_recorded_with_their_status_at_a_known_zero(status, meter, new_rows):
     client = anthropic_client("base_url", meter, None)
     with pytest.raises(anthropic.APIStatusError) as raised:
@@ -321,8 +459,16 @@ def test_provider_errors_are_recorded_with_their_status_at_a_known_zero(status, 
         )
     assert raised.value.status_code == status
     (row,) = new_rows()
+    # Nothing was served: every token count is unknown (NULL), none is 0.
     assert row["status_code"] == status
-    assert row["input_tokens"] is None and row["output_tokens"] is None
+    for name in (
+        "input_tokens",
+        "output_tokens",
+        "cache_read_tokens",
+        "cache_write_tokens",
+        "reasoning_tokens",
+    ):
+        assert row[name] is None, name
     # The provider bills nothing for an error without usage: a known $0, not an unknown.
     assert row["cost_nusd"] == 0 and row["unpriced_reason"] is None
     assert f"HTTP {status}, not billed" in row["price_card"]

@@ -134,3 +134,52 @@ def test_bad_options_are_refused(options):
             tctx.configure(routing, **options)
 
     asyncio.run(go())
+
+
+def test_the_client_base_is_where_the_client_sent_the_call():
+    _, f = routed(f"http://127.0.0.1:{PORT}/anthropic/v1/messages/batches/b1")
+    assert f.metadata[ROUTE].client_base == f"http://127.0.0.1:{PORT}/anthropic"
+    _, f = routed(
+        "https://api.anthropic.com/v1/messages/batches/b1",
+        halton_upstreams=["anthropic=https://127.0.0.1:9999"],
+    )
+    assert f.metadata[ROUTE].client_base == "https://api.anthropic.com"
+
+
+@pytest.mark.parametrize(
+    ("url", "results_url"),
+    [
+        (
+            f"http://127.0.0.1:{PORT}/anthropic",
+            f"http://127.0.0.1:{PORT}/anthropic/v1/messages/batches/b1/results",
+        ),
+        ("https://api.anthropic.com", "https://api.anthropic.com/v1/messages/batches/b1/results"),
+    ],
+)
+def test_batch_objects_hand_back_a_results_url_the_meter_serves(url, results_url):
+    """The provider's results_url (on its own host) is moved under where the client called; only that value
+    changes, and Content-Length follows."""
+    from halton_meter.batch_links import BatchLinks
+    from halton_meter.capture import BUFFER
+
+    async def go():
+        routing, links = Routing(Health()), BatchLinks(Health())
+        with taddons.context(routing, links) as tctx:
+            tctx.configure(routing, listen_port=PORT)
+            f = flow_for(f"{url}/v1/messages/batches/b1")
+            f.request.method = "GET"
+            await routing.requestheaders(f)
+            body = (
+                b'{"id": "b1", "type": "message_batch", "processing_status": "ended",'
+                b' "results_url": "https://api.anthropic.com/v1/messages/batches/b1/results"}'
+            )
+            f.response = http.Response.make(200, body, {"content-type": "application/json"})
+            await links.responseheaders(f)
+            await links.response(f)
+            return f, body
+
+    f, body = asyncio.run(go())
+    assert f.metadata[BUFFER] is True  # held, not streamed, so that it can be changed
+    expected = body.replace(b"https://api.anthropic.com/v1/messages/batches/b1/results", results_url.encode())
+    assert f.response.content == expected
+    assert f.response.headers["content-length"] == str(len(expected))

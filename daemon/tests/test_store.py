@@ -100,6 +100,7 @@ def test_every_wire_field_round_trips(tmp_path: Path):
     conn = open_store(tmp_path / "db.sqlite")
     rows = [
         wire_row(),
+        wire_row(region="us", web_search_requests=3),
         wire_row(
             cost_usd=None,
             price_card=None,
@@ -119,6 +120,20 @@ def test_every_wire_field_round_trips(tmp_path: Path):
         )
     back = rows_to_protocol(conn.execute("SELECT * FROM requests ORDER BY rowid"))
     assert back == rows
+
+
+def test_a_database_of_the_previous_schema_gains_region_and_web_searches_as_null(tmp_path: Path):
+    conn = open_store(tmp_path / "db.sqlite")
+    old = wire_row()
+    with transaction(conn):
+        insert_calls(conn, [StoredCall(row=old)])
+    # Back to schema 3, as an older meter left it.
+    conn.execute("ALTER TABLE requests DROP COLUMN web_search_requests")
+    conn.execute("ALTER TABLE requests DROP COLUMN region")
+    conn.execute("PRAGMA user_version = 3")
+    assert migrate(conn) == len(MIGRATIONS) == 4
+    (back,) = rows_to_protocol(conn.execute("SELECT * FROM requests"))
+    assert back == old and back.region is None and back.web_search_requests is None
 
 
 def test_unsynced_rows_and_mark_synced(tmp_path: Path):
@@ -196,13 +211,20 @@ def test_the_writer_says_which_items_are_stored_and_never_one_that_failed(tmp_pa
 
     writer: BatchWriter = BatchWriter(db, prepare, Health(), on_stored=told.extend)
     writer.start()
-    first, second = wire_row(), wire_row()
+    first, second, refused = wire_row(), wire_row(), wire_row()
     for item in (first, "bad", duplicate, second):
         writer.submit(item)
     assert writer.flush(10)
-    writer.submit(duplicate)  # a second insert of the same request_uid fails to commit
+    with sqlite3.connect(db) as conn:  # this row cannot commit
+        conn.execute(
+            f"CREATE TRIGGER refuse BEFORE INSERT ON requests WHEN NEW.request_uid = '{refused.request_uid}' "
+            "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )
+    writer.submit(duplicate)  # a request_uid already stored is skipped: nothing to keep in the journal
+    writer.submit(refused)
     writer.close()
-    assert sorted(map(str, told)) == sorted(map(str, ["bad", first, duplicate, second]))
+    assert sorted(map(str, told)) == sorted(map(str, ["bad", first, duplicate, second, duplicate]))
+    assert sqlite3.connect(db).execute("SELECT count(*) FROM requests").fetchone() == (3,)
 
 
 def test_error_counts_are_persisted_even_when_no_call_comes(tmp_path: Path):

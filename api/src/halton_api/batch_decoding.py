@@ -35,6 +35,7 @@ from halton_meter.protocol import (
     MAX_DURATION_MS,
     MAX_STATUS_CODE,
     MAX_TOKENS,
+    MAX_UNITS,
     SCHEMA_VERSION,
     RequestBatch,
 )
@@ -88,6 +89,8 @@ class WireRow(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=T
     provider_request_id: Annotated[str, Meta(max_length=256)] | None = None
     latency_ms: _DurationMs | None = None
     ttfb_ms: _DurationMs | None = None
+    region: Annotated[str, Meta(max_length=32)] | None = None
+    web_search_requests: Annotated[int, Meta(ge=0, le=MAX_UNITS)] | None = None
 
 
 class WireBatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

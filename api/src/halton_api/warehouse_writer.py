@@ -86,6 +86,8 @@ REQUEST_COLUMNS: tuple[str, ...] = (
     "provider_request_id",
     "latency_ms",
     "ttfb_ms",
+    "region",
+    "web_search_requests",
 )
 
 

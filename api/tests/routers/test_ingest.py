@@ -622,6 +622,33 @@ def test_every_number_at_the_top_of_its_column_is_stored_exactly(client, paired,
     ] * 2
 
 
+def test_region_and_web_searches_are_stored_and_null_when_the_meter_did_not_send_them(
+    client, paired, warehouse
+) -> None:
+    _, created = paired
+    machine = created.device.machine_id
+    sent = [
+        row(machine, region="us", web_search_requests=2**32 - 1),
+        row(machine, region="global", web_search_requests=0),
+        row(machine),  # an older meter: neither field in the row
+    ]
+    body = {"schema_version": 1, "batch_id": str(uuid.uuid4()), "rows": sent}
+    response = client.post("/v1/requests/batch", json=body, headers=bearer(created.token))
+    assert response.status_code == 200, response.text
+    stored = dict(
+        (str(r[0]), (r[1], r[2]))
+        for r in warehouse.client()
+        .query(
+            f"SELECT request_uid, region, web_search_requests FROM {warehouse.databases.raw}.requests_dedup"
+        )
+        .result_rows
+    )
+    assert [stored[r["request_uid"]] for r in sent] == [("us", 2**32 - 1), ("global", 0), (None, None)]
+    too_long = {**body, "batch_id": str(uuid.uuid4()), "rows": [row(machine, region="x" * 33)]}
+    refused = client.post("/v1/requests/batch", json=too_long, headers=bearer(created.token))
+    assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "region", refused.text
+
+
 def test_a_request_uid_twice_with_different_content_is_refused_naming_both_rows(
     client, paired, warehouse
 ) -> None:

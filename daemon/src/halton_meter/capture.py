@@ -19,6 +19,9 @@ completes the body (the ``Content-Length``-th byte), or, for a body without a le
 client reading events can stop there. Unstreamed responses (no body) are answered in ``response``,
 which mitmproxy runs before sending them.
 
+A batch results download (:mod:`halton_meter.providers.batch_results`) is one call that carries many:
+its :class:`CapturedCall` holds one result per batched request, and the recorder stores a row for each.
+
 Nothing here can break a call: hooks are wrapped by :func:`~halton_meter.failopen.fail_open`, the
 tap catches everything itself, and a failure only makes the row less detailed (and is counted).
 """
@@ -40,6 +43,7 @@ from halton_meter import providers
 from halton_meter.content_coding import Decoder, UnsupportedEncoding, decoder_for
 from halton_meter.failopen import FAILED, fail_open
 from halton_meter.health import Health
+from halton_meter.providers.batch_results import BatchResult, BatchResultsParser, download_uid
 from halton_meter.routing import ROUTE, Route
 from halton_meter.usage import RequestInfo, ResponseParser, Usage
 
@@ -50,6 +54,9 @@ logger = logging.getLogger(__name__)
 
 STATE = "halton.capture"
 CALL = "halton.call"
+# Set (before capture's responseheaders) on a flow whose body another addon must change: no tap is put on
+# it, mitmproxy buffers the body, and capture reads it whole in ``response`` (halton_meter.batch_links).
+BUFFER = "halton.buffer"
 
 # Reading a request body this large (an image, a long context) is moved off the event loop.
 OFF_LOOP_REQUEST_BYTES = 512 * 1024
@@ -74,6 +81,9 @@ class CapturedCall:
     project: str = "default"
     attribution_tier: str = "default"
     journaled_in: list[int] = field(default_factory=list)  # journal segments holding its records
+    # A batch results download: one result per batched request, each stored as a row of its own.
+    results: list[BatchResult] = field(default_factory=list)
+    timed: bool = True  # False for a batched request: the meter did not see it run (no latency)
 
 
 @dataclass
@@ -206,7 +216,7 @@ class Capture:
     @fail_open("capture.responseheaders")
     async def responseheaders(self, flow: http.HTTPFlow) -> None:
         state = self._state(flow)
-        if state is None or flow.response is None:
+        if state is None or flow.response is None or flow.metadata.get(BUFFER):
             return
         # The tap goes on first: whatever fails below, the body still streams instead of buffering.
         flow.response.stream = _Tap(self, flow, state)
@@ -302,8 +312,14 @@ class Capture:
         failures = state.failures + flow.metadata.get(FAILED, [])
         if error is None and state.broken:
             error = "capture failed mid-body; usage incomplete"
+        results: list[BatchResult] = []
+        request_uid = _uid(flow.id)
+        if isinstance(state.parser, BatchResultsParser) and state.finished and state.parser.results:
+            # Keyed by what was downloaded, like its results: downloading it again records nothing new.
+            results = state.parser.results
+            request_uid = download_uid(state.info.provider, state.info.resource_id or "")
         return CapturedCall(
-            request_uid=_uid(flow.id),
+            request_uid=request_uid,
             info=state.info,
             usage=usage,
             status_code=response.status_code if response is not None else None,
@@ -315,6 +331,7 @@ class Capture:
             request_body=state.request_body,
             response_body=bytes(state.response_body) if state.response_body is not None else None,
             bodies_truncated=state.truncated,
+            results=results,
         )
 
     def _capped(self, state: _CallState, data: bytes) -> bytes:

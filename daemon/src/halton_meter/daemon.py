@@ -5,8 +5,9 @@
 ``start_background()`` runs it in a thread with its own event loop.
 
 Addon order matters: mitmproxy calls each event on the addons in the order they were added, so
-routing decides first, attribution and capture read the decided flow, and the recorder sees the
-finished call capture left behind. mitmproxy keeps its master in module globals, so one process
+routing decides first, attribution and capture read the decided flow (batch links, before capture,
+marks the few bodies it must hold to change), and the recorder sees the finished call capture left
+behind. mitmproxy keeps its master in module globals, so one process
 runs one :class:`Meter` at a time.
 
 No answered call is lost: capture hands each call to the recorder, which journals it, before its
@@ -39,6 +40,7 @@ from mitmproxy.master import Master
 
 from halton_meter import __version__
 from halton_meter.attribution import Attribution
+from halton_meter.batch_links import BatchLinks
 from halton_meter.capture import Capture, CapturedCall
 from halton_meter.cloud.supervisor import CloudSupervisor
 from halton_meter.control import Control
@@ -78,10 +80,11 @@ class Meter:
         self.journal = Journal(settings.paths.journal, self.health)
         self.rows = RowBuilder(self.pricebook, self.machine_id, self.health)
         self.writer: BatchWriter[CapturedCall] = BatchWriter(
-            settings.paths.db, self.rows, self.health, on_stored=self._stored
+            settings.paths.db, self.rows.rows, self.health, on_stored=self._stored
         )
         self.routing = Routing(self.health)
         self.attribution = Attribution(self.health)
+        self.batch_links = BatchLinks(self.health)
         self.capture = Capture(self.health)
         self.recorder = Recorder(self.writer, self.attribution, self.health, self.journal)
         self.capture.on_answered = self.recorder.answered
@@ -144,6 +147,7 @@ class Meter:
                 tlsconfig.TlsConfig(),
                 self.routing,
                 self.attribution,
+                self.batch_links,
                 self.capture,
                 self.recorder,
                 self.control,

@@ -30,6 +30,7 @@ MAX_ROWS_PER_BATCH = 5_000
 MAX_STATUS_CODE = 999  # HTTP's three digits, inside status_code's UInt16
 MAX_TOKENS = 10**12  # far above any context window, inside the token columns' UInt64
 MAX_DURATION_MS = 2**32 - 1  # latency_ms and ttfb_ms are UInt32: about 49.7 days
+MAX_UNITS = 2**32 - 1  # per-call billable units (web_search_requests) are UInt32
 COST_DIGITS, COST_DECIMALS = 18, 9  # cost_usd is Decimal(18, 9): below 10**9 USD, to the nano-dollar
 
 Provider = Literal["anthropic", "openai", "gemini", "xai"]
@@ -73,6 +74,11 @@ class RequestRow(BaseModel):
     provider_request_id: Annotated[str, Field(max_length=256)] | None = None
     latency_ms: DurationMs | None = None
     ttfb_ms: DurationMs | None = None
+    # Where the provider says it served the call (Anthropic usage.inference_geo: "us", "global"): some
+    # providers charge a regional multiplier.
+    region: Annotated[str, Field(max_length=32)] | None = None
+    # Server-side web searches the provider billed per use (Anthropic usage.server_tool_use).
+    web_search_requests: Annotated[int, Field(ge=0, le=MAX_UNITS)] | None = None
 
     @field_validator("started_at", "ended_at")
     @classmethod

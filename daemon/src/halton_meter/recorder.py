@@ -6,7 +6,8 @@ The ``response`` / ``error`` hooks then only resolve the attribution and enqueue
 event loop, which matters: mitmproxy holds the end of a response until the ``response`` hook
 returns). A call is journaled again only if what it records changed since (a stream's final usage,
 a directory lookup that ended late): the journal's last record of a call wins. Pricing and row
-building run in the writer thread, in :class:`RowBuilder`; the writer releases the journal's
+building run in the writer thread, in :class:`RowBuilder` (``rows``: a batch results download makes
+one row per batched request besides its own, all from one journal record); the writer releases the journal's
 records once their rows are committed. :func:`replay_journal` puts what the journal holds into
 SQLite at start and at stop.
 """
@@ -34,6 +35,7 @@ from halton_meter.failopen import fail_open
 from halton_meter.health import Health
 from halton_meter.journal import Journal
 from halton_meter.protocol import MAX_DURATION_MS, RequestRow
+from halton_meter.providers.batch_results import BatchResult
 from halton_meter.routing import ROUTE
 from halton_meter.store import (
     NANO,
@@ -200,6 +202,10 @@ class RowBuilder:
         self.machine_id = machine_id
         self.health = health
 
+    def rows(self, call: CapturedCall) -> list[StoredCall]:
+        """Every row a captured call makes: its own, then one per batch result it carried."""
+        return [self(call), *(self(_result_call(call, result)) for result in call.results)]
+
     def __call__(self, call: CapturedCall) -> StoredCall:
         usage = call.usage
         cost: Decimal | None = None
@@ -268,13 +274,40 @@ class RowBuilder:
                 attribution_tier=call.attribution_tier,
                 prompt_hash=info.prompt_hash,
                 provider_request_id=_clip(usage.provider_request_id, 256),
-                latency_ms=_duration(latency),
+                latency_ms=_duration(latency) if call.timed else None,
                 ttfb_ms=_duration(call.ttfb_ms),
+                region=_clip(usage.region, 32),
+                web_search_requests=usage.extra_units.get("web_search_requests"),
                 **{name: getattr(usage, name) for name in _TOKEN_FIELDS},
             )
         except ValidationError:
             logger.warning("row for %s failed validation", call.request_uid, exc_info=True)
             return None
+
+
+def _result_call(download: CapturedCall, result: BatchResult) -> CapturedCall:
+    """One batched request, as a call: at the batch rate, in the download's project. A batch does not say
+    when each request ran: it takes the download's start, and no latency."""
+    info = RequestInfo(
+        provider=download.info.provider,
+        endpoint=result.endpoint,
+        model_requested=None,
+        streamed=False,
+        batch=True,
+    )
+    return CapturedCall(
+        request_uid=result.request_uid,
+        info=info,
+        usage=result.usage,
+        status_code=result.status_code,
+        started_at=download.started_at,
+        ended_at=download.started_at,
+        ttfb_ms=None,
+        error=result.error,
+        project=download.project,
+        attribution_tier=download.attribution_tier,
+        timed=False,
+    )
 
 
 def _duration(ms: int | None) -> int | None:
@@ -297,16 +330,11 @@ _RECORD_VERSION = 1
 
 def encode_call(call: CapturedCall) -> bytes:
     """One journal record: everything :class:`RowBuilder` needs to store the call later."""
-    usage: dict[str, Any] | None = None
-    if call.usage is not None:
-        usage = dict(vars(call.usage))
-        if usage["billed_cost_usd"] is not None:
-            usage["billed_cost_usd"] = str(usage["billed_cost_usd"])
     document = {
         "v": _RECORD_VERSION,
         "uid": str(call.request_uid),
         "info": vars(call.info),
-        "usage": usage,
+        "usage": _usage_document(call.usage),
         "status": call.status_code,
         "started": call.started_at.isoformat(),
         "ended": call.ended_at.isoformat(),
@@ -319,6 +347,18 @@ def encode_call(call: CapturedCall) -> bytes:
         "response_body": _b64(call.response_body),
         "truncated": call.bodies_truncated,
     }
+    if call.results:
+        # Tens of thousands for one download, encoded on the event loop: only what each result says.
+        document["results"] = [
+            {
+                "uid": str(r.request_uid),
+                "endpoint": r.endpoint,
+                "status": r.status_code,
+                "usage": {k: v for k, v in _usage_document(r.usage).items() if v is not None},
+                "error": r.error,
+            }
+            for r in call.results
+        ]
     return json.dumps(document, separators=(",", ":")).encode()
 
 
@@ -327,15 +367,10 @@ def decode_call(payload: bytes) -> CapturedCall:
     document = json.loads(payload)
     if document.get("v") != _RECORD_VERSION:
         raise ValueError(f"unknown journal record version {document.get('v')!r}")
-    usage = document["usage"]
-    if usage is not None:
-        if usage["billed_cost_usd"] is not None:
-            usage["billed_cost_usd"] = Decimal(usage["billed_cost_usd"])
-        usage = Usage(**usage)
     return CapturedCall(
         request_uid=uuid.UUID(document["uid"]),
         info=RequestInfo(**document["info"]),
-        usage=usage,
+        usage=_usage_from(document["usage"]),
         status_code=document["status"],
         started_at=datetime.fromisoformat(document["started"]),
         ended_at=datetime.fromisoformat(document["ended"]),
@@ -347,7 +382,28 @@ def decode_call(payload: bytes) -> CapturedCall:
         bodies_truncated=document["truncated"],
         project=document["project"],
         attribution_tier=document["tier"],
+        results=[
+            BatchResult(uuid.UUID(r["uid"]), r["endpoint"], r["status"], _usage_from(r["usage"]), r["error"])
+            for r in document.get("results", ())
+        ],
     )
+
+
+def _usage_document(usage: Usage | None) -> dict[str, Any] | None:
+    if usage is None:
+        return None
+    document = dict(vars(usage))
+    if document["billed_cost_usd"] is not None:
+        document["billed_cost_usd"] = str(document["billed_cost_usd"])
+    return document
+
+
+def _usage_from(document: dict[str, Any] | None) -> Usage | None:
+    if document is None:
+        return None
+    if document.get("billed_cost_usd") is not None:
+        document["billed_cost_usd"] = Decimal(document["billed_cost_usd"])
+    return Usage(**document)
 
 
 @dataclass(frozen=True)
@@ -405,7 +461,7 @@ def replay_journal(
             if str(uid) in present:
                 continue
             try:
-                rows.append(build(call))
+                rows.extend(build.rows(call))
             except Exception as exc:
                 logger.exception("could not turn journaled call %s into a row", uid)
                 health.error("store.prepare", repr(exc))

@@ -68,6 +68,10 @@ class Route:
     provider: str
     mode: str  # "proxy" or "base_url"
     path: str  # the upstream path (with query), after prefix stripping
+    # Where the client sent the call, up to where the upstream path starts: "https://api.anthropic.com"
+    # (proxy mode) or "http://127.0.0.1:8090/anthropic" (base-URL mode). A URL the provider hands back
+    # for the client to fetch is pointed here (halton_meter.batch_links), so that the fetch is metered too.
+    client_base: str = ""
 
 
 def _pairs(values: Sequence[str], option: str) -> list[tuple[str, str]]:
@@ -147,7 +151,9 @@ class Routing:
         provider = providers.identify(request.pretty_host, self.extra_hosts)
         if provider is None:
             return  # plain HTTP through the proxy to a host we do not meter: not our business
-        flow.metadata[ROUTE] = Route(provider=provider, mode="proxy", path=request.path)
+        flow.metadata[ROUTE] = Route(
+            provider=provider, mode="proxy", path=request.path, client_base=_origin(request)
+        )
         upstream = self.upstreams.get(provider)
         if upstream is not None and host == providers.DEFAULT_HOSTS[provider]:
             self._point_at(flow, upstream, request.path)
@@ -164,7 +170,10 @@ class Routing:
         upstream = self.upstreams.get(provider) or Upstream(
             "https", providers.DEFAULT_HOSTS[provider], 443, ""
         )
-        flow.metadata[ROUTE] = Route(provider=provider, mode="base_url", path=upstream_path)
+        client_base = f"{_origin(flow.request)}/{name}"
+        flow.metadata[ROUTE] = Route(
+            provider=provider, mode="base_url", path=upstream_path, client_base=client_base
+        )
         self._point_at(flow, upstream, upstream_path)
 
     @staticmethod
@@ -178,6 +187,13 @@ class Routing:
         request.host_header = (
             upstream.host if upstream.port == default_port else f"{upstream.host}:{upstream.port}"
         )
+
+
+def _origin(request: http.Request) -> str:
+    """scheme://host[:port] as the client addressed the request (before any rewrite)."""
+    default_port = 443 if request.scheme == "https" else 80
+    authority = request.host if request.port == default_port else f"{request.host}:{request.port}"
+    return f"{request.scheme}://{request.host_header or authority}"
 
 
 def intercept_patterns(extra_hosts: dict[str, str]) -> list[str]:

@@ -155,6 +155,12 @@ MIGRATIONS: tuple[str, ...] = (
     -- What the last reconcile found (JSON: matched days, re-sent rows, differences), beside its time.
     ALTER TABLE cloud_state ADD COLUMN last_reconcile_result TEXT;
     """,
+    """
+    -- Facts the cloud needs to price a call as the meter does (warehouse migration 0006): the region the
+    -- provider served it in, and the web searches it billed per use (NULL when the provider did not say).
+    ALTER TABLE requests ADD COLUMN region TEXT;
+    ALTER TABLE requests ADD COLUMN web_search_requests INTEGER;
+    """,
 )
 
 REQUEST_COLUMNS = (
@@ -192,6 +198,8 @@ REQUEST_COLUMNS = (
     "parse_errors",
     "error",
     "synced_at",
+    "region",
+    "web_search_requests",
 )
 _INSERT_REQUEST = (
     f"INSERT INTO requests ({', '.join(REQUEST_COLUMNS)}) VALUES ({', '.join('?' * len(REQUEST_COLUMNS))})"
@@ -344,6 +352,8 @@ def _request_values(call: StoredCall) -> tuple[Any, ...]:
         "parse_errors": call.parse_errors,
         "error": call.error,
         "synced_at": None,
+        "region": r.region,
+        "web_search_requests": r.web_search_requests,
     }
     return tuple(values[c] for c in REQUEST_COLUMNS)
 
@@ -352,9 +362,10 @@ def insert_calls(
     conn: sqlite3.Connection, calls: Sequence[StoredCall], *, skip_existing: bool = False
 ) -> int:
     """Insert calls in the caller's transaction; with ``skip_existing`` a request_uid already stored is
-    left as it is (a journal replay). Returns how many rows were inserted."""
-    verb = "INSERT OR IGNORE" if skip_existing else "INSERT"
-    cursor = conn.executemany(verb + _INSERT_REQUEST[len("INSERT") :], [_request_values(c) for c in calls])
+    left as it is (a journal replay, batch results downloaded again). Returns how many rows were inserted."""
+    # Only a clash on request_uid is skipped (OR IGNORE would also drop a row breaking NOT NULL).
+    skip = " ON CONFLICT (request_uid) DO NOTHING" if skip_existing else ""
+    cursor = conn.executemany(_INSERT_REQUEST + skip, [_request_values(c) for c in calls])
     inserted = cursor.rowcount if calls else 0
     bodies = [
         (str(c.row.request_uid), c.request_body, c.response_body, int(c.bodies_truncated))
@@ -363,7 +374,8 @@ def insert_calls(
     ]
     if bodies:
         conn.executemany(
-            f"{verb} INTO request_bodies (request_uid, request_body, response_body, truncated) VALUES (?, ?, ?, ?)",
+            "INSERT INTO request_bodies (request_uid, request_body, response_body, truncated) "
+            "VALUES (?, ?, ?, ?)" + skip,
             bodies,
         )
     return inserted
@@ -414,6 +426,8 @@ def row_to_protocol(row: sqlite3.Row) -> RequestRow:
         provider_request_id=row["provider_request_id"],
         latency_ms=row["latency_ms"],
         ttfb_ms=row["ttfb_ms"],
+        region=row["region"],
+        web_search_requests=row["web_search_requests"],
     )
 
 
@@ -495,15 +509,17 @@ class BatchWriter(Generic[T]):
 
     ``submit`` never blocks, never raises and makes no system call: it appends to a deque. The
     writer thread wakes every :data:`WRITE_EVERY_S` (not per call: waking a thread per call costs
-    a futex wake and a GIL hand-off on the proxy's hot path), turns each item into a
-    :class:`StoredCall` with ``prepare`` (pricing and row building happen there), and inserts what it
-    found in one transaction per :data:`MAX_BATCH` rows. ``flush`` and ``close`` wake it at once.
+    a futex wake and a GIL hand-off on the proxy's hot path), turns each item into its
+    :class:`StoredCall` rows with ``prepare`` (pricing and row building happen there; a batch results
+    download is one item of many rows), and inserts what it found in one transaction per
+    :data:`MAX_BATCH` items. A request_uid already stored is skipped, never an error: results downloaded
+    twice carry the same uids. ``flush`` and ``close`` wake it at once.
     """
 
     def __init__(
         self,
         db_path: Path,
-        prepare: Callable[[T], StoredCall | None],
+        prepare: Callable[[T], StoredCall | Sequence[StoredCall] | None],
         health: Health,
         *,
         max_batch: int = MAX_BATCH,
@@ -591,20 +607,21 @@ class BatchWriter(Generic[T]):
             conn.close()
 
     def _write(self, conn: sqlite3.Connection, items: list[T]) -> None:
-        calls: list[tuple[T, StoredCall]] = []
+        calls: list[tuple[T, list[StoredCall]]] = []
         unstorable: list[T] = []
         for item in items:
             try:
-                call = self.prepare(item)
+                prepared = self.prepare(item)
             except Exception as exc:
                 logger.exception("could not turn a captured call into a row")
                 self.health.error("store.prepare", repr(exc))
                 unstorable.append(item)
                 continue
-            if call is None:
-                unstorable.append(item)
+            rows = [prepared] if isinstance(prepared, StoredCall) else list(prepared or ())
+            if rows:
+                calls.append((item, rows))
             else:
-                calls.append((item, call))
+                unstorable.append(item)
         if unstorable:
             self._stored(unstorable)
         counts = self.health.take_unpersisted()
@@ -613,10 +630,12 @@ class BatchWriter(Generic[T]):
         for attempt in range(3):
             try:
                 with transaction(conn):
-                    insert_calls(conn, [call for _, call in calls])
+                    inserted = insert_calls(
+                        conn, [row for _, rows in calls for row in rows], skip_existing=True
+                    )
                     add_error_counts(conn, counts)
-                self.written += len(calls)
-                self.health.event("store.rows", len(calls))
+                self.written += inserted
+                self.health.event("store.rows", inserted)
                 self._stored([item for item, _ in calls])
                 return
             except sqlite3.OperationalError as exc:
@@ -630,17 +649,17 @@ class BatchWriter(Generic[T]):
         self.health.give_back(counts)
         self._write_one_by_one(conn, calls)
 
-    def _write_one_by_one(self, conn: sqlite3.Connection, calls: list[tuple[T, StoredCall]]) -> None:
-        for item, call in calls:
+    def _write_one_by_one(self, conn: sqlite3.Connection, calls: list[tuple[T, list[StoredCall]]]) -> None:
+        for item, rows in calls:
             try:
                 with transaction(conn):
-                    insert_calls(conn, [call])
-                self.written += 1
-                self.health.event("store.rows")
+                    inserted = insert_calls(conn, rows, skip_existing=True)
+                self.written += inserted
+                self.health.event("store.rows", inserted)
                 self._stored([item])
             except sqlite3.DatabaseError as exc:
                 # Its journal record stays: the next replay (at stop or start) tries it again.
-                logger.error("could not store row %s: %s", call.row.request_uid, exc)
+                logger.error("could not store row %s: %s", rows[0].row.request_uid, exc)
                 self.health.error("store.write", repr(exc))
 
     def _stored(self, items: list[T]) -> None:

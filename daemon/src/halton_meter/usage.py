@@ -49,6 +49,8 @@ class RequestInfo:
     batch: bool = False  # a batch-API call, priced at the batch rate
     service_tier: str | None = None  # tier the client asked for (OpenAI "flex"/"priority", Anthropic)
     prompt_hash: str | None = None  # stable hash of the normalised request (model, system, messages, tools)
+    # The batch or file id a batch results download names (its rows' request_uids derive from it).
+    resource_id: str | None = None
 
 
 class ResponseParser(Protocol):

@@ -118,8 +118,16 @@ def migrate(client: Client, databases: Databases, cluster: str | None = None) ->
                 )
             continue
         log.info("applying warehouse migration %04d_%s", migration.version, migration.name)
-        for statement in migration.statements(databases, cluster):
-            client.command(statement)
+        try:
+            for statement in migration.statements(databases, cluster):
+                client.command(statement)
+        except Exception:
+            # A process migrating at the same time may have applied this one and gone on to the next (0005
+            # rebuilds raw.requests from `SELECT *`, which fails once 0006 has added columns): that is done.
+            if _recorded(client, databases, migration.version):
+                log.info("migration %04d was applied by another process meanwhile", migration.version)
+                continue
+            raise
         client.insert(
             f"{databases.meta}.schema_migrations",
             [[migration.version, migration.name, migration.checksum]],
@@ -127,3 +135,12 @@ def migrate(client: Client, databases: Databases, cluster: str | None = None) ->
         )
         applied.append(migration.version)
     return applied
+
+
+def _recorded(client: Client, databases: Databases, version: int) -> bool:
+    return bool(
+        client.query(
+            f"SELECT count() FROM {databases.meta}.schema_migrations FINAL WHERE version = {{v:UInt32}}",
+            parameters={"v": version},
+        ).result_rows[0][0]
+    )

@@ -296,3 +296,9 @@ ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{ta
 PARTITION BY toYYYYMM(started_at)
 ORDER BY (workspace_id, toDate(started_at), machine_id, started_at, request_uid)
 AS SELECT * FROM raw.requests;
+-- 0006_request_region_and_fees
+ALTER TABLE raw.requests ON CLUSTER 'halton'
+    ADD COLUMN IF NOT EXISTS region LowCardinality(Nullable(String)) AFTER ttfb_ms,
+    ADD COLUMN IF NOT EXISTS web_search_requests Nullable(UInt32) AFTER region;
+CREATE OR REPLACE VIEW raw.requests_dedup ON CLUSTER 'halton' AS
+SELECT * FROM raw.requests FINAL;

@@ -8,7 +8,8 @@ Capture uses three calls, none of which ever raises:
   chunk to as it passes and ``finish`` at the end.
 
 One module per provider holds its wire facts: :mod:`.anthropic`, :mod:`.openai` (also the dialect
-of :mod:`.xai`), :mod:`.gemini`; :mod:`.sse` decodes event streams.
+of :mod:`.xai`), :mod:`.gemini`; :mod:`.sse` decodes event streams; :mod:`.batch_results` reads batch
+results downloads, one result per batched request.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from urllib.parse import parse_qsl, urlsplit
 
-from halton_meter.providers import anthropic, gemini, openai, xai
+from halton_meter.providers import anthropic, batch_results, gemini, openai, xai
 from halton_meter.providers.response_parser import BodyParser
 from halton_meter.usage import RequestInfo, ResponseParser
 
@@ -95,6 +96,8 @@ def parser_for(info: RequestInfo, status_code: int, content_type: str | None) ->
     """A fresh parser for one response body. It never raises and never changes the bytes."""
     parser_class = _PARSERS.get(info.provider, BodyParser)
     try:
+        if batch_results.carries_results(info, status_code):
+            return batch_results.BatchResultsParser(info)
         return parser_class(info, status_code, content_type)
     except Exception:  # fail open: a parser that reads nothing still lets the call be recorded
         logger.warning("could not build a %s parser", info.provider, exc_info=True)

@@ -12,6 +12,9 @@ Wire facts this module normalises (see ``halton_meter.protocol`` for our convent
 - ``usage.output_tokens`` already includes thinking tokens; ``output_tokens_details.thinking_tokens``
   (newer APIs) breaks them out and becomes our ``reasoning_tokens``.
 - ``usage.server_tool_use.web_search_requests`` is billed per search: it goes to ``extra_units``.
+- ``usage.inference_geo`` ("us", "global") is where the call was served; US-only inference is billed at a
+  regional multiplier. It becomes ``region``.
+- A count Anthropic did not send stays ``None`` (unknown), never 0.
 """
 
 from __future__ import annotations
@@ -28,18 +31,20 @@ from halton_meter.usage import RequestInfo
 
 logger = logging.getLogger(__name__)
 
-_BATCH_ID = re.compile(r"^(/v1/messages/batches)/[^/]+(/results|/cancel)?$")
+_BATCH_ID = re.compile(r"^(/v1/messages/batches)/([^/]+)(/results|/cancel)?$")
 
 
 def request_info(method: str, path: str, body: bytes) -> RequestInfo:
     """What an Anthropic request says about itself; ``path`` has no query string."""
     endpoint = path
     batch = False
+    resource_id = None
     if path.startswith("/v1/messages/batches"):
         batch = True
         match = _BATCH_ID.match(path)
         if match:
-            endpoint = match.group(1) + "/{batch_id}" + (match.group(2) or "")
+            endpoint = match.group(1) + "/{batch_id}" + (match.group(3) or "")
+            resource_id = match.group(2)[:256] if match.group(3) == "/results" else None
     document = json_object(body)
     model = text(document.get("model")) if document else None
     streamed = bool(document.get("stream") is True) if document else False
@@ -62,6 +67,7 @@ def request_info(method: str, path: str, body: bytes) -> RequestInfo:
         batch=batch,
         service_tier=tier,
         prompt_hash=digest,
+        resource_id=resource_id,
     )
 
 
@@ -136,10 +142,11 @@ class AnthropicParser(BodyParser):
         wire = self._wire
         usage = self.usage
         raw_input = count(wire.get("input_tokens"))
-        cache_read = count(wire.get("cache_read_input_tokens")) or 0
+        cache_read = count(wire.get("cache_read_input_tokens"))
         five_min, one_hour = _cache_writes(wire)
         if raw_input is not None:
-            usage.input_tokens = raw_input + cache_read + five_min + one_hour
+            # A count Anthropic did not send is unknown (None) in the row, and adds nothing to the input.
+            usage.input_tokens = raw_input + (cache_read or 0) + (five_min or 0) + (one_hour or 0)
             usage.cache_read_tokens = cache_read
             usage.cache_write_tokens = five_min
             usage.cache_write_1h_tokens = one_hour
@@ -154,16 +161,20 @@ class AnthropicParser(BodyParser):
         tier = text(wire.get("service_tier"), 64)
         if tier:
             usage.service_tier = tier
+        region = text(wire.get("inference_geo"), 32)
+        if region:
+            usage.region = region
         server_tools = wire.get("server_tool_use")
         if isinstance(server_tools, dict):
             for key in ("web_search_requests", "web_fetch_requests"):
                 units = count(server_tools.get(key))
-                if units:
+                if units is not None:  # 0 searches is a fact; an absent count stays unknown
                     usage.extra_units[key] = units
 
 
-def _cache_writes(wire: dict[str, Any]) -> tuple[int, int]:
-    """(5-minute writes, 1-hour writes). The split, when present, must add up to the total.
+def _cache_writes(wire: dict[str, Any]) -> tuple[int | None, int | None]:
+    """(5-minute writes, 1-hour writes), None for what Anthropic did not send. The split, when present,
+    must add up to the total.
 
     A ``message_delta`` may update ``cache_creation_input_tokens`` without repeating the split; the
     total is authoritative, so the 1-hour part is kept (capped) and the rest counts as 5-minute.
@@ -175,10 +186,8 @@ def _cache_writes(wire: dict[str, Any]) -> tuple[int, int]:
         five_min = count(split.get("ephemeral_5m_input_tokens"))
         one_hour = count(split.get("ephemeral_1h_input_tokens"))
     if five_min is None and one_hour is None:
-        return (total or 0), 0
-    five_min = five_min or 0
-    one_hour = one_hour or 0
-    if total is None or total == five_min + one_hour:
+        return total, None  # without the split every write is taken as a 5-minute one
+    if total is None or total == (five_min or 0) + (one_hour or 0):
         return five_min, one_hour
-    one_hour = min(one_hour, total)
+    one_hour = min(one_hour or 0, total)
     return total - one_hour, one_hour

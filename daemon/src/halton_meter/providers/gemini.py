@@ -9,8 +9,12 @@ Wire facts this module normalises:
 - ``usageMetadata.promptTokenCount`` INCLUDES ``cachedContentTokenCount``; ``thoughtsTokenCount`` is
   SEPARATE from ``candidatesTokenCount``, so our output = candidates + thoughts and reasoning =
   thoughts. ``toolUsePromptTokenCount`` (tool results fed back to the model, e.g. search grounding) is
-  input the model read on top of the prompt, so it is added to our input. Zero counts are omitted on
-  the wire (proto3 JSON), so an absent count in a present ``usageMetadata`` is 0.
+  input the model read on top of the prompt, so it is added to our input.
+- A count Gemini did not send stays ``None`` (unknown), never 0: a model that does not think sends no
+  ``thoughtsTokenCount`` (reasoning unknown), a call without a cache no ``cachedContentTokenCount``. The
+  output is candidates + thoughts when either is sent, else ``totalTokenCount`` less the input (a blocked
+  prompt generates nothing and says so only through the total), else unknown. Gemini reports no cache
+  writes: those stay ``None``.
 - Each streamed chunk carries ``usageMetadata`` with running totals: the last one wins.
 - ``responseId`` is the request id, ``modelVersion`` the model served.
 """
@@ -136,15 +140,19 @@ class GeminiParser(BodyParser):
         prompt = count(meta.get("promptTokenCount"))
         if prompt is None:
             return  # nothing to anchor the counts on; a later chunk will carry them
-        tool_prompt = count(meta.get("toolUsePromptTokenCount")) or 0
-        thoughts = count(meta.get("thoughtsTokenCount")) or 0
-        candidates = count(meta.get("candidatesTokenCount")) or 0
+        tool_prompt = count(meta.get("toolUsePromptTokenCount"))
+        thoughts = count(meta.get("thoughtsTokenCount"))
+        candidates = count(meta.get("candidatesTokenCount"))
+        cached = count(meta.get("cachedContentTokenCount"))
+        total = count(meta.get("totalTokenCount"))
         usage = self.usage
-        usage.input_tokens = prompt + tool_prompt
-        usage.cache_read_tokens = min(count(meta.get("cachedContentTokenCount")) or 0, prompt)
-        usage.cache_write_tokens = 0
-        usage.cache_write_1h_tokens = 0
-        usage.output_tokens = candidates + thoughts
+        usage.input_tokens = prompt + (tool_prompt or 0)
+        usage.cache_read_tokens = min(cached, prompt) if cached is not None else None
+        if candidates is not None or thoughts is not None:
+            usage.output_tokens = (candidates or 0) + (thoughts or 0)
+        elif total is not None:
+            # Nothing generated is said by omission: the total then tells (a blocked prompt: prompt only).
+            usage.output_tokens = max(total - usage.input_tokens, 0)
         usage.reasoning_tokens = thoughts
 
 

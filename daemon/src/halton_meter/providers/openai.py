@@ -13,6 +13,8 @@ Wire facts this module relies on:
   ``output_tokens_details.reasoning_tokens``).
 - Embeddings: ``usage.prompt_tokens`` only; nothing is generated, so output is 0.
 - ``service_tier`` in the response is the tier that actually served the call.
+- A count OpenAI did not send (``cached_tokens``, ``reasoning_tokens`` on older models) stays ``None``,
+  never 0.
 
 xAI speaks the same dialect; :mod:`halton_meter.providers.xai` adapts the few differences.
 """
@@ -39,6 +41,7 @@ _ID_SEGMENTS = [
     (re.compile(r"^(/v1/chat/completions)/[^/]+(/messages)?$"), r"\1/{completion_id}\2"),
     (re.compile(r"^(/v1/files)/[^/]+(/content)?$"), r"\1/{file_id}\2"),
 ]
+_FILE_CONTENT = re.compile(r"^/v1/files/([^/]+)/content$")
 _RESPONSE_CLOSING_EVENTS = ("response.completed", "response.incomplete", "response.failed")
 _RESPONSE_EVENTS_WITH_BODY = ("response.created", "response.in_progress", *_RESPONSE_CLOSING_EVENTS)
 
@@ -46,6 +49,12 @@ _RESPONSE_EVENTS_WITH_BODY = ("response.created", "response.in_progress", *_RESP
 def request_info(method: str, path: str, body: bytes, provider: str = "openai") -> RequestInfo:
     """What an OpenAI-dialect request says about itself; ``path`` has no query string."""
     endpoint, deployment = normalise_endpoint(path)
+    # A file's content may be a batch output (providers.batch_results): its rows are keyed by the file id.
+    file_id = (
+        _FILE_CONTENT.match(path.removeprefix("/openai"))
+        if endpoint == "/v1/files/{file_id}/content"
+        else None
+    )
     document = json_object(body)
     model = (text(document.get("model")) if document else None) or deployment
     streamed = bool(document.get("stream") is True) if document else False
@@ -70,6 +79,7 @@ def request_info(method: str, path: str, body: bytes, provider: str = "openai") 
         batch=batch,
         service_tier=tier,
         prompt_hash=digest,
+        resource_id=file_id.group(1)[:256] if file_id else None,
     )
 
 
@@ -177,10 +187,10 @@ class OpenAIParser(BodyParser):
         )
         usage = self.usage
         if prompt is not None:
+            # A detail OpenAI did not send stays unknown (None): it has no 1-hour cache writes to report.
             usage.input_tokens = prompt
-            usage.cache_read_tokens = count(input_details.get("cached_tokens")) or 0
-            usage.cache_write_tokens = count(input_details.get("cache_write_tokens")) or 0
-            usage.cache_write_1h_tokens = 0
+            usage.cache_read_tokens = count(input_details.get("cached_tokens"))
+            usage.cache_write_tokens = count(input_details.get("cache_write_tokens"))
         if output is not None:
             usage.output_tokens = output
             usage.reasoning_tokens = reasoning if reasoning is not None else usage.reasoning_tokens

@@ -65,6 +65,7 @@ def anthropic_usage(
     split: bool = True,
     web_search_requests: int = 0,
     service_tier: str = "standard",
+    inference_geo: str | None = None,
 ) -> dict[str, Any]:
     """Anthropic's usage object. ``input_tokens`` here is the WIRE value: uncached input only."""
     usage: dict[str, Any] = {
@@ -81,6 +82,8 @@ def anthropic_usage(
         }
     if web_search_requests:
         usage["server_tool_use"] = {"web_search_requests": web_search_requests, "web_fetch_requests": 0}
+    if inference_geo is not None:
+        usage["inference_geo"] = inference_geo
     return usage
 
 
@@ -191,6 +194,53 @@ def anthropic_error(
         "type": "error",
         "error": {"type": status_type, "message": "Overloaded"},
         "request_id": request_id,
+    }
+
+
+def anthropic_batch(
+    batch_id: str,
+    count: int,
+    ended: bool,
+    results_url: str | None,
+    errored: int = 0,
+    canceled: int = 0,
+    expired: int = 0,
+) -> dict[str, Any]:
+    """A Message Batch object: ``results_url`` is set once processing has ended (on the API's own host)."""
+    succeeded = count - errored - canceled - expired
+    return {
+        "id": batch_id,
+        "type": "message_batch",
+        "processing_status": "ended" if ended else "in_progress",
+        "request_counts": {
+            "processing": 0 if ended else count,
+            "succeeded": succeeded if ended else 0,
+            "errored": errored if ended else 0,
+            "canceled": canceled if ended else 0,
+            "expired": expired if ended else 0,
+        },
+        "ended_at": "2026-12-06T10:05:00.000000Z" if ended else None,
+        "created_at": "2026-12-06T10:00:00.000000Z",
+        "expires_at": "2026-12-07T10:00:00.000000Z",
+        "archived_at": None,
+        "cancel_initiated_at": None,
+        "results_url": results_url if ended else None,
+    }
+
+
+def anthropic_batch_result(custom_id: str, result: dict[str, Any]) -> bytes:
+    """One line of a Message Batch results file (JSONL), with its newline."""
+    return json.dumps({"custom_id": custom_id, "result": result}).encode() + b"\n"
+
+
+def anthropic_batch_succeeded(message: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "succeeded", "message": message}
+
+
+def anthropic_batch_errored(error_type: str = "invalid_request_error") -> dict[str, Any]:
+    return {
+        "type": "errored",
+        "error": {"type": "error", "error": {"type": error_type, "message": "bad request"}},
     }
 
 
@@ -465,6 +515,67 @@ def openai_embedding(
 
 def openai_error(message: str = "Rate limit reached for gpt-4o", kind: str = "requests") -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "param": None, "code": "rate_limit_exceeded"}}
+
+
+def openai_file(file_id: str, size: int, purpose: str, filename: str = "batch.jsonl") -> dict[str, Any]:
+    return {
+        "id": file_id,
+        "object": "file",
+        "bytes": size,
+        "created_at": 1765015200,
+        "filename": filename,
+        "purpose": purpose,
+    }
+
+
+def openai_batch(
+    batch_id: str,
+    input_file_id: str,
+    endpoint: str,
+    completed: bool,
+    output_file_id: str | None,
+    error_file_id: str | None,
+    total: int,
+    failed: int,
+) -> dict[str, Any]:
+    """A Batch object: the output and error files are named once it has completed."""
+    return {
+        "id": batch_id,
+        "object": "batch",
+        "endpoint": endpoint,
+        "errors": None,
+        "input_file_id": input_file_id,
+        "completion_window": "24h",
+        "status": "completed" if completed else "validating",
+        "output_file_id": output_file_id if completed else None,
+        "error_file_id": error_file_id if completed else None,
+        "created_at": 1765015200,
+        "in_progress_at": 1765015201 if completed else None,
+        "expires_at": 1765101600,
+        "completed_at": 1765015500 if completed else None,
+        "request_counts": {
+            "total": total,
+            "completed": total - failed if completed else 0,
+            "failed": failed if completed else 0,
+        },
+        "metadata": None,
+    }
+
+
+def openai_batch_output(
+    line_id: str,
+    custom_id: str,
+    status_code: int | None,
+    body: dict[str, Any] | None,
+    error: dict[str, Any] | None = None,
+) -> bytes:
+    """One line of a Batch output or error file (JSONL), with its newline: ``response`` is null for a request
+    that never ran."""
+    response = None
+    if status_code is not None:
+        response = {"status_code": status_code, "request_id": f"req_{line_id}", "body": body}
+    line = {"id": line_id, "custom_id": custom_id, "response": response, "error": error}
+    return json.dumps(line).encode() + b"\n"
 
 
 # -- Gemini -------------------------------------------------------------------------------------

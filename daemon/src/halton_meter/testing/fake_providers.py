@@ -4,10 +4,18 @@ Payloads come from ``factories.py`` (the providers' documented shapes). A test s
 with request headers, which the meter forwards untouched:
 
 * ``x-fake-scenario``: ``ok`` (default), ``truncate`` (the stream stops half-way and the connection
-  drops), ``malformed`` (a broken SSE line before the usage), ``429``, ``500``, ``gzip`` (a
-  gzip-encoded body when the client accepts it), ``slow`` (20 ms between stream events);
+  drops), ``malformed`` (a broken SSE line before the usage), ``429``, ``500``, ``529``, ``gzip`` (a
+  gzip-encoded body when the client accepts it), ``slow`` (20 ms between stream events), ``garbage``
+  (200 with bytes that are neither JSON nor JSONL);
 * ``x-fake-nonce``: written into the generated text and used as the key under which the server
   keeps the exact body bytes it sent (``FakeProvider.sent``), to compare with what the client got.
+
+Batches, as the APIs run them (but at once): Anthropic Message Batches (create, retrieve with a
+``results_url`` on the fake's own host, as the real API puts it on its own, and the results JSONL) and
+OpenAI files and batches (upload, create, retrieve, and the output and error files' content). A batched
+request's ``custom_id`` steers its outcome: ``errored-*``, ``canceled-*`` and ``expired-*`` (Anthropic),
+``errored-*`` and ``expired-*`` (OpenAI); an Anthropic one ending in ``-us`` was served in the US
+(``inference_geo``). A Messages call gets ``inference_geo`` from an ``x-fake-geo`` header.
 
 Certificates: one throwaway CA signs a leaf for 127.0.0.1/localhost; the meter trusts that CA for
 upstreams (``[proxy] upstream_ca_file``), so tests can also check that a tunnelled connection shows
@@ -19,6 +27,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import ipaddress
+import itertools
 import json
 import socket
 import ssl
@@ -28,6 +37,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email.parser import BytesParser
+from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -130,26 +141,34 @@ class Reply:
     json: Any = None
     events: list[bytes] | None = None  # a stream: one chunk each
     headers: dict[str, str] = field(default_factory=dict)
+    body: bytes | None = None  # raw bytes instead of JSON (a file's content, JSONL results)
+
+
+# Bytes that are neither JSON nor JSONL (the ``garbage`` scenario).
+GARBAGE = b'{"custom_id": "half a line\x00\xff\xfe not json at all\n]]]\n' + bytes(range(256))
 
 
 def _nonce_text(nonce: str) -> tuple[str, ...]:
     return (f"nonce {nonce}", " says", " hello")
 
 
-def anthropic_reply(method: str, path: str, body: dict[str, Any], nonce: str) -> Reply:
+def anthropic_reply(
+    method: str, path: str, body: dict[str, Any], nonce: str, geo: str | None = None
+) -> Reply:
     if method == "POST" and path == "/v1/messages":
         model = body.get("model", "claude-sonnet-4-5")
         msg_id = f"msg_{nonce or 'fake'}"
+        tokens = {**ANTHROPIC_TOKENS, "inference_geo": geo} if geo else ANTHROPIC_TOKENS
         if body.get("stream"):
             return Reply(
                 events=factories.anthropic_stream(
-                    model=model, message_id=msg_id, text_parts=_nonce_text(nonce), **ANTHROPIC_TOKENS
+                    model=model, message_id=msg_id, text_parts=_nonce_text(nonce), **tokens
                 ),
                 headers={"request-id": f"req_{nonce}"},
             )
         return Reply(
             json=factories.anthropic_message(
-                model=model, message_id=msg_id, text=" ".join(_nonce_text(nonce)), **ANTHROPIC_TOKENS
+                model=model, message_id=msg_id, text=" ".join(_nonce_text(nonce)), **tokens
             ),
             headers={"request-id": f"req_{nonce}"},
         )
@@ -242,14 +261,171 @@ def xai_reply(method: str, path: str, body: dict[str, Any], nonce: str) -> Reply
     return Reply(status=404, json={"code": "Client specified an invalid argument", "error": "not found"})
 
 
+_ANTHROPIC_ERRORS = {429: "rate_limit_error", 529: "overloaded_error"}
+
+
 def error_reply(provider: str, status: int) -> Reply:
     if provider == "anthropic":
-        document = factories.anthropic_error("rate_limit_error" if status == 429 else "api_error")
+        document = factories.anthropic_error(_ANTHROPIC_ERRORS.get(status, "api_error"))
     elif provider == "gemini":
         document = factories.gemini_error(status, "RESOURCE_EXHAUSTED" if status == 429 else "INTERNAL")
     else:
         document = factories.openai_error("Rate limit reached" if status == 429 else "Server error")
     return Reply(status=status, json=document, headers={"retry-after": "1"} if status == 429 else {})
+
+
+# ---------------------------------------------------------------------------------------------------
+# Batches (kept per fake server)
+
+
+class Batches:
+    """The batches and files one fake server holds. Every batch has ended by the time it is retrieved."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self.anthropic: dict[str, list[dict[str, Any]]] = {}  # batch id -> its requests
+        self.files: dict[str, tuple[bytes, str]] = {}  # file id -> (content, purpose)
+        self.openai: dict[str, dict[str, Any]] = {}  # batch id -> its Batch object once completed
+
+    def _next(self, prefix: str) -> str:
+        with self._lock:
+            return f"{prefix}{next(self._ids):06d}"
+
+    # -- Anthropic Message Batches ---------------------------------------------------------------
+
+    def anthropic_reply(self, method: str, path: str, body: dict[str, Any]) -> Reply | None:
+        parts = path.removeprefix("/v1/messages/batches").strip("/").split("/")
+        if method == "POST" and parts == [""]:
+            requests = body.get("requests") or []
+            batch_id = self._next("msgbatch_fake")
+            self.anthropic[batch_id] = requests
+            return Reply(json=factories.anthropic_batch(batch_id, len(requests), False, None))
+        requests = self.anthropic.get(parts[0])
+        if method != "GET" or requests is None:
+            return None
+        if len(parts) == 1:
+            outcomes = [r.get("custom_id", "").split("-", 1)[0] for r in requests]
+            return Reply(
+                json=factories.anthropic_batch(
+                    parts[0],
+                    len(requests),
+                    True,
+                    f"{self.base_url}/v1/messages/batches/{parts[0]}/results",
+                    errored=outcomes.count("errored"),
+                    canceled=outcomes.count("canceled"),
+                    expired=outcomes.count("expired"),
+                )
+            )
+        if parts[1:] == ["results"]:
+            lines = [self._anthropic_result(parts[0], i, r) for i, r in enumerate(requests)]
+            return Reply(body=b"".join(lines), headers={"content-type": "application/binary"})
+        return None
+
+    @staticmethod
+    def _anthropic_result(batch_id: str, index: int, request: dict[str, Any]) -> bytes:
+        custom_id = str(request.get("custom_id", index))
+        kind = custom_id.split("-", 1)[0]
+        if kind == "errored":
+            return factories.anthropic_batch_result(custom_id, factories.anthropic_batch_errored())
+        if kind in ("canceled", "expired"):
+            return factories.anthropic_batch_result(custom_id, {"type": kind})
+        params = request.get("params") or {}
+        tokens = {**ANTHROPIC_TOKENS, "inference_geo": "us" if custom_id.endswith("-us") else "global"}
+        message = factories.anthropic_message(
+            model=params.get("model", "claude-sonnet-4-5"),
+            message_id=f"msg_{batch_id}_{index}",
+            text=f"result {index}",
+            **tokens,
+        )
+        return factories.anthropic_batch_result(custom_id, factories.anthropic_batch_succeeded(message))
+
+    # -- OpenAI files and batches ----------------------------------------------------------------
+
+    def openai_reply(
+        self, method: str, path: str, body: dict[str, Any], raw: bytes, content_type: str
+    ) -> Reply | None:
+        if method == "POST" and path == "/v1/files":
+            content, purpose, filename = _multipart_file(raw, content_type)
+            file_id = self._next("file-fake")
+            self.files[file_id] = (content, purpose)
+            return Reply(json=factories.openai_file(file_id, len(content), purpose, filename))
+        if method == "GET" and path.startswith("/v1/files/") and path.endswith("/content"):
+            found = self.files.get(path.split("/")[3])
+            return (
+                Reply(body=found[0], headers={"content-type": "application/octet-stream"}) if found else None
+            )
+        if method == "POST" and path == "/v1/batches":
+            return self._openai_create(body)
+        if method == "GET" and path.startswith("/v1/batches/"):
+            batch = self.openai.get(path.split("/")[3])
+            return Reply(json=batch) if batch else None
+        return None
+
+    def _openai_create(self, body: dict[str, Any]) -> Reply | None:
+        found = self.files.get(str(body.get("input_file_id")))
+        if found is None:
+            return None
+        endpoint = str(body.get("endpoint", "/v1/chat/completions"))
+        batch_id = self._next("batch_fake")
+        output, errors = [], []
+        lines = [json.loads(line) for line in found[0].splitlines() if line.strip()]
+        for index, line in enumerate(lines):
+            custom_id = str(line.get("custom_id", index))
+            line_id = f"batch_req_{batch_id}_{index}"
+            kind = custom_id.split("-", 1)[0]
+            if kind == "errored":
+                failure = factories.openai_error("Invalid model", "invalid_request_error")
+                errors.append(factories.openai_batch_output(line_id, custom_id, 400, failure))
+            elif kind == "expired":
+                expired = {
+                    "code": "batch_expired",
+                    "message": "This request could not be executed before the completion window expired.",
+                }
+                errors.append(factories.openai_batch_output(line_id, custom_id, None, None, expired))
+            else:
+                output.append(
+                    factories.openai_batch_output(
+                        line_id, custom_id, 200, _openai_result(endpoint, line, line_id)
+                    )
+                )
+        output_id = self._store(b"".join(output), "batch_output") if output else None
+        error_id = self._store(b"".join(errors), "batch_output") if errors else None
+        input_id = str(body["input_file_id"])
+        self.openai[batch_id] = factories.openai_batch(
+            batch_id, input_id, endpoint, True, output_id, error_id, len(lines), len(errors)
+        )
+        created = factories.openai_batch(batch_id, input_id, endpoint, False, None, None, len(lines), 0)
+        return Reply(json=created)
+
+    def _store(self, content: bytes, purpose: str) -> str:
+        file_id = self._next("file-fake")
+        self.files[file_id] = (content, purpose)
+        return file_id
+
+
+def _openai_result(endpoint: str, line: dict[str, Any], line_id: str) -> dict[str, Any]:
+    model = (line.get("body") or {}).get("model", "gpt-4o")
+    if endpoint == "/v1/responses":
+        return factories.openai_response(model=model, response_id=f"resp_{line_id}", **RESPONSES_TOKENS)
+    return factories.openai_chat_completion(model=model, completion_id=f"chatcmpl-{line_id}", **OPENAI_TOKENS)
+
+
+def _multipart_file(raw: bytes, content_type: str) -> tuple[bytes, str, str]:
+    """(file content, purpose, filename) of a multipart/form-data upload."""
+    message = BytesParser(policy=HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + raw
+    )
+    content, purpose, filename = b"", "batch", "upload.jsonl"
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if name == "file":
+            content = part.get_payload(decode=True) or b""
+            filename = part.get_filename() or filename
+        elif name == "purpose":
+            purpose = (part.get_payload(decode=True) or b"batch").decode()
+    return content, purpose, filename
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -310,11 +486,19 @@ class _Handler(BaseHTTPRequestHandler):
             body = {}
         scenario = headers.get("x-fake-scenario", "ok")
         nonce = headers.get("x-fake-nonce", "")
-        if scenario in ("429", "500"):
+        if scenario in ("429", "500", "529"):
             reply = error_reply(fake.name, int(scenario))
+        elif scenario == "garbage":
+            reply = Reply(body=GARBAGE, headers={"content-type": "application/octet-stream"})
         else:
             reply = fake.reply(
-                self.command, parts.path, body if isinstance(body, dict) else {}, nonce, parse_qs(parts.query)
+                self.command,
+                parts.path,
+                body if isinstance(body, dict) else {},
+                nonce,
+                parse_qs(parts.query),
+                raw=raw,
+                headers=headers,
             )
         if reply.events is not None:
             self._stream(reply, scenario, nonce)
@@ -322,9 +506,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(reply, scenario, nonce, headers.get("accept-encoding", ""))
 
     def _json(self, reply: Reply, scenario: str, nonce: str, accept_encoding: str) -> None:
-        payload = json.dumps(reply.json).encode()
+        payload = reply.body if reply.body is not None else json.dumps(reply.json).encode()
         self.send_response(reply.status)
-        self.send_header("content-type", "application/json")
+        self.send_header("content-type", reply.headers.pop("content-type", "application/json"))
         for k, v in reply.headers.items():
             self.send_header(k, v)
         if scenario == "gzip" and "gzip" in accept_encoding:
@@ -382,16 +566,32 @@ class FakeProvider:
         self._server = _Server(self, pki.server_context() if pki else None)
         self.port = self._server.server_address[1]
         self.url = f"{'https' if pki else 'http'}://127.0.0.1:{self.port}"
+        self.batches = Batches(self.url)
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.05,), name=f"fake-{name}", daemon=True
         )
 
     def reply(
-        self, method: str, path: str, body: dict[str, Any], nonce: str, query: dict[str, list[str]]
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any],
+        nonce: str,
+        query: dict[str, list[str]],
+        raw: bytes = b"",
+        headers: dict[str, str] | None = None,
     ) -> Reply:
+        headers = headers or {}
         if self.name == "anthropic":
-            return anthropic_reply(method, path, body, nonce)
+            if path.startswith("/v1/messages/batches"):
+                return self.batches.anthropic_reply(method, path, body) or anthropic_reply(
+                    method, "", {}, nonce
+                )
+            return anthropic_reply(method, path, body, nonce, headers.get("x-fake-geo"))
         if self.name == "openai":
+            if path.startswith(("/v1/files", "/v1/batches")):
+                found = self.batches.openai_reply(method, path, body, raw, headers.get("content-type", ""))
+                return found or openai_reply(method, path, {}, nonce)
             return openai_reply(method, path, body, nonce)
         if self.name == "gemini":
             return gemini_reply(method, path, body, nonce, query)
