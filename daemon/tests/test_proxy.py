@@ -267,7 +267,9 @@ def test_user_path_with_environment_variables(meter, new_rows, monkeypatch):
 
 # claude-sonnet-4-5 at the batch rate (50% off), per result line (the fakes' ANTHROPIC_TOKENS).
 ANTHROPIC_BATCH_COST = ANTHROPIC_COST / 2
-OPENAI_BATCH_COST = OPENAI_COST / 2
+# gpt-4o through the Batch API: $1.25 input, $5 output; cached input has no batch discount of its own
+# (OpenAI lists none), so the 64 cached tokens cost the batch input rate too.
+OPENAI_BATCH_COST = (136 * Decimal("1.25") + 64 * Decimal("1.25") + 50 * Decimal(5)) / 10**6
 
 
 def batch_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
