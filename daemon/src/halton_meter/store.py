@@ -151,6 +151,22 @@ MIGRATIONS: tuple[str, ...] = (
     -- What the last reconcile found (JSON: matched days, re-sent rows, differences), beside its time.
     ALTER TABLE cloud_state ADD COLUMN last_reconcile_result TEXT;
     """,
+    """
+    -- A row's earlier prices: before a re-price changes a row's cost, price card or unpriced reason, its
+    -- previous state is kept here (with when it was synced), so an unpriced call priced later, or a call
+    -- priced again under a new catalogue, still shows what it was first recorded at.
+    CREATE TABLE request_price_history (
+        id               INTEGER PRIMARY KEY AUTOINCREMENT,
+        request_uid      TEXT NOT NULL REFERENCES requests (request_uid) ON DELETE CASCADE,
+        replaced_at      TEXT NOT NULL,
+        replaced_by      TEXT NOT NULL,
+        cost_nusd        INTEGER,
+        price_card       TEXT,
+        unpriced_reason  TEXT,
+        synced_at        TEXT
+    );
+    CREATE INDEX request_price_history_by_uid ON request_price_history (request_uid, id);
+    """,
 )
 
 REQUEST_COLUMNS = (
