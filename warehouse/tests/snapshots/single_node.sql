@@ -296,3 +296,15 @@ ENGINE = ReplacingMergeTree(ingested_at)
 PARTITION BY toYYYYMM(started_at)
 ORDER BY (workspace_id, toDate(started_at), machine_id, started_at, request_uid)
 AS SELECT * FROM raw.requests;
+-- 0008_price_catalogues
+CREATE TABLE IF NOT EXISTS raw.price_catalogues
+(
+    version       String,
+    document      String CODEC(ZSTD(3)),
+    sha256        FixedString(64),
+    source        String,
+    fetched_at    DateTime64(3, 'UTC'),
+    changes       String CODEC(ZSTD(3))
+)
+ENGINE = ReplacingMergeTree(fetched_at)
+ORDER BY version;
