@@ -1278,5 +1278,10 @@ def disconnect(as_json: bool) -> None:
         sys.exit(1)
 
 
+# `rates` lives in its own module; it imports nothing from this one, so registering it here is safe.
+from halton_meter.rates_cli import rates  # noqa: E402
+
+main.add_command(rates)
+
 if __name__ == "__main__":
     main()
