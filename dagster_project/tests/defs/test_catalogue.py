@@ -1,0 +1,87 @@
+"""The price catalogue asset: stores a new version with what it changed, skips a known one, refuses an
+invalid one naming the entry (nothing stored); the catalogue in force is the newest stored."""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+import pytest
+
+from halton_meter.catalogue import load_catalogue
+from halton_meter.testing.catalogues import edited_catalogue
+from halton_pipelines.catalogue_source import catalogue_in_force
+from halton_pipelines.defs.catalogue import price_catalogue
+from halton_pipelines.resources import CatalogueSourceResource, WarehouseResource
+
+NODE = "price_card__price_catalogue"
+
+
+def resources(stores, location: str) -> dict:
+    return {
+        "warehouse": WarehouseResource(clickhouse_url=stores.warehouse_url, database_prefix=stores.prefix),
+        "price_source": CatalogueSourceResource(location=location),
+    }
+
+
+def stored_versions(stores) -> list[str]:
+    rows = stores.client().query(
+        f"SELECT version FROM {stores.databases.raw}.price_catalogues FINAL ORDER BY fetched_at"
+    )
+    return [version for (version,) in rows.result_rows]
+
+
+def test_refresh_stores_new_versions_with_their_changes_and_refuses_a_bad_one(stores, tmp_path) -> None:
+    client = stores.client()
+    packaged = load_catalogue().version
+    assert catalogue_in_force(client, stores.databases).version == packaged  # nothing stored yet
+
+    # The packaged catalogue (no source configured) is stored first: nothing changed against itself.
+    first = dg.materialize([price_catalogue], resources=resources(stores, ""))
+    [event] = first.asset_materializations_for_node(NODE)
+    assert event.metadata["stored"].value is True and event.metadata["values_changed"].value == 0
+    assert stored_versions(stores) == [packaged]
+
+    new = edited_catalogue(
+        "2027-01-05+0123456789ab",
+        new_models=[("openai", "gpt-mystery-9", "1", "2")],
+        dated_prices=[("openai", "gpt-4o", "2027-01-01", "5", "20")],
+    )
+    path = tmp_path / "rates.json"
+    path.write_text(json.dumps(new))
+    second = dg.materialize([price_catalogue], resources=resources(stores, str(path)))
+    [event] = second.asset_materializations_for_node(NODE)
+    assert event.metadata["version"].value == "2027-01-05+0123456789ab"
+    assert event.metadata["previous_version"].value == packaged
+    assert event.metadata["models_added"].value == 1
+    changes = event.metadata["changes"].value
+    assert "+ openai/gpt-mystery-9" in changes
+    assert "~ openai/gpt-4o prices[2027-01-01].rates.input: (none) -> 5, from 2027-01-01" in changes
+    in_force = catalogue_in_force(client, stores.databases)
+    assert in_force.version == "2027-01-05+0123456789ab" and in_force.find("openai", "gpt-mystery-9")
+    (stored_changes,) = client.query(
+        f"SELECT changes FROM {stores.databases.raw}.price_catalogues WHERE version = '2027-01-05+0123456789ab'"
+    ).result_rows[0]
+    assert "+ openai/gpt-mystery-9" in stored_changes
+
+    # The same version again: nothing stored.
+    third = dg.materialize([price_catalogue], resources=resources(stores, str(path)))
+    [event] = third.asset_materializations_for_node(NODE)
+    assert event.metadata["stored"].value is False
+
+    # Invalid: the run fails naming the entry, nothing is stored, the one in force stays.
+    broken = edited_catalogue("2027-02-01+broken", base=new)
+    broken["models"][0]["prices"][0]["rates"]["input"] = "-1"
+    path.write_text(json.dumps(broken))
+    with pytest.raises(dg.Failure) as failure:
+        dg.materialize([price_catalogue], resources=resources(stores, str(path)))
+    assert "models[0] openai/gpt-mystery-9: prices[0].rates.input" in failure.value.description
+    assert "Nothing was stored" in failure.value.description
+    assert stored_versions(stores) == [packaged, "2027-01-05+0123456789ab"]
+    assert catalogue_in_force(client, stores.databases).version == "2027-01-05+0123456789ab"
+
+
+def test_a_source_that_cannot_be_read_fails_the_run(stores, tmp_path) -> None:
+    with pytest.raises(dg.Failure) as failure:
+        dg.materialize([price_catalogue], resources=resources(stores, str(tmp_path / "missing.json")))
+    assert "cannot read" in failure.value.description and "missing.json" in failure.value.description
