@@ -370,8 +370,10 @@ def test_a_new_catalogue_in_the_cloud_is_installed_after_a_sync_and_prices_unpri
     # 100 x $1 + 20 x $2 per million: the row is priced, its first state stays in its history, and the
     # cloud gets the corrected copy.
     wait_for(
-        lambda: cloud.stored[uid]["cost_usd"] is not None
-        and Decimal(cloud.stored[uid]["cost_usd"]) == Decimal("0.00014"),
+        lambda: (
+            cloud.stored[uid]["cost_usd"] is not None
+            and Decimal(cloud.stored[uid]["cost_usd"]) == Decimal("0.00014")
+        ),
         what="the corrected row",
     )
     conn = connect(home.db, readonly=True)

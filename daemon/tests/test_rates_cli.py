@@ -111,7 +111,9 @@ def test_plain_http_is_refused_away_from_this_machine(home):
     assert result.exit_code == 1 and "use https://" in result.stderr
 
 
-def test_an_invalid_catalogue_is_refused_naming_the_entry_and_the_old_one_stays(home, catalogue_file, tmp_path):
+def test_an_invalid_catalogue_is_refused_naming_the_entry_and_the_old_one_stays(
+    home, catalogue_file, tmp_path
+):
     assert run(main, ["rates", "update", "--from", str(catalogue_file)]).exit_code == 0
     broken = edited_catalogue("2027-02-01+broken", base=new_catalogue())
     broken["models"][0]["prices"][0]["rates"]["output"] = 2.5  # a JSON number, not a decimal string

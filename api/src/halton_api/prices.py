@@ -61,7 +61,9 @@ def catalogue_in_force(
         try:
             catalogue = parse_catalogue(json.loads(stored.document))
         except (CatalogueError, ValueError) as error:
-            log.error("stored price catalogue %s is invalid, serving the packaged one: %s", stored.version, error)
+            log.error(
+                "stored price catalogue %s is invalid, serving the packaged one: %s", stored.version, error
+            )
         else:
             return CatalogueInForce(
                 stored.version, stored.document.encode(), stored.sha256, stored.source, catalogue

@@ -27,7 +27,9 @@ def rates_client(settings: CloudSettings):
         yield client
 
 
-def test_the_packaged_catalogue_until_one_is_stored_then_the_newest(rates_client, settings, warehouse) -> None:
+def test_the_packaged_catalogue_until_one_is_stored_then_the_newest(
+    rates_client, settings, warehouse
+) -> None:
     first = rates_client.get("/v1/rates")
     assert first.status_code == 200
     shipped = packaged()

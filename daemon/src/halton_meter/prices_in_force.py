@@ -68,10 +68,16 @@ class LivePriceBook:
             book = PriceBook(self._overrides_path, catalogue=active_catalogue(self._catalogue_dir))
         except (CatalogueError, ValueError, OSError) as exc:
             # Keep pricing with what we have; the stamp is remembered so this is logged once per change.
-            logger.warning("could not load the newly installed price catalogue (%s); keeping %s", exc, self._book.version)
+            logger.warning(
+                "could not load the newly installed price catalogue (%s); keeping %s", exc, self._book.version
+            )
         else:
             if book.catalogue.version != self._book.catalogue.version:
-                logger.info("prices now from catalogue %s (was %s)", book.catalogue.version, self._book.catalogue.version)
+                logger.info(
+                    "prices now from catalogue %s (was %s)",
+                    book.catalogue.version,
+                    self._book.catalogue.version,
+                )
             self._book = book
         self._seen = stamp
 

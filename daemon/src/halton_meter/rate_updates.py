@@ -96,7 +96,9 @@ def in_force_document(catalogue_dir: Path) -> dict[str, Any]:
             validate_catalogue(doc)
             return doc
         except (OSError, ValueError) as exc:  # CatalogueError is a ValueError
-            logger.warning("the installed catalogue %s is unusable (%s); comparing with the packaged one", path, exc)
+            logger.warning(
+                "the installed catalogue %s is unusable (%s); comparing with the packaged one", path, exc
+            )
     text = resources.files("halton_meter.catalogue").joinpath("rates.json").read_text(encoding="utf-8")
     return json.loads(text)
 
@@ -110,7 +112,9 @@ def preview(paths: MeterPaths, doc: Any, where: str) -> CatalogueDiff:
     return diff_catalogues(in_force_document(paths.catalogue), doc)
 
 
-def install(settings: Settings, doc: Any, where: str, *, conn: sqlite3.Connection | None = None) -> UpdateResult:
+def install(
+    settings: Settings, doc: Any, where: str, *, conn: sqlite3.Connection | None = None
+) -> UpdateResult:
     """Validate, install and (when it is a new version) price the unpriced rows with it.
 
     ``conn``: the store to re-price (the worker's own); None opens the home's database if there is one.

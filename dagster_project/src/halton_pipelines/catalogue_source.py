@@ -55,7 +55,9 @@ def read_source(location: str) -> FetchedCatalogue:
         except httpx.HTTPError as error:
             raise SourceError(f"cannot fetch {location}: {error}") from error
         if response.status_code != 200:
-            raise SourceError(f"cannot fetch {location}: HTTP {response.status_code} {response.reason_phrase}")
+            raise SourceError(
+                f"cannot fetch {location}: HTTP {response.status_code} {response.reason_phrase}"
+            )
         return FetchedCatalogue(response.text, location)
     path = Path(location).expanduser()
     try:
@@ -72,7 +74,9 @@ def document_in_force(client: Client, databases: Databases) -> tuple[dict[str, A
             document = json.loads(stored.document)
             parse_catalogue(document)
         except (CatalogueError, ValueError) as error:
-            log.warning("stored price catalogue %s is invalid, using the packaged one: %s", stored.version, error)
+            log.warning(
+                "stored price catalogue %s is invalid, using the packaged one: %s", stored.version, error
+            )
         else:
             return document, f"{databases.raw}.price_catalogues ({stored.source})"
     return json.loads(read_source("").text), PACKAGED

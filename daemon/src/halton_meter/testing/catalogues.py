@@ -38,10 +38,14 @@ def edited_catalogue(
                 "name": model_id,
                 "source": SOURCE,
                 "match": {"equals": model_id},
-                "prices": [{"from": None, "source": SOURCE, "rates": {"input": input_rate, "output": output_rate}}],
+                "prices": [
+                    {"from": None, "source": SOURCE, "rates": {"input": input_rate, "output": output_rate}}
+                ],
             },
         )
     for provider, model_id, day, input_rate, output_rate in dated_prices:
         (entry,) = [m for m in doc["models"] if m["provider"] == provider and m["id"] == model_id]
-        entry["prices"].append({"from": day, "source": SOURCE, "rates": {"input": input_rate, "output": output_rate}})
+        entry["prices"].append(
+            {"from": day, "source": SOURCE, "rates": {"input": input_rate, "output": output_rate}}
+        )
     return doc

@@ -481,7 +481,10 @@ class FakeCloud:
                 self.received[uid] += 1
                 copy = json.loads(row.model_dump_json())
                 held = self.stored.get(uid)
-                if held is None or (held["cost_usd"], held["price_card"]) != (copy["cost_usd"], copy["price_card"]):
+                if held is None or (held["cost_usd"], held["price_card"]) != (
+                    copy["cost_usd"],
+                    copy["price_card"],
+                ):
                     self.stored[uid] = copy
                     fresh += 1
             self.accepted_total += fresh

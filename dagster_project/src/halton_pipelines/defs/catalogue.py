@@ -45,7 +45,12 @@ def price_catalogue(
     if is_stored(client, databases, version):
         context.log.info("price catalogue %s from %s is already stored", version, fetched.where)
         return dg.MaterializeResult(
-            metadata={"version": version, "source": fetched.where, "stored": False, "summary": "already stored"}
+            metadata={
+                "version": version,
+                "source": fetched.where,
+                "stored": False,
+                "summary": "already stored",
+            }
         )
     previous, previous_where = document_in_force(client, databases)
     diff = diff_catalogues(previous, document)
@@ -74,7 +79,9 @@ def price_catalogue(
             "models_added": len(diff.added),
             "models_removed": len(diff.removed),
             "values_changed": len(diff.changes),
-            "changes": dg.MetadataValue.md("```\n" + "\n".join(shown) + "\n```" if shown else "no price changes"),
+            "changes": dg.MetadataValue.md(
+                "```\n" + "\n".join(shown) + "\n```" if shown else "no price changes"
+            ),
         }
     )
 
