@@ -89,3 +89,30 @@ def test_unpriced_only_prices_what_was_unknown_and_keeps_the_original_in_the_his
     # A second run changes nothing and adds no history.
     assert reprice(conn, PriceBook(rates), unpriced_only=True).changed == 0
     assert conn.execute("SELECT count(*) FROM request_price_history").fetchone()[0] == 2
+
+
+def test_the_cli_reprices_unpriced_rows_with_the_installed_catalogue(home, seed):
+    from click.testing import CliRunner
+
+    from halton_meter.catalogue import install_catalogue
+    from halton_meter.cli import main
+    from halton_meter.testing.catalogues import edited_catalogue
+
+    seed(model="gpt-4o", cost="0.5")
+    unknown = seed(model="gpt-mystery-9", cost=None, unpriced_reason="no price")
+    unknown_yet = json.loads(CliRunner().invoke(main, ["reprice", "--unpriced", "--json"]).output)
+    assert (unknown_yet["examined"], unknown_yet["newly_priced"], unknown_yet["unpriced_only"]) == (
+        1,
+        0,
+        True,
+    )
+
+    install_catalogue(
+        home.catalogue, edited_catalogue("v-new", new_models=[("openai", "gpt-mystery-9", "1", "2")])
+    )
+    document = json.loads(CliRunner().invoke(main, ["reprice", "--unpriced", "--json"]).output)
+    assert (document["examined"], document["newly_priced"]) == (1, 1)
+    assert document["price_data"] == "catalogue v-new"
+    assert costs(home.db)["gpt-mystery-9"][0] == 1_200_000 and costs(home.db)["gpt-4o"][0] == 500_000_000
+    conn = open_store(home.db)
+    assert price_history(conn, str(unknown.request_uid))[0]["unpriced_reason"] == "no price"
