@@ -124,6 +124,7 @@ def test_a_new_catalogue_reaches_a_paired_meter_and_prices_its_unpriced_calls(
             },
         )
         assert refreshed.success
+        store_rows(meter.paths, 1)  # the meter's next sync (one that uploads something)
 
         # One sync later the meter has it in force and has priced both rows.
         wait_for(
@@ -167,8 +168,9 @@ def test_a_new_catalogue_reaches_a_paired_meter_and_prices_its_unpriced_calls(
         )
 
         # A gpt-4o call now is priced by the running daemon with today's new price, no restart.
+        seen = set(rows(meter))
         sdk.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
-        wait_for(lambda: len(rows(meter)) == 3, timeout=30, what="the new call recorded")
-        (fresh,) = [r for uid, r in rows(meter).items() if uid not in (unknown_uid, old_uid)]
+        wait_for(lambda: len(rows(meter)) == len(seen) + 1, timeout=30, what="the new call recorded")
+        (fresh,) = [row for uid, row in rows(meter).items() if uid not in seen]
         assert Decimal(fresh["cost_nusd"]) / 10**9 == cost_with(new_book, fresh) != cost_with(old_book, fresh)
         assert fresh["price_card"].startswith(f"catalogue {NEW_VERSION}:openai/gpt-4o")

@@ -366,6 +366,7 @@ def test_a_new_catalogue_in_the_cloud_is_installed_after_a_sync_and_prices_unpri
 
     new = "2027-01-05+0123456789ab"
     cloud.catalogue = edited_catalogue(new, new_models=[("openai", "gpt-mystery-9", "1", "2")])
+    store_rows(home, 1)  # the next sync that uploads asks again (an idle meter: once per heartbeat)
     wait_for(lambda: active_catalogue(home.catalogue).version == new, what="install")
     # 100 x $1 + 20 x $2 per million: the row is priced, its first state stays in its history, and the
     # cloud gets the corrected copy.
@@ -386,5 +387,8 @@ def test_a_failing_rates_route_only_delays_the_catalogue(home, cloud, worker):
     uids = store_rows(home, 3)
     wait_for(lambda: status(home).unsynced_rows == 0, what="sync")
     assert cloud.unique_uids() == set(uids)
-    wait_for(lambda: 304 in cloud.statuses("/v1/rates"), what="asked again")
+    wait_for(lambda: cloud.statuses("/v1/rates"), what="asked")
+    uids += store_rows(home, 2)
+    wait_for(lambda: 304 in cloud.statuses("/v1/rates"), what="asked again on the next upload")
+    assert cloud.unique_uids() == set(uids)
     assert cloud.statuses("/v1/rates")[0] == 503

@@ -13,6 +13,9 @@ does. After each pass, and as a heartbeat while idle or paused, it reports its s
 ``cloud pause``, ``resume`` and a re-pairing from the CLI take effect on the next pass without a restart.
 Every ``[cloud] reconcile_hours`` (daily), after a pass that left nothing unsent, it reconciles the last
 :data:`~.reconcile.DEFAULT_DAYS` days with the cloud (:mod:`.reconcile`) and sends what the cloud lacked.
+After a pass that uploaded rows (and once per heartbeat while idle) it asks the cloud for its price
+catalogue (``GET /v1/rates``, If-None-Match of the one in force here); a new one is validated, installed
+and prices the rows recorded unpriced (:mod:`halton_meter.rate_updates`), which are then sent again.
 """
 
 from __future__ import annotations
@@ -91,6 +94,7 @@ class SyncWorker:
         self._reconcile_retry_at: datetime | None = None  # after a failed reconcile: not before then
         self._rates_etag: str | None = None  # the catalogue in force here, as GET /v1/rates names it
         self._rates_stamp: tuple[int, int] | None = None  # the installed file's, when _rates_etag was read
+        self._next_rates_ask = 0.0  # monotonic time an idle meter asks for the cloud's catalogue again
         self.passes = 0
         self.reports = 0
 
@@ -193,12 +197,23 @@ class SyncWorker:
         if uploader.batch_rows < settings.cloud_batch_rows:
             self._learned_batch_rows = uploader.batch_rows  # a 413 taught us the cloud's limit
         wait = self._record(conn, credentials.pairing_id, result, settings)
-        if result.stopped is None and self._pick_up_rates(conn, settings):
+        if self._rates_due(result, settings) and self._pick_up_rates(conn, settings):
             return Wait(0.0)  # rows priced by the new catalogue are unsynced again: send them now
         due = result.stopped is None and not result.remaining and self._reconcile_due(row, settings)
         if due and self._reconcile(conn, credentials.token, credentials.pairing_id, row["machine_id"]):
             return Wait(0.0)  # rows the cloud lacked are unsynced again: send them now
         return wait
+
+    def _rates_due(self, result: PassResult, settings: Settings) -> bool:
+        """Ask for the cloud's catalogue after each pass that uploaded rows (the cloud answers an empty 304
+        from memory), and while idle once per heartbeat, so an idle meter does not ask every few seconds."""
+        if result.stopped is not None:
+            return False
+        now = time.monotonic()
+        if not result.uploaded and now < self._next_rates_ask:
+            return False
+        self._next_rates_ask = now + settings.cloud_heartbeat
+        return True
 
     def _pick_up_rates(self, conn: sqlite3.Connection, settings: Settings) -> bool:
         """Install the cloud's catalogue when it is not the one in force here; True when that priced rows
