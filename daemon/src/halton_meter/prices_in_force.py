@@ -15,7 +15,7 @@ import threading
 from datetime import datetime
 from pathlib import Path
 
-from halton_meter.catalogue import CatalogueError, active_catalogue
+from halton_meter.catalogue import active_catalogue
 from halton_meter.catalogue.installed import installed_path
 from halton_meter.pricing import CallFacts, Price, PriceBook
 from halton_meter.settings import Settings
@@ -66,7 +66,7 @@ class LivePriceBook:
     def _reload(self, stamp: tuple[int, int, int] | None) -> None:
         try:
             book = PriceBook(self._overrides_path, catalogue=active_catalogue(self._catalogue_dir))
-        except (CatalogueError, ValueError, OSError) as exc:
+        except (ValueError, OSError) as exc:  # RatesFileError (overrides edited since the start)
             # Keep pricing with what we have; the stamp is remembered so this is logged once per change.
             logger.warning(
                 "could not load the newly installed price catalogue (%s); keeping %s", exc, self._book.version
