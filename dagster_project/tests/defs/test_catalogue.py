@@ -85,3 +85,32 @@ def test_a_source_that_cannot_be_read_fails_the_run(stores, tmp_path) -> None:
     with pytest.raises(dg.Failure) as failure:
         dg.materialize([price_catalogue], resources=resources(stores, str(tmp_path / "missing.json")))
     assert "cannot read" in failure.value.description and "missing.json" in failure.value.description
+
+
+def test_the_source_can_be_a_url(stores) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    body = json.dumps(edited_catalogue("2027-03-01+fromaurl0000")).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/rates.json"
+        result = dg.materialize([price_catalogue], resources=resources(stores, url))
+    finally:
+        server.shutdown()
+        server.server_close()
+    [event] = result.asset_materializations_for_node(NODE)
+    assert event.metadata["source"].value == url and event.metadata["stored"].value is True
+    assert catalogue_in_force(stores.client(), stores.databases).version == "2027-03-01+fromaurl0000"
