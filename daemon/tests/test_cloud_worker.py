@@ -345,3 +345,50 @@ def test_the_worker_reports_its_state_after_passes_and_heartbeats_while_idle(hom
             wait_for(lambda: report()["state"] == "ACTIVE" and report()["unsynced_rows"] == 0, what="resumed")
         finally:
             worker.stop()
+
+
+def test_a_new_catalogue_in_the_cloud_is_installed_after_a_sync_and_prices_unpriced_rows(home, cloud, worker):
+    from decimal import Decimal
+
+    from halton_meter.catalogue import active_catalogue, load_catalogue
+    from halton_meter.reprice import price_history
+    from halton_meter.store import connect
+    from halton_meter.testing.catalogues import edited_catalogue
+
+    (uid,) = store_rows(
+        home, 1, model_requested="gpt-mystery-9", model_served="gpt-mystery-9", cost_usd=None, price_card=None
+    )
+    wait_for(lambda: uid in cloud.stored, what="the unpriced row synced")
+    assert cloud.stored[uid]["cost_usd"] is None
+    # It asks after its passes; the packaged catalogue is in force there too: 304, nothing installed.
+    wait_for(lambda: 304 in cloud.statuses("/v1/rates"), what="asked for the rates")
+    assert active_catalogue(home.catalogue).version == load_catalogue().version
+
+    new = "2027-01-05+0123456789ab"
+    cloud.catalogue = edited_catalogue(new, new_models=[("openai", "gpt-mystery-9", "1", "2")])
+    store_rows(home, 1)  # the next sync that uploads asks again (an idle meter: once per heartbeat)
+    wait_for(lambda: active_catalogue(home.catalogue).version == new, what="install")
+    # 100 x $1 + 20 x $2 per million: the row is priced, its first state stays in its history, and the
+    # cloud gets the corrected copy.
+    wait_for(
+        lambda: (
+            cloud.stored[uid]["cost_usd"] is not None
+            and Decimal(cloud.stored[uid]["cost_usd"]) == Decimal("0.00014")
+        ),
+        what="the corrected row",
+    )
+    conn = connect(home.db, readonly=True)
+    (first,) = price_history(conn, uid)
+    assert first["cost_nusd"] is None and first["synced_at"] is not None
+
+
+def test_a_failing_rates_route_only_delays_the_catalogue(home, cloud, worker):
+    cloud.fail_next(path="/v1/rates")
+    uids = store_rows(home, 3)
+    wait_for(lambda: status(home).unsynced_rows == 0, what="sync")
+    assert cloud.unique_uids() == set(uids)
+    wait_for(lambda: cloud.statuses("/v1/rates"), what="asked")
+    uids += store_rows(home, 2)
+    wait_for(lambda: 304 in cloud.statuses("/v1/rates"), what="asked again on the next upload")
+    assert cloud.unique_uids() == set(uids)
+    assert cloud.statuses("/v1/rates")[0] == 503

@@ -14,7 +14,7 @@ def test_definitions_load_with_every_domain(monkeypatch) -> None:
     assert {
         "billing/openai_billing", "billing/anthropic_billing", "billing/xai_billing", "billing/billing_statements",
         "control_plane/projects", "control_plane/devices", "control_plane/members", "control_plane/snapshots",
-        "price_card/model_prices", "meter/requests", "staging/int_requests_priced", "daily_spend",
+        "price_card/model_prices", "price_card/price_catalogue", "meter/requests", "staging/int_requests_priced", "daily_spend",
         "reconciliation", "reconciliation_daily", "reconciliation_requests", "prompt_clusters", "model_usage_30d",
         "budget_variance", "project_spend", "developer_spend", "cost_center_spend",
     } <= keys  # fmt: skip
@@ -31,7 +31,7 @@ def test_definitions_load_with_every_domain(monkeypatch) -> None:
     }
     assert {s.name for s in defs.schedules} == {
         "marts_every_15_minutes", "history_marts_hourly", "billing_daily_schedule", "price_card_daily",
-        "recommendations_hourly",
+        "recommendations_hourly", "price_catalogue_daily",
     }  # fmt: skip
     job = defs.get_job_def("halton_marts")
     marts = {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
@@ -52,6 +52,7 @@ def test_definitions_load_with_every_domain(monkeypatch) -> None:
         "control_plane",
         "provider_keys",
         "billing_apis",
+        "price_source",
         "dbt",
     }
     defs.get_repository_def().load_all_definitions()

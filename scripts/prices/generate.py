@@ -37,6 +37,7 @@ REPO = Path(__file__).resolve().parents[2]
 CATALOGUE = REPO / "daemon" / "src" / "halton_meter" / "catalogue" / "rates.json"
 sys.path.insert(0, str(REPO / "daemon" / "src"))
 # The meter's validator and matcher are pure Python: the file is checked exactly as the meter will.
+from halton_meter.catalogue.diff import diff_catalogues  # noqa: E402
 from halton_meter.catalogue.load import parse_match  # noqa: E402
 from halton_meter.catalogue.validate import CatalogueError, validate_catalogue  # noqa: E402
 
@@ -519,39 +520,6 @@ def content_hash(models: list[dict[str, Any]]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
-def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    """Paths -> leaves, with dated lists keyed by their from-date so a new entry is not a reshuffle."""
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for key, sub in value.items():
-            out.update(flatten(sub, f"{prefix}.{key}" if prefix else key))
-        return out
-    if isinstance(value, list):
-        out = {}
-        for i, sub in enumerate(value):
-            label = sub.get("from") or "undated" if isinstance(sub, dict) and "from" in sub else str(i)
-            if isinstance(sub, dict) and "above" in sub:
-                label = f">{sub['above']}"
-            out.update(flatten(sub, f"{prefix}[{label}]"))
-        return out
-    return {prefix: value}
-
-
-def diff(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
-    if old is None:
-        return ["no committed catalogue: everything is new"]
-    before = {f"{m['provider']}/{m['id']}": m for m in old.get("models", [])}
-    after = {f"{m['provider']}/{m['id']}": m for m in new["models"]}
-    lines = [f"+ {key}" for key in sorted(after.keys() - before.keys())]
-    lines += [f"- {key}" for key in sorted(before.keys() - after.keys())]
-    for key in sorted(after.keys() & before.keys()):
-        was, now = flatten(before[key]), flatten(after[key])
-        for path in sorted(was.keys() | now.keys()):
-            if was.get(path) != now.get(path):
-                lines.append(f"~ {key} {path}: {was.get(path, '(none)')} -> {now.get(path, '(none)')}")
-    return lines
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -598,12 +566,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nleft out (not priced per token by genai-prices): {len(left_out)}")
     for line in left_out:
         print(f"  {line}")
-    changes = diff(old, catalogue)
+    changes = diff_catalogues(old, catalogue)
     print(
         f"\ndiff against {args.out.relative_to(REPO) if args.out.is_relative_to(REPO) else args.out}: "
-        f"{len(changes)} line(s)"
+        f"{changes.summary()}"
     )
-    for line in changes:
+    for line in changes.lines():
         print(f"  {line}")
 
     try:

@@ -31,6 +31,7 @@ from halton_api.errors import DomainError
 from halton_api.ingest_window import IngestWindow
 from halton_api.pages import STATIC_DIR, make_templates, render
 from halton_api.pdf.jobs import ReportJobs
+from halton_api.prices import CatalogueCache
 from halton_api.ratelimit import AccountLock, TokenBucketLimiter, bad_credential_limiters
 from halton_api.routers import (
     api_keys,
@@ -52,6 +53,7 @@ from halton_api.routers import (
     pairing,
     project_view,
     projects,
+    rates,
     reconciliation,
     reports,
     requests,
@@ -162,6 +164,7 @@ def create_app(settings: CloudSettings, *, clock: Callable[[], datetime] = utc_n
     app.state.pairing_start_limiter = TokenBucketLimiter(
         burst=settings.pairing_start_burst, per_minute=settings.pairing_start_per_minute
     )
+    app.state.rates = CatalogueCache(ttl=settings.rates_cache_seconds)
     app.state.pairing_guess_limiter = TokenBucketLimiter(
         burst=settings.pairing_guess_burst, per_minute=settings.pairing_guess_per_minute
     )
@@ -170,7 +173,7 @@ def create_app(settings: CloudSettings, *, clock: Callable[[], datetime] = utc_n
     # Fixed paths first: /{workspace}/… pages must not capture /v1, /healthz, /signin, /docs and the like.
     _install_docs(app)
     app.include_router(methodology.pages)
-    for module in (health, ingest, daemon, pairing, auth, invitations, workspaces):
+    for module in (health, ingest, daemon, rates, pairing, auth, invitations, workspaces):
         app.include_router(module.router)
     app.include_router(pairing.pages)
     for module in (devices, members, api_keys, projects, audit, requests, reports):

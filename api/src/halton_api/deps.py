@@ -21,7 +21,7 @@ from halton_api.dashboards.filters import RANGES, Filters
 from halton_api.dashboards.reader import MartsReader
 from halton_api.errors import Forbidden, NotFound
 from halton_api.models import UserPublic, WorkspacePublic
-from halton_api.prices import current_catalogue
+from halton_api.prices import catalogue_for
 from halton_api.ratelimit import AccountLock, CredentialKind, TokenBucketLimiter
 from halton_api.roles import Permission, Role, allows
 from halton_api.settings import CloudSettings
@@ -105,7 +105,13 @@ async def current_time(request: Request) -> datetime:
 
 
 Now = Annotated[datetime, Depends(current_time)]
-# The price catalogue in force in the cloud (see `halton_api.prices`).
+
+
+async def current_catalogue(request: Request, settings: Settings) -> Catalogue:
+    """The catalogue the cloud prices and documents with (see `halton_api.prices`)."""
+    return (await catalogue_for(request, settings)).catalogue
+
+
 Prices = Annotated[Catalogue, Depends(current_catalogue)]
 
 

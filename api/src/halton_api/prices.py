@@ -1,24 +1,118 @@
-"""The price catalogue the cloud shows and prices with: every reader goes through ``current_catalogue``.
+"""The price catalogue in force for the cloud: the newest one stored in `raw.price_catalogues` (the Dagster
+`price_catalogue` asset keeps every version it accepted), else the one packaged with halton-meter.
 
-Today that is the catalogue packaged with ``halton_meter`` (the meter's own ``rates.json``); once the cloud
-stores the catalogues it refreshes, this one function returns the newest stored one and every page follows.
+`GET /v1/rates` publishes it to meters, and anything else in the API that prices or shows prices (the pricing
+docs page, the overview's unpriced calls) asks `catalogue_for` (the dependency `deps.Prices`) so that they all
+agree. A stored document is validated again before it
+is trusted: one that fails (written by hand?) is logged and the packaged catalogue is used instead.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from importlib import resources
 
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import DatabaseError
 from fastapi import Request
 
-from halton_meter.catalogue import Catalogue, load_catalogue
+from halton_api.settings import CloudSettings
+from halton_meter.catalogue import Catalogue, CatalogueError, parse_catalogue
+from halton_meter.catalogue.etag import catalogue_etag
+from halton_warehouse.price_catalogues import newest_catalogue
+from halton_warehouse.settings import Databases
+
+log = logging.getLogger(__name__)
+
+PACKAGED_SOURCE = "packaged with halton-meter"
 
 
-@functools.cache
-def _packaged() -> Catalogue:
-    # Parsed once per process: the packaged file cannot change while the process runs.
-    return load_catalogue()
+@dataclass(frozen=True)
+class CatalogueInForce:
+    """The catalogue in force with the exact bytes the cloud serves for it."""
+
+    version: str
+    document: bytes
+    sha256: str
+    source: str
+    catalogue: Catalogue
+
+    @property
+    def etag(self) -> str:
+        return catalogue_etag(self.version)
 
 
-async def current_catalogue(request: Request) -> Catalogue:
-    """The catalogue in force in the cloud (the FastAPI dependency ``deps.Prices``)."""
-    return _packaged()
+def catalogue_in_force(
+    client: Client, databases: Databases, *, known: CatalogueInForce | None = None
+) -> CatalogueInForce:
+    """The newest stored catalogue if it is valid, else the packaged one (runs in a warehouse thread).
+
+    `known`: one read before; returned as is when it is still the one in force (no parsing again)."""
+    try:
+        stored = newest_catalogue(client, databases)
+    except DatabaseError as error:
+        if "UNKNOWN_TABLE" not in str(error) and getattr(error, "code", None) != 60:
+            raise
+        stored = None  # migration 0008 not applied yet: nothing stored
+    if stored is not None and known is not None and known.sha256 == stored.sha256:
+        return known
+    if stored is not None:
+        try:
+            catalogue = parse_catalogue(json.loads(stored.document))
+        except (CatalogueError, ValueError) as error:
+            log.error(
+                "stored price catalogue %s is invalid, serving the packaged one: %s", stored.version, error
+            )
+        else:
+            return CatalogueInForce(
+                stored.version, stored.document.encode(), stored.sha256, stored.source, catalogue
+            )
+    if known is not None and known.source == PACKAGED_SOURCE:
+        return known
+    return packaged_catalogue()
+
+
+async def catalogue_for(request: Request, settings: CloudSettings) -> CatalogueInForce:
+    """The catalogue in force, from the app's cache (`app.state.rates`), read again every `rates_cache_seconds`."""
+    cache: CatalogueCache = request.app.state.rates
+    held = cache.fresh()
+    if held is not None:
+        return held
+    reader = request.app.state.reader
+    read = functools.partial(catalogue_in_force, databases=settings.warehouse.databases, known=cache.last)
+    return cache.keep(await reader.pool.run_with_retries(read, retries=settings.warehouse_retries))
+
+
+def packaged_catalogue() -> CatalogueInForce:
+    document = resources.files("halton_meter.catalogue").joinpath("rates.json").read_bytes()
+    catalogue = parse_catalogue(json.loads(document))
+    return CatalogueInForce(
+        catalogue.version, document, hashlib.sha256(document).hexdigest(), PACKAGED_SOURCE, catalogue
+    )
+
+
+class CatalogueCache:
+    """The app's copy of the catalogue in force, read again after `ttl` seconds (one per app, on its state)."""
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._held: tuple[float, CatalogueInForce] | None = None
+
+    def fresh(self) -> CatalogueInForce | None:
+        if self._held is None or time.monotonic() - self._held[0] >= self.ttl:
+            return None
+        return self._held[1]
+
+    @property
+    def last(self) -> CatalogueInForce | None:
+        """The value held, however old (to skip parsing a document that has not changed)."""
+        return self._held[1] if self._held else None
+
+    def keep(self, value: CatalogueInForce) -> CatalogueInForce:
+        self._held = (time.monotonic(), value)
+        return value

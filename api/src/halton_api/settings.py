@@ -167,6 +167,13 @@ class CloudSettings(BaseSettings):
         "longest.",
     )
 
+    rates_cache_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="How long `GET /v1/rates` reuses the catalogue in force it read from the warehouse "
+        "(every paired meter asks after each sync); a new version reaches meters this much later at most.",
+    )
+
     pg_pool_min: int = Field(default=1, ge=0)
     pg_pool_max: int = Field(default=10, ge=1)
 

@@ -36,7 +36,7 @@ from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 from clickhouse_connect.driver.insert import InsertContext
 
 from halton_api.batch_decoding import FIELD, WireRow
-from halton_api.store.requests import ProbeScope, existing_uids
+from halton_api.store.requests import ProbeScope, existing_uids, stored_prices
 from halton_warehouse import Databases, connect
 
 log = logging.getLogger(__name__)
@@ -449,7 +449,42 @@ class WarehouseWriter:
                         scope=scope,
                     )
                 )
+            if found:
+                sent = [
+                    rows for item, rows in zip(items, first, strict=True) if item.workspace_id == workspace_id
+                ]
+                found -= await self._corrections(workspace_id, scope, found, sent)
         return stored
+
+    async def _corrections(
+        self,
+        workspace_id: UUID,
+        scope: ProbeScope,
+        found: set[UUID],
+        batches: list[list[WireRow]],
+    ) -> set[UUID]:
+        """Of the rows the workspace has, those sent again with another cost or price card: a meter priced the
+        call again (an unpriced call, once a catalogue knew its model). They are written, not counted as
+        duplicates; the newer copy wins on every read (ReplacingMergeTree on ingested_at)."""
+        sent = {
+            row.request_uid: (row.cost_usd, row.price_card)
+            for rows in batches
+            for row in rows
+            if row.request_uid in found
+        }
+        asked = list(sent)
+        held: dict[UUID, tuple[decimal.Decimal | None, str | None]] = {}
+        for start in range(0, len(asked), PROBE_CHUNK):
+            held |= await self.with_retries(
+                functools.partial(
+                    stored_prices,
+                    databases=self.databases,
+                    workspace_id=workspace_id,
+                    uids=asked[start : start + PROBE_CHUNK],
+                    scope=scope,
+                )
+            )
+        return {uid for uid, price in sent.items() if uid in held and held[uid] != price}
 
     async def with_retries(self, operation: Callable[[Client], T]) -> T:
         """Run `operation` through the pool, retrying transient failures with a short backoff."""

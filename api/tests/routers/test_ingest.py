@@ -135,6 +135,30 @@ def test_the_devices_mark_is_kept_in_postgres_and_another_api_process_counts_a_r
     assert _count(warehouse) == _raw_count(warehouse) == 34
 
 
+def test_a_row_sent_again_with_a_new_price_is_a_correction_not_a_duplicate(client, paired, warehouse) -> None:
+    """A meter that priced an unpriced call once a catalogue knew its model sends the row again: it is stored
+    and read in place of the first copy; the same row again unchanged is still a duplicate."""
+    _, created = paired
+    first = batch(created.device.machine_id, rows=3)
+    unpriced = first["rows"][0]
+    unpriced["cost_usd"], unpriced["price_card"] = None, None
+    assert (
+        client.post("/v1/requests/batch", json=first, headers=bearer(created.token)).json()["accepted"] == 3
+    )
+    corrected = {**unpriced, "cost_usd": "0.001200000", "price_card": "catalogue v2:openai/gpt-mystery-9"}
+    resent = {**batch(created.device.machine_id, rows=1), "rows": [corrected, first["rows"][1]]}
+    answer = client.post("/v1/requests/batch", json=resent, headers=bearer(created.token)).json()
+    assert (answer["accepted"], answer["duplicates"]) == (1, 1)
+    stored = warehouse.client().query(
+        f"SELECT cost_usd, price_card FROM {warehouse.databases.raw}.requests_dedup WHERE request_uid = %(u)s",
+        {"u": unpriced["request_uid"]},
+    )
+    assert stored.result_rows == [(Decimal("0.0012"), "catalogue v2:openai/gpt-mystery-9")]
+    again = client.post("/v1/requests/batch", json=resent, headers=bearer(created.token)).json()
+    assert (again["accepted"], again["duplicates"]) == (0, 2)
+    assert _count(warehouse) == 3
+
+
 def test_rows_repeated_inside_a_batch_and_across_batches(client, paired, warehouse) -> None:
     _, created = paired
     machine = created.device.machine_id

@@ -426,14 +426,22 @@ def _print_report(result) -> None:
     type=click.Choice(["today", "yesterday", "7d", "30d", "this-month", "last-month", "all"]),
 )
 @_period_options
+@click.option("--unpriced", "unpriced_only", is_flag=True, help="Only calls without a cost.")
 @click.option("--dry-run", is_flag=True, help="Show what would change; write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def reprice(
-    period: str | None, from_: datetime | None, to_: datetime | None, dry_run: bool, as_json: bool
+    period: str | None,
+    from_: datetime | None,
+    to_: datetime | None,
+    unpriced_only: bool,
+    dry_run: bool,
+    as_json: bool,
 ) -> None:
-    """Re-price stored calls with the current prices (after a new price catalogue or a rates.json edit).
+    """Re-price stored calls with the prices in force (after `rates update` or a rates.json edit).
 
-    PERIOD defaults to all calls. Changed rows are marked for re-sync to the cloud.
+    PERIOD defaults to all calls; --unpriced takes only calls without a cost (never set to $0: a call
+    stays unpriced until a catalogue knows its model). A changed row keeps its earlier price in its
+    history and is marked for re-sync to the cloud.
 
     rates.json (in the meter's home) overrides prices, in USD per million tokens:
     {"format": 1, "models": {"openai/gpt-4.1": {"input": "1.60", "output": "6.40", "cache_read": "0.40"}}}
@@ -441,7 +449,8 @@ def reprice(
     from rich.progress import Progress
     from rich.table import Table
 
-    from halton_meter.pricing import PriceBook, RatesFileError
+    from halton_meter.prices_in_force import prices_in_force
+    from halton_meter.pricing import RatesFileError
     from halton_meter.report import format_usd
     from halton_meter.reprice import reprice as run_reprice
     from halton_meter.reprice import total_usd
@@ -450,7 +459,7 @@ def reprice(
     settings = _settings()
     chosen = _period(period or "all", from_, to_) if (period or from_ or to_) else None
     try:
-        pricebook = PriceBook(settings.pricing_overrides)
+        pricebook = prices_in_force(settings)
     except RatesFileError as exc:
         _fail(str(exc))
     if not settings.paths.db.exists():
@@ -461,7 +470,7 @@ def reprice(
         _fail(str(exc))
     try:
         if as_json:
-            summary = run_reprice(conn, pricebook, chosen, dry_run=dry_run)
+            summary = run_reprice(conn, pricebook, chosen, unpriced_only=unpriced_only, dry_run=dry_run)
         else:
             with Progress(transient=True, console=console) as progress:
                 task = progress.add_task("re-pricing", total=None)
@@ -469,6 +478,7 @@ def reprice(
                     conn,
                     pricebook,
                     chosen,
+                    unpriced_only=unpriced_only,
                     dry_run=dry_run,
                     progress=lambda done, total: progress.update(task, completed=done, total=total),
                 )

@@ -68,13 +68,19 @@ class Meter:
     """One running meter: proxy, addons, writer. See the module docstring."""
 
     def __init__(self, settings: Settings, *, health: Health | None = None, pricebook: Any = None) -> None:
-        from halton_meter.pricing import PriceBook, RatesFileError
+        from halton_meter.prices_in_force import LivePriceBook
+        from halton_meter.pricing import RatesFileError
 
         self.settings = settings
         self.health = health or Health()
         try:
             self.machine_id = load_machine_id(settings.paths)
-            self.pricebook = pricebook if pricebook is not None else PriceBook(settings.pricing_overrides)
+            # Follows the installed catalogue: `rates update` or a sync puts new prices in force at once.
+            self.pricebook = (
+                pricebook
+                if pricebook is not None
+                else LivePriceBook(settings.pricing_overrides, settings.paths.catalogue)
+            )
         except (HomeProblem, RatesFileError) as exc:
             raise MeterError(str(exc)) from exc
         self.journal = Journal(settings.paths.journal, self.health)

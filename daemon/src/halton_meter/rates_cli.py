@@ -1,8 +1,10 @@
-"""``halton-meter rates …``: the price catalogue in force on this machine (``rates show``).
+"""``halton-meter rates …``: the price catalogue this meter prices with (``show``), and updating it
+without an upgrade (``diff``, ``update``).
 
 What a model costs is rendered by ``catalogue/display.py``, the same views the cloud's pricing page
-renders, so the two agree. Imported by ``cli.py`` only to register the group: the catalogue, rich's
-tables and everything else load inside the commands.
+renders, so the two agree; updates are done by :mod:`halton_meter.rate_updates`. Imported by ``cli.py``
+only to register the group (importing ``cli`` from here would make the two modules import each other):
+the catalogue, rich's tables and everything else load inside the commands.
 """
 
 from __future__ import annotations
@@ -19,11 +21,14 @@ from rich.markup import escape
 
 if TYPE_CHECKING:
     from halton_meter.catalogue import Catalogue
+    from halton_meter.catalogue.diff import CatalogueDiff
     from halton_meter.catalogue.display import ModelView
+    from halton_meter.settings import Settings
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 SUGGESTIONS = 5
+SOURCE_HELP = "A catalogue file or an https URL (default: the paired cloud's GET /v1/rates)."
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
@@ -32,18 +37,22 @@ def _fail(message: str, code: int = 1) -> NoReturn:
 
 
 def _print_json(document: Any) -> None:
-    click.echo(json.dumps(document, indent=2))
+    click.echo(json.dumps(document, indent=2, default=str))
+
+
+def _settings() -> Settings:
+    from halton_meter.settings import SettingsError, load_settings
+
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        _fail(str(exc), 2)
 
 
 def _catalogue() -> Catalogue:
     from halton_meter.catalogue import active_catalogue
-    from halton_meter.settings import SettingsError, load_settings
 
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        _fail(str(exc), 2)
-    return active_catalogue(settings.paths.catalogue)
+    return active_catalogue(_settings().paths.catalogue)
 
 
 def _today() -> date:
@@ -53,7 +62,7 @@ def _today() -> date:
 
 @click.group()
 def rates() -> None:
-    """The price catalogue: which rates price your calls, from when, and where they come from."""
+    """The price catalogue: which rates price your calls, from when and from where; update it."""
 
 
 @rates.command("show")
@@ -159,3 +168,73 @@ def _print_model(view: ModelView, version: str) -> None:
         console.print(escape(line), highlight=False)
     for item in view.scheduled:
         entry(f"{item.mode or 'standard'}, scheduled", item.price)
+
+
+def _read(settings: Settings, source: str | None) -> tuple[Any, str]:
+    from halton_meter.rate_updates import UpdateError, read_cloud, read_source
+
+    try:
+        if source is not None:
+            return read_source(source)
+        return read_cloud(settings), f"{settings.cloud_base_url}/v1/rates"
+    except UpdateError as exc:
+        _fail(str(exc))
+
+
+def _print_diff(diff: CatalogueDiff) -> None:
+    console.print(escape(diff.summary()), highlight=False)
+    for line in diff.lines():
+        console.print(f"  {escape(line)}", highlight=False)
+
+
+@rates.command()
+@click.option("--from", "source", metavar="FILE_OR_URL", help=SOURCE_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def update(source: str | None, as_json: bool) -> None:
+    """Install a newer price catalogue and price the calls recorded without a price.
+
+    The catalogue is validated first: one that fails is refused naming the entry, and the one in force
+    stays. A running daemon uses the new catalogue from its next call.
+    """
+    from halton_meter.rate_updates import UpdateError, install
+
+    settings = _settings()
+    doc, where = _read(settings, source)
+    try:
+        result = install(settings, doc, where)
+    except UpdateError as exc:
+        _fail(str(exc))
+    if as_json:
+        _print_json(result.to_json())
+        return
+    _print_diff(result.diff)
+    if not result.installed:
+        console.print("Already in force: nothing installed.", highlight=False)
+        return
+    console.print(f"Installed catalogue {escape(result.diff.new_version)}.", highlight=False)
+    if result.repriced is not None:
+        summary = result.repriced
+        console.print(
+            f"Unpriced calls: {summary.examined} looked at, {summary.newly_priced} now priced "
+            f"({summary.examined - summary.newly_priced - summary.skipped_no_usage} still without a price).",
+            highlight=False,
+        )
+
+
+@rates.command()
+@click.option("--from", "source", metavar="FILE_OR_URL", help=SOURCE_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def diff(source: str | None, as_json: bool) -> None:
+    """Show what `rates update` would change; changes nothing."""
+    from halton_meter.rate_updates import UpdateError, preview
+
+    settings = _settings()
+    doc, where = _read(settings, source)
+    try:
+        changes = preview(settings.paths, doc, where)
+    except UpdateError as exc:
+        _fail(str(exc))
+    if as_json:
+        _print_json(changes.to_json())
+    else:
+        _print_diff(changes)

@@ -51,6 +51,7 @@ from halton_meter.usage import RequestInfo, Usage
 if TYPE_CHECKING:
     from mitmproxy import http
 
+    from halton_meter.prices_in_force import LivePriceBook
     from halton_meter.pricing import PriceBook
 
 logger = logging.getLogger(__name__)
@@ -197,7 +198,7 @@ class Recorder:
 class RowBuilder:
     """Prices a captured call and turns it into the stored row (runs in the writer thread)."""
 
-    def __init__(self, pricebook: PriceBook, machine_id: str, health: Health) -> None:
+    def __init__(self, pricebook: PriceBook | LivePriceBook, machine_id: str, health: Health) -> None:
         self.pricebook = pricebook
         self.machine_id = machine_id
         self.health = health

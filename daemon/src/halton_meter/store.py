@@ -161,6 +161,22 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE requests ADD COLUMN region TEXT;
     ALTER TABLE requests ADD COLUMN web_search_requests INTEGER;
     """,
+    """
+    -- A row's earlier prices: before a re-price changes a row's cost, price card or unpriced reason, its
+    -- previous state is kept here (with when it was synced), so an unpriced call priced later, or a call
+    -- priced again under a new catalogue, still shows what it was first recorded at.
+    CREATE TABLE request_price_history (
+        id               INTEGER PRIMARY KEY AUTOINCREMENT,
+        request_uid      TEXT NOT NULL REFERENCES requests (request_uid) ON DELETE CASCADE,
+        replaced_at      TEXT NOT NULL,
+        replaced_by      TEXT NOT NULL,
+        cost_nusd        INTEGER,
+        price_card       TEXT,
+        unpriced_reason  TEXT,
+        synced_at        TEXT
+    );
+    CREATE INDEX request_price_history_by_uid ON request_price_history (request_uid, id);
+    """,
 )
 
 REQUEST_COLUMNS = (

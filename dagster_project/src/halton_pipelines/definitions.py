@@ -7,7 +7,9 @@ Environment (secrets are read through `EnvVar`, at run time):
 - HALTON_DATABASE_URL: the control plane (snapshot, provider keys);
 - HALTON_SECRET_KEY: the cloud secret provider keys are encrypted with;
 - HALTON_BILLING_FIXTURES: a directory of recorded billing answers to use instead of the live APIs;
-- HALTON_DBT_AS_OF: the day dbt treats as today (backfills, demos).
+- HALTON_DBT_AS_OF: the day dbt treats as today (backfills, demos);
+- HALTON_PRICES_SOURCE: where the price catalogue is refreshed from daily (an https URL or a file; default:
+  the catalogue packaged with halton-meter).
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from typing import Any
 
 import dagster as dg
 
-from halton_pipelines.defs import billing, dbt, prices, recommendations, snapshot
+from halton_pipelines.defs import billing, catalogue, dbt, prices, recommendations, snapshot
 from halton_pipelines.resources import (
     BillingAPIsResource,
+    CatalogueSourceResource,
     ControlPlaneResource,
     HaltonDbtResource,
     ProviderKeysResource,
@@ -47,6 +50,7 @@ def resources_for_environment() -> dict[str, Any]:
             database_url=dg.EnvVar("HALTON_DATABASE_URL"), secret_key=dg.EnvVar("HALTON_SECRET_KEY")
         ),
         "billing_apis": RecordedBillingResource(directory=fixtures) if fixtures else BillingAPIsResource(),
+        "price_source": CatalogueSourceResource(location=os.environ.get("HALTON_PRICES_SOURCE", "")),
         "dbt": HaltonDbtResource(
             clickhouse_url=url, database_prefix=prefix, as_of=os.environ.get("HALTON_DBT_AS_OF", "")
         ),
@@ -56,6 +60,7 @@ def resources_for_environment() -> dict[str, Any]:
 defs = dg.Definitions.merge(
     billing.defs,
     snapshot.defs,
+    catalogue.defs,
     prices.defs,
     dbt.defs,
     recommendations.defs,

@@ -31,6 +31,7 @@ from halton_pipelines.billing_clients import (
     RetryPolicy,
     XAIBillingClient,
 )
+from halton_pipelines.catalogue_source import FetchedCatalogue, read_source
 from halton_pipelines.provider_keys import ProviderConnection, load_connections
 from halton_warehouse import Databases, WarehouseSettings, connect
 
@@ -53,6 +54,16 @@ class WarehouseResource(dg.ConfigurableResource):
 
     def client(self, **settings: Any) -> Client:
         return connect(self.clickhouse_url, **settings)
+
+
+class CatalogueSourceResource(dg.ConfigurableResource):
+    """Where the price catalogue is refreshed from (HALTON_PRICES_SOURCE): an http(s) URL, a file path, or
+    empty for the catalogue packaged with halton-meter."""
+
+    location: str = Field(default="", description="URL or file path of a rates.json; empty: the packaged one")
+
+    def fetch(self) -> FetchedCatalogue:
+        return read_source(self.location)
 
 
 class ControlPlaneResource(dg.ConfigurableResource):

@@ -302,3 +302,15 @@ ALTER TABLE raw.requests ON CLUSTER 'halton'
     ADD COLUMN IF NOT EXISTS web_search_requests Nullable(UInt32) AFTER region;
 CREATE OR REPLACE VIEW raw.requests_dedup ON CLUSTER 'halton' AS
 SELECT * FROM raw.requests FINAL;
+-- 0008_price_catalogues
+CREATE TABLE IF NOT EXISTS raw.price_catalogues ON CLUSTER 'halton'
+(
+    version       String,
+    document      String CODEC(ZSTD(3)),
+    sha256        FixedString(64),
+    source        String,
+    fetched_at    DateTime64(3, 'UTC'),
+    changes       String CODEC(ZSTD(3))
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}', fetched_at)
+ORDER BY version;

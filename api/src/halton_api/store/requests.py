@@ -10,6 +10,7 @@ import base64
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -95,6 +96,33 @@ def existing_uids(
     else:
         named = "SELECT uid FROM format(TSV, 'uid UUID', '" + "\\n".join(map(str, uids)) + "')"
     return _uids(client, f"{stored} AND request_uid IN ({named})", parameters)
+
+
+def stored_prices(
+    client: Client,
+    *,
+    databases: Databases,
+    workspace_id: UUID,
+    uids: Collection[UUID],
+    scope: ProbeScope,
+) -> dict[UUID, tuple[Decimal | None, str | None]]:
+    """The cost and price card of the newest stored copy of each of `uids` (rows the probe found stored).
+
+    A meter re-sends a row it priced again (a new catalogue priced a call it had recorded unpriced): that copy
+    is a correction, not a duplicate, and ingestion writes it; the newer `ingested_at` wins on every read."""
+    if not uids:
+        return {}
+    if not all(isinstance(uid, UUID) for uid in uids) or not isinstance(workspace_id, UUID):
+        raise TypeError("stored_prices takes UUID objects")
+    where, parameters = scope.condition()
+    named = ",".join(f"'{uid}'" for uid in uids)
+    # A tuple, not two argMax: argMax skips NULL arguments, and "unpriced" (NULL cost) is a price state.
+    result = client.query(
+        f"SELECT request_uid, argMax(tuple(cost_usd, price_card), ingested_at) FROM {databases.raw}.requests"
+        f" WHERE workspace_id = '{workspace_id}' AND {where} AND request_uid IN ({named}) GROUP BY request_uid",
+        parameters=parameters,
+    )
+    return {uid: (price[0], price[1]) for uid, price in result.result_rows}
 
 
 def _uids(client: Client, query: str, parameters: dict[str, str]) -> set[UUID]:

@@ -477,6 +477,25 @@ class CloudClient:
             )
         return [str(uid) for uid in response.json()["missing"]]
 
+    def rates(self, etag: str | None = None) -> dict[str, Any] | None:
+        """``GET /v1/rates``: the cloud's price catalogue (parsed, not yet validated), or None when ``etag``
+        (``If-None-Match``) names the one it has in force. No token: the catalogue is public."""
+        headers = {"If-None-Match": etag} if etag else {}
+        response = self._request("GET", "/v1/rates", headers=headers)
+        if response.status_code == 304:
+            return None
+        if response.status_code != 200:
+            raise CloudRefused(
+                response.status_code,
+                _detail(response),
+                parse_retry_after(response.headers.get("retry-after")),
+            )
+        try:
+            document = response.json()
+        except ValueError as exc:
+            raise CloudRefused(response.status_code, f"GET /v1/rates answered with no JSON: {exc}") from exc
+        return document
+
     def post_batch(self, token: str, gzipped_body: bytes) -> BatchResponse:
         import httpx
 

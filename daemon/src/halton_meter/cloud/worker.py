@@ -13,6 +13,9 @@ does. After each pass, and as a heartbeat while idle or paused, it reports its s
 ``cloud pause``, ``resume`` and a re-pairing from the CLI take effect on the next pass without a restart.
 Every ``[cloud] reconcile_hours`` (daily), after a pass that left nothing unsent, it reconciles the last
 :data:`~.reconcile.DEFAULT_DAYS` days with the cloud (:mod:`.reconcile`) and sends what the cloud lacked.
+After a pass that uploaded rows (and once per heartbeat while idle) it asks the cloud for its price
+catalogue (``GET /v1/rates``, If-None-Match of the one in force here); a new one is validated, installed
+and prices the rows recorded unpriced (:mod:`halton_meter.rate_updates`), which are then sent again.
 """
 
 from __future__ import annotations
@@ -89,6 +92,9 @@ class SyncWorker:
         self._last_report: tuple[str, str, str | None] | None = None  # (pairing, state, paused reason)
         self._next_report = 0.0  # monotonic time the next heartbeat is due
         self._reconcile_retry_at: datetime | None = None  # after a failed reconcile: not before then
+        self._rates_etag: str | None = None  # the catalogue in force here, as GET /v1/rates names it
+        self._rates_stamp: tuple[int, int] | None = None  # the installed file's, when _rates_etag was read
+        self._next_rates_ask = 0.0  # monotonic time an idle meter asks for the cloud's catalogue again
         self.passes = 0
         self.reports = 0
 
@@ -191,10 +197,64 @@ class SyncWorker:
         if uploader.batch_rows < settings.cloud_batch_rows:
             self._learned_batch_rows = uploader.batch_rows  # a 413 taught us the cloud's limit
         wait = self._record(conn, credentials.pairing_id, result, settings)
+        if self._rates_due(result, settings) and self._pick_up_rates(conn, settings):
+            return Wait(0.0)  # rows priced by the new catalogue are unsynced again: send them now
         due = result.stopped is None and not result.remaining and self._reconcile_due(row, settings)
         if due and self._reconcile(conn, credentials.token, credentials.pairing_id, row["machine_id"]):
             return Wait(0.0)  # rows the cloud lacked are unsynced again: send them now
         return wait
+
+    def _rates_due(self, result: PassResult, settings: Settings) -> bool:
+        """Ask for the cloud's catalogue after each pass that uploaded rows (the cloud answers an empty 304
+        from memory), and while idle once per heartbeat, so an idle meter does not ask every few seconds."""
+        if result.stopped is not None:
+            return False
+        now = time.monotonic()
+        if not result.uploaded and now < self._next_rates_ask:
+            return False
+        self._next_rates_ask = now + settings.cloud_heartbeat
+        return True
+
+    def _pick_up_rates(self, conn: sqlite3.Connection, settings: Settings) -> bool:
+        """Install the cloud's catalogue when it is not the one in force here; True when that priced rows
+        the cloud must get again. A failure is logged and counted, never fatal: an outage only delays it."""
+        from halton_meter.catalogue.etag import catalogue_etag
+        from halton_meter.catalogue.installed import installed_path
+        from halton_meter.rate_updates import UpdateError, in_force_document, install
+
+        try:
+            stat = installed_path(self.paths.catalogue).stat()
+            stamp: tuple[int, int] | None = (stat.st_ino, stat.st_mtime_ns)
+        except OSError:
+            stamp = None
+        if self._rates_etag is None or stamp != self._rates_stamp:  # `rates update` may have run meanwhile
+            self._rates_etag = catalogue_etag(str(in_force_document(self.paths.catalogue)["version"]))
+            self._rates_stamp = stamp
+        try:
+            document = self._client_for(settings).rates(self._rates_etag)
+        except CloudError as exc:
+            self.health.event("cloud.rates_failed")
+            logger.warning("could not ask the cloud for its price catalogue: %s", exc)
+            return False
+        if document is None:
+            return False
+        try:
+            result = install(settings, document, "the cloud's price catalogue (GET /v1/rates)", conn=conn)
+        except UpdateError as exc:
+            self.health.error("cloud.rates", str(exc))
+            logger.warning("refused the cloud's price catalogue: %s", exc)
+            return False
+        self._rates_etag, self._rates_stamp = catalogue_etag(result.diff.new_version), None
+        if not result.installed:
+            return False
+        self.health.event("cloud.rates_installed")
+        repriced = result.repriced
+        logger.info(
+            "installed the cloud's price catalogue: %s; %s unpriced row(s) now priced",
+            result.diff.summary(),
+            repriced.newly_priced if repriced else 0,
+        )
+        return repriced is not None and repriced.changed > 0
 
     def _reconcile_due(self, row: dict, settings: Settings) -> bool:
         now = state.now_utc()

@@ -12,7 +12,10 @@ end-to-end tests run against the real API). Routes and shapes follow the contrac
   /v1/daemon/disconnect`` (Bearer token; 401 revoked, 403 removed);
 * ``POST /v1/requests/batch`` (Bearer; gzip allowed) -> 200 ``{batch_id, accepted, duplicates}``,
   idempotent per ``request_uid``;
-* ``GET /healthz`` -> 200 ``{status: ok}`` (what the meter probes while it waits to retry).
+* ``GET /healthz`` -> 200 ``{status: ok}`` (what the meter probes while it waits to retry);
+* ``GET /v1/rates`` (no token) -> 200 the price catalogue (``catalogue``; the packaged one until a test
+  sets another) with its ETag, 304 when ``If-None-Match`` names it. A row sent again with another cost or
+  price card replaces the stored one (a correction, as the real cloud stores it).
 
 Knobs a test turns: :meth:`FakeCloud.approve`, :meth:`deny`, :meth:`expire` a code; :meth:`revoke`
 (-> 401) and :meth:`remove` / :meth:`reinstate` a machine (-> 403); :meth:`fail_next` (503 or 429 with
@@ -48,6 +51,7 @@ from halton_meter.protocol import RequestBatch, RequestRow
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 BATCH_PATH = "/v1/requests/batch"
 REPORT_PATH = "/v1/daemon/report"
+RATES_PATH = "/v1/rates"
 
 
 @dataclass
@@ -107,6 +111,7 @@ class FakeCloud:
         self.received: Counter[str] = Counter()
         self.accepted_total = 0  # sum of "accepted" over every 200 answer: one per request_uid
         self.stored: dict[str, dict[str, Any]] = {}
+        self.catalogue: dict[str, Any] | None = None  # what GET /v1/rates serves; None: the packaged one
         self.batches: list[BatchSeen] = []
         self.log: list[tuple[float, str, str, int]] = []  # (time.monotonic(), method, path, status)
         self._failures: list[tuple[str, int, float | None]] = []
@@ -289,6 +294,8 @@ class FakeCloud:
             return status, {"detail": "the fake cloud is busy; retry shortly"}, extra
         if route == ("GET", "/healthz"):
             return 200, {"status": "ok"}, {}
+        if route == ("GET", RATES_PATH):
+            return self._rates(headers)
         if route == ("POST", "/v1/pairing/start"):
             return self._start(body)
         if route == ("POST", "/v1/pairing/poll"):
@@ -472,12 +479,32 @@ class FakeCloud:
             fresh = 0
             for row, uid in zip(batch.rows, uids, strict=True):
                 self.received[uid] += 1
-                if uid not in self.stored:
-                    self.stored[uid] = json.loads(row.model_dump_json())
+                copy = json.loads(row.model_dump_json())
+                held = self.stored.get(uid)
+                if held is None or (held["cost_usd"], held["price_card"]) != (
+                    copy["cost_usd"],
+                    copy["price_card"],
+                ):
+                    self.stored[uid] = copy
                     fresh += 1
             self.accepted_total += fresh
         self._seen(200, batch, zipped)
         return 200, {"batch_id": str(batch.batch_id), "accepted": fresh, "duplicates": len(uids) - fresh}, {}
+
+    def _rates(self, headers: Any) -> tuple[int, dict[str, Any] | None, dict[str, str]]:
+        from halton_meter.catalogue.etag import catalogue_etag, etag_matches
+
+        with self._lock:
+            document = self.catalogue
+        if document is None:
+            from importlib import resources
+
+            text = resources.files("halton_meter.catalogue").joinpath("rates.json").read_text()
+            document = json.loads(text)
+        etag = catalogue_etag(str(document["version"]))
+        if etag_matches(headers.get("If-None-Match"), etag):
+            return 304, None, {"ETag": etag}
+        return 200, document, {"ETag": etag}
 
     def _seen(self, status: int, batch: RequestBatch, zipped: bool) -> None:
         with self._lock:
