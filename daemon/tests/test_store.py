@@ -128,10 +128,11 @@ def test_a_database_of_the_previous_schema_gains_region_and_web_searches_as_null
     with transaction(conn):
         insert_calls(conn, [StoredCall(row=old)])
     # Back to schema 3, as an older meter left it.
+    conn.execute("DROP TABLE request_price_history")
     conn.execute("ALTER TABLE requests DROP COLUMN web_search_requests")
     conn.execute("ALTER TABLE requests DROP COLUMN region")
     conn.execute("PRAGMA user_version = 3")
-    assert migrate(conn) == len(MIGRATIONS) == 4
+    assert migrate(conn) == len(MIGRATIONS) == 5
     (back,) = rows_to_protocol(conn.execute("SELECT * FROM requests"))
     assert back == old and back.region is None and back.web_search_requests is None
 
