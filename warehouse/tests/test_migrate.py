@@ -119,13 +119,36 @@ def test_raw_requests_dedupes_a_resent_row(warehouse) -> None:
         "toUUID('00000000-0000-0000-0000-000000000001'), 'm1', generateUUIDv4(), "
         "'2026-11-01 10:00:00.000', '2026-11-01 10:00:01.250', 'anthropic', 'claude-sonnet-4-5', "
         "'claude-sonnet-4-5', '/v1/messages', 200, false, true, NULL, false, 1200, 300, 1000, 0, 0, 0, "
-        "0.012345678, 'card', 'acme', 'header', 'h', 'msg_1', 1250, 200, now64(3)"
+        "0.012345678, 'card', 'acme', 'header', 'h', 'msg_1', 1250, 200, 'us', 2, now64(3)"
     )
     for _ in range(3):
         client.command(f"INSERT INTO {raw}.requests VALUES ({row})")
     assert client.query(f"SELECT count(), sum(cost_usd) FROM {raw}.requests_dedup").result_rows == [
         (1, __import__("decimal").Decimal("0.012345678"))
     ]
+
+
+def test_region_and_web_searches_are_null_unless_sent_and_read_through_the_dedup_view(warehouse) -> None:
+    """0006 adds region and web_search_requests before ingested_at: a row written without them (an older
+    meter) reads NULL, never "" or 0, and the dedup view every reader goes through shows both."""
+    client = warehouse.client()
+    raw = warehouse.databases.raw
+    types = dict(
+        client.query(
+            f"SELECT name, type FROM system.columns WHERE database = '{raw}' AND table = 'requests' "
+            "AND name IN ('region', 'web_search_requests')"
+        ).result_rows
+    )
+    assert types == {"region": "LowCardinality(Nullable(String))", "web_search_requests": "Nullable(UInt32)"}
+    for uid, extra_columns, extra_values in (("b1", "", ""), ("b2", ", region, web_search_requests", ", 'us', 3")):
+        client.command(
+            f"INSERT INTO {raw}.requests (workspace_id, request_uid, started_at, ended_at, provider, endpoint"
+            f"{extra_columns}) VALUES (generateUUIDv4(), toUUID('00000000-0000-0000-0000-0000000000{uid}'),"
+            f" now64(3), now64(3), 'anthropic', '/v1/messages'{extra_values})"
+        )
+    assert client.query(
+        f"SELECT region, web_search_requests FROM {raw}.requests_dedup ORDER BY request_uid"
+    ).result_rows == [(None, None), ("us", 3)]
 
 
 def test_rekeying_raw_requests_by_time_keeps_every_row(warehouse) -> None:
@@ -139,6 +162,8 @@ def test_rekeying_raw_requests_by_time_keeps_every_row(warehouse) -> None:
     old_table = next(s for s in migrations[1].statements(databases) if "CREATE TABLE" in s)
     client.command(f"DROP TABLE {raw}.requests SYNC")
     client.command(old_table)  # raw.requests as it was before 0005
+    # ...and its read path as it was then (0006 recreated the view with the columns it added).
+    client.command(f"CREATE OR REPLACE VIEW {raw}.requests_dedup AS SELECT * FROM {raw}.requests FINAL")
     assert _sorting_key(client, raw) == "workspace_id, toDate(started_at), request_uid"
     for uid, copies in (("a1", 2), ("a2", 1)):
         for _ in range(copies):

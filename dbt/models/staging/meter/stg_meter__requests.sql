@@ -32,5 +32,7 @@ select
     provider_request_id,
     latency_ms,
     ttfb_ms,
+    region,
+    web_search_requests,
     ingested_at
 from {{ source('meter', 'requests') }} {{ dedupe() }}
