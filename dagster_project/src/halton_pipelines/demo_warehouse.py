@@ -3,7 +3,8 @@
 Benchmarks load everything this way. `halton-cloud demo` creates the workspace, members, devices, projects,
 cost centers, budgets and statements in the control plane (the snapshot asset copies them), sends the requests
 through the API as the paired devices would, and loads the rest with
-`load_demo(..., requests=False, control_plane=False)`: the demo price card and the providers' billed lines.
+`load_demo(..., requests=False, control_plane=False)`: the packaged catalogue's rate rows (what the warehouse
+re-prices with) and the providers' billed lines.
 Requests go in with the column mapping the API's batch writer uses (workspace_id, device_id and batch_id
 set by the loader); `ingested_at` takes its default.
 """
@@ -17,8 +18,10 @@ from datetime import datetime
 
 from clickhouse_connect.driver.client import Client
 
+from halton_meter.catalogue import load_catalogue
 from halton_pipelines.demo_data import Billing, Demo, RequestChunk
-from halton_pipelines.raw_writes import CostLine, now, write_cost_lines, write_price_rows, write_snapshot
+from halton_pipelines.price_card import card_rows
+from halton_pipelines.raw_writes import CostLine, now, write_cost_lines, write_rate_rows, write_snapshot
 from halton_warehouse import Databases
 
 log = logging.getLogger(__name__)
@@ -43,7 +46,7 @@ def load_demo(
     control_plane: bool = True,
     snapshot_at: datetime | None = None,
 ) -> LoadedDemo:
-    """Write the demo's price card and billed lines, its requests (unless `requests=False`) and a copy of its
+    """Write the catalogue's rate rows and the demo's billed lines, its requests (unless `requests=False`) and a copy of its
     control plane (unless `control_plane=False`: then the snapshot asset copies the real one)."""
     billing = Billing(demo)
     count = 0
@@ -54,7 +57,7 @@ def load_demo(
             count += len(chunk)
     if control_plane:
         write_control_plane(client, databases, demo, billing, snapshot_at=snapshot_at or now())
-    prices = write_price_rows(client, databases, demo.price_rows)
+    prices = write_rate_rows(client, databases, card_rows(load_catalogue()))
     lines = billing.lines()
     workspace = demo.workspace.workspace_id
     written = write_cost_lines(

@@ -18,7 +18,6 @@ from uuid import UUID
 from clickhouse_connect.driver.client import Client
 
 from halton_meter.catalogue.rate_rows import RateRow
-
 from halton_pipelines.price_card import RATE_ROW_COLUMNS, row_values
 from halton_warehouse import Databases
 
@@ -174,7 +173,9 @@ def write_rate_rows(
     return len(data)
 
 
-def current_rate_rows(client: Client, databases: Databases) -> dict[tuple[str, str, str, date], tuple[Any, ...]]:
+def current_rate_rows(
+    client: Client, databases: Databases
+) -> dict[tuple[str, str, str, date], tuple[Any, ...]]:
     """The rate rows of the catalogue the warehouse prices with (the one written last), keyed by (provider,
     model, mode, valid_from), values comparable with `row_values()`. Empty before the first write."""
     table = f"{databases.raw}.rate_rows"
