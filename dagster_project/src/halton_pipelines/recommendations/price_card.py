@@ -1,9 +1,9 @@
 """The shared price card as the recommendations read it, and what a set of tokens costs on it.
 
-Savings are quoted at the card's prices in force at the end of the window (what the next month will cost),
-read from dbt's windowed card (`int_model_prices_windowed`, the same rows `int_requests_priced` re-prices
-with). Pricing follows `int_requests_priced` exactly: USD per million tokens, cache prices falling back to
-the input price, above a tier the whole call at the `*_above` rates, a per-call price per thousand calls.
+Savings are quoted at the catalogue's standard prices in force at the end of the window (what the next month
+will cost), read from dbt's windowed rate rows (`int_model_prices_windowed`, the rows `int_requests_priced`
+re-prices with): the base rates, the first size tier above them (the whole call at the `*_above` rates), and
+the batch rates as a multiplier. Region multipliers and per-call fees are left out of savings estimates.
 Token sums price exactly like the calls they sum, because the price is linear in every count within a tier.
 """
 
@@ -116,21 +116,37 @@ def money(amount: Decimal) -> Decimal:
     return amount.quantize(NANO, rounding="ROUND_HALF_UP")
 
 
-_PRICE_COLUMNS = (
-    "provider", "card_model", "input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok",
-    "cache_write_1h_mtok", "tier_threshold_tokens", "input_mtok_above", "cache_read_mtok_above",
-    "cache_write_mtok_above", "cache_write_1h_mtok_above", "output_mtok_above", "requests_kusd",
-    "batch_multiplier", "card",
-)  # fmt: skip
-
-
 def load_card_prices(client: Client, staging: str, at: date) -> dict[tuple[str, str], CardPrice]:
-    """The price of every (provider, card model) in force at the start of day `at` (the window's end)."""
+    """The standard price of every (provider, catalogue model) in force at the start of day `at` (the window's
+    end), its first size tier above the base rates, and its batch rates as a multiplier of the standard ones."""
+    moment = f"toDateTime64('{at.isoformat()}', 3, 'UTC')"
+    in_force = (
+        f"SELECT * FROM {staging}.int_model_prices_windowed WHERE mode = '{{mode}}' AND priced "
+        f"AND valid_from <= {moment} AND (valid_until IS NULL OR valid_until > {moment})"
+    )
     rows = client.query(
-        f"SELECT {', '.join(_PRICE_COLUMNS)} FROM {staging}.int_model_prices_windowed "
-        f"WHERE valid_from <= toDateTime64('{at.isoformat()}', 3, 'UTC') "
-        f"AND (valid_until IS NULL OR valid_until > toDateTime64('{at.isoformat()}', 3, 'UTC')) "
-        "ORDER BY provider, card_model, valid_from DESC LIMIT 1 BY provider, card_model"
+        f"""
+        SELECT
+            s.provider AS provider, s.card_model AS card_model,
+            s.input_mtok[1] AS input_mtok, ifNull(s.output_mtok[1], toDecimal64(0, 9)) AS output_mtok,
+            s.cache_read_mtok[1] AS cache_read_mtok, s.cache_write_5m_mtok[1] AS cache_write_mtok,
+            s.cache_write_1h_mtok[1] AS cache_write_1h_mtok,
+            if(length(s.tier_aboves) > 1, s.tier_aboves[2], NULL) AS tier_threshold_tokens,
+            if(length(s.tier_aboves) > 1, s.input_mtok[2], NULL) AS input_mtok_above,
+            if(length(s.tier_aboves) > 1, s.cache_read_mtok[2], NULL) AS cache_read_mtok_above,
+            if(length(s.tier_aboves) > 1, s.cache_write_5m_mtok[2], NULL) AS cache_write_mtok_above,
+            if(length(s.tier_aboves) > 1, s.cache_write_1h_mtok[2], NULL) AS cache_write_1h_mtok_above,
+            if(length(s.tier_aboves) > 1, s.output_mtok[2], NULL) AS output_mtok_above,
+            if(
+                b.card_model = '' OR s.input_mtok[1] = 0, NULL,
+                toDecimal64(divideDecimal(b.input_mtok[1], s.input_mtok[1], 9), 9)
+            ) AS batch_multiplier,
+            concat('catalogue ', s.catalogue) AS card
+        FROM ({in_force.format(mode="standard")}) AS s
+        LEFT JOIN ({in_force.format(mode="batch")}) AS b
+            ON s.provider = b.provider AND s.card_model = b.card_model
+        """,
+        settings={"join_use_nulls": 0},
     ).named_results()
     prices = {}
     for row in rows:
