@@ -376,9 +376,9 @@ def _write_billing(
     billing: Any,
     members: list[UserPublic],
 ) -> tuple[int, int]:
-    """The billed lines a billing pull would write, the statements a dashboard paste would, and the packaged
-    catalogue's rate rows where the warehouse does not hold them yet."""
-    from halton_meter.catalogue import load_catalogue
+    """The billed lines a billing pull would write, the statements a dashboard paste would, and the demo
+    catalogue's rate rows (with its price cut) where the warehouse does not hold them yet."""
+    from halton_pipelines.demo_warehouse import demo_catalogue
     from halton_pipelines.price_card import card_rows
     from halton_pipelines.raw_writes import (
         SNAPSHOT_COLUMNS,
@@ -410,7 +410,7 @@ def _write_billing(
         pulled_at=pulled_at,
     )
     write_rate_rows(
-        client, databases, changed_rate_rows(card_rows(load_catalogue()), current_rate_rows(client, databases))
+        client, databases, changed_rate_rows(card_rows(demo_catalogue(demo)), current_rate_rows(client, databases))
     )
 
     # raw.billing_statements holds snapshots: the newest one is what staging reads, so keep the other
