@@ -17,11 +17,12 @@ from __future__ import annotations
 import secrets
 import tempfile
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
@@ -190,7 +191,12 @@ def calls(draw: st.DrawFn) -> Call:
 class Warehouse:
     url: str
     databases: Databases
+    dbt: Callable[..., Any]
     priced_sql: str
+
+    def reprice_from_raw(self) -> None:
+        """Rebuild the windowed rate rows from raw.rate_rows, as every dbt build does."""
+        self.dbt("run", "--select", "int_model_prices_windowed")
 
 
 COLUMNS = (
@@ -218,7 +224,7 @@ def warehouse(warehouse_server: str) -> Iterator[Warehouse]:
             "--target-path", str(Path(work) / "target"), "--log-path", str(Path(work) / "logs"),
         ]  # fmt: skip
 
-        def dbt(*args: str):
+        def dbt(*args: str) -> Any:
             result = dbtRunner().invoke(dbt_cli.with_vars([*args, *common], dbt_cli.dbt_vars(settings)))
             assert result.success, f"dbt {' '.join(args)} failed: {result.exception}"
             return result
@@ -231,11 +237,11 @@ def warehouse(warehouse_server: str) -> Iterator[Warehouse]:
             "stg_meter__request_arrivals",
         )
         compiled = dbt("compile", "--select", "int_requests_priced").result.results[0].node.compiled_code
-    try:
-        yield Warehouse(warehouse_server, databases, compiled)
-    finally:
-        for name in (databases.raw, f"{prefix}staging", databases.marts, databases.meta):
-            client.command(f"DROP DATABASE IF EXISTS {name} SYNC")
+        try:
+            yield Warehouse(warehouse_server, databases, dbt, compiled)
+        finally:
+            for name in (databases.raw, f"{prefix}staging", databases.marts, databases.meta):
+                client.command(f"DROP DATABASE IF EXISTS {name} SYNC")
 
 
 def warehouse_costs(warehouse: Warehouse, batch: list[Call]) -> dict[uuid.UUID, Decimal | None]:
@@ -291,3 +297,31 @@ def test_the_warehouse_prices_every_call_as_the_meter_does(warehouse: Warehouse)
     # The calls cover every rule in earnest (the meter's price card names the rules a cost used): at least
     # 40 calls each (priority has a price at few models outside Anthropic, so it is the rarest).
     assert min(outcomes.values()) >= 40, outcomes
+
+
+def test_a_model_the_newest_catalogue_drops_stops_pricing(warehouse: Warehouse) -> None:
+    """Only the catalogue written last prices: its predecessor's rows stay in raw but price nothing."""
+    provider, model = "xai", "grok-4-0709"
+    newer = replace(
+        CATALOGUE,
+        version=f"{CATALOGUE.version}-without-{model}",
+        models=tuple(m for m in CATALOGUE.models if (m.provider, m.id) != (provider, model)),
+    )
+    assert CATALOGUE.find(provider, model) is not None and newer.find(provider, model) is None
+    call = Call(
+        uid=uuid.uuid4(), provider=provider, model_served=model, model_requested=None,
+        started_at=datetime(2026, 11, 2, 9, tzinfo=UTC), service_tier=None, batch=False, status_code=200,
+        input_tokens=1_000, output_tokens=100, cache_read_tokens=None, cache_write_tokens=None,
+        cache_write_1h_tokens=None, region=None, web_search_requests=None,
+    )  # fmt: skip
+    client = connect(warehouse.url)
+    priced = warehouse_costs(warehouse, [call])[call.uid]
+    assert priced is not None and priced == BOOK.price_facts(call.facts()).cost_usd
+    try:
+        write_rate_rows(client, warehouse.databases, rate_rows(newer))
+        warehouse.reprice_from_raw()
+        assert warehouse_costs(warehouse, [call]) == {call.uid: None}
+    finally:
+        write_rate_rows(client, warehouse.databases, ROWS)  # the packaged catalogue in force again
+        warehouse.reprice_from_raw()
+    assert warehouse_costs(warehouse, [call]) == {call.uid: priced}
