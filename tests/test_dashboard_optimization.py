@@ -348,10 +348,16 @@ def savings(
 
     from halton_pipelines.defs.recommendations import recommendations
     from halton_pipelines.defs.snapshot import control_plane_snapshot
-    from halton_pipelines.price_card import EPOCH, PriceRow
-    from halton_pipelines.raw_writes import write_price_rows
+    from halton_pipelines.price_card import card_rows
+    from halton_pipelines.raw_writes import write_rate_rows
     from halton_pipelines.resources import ControlPlaneResource, HaltonDbtResource, WarehouseResource
-    from halton_pipelines.testing.factories import HandWorkspace, insert_request_rows, metered_call
+    from halton_pipelines.testing.factories import (
+        HandWorkspace,
+        catalogue_model,
+        catalogue_of,
+        insert_request_rows,
+        metered_call,
+    )
 
     prefix = f"o{secrets.token_hex(4)}_"
     client = connect(warehouse_server)
@@ -366,14 +372,11 @@ def savings(
     hand.seed_control_plane(database_url)
     control_plane(database_url, "UPDATE users SET password_hash = %s", hash_password(DEMO_PASSWORD))
 
-    write_price_rows(client, Databases.with_prefix(prefix), [
-        PriceRow(provider="anthropic", model="claude-sonnet-4-5", valid_from=EPOCH, match_priority=0,
-                 match_rules=(("starts_with", "claude-sonnet-4-5"),), input_mtok=SONNET_IN, output_mtok=SONNET_OUT,
-                 card="test card"),
-        PriceRow(provider="anthropic", model="claude-haiku-4-5", valid_from=EPOCH, match_priority=1,
-                 match_rules=(("starts_with", "claude-haiku-4-5"),), input_mtok=HAIKU_IN, output_mtok=HAIKU_OUT,
-                 card="test card"),
-    ])  # fmt: skip
+    card = catalogue_of(
+        catalogue_model("anthropic", "claude-sonnet-4-5", {"input": str(SONNET_IN), "output": str(SONNET_OUT)}),
+        catalogue_model("anthropic", "claude-haiku-4-5", {"input": str(HAIKU_IN), "output": str(HAIKU_OUT)}),
+    )
+    write_rate_rows(client, Databases.with_prefix(prefix), card_rows(card))
     # The baseline: short Sonnet calls spread over the 20 days before yesterday (none today, so every call
     # of the acceptance day on is one made after it).
     first = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=21)

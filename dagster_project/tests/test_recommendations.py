@@ -17,8 +17,8 @@ import dagster as dg
 import pytest
 
 from halton_pipelines.defs.recommendations import recommendations as recommendations_asset
-from halton_pipelines.price_card import EPOCH, PriceRow
-from halton_pipelines.raw_writes import write_price_rows
+from halton_pipelines.price_card import card_rows
+from halton_pipelines.raw_writes import write_rate_rows
 from halton_pipelines.recommendations import checks
 from halton_pipelines.recommendations.recommendation import (
     BATCH_API,
@@ -33,7 +33,12 @@ from halton_pipelines.recommendations.run import compute, run_recommendations
 from halton_pipelines.recommendations.store import RUN_MARKERS, read_current
 from halton_pipelines.recommendations.usage import Window, staging_database
 from halton_pipelines.resources import HaltonDbtResource, WarehouseResource
-from halton_pipelines.testing.factories import insert_request_rows, metered_call
+from halton_pipelines.testing.factories import (
+    catalogue_model,
+    catalogue_of,
+    insert_request_rows,
+    metered_call,
+)
 
 AS_OF = "2026-11-01"
 WINDOW = Window(date(2026, 10, 2), date(2026, 11, 1))
@@ -44,18 +49,15 @@ START = datetime(2026, 10, 10, tzinfo=UTC)
 M = Decimal(1_000_000)
 
 # The test card: Sonnet-like and Haiku-like rates (USD per million tokens), a 200k-token tier on the large one.
-SONNET = PriceRow(
-    provider="anthropic", model="claude-sonnet-4-5", valid_from=EPOCH, match_priority=0,
-    match_rules=(("starts_with", "claude-sonnet-4-5"),), input_mtok=Decimal(3), output_mtok=Decimal(15),
-    cache_read_mtok=Decimal("0.3"), cache_write_mtok=Decimal("3.75"), tier_threshold_tokens=200_000,
-    input_mtok_above=Decimal(6), output_mtok_above=Decimal("22.5"), cache_read_mtok_above=Decimal("0.6"),
-    cache_write_mtok_above=Decimal("7.5"), batch_multiplier=Decimal("0.5"), card="test card",
-)  # fmt: skip
-HAIKU = PriceRow(
-    provider="anthropic", model="claude-haiku-4-5", valid_from=EPOCH, match_priority=1,
-    match_rules=(("starts_with", "claude-haiku-4-5"),), input_mtok=Decimal(1), output_mtok=Decimal(5),
-    cache_read_mtok=Decimal("0.1"), cache_write_mtok=Decimal("1.25"), batch_multiplier=Decimal("0.5"),
-    card="test card",
+# (Anthropic's batch API is half price: the catalogue's batch fallback.)
+CARD = catalogue_of(
+    catalogue_model(
+        "anthropic", "claude-sonnet-4-5", {"input": "3", "output": "15", "cache_read": "0.3", "cache_write_5m": "3.75"},
+        tiers=[{"above": 200_000, "rates": {"input": "6", "output": "22.5", "cache_read": "0.6", "cache_write_5m": "7.5"}}],
+    ),
+    catalogue_model(
+        "anthropic", "claude-haiku-4-5", {"input": "1", "output": "5", "cache_read": "0.1", "cache_write_5m": "1.25"}
+    ),
 )  # fmt: skip
 
 
@@ -181,7 +183,7 @@ class Marts:
 def marts(stores) -> Marts:
     built = Marts(stores)
     client = built.client()
-    write_price_rows(client, stores.databases, [SONNET, HAIKU])
+    write_rate_rows(client, stores.databases, card_rows(CARD))
     insert_request_rows(client, stores.databases, WORKSPACE, DEVICE, scenarios())
     insert_request_rows(client, stores.databases, QUIET_WORKSPACE, DEVICE, quiet_scenario())
     built.dbt_run(AS_OF)

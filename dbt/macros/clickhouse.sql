@@ -42,17 +42,37 @@
     toDayOfMonth(toLastDayOfMonth({{ day }}))
 {%- endmacro %}
 
-{#- True when a lower-cased model name satisfies any (kind, value) match rule of the price card. -#}
-{% macro matches_any_rule(name, rules) -%}
+{#- True when a lower-cased model name is a catalogue model: its match rules are any of (all of (kind, value)),
+    halton_meter.catalogue.rate_rows.match_rules. A regex is searched (RE2's `match`, as Python's re.search);
+    not_regex is a regex that must not match. Only regex clauses reach `match` as patterns (other values may
+    not be valid regular expressions). -#}
+{% macro matches_catalogue(name, rules) -%}
     arrayExists(
-        rule -> multiIf(
-            rule.1 = 'equals', {{ name }} = rule.2,
-            rule.1 = 'starts_with', startsWith({{ name }}, rule.2),
-            rule.1 = 'ends_with', endsWith({{ name }}, rule.2),
-            rule.1 = 'contains', position({{ name }}, rule.2) > 0,
-            false
+        clauses -> arrayAll(
+            rule -> multiIf(
+                rule.1 = 'equals', {{ name }} = rule.2,
+                rule.1 = 'starts_with', startsWith({{ name }}, rule.2),
+                rule.1 = 'ends_with', endsWith({{ name }}, rule.2),
+                rule.1 = 'contains', position({{ name }}, rule.2) > 0,
+                rule.1 = 'regex', match({{ name }}, if(rule.1 = 'regex', rule.2, '')),
+                rule.1 = 'not_regex', not match({{ name }}, if(rule.1 = 'not_regex', rule.2, '')),
+                false
+            ),
+            clauses
         ),
         {{ rules }}
+    )
+{%- endmacro %}
+
+{#- The catalogue mode a call is billed in, as halton_meter.pricing.call_mode: a batch API call or a call served
+    at batch tier is batch; flex and priority tiers are their modes except at Anthropic (its Priority Tier is
+    billed at standard rates); anything else is standard. -#}
+{% macro call_mode(provider, service_tier, is_batch) -%}
+    multiIf(
+        {{ is_batch }} or lowerUTF8(ifNull({{ service_tier }}, '')) = 'batch', 'batch',
+        lowerUTF8(ifNull({{ service_tier }}, '')) in ('flex', 'priority') and {{ provider }} != 'anthropic',
+            lowerUTF8(ifNull({{ service_tier }}, '')),
+        'standard'
     )
 {%- endmacro %}
 

@@ -10,9 +10,9 @@
     where ingested_at > (select max(ingested_at) from {{ this }}) - toIntervalMinute({{ var('arrival_lookback_minutes') }})
 {%- endmacro %}
 
-{#- True when the price card changed after this model priced its rows: every day is re-priced. -#}
+{#- True when the catalogue's rate rows changed after this model priced its rows: every day is re-priced. -#}
 {% macro price_card_changed() -%}
-    (select max(pulled_at) from {{ ref('stg_price_card__model_prices') }}) > (select max(prices_pulled_at) from {{ this }})
+    (select max(pulled_at) from {{ ref('stg_price_card__rate_rows') }}) > (select max(prices_pulled_at) from {{ this }})
 {%- endmacro %}
 
 {#- Days the upstream model rebuilt (its rows' `priced_at`) since this model was last built. -#}

@@ -1,8 +1,18 @@
 {#- Money arithmetic: exact decimals, never floats. Each macro has unit tests through the models using it. -#}
 
-{#- Cost of `tokens` at `price` USD per million tokens, exactly (Decimal128 with 18 decimal places). -#}
-{% macro mtok_cost(tokens, price) -%}
-    (toDecimal128(ifNull({{ tokens }}, 0), 0) * toDecimal128({{ price }}, 18) / 1000000)
+{#- What one call costs, exactly, as halton_meter.pricing._cost computes it: each (tokens, rate per million)
+    pair, times the region multiplier (NULL: none), plus fee_count fees at fee_kusd USD per 1,000 (NULL: none).
+    Nothing is divided: the sum is kept in millionths of a dollar and scaled by 10^-6 at the end, in
+    Decimal256 (an exact product of any UInt64 token count and Decimal(18, 9) rates), so no intermediate scale
+    truncates; round it once with to_money. -#}
+{% macro exact_call_cost(tokens, multiplier, fee_count, fee_kusd) -%}
+    (
+        (
+            ({% for count, rate in tokens %}toDecimal256(ifNull({{ count }}, 0), 0) * toDecimal256(ifNull({{ rate }}, 0), 9){% if not loop.last %} + {% endif %}{% endfor %})
+            * toDecimal256(ifNull({{ multiplier }}, 1), 9)
+            + toDecimal256({{ fee_count }}, 0) * toDecimal256(ifNull({{ fee_kusd }}, 0), 9) * toDecimal256(1000, 0)
+        ) * toDecimal256('0.000001', 6)
+    )
 {%- endmacro %}
 
 {#- An exact amount of one call as money: Decimal(18, 9), rounded half away from zero to the nano-dollar.

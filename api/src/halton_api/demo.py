@@ -376,15 +376,17 @@ def _write_billing(
     billing: Any,
     members: list[UserPublic],
 ) -> tuple[int, int]:
-    """The billed lines a billing pull would write, the statements a dashboard paste would, and the demo's
-    price card (with its xAI price cut) where the warehouse does not hold it yet."""
+    """The billed lines a billing pull would write, the statements a dashboard paste would, and the demo
+    catalogue's rate rows (with its price cut) where the warehouse does not hold them yet."""
+    from halton_pipelines.demo_warehouse import demo_catalogue
+    from halton_pipelines.price_card import card_rows
     from halton_pipelines.raw_writes import (
         SNAPSHOT_COLUMNS,
         CostLine,
-        changed_price_rows,
-        current_price_rows,
+        changed_rate_rows,
+        current_rate_rows,
         write_cost_lines,
-        write_price_rows,
+        write_rate_rows,
         write_snapshot,
     )
 
@@ -407,8 +409,8 @@ def _write_billing(
         ),
         pulled_at=pulled_at,
     )
-    write_price_rows(
-        client, databases, changed_price_rows(demo.price_rows, current_price_rows(client, databases))
+    write_rate_rows(
+        client, databases, changed_rate_rows(card_rows(demo_catalogue(demo)), current_rate_rows(client, databases))
     )
 
     # raw.billing_statements holds snapshots: the newest one is what staging reads, so keep the other

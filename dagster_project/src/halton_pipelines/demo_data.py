@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from halton_meter.protocol import RequestRow
-from halton_pipelines.price_card import PriceRow, card_name, card_rows
+from halton_pipelines.demo_price_card import PriceRow, card_name, card_rows
 
 DEMO_NAMESPACE = uuid.UUID("5d3f6a52-7c1e-4f0b-9d8e-6b1a2c3d4e5f")
 PRICE_CARD_LAG_DAYS = 9

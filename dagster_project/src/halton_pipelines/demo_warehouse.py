@@ -3,7 +3,8 @@
 Benchmarks load everything this way. `halton-cloud demo` creates the workspace, members, devices, projects,
 cost centers, budgets and statements in the control plane (the snapshot asset copies them), sends the requests
 through the API as the paired devices would, and loads the rest with
-`load_demo(..., requests=False, control_plane=False)`: the demo price card and the providers' billed lines.
+`load_demo(..., requests=False, control_plane=False)`: the demo's catalogue as rate rows (what the warehouse
+re-prices with) and the providers' billed lines.
 Requests go in with the column mapping the API's batch writer uses (workspace_id, device_id and batch_id
 set by the loader); `ingested_at` takes its default.
 """
@@ -12,13 +13,16 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from types import MappingProxyType
 
 from clickhouse_connect.driver.client import Client
 
+from halton_meter.catalogue import Catalogue, PriceEntry, Rates, load_catalogue
 from halton_pipelines.demo_data import Billing, Demo, RequestChunk
-from halton_pipelines.raw_writes import CostLine, now, write_cost_lines, write_price_rows, write_snapshot
+from halton_pipelines.price_card import card_rows
+from halton_pipelines.raw_writes import CostLine, now, write_cost_lines, write_rate_rows, write_snapshot
 from halton_warehouse import Databases
 
 log = logging.getLogger(__name__)
@@ -43,7 +47,7 @@ def load_demo(
     control_plane: bool = True,
     snapshot_at: datetime | None = None,
 ) -> LoadedDemo:
-    """Write the demo's price card and billed lines, its requests (unless `requests=False`) and a copy of its
+    """Write the demo catalogue's rate rows and the demo's billed lines, its requests (unless `requests=False`) and a copy of its
     control plane (unless `control_plane=False`: then the snapshot asset copies the real one)."""
     billing = Billing(demo)
     count = 0
@@ -54,7 +58,7 @@ def load_demo(
             count += len(chunk)
     if control_plane:
         write_control_plane(client, databases, demo, billing, snapshot_at=snapshot_at or now())
-    prices = write_price_rows(client, databases, demo.price_rows)
+    prices = write_rate_rows(client, databases, card_rows(demo_catalogue(demo)))
     lines = billing.lines()
     workspace = demo.workspace.workspace_id
     written = write_cost_lines(
@@ -69,6 +73,28 @@ def load_demo(
     )
     log.info("demo loaded: %d requests, %d billing lines, %d price rows", count, written, prices)
     return LoadedDemo(count, written, len(billing.statements()), prices)
+
+
+def demo_catalogue(demo: Demo) -> Catalogue:
+    """The packaged catalogue plus the demo's story: the provider's dated price cut (the last of the demo's
+    price rows), which the warehouse knows from its day while the demo's meter learnt it only days later."""
+    catalogue = load_catalogue()
+    cut = demo.price_rows[-1]
+    model = catalogue.find(cut.provider, cut.model)
+    if model is None:
+        raise ValueError(f"the catalogue has no {cut.provider}/{cut.model} for the demo's price cut")
+    rates = Rates(
+        input=cut.input_mtok,
+        output=cut.output_mtok,
+        cache_read=cut.cache_read_mtok,
+        cache_write_5m=cut.cache_write_mtok,
+        cache_write_1h=cut.cache_write_1h_mtok,
+    )
+    entry = PriceEntry(cut.valid_from.date(), "demo", rates, (), MappingProxyType({}))
+    models = tuple(replace(m, prices=(*m.prices, entry)) if m is model else m for m in catalogue.models)
+    return replace(
+        catalogue, version=f"{catalogue.version}+demo-{cut.valid_from.date().isoformat()}", models=models
+    )
 
 
 def insert_requests(

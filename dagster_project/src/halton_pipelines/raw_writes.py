@@ -1,4 +1,4 @@
-"""Writes to the raw tables Dagster owns: price card, billing lines, control-plane snapshots.
+"""Writes to the raw tables Dagster owns: catalogue rate rows, billing lines, control-plane snapshots.
 
 Each writer takes a clickhouse-connect client and the database names, so assets (through the warehouse
 resource), the demo loader and tests share one way of writing each table. Every write is safe to repeat:
@@ -17,7 +17,8 @@ from uuid import UUID
 
 from clickhouse_connect.driver.client import Client
 
-from halton_pipelines.price_card import PriceRow
+from halton_meter.catalogue.rate_rows import RateRow
+from halton_pipelines.price_card import RATE_ROW_COLUMNS, row_values
 from halton_warehouse import Databases
 
 log = logging.getLogger(__name__)
@@ -161,41 +162,40 @@ def write_token_lines(
     return len(rows)
 
 
-def write_price_rows(
-    client: Client, databases: Databases, rows: Iterable[PriceRow], *, pulled_at: datetime | None = None
+def write_rate_rows(
+    client: Client, databases: Databases, rows: Iterable[RateRow], *, pulled_at: datetime | None = None
 ) -> int:
-    """Write price-card rows as given (callers decide which rows changed)."""
+    """Write catalogue rate rows as given (callers decide which rows changed)."""
     pulled = pulled_at or now()
-    data = [[*row.values(), pulled] for row in rows]
+    data = [[*row_values(row), pulled] for row in rows]
     if data:
-        client.insert(f"{databases.raw}.model_prices", data, column_names=[*PriceRow.columns(), "pulled_at"])
+        client.insert(f"{databases.raw}.rate_rows", data, column_names=[*RATE_ROW_COLUMNS, "pulled_at"])
     return len(data)
 
 
-def current_price_rows(
+def current_rate_rows(
     client: Client, databases: Databases
-) -> dict[tuple[str, str, datetime], tuple[Any, ...]]:
-    """The price card as the warehouse holds it, keyed by (provider, model, valid_from), values comparable
-    with `PriceRow.values()`."""
-    columns = PriceRow.columns()
-    result = client.query(f"SELECT {', '.join(columns)} FROM {databases.raw}.model_prices FINAL")
-    out: dict[tuple[str, str, datetime], tuple[Any, ...]] = {}
-    for row in result.result_rows:
-        values = tuple(_normalise(v) for v in row)
-        out[(row[0], row[1], _utc(row[2]))] = values
-    return out
+) -> dict[tuple[str, str, str, date], tuple[Any, ...]]:
+    """The rate rows of the catalogue the warehouse prices with (the one written last), keyed by (provider,
+    model, mode, valid_from), values comparable with `row_values()`. Empty before the first write."""
+    table = f"{databases.raw}.rate_rows"
+    result = client.query(
+        f"SELECT {', '.join(RATE_ROW_COLUMNS)} FROM {table} FINAL "
+        f"WHERE catalogue = (SELECT argMax(catalogue, pulled_at) FROM {table} FINAL)"
+    )
+    return {(row[1], row[2], row[3], row[4]): _normalise(row) for row in result.result_rows}
 
 
-def changed_price_rows(
-    rows: Iterable[PriceRow], current: dict[tuple[str, str, datetime], tuple[Any, ...]]
-) -> list[PriceRow]:
-    """The rows of `rows` that the warehouse does not hold as they are."""
-    changed = []
-    for row in rows:
-        key = (row.provider, row.model, _utc(row.valid_from))
-        if current.get(key) != tuple(_normalise(v) for v in row.values()):
-            changed.append(row)
-    return changed
+def changed_rate_rows(
+    rows: Iterable[RateRow], current: dict[tuple[str, str, str, date], tuple[Any, ...]]
+) -> list[RateRow]:
+    """The rows of `rows` that the warehouse does not hold as they are. A catalogue other than the one in
+    force changes every row (the catalogue is a column), so all of its rows are written, and written last."""
+    return [
+        row
+        for row in rows
+        if current.get((row.provider, row.model, row.mode, row.valid_from)) != _normalise(row_values(row))
+    ]
 
 
 def _utc(value: datetime) -> datetime:

@@ -1,51 +1,35 @@
--- Each price period of the card closed by the next period of the same model (or by its own valid_to).
+-- Each rate row of the catalogue in force with the time it stops applying: the start of the next row of the
+-- same model and mode (NULL while it is the current one). A call is priced with the row in force when it
+-- started; a call before a model's first row takes that first row (which starts in 1970), as the meter does.
 with prices as (
-    select * from {{ ref('stg_price_card__model_prices') }}
-),
-
-next_periods as (
-    select
-        provider,
-        card_model,
-        valid_from,
-        leadInFrame(toNullable(valid_from)) over (
-            partition by provider, card_model
-            order by valid_from
-            rows between unbounded preceding and unbounded following
-        ) as next_valid_from
-    from prices
+    select * from {{ ref('stg_price_card__rate_rows') }}
 )
 
 select
-    {{ surrogate_key(['prices.provider', 'prices.card_model', 'prices.valid_from']) }} as price_period_id,
-    prices.provider as provider,
-    prices.card_model as card_model,
-    prices.valid_from as valid_from,
-    multiIf(
-        next_periods.next_valid_from is null, prices.valid_to,
-        prices.valid_to is null, next_periods.next_valid_from,
-        least(prices.valid_to, next_periods.next_valid_from)
+    {{ surrogate_key(['provider', 'card_model', 'mode', 'valid_from']) }} as price_period_id,
+    provider,
+    card_model,
+    mode,
+    valid_from,
+    leadInFrame(toNullable(valid_from)) over (
+        partition by provider, card_model, mode
+        order by valid_from
+        rows between unbounded preceding and unbounded following
     ) as valid_until,
-    prices.match_priority as match_priority,
-    prices.match_rules as match_rules,
-    prices.input_mtok as input_mtok,
-    prices.cache_read_mtok as cache_read_mtok,
-    prices.cache_write_mtok as cache_write_mtok,
-    prices.cache_write_1h_mtok as cache_write_1h_mtok,
-    prices.output_mtok as output_mtok,
-    prices.tier_threshold_tokens as tier_threshold_tokens,
-    prices.input_mtok_above as input_mtok_above,
-    prices.cache_read_mtok_above as cache_read_mtok_above,
-    prices.cache_write_mtok_above as cache_write_mtok_above,
-    prices.cache_write_1h_mtok_above as cache_write_1h_mtok_above,
-    prices.output_mtok_above as output_mtok_above,
-    prices.requests_kusd as requests_kusd,
-    prices.batch_multiplier as batch_multiplier,
-    prices.card as card,
-    prices.source as source,
-    prices.pulled_at as pulled_at
+    match_priority,
+    match_rules,
+    priced,
+    tier_aboves,
+    input_mtok,
+    output_mtok,
+    cache_read_mtok,
+    cache_write_5m_mtok,
+    cache_write_1h_mtok,
+    web_search_kusd,
+    region_names,
+    region_multipliers,
+    rules,
+    source,
+    catalogue,
+    pulled_at
 from prices
-inner join next_periods
-    on prices.provider = next_periods.provider
-    and prices.card_model = next_periods.card_model
-    and prices.valid_from = next_periods.valid_from

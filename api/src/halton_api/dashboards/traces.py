@@ -26,7 +26,8 @@ COST_LINES = (
 
 
 def cost_lines(row: dict) -> list[dict]:
-    """The re-priced cost, one line per token kind: tokens times the rate per million times the multiplier (+ per-request fee)."""
+    """The re-priced cost, one line per token kind: tokens times the rate per million times the region multiplier
+    (+ the call's per-call fees: web searches)."""
     if row.get("rate_input_mtok") is None:
         return []
     multiplier = row.get("rate_multiplier") or Decimal(1)
@@ -47,7 +48,7 @@ def cost_lines(row: dict) -> list[dict]:
         )
     fee = row.get("rate_requests_kusd")
     if fee:
-        lines.append({"what": "per-request fee", "tokens": None, "rate_per_mtok": None, "multiplier": None,
+        lines.append({"what": "web searches", "tokens": None, "rate_per_mtok": None, "multiplier": None,
                       "usd": (fee / 1000).quantize(NANO, ROUND_HALF_UP)})  # fmt: skip
     return lines
 

@@ -1,6 +1,6 @@
 """A catalogue as rate rows: every rate resolved, so pricing a call is a lookup and one sum.
 
-The meter (``halton_meter.pricing``) and the warehouse (``raw.model_prices``, re-priced by dbt in
+The meter (``halton_meter.pricing``) and the warehouse (``raw.rate_rows``, re-priced by dbt in
 ``int_requests_priced``) price from these same rows, so the rules that turn the catalogue's compact form
 into a rate live here once:
 

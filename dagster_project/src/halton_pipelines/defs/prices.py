@@ -1,31 +1,43 @@
-"""The shared price card (genai-prices) as `raw.model_prices`, written only when it changed.
+"""The price catalogue's rate rows as `raw.rate_rows`, written only when they changed.
 
-Writing only changed rows matters: the priced requests re-price every day when the card's newest write moves.
+Writing only changed rows matters: the priced requests re-price every day when the newest write moves.
 """
 
 import dagster as dg
+from clickhouse_connect.driver.client import Client
 
-from halton_pipelines.price_card import card_name, card_rows
-from halton_pipelines.raw_writes import changed_price_rows, current_price_rows, write_price_rows
+from halton_meter.catalogue import Catalogue, load_catalogue
+from halton_pipelines.price_card import card_rows
+from halton_pipelines.raw_writes import changed_rate_rows, current_rate_rows, write_rate_rows
 from halton_pipelines.resources import WarehouseResource
+from halton_warehouse import Databases
 
 MODEL_PRICES = dg.AssetKey(["price_card", "model_prices"])
+
+
+def catalogue_to_price_with(client: Client, databases: Databases) -> Catalogue:
+    """The catalogue the warehouse re-prices with: the one packaged with the meter."""
+    del client, databases  # the catalogue the cloud stores will come from the warehouse
+    return load_catalogue()
 
 
 @dg.asset(
     key=MODEL_PRICES,
     group_name="sources",
     kinds={"python", "clickhouse"},
-    description="The price card the meter prices with (genai-prices data), one row per model and price period.",
+    description=(
+        "The price catalogue the meter prices with, as rate rows (one per model, mode and day a price starts)."
+    ),
 )
 def model_prices(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     client = warehouse.client()
-    rows = card_rows()
-    changed = changed_price_rows(rows, current_price_rows(client, warehouse.databases))
-    written = write_price_rows(client, warehouse.databases, changed)
-    context.log.info("price card %s: %d rows, %d new or changed", card_name(), len(rows), written)
+    catalogue = catalogue_to_price_with(client, warehouse.databases)
+    rows = card_rows(catalogue)
+    changed = changed_rate_rows(rows, current_rate_rows(client, warehouse.databases))
+    written = write_rate_rows(client, warehouse.databases, changed)
+    context.log.info("catalogue %s: %d rate rows, %d new or changed", catalogue.version, len(rows), written)
     return dg.MaterializeResult(
-        metadata={"card": card_name(), "card_rows": len(rows), "rows_written": written}
+        metadata={"catalogue": catalogue.version, "card_rows": len(rows), "rows_written": written}
     )
 
 

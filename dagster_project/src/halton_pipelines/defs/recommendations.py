@@ -7,7 +7,6 @@ and the priced calls behind them, and writes the full set of recommendations to 
 
 import dagster as dg
 
-from halton_meter.catalogue import load_catalogue
 from halton_pipelines.recommendations.run import run_recommendations
 from halton_pipelines.recommendations.usage import staging_database
 from halton_pipelines.resources import WarehouseResource
@@ -34,7 +33,7 @@ READS = (
 def recommendations(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     client = warehouse.client()
     summary = run_recommendations(
-        client, warehouse.databases.marts, staging_database(warehouse.database_prefix), load_catalogue()
+        client, warehouse.databases.marts, staging_database(warehouse.database_prefix)
     )
     saving = sum((r.monthly_saving_usd for r in summary.recommendations), 0)
     kinds: dict[str, int] = {}

@@ -1,9 +1,9 @@
 """The price catalogue as the recommendations read it, and what a set of tokens costs on it.
 
-Savings are quoted at the prices in force at the end of the window (what the next month will cost), from
-the catalogue's rate rows (``halton_meter.catalogue.rate_rows``) and priced by the meter's one cost model
-(``halton_meter.pricing.card_lines``): the same rows and arithmetic that price every call, and that
-``int_requests_priced`` re-prices with in SQL. Token sums price exactly like the calls they sum, because the
+Savings are quoted at the prices in force at the end of the window (what the next month will cost): the
+catalogue's rate rows as the warehouse holds them (``int_model_prices_windowed``, the rows
+``int_requests_priced`` re-prices with), priced by the meter's one cost model (``halton_meter.pricing
+.card_lines``). Token sums price exactly like the calls they sum, because the
 price is linear in every count within a tier.
 """
 
@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
-from halton_meter.catalogue import Catalogue
-from halton_meter.catalogue.rate_rows import RateRow, rate_rows
+from clickhouse_connect.driver.client import Client
+
+from halton_meter.catalogue.rate_rows import RateRow
 from halton_meter.pricing import Buckets, card_lines, lines_usd
 
 NANO = Decimal("0.000000001")
@@ -42,7 +43,9 @@ class TokenSums:
         )
 
     def buckets(self) -> Buckets:
-        return Buckets(self.uncached_input, self.cache_read, self.cache_write, self.cache_write_1h, self.output)
+        return Buckets(
+            self.uncached_input, self.cache_read, self.cache_write, self.cache_write_1h, self.output
+        )
 
 
 _BUCKET_NAMES = {
@@ -109,19 +112,46 @@ def money(amount: Decimal) -> Decimal:
     return amount.quantize(NANO, rounding="ROUND_HALF_UP")
 
 
-def load_card_prices(catalogue: Catalogue, at: date) -> dict[tuple[str, str], CardPrice]:
-    """The price of every (provider, catalogue model) in force at the start of day `at` (the window's end)."""
-    in_force: dict[tuple[str, str, str], RateRow] = {}
-    for row in rate_rows(catalogue):
-        if row.valid_from <= at:
-            in_force[(row.provider, row.model, row.mode)] = row  # rows are oldest first per model and mode
-    card = f"catalogue {catalogue.version}"
-    prices = {}
-    for (provider, model, mode), row in in_force.items():
-        if mode != "standard" or not row.priced:
-            continue
-        batch = in_force.get((provider, model, "batch"))
-        prices[(provider, model)] = CardPrice(
-            provider, model, row, batch if batch is not None and batch.priced else None, card
+def load_card_prices(client: Client, staging: str, at: date) -> dict[tuple[str, str], CardPrice]:
+    """The rates of every (provider, catalogue model) in force at the start of day `at` (the window's end):
+    the very rate rows `int_requests_priced` re-prices with (`int_model_prices_windowed`), standard and batch."""
+    moment = f"toDateTime64('{at.isoformat()}', 3, 'UTC')"
+    rows = client.query(
+        f"SELECT {', '.join(_ROW_COLUMNS)} FROM {staging}.int_model_prices_windowed "
+        f"WHERE mode IN ('standard', 'batch') AND priced "
+        f"AND valid_from <= {moment} AND (valid_until IS NULL OR valid_until > {moment})"
+    ).named_results()
+    in_force = {(r["provider"], r["card_model"], r["mode"]): _rate_row(r) for r in rows}
+    return {
+        (provider, model): CardPrice(
+            provider, model, row, in_force.get((provider, model, "batch")), f"catalogue {row.catalogue}"
         )
-    return prices
+        for (provider, model, mode), row in in_force.items()
+        if mode == "standard"
+    }
+
+
+_ROW_COLUMNS = (
+    "provider", "card_model", "mode", "valid_from", "tier_aboves", "input_mtok", "output_mtok", "cache_read_mtok",
+    "cache_write_5m_mtok", "cache_write_1h_mtok", "source", "catalogue",
+)  # fmt: skip
+
+
+def _rate_row(row: dict) -> RateRow:
+    return RateRow(
+        provider=row["provider"],
+        model=row["card_model"],
+        mode=row["mode"],
+        valid_from=row["valid_from"].date() if hasattr(row["valid_from"], "date") else row["valid_from"],
+        match_priority=0,
+        match_rules=(),
+        priced=True,
+        tier_aboves=tuple(int(v) for v in row["tier_aboves"]),
+        input=tuple(row["input_mtok"]),
+        output=tuple(row["output_mtok"]),
+        cache_read=tuple(row["cache_read_mtok"]),
+        cache_write_5m=tuple(row["cache_write_5m_mtok"]),
+        cache_write_1h=tuple(row["cache_write_1h_mtok"]),
+        source=row["source"],
+        catalogue=row["catalogue"],
+    )

@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 
 from clickhouse_connect.driver.client import Client
 
-from halton_meter.catalogue import Catalogue
 from halton_pipelines.recommendations.checks import run_checks
 from halton_pipelines.recommendations.price_card import load_card_prices
 from halton_pipelines.recommendations.recommendation import Recommendation
@@ -36,26 +35,25 @@ class RunSummary:
 
 
 def compute(
-    client: Client, marts: str, staging: str, catalogue: Catalogue, window: Window | None = None
+    client: Client, marts: str, staging: str, window: Window | None = None
 ) -> tuple[Window | None, list[Recommendation]]:
-    """Every recommendation over `window` (default: the window the marts were built over), priced on
-    `catalogue` (the one the warehouse re-prices with)."""
+    """Every recommendation over `window` (default: the window the marts were built over)."""
     window = window or read_window(client, marts)
     if window is None:
         return None, []
     workloads = read_workloads(client, staging, window)
     repeats = read_repeats(client, staging, marts, window)
-    prices = load_card_prices(catalogue, window.end)
+    prices = load_card_prices(client, staging, window.end)
     return window, run_checks(workloads, repeats, prices, window)
 
 
 def run_recommendations(
-    client: Client, marts: str, staging: str, catalogue: Catalogue, *, window: Window | None = None
+    client: Client, marts: str, staging: str, *, window: Window | None = None
 ) -> RunSummary:
     """Compute and write one run: every workspace with usage in the window, and every one an earlier run
     covered (so a workspace whose usage stopped gets an empty set, not its old one)."""
     run_id, computed_at = uuid.uuid4(), datetime.now(UTC)
-    window, recommendations = compute(client, marts, staging, catalogue, window)
+    window, recommendations = compute(client, marts, staging, window)
     if window is None:
         log.info("recommendations: the marts hold no 30-day usage yet; nothing to check")
         return RunSummary(run_id, computed_at, None, [], {})

@@ -1,8 +1,8 @@
 """Each large model's cheaper sibling in the same provider family, by price-card model id.
 
 One step down, never across families or providers: the sibling keeps the API, the tool-use format and the
-context window the workload already relies on, so the swap is a one-line change. Ids are the card's
-(`raw.model_prices.model`, genai-prices ids); a pair whose sibling has no price in the card is skipped.
+context window the workload already relies on, so the swap is a one-line change. Ids are the price
+catalogue's (`raw.rate_rows.model`); a pair whose sibling has no price in the catalogue is skipped.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from decimal import Decimal
 import psycopg
 from clickhouse_connect.driver.client import Client
 
+from halton_meter.catalogue import Catalogue, parse_catalogue
 from halton_meter.protocol import RequestRow
 from halton_pipelines.demo_data import Billing, Demo
 from halton_pipelines.provider_keys import encrypt_admin_key
@@ -28,6 +29,22 @@ REQUEST_COLUMNS: tuple[str, ...] = (
 )  # fmt: skip
 
 SECRET = "test-cloud-secret-" + "x" * 32
+
+
+def catalogue_of(*models: dict) -> Catalogue:
+    """A validated catalogue of `models` (rates.json format 1 model entries), for a test's own prices."""
+    return parse_catalogue(
+        {"format": 1, "version": "test-catalogue", "generated_from": [{"name": "test", "version": "1"}],
+         "models": list(models)}
+    )  # fmt: skip
+
+
+def catalogue_model(provider: str, model: str, rates: dict[str, str], **entry: object) -> dict:
+    """One catalogue model entry matching names that start with `model`, standard `rates` from 1970."""
+    return {
+        "provider": provider, "id": model, "source": "test", "match": {"starts_with": model},
+        "prices": [{"from": None, "source": "test", "rates": rates, **entry}],
+    }  # fmt: skip
 
 
 def insert_request_rows(
