@@ -378,17 +378,8 @@ def _write_billing(
 ) -> tuple[int, int]:
     """The billed lines a billing pull would write, the statements a dashboard paste would, and the demo
     catalogue's rate rows (with its price cut) where the warehouse does not hold them yet."""
-    from halton_pipelines.demo_warehouse import demo_catalogue
-    from halton_pipelines.price_card import card_rows
-    from halton_pipelines.raw_writes import (
-        SNAPSHOT_COLUMNS,
-        CostLine,
-        changed_rate_rows,
-        current_rate_rows,
-        write_cost_lines,
-        write_rate_rows,
-        write_snapshot,
-    )
+    from halton_pipelines.demo_warehouse import write_demo_catalogue
+    from halton_pipelines.raw_writes import SNAPSHOT_COLUMNS, CostLine, write_cost_lines, write_snapshot
 
     pulled_at = demo.config.until
     lines = billing.lines()
@@ -409,9 +400,7 @@ def _write_billing(
         ),
         pulled_at=pulled_at,
     )
-    write_rate_rows(
-        client, databases, changed_rate_rows(card_rows(demo_catalogue(demo)), current_rate_rows(client, databases))
-    )
+    write_demo_catalogue(client, databases, demo)
 
     # raw.billing_statements holds snapshots: the newest one is what staging reads, so keep the other
     # workspaces' rows of the newest snapshot and replace this workspace's.

@@ -15,9 +15,9 @@ What the data holds, on purpose:
   Gemini's 200k-token tier, errors (429/5xx/400) and a few interrupted streams with unknown output;
 - repeated prompts (the same `prompt_hash` across days) and a few loops (one prompt fired dozens of times
   within seconds by one device);
-- a price change mid-period: xAI cuts grok-4 prices by 20% on `price_change_day`, the meter's price card
-  picks the cut up `PRICE_CARD_LAG_DAYS` later, so for those days the meter logged the old price while xAI
-  billed the new one. That month's xAI reconciliation diverges by more than 2% (red), and re-pricing with the
+- a price change mid-period: xAI cuts grok-4 prices by 20% on `price_change_day` (a dated entry in the demo's
+  price catalogue), the meter picks the cut up `PRICE_CARD_LAG_DAYS` later, so for those days the meter logged
+  the old price while xAI billed the new one. That month's xAI reconciliation diverges by more than 2% (red), and re-pricing with the
   current card shows the requests behind it. Every other month and provider differs by a few cents: billed
   lines are rounded to hundredths of a cent, a few carry a cent of jitter, and interrupted streams (billed,
   but logged without a cost) add a little.
@@ -25,20 +25,24 @@ What the data holds, on purpose:
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import json
 import math
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import cached_property
+from importlib import resources
 from typing import Any
 
 import numpy as np
 
+from halton_meter.catalogue import Catalogue, parse_catalogue
+from halton_meter.catalogue.rate_rows import RateRow, model_rows
 from halton_meter.protocol import RequestRow
-from halton_pipelines.demo_price_card import PriceRow, card_name, card_rows
 
 DEMO_NAMESPACE = uuid.UUID("5d3f6a52-7c1e-4f0b-9d8e-6b1a2c3d4e5f")
 PRICE_CARD_LAG_DAYS = 9
@@ -482,47 +486,38 @@ def _nano(value: Decimal | None, fallback: Decimal) -> int:
     return int(amount)
 
 
-def _price(row: PriceRow) -> _Price:
-    cw = row.cache_write_mtok if row.cache_write_mtok is not None else row.input_mtok
-    above_in = row.input_mtok_above if row.input_mtok_above is not None else row.input_mtok
-    above_cw = row.cache_write_mtok_above if row.cache_write_mtok_above is not None else above_in
+def _price(row: RateRow, valid_from_ms: int | None = None) -> _Price:
+    """A standard rate row (at most one size tier) as exact nano-USD integers."""
+    if len(row.tier_aboves) > 2:
+        raise ValueError(
+            f"{row.provider}/{row.model} has {len(row.tier_aboves) - 1} size tiers; the demo prices one"
+        )
+    top = len(row.tier_aboves) - 1
+    output = [value if value is not None else Decimal(0) for value in row.output]
     return _Price(
-        valid_from_ms=int(row.valid_from.timestamp() * 1000),
-        input=_nano(row.input_mtok, row.input_mtok),
-        output=_nano(row.output_mtok, row.output_mtok),
-        cache_read=_nano(row.cache_read_mtok, row.input_mtok),
-        cache_write=_nano(cw, cw),
-        cache_write_1h=_nano(row.cache_write_1h_mtok, cw),
-        threshold=row.tier_threshold_tokens or 0,
-        input_above=_nano(above_in, above_in),
-        output_above=_nano(row.output_mtok_above, row.output_mtok),
-        cache_read_above=_nano(row.cache_read_mtok_above, above_in),
-        cache_write_above=_nano(above_cw, above_cw),
-        cache_write_1h_above=_nano(row.cache_write_1h_mtok_above, above_cw),
+        valid_from_ms=valid_from_ms
+        if valid_from_ms is not None
+        else int(datetime.combine(row.valid_from, datetime.min.time(), UTC).timestamp() * 1000),
+        input=_nano(row.input[0], row.input[0]),
+        output=_nano(output[0], output[0]),
+        cache_read=_nano(row.cache_read[0], row.cache_read[0]),
+        cache_write=_nano(row.cache_write_5m[0], row.cache_write_5m[0]),
+        cache_write_1h=_nano(row.cache_write_1h[0], row.cache_write_1h[0]),
+        threshold=row.tier_aboves[top] if top else 0,
+        input_above=_nano(row.input[top], row.input[top]),
+        output_above=_nano(output[top], output[top]),
+        cache_read_above=_nano(row.cache_read[top], row.cache_read[top]),
+        cache_write_above=_nano(row.cache_write_5m[top], row.cache_write_5m[top]),
+        cache_write_1h_above=_nano(row.cache_write_1h[top], row.cache_write_1h[top]),
     )
 
 
-def resolve_card_model(rows: Sequence[PriceRow], provider: str, model: str) -> str | None:
-    """The card model that prices `model`: the first match in the card's order (as genai-prices does)."""
-    name = model.lower()
-    matches = sorted(
-        (row.match_priority, row.model)
-        for row in rows
-        if row.provider == provider and any(_matches(kind, value, name) for kind, value in row.match_rules)
-    )
-    return matches[0][1] if matches else None
-
-
-def _matches(kind: str, value: str, name: str) -> bool:
-    if kind == "equals":
-        return name == value
-    if kind == "starts_with":
-        return name.startswith(value)
-    if kind == "ends_with":
-        return name.endswith(value)
-    if kind == "contains":
-        return value in name
-    return False
+def _standard_rows(catalogue: Catalogue, provider: str, served: str) -> list[RateRow]:
+    """The standard rate rows of the catalogue model that prices `served` (as the meter resolves it)."""
+    entry = catalogue.find(provider, served)
+    if entry is None:
+        raise ValueError(f"a demo model has no price in the catalogue: {provider}/{served}")
+    return [row for row in model_rows(entry, 0, catalogue.version) if row.mode == "standard"]
 
 
 # --- the demo -----------------------------------------------------------------------------------------
@@ -622,44 +617,49 @@ class Demo:
         return self.price_change_day + timedelta(days=PRICE_CARD_LAG_DAYS)
 
     @cached_property
-    def price_rows(self) -> list[PriceRow]:
-        """The demo's price card: the bundled card for the demo models, plus xAI's grok-4 price cut."""
-        rows = card_rows(PROVIDERS)
-        used = {resolve_card_model(rows, m.provider, m.served) for m in MODELS}
-        if None in used:
-            raise ValueError("a demo model has no price in the bundled card")
-        demo_rows = [row for row in rows if row.model in used]
-        grok = self._card_model(rows, PRICE_CHANGE_MODEL)
-        base = max((r for r in demo_rows if r.model == grok), key=lambda r: r.valid_from)
-        cut = _cut(base, self.price_change_day)
-        return [*demo_rows, cut]
+    def packaged_catalogue_document(self) -> dict[str, Any]:
+        """The catalogue packaged with the meter, as the demo's meter priced with it before the cut."""
+        return json.loads(resources.files("halton_meter.catalogue").joinpath("rates.json").read_text())
 
-    def _card_model(self, rows: Sequence[PriceRow], key: str) -> str:
-        model = MODELS[MODEL_INDEX[key]]
-        found = resolve_card_model(rows, model.provider, model.served)
-        assert found is not None
-        return found
+    @cached_property
+    def catalogue_document(self) -> dict[str, Any]:
+        """The demo's catalogue: the packaged one plus xAI's grok-4 price cut from `price_change_day`."""
+        document = copy.deepcopy(self.packaged_catalogue_document)
+        grok = MODELS[MODEL_INDEX[PRICE_CHANGE_MODEL]]
+        entry = parse_catalogue(document).find(grok.provider, grok.served)
+        if entry is None:
+            raise ValueError(f"the catalogue has no {grok.provider}/{grok.served} for the demo's price cut")
+        model = next(m for m in document["models"] if (m["provider"], m["id"]) == (entry.provider, entry.id))
+        model["prices"].append(_cut(model["prices"][-1], self.price_change_day))
+        day = self.price_change_day.isoformat()
+        document["version"] = f"{document['version']}+demo-{grok.provider}-cut-{day}"
+        return document
+
+    @cached_property
+    def catalogue(self) -> Catalogue:
+        return parse_catalogue(self.catalogue_document)
 
     @cached_property
     def card_labels(self) -> tuple[str, str]:
-        """The meter's price-card version before and after it picked up the cut."""
-        return card_name(), f"{card_name()} + xai grok-4 {self.price_change_day.isoformat()}"
+        """The meter's price card before and after it picked up the cut (the catalogue it priced with)."""
+        return (
+            f"catalogue {self.packaged_catalogue_document['version']}",
+            f"catalogue {self.catalogue.version}",
+        )
 
     @cached_property
     def _price_tables(self) -> tuple[list[list[_Price]], list[list[_Price]]]:
-        """Per demo model, the price periods the provider bills with, and the ones the meter priced with."""
-        rows = self.price_rows
+        """Per demo model, the price periods the provider bills with, and the ones the meter priced with:
+        the catalogue's standard rate rows (``halton_meter.catalogue.rate_rows``, what the meter and the
+        warehouse price with) as exact integers for the vectorised arithmetic of `_cost`."""
         provider: list[list[_Price]] = []
         meter: list[list[_Price]] = []
         pickup_ms = int(
             datetime.combine(self.price_card_pickup_day, datetime.min.time(), UTC).timestamp() * 1000
         )
         for m in MODELS:
-            card_model = resolve_card_model(rows, m.provider, m.served)
-            periods = sorted(
-                (_price(r) for r in rows if r.model == card_model and r.provider == m.provider),
-                key=lambda p: p.valid_from_ms,
-            )
+            rows = _standard_rows(self.catalogue, m.provider, m.served)
+            periods = [_price(row) for row in rows]
             provider.append(periods)
             if m.key == PRICE_CHANGE_MODEL:
                 # The meter learnt of the cut only at pickup: until then it priced with the old period.
@@ -1131,32 +1131,20 @@ class Billing:
         return statements
 
 
-def _cut(base: PriceRow, day: date) -> PriceRow:
-    def scaled(value: Decimal | None) -> Decimal | None:
-        return None if value is None else (value * PRICE_CUT).quantize(Decimal("0.000000001"))
+def _cut(entry: dict[str, Any], day: date) -> dict[str, Any]:
+    """A dated catalogue price entry: `entry`'s rates and tiers cut by PRICE_CUT from `day`."""
 
-    return PriceRow(
-        provider=base.provider,
-        model=base.model,
-        valid_from=datetime.combine(day, datetime.min.time(), UTC),
-        match_priority=base.match_priority,
-        match_rules=base.match_rules,
-        input_mtok=scaled(base.input_mtok) or Decimal(0),
-        output_mtok=scaled(base.output_mtok) or Decimal(0),
-        cache_read_mtok=scaled(base.cache_read_mtok),
-        cache_write_mtok=scaled(base.cache_write_mtok),
-        cache_write_1h_mtok=scaled(base.cache_write_1h_mtok),
-        tier_threshold_tokens=base.tier_threshold_tokens,
-        input_mtok_above=scaled(base.input_mtok_above),
-        cache_read_mtok_above=scaled(base.cache_read_mtok_above),
-        cache_write_mtok_above=scaled(base.cache_write_mtok_above),
-        cache_write_1h_mtok_above=scaled(base.cache_write_1h_mtok_above),
-        output_mtok_above=scaled(base.output_mtok_above),
-        requests_kusd=base.requests_kusd,
-        batch_multiplier=base.batch_multiplier,
-        card=f"demo: xAI cut {base.model} prices by 20% on {day.isoformat()}",
-        source="demo",
-    )
+    def scaled(rates: dict[str, str]) -> dict[str, str]:
+        return {
+            k: format((Decimal(v) * PRICE_CUT).quantize(Decimal("0.000000001")).normalize(), "f")
+            for k, v in rates.items()
+        }
+
+    cut = {**entry, "from": day.isoformat(), "source": f"demo: xAI cut prices by 20% on {day.isoformat()}"}
+    cut["rates"] = scaled(entry["rates"])
+    if entry.get("tiers"):
+        cut["tiers"] = [{"above": t["above"], "rates": scaled(t["rates"])} for t in entry["tiers"]]
+    return cut
 
 
 def _cost(

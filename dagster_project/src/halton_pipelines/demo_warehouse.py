@@ -11,19 +11,27 @@ set by the loader); `ingested_at` takes its default.
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
-from dataclasses import dataclass, replace
-from datetime import datetime
-from types import MappingProxyType
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from clickhouse_connect.driver.client import Client
 
-from halton_meter.catalogue import Catalogue, PriceEntry, Rates, load_catalogue
 from halton_pipelines.demo_data import Billing, Demo, RequestChunk
 from halton_pipelines.price_card import card_rows
-from halton_pipelines.raw_writes import CostLine, now, write_cost_lines, write_rate_rows, write_snapshot
+from halton_pipelines.raw_writes import (
+    CostLine,
+    changed_rate_rows,
+    current_rate_rows,
+    now,
+    write_cost_lines,
+    write_rate_rows,
+    write_snapshot,
+)
 from halton_warehouse import Databases
+from halton_warehouse.price_catalogues import is_stored, store_catalogue
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +66,7 @@ def load_demo(
             count += len(chunk)
     if control_plane:
         write_control_plane(client, databases, demo, billing, snapshot_at=snapshot_at or now())
-    prices = write_rate_rows(client, databases, card_rows(demo_catalogue(demo)))
+    prices = write_demo_catalogue(client, databases, demo)
     lines = billing.lines()
     workspace = demo.workspace.workspace_id
     written = write_cost_lines(
@@ -75,26 +83,29 @@ def load_demo(
     return LoadedDemo(count, written, len(billing.statements()), prices)
 
 
-def demo_catalogue(demo: Demo) -> Catalogue:
-    """The packaged catalogue plus the demo's story: the provider's dated price cut (the last of the demo's
-    price rows), which the warehouse knows from its day while the demo's meter learnt it only days later."""
-    catalogue = load_catalogue()
-    cut = demo.price_rows[-1]
-    model = catalogue.find(cut.provider, cut.model)
-    if model is None:
-        raise ValueError(f"the catalogue has no {cut.provider}/{cut.model} for the demo's price cut")
-    rates = Rates(
-        input=cut.input_mtok,
-        output=cut.output_mtok,
-        cache_read=cut.cache_read_mtok,
-        cache_write_5m=cut.cache_write_mtok,
-        cache_write_1h=cut.cache_write_1h_mtok,
-    )
-    entry = PriceEntry(cut.valid_from.date(), "demo", rates, (), MappingProxyType({}))
-    models = tuple(replace(m, prices=(*m.prices, entry)) if m is model else m for m in catalogue.models)
-    return replace(
-        catalogue, version=f"{catalogue.version}+demo-{cut.valid_from.date().isoformat()}", models=models
-    )
+def write_demo_catalogue(client: Client, databases: Databases, demo: Demo) -> int:
+    """Put the demo's catalogue in force in the cloud, as the `price_catalogue` asset would, and write its
+    rate rows where the warehouse does not hold them yet; returns the rate rows written.
+
+    The packaged catalogue is stored first (the version the demo's meter priced with before the cut), so the
+    daily refresh from the packaged source finds it stored and leaves the demo's catalogue in force."""
+    stored_at = now()
+    for document, fetched_at in (
+        (demo.packaged_catalogue_document, stored_at - timedelta(seconds=1)),
+        (demo.catalogue_document, stored_at),
+    ):
+        if not is_stored(client, databases, document["version"]):
+            store_catalogue(
+                client,
+                databases,
+                version=document["version"],
+                document=json.dumps(document, indent=1),
+                source=BILLING_SOURCE,
+                fetched_at=fetched_at,
+                changes="",
+            )
+    rows = card_rows(demo.catalogue)
+    return write_rate_rows(client, databases, changed_rate_rows(rows, current_rate_rows(client, databases)))
 
 
 def insert_requests(

@@ -302,6 +302,33 @@ ALTER TABLE raw.requests
     ADD COLUMN IF NOT EXISTS web_search_requests Nullable(UInt32) AFTER region;
 CREATE OR REPLACE VIEW raw.requests_dedup  AS
 SELECT * FROM raw.requests FINAL;
+-- 0007_rate_rows
+CREATE TABLE IF NOT EXISTS raw.rate_rows
+(
+    catalogue           LowCardinality(String),
+    provider            LowCardinality(String),
+    model               String,
+    mode                LowCardinality(String),
+    valid_from          Date,
+    match_priority      UInt32,
+    match_rules         Array(Array(Tuple(kind LowCardinality(String), value String))),
+    priced              Bool,
+    tier_aboves         Array(Int64),
+    input               Array(Decimal(18, 9)),
+    output              Array(Nullable(Decimal(18, 9))),
+    cache_read          Array(Decimal(18, 9)),
+    cache_write_5m      Array(Decimal(18, 9)),
+    cache_write_1h      Array(Decimal(18, 9)),
+    web_search_per_1k   Nullable(Decimal(18, 9)),
+    region_names        Array(String),
+    region_multipliers  Array(Decimal(18, 9)),
+    rules               Array(String),
+    source              String,
+    pulled_at           DateTime64(3, 'UTC') DEFAULT now64(3)
+)
+ENGINE = ReplacingMergeTree(pulled_at)
+ORDER BY (catalogue, provider, model, mode, valid_from);
+DROP TABLE IF EXISTS raw.model_prices;
 -- 0008_price_catalogues
 CREATE TABLE IF NOT EXISTS raw.price_catalogues
 (

@@ -1,28 +1,23 @@
-"""The price catalogue's rate rows as `raw.rate_rows`, written only when they changed.
+"""The catalogue in force (`price_catalogue`: the newest stored, else the packaged one) as `raw.rate_rows`,
+written only when they changed.
 
 Writing only changed rows matters: the priced requests re-price every day when the newest write moves.
 """
 
 import dagster as dg
-from clickhouse_connect.driver.client import Client
 
-from halton_meter.catalogue import Catalogue, load_catalogue
+from halton_pipelines.catalogue_source import catalogue_in_force
+from halton_pipelines.defs.catalogue import PRICE_CATALOGUE
 from halton_pipelines.price_card import card_rows
 from halton_pipelines.raw_writes import changed_rate_rows, current_rate_rows, write_rate_rows
 from halton_pipelines.resources import WarehouseResource
-from halton_warehouse import Databases
 
 MODEL_PRICES = dg.AssetKey(["price_card", "model_prices"])
 
 
-def catalogue_to_price_with(client: Client, databases: Databases) -> Catalogue:
-    """The catalogue the warehouse re-prices with: the one packaged with the meter."""
-    del client, databases  # the catalogue the cloud stores will come from the warehouse
-    return load_catalogue()
-
-
 @dg.asset(
     key=MODEL_PRICES,
+    deps=[PRICE_CATALOGUE],
     group_name="sources",
     kinds={"python", "clickhouse"},
     description=(
@@ -31,7 +26,7 @@ def catalogue_to_price_with(client: Client, databases: Databases) -> Catalogue:
 )
 def model_prices(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     client = warehouse.client()
-    catalogue = catalogue_to_price_with(client, warehouse.databases)
+    catalogue = catalogue_in_force(client, warehouse.databases)
     rows = card_rows(catalogue)
     changed = changed_rate_rows(rows, current_rate_rows(client, warehouse.databases))
     written = write_rate_rows(client, warehouse.databases, changed)
