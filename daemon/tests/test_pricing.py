@@ -282,7 +282,7 @@ def write_rates(tmp_path: Path, models: dict) -> Path:
     return path
 
 
-def test_override_prices_a_model_genai_prices_lacks(tmp_path: Path) -> None:
+def test_override_prices_a_model_the_catalogue_lacks(tmp_path: Path) -> None:
     path = write_rates(tmp_path, {"openai/gpt-x*": {"input": 1, "output": "2", "cache_read": "0.1"}})
     book = PriceBook(path)
     price = book.price(
@@ -295,7 +295,7 @@ def test_override_prices_a_model_genai_prices_lacks(tmp_path: Path) -> None:
     assert price.price_card == f"overrides@{digest}:openai/gpt-x*"
 
 
-def test_override_wins_over_genai_prices_for_negotiated_rates(tmp_path: Path) -> None:
+def test_override_wins_over_the_catalogue_for_negotiated_rates(tmp_path: Path) -> None:
     path = write_rates(tmp_path, {"anthropic/claude-sonnet-4-5": {"input": "2.70", "output": "13.50"}})
     price = PriceBook(path).price(
         info("anthropic", "claude-sonnet-4-5"),
