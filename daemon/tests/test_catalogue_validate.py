@@ -159,3 +159,13 @@ def test_the_header_is_checked(change: Any, expected: str) -> None:
 
 def test_a_document_that_is_not_an_object_is_refused() -> None:
     assert "the catalogue must be a JSON object" in refused([])
+
+
+@pytest.mark.parametrize("pattern", ["^claude-(?=x)", "(?<!a)claude", r"^(a)\1$", "^(?!a)b(?!c)"])
+def test_a_regex_the_warehouse_cannot_run_is_refused(pattern: str) -> None:
+    doc = bent(lambda m: m.update(match={"regex": pattern}))
+    assert "RE2 cannot run" in refused(doc)
+
+
+def test_a_whole_pattern_negative_lookahead_is_allowed() -> None:
+    validate_catalogue(bent(lambda m: m.update(match={"all": [{"starts_with": "x"}, {"regex": "^(?!.*-tts)"}]})))

@@ -15,11 +15,11 @@ it, with two changes the warehouse needs, each refused loudly when it cannot be 
 
 from __future__ import annotations
 
-import re
 from decimal import Decimal
 
 from halton_meter.catalogue import Catalogue
 from halton_meter.catalogue.rate_rows import RateRow, rate_rows
+from halton_meter.catalogue.regex import NotPortable, portable_clause
 
 # The columns of `raw.rate_rows` in insert order (pulled_at, set by the writer, comes last).
 RATE_ROW_COLUMNS: tuple[str, ...] = (
@@ -30,9 +30,6 @@ RATE_ROW_COLUMNS: tuple[str, ...] = (
 
 _MAX_AMOUNT = Decimal(10) ** 9  # Decimal(18, 9): 9 digits before the point
 _NANO = Decimal("0.000000001")
-_LEADING_NEGATIVE_LOOKAHEAD = "^(?!"
-# What RE2 refuses that Python's re accepts: lookahead, lookbehind, back-references.
-_NOT_RE2 = re.compile(r"\(\?[=!]|\(\?<[=!]|\\[1-9]")
 
 
 class PriceCardError(ValueError):
@@ -80,38 +77,7 @@ def _amount(value: Decimal, where: str) -> Decimal:
 
 
 def _sql_clause(kind: str, value: str, where: str) -> tuple[str, str]:
-    if kind != "regex":
-        return (kind, value)
-    if value.startswith(_LEADING_NEGATIVE_LOOKAHEAD) and _closing_paren(value, 1) == len(value) - 1:
-        inner = value[len(_LEADING_NEGATIVE_LOOKAHEAD) : -1]
-        kind, value = "not_regex", f"^(?:{inner})"
-    if _NOT_RE2.search(value):
-        raise PriceCardError(
-            f"{where}: regex {value!r} uses lookaround or a back-reference, which the warehouse's RE2 cannot "
-            "run. Rewrite the match clause (a leading ^(?!...) over the whole pattern is supported)."
-        )
-    return (kind, value)
-
-
-def _closing_paren(pattern: str, start: int) -> int | None:
-    """Index of the parenthesis closing the group opened at `start` (escapes and [classes] skipped)."""
-    depth, i, in_class = 0, start, False
-    while i < len(pattern):
-        char = pattern[i]
-        if char == "\\":
-            i += 2
-            continue
-        if in_class:
-            in_class = char != "]"
-        elif char == "[":
-            in_class = True
-            i += 1 if pattern[i + 1 : i + 2] == "^" else 0
-            i += 1 if pattern[i + 1 : i + 2] == "]" else 0  # a literal ] first in a class
-        elif char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-            if depth == 0:
-                return i
-        i += 1
-    return None
+    try:
+        return portable_clause(kind, value)
+    except NotPortable as error:
+        raise PriceCardError(f"{where}: {error}. Rewrite the match clause.") from error

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
+from halton_meter.catalogue.regex import FLAGS
+
 
 @dataclass(frozen=True)
 class Rates:
@@ -70,7 +72,7 @@ class Match:
         if self.kind == "all":
             return all(clause.matches(name) for clause in self.clauses)
         if self.kind == "regex":
-            return re.search(self.value, name) is not None
+            return re.search(self.value, name, FLAGS) is not None
         value = self.value.lower()
         if self.kind == "equals":
             return name == value

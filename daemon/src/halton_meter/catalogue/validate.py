@@ -10,6 +10,8 @@ import re
 from datetime import date
 from typing import Any
 
+from halton_meter.catalogue.regex import FLAGS, NotPortable, portable_clause
+
 FORMAT = 1
 PROVIDERS = ("anthropic", "openai", "gemini", "xai")
 RATE_KEYS = (
@@ -251,9 +253,12 @@ def _check_match(clause: Any, where: str, problems: list[str]) -> None:
         problems.append(f"{where}.{kind}: must be a non-empty string")
     elif kind == "regex":
         try:
-            re.compile(value)
+            re.compile(value, FLAGS)
+            portable_clause(kind, value)
         except re.error as exc:
             problems.append(f"{where}.regex: {value!r} does not compile ({exc})")
+        except NotPortable as exc:
+            problems.append(f"{where}.regex: {exc}")
 
 
 def _check_amount(amount: Any, where: str, problems: list[str], *, positive: bool = False) -> None:
