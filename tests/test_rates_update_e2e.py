@@ -3,7 +3,8 @@ start keep the older price, and the corrected rows reach the cloud (issue 17, it
 
 Real processes: the API (`halton-cloud serve`, publishing `GET /v1/rates`), the meter (`halton-meter start`)
 paired with it, the official OpenAI SDK through the meter against a fake provider, and the Dagster
-`price_catalogue` asset materialized for real to put the new catalogue in the cloud.
+`price_catalogue` asset materialized for real to put the new catalogue in the cloud; the reconciliation marts
+are built by dbt (the scheduled jobs' snapshot and `model_prices` first) before and after, and move.
 """
 
 from __future__ import annotations
@@ -77,8 +78,37 @@ def cloud_cost(warehouse, uid: str) -> Decimal | None:
     return found[0][0] if found else None
 
 
+def reconciliation(warehouse, postgres_url: str, workspace_id: str) -> tuple[Decimal, Decimal, int]:
+    """(logged, re-priced, unpriced calls) of today's OpenAI reconciliation row, after the marts are built
+    as the scheduled jobs build them: control-plane snapshot, rate rows of the catalogue in force, dbt."""
+    from halton_pipelines.defs.prices import model_prices
+    from halton_pipelines.defs.snapshot import control_plane_snapshot
+    from halton_pipelines.resources import ControlPlaneResource, HaltonDbtResource
+
+    today = datetime.now(UTC).date()
+    resources = {
+        "warehouse": WarehouseResource(clickhouse_url=warehouse.url, database_prefix=warehouse.prefix),
+        "control_plane": ControlPlaneResource(database_url=postgres_url),
+    }
+    assert dg.materialize([control_plane_snapshot, model_prices], resources=resources).success
+    dbt = HaltonDbtResource(
+        clickhouse_url=warehouse.url, database_prefix=warehouse.prefix, as_of=today.isoformat()
+    )
+    assert dbt.cli(["run", "--select", "+reconciliation_daily"]).wait().is_successful()
+    (row,) = (
+        warehouse.client()
+        .query(
+            f"SELECT logged_usd, repriced_usd, unpriced_requests FROM {warehouse.databases.marts}.reconciliation_daily "
+            "WHERE workspace_id = %(w)s AND provider = 'openai' AND day = %(d)s",
+            {"w": workspace_id, "d": today},
+        )
+        .result_rows
+    )
+    return row[0], row[1], int(row[2])
+
+
 def test_a_new_catalogue_reaches_a_paired_meter_and_prices_its_unpriced_calls(
-    tmp_path, cloud, person, providers, warehouse
+    tmp_path, cloud, person, providers, warehouse, postgres_url
 ):
     meter = new_meter(tmp_path, "laptop", cloud, providers)
     today = datetime.now(UTC).date()
@@ -105,6 +135,19 @@ def test_a_new_catalogue_reaches_a_paired_meter_and_prices_its_unpriced_calls(
         assert recorded["cost_nusd"] is None and recorded["input_tokens"] > 0  # tokens kept, never $0
         assert f"no price for openai/{UNKNOWN}" in recorded["unpriced_reason"]
         assert cloud_cost(warehouse, unknown_uid) is None and cloud_cost(warehouse, old_uid) is None
+        workspace_id = str(
+            warehouse.client()
+            .query(
+                f"SELECT workspace_id FROM {warehouse.databases.raw}.requests_dedup WHERE request_uid = %(u)s",
+                {"u": unknown_uid},
+            )
+            .result_rows[0][0]
+        )
+        logged_before, repriced_before, unpriced_before = reconciliation(
+            warehouse, postgres_url, workspace_id
+        )
+        assert unpriced_before >= 1
+        uids_before = set(rows(meter))
 
         # The cloud refreshes its catalogue: a model it did not know, and gpt-4o dearer from today.
         new = edited_catalogue(
@@ -166,6 +209,15 @@ def test_a_new_catalogue_reaches_a_paired_meter_and_prices_its_unpriced_calls(
             timeout=60,
             what="the corrected rows in the warehouse",
         )
+
+        # The cloud's marts move on their next build: the call is logged and re-priced at the new catalogue.
+        logged_after, repriced_after, unpriced_after = reconciliation(warehouse, postgres_url, workspace_id)
+        assert unpriced_after == unpriced_before - 1
+        todays = [r for r in now_rows.values() if parse_ts(r["started_at"]).date() == today]
+        added = [r for r in todays if r["request_uid"] not in uids_before]  # the row that started the sync
+        assert logged_after == sum(Decimal(r["cost_nusd"]) for r in todays) / 10**9
+        assert logged_after == logged_before + expected + sum(Decimal(r["cost_nusd"]) for r in added) / 10**9
+        assert repriced_after == repriced_before + expected + sum(cost_with(new_book, r) for r in added)
 
         # A gpt-4o call now is priced by the running daemon with today's new price, no restart.
         seen = set(rows(meter))
