@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 import anthropic
+import httpx
 import openai
 import pytest
 from google.genai import errors as genai_errors
@@ -655,3 +656,50 @@ def test_a_bad_usage_knob_is_refused_by_name(meter, new_rows):
             model="gpt-4o", messages=PROMPT, extra_headers={"x-fake-usage": '{"completion_tokens": -1}'}
         )
     assert [r["status_code"] for r in new_rows()] == [400, 400]
+
+
+# -- a stream cut off (the connection drops half-way) ---------------------------------------------------------
+
+
+@BOTH_MODES
+@pytest.mark.parametrize("provider", ["anthropic", "openai", "gemini", "xai"])
+def test_truncated_stream_is_priced_on_what_was_seen_or_not_at_all(mode, provider, meter, meter_ca, new_rows):
+    headers = {"x-fake-scenario": "truncate"}
+    cut_off = (httpx.HTTPError, anthropic.APIError, openai.APIError, genai_errors.APIError)
+    with pytest.raises(cut_off):
+        if provider == "anthropic":
+            anthropic_call(
+                anthropic_client(mode, meter, meter_ca), "claude-sonnet-4-5", CACHED, True, headers
+            )
+        elif provider == "gemini":
+            client = gemini_client(mode, meter, meter_ca, headers)
+            list(client.models.generate_content_stream(model="gemini-2.5-pro", contents="hi"))
+        else:
+            client = (openai_client if provider == "openai" else xai_client)(mode, meter, meter_ca)
+            model = "gpt-4o" if provider == "openai" else "grok-4.5"
+            list(
+                client.chat.completions.create(
+                    model=model,
+                    messages=PROMPT,
+                    stream=True,
+                    stream_options={"include_usage": True},
+                    extra_headers=headers,
+                )
+            )
+    (row,) = new_rows()
+    assert row["status_code"] == 200 and row["streamed"] == 1 and row["complete"] == 0 and row["error"]
+    if provider == "anthropic":
+        # message_start's counts (with its placeholder output of 1) were seen: priced on them, as the
+        # mid-stream error above.
+        tokens = {**CACHED_ROW, "output_tokens": 1}
+        cost = usd((1000, "3"), (2000, "0.30"), (300, "3.75"), (400, "6"), (1, "15"))
+        assert_priced(row, tokens, cost, "anthropic/claude-sonnet-4-5")
+    elif provider == "gemini":
+        # Every Gemini chunk carries running counts: the first (11 prompt, 6 of 20 candidates, 5 thoughts)
+        # was seen, and is priced at gemini-2.5-pro's $1.25 input, $10 output.
+        tokens = {"input_tokens": 11, "output_tokens": 11, "reasoning_tokens": 5}
+        assert_priced(row, tokens, usd((11, "1.25"), (11, "10")), "gemini/gemini-2.5-pro")
+    else:
+        # An OpenAI-dialect stream carries its usage last: nothing known, nothing priced.
+        assert row["input_tokens"] is None and row["output_tokens"] is None
+        assert_unpriced(row, "token counts unknown: the response ended before its usage was seen")
