@@ -21,10 +21,19 @@ from typing import Any
 
 import anthropic
 import httpx
-import openai
 import pytest
-from google import genai
-from google.genai import types as genai_types
+
+from halton_meter.testing.sdk_clients import (
+    MODES,
+    anthropic_client,
+    base_url,
+    gemini_client,
+    openai_client,
+    plain_client,
+    proxied_client,
+    xai_http,
+    xai_url,
+)
 
 # -- expected figures (the fakes' token counts, see fake_providers.py) --------------------------------
 
@@ -71,68 +80,6 @@ def assert_row(
         assert row["latency_ms"] is None and row["ttfb_ms"] is None
     for name, value in more.items():
         assert row[name] == value, (name, row[name], value)
-
-
-# -- clients ----------------------------------------------------------------------------------------
-
-
-def base_url(meter: Any, prefix: str) -> str:
-    return f"http://127.0.0.1:{meter.listen[1]}/{prefix}"
-
-
-def plain_client() -> httpx.Client:
-    return httpx.Client(trust_env=False, timeout=30)
-
-
-def proxied_client(meter: Any, ca: ssl.SSLContext) -> httpx.Client:
-    return httpx.Client(proxy=f"http://127.0.0.1:{meter.listen[1]}", verify=ca, trust_env=False, timeout=30)
-
-
-MODES = ["base_url", "proxy"]
-
-
-def anthropic_client(mode: str, meter: Any, ca: ssl.SSLContext) -> anthropic.Anthropic:
-    if mode == "base_url":
-        return anthropic.Anthropic(
-            api_key="sk-ant-test",
-            base_url=base_url(meter, "anthropic"),
-            max_retries=0,
-            http_client=plain_client(),
-        )
-    return anthropic.Anthropic(api_key="sk-ant-test", max_retries=0, http_client=proxied_client(meter, ca))
-
-
-def openai_client(mode: str, meter: Any, ca: ssl.SSLContext) -> openai.OpenAI:
-    if mode == "base_url":
-        return openai.OpenAI(
-            api_key="sk-test",
-            base_url=base_url(meter, "openai/v1"),
-            max_retries=0,
-            http_client=plain_client(),
-        )
-    return openai.OpenAI(api_key="sk-test", max_retries=0, http_client=proxied_client(meter, ca))
-
-
-def gemini_client(mode: str, meter: Any, ca: ssl.SSLContext, headers: dict[str, str]) -> genai.Client:
-    if mode == "base_url":
-        options = genai_types.HttpOptions(
-            base_url=base_url(meter, "gemini"), headers=headers, httpx_client=plain_client()
-        )
-    else:
-        options = genai_types.HttpOptions(headers=headers, httpx_client=proxied_client(meter, ca))
-    return genai.Client(api_key="g-test", http_options=options)
-
-
-def xai_url(mode: str, meter: Any) -> str:
-    return (
-        f"{base_url(meter, 'xai/v1')}/chat/completions"
-        if mode == "base_url"
-        else "https://api.x.ai/v1/chat/completions"
-    )
-
-
-def xai_http(mode: str, meter: Any, ca: ssl.SSLContext) -> httpx.Client:
-    return plain_client() if mode == "base_url" else proxied_client(meter, ca)
 
 
 # -- every provider, both modes, streamed and not -------------------------------------------------------

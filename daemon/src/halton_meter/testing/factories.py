@@ -197,6 +197,11 @@ def anthropic_error(
     }
 
 
+def anthropic_stream_error(error_type: str = "overloaded_error", message: str = "Overloaded") -> bytes:
+    """The ``error`` event Anthropic sends inside a stream that fails after it began (HTTP status 200)."""
+    return sse_event({"type": "error", "error": {"type": error_type, "message": message}}, "error")
+
+
 def anthropic_batch(
     batch_id: str,
     count: int,
@@ -517,6 +522,26 @@ def openai_error(message: str = "Rate limit reached for gpt-4o", kind: str = "re
     return {"error": {"message": message, "type": kind, "param": None, "code": "rate_limit_exceeded"}}
 
 
+def openai_stream_error(message: str = "The server had an error while processing your request.") -> bytes:
+    """The chunk a Chat Completions stream sends when it fails after it began: an error object, no
+    choices, and no ``[DONE]`` after it (the SDK raises ``APIError`` on it)."""
+    return sse_event({"error": {"message": message, "type": "server_error", "param": None, "code": None}})
+
+
+def openai_responses_stream_error(sequence_number: int, code: str = "server_error") -> bytes:
+    """The Responses API's in-stream ``error`` event (it closes the stream without ``response.completed``)."""
+    return sse_event(
+        {
+            "type": "error",
+            "code": code,
+            "message": "The server had an error while processing your request.",
+            "param": None,
+            "sequence_number": sequence_number,
+        },
+        "error",
+    )
+
+
 def openai_file(file_id: str, size: int, purpose: str, filename: str = "batch.jsonl") -> dict[str, Any]:
     return {
         "id": file_id,
@@ -737,8 +762,9 @@ def xai_chat_completion(
     cost_in_usd_ticks: int | None = 37756000,
     reasoning_separate: bool = True,
     completion_id: str = "0daf962f-a275-4a3c-839a-047854645532",
+    service_tier: str | None = None,
 ) -> dict[str, Any]:
-    return {
+    document: dict[str, Any] = {
         "id": completion_id,
         "object": "chat.completion",
         "created": 1752077400,
@@ -760,6 +786,9 @@ def xai_chat_completion(
         ),
         "system_fingerprint": "fp_3a7881249c",
     }
+    if service_tier is not None:
+        document["service_tier"] = service_tier
+    return document
 
 
 def xai_chat_stream(
@@ -770,6 +799,7 @@ def xai_chat_stream(
     cached_tokens: int = 0,
     cost_in_usd_ticks: int | None = 37756000,
     completion_id: str = "0daf962f-a275-4a3c-839a-047854645532",
+    service_tier: str | None = None,
 ) -> list[bytes]:
     """An xAI chat stream with ``include_usage``: the last chunk has ``choices: []`` and the usage."""
 
@@ -782,6 +812,8 @@ def xai_chat_stream(
             "choices": choices,
             "system_fingerprint": "fp_3a7881249c",
         }
+        if service_tier is not None:
+            document["service_tier"] = service_tier
         if usage is not None:
             document["usage"] = usage
         return document

@@ -4,11 +4,29 @@ Payloads come from ``factories.py`` (the providers' documented shapes). A test s
 with request headers, which the meter forwards untouched:
 
 * ``x-fake-scenario``: ``ok`` (default), ``truncate`` (the stream stops half-way and the connection
-  drops), ``malformed`` (a broken SSE line before the usage), ``429``, ``500``, ``529``, ``gzip`` (a
-  gzip-encoded body when the client accepts it), ``slow`` (20 ms between stream events), ``garbage``
-  (200 with bytes that are neither JSON nor JSONL);
+  drops), ``malformed`` (a broken SSE line before the usage), ``mid_stream_error`` (the stream sends
+  half its events, then the provider's in-stream error and ends cleanly, without its closing event or
+  usage: Anthropic ``event: error`` with an ``overloaded_error`` after ``message_start`` and some
+  deltas; OpenAI Chat Completions and xAI a ``data: {"error": {...}}`` chunk; the Responses API an
+  ``error`` event), ``429``, ``500``, ``529``, ``gzip`` (a gzip-encoded body when the client accepts
+  it), ``slow`` (20 ms between stream events), ``garbage`` (200 with bytes that are neither JSON nor
+  JSONL);
 * ``x-fake-nonce``: written into the generated text and used as the key under which the server
-  keeps the exact body bytes it sent (``FakeProvider.sent``), to compare with what the client got.
+  keeps the exact body bytes it sent (``FakeProvider.sent``), to compare with what the client got;
+* ``x-fake-usage``: a JSON object of token counts that replace the default ones (``*_TOKENS`` below) in
+  the reply's usage, streamed or not, named as the provider's wire names them (see ``USAGE_KNOBS``):
+  Anthropic ``input_tokens`` (uncached), ``cache_read_input_tokens``, ``cache_creation``
+  (``ephemeral_5m_input_tokens``, ``ephemeral_1h_input_tokens``), ``output_tokens`` and
+  ``server_tool_use`` (``web_search_requests``); OpenAI ``prompt_tokens`` (cached included),
+  ``cached_tokens``, ``completion_tokens`` (reasoning included), ``reasoning_tokens`` (the Responses
+  API reports the first and third as ``input_tokens`` and ``output_tokens``); xAI the same plus
+  ``cost_in_usd_ticks`` (``null``: the reply states no bill, so the meter prices it from the
+  catalogue); Gemini ``promptTokenCount``, ``cachedContentTokenCount``, ``candidatesTokenCount``,
+  ``thoughtsTokenCount``. An unknown key or a value that is not a whole number is answered 400,
+  naming it.
+
+OpenAI and xAI answers carry the ``service_tier`` the request asked for (``flex``, ``priority``;
+``default`` otherwise), as the real APIs report the tier that served the call.
 
 Batches, as the APIs run them (but at once): Anthropic Message Batches (create, retrieve with a
 ``results_url`` on the fake's own host, as the real API puts it on its own, and the results JSONL) and
@@ -51,12 +69,86 @@ from cryptography.x509.oid import NameOID
 
 from halton_meter.testing import factories
 
-# Token counts every fake answers with (each provider's own wire convention; see factories.py).
+# Token counts every fake answers with unless ``x-fake-usage`` says otherwise (each provider's own wire
+# convention; see factories.py).
 ANTHROPIC_TOKENS = {"input_tokens": 120, "output_tokens": 45, "cache_read": 30, "cache_write_5m": 10}
 OPENAI_TOKENS = {"prompt_tokens": 200, "completion_tokens": 50, "cached_tokens": 64}
 RESPONSES_TOKENS = {"input_tokens": 36, "output_tokens": 87, "cached_tokens": 0, "reasoning_tokens": 20}
 GEMINI_TOKENS = {"prompt": 11, "candidates": 20, "thoughts": 5}
 XAI_TOKENS = {"prompt_tokens": 32, "completion_tokens": 9, "cost_in_usd_ticks": 37756000}
+
+_OPENAI_KNOBS = {
+    "prompt_tokens": "prompt_tokens",
+    "cached_tokens": "cached_tokens",
+    "completion_tokens": "completion_tokens",
+    "reasoning_tokens": "reasoning_tokens",
+}
+# ``x-fake-usage`` keys (the provider's wire names, nested as on the wire) -> the factories' arguments.
+USAGE_KNOBS: dict[str, dict[str, Any]] = {
+    "anthropic": {
+        "input_tokens": "input_tokens",
+        "cache_read_input_tokens": "cache_read",
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": "cache_write_5m",
+            "ephemeral_1h_input_tokens": "cache_write_1h",
+        },
+        "output_tokens": "output_tokens",
+        "server_tool_use": {"web_search_requests": "web_search_requests"},
+    },
+    "openai": _OPENAI_KNOBS,
+    "xai": {**_OPENAI_KNOBS, "cost_in_usd_ticks": "cost_in_usd_ticks"},
+    "gemini": {
+        "promptTokenCount": "prompt",
+        "cachedContentTokenCount": "cached",
+        "candidatesTokenCount": "candidates",
+        "thoughtsTokenCount": "thoughts",
+    },
+}
+# Tiers the OpenAI dialect reports back as asked; any other request is served at ``default``.
+_ECHOED_TIERS = ("flex", "priority", "default")
+
+
+class FakeRequestError(ValueError):
+    """A steering header the fake cannot follow: answered 400 with this message."""
+
+
+def usage_override(provider: str, header: str | None) -> dict[str, int | None]:
+    """The factory arguments an ``x-fake-usage`` header sets for ``provider`` (empty without one)."""
+    if not header:
+        return {}
+    try:
+        document = json.loads(header)
+    except ValueError as exc:
+        raise FakeRequestError(f"x-fake-usage is not JSON ({exc})") from exc
+    knobs = USAGE_KNOBS.get(provider)
+    if knobs is None:
+        raise FakeRequestError(f"x-fake-usage is not supported by the {provider} fake")
+    found: dict[str, int | None] = {}
+    _read_knobs(document, knobs, "", found)
+    return found
+
+
+def _read_knobs(document: Any, knobs: dict[str, Any], path: str, found: dict[str, int | None]) -> None:
+    if not isinstance(document, dict):
+        raise FakeRequestError(f"x-fake-usage{path or ''}: expected a JSON object, got {document!r}")
+    for key, value in document.items():
+        where = f"{path}.{key}"
+        knob = knobs.get(key)
+        if knob is None:
+            raise FakeRequestError(f"x-fake-usage: unknown key {where[1:]} (known: {', '.join(knobs)})")
+        if isinstance(knob, dict):
+            _read_knobs(value, knob, where, found)
+        elif value is None and knob == "cost_in_usd_ticks":
+            found[knob] = None
+        elif isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise FakeRequestError(f"x-fake-usage: {where[1:]} must be a whole number >= 0, got {value!r}")
+        else:
+            found[knob] = value
+
+
+def _tier(body: dict[str, Any]) -> str:
+    asked = body.get("service_tier")
+    return asked if asked in _ECHOED_TIERS else "default"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -142,6 +234,7 @@ class Reply:
     events: list[bytes] | None = None  # a stream: one chunk each
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes | None = None  # raw bytes instead of JSON (a file's content, JSONL results)
+    stream_error: bytes | None = None  # the provider's in-stream error event (``mid_stream_error``)
 
 
 # Bytes that are neither JSON nor JSONL (the ``garbage`` scenario).
@@ -153,18 +246,26 @@ def _nonce_text(nonce: str) -> tuple[str, ...]:
 
 
 def anthropic_reply(
-    method: str, path: str, body: dict[str, Any], nonce: str, geo: str | None = None
+    method: str,
+    path: str,
+    body: dict[str, Any],
+    nonce: str,
+    geo: str | None = None,
+    usage: dict[str, int | None] | None = None,
 ) -> Reply:
     if method == "POST" and path == "/v1/messages":
         model = body.get("model", "claude-sonnet-4-5")
         msg_id = f"msg_{nonce or 'fake'}"
-        tokens = {**ANTHROPIC_TOKENS, "inference_geo": geo} if geo else ANTHROPIC_TOKENS
+        tokens: dict[str, Any] = {**ANTHROPIC_TOKENS, **(usage or {})}
+        if geo:
+            tokens["inference_geo"] = geo
         if body.get("stream"):
             return Reply(
                 events=factories.anthropic_stream(
                     model=model, message_id=msg_id, text_parts=_nonce_text(nonce), **tokens
                 ),
                 headers={"request-id": f"req_{nonce}"},
+                stream_error=factories.anthropic_stream_error(),
             )
         return Reply(
             json=factories.anthropic_message(
@@ -179,9 +280,14 @@ def anthropic_reply(
     )
 
 
-def openai_reply(method: str, path: str, body: dict[str, Any], nonce: str) -> Reply:
+def openai_reply(
+    method: str, path: str, body: dict[str, Any], nonce: str, usage: dict[str, int | None] | None = None
+) -> Reply:
     model = body.get("model", "gpt-4o")
+    usage = usage or {}
+    tier = _tier(body)
     if method == "POST" and path == "/v1/chat/completions":
+        tokens = {**OPENAI_TOKENS, **usage}
         if body.get("stream"):
             include = bool((body.get("stream_options") or {}).get("include_usage"))
             return Reply(
@@ -190,26 +296,33 @@ def openai_reply(method: str, path: str, body: dict[str, Any], nonce: str) -> Re
                     include_usage=include,
                     completion_id=f"chatcmpl-{nonce}",
                     text_parts=_nonce_text(nonce),
-                    **OPENAI_TOKENS,
-                )
+                    service_tier=tier,
+                    **tokens,
+                ),
+                stream_error=factories.openai_stream_error(),
             )
         return Reply(
             json=factories.openai_chat_completion(
                 model=model,
                 completion_id=f"chatcmpl-{nonce}",
                 text=" ".join(_nonce_text(nonce)),
-                **OPENAI_TOKENS,
+                service_tier=tier,
+                **tokens,
             )
         )
     if method == "POST" and path == "/v1/responses":
+        # The Responses API names the prompt and completion counts input_tokens and output_tokens.
+        renamed = {"prompt_tokens": "input_tokens", "completion_tokens": "output_tokens"}
+        tokens = {**RESPONSES_TOKENS, **{renamed.get(k, k): v for k, v in usage.items()}}
         if body.get("stream"):
-            return Reply(
-                events=factories.openai_responses_stream(
-                    model=model, response_id=f"resp_{nonce}", **RESPONSES_TOKENS
-                )
+            events = factories.openai_responses_stream(
+                model=model, response_id=f"resp_{nonce}", service_tier=tier, **tokens
             )
+            return Reply(events=events, stream_error=factories.openai_responses_stream_error(len(events)))
         return Reply(
-            json=factories.openai_response(model=model, response_id=f"resp_{nonce}", **RESPONSES_TOKENS)
+            json=factories.openai_response(
+                model=model, response_id=f"resp_{nonce}", service_tier=tier, **tokens
+            )
         )
     if method == "POST" and path == "/v1/embeddings":
         return Reply(json=factories.openai_embedding(model=model))
@@ -220,17 +333,23 @@ def openai_reply(method: str, path: str, body: dict[str, Any], nonce: str) -> Re
 
 
 def gemini_reply(
-    method: str, path: str, body: dict[str, Any], nonce: str, query: dict[str, list[str]]
+    method: str,
+    path: str,
+    body: dict[str, Any],
+    nonce: str,
+    query: dict[str, list[str]],
+    usage: dict[str, int | None] | None = None,
 ) -> Reply:
     head, _, action = path.rpartition(":")
     model = head.rsplit("/", 1)[-1]
+    tokens = {**GEMINI_TOKENS, **(usage or {})}
     if method == "POST" and action == "generateContent":
         return Reply(
             json=factories.gemini_response(
                 model_version=model,
                 response_id=f"g-{nonce}",
                 text=" ".join(_nonce_text(nonce)),
-                **GEMINI_TOKENS,
+                **tokens,
             )
         )
     if method == "POST" and action == "streamGenerateContent":
@@ -238,7 +357,7 @@ def gemini_reply(
             "model_version": model,
             "response_id": f"g-{nonce}",
             "parts": _nonce_text(nonce),
-            **GEMINI_TOKENS,
+            **tokens,
         }
         if query.get("alt") == ["sse"]:
             return Reply(events=factories.gemini_sse_stream(**kw))
@@ -248,15 +367,24 @@ def gemini_reply(
     return Reply(status=404, json=factories.gemini_error(404, "NOT_FOUND"))
 
 
-def xai_reply(method: str, path: str, body: dict[str, Any], nonce: str) -> Reply:
+def xai_reply(
+    method: str, path: str, body: dict[str, Any], nonce: str, usage: dict[str, int | None] | None = None
+) -> Reply:
     model = body.get("model", "grok-4-0709")
     if method == "POST" and path == "/v1/chat/completions":
+        tokens: dict[str, Any] = {**XAI_TOKENS, **(usage or {})}
+        tier = _tier(body) if body.get("service_tier") else None
         if body.get("stream"):
             return Reply(
-                events=factories.xai_chat_stream(model=model, completion_id=nonce or "x", **XAI_TOKENS)
+                events=factories.xai_chat_stream(
+                    model=model, completion_id=nonce or "x", service_tier=tier, **tokens
+                ),
+                stream_error=factories.openai_stream_error(),
             )
         return Reply(
-            json=factories.xai_chat_completion(model=model, completion_id=nonce or "x", **XAI_TOKENS)
+            json=factories.xai_chat_completion(
+                model=model, completion_id=nonce or "x", service_tier=tier, **tokens
+            )
         )
     return Reply(status=404, json={"code": "Client specified an invalid argument", "error": "not found"})
 
@@ -491,15 +619,18 @@ class _Handler(BaseHTTPRequestHandler):
         elif scenario == "garbage":
             reply = Reply(body=GARBAGE, headers={"content-type": "application/octet-stream"})
         else:
-            reply = fake.reply(
-                self.command,
-                parts.path,
-                body if isinstance(body, dict) else {},
-                nonce,
-                parse_qs(parts.query),
-                raw=raw,
-                headers=headers,
-            )
+            try:
+                reply = fake.reply(
+                    self.command,
+                    parts.path,
+                    body if isinstance(body, dict) else {},
+                    nonce,
+                    parse_qs(parts.query),
+                    raw=raw,
+                    headers=headers,
+                )
+            except FakeRequestError as exc:
+                reply = Reply(status=400, json={"error": {"message": str(exc), "type": "fake_request_error"}})
         if reply.events is not None:
             self._stream(reply, scenario, nonce)
         else:
@@ -524,6 +655,9 @@ class _Handler(BaseHTTPRequestHandler):
         events = list(reply.events or [])
         if scenario == "malformed":
             events.insert(len(events) - 2, b"data: {this is not json\n\n")
+        if scenario == "mid_stream_error" and reply.stream_error is not None:
+            # What was generated so far, then the error; the server ends the body properly.
+            events = [*events[: len(events) // 2 + 1], reply.stream_error]
         cut = len(events) // 2 if scenario == "truncate" else None
         self.send_response(reply.status)
         self.send_header(
@@ -582,21 +716,22 @@ class FakeProvider:
         headers: dict[str, str] | None = None,
     ) -> Reply:
         headers = headers or {}
+        usage = usage_override(self.name, headers.get("x-fake-usage")) if self.name in USAGE_KNOBS else {}
         if self.name == "anthropic":
             if path.startswith("/v1/messages/batches"):
                 return self.batches.anthropic_reply(method, path, body) or anthropic_reply(
                     method, "", {}, nonce
                 )
-            return anthropic_reply(method, path, body, nonce, headers.get("x-fake-geo"))
+            return anthropic_reply(method, path, body, nonce, headers.get("x-fake-geo"), usage)
         if self.name == "openai":
             if path.startswith(("/v1/files", "/v1/batches")):
                 found = self.batches.openai_reply(method, path, body, raw, headers.get("content-type", ""))
                 return found or openai_reply(method, path, {}, nonce)
-            return openai_reply(method, path, body, nonce)
+            return openai_reply(method, path, body, nonce, usage)
         if self.name == "gemini":
-            return gemini_reply(method, path, body, nonce, query)
+            return gemini_reply(method, path, body, nonce, query, usage)
         if self.name == "xai":
-            return xai_reply(method, path, body, nonce)
+            return xai_reply(method, path, body, nonce, usage)
         return Reply(json={"hello": "from a host the meter does not meter"})
 
     def start(self) -> FakeProvider:
