@@ -537,7 +537,7 @@ def test_anthropic_mid_stream_error(mode, meter, meter_ca, new_rows):
     # pricing.py prices what it saw when both counts are known, complete or not: 120 x $3 + 30 x $0.30
     # + 10 x $3.75 + 1 x $15 (see the report: the output of a failed stream is a lower bound).
     cost = usd((120, "3"), (30, "0.30"), (10, "3.75"), (1, "15"))
-    assert_priced(row, tokens, cost, "anthropic/claude-sonnet-4-5")
+    assert_priced(row, tokens, cost, "anthropic/claude-sonnet-4-5+incomplete-usage")
 
 
 @BOTH_MODES
@@ -693,12 +693,12 @@ def test_truncated_stream_is_priced_on_what_was_seen_or_not_at_all(mode, provide
         # mid-stream error above.
         tokens = {**CACHED_ROW, "output_tokens": 1}
         cost = usd((1000, "3"), (2000, "0.30"), (300, "3.75"), (400, "6"), (1, "15"))
-        assert_priced(row, tokens, cost, "anthropic/claude-sonnet-4-5")
+        assert_priced(row, tokens, cost, "anthropic/claude-sonnet-4-5+incomplete-usage")
     elif provider == "gemini":
         # Every Gemini chunk carries running counts: the first (11 prompt, 6 of 20 candidates, 5 thoughts)
         # was seen, and is priced at gemini-2.5-pro's $1.25 input, $10 output.
         tokens = {"input_tokens": 11, "output_tokens": 11, "reasoning_tokens": 5}
-        assert_priced(row, tokens, usd((11, "1.25"), (11, "10")), "gemini/gemini-2.5-pro")
+        assert_priced(row, tokens, usd((11, "1.25"), (11, "10")), "gemini/gemini-2.5-pro+incomplete-usage")
     else:
         # An OpenAI-dialect stream carries its usage last: nothing known, nothing priced.
         assert row["input_tokens"] is None and row["output_tokens"] is None

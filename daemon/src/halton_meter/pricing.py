@@ -27,6 +27,9 @@ The rules, in the order they apply:
 - **Region.** A call the provider says it served in a region with a multiplier (Anthropic
   ``inference_geo: "us"``) has every token cost multiplied by it.
 - **Fees.** Per-call fees on top: Anthropic web search, per 1,000 searches.
+- **Incomplete responses** (a stream cut off or failed after its usage began) are priced on the counts
+  seen, a lower bound of the bill, and the card says ``+incomplete-usage``; without both counts they are
+  unpriced.
 - Money is Decimal end to end and rounded once, to 9 decimal places (the row's precision), half up.
   A call that cannot be priced gets ``cost_usd=None`` and a reason, never $0.
 
@@ -273,7 +276,11 @@ class PriceBook:
         if isinstance(found, Price):
             return found
         row, label = found
-        return _cost(row, label, facts)
+        price = _cost(row, label, facts)
+        if not complete and price.price_card is not None:
+            # The counts are the ones seen before the response ended: a lower bound of what was billed.
+            price = replace(price, price_card=(price.price_card + "+incomplete-usage")[:_MAX_CARD])
+        return price
 
     def _find(self, facts: CallFacts) -> tuple[RateRow, str] | Price:
         for index, label in (
