@@ -49,7 +49,7 @@ def test_events_filtered_by_kind(demo_page, built_demo, pasted_statement, artifa
     events = demo_page.table("events")
     assert events and all(row[2].startswith(("billing.", "report.")) for row in events)
     assert any(
-        row[2] == "billing.statement_entered" and f"{PASTE_PROVIDER} {PASTE_MONTH}" in row[3]
+        row[2] == "billing.statement_pasted" and f"{PASTE_PROVIDER} {PASTE_MONTH}" in row[3]
         for row in events
     )
     demo_page.screenshot(artifacts_dir, "audit-events")

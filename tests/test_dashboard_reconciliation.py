@@ -239,26 +239,40 @@ def test_an_owner_pastes_a_statement(demo_page, built_demo, no_pasted_statement,
         built_demo.owner_email,
     ] == demo_page.table("statements")[-1][:5]
     demo_page.screenshot(artifacts_dir, "reconciliation-pasted")
-    # Pasting the same month again replaces it; both changes are audited in their own transaction.
+    # Pasting the same month again corrects it: the earlier version is kept, both changes are audited.
     form.locator("select[name=provider]").select_option(PASTE_PROVIDER)
     form.locator("input[name=month]").fill(PASTE_MONTH)
     form.locator("input[name=amount]").fill("1200")
     form.locator("button[type=submit]").click()
-    page.wait_for_url("**updated**")
+    page.wait_for_url("**corrected**")
+    assert "corrected from $1,234.56 to $1,200.00" in page.locator("p.notice").inner_text()
+    assert "corrected from $1,234.56" in demo_page.table("statements")[-1][2]
+    # The same again is no correction.
+    form.locator("select[name=provider]").select_option(PASTE_PROVIDER)
+    form.locator("input[name=month]").fill(PASTE_MONTH)
+    form.locator("input[name=amount]").fill("1200.00")
+    form.locator("button[type=submit]").click()
+    page.wait_for_url("**nothing+changed**")
     with psycopg.connect(built_demo.database_url) as conn:
         amount = conn.execute(
             "SELECT amount FROM billing_statements WHERE provider = %s AND period = %s",
             (PASTE_PROVIDER, date.fromisoformat(f"{PASTE_MONTH}-01")),
         ).fetchone()[0]
+        revisions = conn.execute(
+            "SELECT r.amount, r.note FROM billing_statement_revisions r JOIN billing_statements s"
+            " ON s.id = r.statement_id WHERE s.provider = %s AND s.period = %s ORDER BY r.id",
+            (PASTE_PROVIDER, date.fromisoformat(f"{PASTE_MONTH}-01")),
+        ).fetchall()
         events = conn.execute(
             "SELECT event, actor_label, details->>'amount_usd', details->>'previous_amount_usd' FROM audit_events"
-            " WHERE resource_label = %s ORDER BY id DESC LIMIT 2",
+            " WHERE resource_label = %s ORDER BY id DESC LIMIT 3",
             (f"{PASTE_PROVIDER} {PASTE_MONTH}",),
         ).fetchall()
     assert amount == Decimal("1200")
-    assert events == [
-        ("billing.statement_updated", built_demo.owner_email, "1200", "1234.56"),
-        ("billing.statement_entered", built_demo.owner_email, "1234.56", None),
+    assert revisions == [(Decimal("1234.56"), "Invoice INV-0042"), (Decimal("1200"), "")]
+    assert events[:2] == [
+        ("billing.statement_corrected", built_demo.owner_email, "1200", "1234.56"),
+        ("billing.statement_pasted", built_demo.owner_email, "1234.56", None),
     ]
 
 

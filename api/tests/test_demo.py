@@ -78,10 +78,26 @@ def test_demo_fills_the_workspace_and_a_second_run_changes_nothing(
         (workspaces,) = conn.execute(
             "SELECT count(*) FROM workspaces WHERE name = %s", (workspace.name,)
         ).fetchone()
+        # The Gemini statements are the control plane's, pasted once by the admin: three runs, one version and
+        # one audit event each.
+        statements = conn.execute(
+            "SELECT s.provider, u.email, (SELECT count(*) FROM billing_statement_revisions r"
+            " WHERE r.statement_id = s.id) FROM billing_statements s JOIN users u ON u.id = s.entered_by"
+            " WHERE s.workspace_id = %s",
+            (workspace.id,),
+        ).fetchall()
+        pasted = conn.execute(
+            "SELECT event, actor_label FROM audit_events WHERE workspace_id = %s AND event LIKE 'billing.%%'",
+            (workspace.id,),
+        ).fetchall()
     assert emails == {m.email for m in MEMBERS}
     assert machines == {d.machine for d in DEVICES}
     assert {p.slug for p in PROJECTS} <= slugs
     assert workspaces == 1
+    assert len(statements) == first.statements > 0
+    assert set(statements) == {("gemini", MEMBERS[1].email, 1)}
+    assert pasted == [("billing.statement_pasted", MEMBERS[1].email)] * first.statements
+    assert _count(settings, "billing_statements", workspace.id) == 0  # until the snapshot copies them
 
     with httpx.Client(base_url=live_server) as browser:
         page = browser.get("/signin")

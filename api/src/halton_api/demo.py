@@ -2,13 +2,16 @@
 
 The control plane (members, workspace, memberships, cost centers, projects, budgets, devices) is written with
 the store functions the API uses; every demo request goes through `POST /v1/requests/batch` of a running API
-with its own device's sync token; the providers' billed lines go into `raw.provider_costs` and the pasted
-statements into `raw.billing_statements` with the writers Dagster uses.
+with its own device's sync token; the pasted Gemini statements are saved as an admin pasting them in the
+reconciliation page would (control-plane rows with their audit events, copied to the warehouse by the
+snapshot asset like any other), and the providers' billed lines go into `raw.provider_costs` with the writer
+Dagster's billing pulls use.
 
 Running it twice changes no number: the rows follow from the seed and from the demo workspace's creation hour
 (the demo period ends there, so a later run regenerates the same requests), ingestion is idempotent per
-request_uid, control-plane rows are found by their natural keys and created only when missing, and the
-billing tables are ReplacingMergeTrees read deduplicated. A run that finds every request already in the
+request_uid, control-plane rows are found by their natural keys and created only when missing (a statement
+pasted again with the same total is no correction), and the billed lines are a ReplacingMergeTree read
+deduplicated. A run that finds every request already in the
 warehouse sends nothing (unless `resend=True`).
 """
 
@@ -29,8 +32,10 @@ import psycopg
 from psycopg.rows import dict_row
 
 from halton_api import passwords
+from halton_api.dashboards.models import StatementCreate
 from halton_api.models import ProjectUpdate, UserPublic, WorkspacePublic
 from halton_api.store import Connection, devices, projects, users, workspaces
+from halton_api.store import billing as billing_store
 from halton_api.store.audit import Actor
 from halton_warehouse import Databases, connect
 
@@ -106,7 +111,7 @@ async def _load(
     resend: bool,
     progress: Callable[[int, int], None] | None,
 ) -> DemoLoaded:
-    from halton_pipelines.demo_data import MEMBERS, Billing, Demo, DemoConfig
+    from halton_pipelines.demo_data import MEMBERS, Demo, DemoConfig
 
     async with await psycopg.AsyncConnection.connect(database_url, row_factory=dict_row) as conn:
         members = await _members(conn, MEMBERS)
@@ -122,28 +127,27 @@ async def _load(
         demo = Demo(DemoConfig(seed=seed, requests=requests, until=until))
         project_ids = await _projects(conn, workspace.id, demo)
         await _budgets(conn, workspace.id, demo, project_ids)
+        # The statements go in with the rest of the control plane, so the marts run that ingestion sets off
+        # copies them with its snapshot (a pass over the demo's columns, well under a second).
+        billing = demo.billing()
+        statements = await _paste_statements(conn, workspace.id, billing, members[1])
         await conn.commit()
 
         client = connect(warehouse_url)
         try:
             present = _count_requests(client, databases, workspace.id)
             skip = present >= requests and not resend
-            billing = Billing(demo)
             accepted = duplicates = 0
             if skip:
-                for chunk in demo.chunks():
-                    billing.add(chunk)
                 if progress:
                     progress(requests, requests)
             else:
                 tokens = await _pair_devices(conn, workspace.id, demo, members)
                 await conn.commit()
-                accepted, duplicates = await _send(
-                    demo, billing, tokens, api_url, senders, progress, requests
-                )
+                accepted, duplicates = await _send(demo, tokens, api_url, senders, progress, requests)
                 await _retire_devices(conn, workspace.id, demo)
                 await conn.commit()
-            cost_lines, statements = _write_billing(client, databases, workspace.id, demo, billing, members)
+            cost_lines = _write_billing(client, databases, workspace.id, demo, billing)
         finally:
             client.close()
     return DemoLoaded(
@@ -306,7 +310,6 @@ def _batches(demo: Any, chunk: Any) -> list[_Batch]:
 
 async def _send(
     demo: Any,
-    billing: Any,
     tokens: list[str],
     api_url: str,
     senders: int,
@@ -319,7 +322,6 @@ async def _send(
     async def produce() -> None:
         try:
             for chunk in demo.chunks():
-                billing.add(chunk)
                 for batch in await asyncio.to_thread(_batches, demo, chunk):
                     await queue.put(batch)
         finally:
@@ -368,21 +370,29 @@ async def _post(client: httpx.AsyncClient, api_url: str, token: str, body: bytes
 # --- the providers' side ----------------------------------------------------------------------------------
 
 
-def _write_billing(
-    client: Any,
-    databases: Databases,
-    workspace_id: uuid.UUID,
-    demo: Any,
-    billing: Any,
-    members: list[UserPublic],
-) -> tuple[int, int]:
-    """The billed lines a billing pull would write, the statements a dashboard paste would, and the demo
-    catalogue's rate rows (with its price cut) where the warehouse does not hold them yet."""
-    from halton_pipelines.demo_warehouse import write_demo_catalogue
-    from halton_pipelines.raw_writes import SNAPSHOT_COLUMNS, CostLine, write_cost_lines, write_snapshot
+async def _paste_statements(
+    conn: Connection, workspace_id: uuid.UUID, billing: Any, admin: UserPublic
+) -> int:
+    """Gemini's monthly invoice totals (it has no billing API we pull), pasted by the demo's admin."""
+    statements = billing.statements()
+    for s in statements:
+        await billing_store.save_statement(
+            conn,
+            workspace_id=workspace_id,
+            statement=StatementCreate(provider=s.provider, period=s.period, amount_usd=s.amount, note=s.note),
+            actor=Actor.user(admin.id, admin.email),
+        )
+    return len(statements)
 
-    pulled_at = demo.config.until
-    lines = billing.lines()
+
+def _write_billing(
+    client: Any, databases: Databases, workspace_id: uuid.UUID, demo: Any, billing: Any
+) -> int:
+    """The billed lines a billing pull would write, and the demo catalogue's rate rows (with its price cut)
+    where the warehouse does not hold them yet."""
+    from halton_pipelines.demo_warehouse import write_demo_catalogue
+    from halton_pipelines.raw_writes import CostLine, write_cost_lines
+
     written = write_cost_lines(
         client,
         databases,
@@ -396,26 +406,9 @@ def _write_billing(
                 line.amount,
                 model=line.model,
             )
-            for line in lines
+            for line in billing.lines()
         ),
-        pulled_at=pulled_at,
+        pulled_at=demo.config.until,
     )
     write_demo_catalogue(client, databases, demo)
-
-    # raw.billing_statements holds snapshots: the newest one is what staging reads, so keep the other
-    # workspaces' rows of the newest snapshot and replace this workspace's.
-    columns = SNAPSHOT_COLUMNS["billing_statements"]
-    others = client.query(
-        f"SELECT {', '.join(columns)} FROM {databases.raw}.billing_statements FINAL"
-        f" WHERE snapshot_at >= (SELECT max(snapshot_at) FROM {databases.raw}.snapshots"
-        " WHERE source = 'billing_statements') AND workspace_id != {ws:UUID}",
-        parameters={"ws": str(workspace_id)},
-    ).result_rows
-    statements = billing.statements()
-    entered_by = members[1].id  # the admin pastes the invoices
-    rows = [list(r) for r in others] + [
-        [workspace_id, s.provider, s.period, s.amount, "USD", s.note, entered_by, s.entered_at]
-        for s in statements
-    ]
-    write_snapshot(client, databases, "billing_statements", rows)
-    return written, len(statements)
+    return written

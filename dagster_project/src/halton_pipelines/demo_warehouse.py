@@ -1,10 +1,11 @@
 """Load a `Demo` straight into the warehouse's raw tables.
 
 Benchmarks load everything this way. `halton-cloud demo` creates the workspace, members, devices, projects,
-cost centers, budgets and statements in the control plane (the snapshot asset copies them), sends the requests
-through the API as the paired devices would, and loads the rest with
-`load_demo(..., requests=False, control_plane=False)`: the demo's catalogue as rate rows (what the warehouse
-re-prices with) and the providers' billed lines.
+cost centers, budgets and pasted statements in the control plane (the snapshot asset copies them), sends the
+requests through the API as the paired devices would, and writes the demo's catalogue as rate rows (what the
+warehouse re-prices with) and the providers' billed lines with the writers used here. Tests seed the control
+plane with `testing.factories.seed_demo_control_plane` and load the rest with `load_demo(...,
+control_plane=False)`.
 Requests go in with the column mapping the API's batch writer uses (workspace_id, device_id and batch_id
 set by the loader); `ingested_at` takes its default.
 """
@@ -42,7 +43,6 @@ BILLING_SOURCE = "demo"
 class LoadedDemo:
     requests: int
     cost_lines: int
-    statements: int
     price_rows: int
 
 
@@ -65,7 +65,7 @@ def load_demo(
             insert_requests(client, databases, demo, chunk)
             count += len(chunk)
     if control_plane:
-        write_control_plane(client, databases, demo, billing, snapshot_at=snapshot_at or now())
+        write_control_plane(client, databases, demo, snapshot_at=snapshot_at or now())
     prices = write_demo_catalogue(client, databases, demo)
     lines = billing.lines()
     workspace = demo.workspace.workspace_id
@@ -80,7 +80,7 @@ def load_demo(
         ),
     )
     log.info("demo loaded: %d requests, %d billing lines, %d price rows", count, written, prices)
-    return LoadedDemo(count, written, len(billing.statements()), prices)
+    return LoadedDemo(count, written, prices)
 
 
 def write_demo_catalogue(client: Client, databases: Databases, demo: Demo) -> int:
@@ -124,10 +124,8 @@ def insert_requests(
     )
 
 
-def write_control_plane(
-    client: Client, databases: Databases, demo: Demo, billing: Billing, *, snapshot_at: datetime
-) -> None:
-    """The demo's control plane as one snapshot of every table."""
+def write_control_plane(client: Client, databases: Databases, demo: Demo, *, snapshot_at: datetime) -> None:
+    """The demo's control plane as one snapshot of every table, for benchmarks that run without one."""
     ws = demo.workspace
     tables = {
         "workspaces": [[ws.workspace_id, ws.slug, ws.name, ws.created_at]],
@@ -166,19 +164,10 @@ def write_control_plane(
             [ws.workspace_id, b.budget_id, b.project_id, b.monthly_amount, b.currency, b.updated_at]
             for b in demo.budgets
         ],
-        "billing_statements": [
-            [
-                ws.workspace_id,
-                s.provider,
-                s.period,
-                s.amount,
-                "USD",
-                s.note,
-                demo.members[1].user_id,
-                s.entered_at,
-            ]
-            for s in billing.statements()
-        ],
+        # Statements are never written to the warehouse alone: they are pasted in the control plane
+        # (`halton-cloud demo`, `seed_demo_control_plane`) and copied by the snapshot asset. Without a control
+        # plane there are none, and Gemini (no billing API) stays unbilled.
+        "billing_statements": [],
     }
     for table, rows in tables.items():
         write_snapshot(client, databases, table, rows, snapshot_at=snapshot_at)

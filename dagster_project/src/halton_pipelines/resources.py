@@ -71,11 +71,6 @@ class ControlPlaneResource(dg.ConfigurableResource):
 
     database_url: str = Field(description="PostgreSQL URI of the control plane")
 
-    def table_exists(self, table: str) -> bool:
-        with psycopg.connect(self.database_url) as conn:
-            row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()
-        return bool(row and row[0])
-
     def read(self, query: str) -> pl.DataFrame:
         """A query's rows as a polars frame (uuid and numeric columns come back as text and decimals)."""
         with psycopg.connect(self.database_url) as conn:

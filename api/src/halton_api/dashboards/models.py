@@ -301,6 +301,13 @@ class ProviderConnectionPublic(BaseModel):
     statements: int = Field(0, description="Pasted statements for this provider.")
 
 
+class StatementRevisionPublic(BaseModel):
+    amount_usd: Decimal
+    note: str
+    entered_by: str | None
+    entered_at: datetime
+
+
 class StatementPublic(BaseModel):
     provider: str
     period: date
@@ -308,6 +315,9 @@ class StatementPublic(BaseModel):
     note: str
     entered_by: str | None
     entered_at: datetime
+    corrections: list[StatementRevisionPublic] = Field(
+        default_factory=list, description="The versions this one corrected, newest first."
+    )
 
 
 class StatementCreate(BaseModel):

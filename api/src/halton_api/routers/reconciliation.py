@@ -127,12 +127,15 @@ async def paste_statement(
     note: Annotated[str, Form(max_length=500)] = "",
 ) -> Response:
     statement = statement_input(provider, month, amount, note, today=datetime.now(UTC).date())
-    saved, created = await billing.save_statement(
+    saved, outcome = await billing.save_statement(
         conn, workspace_id=ctx.workspace.id, statement=statement, actor=ctx.actor
     )
-    what = "saved" if created else "updated"
-    return redirect(
-        f"/{ctx.workspace.slug}/reconciliation",
-        f"{PROVIDERS[saved.provider]} statement for {saved.period:%Y-%m} {what} (${saved.amount_usd:,.2f}): "
-        f"{MARTS_REFRESH}.",
-    )
+    what = f"{PROVIDERS[saved.provider]} statement for {saved.period:%Y-%m}"
+    if outcome == "unchanged":
+        notice = f"{what} is already ${saved.amount_usd:,.2f} with that note: nothing changed."
+    elif outcome == "corrected":
+        was = saved.corrections[0].amount_usd
+        notice = f"{what} corrected from ${was:,.2f} to ${saved.amount_usd:,.2f} (the earlier version is kept): {MARTS_REFRESH}."
+    else:
+        notice = f"{what} saved (${saved.amount_usd:,.2f}): {MARTS_REFRESH}."
+    return redirect(f"/{ctx.workspace.slug}/reconciliation", notice)

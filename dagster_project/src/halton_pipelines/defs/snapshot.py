@@ -36,8 +36,6 @@ QUERIES: dict[str, str] = {
         "FROM billing_statements"
     ),
 }
-# Tables the control plane may not have yet (the API adds them later): skipped, not copied as empty.
-OPTIONAL = frozenset({"billing_statements"})
 
 KEYS: dict[str, dg.AssetKey] = {
     table: dg.AssetKey(["billing" if table == "billing_statements" else "control_plane", table])
@@ -52,7 +50,9 @@ _DESCRIPTIONS = {
     "cost_centers": "Cost centers.",
     "projects": "Registered projects and their cost centers.",
     "budgets": "Monthly budgets (workspace-wide or per project).",
-    "billing_statements": "Monthly billing statement totals pasted in the dashboard.",
+    "billing_statements": "Monthly billing statement totals pasted in the dashboard (the version in force of"
+    " each; the control plane keeps every revision). The control plane is their only home: this copy is"
+    " replaced by each snapshot.",
 }
 
 
@@ -80,12 +80,6 @@ def control_plane_snapshot(
     taken = datetime.now(UTC)
     counts: dict[str, int] = {}
     for table, query in QUERIES.items():
-        if table in OPTIONAL and not control_plane.table_exists(table):
-            context.log.info("the control plane has no %s table yet: keeping the last copy", table)
-            yield dg.MaterializeResult(
-                asset_key=KEYS[table], metadata={"skipped": "no such table in the control plane"}
-            )
-            continue
         frame = control_plane.read(query)
         if frame.width != len(SNAPSHOT_COLUMNS[table]):
             raise dg.Failure(
