@@ -61,9 +61,7 @@ def load_connections(
     return connections, problems
 
 
-def record_pull(
-    database_url: str, workspace_id: UUID, provider: str, day: date, error: str | None
-) -> None:
+def record_pull(database_url: str, workspace_id: UUID, provider: str, day: date, error: str | None) -> None:
     """The outcome of pulling `day` for one connection, shown on the settings and reconciliation pages."""
     with psycopg.connect(database_url) as conn:
         conn.execute(
