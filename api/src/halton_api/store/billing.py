@@ -1,5 +1,5 @@
-"""Billing inputs kept in the control plane: provider billing-API connections (read here; the keys stay
-encrypted and are only used by the Dagster pulls) and the monthly statement totals pasted in the
+"""Billing inputs kept in the control plane: provider billing-API connections (read here without their keys;
+`store.provider_connections` adds and removes them) and the monthly statement totals pasted in the
 reconciliation page."""
 
 from __future__ import annotations
