@@ -106,6 +106,30 @@ def _project_and_cost_center(env) -> dict[str, str]:
     return {**_project(env), "cost_center": str(centre.id)}
 
 
+def _connection(env) -> dict[str, str]:
+    from halton_api.store import provider_connections
+
+    run(
+        env.db,
+        lambda c: provider_connections.add(
+            c, workspace_id=env.workspace.id, provider="openai", admin_key="sk-admin-roles-0000",
+            team_id=None, secret=b"roles-secret", actor=Actor.system(),
+        ),
+    )  # fmt: skip
+    return {"id": "openai"}
+
+
+def _project_slug(env) -> dict[str, str]:
+    slug = f"p-{secrets.token_hex(3)}"
+    run(
+        env.db,
+        lambda c: projects.register_projects(
+            c, workspace_id=env.workspace.id, slugs=[slug], actor=Actor.system()
+        ),
+    )
+    return {"slug": slug}
+
+
 def _nothing(env) -> dict[str, str]:
     return {}
 
@@ -128,6 +152,9 @@ CASES = [
     Case("/{workspace}/cost-centers", Permission.MANAGE_CONFIG, _nothing, {"name": "Client Work"}),
     Case("/{workspace}/cost-centers/assign", Permission.MANAGE_CONFIG, _project_and_cost_center,
          lambda p: {"project_id": p["id"], "cost_center_id": p["cost_center"]}),
+    Case("/{workspace}/settings/billing/connections/{id}/remove", Permission.MANAGE_BILLING, _connection, {}),
+    Case("/{workspace}/settings/billing/project-map", Permission.MANAGE_BILLING, _project_slug,
+         lambda p: {"provider": "openai", "provider_project": "proj_abc", "project": p["slug"]}),
     Case("/{workspace}/optimization/catalog/suppress", Permission.MANAGE_CONFIG, _nothing, {"kind": "batch_api", "project": "p"}),
 ]  # fmt: skip
 # Mutating routes whose role checks need what this module cannot make cheaply (a recommendation in the
@@ -139,6 +166,9 @@ COVERED_ELSEWHERE = {
     "/{workspace}/optimization/catalog/unsuppress": "tests/test_dashboard_optimization.py",
     "/{workspace}/settings/advanced/logo": "api/tests/routers/test_branding.py",
     "/{workspace}/settings/advanced/logo/remove": "api/tests/routers/test_branding.py",
+    # Adding and testing a key call the provider's billing API: tried with every refused role against a fake.
+    "/{workspace}/settings/billing/connections": "tests/test_billing_connections_e2e.py",
+    "/{workspace}/settings/billing/connections/{provider}/test": "tests/test_billing_connections_e2e.py",
     # Starting a report needs only `view` (a viewer may, a stranger may not) and audits when it is signed.
     "/{workspace}/reports/new": "api/tests/routers/test_reports.py",
 }
@@ -159,6 +189,7 @@ def _route_template(path: str) -> str:
         .replace("{key_id}", "{x}")
         .replace("{project_id}", "{x}")
         .replace("{recommendation_id}", "{x}")
+        .replace("{provider}", "{x}")
     )
 
 

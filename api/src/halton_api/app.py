@@ -37,6 +37,7 @@ from halton_api.routers import (
     api_keys,
     audit,
     auth,
+    billing_connections,
     branding,
     clusters,
     cost_centers,
@@ -183,7 +184,9 @@ def create_app(settings: CloudSettings, *, clock: Callable[[], datetime] = utc_n
     )  # fmt: skip
     for module in dashboards:
         app.include_router(module.router)
-    for module in (workspaces, devices, members, api_keys, branding, projects, audit, *dashboards, reports):
+    for module in (
+        workspaces, devices, members, api_keys, branding, billing_connections, projects, audit, *dashboards, reports
+    ):  # fmt: skip
         app.include_router(module.pages)
 
     _install_error_handlers(app)

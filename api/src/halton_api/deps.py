@@ -285,6 +285,7 @@ DeviceManager = Annotated[WorkspaceContext, Depends(_requires(Permission.MANAGE_
 MemberManager = Annotated[WorkspaceContext, Depends(_requires(Permission.MANAGE_MEMBERS))]
 KeyManager = Annotated[WorkspaceContext, Depends(_requires(Permission.MANAGE_API_KEYS))]
 ConfigManager = Annotated[WorkspaceContext, Depends(_requires(Permission.MANAGE_CONFIG))]
+BillingManager = Annotated[WorkspaceContext, Depends(_requires(Permission.MANAGE_BILLING))]
 
 
 async def csrf_protected(request: Request, settings: Settings) -> None:

@@ -18,6 +18,7 @@ class Permission(StrEnum):
     MANAGE_OWNERS = "manage_owners"  # grant or take away the owner role
     MANAGE_API_KEYS = "manage_api_keys"
     MANAGE_CONFIG = "manage_config"  # projects, cost centers, budgets
+    MANAGE_BILLING = "manage_billing"  # provider billing connections (admin keys) and their project mapping
 
 
 MINIMUM_ROLE: dict[Permission, Role] = {
@@ -28,6 +29,7 @@ MINIMUM_ROLE: dict[Permission, Role] = {
     Permission.MANAGE_OWNERS: "owner",
     Permission.MANAGE_API_KEYS: "admin",
     Permission.MANAGE_CONFIG: "admin",
+    Permission.MANAGE_BILLING: "owner",
 }
 
 

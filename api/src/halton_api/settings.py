@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from halton_meter.billing_apis import ANTHROPIC_BASE_URL, OPENAI_BASE_URL, XAI_MANAGEMENT_BASE_URL
 from halton_warehouse import WarehouseSettings
 from halton_warehouse.settings import DEFAULT_DATA_DIR
 
@@ -146,6 +147,12 @@ class CloudSettings(BaseSettings):
         "(Pair this machine); the default port of the meter. The meter, for its part, learns this "
         "cloud's dashboard from the pairing answer or from its own [cloud] base_url.",
     )
+
+    # The providers' billing APIs, called when an owner tests a connection; the pipelines read the same
+    # variables, so a proxy (or a fake in tests) stands in for both.
+    openai_billing_url: str = Field(default=OPENAI_BASE_URL, description="OpenAI's admin API")
+    anthropic_billing_url: str = Field(default=ANTHROPIC_BASE_URL, description="Anthropic's admin API")
+    xai_billing_url: str = Field(default=XAI_MANAGEMENT_BASE_URL, description="xAI's management API")
 
     # Slow clients (see halton_api.slow_clients): the API server closes a connection that takes longer.
     http_header_timeout_seconds: float = Field(

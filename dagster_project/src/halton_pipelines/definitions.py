@@ -39,6 +39,16 @@ def _warehouse_url() -> Any:
     return WarehouseSettings().clickhouse_url
 
 
+def _billing_apis() -> BillingAPIsResource:
+    # The same variables the API's settings read for testing a connection (HALTON_*_BILLING_URL).
+    urls = {
+        f"{provider}_base_url": os.environ[f"HALTON_{provider.upper()}_BILLING_URL"]
+        for provider in ("openai", "anthropic", "xai")
+        if os.environ.get(f"HALTON_{provider.upper()}_BILLING_URL")
+    }
+    return BillingAPIsResource(**urls)
+
+
 def resources_for_environment() -> dict[str, Any]:
     prefix = WarehouseSettings().clickhouse_database_prefix
     url = _warehouse_url()
@@ -49,7 +59,7 @@ def resources_for_environment() -> dict[str, Any]:
         "provider_keys": ProviderKeysResource(
             database_url=dg.EnvVar("HALTON_DATABASE_URL"), secret_key=dg.EnvVar("HALTON_SECRET_KEY")
         ),
-        "billing_apis": RecordedBillingResource(directory=fixtures) if fixtures else BillingAPIsResource(),
+        "billing_apis": RecordedBillingResource(directory=fixtures) if fixtures else _billing_apis(),
         "price_source": CatalogueSourceResource(location=os.environ.get("HALTON_PRICES_SOURCE", "")),
         "dbt": HaltonDbtResource(
             clickhouse_url=url, database_prefix=prefix, as_of=os.environ.get("HALTON_DBT_AS_OF", "")

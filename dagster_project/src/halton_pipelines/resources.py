@@ -22,8 +22,7 @@ from dagster_dbt import DbtCliResource
 from dagster_dbt.core.dbt_cli_invocation import DbtCliInvocation
 from pydantic import Field
 
-from halton_pipelines import dbt_cli
-from halton_pipelines.billing_clients import (
+from halton_meter.billing_apis import (
     AnthropicBillingClient,
     BillingClient,
     OpenAIBillingClient,
@@ -31,8 +30,9 @@ from halton_pipelines.billing_clients import (
     RetryPolicy,
     XAIBillingClient,
 )
+from halton_pipelines import dbt_cli
 from halton_pipelines.catalogue_source import FetchedCatalogue, read_source
-from halton_pipelines.provider_keys import ProviderConnection, load_connections
+from halton_pipelines.provider_keys import ProviderConnection, load_connections, record_pull
 from halton_warehouse import Databases, WarehouseSettings, connect
 
 
@@ -85,6 +85,9 @@ class ProviderKeysResource(dg.ConfigurableResource):
 
     def connections(self, provider: str) -> tuple[list[ProviderConnection], list[str]]:
         return load_connections(self.database_url, self.secret_key, provider)
+
+    def record_pull(self, connection: ProviderConnection, day: date, error: str | None) -> None:
+        record_pull(self.database_url, connection.workspace_id, connection.provider, day, error)
 
 
 class BillingClientsResource(dg.ConfigurableResource):

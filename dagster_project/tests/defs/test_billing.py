@@ -9,8 +9,8 @@ import dagster as dg
 import psycopg
 import pytest
 
+from halton_meter.secretbox import seal_provider_key
 from halton_pipelines.defs.billing import billing_assets, billing_daily_schedule
-from halton_pipelines.provider_keys import encrypt_admin_key
 from halton_pipelines.resources import BillingAPIsResource, ProviderKeysResource, WarehouseResource
 from halton_pipelines.testing.factories import SECRET, HandWorkspace
 from halton_pipelines.testing.fake_billing import FakeBilling, FakeCost, Organisation, serve
@@ -117,7 +117,7 @@ def test_one_refused_workspace_fails_the_run_but_not_the_others(stores, hand, fa
         conn.execute(
             "INSERT INTO provider_connections (workspace_id, provider, admin_key_encrypted, key_prefix) "
             "VALUES (%s, 'openai', %s, 'sk-bad')",
-            (other, encrypt_admin_key(SECRET, "sk-bad-key")),
+            (other, seal_provider_key(SECRET, "sk-bad-key")),
         )
     try:
         result = dg.materialize(

@@ -299,6 +299,12 @@ class ProviderConnectionPublic(BaseModel):
     live: bool = Field(description="Connected and not revoked: the billing pulls use it.")
     last_billed_day: date | None = Field(description="The newest day the billing API has billed lines for.")
     statements: int = Field(0, description="Pasted statements for this provider.")
+    last_pull_at: datetime | None = Field(
+        None, description="When the pipelines last pulled with the live key."
+    )
+    last_pull_day: date | None = Field(None, description="The day that pull asked the provider for.")
+    last_pull_error: str | None = Field(None, description="The provider's error on that pull, in its words.")
+    status: str | None = Field(None, description="The live key's state in words (last test or pull).")
 
 
 class StatementRevisionPublic(BaseModel):

@@ -16,6 +16,7 @@ from uuid import UUID
 
 from clickhouse_connect.driver.client import Client
 
+from halton_api import connection_status
 from halton_api.dashboards import spend
 from halton_api.dashboards.filters import PROVIDERS, Scope, month_end, month_start
 from halton_api.dashboards.models import (
@@ -265,6 +266,7 @@ async def build_reconciliation(view: View, conn: Connection) -> ReconciliationPu
         if scope.filters.providers and provider not in scope.filters.providers:
             continue
         key = stored.get(provider)
+        live = key is not None and key["revoked_at"] is None
         connections.append(
             ProviderConnectionPublic(
                 provider=provider,
@@ -276,6 +278,10 @@ async def build_reconciliation(view: View, conn: Connection) -> ReconciliationPu
                 live=key is not None and key["revoked_at"] is None,
                 last_billed_day=billed_days.get(provider),
                 statements=sum(1 for s in statements if s.provider == provider),
+                last_pull_at=key["last_pull_at"] if live else None,
+                last_pull_day=key["last_pull_day"] if live else None,
+                last_pull_error=key["last_pull_error"] if live else None,
+                status=connection_status.describe(key, scope.now)[1] if live else None,
             )
         )
     return ReconciliationPublic(

@@ -27,9 +27,9 @@ from halton_api.models import Problem
 from halton_api.pages import render
 from halton_api.ratelimit import TokenBucketLimiter
 from halton_api.roles import Permission, allows
-from halton_api.secretbox import fernet_for
 from halton_api.store import Connection, pairing, workspaces
 from halton_api.store.pairing import display_code, normalise_code
+from halton_meter.secretbox import fernet_for
 
 router = APIRouter(prefix="/v1/pairing", tags=["pairing"])
 pages = APIRouter(include_in_schema=False)

@@ -1,5 +1,5 @@
-"""Billing inputs kept in the control plane: provider billing-API connections (read here; the keys stay
-encrypted and are only used by the Dagster pulls) and the monthly statement totals pasted in the
+"""Billing inputs kept in the control plane: provider billing-API connections (read here without their keys;
+`store.provider_connections` adds and removes them) and the monthly statement totals pasted in the
 reconciliation page, with every version they had."""
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ async def list_connections(conn: Connection, *, workspace_id: UUID) -> list[dict
     """One row per provider with a stored admin key (revoked ones included), without the key."""
     return await (
         await conn.execute(
-            "SELECT provider, key_prefix, created_at, revoked_at FROM provider_connections"
+            "SELECT provider, key_prefix, key_last4, created_at, revoked_at, tested_at, test_error,"
+            " last_pull_at, last_pull_day, last_pull_error FROM provider_connections"
             " WHERE workspace_id = %s ORDER BY provider",
             (workspace_id,),
         )

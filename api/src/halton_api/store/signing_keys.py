@@ -12,8 +12,8 @@ from uuid import UUID
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from halton_api.secretbox import fernet_for
 from halton_api.store import Connection
+from halton_meter.secretbox import fernet_for
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from decimal import Decimal
 
 import dagster as dg
 
-from halton_pipelines.billing_clients import BilledLine, BillingAPIError, Credentials, UsageLine
+from halton_meter.billing_apis import BilledLine, BillingAPIError, Credentials, UsageLine
 from halton_pipelines.provider_keys import BILLING_PROVIDERS
 from halton_pipelines.raw_writes import CostLine, TokenLine, write_cost_lines, write_token_lines
 from halton_pipelines.resources import BillingClientsResource, ProviderKeysResource, WarehouseResource
@@ -47,11 +47,13 @@ def pull_day(
             counted = api.usage(credentials, day)
         except BillingAPIError as error:
             problems.append(f"workspace {connection.workspace_id}: {error}")
+            provider_keys.record_pull(connection, day, str(error))
             context.log.error(
                 "%s billing for workspace %s on %s: %s", provider, connection.workspace_id, day, error
             )
             continue
         pulled.append(connection.workspace_id)
+        provider_keys.record_pull(connection, day, None)
         for line in billed:
             costs[(connection.workspace_id, line.line_item, line.provider_project, line.currency)].append(
                 line

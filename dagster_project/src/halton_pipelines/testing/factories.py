@@ -14,8 +14,8 @@ from clickhouse_connect.driver.client import Client
 
 from halton_meter.catalogue import Catalogue, parse_catalogue
 from halton_meter.protocol import RequestRow
+from halton_meter.secretbox import seal_provider_key
 from halton_pipelines.demo_data import Billing, Demo
-from halton_pipelines.provider_keys import encrypt_admin_key
 from halton_pipelines.testing.fake_billing import FakeCost, FakeUsage, Organisation
 from halton_warehouse import Databases
 
@@ -230,7 +230,7 @@ class HandWorkspace:
                 conn.execute(
                     "INSERT INTO provider_connections (workspace_id, provider, admin_key_encrypted, key_prefix, "
                     "team_id) VALUES (%s, %s, %s, %s, %s)",
-                    (self.workspace_id, provider, encrypt_admin_key(secret, key), key[:8], team),
+                    (self.workspace_id, provider, seal_provider_key(secret, key), key[:8], team),
                 )
             conn.execute(
                 "INSERT INTO billing_statements (workspace_id, provider, period, amount, note, entered_by) "

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from halton_pipelines.billing_clients import (
+from halton_meter.billing_apis import (
     AnthropicBillingClient,
     BillingAPIError,
     Credentials,
