@@ -14,6 +14,7 @@ Input that is not a PDF at all (empty, over the size limit, not starting `%PDF-`
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -26,6 +27,8 @@ from halton_api.models import WorkspacePublic
 from halton_api.pdf.signing import SignatureCheck, verify_pdf
 from halton_api.store import Connection, issued_reports, signing_keys
 from halton_api.store.issued_reports import IssuedReport
+
+log = logging.getLogger(__name__)
 
 # Reports are a few hundred kilobytes; a twelve-month report about one megabyte. Anything much larger is not ours.
 MAX_PDF_BYTES = 20 * 1024 * 1024
@@ -117,8 +120,8 @@ def _verdict(
             "issued report: ask an admin to check the audit log before relying on it."
         )
     return "verified", (
-        f"Signed by {name} and unaltered: these exact bytes were issued on "
-        f"{issued.issued_at:%d %b %Y at %H:%M UTC} to {issued.issued_by} ({issued.label})."
+        f"Signed by {name} and unaltered: these exact bytes were issued as {issued.label} on "
+        f"{issued.issued_at:%d %b %Y at %H:%M UTC}, requested by {issued.issued_by}."
     )
 
 
@@ -133,7 +136,10 @@ async def verify_pack(
         # pyHanko runs an event loop of its own: in a worker thread. With no certificate yet (the workspace has
         # never signed a report) nothing is trusted, and any signature is someone else's.
         check = await anyio.to_thread.run_sync(lambda: verify_pdf(pdf_bytes, trusted))
-    except ValueError as exc:
+    except Exception as exc:
+        # Whatever a damaged file makes the PDF parser raise (ValueError mostly; KeyError, AttributeError,
+        # struct and zlib errors for some truncations): the file is what is wrong, never a 500 of ours.
+        log.info("unreadable PDF for workspace %s: %r", workspace.slug, exc)
         raise Invalid(f"{filename} is not a readable PDF ({exc}): choose the PDF of a report pack") from None
     sha256 = hashlib.sha256(pdf_bytes).hexdigest()
     issued = await issued_reports.find_issued_report(conn, workspace_id=workspace.id, sha256=sha256)
