@@ -13,6 +13,7 @@ import hashlib
 import re
 import secrets
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 
@@ -111,7 +112,9 @@ def test_a_pack_verifies_through_the_api_and_anything_else_is_named(
         issued = found["issued"]
         assert issued["report"] == "Executive summary (2026-11-01/2026-11-30)"
         assert issued["issued_by"] == "board pack test" and issued["kind"] == "executive"
-        assert found["summary"].startswith("Signed by Acme Co and unaltered: these exact bytes were issued as")
+        assert found["summary"].startswith(
+            "Signed by Acme Co and unaltered: these exact bytes were issued as"
+        )
         # A signed-in member gets the same answer (the same auth as the other report endpoints).
         assert verify(pack, client=acme.client).json()["verdict"] == "verified"
 
@@ -250,6 +253,23 @@ def test_the_verify_page_checks_an_uploaded_pack_in_a_browser(
         assert "notes.txt is not a PDF" in page.locator("[data-verify-error]").inner_text()
         assert page.locator("[data-verdict]").count() == 0
         tab.errors[:] = [e for e in tab.errors if "422" not in e]
+
+        # The certificate a reader is given: downloaded from the settings page, the fingerprint it shows.
+        page.click("[data-verify-form] ~ p a:has-text('workspace certificate')")
+        page.wait_for_url(f"**/{ws}/settings/advanced#signing")
+        with page.expect_download() as info:
+            page.click("[data-certificate-download]")
+        certificate = x509.load_pem_x509_certificate(Path(info.value.path()).read_bytes())
+        shown = page.locator("[data-fingerprint]").first.inner_text()
+        assert (
+            shown.replace(":", "").lower()
+            == certificate.fingerprint(certificate.signature_hash_algorithm).hex()
+        )
+        # pyHanko runs an event loop of its own: not in this thread, where Playwright's is running.
+        with ThreadPoolExecutor(1) as thread:
+            assert thread.submit(verify_pdf, files["acme-pack.pdf"], certificate).result().ok
+        page.locator("#signing").scroll_into_view_if_needed()
+        tab.screenshot(artifacts_dir, "settings-report-signatures")
     finally:
         context.close()
     assert tab.errors == [], f"console errors: {tab.errors}"
