@@ -442,6 +442,14 @@ def test_a_script_fetches_a_signed_report_with_an_api_key(owner, demo_cloud, bui
         pdf = fetch_pdf(script, f"/{ws}/executive.pdf?range=last_month")
         # The progress flow is for people in a browser: a script is sent to sign in.
         assert script.get(f"/{ws}/reports/new?kind=executive").headers["location"].startswith("/signin")
+        # Whoever receives the pack can have it checked: these exact bytes, signed and issued here.
+        checked = script.post(
+            f"/v1/{ws}/reports/verify", content=pdf, headers={"content-type": "application/pdf"}
+        ).json()
+        assert checked["verified"] and checked["sha256"] == hashlib.sha256(pdf).hexdigest(), checked
+        assert checked["issued"]["kind"] == "executive" and checked["issued"]["issued_by"].startswith(
+            "board pack script"
+        )
     finally:
         script.close()
     details = assert_signed_and_audited(built_demo, pdf, "executive")

@@ -16,6 +16,7 @@ PAGES = (
     "settings/members",
     "settings/advanced",
     "settings/projects",
+    "reports/verify",
 )
 
 

@@ -59,6 +59,7 @@ from halton_api.routers import (
     reports,
     requests,
     traces,
+    verify,
     workspaces,
 )
 from halton_api.security_headers import SecurityHeaders
@@ -177,15 +178,17 @@ def create_app(settings: CloudSettings, *, clock: Callable[[], datetime] = utc_n
     for module in (health, ingest, daemon, rates, pairing, auth, invitations, workspaces):
         app.include_router(module.router)
     app.include_router(pairing.pages)
-    for module in (devices, members, api_keys, projects, audit, requests, reports):
+    for module in (devices, members, api_keys, projects, audit, requests, verify, reports):
         app.include_router(module.router)
     dashboards = (
         overview, project_view, traces, reconciliation, executive, cost_centers, clusters, optimization
     )  # fmt: skip
     for module in dashboards:
         app.include_router(module.router)
+    # `verify` before `reports`, whose `/reports/{job_id}` would take "verify" for a job id.
     for module in (
-        workspaces, devices, members, api_keys, branding, billing_connections, projects, audit, *dashboards, reports
+        workspaces, devices, members, api_keys, branding, billing_connections, projects, audit, *dashboards,
+        verify, reports,
     ):  # fmt: skip
         app.include_router(module.pages)
 

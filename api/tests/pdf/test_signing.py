@@ -98,7 +98,10 @@ def test_a_workspace_key_is_made_on_first_use_and_then_reused(
     subject = first.certificate.subject.rfc4514_string()
     assert subject == "O=Acme Robotics,CN=Acme Robotics (Halton Meter)"
     usage = first.certificate.extensions.get_extension_for_class(x509.KeyUsage).value
-    assert usage.digital_signature and usage.content_commitment and not usage.key_cert_sign
+    assert usage.digital_signature and usage.content_commitment
+    # A CA that can issue nothing below itself: what NSS-based readers (pdfsig) accept as a trust anchor.
+    constraints = first.certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
+    assert constraints.ca and constraints.path_length == 0 and usage.key_cert_sign
 
 
 def test_two_first_uses_at_once_make_one_key(database_url: str, workspace: WorkspacePublic) -> None:

@@ -5,7 +5,8 @@ first time the workspace signs a report and kept in `signing_keys` (the private 
 signature is a certification signature (DocMDP "no changes allowed") in an invisible field, added as an
 incremental update: readers list it in their signature panel, and changing any signed byte breaks it.
 Nobody's trust store knows a workspace's certificate, so a reader reports the signer as unknown until
-the certificate is trusted; `verify_pdf` is the check that trusts exactly the workspace's certificate.
+the certificate is trusted: members download it from the advanced settings page (`routers/verify.py`) to
+give to readers. `verify_pdf` is the check that trusts exactly the workspace's certificates.
 
 pyHanko's synchronous entry points run their own event loop: from async code call `sign_pdf` and
 `verify_pdf` in a worker thread (`sign_report` does).
@@ -125,7 +126,11 @@ def new_signing_identity(workspace_name: str) -> tuple[ec.EllipticCurvePrivateKe
         # A little slack, so a reader whose clock runs behind ours does not see a not-yet-valid certificate.
         .not_valid_before(now - timedelta(hours=1))
         .not_valid_after(now + CERTIFICATE_VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        # Marked as a CA that can issue nothing below it (path length 0): NSS-based readers (poppler's
+        # `pdfsig`, Firefox, Evince) accept a certificate as a trust anchor only if it is a CA, and would
+        # otherwise never trust the signature however the reader adds the certificate. Whoever holds the key
+        # can sign any PDF as the workspace anyway; being a CA lets it vouch for nothing more.
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
                 digital_signature=True,
@@ -133,7 +138,7 @@ def new_signing_identity(workspace_name: str) -> tuple[ec.EllipticCurvePrivateKe
                 key_encipherment=False,
                 data_encipherment=False,
                 key_agreement=False,
-                key_cert_sign=False,
+                key_cert_sign=True,  # a CA's own self-signature, as NSS checks it
                 crl_sign=False,
                 encipher_only=False,
                 decipher_only=False,

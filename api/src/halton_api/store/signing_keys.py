@@ -107,3 +107,25 @@ async def list_certificates(conn: Connection, *, workspace_id: UUID) -> list[str
         )
     ).fetchall()
     return [row["certificate_pem"] for row in rows]
+
+
+@dataclass(frozen=True)
+class WorkspaceCertificate:
+    """A certificate the workspace signs (or signed) its reports with: what a reader is asked to trust."""
+
+    certificate_pem: str
+    fingerprint_sha256: str
+    created_at: datetime
+    retired_at: datetime | None
+
+
+async def workspace_certificates(conn: Connection, *, workspace_id: UUID) -> list[WorkspaceCertificate]:
+    """Every certificate the workspace has signed with, the live one first, then retired ones newest first."""
+    rows = await (
+        await conn.execute(
+            "SELECT certificate_pem, fingerprint_sha256, created_at, retired_at FROM signing_keys"
+            " WHERE workspace_id = %s ORDER BY retired_at IS NOT NULL, created_at DESC",
+            (workspace_id,),
+        )
+    ).fetchall()
+    return [WorkspaceCertificate(**row) for row in rows]

@@ -100,6 +100,26 @@ def pdf_fonts(pdf_bytes: bytes) -> list[PdfFont]:
     return fonts
 
 
-def pdf_signatures(pdf_bytes: bytes) -> str:
-    """poppler's own report of the document's signatures (pdfsig): what a plain PDF reader would show."""
-    return _poppler("pdfsig", _PDF, pdf_bytes=pdf_bytes)
+def pdf_signatures(pdf_bytes: bytes, *, nssdir: Path | None = None) -> str:
+    """poppler's own report of the document's signatures (pdfsig): what a plain PDF reader would show, or
+    with `nssdir` (see `nss_trusting`) what a reader shows who trusts the certificates in that database."""
+    options = ("-nssdir", f"sql:{nssdir}") if nssdir is not None else ()
+    return _poppler("pdfsig", *options, _PDF, pdf_bytes=pdf_bytes)
+
+
+def nss_trusting(certificate_pem: bytes, directory: Path) -> Path:
+    """A new NSS database in `directory` that trusts `certificate_pem` for signed documents, made the way the
+    README tells a reader to (certutil, trust flags ",C,"): for `pdf_signatures(…, nssdir=…)`."""
+    if shutil.which("certutil") is None:
+        raise RuntimeError("certutil is not installed: run scripts/system-packages.sh (Debian libnss3-tools)")
+    directory.mkdir(parents=True, exist_ok=True)
+    pem = directory / "trusted.pem"
+    pem.write_bytes(certificate_pem)
+    for argv in (
+        ["certutil", "-N", "-d", f"sql:{directory}", "--empty-password"],
+        ["certutil", "-A", "-d", f"sql:{directory}", "-n", "workspace", "-t", ",C,", "-i", str(pem)],
+    ):
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv[:2])} failed ({done.returncode}): {done.stderr.strip()}")
+    return directory
