@@ -171,6 +171,8 @@ COVERED_ELSEWHERE = {
     "/{workspace}/settings/billing/connections/{provider}/test": "tests/test_billing_connections_e2e.py",
     # Starting a report needs only `view` (a viewer may, a stranger may not) and audits when it is signed.
     "/{workspace}/reports/new": "api/tests/routers/test_reports.py",
+    # Checking a PDF changes nothing and is open to every member (a stranger gets 404): a multipart upload.
+    "/{workspace}/reports/verify": "tests/test_reports_verify.py",
 }
 
 
