@@ -45,6 +45,7 @@ def cell(page, period: str, provider: str, column: int) -> str:
         page.locator(f"table[data-table=periods] tr[data-period='{period}'][data-provider='{provider}'] td")
         .nth(column)
         .inner_text()
+        .splitlines()[0]  # the figure, not the note under it
         .strip()
     )
 
