@@ -27,11 +27,12 @@ def whole_demo() -> str:
 def mart_rows(built_demo, months: list[date] | None = None, provider: str | None = None) -> list[dict]:
     rows = built_demo.query(
         "SELECT period, period_label, provider, requests, logged_usd, billed_usd, billed_source, variance_usd,"
-        " variance_pct, status, divergent_days FROM {marts}.reconciliation WHERE workspace_id = '{ws}'"
-        " ORDER BY period DESC, provider"
+        " variance_pct, status, divergent_days, compared_logged_usd, unbilled_logged_usd, billed_status"
+        " FROM {marts}.reconciliation WHERE workspace_id = '{ws}' ORDER BY period DESC, provider"
     )
     names = ("period", "period_label", "provider", "requests", "logged_usd", "billed_usd", "billed_source",
-             "variance_usd", "variance_pct", "status", "divergent_days")  # fmt: skip
+             "variance_usd", "variance_pct", "status", "divergent_days", "compared_logged_usd",
+             "unbilled_logged_usd", "billed_status")  # fmt: skip
     out = [dict(zip(names, row, strict=True)) for row in rows]
     return [
         r

@@ -27,9 +27,9 @@ from halton_api.testing.demo_marts import DEMO_PASSWORD, build_demo, drop_demo
 from halton_api.testing.pdf import pdf_pages_png
 
 REQUESTS = 6_000  # enough for every provider in every month; the figures, not the volume, are under test
-FIGURES = ("logged_usd", "billed_usd", "compared_logged_usd", "variance_usd", "variance_pct", "status",
-           "billed_status", "covers", "providers", "billed_providers", "unbilled_providers", "coverage_pct",
-           "coverage")  # fmt: skip
+FIGURES = ("logged_usd", "billed_usd", "compared_logged_usd", "unbilled_logged_usd", "variance_usd",
+           "variance_pct", "status", "billed_status", "covers", "providers", "billed_providers",
+           "unbilled_providers", "coverage_pct", "coverage")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +100,7 @@ def test_the_executive_figure_is_the_reconciliation_pages_row(owner, unbilled_de
     assert sorted(trust["billed_providers"]) == ["anthropic", "openai", "xai"]
     assert sorted(trust["providers"]) == ["anthropic", "gemini", "openai", "xai"]
     logged, compared = Decimal(trust["logged_usd"]), Decimal(trust["compared_logged_usd"])
-    assert 0 < compared < logged
+    assert 0 < compared < logged and Decimal(trust["unbilled_logged_usd"]) == logged - compared
     # "Last month" beside the trust signal is everything logged, the figure the coverage is a share of.
     assert Decimal(executive["last_month_usd"]) == logged
     first, after = previous_month(datetime.now(UTC).date()), month_start(datetime.now(UTC).date())
@@ -189,9 +189,11 @@ def test_the_pages_show_the_same_figures_and_say_what_they_cover(
     assert money_part(figure, "covers") == row["covers"]
     assert money_part(figure, "providers") == "Anthropic, Gemini, OpenAI and xAI"
     assert figure.locator("[data-status]").get_attribute("data-status") == "partial"
-    assert "Matches" not in figure.inner_text() and "Gemini not billed yet" in figure.inner_text()
+    unbilled = money(Decimal(row["unbilled_logged_usd"]))
+    assert "Matches" not in figure.inner_text()
+    assert money_part(figure, "unbilled") == f"Gemini: {unbilled} logged with no bill yet"
     headline = page.page.locator("p.headline").inner_text()
-    assert row["coverage"] in headline and "Gemini not billed yet" in headline
+    assert row["coverage"] in headline and f"{unbilled} logged for Gemini has no bill yet" in headline
     page.screenshot(artifacts_dir, "contract-executive")
 
 
@@ -224,7 +226,8 @@ def test_the_pdf_says_what_the_page_says(owner, unbilled_demo, artifacts_dir: Pa
     for figure in ("logged_usd", "compared_logged_usd", "billed_usd"):
         assert money(Decimal(row[figure])) in kpi, figure
     assert row["coverage"] in kpi and row["covers"] in kpi and "Partly billed" in kpi
-    assert "Gemini not billed yet" in kpi and "Matches" not in text
+    unbilled = money(Decimal(row["unbilled_logged_usd"]))
+    assert f"Gemini: {unbilled} logged with no bill yet" in kpi and "Matches" not in text
 
 
 def test_one_previous_period_for_this_month(owner, unbilled_demo) -> None:

@@ -260,7 +260,11 @@ class ReconciliationRow(BaseModel):
         "(differs from logged_usd when a provider has no bill yet).",
     )
     unbilled_providers: list[str] = Field(
-        default_factory=list, description="Providers whose logged spend has no bill to compare with yet."
+        default_factory=list,
+        description="Providers with logged spend no bill covers yet (no bill, or billing-API days without lines).",
+    )
+    unbilled_logged_usd: Decimal = Field(
+        default=Decimal(0), description="logged_usd - compared_logged_usd: logged spend no bill covers yet."
     )
     covers: str = Field(
         default="", description="The days the figures cover, e.g. '01 Nov 2026 - 30 Nov 2026 (whole month)'."

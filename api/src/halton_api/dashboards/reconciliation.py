@@ -102,21 +102,27 @@ def coverage_words(billed: int, providers: int, pct: Decimal | None) -> str:
 
 
 def provider_row(row: dict[str, Any], today: date) -> ReconciliationRow:
-    """One provider's month from the mart, with what it covers."""
+    """One provider's month from the mart (which compares a bill with the logged spend it covers), with what
+    the figures cover."""
     provider, billed = row["provider"], row["billed_usd"] is not None
-    pct = coverage_pct(row["logged_usd"] if billed else ZERO, row["logged_usd"])
+    pct = coverage_pct(row["compared_logged_usd"] or ZERO, row["logged_usd"])
     return ReconciliationRow(
         **row,
         provider_label=PROVIDERS.get(provider, provider),
         covers=month_covers(row["period"], today),
         providers=[provider],
         billed_providers=[provider] if billed else [],
-        compared_logged_usd=row["logged_usd"] if billed else None,
-        unbilled_providers=[] if billed or not row["logged_usd"] else [provider],
+        unbilled_providers=[provider] if row["unbilled_logged_usd"] else [],
         coverage_pct=pct,
         coverage=coverage_words(int(billed), 1, pct),
-        billed_status=row["status"],
     )
+
+
+def _compared(row: ReconciliationRow) -> Decimal:
+    """What a provider's bill is compared with (nothing without a bill)."""
+    if row.billed_usd is None:
+        return ZERO
+    return row.logged_usd if row.compared_logged_usd is None else row.compared_logged_usd
 
 
 def all_providers(rows: list[ReconciliationRow]) -> ReconciliationRow:
@@ -130,11 +136,11 @@ def all_providers(rows: list[ReconciliationRow]) -> ReconciliationRow:
     billed = compared = variance = pct = None
     if billed_rows:
         billed = sum((r.billed_usd for r in billed_rows), ZERO)  # type: ignore[misc]
-        compared = sum((r.logged_usd for r in billed_rows), ZERO)
+        compared = sum((_compared(r) for r in billed_rows), ZERO)
         variance = compared - billed
         pct = variance_pct(variance, billed)
     billed_status = variance_status(variance, billed, pct)
-    unbilled = [r.provider for r in rows if r.billed_usd is None and r.logged_usd and r.provider]
+    unbilled = [r.provider for r in rows if r.provider and (r.logged_usd != _compared(r))]
     covered = coverage_pct(compared or ZERO, logged)
     sources = {r.billed_source for r in billed_rows}
     return ReconciliationRow(
@@ -152,6 +158,7 @@ def all_providers(rows: list[ReconciliationRow]) -> ReconciliationRow:
         divergent_days=sum(r.divergent_days for r in rows),
         compared_logged_usd=compared,
         unbilled_providers=unbilled,
+        unbilled_logged_usd=logged - (compared or ZERO),
         covers=first.covers,
         providers=[r.provider for r in rows if r.provider],
         billed_providers=[r.provider for r in billed_rows if r.provider],
@@ -222,7 +229,8 @@ def provider_rows(client: Client, m: Marts, scope: Scope, months: list[date]) ->
     only, params = _providers(scope)
     rows = client.query(
         "SELECT period, period_label, provider, requests, logged_usd, billed_usd, billed_source, variance_usd,"
-        f" variance_pct, status, divergent_days FROM {m.marts}.reconciliation"
+        " variance_pct, status, billed_status, divergent_days, compared_logged_usd, unbilled_logged_usd"
+        f" FROM {m.marts}.reconciliation"
         f" WHERE workspace_id = %(ws)s AND period IN %(months)s{only} ORDER BY period DESC, provider",
         parameters={"ws": scope.workspace_id, "months": tuple(months), **params},
     ).named_results()
