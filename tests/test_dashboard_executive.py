@@ -29,7 +29,8 @@ def calendar() -> dict:
 
 def last_month_row(built_demo) -> ReconciliationRow:
     names = ("period", "period_label", "provider", "requests", "logged_usd", "billed_usd", "billed_source",
-             "variance_usd", "variance_pct", "status", "divergent_days")  # fmt: skip
+             "variance_usd", "variance_pct", "status", "divergent_days", "compared_logged_usd",
+             "unbilled_logged_usd", "billed_status")  # fmt: skip
     rows = built_demo.query(
         f"SELECT {', '.join(names)} FROM {{marts}}.reconciliation WHERE workspace_id = '{{ws}}' AND period = %(m)s",
         m=calendar()["last_month"],

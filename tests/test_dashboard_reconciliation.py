@@ -27,11 +27,12 @@ def whole_demo() -> str:
 def mart_rows(built_demo, months: list[date] | None = None, provider: str | None = None) -> list[dict]:
     rows = built_demo.query(
         "SELECT period, period_label, provider, requests, logged_usd, billed_usd, billed_source, variance_usd,"
-        " variance_pct, status, divergent_days FROM {marts}.reconciliation WHERE workspace_id = '{ws}'"
-        " ORDER BY period DESC, provider"
+        " variance_pct, status, divergent_days, compared_logged_usd, unbilled_logged_usd, billed_status"
+        " FROM {marts}.reconciliation WHERE workspace_id = '{ws}' ORDER BY period DESC, provider"
     )
     names = ("period", "period_label", "provider", "requests", "logged_usd", "billed_usd", "billed_source",
-             "variance_usd", "variance_pct", "status", "divergent_days")  # fmt: skip
+             "variance_usd", "variance_pct", "status", "divergent_days", "compared_logged_usd",
+             "unbilled_logged_usd", "billed_status")  # fmt: skip
     out = [dict(zip(names, row, strict=True)) for row in rows]
     return [
         r
@@ -45,6 +46,7 @@ def cell(page, period: str, provider: str, column: int) -> str:
         page.locator(f"table[data-table=periods] tr[data-period='{period}'][data-provider='{provider}'] td")
         .nth(column)
         .inner_text()
+        .splitlines()[0]  # the figure, not the note under it
         .strip()
     )
 

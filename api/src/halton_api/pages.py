@@ -12,6 +12,7 @@ from fastapi.templating import Jinja2Templates
 
 from halton_api import charts, csrf
 from halton_api.dashboards import chart_views
+from halton_api.dashboards.filters import PROVIDERS
 from halton_api.deps import SESSION_COOKIE, WorkspaceContext
 from halton_api.models import UserPublic
 from halton_api.store import Connection, workspaces
@@ -32,6 +33,7 @@ def make_templates() -> Jinja2Templates:
     )
     templates.env.globals["format_qty"] = lambda value: "—" if value is None else charts.quantity(value)
     templates.env.globals["chart"] = chart_views
+    templates.env.globals["provider_label"] = lambda key: PROVIDERS.get(key, key)
     templates.env.globals["format_time"] = lambda value: (
         "never" if value is None else value.strftime("%Y-%m-%d %H:%M UTC")
     )

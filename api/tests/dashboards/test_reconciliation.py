@@ -93,8 +93,12 @@ def test_all_providers_compare_only_what_was_billed() -> None:
     )
     assert row.provider is None and row.logged_usd == D("196.14") and row.billed_usd == D("152.87")
     assert row.compared_logged_usd == D("156.14") and row.variance_usd == D("3.27")
-    assert row.variance_pct == D("2.1391") and row.status == "red"
+    # Gemini's $40 has no bill: the month is partial, never a colour of its own; the billed part is red.
+    assert row.variance_pct == D("2.1391") and row.status == "partial" and row.billed_status == "red"
     assert row.unbilled_providers == ["gemini"] and row.billed_source == "billing_api"
+    assert row.unbilled_logged_usd == D("40") and row.coverage_pct == D("79.6")
+    assert row.coverage == "billed data for 2 of 3 providers, 79% of logged spend"
+    assert row.providers == ["anthropic", "gemini", "xai"] and row.billed_providers == ["anthropic", "xai"]
     assert row.requests == 30 and row.divergent_days == 3
     mixed = all_providers([_row("anthropic", "100", "100.1"), _row("gemini", "50", "50", "statement")])
     assert mixed.billed_source == "mixed" and mixed.status == "sage"

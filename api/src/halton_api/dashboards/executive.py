@@ -1,5 +1,8 @@
 """The executive view: the headline numbers a CFO asks for, their change, the top projects, the trust signal
-(reconciliation variance of the latest complete month) and a year of monthly spend."""
+(reconciliation variance of the latest complete month) and a year of monthly spend.
+
+The trust signal is the reconciliation page's all-providers row for the same month and providers (one
+`all_providers`), and "month to date" compares with this month's `Period.previous()`, as every page does."""
 
 from __future__ import annotations
 
@@ -9,7 +12,12 @@ from halton_api.dashboards import spend
 from halton_api.dashboards.budgets import budget_status
 from halton_api.dashboards.filters import month_start
 from halton_api.dashboards.models import ExecutivePublic
-from halton_api.dashboards.reconciliation import all_providers, latest_complete_month, provider_rows
+from halton_api.dashboards.reconciliation import (
+    all_providers,
+    ignored_filters,
+    latest_complete_month,
+    provider_rows,
+)
 from halton_api.dashboards.view import View
 
 TOP = 3
@@ -24,11 +32,10 @@ async def build_executive(view: View) -> ExecutivePublic:
         first_month = month_start(first_month - timedelta(days=1))
     year = spend.day_period(first_month, today, f"The {MONTHS} months to {today:%B %Y}")
     reconciled = latest_complete_month(today)
+    calendar = spend.calendar_periods(scope.now)
 
     def query(client, m):
-        found = spend.period_totals(
-            client, m, scope, {**spend.calendar_periods(scope.now), "current": scope.period}
-        )
+        found = spend.period_totals(client, m, scope, {**calendar, "current": scope.period})
         projects = spend.ranking(client, m, scope, by=("project",), limit=TOP)
         monthly = spend.series(client, m, scope, by="provider", grain="month", period=year)
         rows = provider_rows(client, m, scope, [reconciled])
@@ -48,6 +55,7 @@ async def build_executive(view: View) -> ExecutivePublic:
         year_to_date_usd=figures["year_to_date"],
         month_over_month=spend.change(figures["this_month"], figures["last_month"]),
         same_point_last_month=spend.change(figures["this_month"], figures["last_month_to_same_day"]),
+        month_to_date_compared_with=calendar["this_month"].compared_with(),
         period_total_usd=current.spend_usd,
         top_projects=spend.ranked(
             projects,
@@ -61,6 +69,7 @@ async def build_executive(view: View) -> ExecutivePublic:
             if rows
             else None
         ),
+        reconciliation_ignores=ignored_filters(view),
         budget=budget_status(amount, figures["this_month"], today, scope=budget_scope),
         monthly=spend.time_series(monthly.starts, spend.by_provider_label(monthly)),
     )

@@ -43,6 +43,9 @@ class Period:
     end: datetime
     label: str
     hourly: bool = False
+    # A calendar month from its first day, whole or cut at today (month to date): it compares with the same
+    # days of the month before rather than with the days just before it.
+    calendar_month: bool = False
 
     @property
     def first_day(self) -> date:
@@ -72,14 +75,27 @@ class Period:
         return [first + i * step for i in range(int((self.end - first) / step + 0.999999))]
 
     def previous(self) -> Period:
-        """The period of the same length just before this one (the baseline charts overlay)."""
+        """The one definition of "previous period" every page and report compares with: a whole calendar
+        month against the whole month before; a month to date against the same days of the month before (cut at
+        that month's end); any other period against the period of the same length just before it."""
+        if self.calendar_month:
+            first = previous_month(self.first_day)
+            last_of_month = month_end(first) - timedelta(days=1)
+            if self.last_day == month_end(self.first_day) - timedelta(days=1):
+                return month_period(first, f"the whole of {first:%B}", _midnight(month_end(first)))
+            last = min(first + timedelta(days=self.days - 1), last_of_month)
+            return month_period(first, f"the same days of {first:%B}", _midnight(last + timedelta(days=1)))
         length = self.end - self.start
         if not self.hourly:
             length = timedelta(days=self.days)
         start = (self.start if self.hourly else _midnight(self.first_day)) - length
-        return Period(
-            start=start, end=start + length, label=f"previous {self.label.lower()}", hourly=self.hourly
-        )
+        span = "24 hours" if self.hourly else f"{self.days} day{'s' if self.days != 1 else ''}"
+        return Period(start=start, end=start + length, label=f"the {span} before", hourly=self.hourly)
+
+    def compared_with(self) -> str:
+        """What `previous()` is, in words with its dates, for the page to say."""
+        before = self.previous()
+        return f"{before.label} ({before.describe()})"
 
 
 def _midnight(day: date) -> datetime:
@@ -103,7 +119,7 @@ def month_end(day: date) -> date:
 def month_period(first: date, label: str, now: datetime) -> Period:
     """A calendar month, cut at now when it is the current one."""
     end = min(_midnight(month_end(first)), now)
-    return Period(start=_midnight(first), end=end, label=label)
+    return Period(start=_midnight(first), end=end, label=label, calendar_month=True)
 
 
 @dataclass(frozen=True)

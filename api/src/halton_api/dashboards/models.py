@@ -15,6 +15,12 @@ class PeriodPublic(BaseModel):
     start: datetime
     end: datetime = Field(description="Exclusive.")
     granularity: Literal["hour", "day", "week", "month"]
+    compared_with: str = Field(
+        default="",
+        description="The previous period its changes compare with, in words and dates: a month to date "
+        "against the same days of last month, a whole month against the month before, any other period "
+        "against the same length just before it.",
+    )
 
 
 class Totals(BaseModel):
@@ -243,7 +249,10 @@ class ReconciliationRow(BaseModel):
     billed_source: str = Field(description="billing_api, statement, mixed (all-providers row) or none.")
     variance_usd: Decimal | None
     variance_pct: Decimal | None
-    status: str
+    status: str = Field(
+        description="sage, amber or red when every logged dollar has a bill; partial when some logged spend "
+        "has none (billed_status colours the billed part); unbilled when nothing has a bill."
+    )
     divergent_days: int = 0
     compared_logged_usd: Decimal | None = Field(
         default=None,
@@ -251,7 +260,27 @@ class ReconciliationRow(BaseModel):
         "(differs from logged_usd when a provider has no bill yet).",
     )
     unbilled_providers: list[str] = Field(
-        default_factory=list, description="Providers whose logged spend has no bill to compare with yet."
+        default_factory=list,
+        description="Providers with logged spend no bill covers yet (no bill, or billing-API days without lines).",
+    )
+    unbilled_logged_usd: Decimal = Field(
+        default=Decimal(0), description="logged_usd - compared_logged_usd: logged spend no bill covers yet."
+    )
+    covers: str = Field(
+        default="", description="The days the figures cover, e.g. '01 Nov 2026 - 30 Nov 2026 (whole month)'."
+    )
+    providers: list[str] = Field(default_factory=list, description="Every provider the row's figures cover.")
+    billed_providers: list[str] = Field(
+        default_factory=list, description="The providers with a bill: the ones the variance compares."
+    )
+    coverage_pct: Decimal | None = Field(
+        default=None, description="Share of the logged spend that has a bill (None when nothing was logged)."
+    )
+    coverage: str = Field(
+        default="", description='In words, e.g. "billed data for 3 of 4 providers, 82% of logged spend".'
+    )
+    billed_status: str = Field(
+        default="unbilled", description="The colour of the billed part alone (sage, amber, red or unbilled)."
     )
     href: str | None = None
 
@@ -374,10 +403,18 @@ class ExecutivePublic(BaseModel):
     year_to_date_usd: Decimal
     month_over_month: Change = Field(description="This month (so far) against the whole of last month.")
     same_point_last_month: Change = Field(description="This month so far against last month to the same day.")
+    month_to_date_compared_with: str = Field(
+        default="", description="The days `same_point_last_month` compares with, in words (Period.previous)."
+    )
     period_total_usd: Decimal
     top_projects: list[Ranked] = Field(description="The rail's period, with each one's share of its spend.")
     reconciliation: ReconciliationRow | None = Field(
-        description="The latest complete month's all-providers reconciliation row."
+        description="The latest complete month's all-providers reconciliation row: the reconciliation page's "
+        "row for the same month and providers."
+    )
+    reconciliation_ignores: list[str] = Field(
+        default_factory=list,
+        description="Rail filters the reconciliation cannot apply (billing is per provider and month).",
     )
     budget: BudgetStatus | None
     monthly: TimeSeries

@@ -67,10 +67,7 @@ async def build_overview(view: View, catalogue: Catalogue) -> OverviewPublic:
         spend_by_provider=spend.time_series(
             trend.starts,
             spend.by_provider_label(trend),
-            baseline=(
-                f"Previous period ({previous.first_day:%d %b} \u2013 {previous.last_day:%d %b})",
-                trend.baseline,
-            ),
+            baseline=(f"Previous period: {scope.period.compared_with()}", trend.baseline),
         ),
         top_projects=spend.ranked(
             top["projects"],

@@ -40,6 +40,7 @@ THRESHOLDS = {
     "amber": "0.5% to 2%",
     "red": "above 2%",
     "unbilled": "no bill to compare with yet",
+    "partial": "some logged spend has no bill yet: the variance covers the billed providers only",
 }
 PAGE_SIZE = 100
 MONTH = re.compile(r"^(\d{4})-(\d{2})$")
@@ -78,18 +79,70 @@ def variance_status(variance_usd: Decimal | None, billed_usd: Decimal | None, pc
     return "red"
 
 
+def month_covers(period: date, today: date) -> str:
+    """The days a month's reconciliation covers: the whole month, or the month to date."""
+    last = month_end(period) - timedelta(days=1)
+    if period <= today < last:
+        return f"{spend.day_period(period, today, '').describe()} (month to date)"
+    return f"{spend.day_period(period, last, '').describe()} (whole month)"
+
+
+def coverage_pct(compared: Decimal, logged: Decimal) -> Decimal | None:
+    """The share of logged spend that has a bill, cut (never rounded up) to a tenth of a percent."""
+    if not logged:
+        return None
+    return min(compared / logged * 100, Decimal(100)).quantize(Decimal("0.1"), rounding=ROUND_DOWN)
+
+
+def coverage_words(billed: int, providers: int, pct: Decimal | None) -> str:
+    """'billed data for 3 of 4 providers, 82% of logged spend' (the percent cut, so never 100% unless whole)."""
+    text = f"billed data for {billed} of {providers} provider{'s' if providers != 1 else ''}"
+    if pct is None:
+        return text
+    return f"{text}, {pct.quantize(Decimal(1), rounding=ROUND_DOWN)}% of logged spend"
+
+
+def provider_row(row: dict[str, Any], today: date) -> ReconciliationRow:
+    """One provider's month from the mart (which compares a bill with the logged spend it covers), with what
+    the figures cover."""
+    provider, billed = row["provider"], row["billed_usd"] is not None
+    pct = coverage_pct(row["compared_logged_usd"] or ZERO, row["logged_usd"])
+    return ReconciliationRow(
+        **row,
+        provider_label=PROVIDERS.get(provider, provider),
+        covers=month_covers(row["period"], today),
+        providers=[provider],
+        billed_providers=[provider] if billed else [],
+        unbilled_providers=[provider] if row["unbilled_logged_usd"] else [],
+        coverage_pct=pct,
+        coverage=coverage_words(int(billed), 1, pct),
+    )
+
+
+def _compared(row: ReconciliationRow) -> Decimal:
+    """What a provider's bill is compared with (nothing without a bill)."""
+    if row.billed_usd is None:
+        return ZERO
+    return row.logged_usd if row.compared_logged_usd is None else row.compared_logged_usd
+
+
 def all_providers(rows: list[ReconciliationRow]) -> ReconciliationRow:
-    """One month's providers summed: everything logged, everything billed, and the variance over the
-    providers that have a bill (a provider not billed yet would otherwise read as a divergence)."""
+    """The reconciliation contract for one month's providers summed, shared by every page and report:
+    everything logged; the variance only between the providers that have a bill and what they logged; the
+    coverage (how many providers, what share of logged spend has a bill); and a status that is a colour only
+    when every logged dollar has a bill ("partial" otherwise, "unbilled" when none has one)."""
     first = rows[0]
     billed_rows = [r for r in rows if r.billed_usd is not None]
     logged = sum((r.logged_usd for r in rows), ZERO)
     billed = compared = variance = pct = None
     if billed_rows:
         billed = sum((r.billed_usd for r in billed_rows), ZERO)  # type: ignore[misc]
-        compared = sum((r.logged_usd for r in billed_rows), ZERO)
+        compared = sum((_compared(r) for r in billed_rows), ZERO)
         variance = compared - billed
         pct = variance_pct(variance, billed)
+    billed_status = variance_status(variance, billed, pct)
+    unbilled = [r.provider for r in rows if r.provider and (r.logged_usd != _compared(r))]
+    covered = coverage_pct(compared or ZERO, logged)
     sources = {r.billed_source for r in billed_rows}
     return ReconciliationRow(
         period=first.period,
@@ -102,10 +155,17 @@ def all_providers(rows: list[ReconciliationRow]) -> ReconciliationRow:
         billed_source=sources.pop() if len(sources) == 1 else "mixed" if sources else "none",
         variance_usd=variance,
         variance_pct=pct,
-        status=variance_status(variance, billed, pct),
+        status="partial" if billed_rows and unbilled else billed_status,
         divergent_days=sum(r.divergent_days for r in rows),
         compared_logged_usd=compared,
-        unbilled_providers=[r.provider for r in rows if r.billed_usd is None and r.logged_usd and r.provider],
+        unbilled_providers=unbilled,
+        unbilled_logged_usd=logged - (compared or ZERO),
+        covers=first.covers,
+        providers=[r.provider for r in rows if r.provider],
+        billed_providers=[r.provider for r in billed_rows if r.provider],
+        coverage_pct=covered,
+        coverage=coverage_words(len(billed_rows), len(rows), covered),
+        billed_status=billed_status,
     )
 
 
@@ -170,11 +230,13 @@ def provider_rows(client: Client, m: Marts, scope: Scope, months: list[date]) ->
     only, params = _providers(scope)
     rows = client.query(
         "SELECT period, period_label, provider, requests, logged_usd, billed_usd, billed_source, variance_usd,"
-        f" variance_pct, status, divergent_days FROM {m.marts}.reconciliation"
+        " variance_pct, status, billed_status, divergent_days, compared_logged_usd, unbilled_logged_usd"
+        f" FROM {m.marts}.reconciliation"
         f" WHERE workspace_id = %(ws)s AND period IN %(months)s{only} ORDER BY period DESC, provider",
         parameters={"ws": scope.workspace_id, "months": tuple(months), **params},
     ).named_results()
-    return [ReconciliationRow(provider_label=PROVIDERS.get(r["provider"], r["provider"]), **r) for r in rows]
+    today = scope.now.date()
+    return [provider_row(r, today) for r in rows]
 
 
 def last_billed_days(client: Client, m: Marts, workspace_id: UUID) -> dict[str, date]:

@@ -17,7 +17,16 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from halton_api.dashboards.filters import PROVIDERS, Period, Scope, month_end, month_start, naive
+from halton_api.dashboards.filters import (
+    PROVIDERS,
+    Period,
+    Scope,
+    month_end,
+    month_period,
+    month_start,
+    naive,
+    previous_month,
+)
 from halton_api.dashboards.models import Change, PeriodPublic, Ranked, SeriesPublic, TimeSeries, Totals
 from halton_api.dashboards.reader import Marts
 
@@ -34,7 +43,11 @@ def granularity(period: Period, grain: str = "day") -> str:
 
 def period_public(period: Period, grain: str = "day") -> PeriodPublic:
     return PeriodPublic(
-        label=period.label, start=period.start, end=period.end, granularity=granularity(period, grain)
+        label=period.label,
+        start=period.start,
+        end=period.end,
+        granularity=granularity(period, grain),
+        compared_with=period.compared_with(),
     )
 
 
@@ -92,18 +105,18 @@ def day_period(first: date, last: date, label: str) -> Period:
 
 
 def calendar_periods(now: datetime) -> dict[str, Period]:
-    """Today, this month, last month, the year so far, and last month up to today's day of the month (the fair
-    comparison for this month so far)."""
+    """Today, this month, last month, the year so far, and this month's previous period (`Period.previous`:
+    last month up to today's day of the month, the fair comparison for this month so far)."""
     today = now.date()
-    this_month = month_start(today)
-    last_month = month_start(this_month - timedelta(days=1))
-    same_day = min(last_month + timedelta(days=today.day - 1), this_month - timedelta(days=1))
+    this_month = month_period(
+        month_start(today), "This month", datetime.combine(today + timedelta(days=1), time(), UTC)
+    )
     return {
         "today": day_period(today, today, "Today"),
-        "this_month": day_period(this_month, today, "This month"),
-        "last_month": day_period(last_month, this_month - timedelta(days=1), "Last month"),
+        "this_month": this_month,
+        "last_month": month_period(previous_month(today), "Last month", now),
         "year_to_date": day_period(today.replace(month=1, day=1), today, "Year to date"),
-        "last_month_to_same_day": day_period(last_month, same_day, "Last month to the same day"),
+        "last_month_to_same_day": this_month.previous(),
     }
 
 

@@ -207,7 +207,6 @@ async def project_report(
         clusters=clusters.clusters[:TOP_CLUSTERS],
         clusters_total=len(clusters.clusters),
         basis=basis,
-        previous=period.previous(),
         time_rows=bucket_rows(
             data.spend_over_time,
             data.volume,

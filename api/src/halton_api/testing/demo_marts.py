@@ -63,7 +63,11 @@ def _database(server_url: str, name: str) -> str:
     return f"{head.rsplit('/', 1)[0]}/{name}" + (f"?{query}" if query else "")
 
 
-def build_demo(warehouse_url: str, postgres_server: str, *, requests: int = DEMO_REQUESTS) -> BuiltDemo:
+def build_demo(
+    warehouse_url: str, postgres_server: str, *, requests: int = DEMO_REQUESTS, statements: bool = True
+) -> BuiltDemo:
+    """The demo in fresh databases with its marts built; `statements=False` leaves out the pasted Gemini
+    statements, so a provider with logged spend has no bill in any month."""
     import dagster as dg
 
     from halton_pipelines.defs.dbt import halton_dbt
@@ -91,6 +95,8 @@ def build_demo(warehouse_url: str, postgres_server: str, *, requests: int = DEMO
     seed_demo_control_plane(database_url, demo, demo.billing())
     with psycopg.connect(database_url) as conn, conn.transaction():
         conn.execute("UPDATE users SET password_hash = %s", (hash_password(DEMO_PASSWORD),))
+        if not statements:
+            conn.execute("DELETE FROM billing_statements")
         # The seeded devices never synced; active ones have, a few minutes ago, as real meters would.
         conn.execute("UPDATE devices SET last_sync_at = now() - interval '3 minutes' WHERE status = 'active'")
         # ...and their meters report ACTIVE with nothing left to send (the demo cloud's silence window is long).
