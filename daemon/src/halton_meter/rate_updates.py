@@ -11,7 +11,6 @@ next call with the new catalogue on its own (:class:`~halton_meter.prices_in_for
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import sqlite3
@@ -24,6 +23,7 @@ from urllib.parse import urlsplit
 from halton_meter.catalogue import CatalogueError, install_catalogue, validate_catalogue
 from halton_meter.catalogue.diff import CatalogueDiff, diff_catalogues
 from halton_meter.catalogue.installed import installed_path
+from halton_meter.hosts import is_loopback_host
 from halton_meter.paths import MeterPaths
 from halton_meter.prices_in_force import prices_in_force
 from halton_meter.reprice import RepriceSummary, reprice
@@ -158,7 +158,7 @@ def _read_url(url: str) -> Any:
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise UpdateError(f"{url}: only https:// URLs (or a file path) can hold a catalogue")
-    if parts.scheme == "http" and not _loopback(parts.hostname):
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
         raise UpdateError(f"{url}: use https:// (plain http is accepted only from this machine)")
     try:
         with httpx.Client(timeout=FETCH_TIMEOUT_S, follow_redirects=True) as client:
@@ -177,12 +177,3 @@ def _parse(text: str, where: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise UpdateError(f"{where} is not JSON: {exc}") from exc
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

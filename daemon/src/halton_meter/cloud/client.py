@@ -14,7 +14,6 @@ no redirects, and proxies and CA bundle from the environment only for a cloud th
 from __future__ import annotations
 
 import email.utils
-import ipaddress
 import json
 import logging
 import os
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from halton_meter import __version__
+from halton_meter.hosts import is_loopback_host
 from halton_meter.settings import web_origin
 
 if TYPE_CHECKING:
@@ -141,13 +141,7 @@ def host_of(base_url: str) -> str:
 
 
 def _is_loopback(base_url: str) -> bool:
-    host = urlsplit(base_url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_host(urlsplit(base_url).hostname)
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
