@@ -79,3 +79,35 @@ def test_the_first_recommendations_follow_the_first_marts_run() -> None:
         instance.report_runless_asset_event(dg.AssetMaterialization(RECOMMENDATIONS))
         skipped = first_recommendations(dg.build_sensor_context(instance=instance))
         assert isinstance(skipped, dg.SkipReason) and "hourly" in skipped.skip_message
+
+
+def test_marts_runs_never_overlap_the_schedule_skips_while_one_is_in_flight() -> None:
+    """The 15-minute schedule once started a second full marts run beside the sensor's: both now ask the
+    instance first, and a tick that finds a marts run in flight is skipped (its work is in that run)."""
+    from halton_pipelines.defs.dbt import marts_every_15_minutes, marts_job, marts_run_in_flight
+
+    with dg.instance_for_test() as instance:
+        assert marts_run_in_flight(instance) is None
+        assert isinstance(marts_every_15_minutes(dg.build_schedule_context(instance=instance)), dg.RunRequest)
+        run = instance.create_run_for_job(
+            dg.GraphDefinition(name=marts_job.name, node_defs=[]).to_job(), status=dg.DagsterRunStatus.STARTED
+        )
+        assert marts_run_in_flight(instance).run_id == run.run_id
+        skipped = marts_every_15_minutes(dg.build_schedule_context(instance=instance))
+        assert isinstance(skipped, dg.SkipReason) and run.run_id in skipped.skip_message
+        instance.report_run_failed(run)
+        assert marts_run_in_flight(instance) is None
+        assert isinstance(marts_every_15_minutes(dg.build_schedule_context(instance=instance)), dg.RunRequest)
+
+
+def test_dbt_runs_the_executable_beside_the_interpreter(monkeypatch) -> None:
+    """Started as `.venv/bin/halton-cloud` (no `uv run`), the environment's bin/ is not on PATH: dbt must be
+    found beside the interpreter all the same."""
+    import sys
+    from pathlib import Path
+
+    from halton_pipelines.dbt_cli import dbt_executable
+
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert Path(dbt_executable()) == Path(sys.executable).with_name("dbt")
+    assert Path(dbt_executable()).is_file()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -41,6 +42,13 @@ def project_dir() -> Path:
     if configured:
         return Path(configured).resolve()
     return Path(__file__).resolve().parents[3] / "dbt"
+
+
+def dbt_executable() -> str:
+    """The `dbt` installed beside the running interpreter: started as `.venv/bin/halton-cloud` rather than
+    through `uv run`, the environment's `bin/` is not on PATH, and a bare `dbt` would not be found."""
+    beside = Path(sys.executable).with_name("dbt")
+    return str(beside) if beside.is_file() else shutil.which("dbt") or "dbt"
 
 
 def profile(settings: WarehouseSettings, *, threads: int = DEFAULT_THREADS) -> dict[str, Any]:

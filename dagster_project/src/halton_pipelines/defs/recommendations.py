@@ -84,7 +84,7 @@ first_build_job = dg.define_asset_job(
 )
 
 
-@dg.sensor(job=first_build_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
+@dg.sensor(job=first_build_job, minimum_interval_seconds=10, default_status=dg.DefaultSensorStatus.RUNNING)
 def first_recommendations(context: dg.SensorEvaluationContext):
     """Right after the first marts run of a fresh deployment (a new `halton-cloud up --demo`, say), build the
     prompt clusters, the 30-day usage and the recommendations once, instead of leaving the optimisation
