@@ -35,7 +35,12 @@ def test_definitions_load_with_every_domain(monkeypatch) -> None:
     }  # fmt: skip
     job = defs.get_job_def("halton_marts")
     marts = {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
-    assert "daily_spend" in marts and "control_plane/projects" in marts and "prompt_clusters" not in marts
+    assert "daily_spend" in marts and "control_plane/projects" in marts and "recommendations" in marts
+    from halton_pipelines.defs.dbt import ROUTINE_MARTS
+
+    routine = {k.to_user_string() for k in ROUTINE_MARTS}  # what every run but a deployment's first builds
+    assert "daily_spend" in routine and "control_plane/projects" in routine
+    assert not routine & {"prompt_clusters", "model_usage_30d", "recommendations"}
     assert {s.name for s in defs.sensors} == {"marts_after_ingestion", "first_recommendations"}
     recommendations = graph.get(dg.AssetKey(["recommendations"]))
     assert {k.to_user_string() for k in recommendations.parent_keys} == {

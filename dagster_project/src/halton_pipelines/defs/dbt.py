@@ -55,16 +55,27 @@ meter_requests = dg.AssetSpec(
 
 HISTORY_MARTS = (dg.AssetKey(["prompt_clusters"]), dg.AssetKey(["model_usage_30d"]))
 
+# Written by the optimisation checks (defs/recommendations.py), from the history marts.
+RECOMMENDATIONS = dg.AssetKey(["recommendations"])
+# What an ordinary marts run builds: the control-plane copy and the models that follow ingestion.
+ROUTINE_MARTS = sorted((set(control_plane_snapshot.keys) | set(halton_dbt.keys)) - set(HISTORY_MARTS))
+
+# Steps run in the run's own process: a step process per asset would start Python and load these
+# definitions once more (10-20 s on a busy 2-core machine) for work that is sequential anyway.
 marts_job = dg.define_asset_job(
     "halton_marts",
     selection=dg.AssetSelection.assets(control_plane_snapshot)
-    | (dg.AssetSelection.assets(halton_dbt) - dg.AssetSelection.assets(*HISTORY_MARTS)),
-    description="Copy the control plane, then build the dbt models that follow ingestion, with their tests.",
+    | dg.AssetSelection.assets(halton_dbt)
+    | dg.AssetSelection.assets(RECOMMENDATIONS),
+    executor_def=dg.in_process_executor,
+    description="Copy the control plane, then build the dbt models that follow ingestion, with their tests "
+    "(the very first run of a deployment also builds the history marts and the recommendations).",
 )
 
 history_marts_job = dg.define_asset_job(
     "halton_history_marts",
     selection=dg.AssetSelection.assets(*HISTORY_MARTS),
+    executor_def=dg.in_process_executor,
     description="Rebuild the marts that read all history: prompt clusters and the 30-day model usage.",
 )
 
@@ -88,9 +99,7 @@ IN_FLIGHT = [
 def marts_run_in_flight(instance: dg.DagsterInstance) -> dg.DagsterRun | None:
     """The marts run not finished yet, if any. The sensor and the schedule both ask before requesting one,
     so marts runs never overlap: a full build beside another only doubles the work (and the wait)."""
-    runs = instance.get_runs(
-        filters=dg.RunsFilter(job_name=marts_job.name, statuses=IN_FLIGHT), limit=1
-    )
+    runs = instance.get_runs(filters=dg.RunsFilter(job_name=marts_job.name, statuses=IN_FLIGHT), limit=1)
     return runs[0] if runs else None
 
 
@@ -107,7 +116,22 @@ def marts_every_15_minutes(context: dg.ScheduleEvaluationContext):
     running = marts_run_in_flight(context.instance)
     if running is not None:
         return dg.SkipReason(f"marts run {running.run_id} is in flight: it covers this tick")
-    return dg.RunRequest()
+    return marts_request(context.instance)
+
+
+def marts_request(instance: dg.DagsterInstance, **kwargs: Any) -> dg.RunRequest:
+    """A marts run: the routine selection, or everything while the deployment has no recommendations yet,
+    so a first run (`up --demo`) fills the clusters and optimisation pages in the same dbt invocation
+    instead of a second run launched after it."""
+    first = instance.get_latest_materialization_event(RECOMMENDATIONS) is None
+    return dg.RunRequest(asset_selection=None if first else ROUTINE_MARTS, **kwargs)
+
+
+# A run waits for ingestion to pause this long (a first sync or the demo sends its batches back to back: one
+# run after the last batch, not one on the first batches and another for the rest), but never keeps rows
+# waiting longer than MAX_WAIT_SECONDS under a steady stream.
+QUIET_SECONDS = 5
+MAX_WAIT_SECONDS = 90
 
 
 # Checked every 10 s: the query is one max() over raw.requests' primary key, and a minute's wait after a
@@ -122,18 +146,31 @@ def marts_after_ingestion(context: dg.SensorEvaluationContext, warehouse: Wareho
     running = marts_run_in_flight(context.instance)
     if running is not None:
         return dg.SkipReason(f"marts run {running.run_id} is still in flight")
+    since = context.cursor or "1970-01-01 00:00:00.000"
     row = (
         warehouse.client()
-        .query(f"SELECT toString(max(ingested_at)), count() > 0 FROM {warehouse.databases.raw}.requests")
+        .query(
+            "SELECT toString(max(ingested_at)), count() > 0,"
+            " dateDiff('millisecond', max(ingested_at), now64(3)) / 1000,"
+            " dateDiff('millisecond', minIf(ingested_at, ingested_at > toDateTime64({since:String}, 3, 'UTC')),"
+            f" now64(3)) / 1000 FROM {warehouse.databases.raw}.requests",
+            parameters={"since": since},
+        )
         .result_rows[0]
     )
-    newest, any_rows = row[0], bool(row[1])
+    newest, any_rows, quiet_for, waiting_for = row[0], bool(row[1]), float(row[2]), float(row[3])
     if not any_rows:
         return dg.SkipReason("raw.requests is empty")
     if context.cursor == newest:
         return dg.SkipReason(f"nothing ingested since {newest}")
+    if quiet_for < QUIET_SECONDS and waiting_for < MAX_WAIT_SECONDS:
+        return dg.SkipReason(
+            f"batches still arriving (the last {quiet_for:.0f} s ago): one run for all of them"
+        )
     context.update_cursor(newest)
-    return dg.RunRequest(run_key=f"ingested-{newest}", tags={"halton/ingested_through": newest})
+    return marts_request(
+        context.instance, run_key=f"ingested-{newest}", tags={"halton/ingested_through": newest}
+    )
 
 
 defs = dg.Definitions(
