@@ -15,6 +15,8 @@ import signal
 import socket
 import subprocess
 import sys
+import time
+import warnings
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -197,6 +199,10 @@ def up(
     from halton_api.first_run import FirstRunWatch
     from halton_warehouse import WarehouseSettings
 
+    started_at = time.monotonic()
+    verbose = logging.getLogger().level <= logging.DEBUG
+    if not verbose:
+        _product_lines_only()
     settings = _settings(data_dir=data_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     previous = {sig: signal.signal(sig, _stop_on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -227,6 +233,8 @@ def up(
             if database_url is None:
                 console.print("starting the embedded PostgreSQL…")
                 database_url = stack.enter_context(postgres.embedded_postgres(settings.data_dir))
+            if dagster:  # first: its code server takes longest to load, and needs no migrated store to do it
+                stack.enter_context(_dagster(settings, database_url, warehouse_url, dagster_port))
             _migrate_all(settings, database_url, warehouse_url)
             warehouse = settings.warehouse.model_copy(update={"clickhouse_url": warehouse_url})
             app_settings = settings.model_copy(update={"database_url": database_url, "warehouse": warehouse})
@@ -235,7 +243,7 @@ def up(
                 create_app(app_settings),
                 host=host,
                 port=port,
-                log_level="info",
+                log_level="debug" if verbose else "warning",
                 lifespan="on",
                 access_log=False,
                 **app_settings.uvicorn_options(),
@@ -246,8 +254,6 @@ def up(
             )
             if loader is not None:
                 stack.callback(loader.stop)
-            if dagster:
-                stack.enter_context(_dagster(app_settings, database_url, warehouse_url, dagster_port))
             watch = (
                 FirstRunWatch(
                     loader=lambda: loader.process,
@@ -256,6 +262,7 @@ def up(
                     pipelines=dagster,
                     final_line=lambda: _ready_line(loader),
                     say=console.print,
+                    started_at=started_at,
                 )
                 if loader is not None
                 else None
@@ -273,6 +280,15 @@ def up(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _product_lines_only() -> None:
+    """`up` talks through its own console lines: library chatter (WeasyPrint's progress, uvicorn's start-up,
+    per-migration and per-server log lines that the summary lines repeat, pgserver's XDG_RUNTIME_DIR note)
+    stays out of the terminal unless -v asks for it. Warnings and errors still show."""
+    logging.getLogger().setLevel(logging.WARNING)
+    logging.getLogger("halton_api.settings").setLevel(logging.INFO)  # "generated a development secret key"
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
 
 
 @main.command()
@@ -373,6 +389,9 @@ def _dagster(settings: CloudSettings, database_url: str, warehouse_url: str, por
 
     home = settings.data_dir / "dagster"
     home.mkdir(parents=True, exist_ok=True)
+    instance_yaml = home / "dagster.yaml"
+    if not instance_yaml.exists():  # the instance defaults, minus the telemetry banner in every log
+        instance_yaml.write_text("telemetry:\n  enabled: false\n")
     port = port or _free_port()
     env = {
         **os.environ,

@@ -32,7 +32,9 @@ class FirstRunWatch:
         pipelines: bool,
         final_line: Callable[[], str],
         say: Callable[[str], None],
+        started_at: float,
     ) -> None:
+        """`started_at`: when `up` started (time.monotonic()), what the progress lines count from."""
         self._loader = loader
         self._warehouse_url = warehouse_url
         self._databases = databases
@@ -41,7 +43,7 @@ class FirstRunWatch:
         self._say = say
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="first-run-watch", daemon=True)
-        self.started_at = time.monotonic()
+        self.started_at = started_at
 
     def start(self) -> None:
         self._thread.start()
