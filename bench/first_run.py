@@ -76,16 +76,16 @@ def has_data(page: str, body: dict) -> bool:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--busy-core", action="store_true", help="Keep one core busy with another process.")
     parser.add_argument("--entry", choices=["uv", "venv"], default="venv", help="How `up` is started.")
     parser.add_argument("--requests", type=int, default=200_000)
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--extra", default="", help="More `up` arguments, space separated.")
     args = parser.parse_args()
-    spinner = (
-        subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy_core else None
-    )
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy_core else None
     try:
         run(args)
     finally:
@@ -106,7 +106,9 @@ def run(args: argparse.Namespace) -> None:
     )
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"load before {os.getloadavg()[0]:.1f}, busy core: {args.busy_core}, entry: {args.entry}")  # fmt: skip
-    with tempfile.TemporaryDirectory(prefix="halton-first-run-", dir=os.environ.get("HALTON_BENCH_DIR")) as tmp:
+    with tempfile.TemporaryDirectory(
+        prefix="halton-first-run-", dir=os.environ.get("HALTON_BENCH_DIR")
+    ) as tmp:
         up[up.index("--data-dir") + 1] = str(Path(tmp) / "cloud")
         env = {k: v for k, v in os.environ.items() if not k.startswith("HALTON_")}
         started = time.monotonic()

@@ -215,3 +215,15 @@ def pairing_starts_from_rotating_addresses(base: str, count: int) -> list[int]:
         ).status_code
         for i in range(count)
     ]
+
+
+def test_migrations_are_listed_without_false_gaps() -> None:
+    """ "applied 7 migration(s): 0001, 0002, 0003, 0005…" read like a skipped migration: numbers never used
+    are named as such, and a partial run names what it applied."""
+    from halton_api.cli import _applied
+    from halton_warehouse.migrate import Migration
+
+    migrations = [Migration(v, f"step_{v}", "") for v in (1, 2, 3, 5)]
+    assert _applied([1, 2, 3, 5], migrations) == "applied all 4 migrations, 0001 to 0005; 0004 was never used"
+    assert _applied([5], migrations) == "applied 1 new of 4 migrations: 0005 step_5"
+    assert _applied([], migrations) == "up to date (4 migrations, newest 0005 step_5)"

@@ -283,7 +283,9 @@ def test_the_sensor_asks_for_marts_after_ingestion(built: Built) -> None:
         # Once the batches pause (QUIET_SECONDS), the rows that arrived meanwhile get one run.
         deadline = time.monotonic() + 120
         while True:
-            moved = dg.build_sensor_context(instance=instance, cursor=newest, resources={"warehouse": warehouse})
+            moved = dg.build_sensor_context(
+                instance=instance, cursor=newest, resources={"warehouse": warehouse}
+            )
             answer = marts_after_ingestion(moved)
             if isinstance(answer, dg.RunRequest):
                 break
