@@ -2,9 +2,11 @@
 migrations (`migrate`), load a demo (`demo`).
 
 `up` starts what is not configured: the embedded warehouse server unless `HALTON_CLICKHOUSE_URL` is set,
-a PostgreSQL from the pgserver wheel unless `HALTON_DATABASE_URL` is set. It migrates both stores, serves
-the API with uvicorn in the foreground, and on Ctrl-C or SIGTERM stops everything it started. With `--demo`
-it loads the demo workspace in a background `halton-cloud demo` process once the API serves.
+a PostgreSQL from the pgserver wheel unless `HALTON_DATABASE_URL` is set; then the pipelines (`dagster dev`,
+unless --no-dagster). It migrates both stores, serves the API with uvicorn in the foreground, and on Ctrl-C
+or SIGTERM stops everything it started, waiting until every process is gone. With `--demo` it loads the demo
+workspace in a background `halton-cloud demo` process once the API serves, and says "Ready" once the marts
+hold it (`halton_api.first_run`).
 """
 
 from __future__ import annotations
