@@ -89,7 +89,15 @@ def test_the_first_recommendations_follow_the_first_marts_run() -> None:
 def test_marts_runs_never_overlap_the_schedule_skips_while_one_is_in_flight() -> None:
     """The 15-minute schedule once started a second full marts run beside the sensor's: both now ask the
     instance first, and a tick that finds a marts run in flight is skipped (its work is in that run)."""
-    from halton_pipelines.defs.dbt import marts_every_15_minutes, marts_job, marts_run_in_flight
+    from halton_pipelines.defs.dbt import (
+        HISTORY_MARTS,
+        RECOMMENDATIONS,
+        ROUTINE_MARTS,
+        history_marts_hourly,
+        marts_every_15_minutes,
+        marts_job,
+        marts_run_in_flight,
+    )
 
     with dg.instance_for_test() as instance:
         assert marts_run_in_flight(instance) is None
@@ -100,9 +108,18 @@ def test_marts_runs_never_overlap_the_schedule_skips_while_one_is_in_flight() ->
         assert marts_run_in_flight(instance).run_id == run.run_id
         skipped = marts_every_15_minutes(dg.build_schedule_context(instance=instance))
         assert isinstance(skipped, dg.SkipReason) and run.run_id in skipped.skip_message
+        assert isinstance(history_marts_hourly(dg.build_schedule_context(instance=instance)), dg.SkipReason)
         instance.report_run_failed(run)
         assert marts_run_in_flight(instance) is None
-        assert isinstance(marts_every_15_minutes(dg.build_schedule_context(instance=instance)), dg.RunRequest)
+        first = marts_every_15_minutes(dg.build_schedule_context(instance=instance))
+        assert first.asset_selection is None  # no recommendations yet: everything, history marts included
+        instance.report_runless_asset_event(dg.AssetMaterialization(RECOMMENDATIONS))
+        stale = marts_every_15_minutes(dg.build_schedule_context(instance=instance))
+        assert set(stale.asset_selection) == set(ROUTINE_MARTS) | set(HISTORY_MARTS)  # history never built
+        for key in HISTORY_MARTS:
+            instance.report_runless_asset_event(dg.AssetMaterialization(key))
+        routine = marts_every_15_minutes(dg.build_schedule_context(instance=instance))
+        assert set(routine.asset_selection) == set(ROUTINE_MARTS)
 
 
 def test_dbt_runs_the_executable_beside_the_interpreter(monkeypatch) -> None:

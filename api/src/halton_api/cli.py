@@ -194,6 +194,10 @@ def up(
     dagster_port: int,
 ) -> None:
     """Start the cloud on this machine and stay in the foreground until Ctrl-C or SIGTERM."""
+    started_at = time.monotonic()
+    verbose = logging.getLogger().level <= logging.DEBUG
+    if not verbose:  # before the imports below: WeasyPrint narrates while the app's stylesheets load
+        _product_lines_only()
     import uvicorn
 
     from halton_api import postgres
@@ -201,10 +205,6 @@ def up(
     from halton_api.first_run import FirstRunWatch
     from halton_warehouse import WarehouseSettings
 
-    started_at = time.monotonic()
-    verbose = logging.getLogger().level <= logging.DEBUG
-    if not verbose:
-        _product_lines_only()
     settings = _settings(data_dir=data_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     previous = {sig: signal.signal(sig, _stop_on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}

@@ -7,6 +7,7 @@ within a minute or so; the incremental models then rebuild only the days that re
 that read all history on every build (prompt clusters, the 30-day model usage) refresh hourly instead.
 """
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -79,13 +80,26 @@ history_marts_job = dg.define_asset_job(
     description="Rebuild the marts that read all history: prompt clusters and the 30-day model usage.",
 )
 
-history_marts_hourly = dg.ScheduleDefinition(
+# dbt jobs: one at a time, whichever asked (the first recommendations job is defs/recommendations.py's).
+DBT_JOBS = frozenset({"halton_marts", "halton_history_marts", "halton_first_recommendations"})
+# The history marts are rebuilt by a marts run once they are this old (and hourly when nothing arrives).
+HISTORY_MAX_AGE_SECONDS = 3600
+
+
+@dg.schedule(
     name="history_marts_hourly",
     job=history_marts_job,
     cron_schedule="7 * * * *",
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )
+def history_marts_hourly(context: dg.ScheduleEvaluationContext):
+    """Skipped while a dbt run is in flight: the next marts run rebuilds stale history marts anyway."""
+    running = marts_run_in_flight(context.instance)
+    if running is not None:
+        return dg.SkipReason(f"dbt run {running.run_id} is in flight")
+    return dg.RunRequest()
+
 
 IN_FLIGHT = [
     dg.DagsterRunStatus.NOT_STARTED,
@@ -97,10 +111,11 @@ IN_FLIGHT = [
 
 
 def marts_run_in_flight(instance: dg.DagsterInstance) -> dg.DagsterRun | None:
-    """The marts run not finished yet, if any. The sensor and the schedule both ask before requesting one,
-    so marts runs never overlap: a full build beside another only doubles the work (and the wait)."""
-    runs = instance.get_runs(filters=dg.RunsFilter(job_name=marts_job.name, statuses=IN_FLIGHT), limit=1)
-    return runs[0] if runs else None
+    """The dbt run (marts, history marts, first recommendations) not finished yet, if any. The sensor and the
+    schedules all ask before requesting one, so dbt runs never overlap: a build beside another only doubles
+    the work (and the wait)."""
+    runs = instance.get_runs(filters=dg.RunsFilter(statuses=IN_FLIGHT))
+    return next((run for run in runs if run.job_name in DBT_JOBS), None)
 
 
 @dg.schedule(
@@ -120,11 +135,16 @@ def marts_every_15_minutes(context: dg.ScheduleEvaluationContext):
 
 
 def marts_request(instance: dg.DagsterInstance, **kwargs: Any) -> dg.RunRequest:
-    """A marts run: the routine selection, or everything while the deployment has no recommendations yet,
-    so a first run (`up --demo`) fills the clusters and optimisation pages in the same dbt invocation
+    """A marts run: the routine selection, plus the history marts when they are over an hour old (so their
+    hourly rebuild never runs beside a marts run), or everything while the deployment has no recommendations
+    yet, so a first run (`up --demo`) fills the clusters and optimisation pages in the same dbt invocation
     instead of a second run launched after it."""
     first = instance.get_latest_materialization_event(RECOMMENDATIONS) is None
-    return dg.RunRequest(asset_selection=None if first else ROUTINE_MARTS, **kwargs)
+    history = instance.get_latest_materialization_event(HISTORY_MARTS[0])
+    stale = history is None or time.time() - history.timestamp > HISTORY_MAX_AGE_SECONDS
+    if first:
+        return dg.RunRequest(**kwargs)
+    return dg.RunRequest(asset_selection=ROUTINE_MARTS + (list(HISTORY_MARTS) if stale else []), **kwargs)
 
 
 # A run waits for ingestion to pause this long (a first sync or the demo sends its batches back to back: one
