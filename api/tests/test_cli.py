@@ -65,6 +65,7 @@ def test_up_serves_a_healthy_api_and_stops_everything_on_sigterm(server_dir: Pat
             "0",
             "--warehouse-port",
             "0",
+            "--no-dagster",
         ],
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
@@ -95,6 +96,71 @@ def test_up_serves_a_healthy_api_and_stops_everything_on_sigterm(server_dir: Pat
     assert not _running(int(postmaster)), "the embedded PostgreSQL should be stopped"
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{base}/healthz", timeout=2)
+
+
+def test_up_from_the_environments_bin_runs_the_pipelines_and_ctrl_c_leaves_no_process(
+    server_dir: Path,
+) -> None:
+    """Started as `.venv/bin/halton-cloud up` (the environment's bin/ not on PATH, no `uv run`), plain `up`
+    runs Dagster on the port asked for; Ctrl-C stops it all: when `up` has exited, no process it started
+    (Dagster's webserver, daemon, code server, the warehouse, PostgreSQL) is left."""
+    bin_dir = Path(sys.executable).parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HALTON_")}
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if Path(p) != bin_dir)
+    dagster_port = free_port()
+    process = subprocess.Popen(
+        [str(bin_dir / "halton-cloud"), "up", "--data-dir", str(server_dir), "--port", "0",
+         "--warehouse-port", "0", "--dagster-port", str(dagster_port)],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        env=env,
+    )  # fmt: skip
+    seen: list[str] = []
+    try:
+        _wait_for_line(process, rf"starting Dagster on http://127\.0\.0\.1:{dagster_port}", 90, seen)
+        _wait_for_line(process, r"Press Ctrl-C to stop", 90, seen)
+        # Wait for Dagster's code server: the process that once outlived `up` by a minute.
+        deadline = time.monotonic() + 180
+        while not any(
+            "grpc" in " ".join(_cmdline(c)) for c in psutil.Process(process.pid).children(recursive=True)
+        ):
+            assert time.monotonic() < deadline and process.poll() is None, "".join(seen)
+            time.sleep(0.2)
+        _wait_for_dagster(dagster_port, process, seen)
+        started = psutil.Process(process.pid).children(recursive=True)
+        postmaster = int((server_dir / "postgres" / "postmaster.pid").read_text().split()[0])
+        started.append(psutil.Process(postmaster))
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=120) == 0, "".join(seen)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    left = [(c.pid, _cmdline(c)) for c in started if _running(c.pid)]
+    assert not left, f"still running after `up` exited: {left}"
+    output = "".join(seen)
+    assert "dbt executable not found" not in output
+    assert "warehouse: applied all" in output and "control plane: applied all" in output, output
+
+
+def _cmdline(process: psutil.Process) -> list[str]:
+    try:
+        return process.cmdline()
+    except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+        return []
+
+
+def _wait_for_dagster(port: int, process: subprocess.Popen[bytes], seen: list[str]) -> None:
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/server_info", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline and process.poll() is None, (
+            f"Dagster never answered: {''.join(seen)}"
+        )
+        time.sleep(0.5)
 
 
 def test_production_without_a_secret_refuses_to_start(server_dir: Path) -> None:
@@ -149,3 +215,15 @@ def pairing_starts_from_rotating_addresses(base: str, count: int) -> list[int]:
         ).status_code
         for i in range(count)
     ]
+
+
+def test_migrations_are_listed_without_false_gaps() -> None:
+    """ "applied 7 migration(s): 0001, 0002, 0003, 0005…" read like a skipped migration: numbers never used
+    are named as such, and a partial run names what it applied."""
+    from halton_api.cli import _applied
+    from halton_warehouse.migrate import Migration
+
+    migrations = [Migration(v, f"step_{v}", "") for v in (1, 2, 3, 5)]
+    assert _applied([1, 2, 3, 5], migrations) == "applied all 4 migrations, 0001 to 0005; 0004 was never used"
+    assert _applied([5], migrations) == "applied 1 new of 4 migrations: 0005 step_5"
+    assert _applied([], migrations) == "up to date (4 migrations, newest 0005 step_5)"

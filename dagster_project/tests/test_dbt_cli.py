@@ -58,3 +58,15 @@ def test_vars_merge_with_the_callers() -> None:
     )
     assert args[:3] == ["build", "--select", "marts"]
     assert json.loads(args[-1]) == {"database_prefix": "x_", "as_of": "2026-11-01"}
+
+
+def test_help_says_what_halton_dbt_does_then_dbts_own_help(capfd) -> None:
+    """`halton-dbt --help` once printed nothing and exited 1 (dbt's runner swallows --help)."""
+    from halton_pipelines.dbt_cli import main
+
+    assert main(["--help"]) == 0
+    out = capfd.readouterr().out
+    assert out.startswith("usage: halton-dbt")
+    assert "Usage: dbt [OPTIONS] [COMMAND]" in out
+    assert main(["build", "--help"]) == 0
+    assert "--full-refresh" in capfd.readouterr().out

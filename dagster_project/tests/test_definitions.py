@@ -35,7 +35,12 @@ def test_definitions_load_with_every_domain(monkeypatch) -> None:
     }  # fmt: skip
     job = defs.get_job_def("halton_marts")
     marts = {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
-    assert "daily_spend" in marts and "control_plane/projects" in marts and "prompt_clusters" not in marts
+    assert "daily_spend" in marts and "control_plane/projects" in marts and "recommendations" in marts
+    from halton_pipelines.defs.dbt import ROUTINE_MARTS
+
+    routine = {k.to_user_string() for k in ROUTINE_MARTS}  # what every run but a deployment's first builds
+    assert "daily_spend" in routine and "control_plane/projects" in routine
+    assert not routine & {"prompt_clusters", "model_usage_30d", "recommendations"}
     assert {s.name for s in defs.sensors} == {"marts_after_ingestion", "first_recommendations"}
     recommendations = graph.get(dg.AssetKey(["recommendations"]))
     assert {k.to_user_string() for k in recommendations.parent_keys} == {
@@ -79,3 +84,52 @@ def test_the_first_recommendations_follow_the_first_marts_run() -> None:
         instance.report_runless_asset_event(dg.AssetMaterialization(RECOMMENDATIONS))
         skipped = first_recommendations(dg.build_sensor_context(instance=instance))
         assert isinstance(skipped, dg.SkipReason) and "hourly" in skipped.skip_message
+
+
+def test_marts_runs_never_overlap_the_schedule_skips_while_one_is_in_flight() -> None:
+    """The 15-minute schedule once started a second full marts run beside the sensor's: both now ask the
+    instance first, and a tick that finds a marts run in flight is skipped (its work is in that run)."""
+    from halton_pipelines.defs.dbt import (
+        HISTORY_MARTS,
+        RECOMMENDATIONS,
+        ROUTINE_MARTS,
+        history_marts_hourly,
+        marts_every_15_minutes,
+        marts_job,
+        marts_run_in_flight,
+    )
+
+    with dg.instance_for_test() as instance:
+        assert marts_run_in_flight(instance) is None
+        assert isinstance(marts_every_15_minutes(dg.build_schedule_context(instance=instance)), dg.RunRequest)
+        run = instance.create_run_for_job(
+            dg.GraphDefinition(name=marts_job.name, node_defs=[]).to_job(), status=dg.DagsterRunStatus.STARTED
+        )
+        assert marts_run_in_flight(instance).run_id == run.run_id
+        skipped = marts_every_15_minutes(dg.build_schedule_context(instance=instance))
+        assert isinstance(skipped, dg.SkipReason) and run.run_id in skipped.skip_message
+        assert isinstance(history_marts_hourly(dg.build_schedule_context(instance=instance)), dg.SkipReason)
+        instance.report_run_failed(run)
+        assert marts_run_in_flight(instance) is None
+        first = marts_every_15_minutes(dg.build_schedule_context(instance=instance))
+        assert first.asset_selection is None  # no recommendations yet: everything, history marts included
+        instance.report_runless_asset_event(dg.AssetMaterialization(RECOMMENDATIONS))
+        stale = marts_every_15_minutes(dg.build_schedule_context(instance=instance))
+        assert set(stale.asset_selection) == set(ROUTINE_MARTS) | set(HISTORY_MARTS)  # history never built
+        for key in HISTORY_MARTS:
+            instance.report_runless_asset_event(dg.AssetMaterialization(key))
+        routine = marts_every_15_minutes(dg.build_schedule_context(instance=instance))
+        assert set(routine.asset_selection) == set(ROUTINE_MARTS)
+
+
+def test_dbt_runs_the_executable_beside_the_interpreter(monkeypatch) -> None:
+    """Started as `.venv/bin/halton-cloud` (no `uv run`), the environment's bin/ is not on PATH: dbt must be
+    found beside the interpreter all the same."""
+    import sys
+    from pathlib import Path
+
+    from halton_pipelines.dbt_cli import dbt_executable
+
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert Path(dbt_executable()) == Path(sys.executable).with_name("dbt")
+    assert Path(dbt_executable()).is_file()

@@ -69,3 +69,23 @@ def test_stop_is_clean_and_idempotent(server_dir: Path) -> None:
     assert server.address == f"http://127.0.0.1:{server.port}" and server.pid > 0
     assert server.stop() == 0
     assert server.stop() == 0
+
+
+def test_other_programs_find_the_running_server_on_whatever_port_it_got(server_dir: Path) -> None:
+    """`halton-cloud up --warehouse-port 0` (or any port but 8123): `halton-dbt` and friends, given only the
+    data dir, reach that server with its admin login; once it stops they no longer point at it."""
+    from halton_warehouse import WarehouseSettings
+    from halton_warehouse.running import running_address
+
+    data_dir = server_dir / "cloud"
+    with start_embedded(data_dir / "warehouse", log_path=server_dir / "server.log") as server:
+        assert running_address(data_dir / "warehouse") == server.address
+        found = WarehouseSettings(data_dir=data_dir)
+        assert found.clickhouse_url == f"{server.url}/"
+        client = connect(found.clickhouse_url)
+        try:
+            assert client.query("SELECT 1").result_rows == [(1,)]
+        finally:
+            client.close()
+    assert running_address(data_dir / "warehouse") is None
+    assert ":8123" in WarehouseSettings(data_dir=data_dir).clickhouse_url

@@ -2,9 +2,11 @@
 migrations (`migrate`), load a demo (`demo`).
 
 `up` starts what is not configured: the embedded warehouse server unless `HALTON_CLICKHOUSE_URL` is set,
-a PostgreSQL from the pgserver wheel unless `HALTON_DATABASE_URL` is set. It migrates both stores, serves
-the API with uvicorn in the foreground, and on Ctrl-C or SIGTERM stops everything it started. With `--demo`
-it loads the demo workspace in a background `halton-cloud demo` process once the API serves.
+a PostgreSQL from the pgserver wheel unless `HALTON_DATABASE_URL` is set; then the pipelines (`dagster dev`,
+unless --no-dagster). It migrates both stores, serves the API with uvicorn in the foreground, and on Ctrl-C
+or SIGTERM stops everything it started, waiting until every process is gone. With `--demo` it loads the demo
+workspace in a background `halton-cloud demo` process once the API serves, and says "Ready" once the marts
+hold it (`halton_api.first_run`).
 """
 
 from __future__ import annotations
@@ -12,12 +14,16 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
+import warnings
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 import psycopg
@@ -25,11 +31,16 @@ from rich.console import Console
 
 from halton_api.settings import CloudSettings, SettingsError
 
+if TYPE_CHECKING:
+    from halton_api.first_run import FirstRunWatch
+    from halton_warehouse.migrate import Migration
+
 log = logging.getLogger(__name__)
 console = Console(stderr=True, soft_wrap=True)
 
 DEFAULT_PORT = 8000
 DEFAULT_WAREHOUSE_PORT = 8123
+DEFAULT_DAGSTER_PORT = 3000
 DEFAULT_DEMO_REQUESTS = 200_000
 
 
@@ -65,13 +76,14 @@ def _migrate_all(settings: CloudSettings, database_url: str, warehouse_url: str)
 
     from halton_api import postgres
     from halton_warehouse import connect
+    from halton_warehouse.migrate import load_migrations
     from halton_warehouse.migrate import migrate as migrate_warehouse
 
     try:
         applied = postgres.migrate(database_url)
     except psycopg.OperationalError as error:
         raise click.ClickException(f"cannot reach the control-plane database: {error}") from None
-    console.print(f"control plane: {_applied(applied)}")
+    console.print(f"control plane: {_applied(applied, postgres.load_migrations())}")
     try:
         client = connect(warehouse_url)
         try:
@@ -85,13 +97,30 @@ def _migrate_all(settings: CloudSettings, database_url: str, warehouse_url: str)
             f"cannot reach the warehouse at {warehouse_url} ({error}): start it with `halton-cloud up` "
             "or point HALTON_CLICKHOUSE_URL at a running server"
         ) from None
-    console.print(f"warehouse: {_applied(applied)}")
+    console.print(f"warehouse: {_applied(applied, load_migrations())}")
 
 
-def _applied(versions: list[int]) -> str:
+def _applied(versions: list[int], migrations: list[Migration]) -> str:
+    """What a migrate step did, in words that leave no false gap: the numbers never used are named as such
+    ("0001, 0002, 0003, 0005" alone reads like a skipped migration)."""
+    newest = migrations[-1] if migrations else None
     if not versions:
-        return "up to date"
-    return f"applied {len(versions)} migration(s): {', '.join(f'{v:04d}' for v in versions)}"
+        return (
+            f"up to date ({len(migrations)} migrations, newest {newest.version:04d} {newest.name})"
+            if newest
+            else "up to date"
+        )
+    names = {m.version: m.name for m in migrations}
+    unused = sorted(set(range(1, newest.version + 1)) - set(names)) if newest else []
+    gaps = (
+        f"; {', '.join(f'{v:04d}' for v in unused)} {'was' if len(unused) == 1 else 'were'} never used"
+        if unused
+        else ""
+    )
+    if len(versions) == len(migrations):
+        return f"applied all {len(versions)} migrations, {versions[0]:04d} to {versions[-1]:04d}{gaps}"
+    listed = ", ".join(f"{v:04d} {names.get(v, '')}".rstrip() for v in versions)
+    return f"applied {len(versions)} new of {len(migrations)} migrations: {listed}"
 
 
 @main.command()
@@ -142,8 +171,17 @@ def migrate(data_dir: Path | None) -> None:
 )
 @click.option(
     "--dagster/--no-dagster",
-    default=None,
-    help="Also run `dagster dev` (UI on 127.0.0.1:3000, DAGSTER_HOME under the data dir); default: with --demo.",
+    default=True,
+    show_default=True,
+    help="Run the pipelines (`dagster dev`, DAGSTER_HOME under the data dir): marts built after ingestion, "
+    "billing pulls, prices, recommendations. --no-dagster leaves them out (then `halton-dbt build` by hand).",
+)
+@click.option(
+    "--dagster-port",
+    default=DEFAULT_DAGSTER_PORT,
+    show_default=True,
+    type=click.IntRange(min=0, max=65535),
+    help="Dagster UI port on 127.0.0.1 (0: any free port).",
 )
 def up(
     data_dir: Path | None,
@@ -152,13 +190,19 @@ def up(
     warehouse_port: int,
     demo: bool,
     demo_requests: int,
-    dagster: bool | None,
+    dagster: bool,
+    dagster_port: int,
 ) -> None:
     """Start the cloud on this machine and stay in the foreground until Ctrl-C or SIGTERM."""
+    started_at = time.monotonic()
+    verbose = logging.getLogger().level <= logging.DEBUG
+    if not verbose:  # before the imports below: WeasyPrint narrates while the app's stylesheets load
+        _product_lines_only()
     import uvicorn
 
     from halton_api import postgres
     from halton_api.app import create_app
+    from halton_api.first_run import FirstRunWatch
     from halton_warehouse import WarehouseSettings
 
     settings = _settings(data_dir=data_dir)
@@ -191,6 +235,8 @@ def up(
             if database_url is None:
                 console.print("starting the embedded PostgreSQL…")
                 database_url = stack.enter_context(postgres.embedded_postgres(settings.data_dir))
+            if dagster:  # first: its code server takes longest to load, and needs no migrated store to do it
+                stack.enter_context(_dagster(settings, database_url, warehouse_url, dagster_port))
             _migrate_all(settings, database_url, warehouse_url)
             warehouse = settings.warehouse.model_copy(update={"clickhouse_url": warehouse_url})
             app_settings = settings.model_copy(update={"database_url": database_url, "warehouse": warehouse})
@@ -199,7 +245,7 @@ def up(
                 create_app(app_settings),
                 host=host,
                 port=port,
-                log_level="info",
+                log_level="debug" if verbose else "warning",
                 lifespan="on",
                 access_log=False,
                 **app_settings.uvicorn_options(),
@@ -210,10 +256,23 @@ def up(
             )
             if loader is not None:
                 stack.callback(loader.stop)
-            if demo if dagster is None else dagster:
-                stack.enter_context(_dagster(app_settings, database_url, warehouse_url))
+            watch = (
+                FirstRunWatch(
+                    loader=lambda: loader.process,
+                    warehouse_url=warehouse_url,
+                    databases=warehouse.databases,
+                    pipelines=dagster,
+                    final_line=lambda: _ready_line(loader),
+                    say=console.print,
+                    started_at=started_at,
+                )
+                if loader is not None
+                else None
+            )
+            if watch is not None:
+                stack.callback(watch.stop)
             _announce_when_started(
-                server_, host, _redact(warehouse_url) + warehouse_note, database_url, loader
+                server_, host, _redact(warehouse_url) + warehouse_note, database_url, loader, watch
             )
             server_.run()
             if not server_.started:
@@ -223,6 +282,15 @@ def up(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _product_lines_only() -> None:
+    """`up` talks through its own console lines: library chatter (WeasyPrint's progress, uvicorn's start-up,
+    per-migration and per-server log lines that the summary lines repeat, pgserver's XDG_RUNTIME_DIR note)
+    stays out of the terminal unless -v asks for it. Warnings and errors still show."""
+    logging.getLogger().setLevel(logging.WARNING)
+    logging.getLogger("halton_api.settings").setLevel(logging.INFO)  # "generated a development secret key"
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
 
 
 @main.command()
@@ -256,7 +324,12 @@ def serve(host: str, port: int, log_level: str) -> None:
 
 
 def _announce_when_started(
-    server, host: str, warehouse: str, database_url: str, loader: _DemoLoader | None = None
+    server,
+    host: str,
+    warehouse: str,
+    database_url: str,
+    loader: _DemoLoader | None = None,
+    watch: FirstRunWatch | None = None,
 ) -> None:
     """Print where to go once uvicorn is listening (the port is known only then when --port 0).
 
@@ -287,7 +360,9 @@ def _announce_when_started(
                 f"  demo:       sign in at {base}/signin as [bold]ada@acme.example[/] / [bold]{DEMO_PASSWORD}[/]"
                 f" ({loader.requests:,} requests loading in the background)"
             )
-            loader.start(f"http://127.0.0.1:{bound}" if host in ("0.0.0.0", "::") else base)
+            loader.start(f"http://127.0.0.1:{bound}" if host in ("0.0.0.0", "::") else base, base)
+        if watch is not None:
+            watch.start()
         console.print("Press Ctrl-C to stop.")
         sys.stderr.flush()
 
@@ -309,34 +384,59 @@ def _redact(url: str) -> str:
 
 
 @contextmanager
-def _dagster(settings: CloudSettings, database_url: str, warehouse_url: str) -> Iterator[None]:
-    """`dagster dev` on 127.0.0.1:3000 against the same stores, stopped (with its children) on the way out."""
+def _dagster(settings: CloudSettings, database_url: str, warehouse_url: str, port: int) -> Iterator[None]:
+    """`dagster dev` on 127.0.0.1:`port` against the same stores; on the way out it is stopped with every
+    process it started (code server, run workers, dbt), and `up` waits until they are all gone."""
+    from halton_api.process_groups import start_group, stop_group
+
     home = settings.data_dir / "dagster"
     home.mkdir(parents=True, exist_ok=True)
+    instance_yaml = home / "dagster.yaml"
+    if not instance_yaml.exists():  # the instance defaults, minus the telemetry banner in every log
+        instance_yaml.write_text("telemetry:\n  enabled: false\n")
+    port = port or _free_port()
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),
         "HALTON_DATABASE_URL": database_url,
         "HALTON_CLICKHOUSE_URL": warehouse_url,
         "HALTON_SECRET_KEY": settings.secret().decode(),
+        # Library notes (deprecations, the Dagster home hint) belong in dagster.log, not on the terminal.
+        "PYTHONWARNINGS": "ignore::DeprecationWarning,ignore::UserWarning",
     }
     executable = Path(sys.executable).with_name("dagster")
-    command = [str(executable), "dev", "-m", "halton_pipelines.definitions", "-h", "127.0.0.1", "-p", "3000"]
-    log_file = (settings.data_dir / "dagster.log").open("ab")
-    console.print(f"starting Dagster on http://127.0.0.1:3000 (log: {settings.data_dir / 'dagster.log'})…")
-    process = subprocess.Popen(
-        command, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
-    )
+    command = [
+        str(executable),
+        "dev",
+        "-m",
+        "halton_pipelines.definitions",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
+    log = settings.data_dir / "dagster.log"
+    console.print(f"starting Dagster on http://127.0.0.1:{port} (log: {log})…")
+    process = start_group(command, env=env, log=log)
     try:
         yield
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-        log_file.close()
+        stop_group(process)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _ready_line(loader: _DemoLoader) -> str:
+    from halton_api.demo import DEMO_PASSWORD
+
+    return (
+        f"[bold green]Ready[/]: {loader.public_url}/signin as [bold]ada@acme.example[/] / "
+        f"[bold]{DEMO_PASSWORD}[/]"
+    )
 
 
 class _DemoLoader:
@@ -349,8 +449,10 @@ class _DemoLoader:
         self.warehouse_url = warehouse_url
         self.data_dir = data_dir
         self.process: subprocess.Popen[bytes] | None = None
+        self.public_url = ""
 
-    def start(self, api_url: str) -> None:
+    def start(self, api_url: str, public_url: str) -> None:
+        self.public_url = public_url
         env = {
             **os.environ,
             "HALTON_DATABASE_URL": self.database_url,

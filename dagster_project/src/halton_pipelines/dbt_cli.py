@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -41,6 +43,13 @@ def project_dir() -> Path:
     if configured:
         return Path(configured).resolve()
     return Path(__file__).resolve().parents[3] / "dbt"
+
+
+def dbt_executable() -> str:
+    """The `dbt` installed beside the running interpreter: started as `.venv/bin/halton-cloud` rather than
+    through `uv run`, the environment's `bin/` is not on PATH, and a bare `dbt` would not be found."""
+    beside = Path(sys.executable).with_name("dbt")
+    return str(beside) if beside.is_file() else shutil.which("dbt") or "dbt"
 
 
 def profile(settings: WarehouseSettings, *, threads: int = DEFAULT_THREADS) -> dict[str, Any]:
@@ -103,12 +112,32 @@ def with_vars(args: list[str], variables: dict[str, Any]) -> list[str]:
     return [*out, "--vars", json.dumps(merged)]
 
 
+USAGE = """usage: halton-dbt DBT-COMMAND [DBT-OPTIONS]
+
+dbt on the `halton` project against the warehouse this machine's cloud uses: HALTON_CLICKHOUSE_URL when set,
+else the embedded warehouse `halton-cloud up` runs under HALTON_DATA_DIR (default ~/.halton-cloud), on the
+port it got and with its admin login. The profile is generated; --project-dir and --profiles-dir are set.
+
+  halton-dbt build     every model, with its tests
+  halton-dbt docs      generate the docs, then serve them on http://127.0.0.1:8080
+
+dbt's own help follows (`halton-dbt COMMAND --help` for one command's options).
+"""
+
+
 def main(argv: list[str] | None = None) -> int:
     """`halton-dbt ARGS`: dbt on the `halton` project against the configured warehouse."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or any(arg in ("-h", "--help") for arg in args) or args[0] == "help":
+        # dbt's programmatic runner answers --help with nothing and a failure: ask the dbt executable.
+        print(USAGE, flush=True)
+        rest = [arg for arg in args if arg != "help"] or ["--help"]
+        return subprocess.run([dbt_executable(), *rest], check=False).returncode
+
     from dbt.cli.main import dbtRunner
 
-    args = list(sys.argv[1:] if argv is None else argv)
     settings = WarehouseSettings()
+    print(f"halton-dbt: warehouse {_redacted(settings.clickhouse_url)}", file=sys.stderr, flush=True)
     with tempfile.TemporaryDirectory(prefix="halton-dbt-") as profiles:
         write_profiles(settings, Path(profiles))
         common = ["--project-dir", str(project_dir()), "--profiles-dir", profiles]
@@ -120,6 +149,13 @@ def main(argv: list[str] | None = None) -> int:
             if not result.success:
                 return 1
     return 0
+
+
+def _redacted(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return url.replace(f":{parts.password}@", ":***@", 1)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ import logging
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -45,8 +44,7 @@ def _newest_source(project: Path) -> float:
 def _parse(project: Path, manifest: Path) -> None:
     """`dbt parse` into a scratch target, then move the manifest into place atomically (several processes
     may load the definitions at once)."""
-    dbt = Path(sys.executable).with_name("dbt")
-    executable = str(dbt) if dbt.exists() else shutil.which("dbt") or "dbt"
+    executable = dbt_cli.dbt_executable()
     settings = WarehouseSettings()
     if not settings.clickhouse_url.startswith(("http://", "https://")):
         settings = WarehouseSettings(clickhouse_url="http://127.0.0.1:8123")  # parsing never connects

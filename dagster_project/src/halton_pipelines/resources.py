@@ -164,7 +164,11 @@ class HaltonDbtResource(dg.ConfigurableResource):
         return ["build"] if self.unit_tests else ["build", "--exclude-resource-type", "unit_test"]
 
     def cli(self, args: list[str], *, context: Any = None) -> DbtCliInvocation:
-        dbt = DbtCliResource(project_dir=self.project_dir, profiles_dir=str(self.profiles_dir()))
+        dbt = DbtCliResource(
+            project_dir=self.project_dir,
+            profiles_dir=str(self.profiles_dir()),
+            dbt_executable=dbt_cli.dbt_executable(),
+        )
         return dbt.cli(dbt_cli.with_vars(args, self.variables()), context=context)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from types import TracebackType
 
 from halton_warehouse.credentials import WarehouseLogins, read_logins, with_login
+from halton_warehouse.running import forget_address, record_address
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +88,7 @@ class EmbeddedWarehouse:
                 self.process.wait()
         if self.process.stdin is not None:
             self.process.stdin.close()
+        forget_address(self.data_dir, self.process.pid)
         if self._scratch_dir is not None:
             shutil.rmtree(self._scratch_dir, ignore_errors=True)
             self._scratch_dir = None
@@ -150,6 +152,7 @@ def start_embedded(
                 server.port = int(text) if text else 0
             if server.port and _answers_ping(host, server.port):
                 server.logins = read_logins(data_dir)  # written before the server listens
+                record_address(data_dir, server.address, process.pid)
                 logger.info("embedded warehouse %s on %s (pid %d)", server.url, data_dir, process.pid)
                 return server
             if time.monotonic() > deadline:

@@ -9,6 +9,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from halton_warehouse.credentials import read_logins, with_login
+from halton_warehouse.running import running_address
 
 EMBEDDED_PORT = 8123
 DEFAULT_DATA_DIR = Path("~/.halton-cloud")
@@ -51,8 +52,12 @@ class WarehouseSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _embedded_login(self) -> WarehouseSettings:
-        # Left unset, the URL is the embedded server's: log in as it told its owner to.
+        # Left unset, the URL is the embedded server's: where it runs now (`up` may have given it another
+        # port), logged in as it told its owner to.
         if "clickhouse_url" not in self.model_fields_set:
+            address = running_address(self.embedded_dir)
+            if address is not None:
+                self.clickhouse_url = f"{address}/"
             logins = read_logins(self.embedded_dir)
             if logins is not None:
                 self.clickhouse_url = with_login(self.clickhouse_url, logins.admin)

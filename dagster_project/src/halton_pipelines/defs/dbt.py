@@ -7,6 +7,7 @@ within a minute or so; the incremental models then rebuild only the days that re
 that read all history on every build (prompt clusters, the 30-day model usage) refresh hourly instead.
 """
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -55,63 +56,141 @@ meter_requests = dg.AssetSpec(
 
 HISTORY_MARTS = (dg.AssetKey(["prompt_clusters"]), dg.AssetKey(["model_usage_30d"]))
 
+# Written by the optimisation checks (defs/recommendations.py), from the history marts.
+RECOMMENDATIONS = dg.AssetKey(["recommendations"])
+# What an ordinary marts run builds: the control-plane copy and the models that follow ingestion.
+ROUTINE_MARTS = sorted((set(control_plane_snapshot.keys) | set(halton_dbt.keys)) - set(HISTORY_MARTS))
+
+# Steps run in the run's own process: a step process per asset would start Python and load these
+# definitions once more (10-20 s on a busy 2-core machine) for work that is sequential anyway.
 marts_job = dg.define_asset_job(
     "halton_marts",
     selection=dg.AssetSelection.assets(control_plane_snapshot)
-    | (dg.AssetSelection.assets(halton_dbt) - dg.AssetSelection.assets(*HISTORY_MARTS)),
-    description="Copy the control plane, then build the dbt models that follow ingestion, with their tests.",
+    | dg.AssetSelection.assets(halton_dbt)
+    | dg.AssetSelection.assets(RECOMMENDATIONS),
+    executor_def=dg.in_process_executor,
+    description="Copy the control plane, then build the dbt models that follow ingestion, with their tests "
+    "(the very first run of a deployment also builds the history marts and the recommendations).",
 )
 
 history_marts_job = dg.define_asset_job(
     "halton_history_marts",
     selection=dg.AssetSelection.assets(*HISTORY_MARTS),
+    executor_def=dg.in_process_executor,
     description="Rebuild the marts that read all history: prompt clusters and the 30-day model usage.",
 )
 
-history_marts_hourly = dg.ScheduleDefinition(
+# dbt jobs: one at a time, whichever asked (the first recommendations job is defs/recommendations.py's).
+DBT_JOBS = frozenset({"halton_marts", "halton_history_marts", "halton_first_recommendations"})
+# The history marts are rebuilt by a marts run once they are this old (and hourly when nothing arrives).
+HISTORY_MAX_AGE_SECONDS = 3600
+
+
+@dg.schedule(
     name="history_marts_hourly",
     job=history_marts_job,
     cron_schedule="7 * * * *",
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )
+def history_marts_hourly(context: dg.ScheduleEvaluationContext):
+    """Skipped while a dbt run is in flight: the next marts run rebuilds stale history marts anyway."""
+    running = marts_run_in_flight(context.instance)
+    if running is not None:
+        return dg.SkipReason(f"dbt run {running.run_id} is in flight")
+    return dg.RunRequest()
 
-marts_every_15_minutes = dg.ScheduleDefinition(
+
+IN_FLIGHT = [
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
+
+
+def marts_run_in_flight(instance: dg.DagsterInstance) -> dg.DagsterRun | None:
+    """The dbt run (marts, history marts, first recommendations) not finished yet, if any. The sensor and the
+    schedules all ask before requesting one, so dbt runs never overlap: a build beside another only doubles
+    the work (and the wait)."""
+    runs = instance.get_runs(filters=dg.RunsFilter(statuses=IN_FLIGHT))
+    return next((run for run in runs if run.job_name in DBT_JOBS), None)
+
+
+@dg.schedule(
     name="marts_every_15_minutes",
     job=marts_job,
     cron_schedule="*/15 * * * *",
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )
+def marts_every_15_minutes(context: dg.ScheduleEvaluationContext):
+    """The safety net behind the sensor (billing pulls, snapshots of the control plane); skipped while a
+    marts run is in flight, which brings those in anyway."""
+    running = marts_run_in_flight(context.instance)
+    if running is not None:
+        return dg.SkipReason(f"marts run {running.run_id} is in flight: it covers this tick")
+    return marts_request(context.instance)
 
 
-@dg.sensor(job=marts_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
+def marts_request(instance: dg.DagsterInstance, **kwargs: Any) -> dg.RunRequest:
+    """A marts run: the routine selection, plus the history marts when they are over an hour old (so their
+    hourly rebuild never runs beside a marts run), or everything while the deployment has no recommendations
+    yet, so a first run (`up --demo`) fills the clusters and optimisation pages in the same dbt invocation
+    instead of a second run launched after it."""
+    first = instance.get_latest_materialization_event(RECOMMENDATIONS) is None
+    history = instance.get_latest_materialization_event(HISTORY_MARTS[0])
+    stale = history is None or time.time() - history.timestamp > HISTORY_MAX_AGE_SECONDS
+    if first:
+        return dg.RunRequest(**kwargs)
+    return dg.RunRequest(asset_selection=ROUTINE_MARTS + (list(HISTORY_MARTS) if stale else []), **kwargs)
+
+
+# A run waits for ingestion to pause this long (a first sync or the demo sends its batches back to back: one
+# run after the last batch, not one on the first batches and another for the rest), but never keeps rows
+# waiting longer than MAX_WAIT_SECONDS under a steady stream.
+QUIET_SECONDS = 5
+MAX_WAIT_SECONDS = 90
+
+
+# Checked every 10 s: the query is one max() over raw.requests' primary key, and a minute's wait after a
+# first sync is a minute of empty dashboards.
+@dg.sensor(job=marts_job, minimum_interval_seconds=10, default_status=dg.DefaultSensorStatus.RUNNING)
 def marts_after_ingestion(context: dg.SensorEvaluationContext, warehouse: WarehouseResource):
     """Ask for a marts run when raw.requests received rows since the last run this sensor asked for.
 
-    While a marts run is queued or running the sensor waits (its cursor stays put), so a steady stream of
-    batches leads to one run after another, never to a pile of runs queued behind each other."""
-    in_flight = context.instance.get_runs(
-        filters=dg.RunsFilter(
-            job_name=marts_job.name,
-            statuses=[dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED],
-        ),
-        limit=1,
-    )
-    if in_flight:
-        return dg.SkipReason(f"marts run {in_flight[0].run_id} is still in flight")
+    While a marts run is in flight (the sensor's or the schedule's) the sensor waits (its cursor stays put),
+    so a steady stream of batches leads to one run after another, never to runs side by side or a pile of
+    runs queued behind each other: the requests that arrive meanwhile coalesce into the next run."""
+    running = marts_run_in_flight(context.instance)
+    if running is not None:
+        return dg.SkipReason(f"marts run {running.run_id} is still in flight")
+    since = context.cursor or "1970-01-01 00:00:00.000"
     row = (
         warehouse.client()
-        .query(f"SELECT toString(max(ingested_at)), count() > 0 FROM {warehouse.databases.raw}.requests")
+        .query(
+            "SELECT toString(max(ingested_at)), count() > 0,"
+            " dateDiff('millisecond', max(ingested_at), now64(3)) / 1000,"
+            " dateDiff('millisecond', minIf(ingested_at, ingested_at > toDateTime64({since:String}, 3, 'UTC')),"
+            f" now64(3)) / 1000 FROM {warehouse.databases.raw}.requests",
+            parameters={"since": since},
+        )
         .result_rows[0]
     )
-    newest, any_rows = row[0], bool(row[1])
+    newest, any_rows, quiet_for, waiting_for = row[0], bool(row[1]), float(row[2]), float(row[3])
     if not any_rows:
         return dg.SkipReason("raw.requests is empty")
     if context.cursor == newest:
         return dg.SkipReason(f"nothing ingested since {newest}")
+    if quiet_for < QUIET_SECONDS and waiting_for < MAX_WAIT_SECONDS:
+        return dg.SkipReason(
+            f"batches still arriving (the last {quiet_for:.0f} s ago): one run for all of them"
+        )
     context.update_cursor(newest)
-    return dg.RunRequest(run_key=f"ingested-{newest}", tags={"halton/ingested_through": newest})
+    return marts_request(
+        context.instance, run_key=f"ingested-{newest}", tags={"halton/ingested_through": newest}
+    )
 
 
 defs = dg.Definitions(

@@ -7,6 +7,7 @@ and the priced calls behind them, and writes the full set of recommendations to 
 
 import dagster as dg
 
+from halton_pipelines.defs.dbt import marts_run_in_flight
 from halton_pipelines.recommendations.run import run_recommendations
 from halton_pipelines.recommendations.usage import staging_database
 from halton_pipelines.resources import WarehouseResource
@@ -62,6 +63,7 @@ def recommendations(context: dg.AssetExecutionContext, warehouse: WarehouseResou
 recommendations_job = dg.define_asset_job(
     "halton_recommendations",
     selection=dg.AssetSelection.assets(recommendations),
+    executor_def=dg.in_process_executor,
     description="Run the optimisation checks over the 30-day marts and write the current recommendations.",
 )
 
@@ -80,11 +82,12 @@ HISTORY_MARTS = (dg.AssetKey(["prompt_clusters"]), dg.AssetKey(["model_usage_30d
 first_build_job = dg.define_asset_job(
     "halton_first_recommendations",
     selection=dg.AssetSelection.assets(*HISTORY_MARTS) | dg.AssetSelection.assets(recommendations),
+    executor_def=dg.in_process_executor,
     description="Build the hourly marts and the recommendations for the first time.",
 )
 
 
-@dg.sensor(job=first_build_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
+@dg.sensor(job=first_build_job, minimum_interval_seconds=10, default_status=dg.DefaultSensorStatus.RUNNING)
 def first_recommendations(context: dg.SensorEvaluationContext):
     """Right after the first marts run of a fresh deployment (a new `halton-cloud up --demo`, say), build the
     prompt clusters, the 30-day usage and the recommendations once, instead of leaving the optimisation
@@ -92,6 +95,9 @@ def first_recommendations(context: dg.SensorEvaluationContext):
     instance = context.instance
     if instance.get_latest_materialization_event(RECOMMENDATIONS) is not None:
         return dg.SkipReason("recommendations exist: the hourly schedule keeps them fresh")
+    running = marts_run_in_flight(instance)
+    if running is not None:  # the first marts run builds them too: wait for its outcome
+        return dg.SkipReason(f"marts run {running.run_id} is in flight")
     marts = instance.get_latest_materialization_event(FIRST_MARTS)
     if marts is None:
         return dg.SkipReason("waiting for the first marts run")
