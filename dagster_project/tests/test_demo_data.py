@@ -92,3 +92,39 @@ def test_chunks_are_lazy_and_a_ten_million_row_config_starts_at_once() -> None:
     assert first.started_ms[0] >= int(big.config.since.timestamp() * 1000)
     assert np.all(np.diff(first.started_ms[first.prompt_hash != first.prompt_hash[0]]) > -3_600_000)
     assert len(MODELS) == 11
+
+
+def test_the_demo_costs_are_the_one_cost_model_s() -> None:
+    """The demo prices its millions of rows with vectorised integers, from the catalogue's rate rows; every
+    cost it logs and bills is what `halton_meter.pricing` says for that call (the meter's catalogue until the
+    meter picked up the cut, the demo's catalogue for what the provider billed)."""
+    from halton_meter.catalogue import parse_catalogue
+    from halton_meter.pricing import CallFacts, PriceBook
+
+    demo = Demo(CONFIG)
+    provider_book = PriceBook(catalogue=demo.catalogue)
+    meter_book = PriceBook(catalogue=parse_catalogue(demo.packaged_catalogue_document))
+    pickup = datetime.combine(demo.price_card_pickup_day, datetime.min.time(), UTC)
+    checked = 0
+    for chunk in demo.chunks():
+        for i in range(len(chunk)):
+            if int(chunk.status[i]) != 200 or int(chunk.logged_nano[i]) < 0:
+                continue
+            model = MODELS[int(chunk.model[i])]
+            started = datetime.fromtimestamp(int(chunk.started_ms[i]) / 1000, UTC)
+            facts = CallFacts(
+                provider=model.provider,
+                models=(model.served,),
+                started_at=started,
+                input_tokens=int(chunk.input_tokens[i]),
+                output_tokens=int(chunk.output_tokens[i]),
+                cache_read_tokens=int(chunk.cache_read[i]),
+                cache_write_tokens=int(chunk.cache_write[i]),
+                cache_write_1h_tokens=int(chunk.cache_write_1h[i]),
+            )
+            billed = provider_book.price_facts(facts).cost_usd
+            logged = (meter_book if started < pickup else provider_book).price_facts(facts).cost_usd
+            assert billed == Decimal(int(chunk.true_nano[i])).scaleb(-9), (model.key, started)
+            assert logged == Decimal(int(chunk.logged_nano[i])).scaleb(-9), (model.key, started)
+            checked += 1
+    assert checked > 5_000
