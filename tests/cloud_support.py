@@ -219,3 +219,31 @@ class DashboardPage:
 
     def screenshot(self, directory, name: str) -> None:
         self.page.screenshot(path=str(directory / f"{name}.png"), full_page=True)
+
+
+def build_marts(warehouse, postgres_url: str, *, as_of: date) -> dict:
+    """What the marts job runs, as Dagster runs it: the control-plane snapshot and the catalogue's rate rows,
+    then every dbt model with its data tests as asset checks (all must pass); returns the resources used."""
+    import dagster as dg
+
+    from halton_pipelines.defs.dbt import halton_dbt
+    from halton_pipelines.defs.prices import model_prices
+    from halton_pipelines.defs.snapshot import control_plane_snapshot
+    from halton_pipelines.resources import ControlPlaneResource, HaltonDbtResource, WarehouseResource
+
+    resources = {
+        "warehouse": WarehouseResource(clickhouse_url=warehouse.url, database_prefix=warehouse.prefix),
+        "control_plane": ControlPlaneResource(database_url=postgres_url),
+        "dbt": HaltonDbtResource(
+            clickhouse_url=warehouse.url, database_prefix=warehouse.prefix, as_of=as_of.isoformat()
+        ),
+    }
+    assert dg.materialize([control_plane_snapshot, model_prices], resources=resources).success
+    built = dg.materialize([halton_dbt], resources=resources, raise_on_error=False)
+    failed = [
+        (c.asset_key.to_user_string(), c.check_name)
+        for c in built.get_asset_check_evaluations()
+        if not c.passed
+    ]
+    assert built.success and failed == [], f"dbt build failed; failed checks: {failed}"
+    return resources

@@ -19,6 +19,7 @@ import dagster as dg
 import httpx
 import pytest
 
+from cloud_support import build_marts
 from halton_api.dashboards.models import StatementCreate
 from halton_api.store import billing, projects
 from halton_api.store.audit import Actor
@@ -217,27 +218,9 @@ def test_far_off_and_oversized_rows_are_refused_and_every_accepted_edge_builds_t
 def _build_marts(warehouse, postgres_url: str, *, as_of: date) -> dict[str, Any]:
     """The scheduled jobs' order: sources, the dbt build (its data tests as asset checks), recommendations;
     returns the recommendations' metadata."""
-    from halton_pipelines.defs.dbt import halton_dbt
-    from halton_pipelines.defs.prices import model_prices
     from halton_pipelines.defs.recommendations import recommendations
-    from halton_pipelines.defs.snapshot import control_plane_snapshot
-    from halton_pipelines.resources import ControlPlaneResource, HaltonDbtResource, WarehouseResource
 
-    resources = {
-        "warehouse": WarehouseResource(clickhouse_url=warehouse.url, database_prefix=warehouse.prefix),
-        "control_plane": ControlPlaneResource(database_url=postgres_url),
-        "dbt": HaltonDbtResource(
-            clickhouse_url=warehouse.url, database_prefix=warehouse.prefix, as_of=as_of.isoformat()
-        ),
-    }
-    assert dg.materialize([control_plane_snapshot, model_prices], resources=resources).success
-    built = dg.materialize([halton_dbt], resources=resources, raise_on_error=False)
-    failed = [
-        (c.asset_key.to_user_string(), c.check_name)
-        for c in built.get_asset_check_evaluations()
-        if not c.passed
-    ]
-    assert built.success and failed == [], f"dbt build failed; failed checks: {failed}"
+    resources = build_marts(warehouse, postgres_url, as_of=as_of)
     checked = dg.materialize([recommendations], resources=resources, raise_on_error=False)
     assert checked.success
     [materialization] = checked.asset_materializations_for_node("recommendations")

@@ -16,11 +16,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from types import SimpleNamespace
 
-import dagster as dg
 import psycopg
 import pytest
 
-from cloud_support import CloudProcess, DashboardPage, launch_chromium
+from cloud_support import CloudProcess, DashboardPage, build_marts, launch_chromium
 from halton_api.demo import DEMO_PASSWORD
 from halton_pipelines.demo_data import MEMBERS
 
@@ -40,31 +39,6 @@ def run_demo(cloud: CloudProcess) -> str:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stderr
-
-
-def build_marts(warehouse, postgres_url: str) -> None:
-    """What the marts job runs: the control-plane snapshot, then every dbt model with its tests."""
-    from halton_pipelines.defs.dbt import halton_dbt
-    from halton_pipelines.defs.snapshot import control_plane_snapshot
-    from halton_pipelines.resources import ControlPlaneResource, HaltonDbtResource, WarehouseResource
-
-    resources = {
-        "warehouse": WarehouseResource(clickhouse_url=warehouse.url, database_prefix=warehouse.prefix),
-        "control_plane": ControlPlaneResource(database_url=postgres_url),
-        "dbt": HaltonDbtResource(
-            clickhouse_url=warehouse.url,
-            database_prefix=warehouse.prefix,
-            as_of=datetime.now(UTC).date().isoformat(),
-        ),
-    }
-    assert dg.materialize([control_plane_snapshot], resources=resources).success
-    built = dg.materialize([halton_dbt], resources=resources, raise_on_error=False)
-    failed = [
-        (c.asset_key.to_user_string(), c.check_name)
-        for c in built.get_asset_check_evaluations()
-        if not c.passed
-    ]
-    assert built.success and failed == [], f"dbt build failed; failed checks: {failed}"
 
 
 def reconciliation(warehouse, workspace_id, provider: str) -> dict[str, tuple]:
@@ -103,7 +77,7 @@ def test_pasted_statements_survive_the_snapshot_and_reconcile(
 
     # The marts run that the demo's ingestion sets off: a snapshot, then every model. The demo's Gemini months
     # reconcile against its statements.
-    build_marts(warehouse, postgres_url)
+    build_marts(warehouse, postgres_url, as_of=datetime.now(UTC).date())
     gemini = reconciliation(warehouse, workspace_id, "gemini")
     for month, amount, _ in demo_statements:
         assert gemini[month] == (amount, "statement", "sage"), month
@@ -132,7 +106,7 @@ def test_pasted_statements_survive_the_snapshot_and_reconcile(
         assert "corrected from $12.34 to $56.78" in tab.page.locator("p.notice").inner_text()
 
         # The next snapshot and full marts build carry it, and keep the demo's: only the control plane holds them.
-        build_marts(warehouse, postgres_url)
+        build_marts(warehouse, postgres_url, as_of=datetime.now(UTC).date())
         again = reconciliation(warehouse, workspace_id, "gemini")
         assert again[this_month][:2] == (Decimal("56.78"), "statement")
         assert {month: again[month] for month, *_ in demo_statements} == {
