@@ -91,8 +91,11 @@ def test_first_start_makes_two_owner_only_logins_that_a_restart_keeps(server_dir
 def test_settings_left_unset_log_in_with_the_embedded_admin(server_dir: Path, monkeypatch) -> None:
     monkeypatch.delenv("HALTON_CLICKHOUSE_URL", raising=False)
     with start_embedded(server_dir / "warehouse") as running:
-        settings = WarehouseSettings(data_dir=server_dir)
-        assert settings.clickhouse_url == f"http://halton:{running.logins.admin.password}@127.0.0.1:8123/"
+        password = running.logins.admin.password
+        # A server running on that data dir is found where it listens (its server.json beside the data).
+        assert WarehouseSettings(data_dir=server_dir).clickhouse_url.rstrip("/") == running.url.rstrip("/")
+    # Stopped: the default port, still with the admin login from the data dir.
+    assert WarehouseSettings(data_dir=server_dir).clickhouse_url == f"http://halton:{password}@127.0.0.1:8123/"
     explicit = WarehouseSettings(data_dir=server_dir, clickhouse_url="http://other:1/")
     assert explicit.clickhouse_url == "http://other:1/"
 
