@@ -15,14 +15,13 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from importlib import resources
 
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 from fastapi import Request
 
 from halton_api.settings import CloudSettings
-from halton_meter.catalogue import Catalogue, CatalogueError, parse_catalogue
+from halton_meter.catalogue import Catalogue, CatalogueError, packaged_text, parse_catalogue
 from halton_meter.catalogue.etag import catalogue_etag
 from halton_warehouse.price_catalogues import newest_catalogue
 from halton_warehouse.settings import Databases
@@ -89,7 +88,7 @@ async def catalogue_for(request: Request, settings: CloudSettings) -> CatalogueI
 
 
 def packaged_catalogue() -> CatalogueInForce:
-    document = resources.files("halton_meter.catalogue").joinpath("rates.json").read_bytes()
+    document = packaged_text().encode()
     catalogue = parse_catalogue(json.loads(document))
     return CatalogueInForce(
         catalogue.version, document, hashlib.sha256(document).hexdigest(), PACKAGED_SOURCE, catalogue

@@ -15,12 +15,11 @@ import json
 import logging
 import sqlite3
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from halton_meter.catalogue import CatalogueError, install_catalogue, validate_catalogue
+from halton_meter.catalogue import CatalogueError, install_catalogue, packaged_text, validate_catalogue
 from halton_meter.catalogue.diff import CatalogueDiff, diff_catalogues
 from halton_meter.catalogue.installed import installed_path
 from halton_meter.hosts import is_loopback_host
@@ -99,7 +98,7 @@ def in_force_document(catalogue_dir: Path) -> dict[str, Any]:
             logger.warning(
                 "the installed catalogue %s is unusable (%s); comparing with the packaged one", path, exc
             )
-    text = resources.files("halton_meter.catalogue").joinpath("rates.json").read_text(encoding="utf-8")
+    text = packaged_text()
     return json.loads(text)
 
 

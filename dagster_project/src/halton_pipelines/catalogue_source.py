@@ -11,14 +11,13 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import httpx
 from clickhouse_connect.driver.client import Client
 
-from halton_meter.catalogue import Catalogue, CatalogueError, parse_catalogue
+from halton_meter.catalogue import Catalogue, CatalogueError, packaged_text, parse_catalogue
 from halton_warehouse import Databases
 from halton_warehouse.price_catalogues import newest_catalogue
 
@@ -47,7 +46,7 @@ class FetchedCatalogue:
 def read_source(location: str) -> FetchedCatalogue:
     """The catalogue at `location`: an http(s) URL, a file path, or '' for the packaged one."""
     if not location:
-        text = resources.files("halton_meter.catalogue").joinpath("rates.json").read_text(encoding="utf-8")
+        text = packaged_text()
         return FetchedCatalogue(text, PACKAGED)
     if location.startswith(("https://", "http://")):
         try:
@@ -66,22 +65,22 @@ def read_source(location: str) -> FetchedCatalogue:
         raise SourceError(f"cannot read {path}: {error.strerror or error}") from error
 
 
-def document_in_force(client: Client, databases: Databases) -> tuple[dict[str, Any], str]:
-    """The catalogue in force as a document, and where it comes from (`raw.price_catalogues` or packaged)."""
+def document_in_force(client: Client, databases: Databases) -> tuple[dict[str, Any], str, Catalogue]:
+    """The catalogue in force as a document, where it comes from (`raw.price_catalogues` or packaged), and
+    parsed."""
     stored = newest_catalogue(client, databases)
     if stored is not None:
         try:
             document = json.loads(stored.document)
-            parse_catalogue(document)
+            return document, f"{databases.raw}.price_catalogues ({stored.source})", parse_catalogue(document)
         except (CatalogueError, ValueError) as error:
             log.warning(
                 "stored price catalogue %s is invalid, using the packaged one: %s", stored.version, error
             )
-        else:
-            return document, f"{databases.raw}.price_catalogues ({stored.source})"
-    return json.loads(read_source("").text), PACKAGED
+    document = json.loads(packaged_text())
+    return document, PACKAGED, parse_catalogue(document)
 
 
 def catalogue_in_force(client: Client, databases: Databases) -> Catalogue:
     """The catalogue the pipelines price with: the newest stored one, else the packaged one."""
-    return parse_catalogue(document_in_force(client, databases)[0])
+    return document_in_force(client, databases)[2]

@@ -35,12 +35,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import cached_property
-from importlib import resources
 from typing import Any
 
 import numpy as np
 
-from halton_meter.catalogue import Catalogue, parse_catalogue
+from halton_meter.catalogue import Catalogue, packaged_text, parse_catalogue
 from halton_meter.catalogue.rate_rows import RateRow, model_rows
 from halton_meter.protocol import RequestRow
 
@@ -479,8 +478,8 @@ class _Price:
     cache_write_1h_above: int
 
 
-def _nano(value: Decimal | None, fallback: Decimal) -> int:
-    amount = (value if value is not None else fallback) * NANO
+def _nano(value: Decimal) -> int:
+    amount = value * NANO
     if amount != amount.to_integral_value():
         raise ValueError(f"price {value} has more than 9 decimal places")
     return int(amount)
@@ -498,17 +497,17 @@ def _price(row: RateRow, valid_from_ms: int | None = None) -> _Price:
         valid_from_ms=valid_from_ms
         if valid_from_ms is not None
         else int(datetime.combine(row.valid_from, datetime.min.time(), UTC).timestamp() * 1000),
-        input=_nano(row.input[0], row.input[0]),
-        output=_nano(output[0], output[0]),
-        cache_read=_nano(row.cache_read[0], row.cache_read[0]),
-        cache_write=_nano(row.cache_write_5m[0], row.cache_write_5m[0]),
-        cache_write_1h=_nano(row.cache_write_1h[0], row.cache_write_1h[0]),
+        input=_nano(row.input[0]),
+        output=_nano(output[0]),
+        cache_read=_nano(row.cache_read[0]),
+        cache_write=_nano(row.cache_write_5m[0]),
+        cache_write_1h=_nano(row.cache_write_1h[0]),
         threshold=row.tier_aboves[top] if top else 0,
-        input_above=_nano(row.input[top], row.input[top]),
-        output_above=_nano(output[top], output[top]),
-        cache_read_above=_nano(row.cache_read[top], row.cache_read[top]),
-        cache_write_above=_nano(row.cache_write_5m[top], row.cache_write_5m[top]),
-        cache_write_1h_above=_nano(row.cache_write_1h[top], row.cache_write_1h[top]),
+        input_above=_nano(row.input[top]),
+        output_above=_nano(output[top]),
+        cache_read_above=_nano(row.cache_read[top]),
+        cache_write_above=_nano(row.cache_write_5m[top]),
+        cache_write_1h_above=_nano(row.cache_write_1h[top]),
     )
 
 
@@ -619,7 +618,7 @@ class Demo:
     @cached_property
     def packaged_catalogue_document(self) -> dict[str, Any]:
         """The catalogue packaged with the meter, as the demo's meter priced with it before the cut."""
-        return json.loads(resources.files("halton_meter.catalogue").joinpath("rates.json").read_text())
+        return json.loads(packaged_text())
 
     @cached_property
     def catalogue_document(self) -> dict[str, Any]:

@@ -63,7 +63,7 @@ Rules the data encodes (the cost model applies them):
 
 from halton_meter.catalogue.entries import Catalogue, Match, ModelEntry, PriceEntry, Rates, Region, Tier
 from halton_meter.catalogue.installed import active_catalogue, install_catalogue
-from halton_meter.catalogue.load import load_catalogue, parse_catalogue
+from halton_meter.catalogue.load import load_catalogue, packaged_text, parse_catalogue
 from halton_meter.catalogue.validate import CatalogueError, validate_catalogue
 
 __all__ = [
@@ -78,6 +78,7 @@ __all__ = [
     "active_catalogue",
     "install_catalogue",
     "load_catalogue",
+    "packaged_text",
     "parse_catalogue",
     "validate_catalogue",
 ]

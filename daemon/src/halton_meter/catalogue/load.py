@@ -25,10 +25,15 @@ from halton_meter.catalogue.validate import CatalogueError, validate_catalogue
 PACKAGED_FILE = "rates.json"
 
 
+def packaged_text() -> str:
+    """The text of the rates.json shipped in this package (the catalogue a meter has before any update)."""
+    return resources.files(__package__).joinpath(PACKAGED_FILE).read_text(encoding="utf-8")
+
+
 def load_catalogue(path: Path | None = None) -> Catalogue:
     """The catalogue at ``path``, or the one shipped with the meter; ``CatalogueError`` if it is invalid."""
     if path is None:
-        text = resources.files(__package__).joinpath(PACKAGED_FILE).read_text(encoding="utf-8")
+        text = packaged_text()
         where = f"the packaged {PACKAGED_FILE}"
     else:
         try:

@@ -162,6 +162,13 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(when.timestamp() - (now if now is not None else time.time()), 0.0)
 
 
+def _refused(response: httpx.Response) -> CloudRefused:
+    """The cloud's refusal of ``response``: its status, what it said, and when to try again."""
+    return CloudRefused(
+        response.status_code, _detail(response), parse_retry_after(response.headers.get("retry-after"))
+    )
+
+
 def _detail(response: httpx.Response) -> str:
     return _detail_of(response.text, response.reason_phrase)
 
@@ -300,11 +307,7 @@ class CloudClient:
             json={"machine_id": machine_id, "hostname": hostname, "meter_version": __version__},
         )
         if response.status_code != 201 and response.status_code != 200:
-            raise CloudRefused(
-                response.status_code,
-                _detail(response),
-                parse_retry_after(response.headers.get("retry-after")),
-            )
+            raise _refused(response)
         try:
             document = response.json()
             return PairingTicket(
@@ -338,11 +341,7 @@ class CloudClient:
         if response.status_code == 410 and isinstance(document, dict):
             return PollAnswer(str(document.get("status") or "expired"), detail=_detail(response))
         if response.status_code != 200 or not isinstance(document, dict):
-            raise CloudRefused(
-                response.status_code,
-                _detail(response),
-                parse_retry_after(response.headers.get("retry-after")),
-            )
+            raise _refused(response)
         status = str(document.get("status"))
         if status != "approved":
             return PollAnswer(status)
@@ -445,11 +444,7 @@ class CloudClient:
             headers=self._auth(token),
         )
         if response.status_code != 200:
-            raise CloudRefused(
-                response.status_code,
-                _detail(response),
-                parse_retry_after(response.headers.get("retry-after")),
-            )
+            raise _refused(response)
         return [
             (date.fromisoformat(d["day"]), int(d["rows"]), Decimal(str(d["cost_usd"])))
             for d in response.json()["days"]
@@ -464,11 +459,7 @@ class CloudClient:
             headers=self._auth(token),
         )
         if response.status_code != 200:
-            raise CloudRefused(
-                response.status_code,
-                _detail(response),
-                parse_retry_after(response.headers.get("retry-after")),
-            )
+            raise _refused(response)
         return [str(uid) for uid in response.json()["missing"]]
 
     def rates(self, etag: str | None = None) -> dict[str, Any] | None:
@@ -479,11 +470,7 @@ class CloudClient:
         if response.status_code == 304:
             return None
         if response.status_code != 200:
-            raise CloudRefused(
-                response.status_code,
-                _detail(response),
-                parse_retry_after(response.headers.get("retry-after")),
-            )
+            raise _refused(response)
         try:
             document = response.json()
         except ValueError as exc:

@@ -5,14 +5,15 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Sequence
-from importlib import resources
 from typing import Any
+
+from halton_meter.catalogue import packaged_text
 
 SOURCE = "test catalogue"
 
 
 def packaged_document() -> dict[str, Any]:
-    return json.loads(resources.files("halton_meter.catalogue").joinpath("rates.json").read_text())
+    return json.loads(packaged_text())
 
 
 def edited_catalogue(

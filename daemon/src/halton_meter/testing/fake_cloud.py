@@ -45,6 +45,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from halton_meter.catalogue import packaged_text
 from halton_meter.paths import MeterPaths
 from halton_meter.protocol import RequestBatch, RequestRow
 
@@ -497,9 +498,8 @@ class FakeCloud:
         with self._lock:
             document = self.catalogue
         if document is None:
-            from importlib import resources
 
-            text = resources.files("halton_meter.catalogue").joinpath("rates.json").read_text()
+            text = packaged_text()
             document = json.loads(text)
         etag = catalogue_etag(str(document["version"]))
         if etag_matches(headers.get("If-None-Match"), etag):

@@ -52,7 +52,7 @@ def price_catalogue(
                 "summary": "already stored",
             }
         )
-    previous, previous_where = document_in_force(client, databases)
+    previous, previous_where, _ = document_in_force(client, databases)
     diff = diff_catalogues(previous, document)
     lines = diff.lines()
     store_catalogue(
