@@ -498,7 +498,6 @@ class FakeCloud:
         with self._lock:
             document = self.catalogue
         if document is None:
-
             text = packaged_text()
             document = json.loads(text)
         etag = catalogue_etag(str(document["version"]))
