@@ -32,28 +32,32 @@ def test_counts_and_cost_per_day_are_this_machines_only(client: TestClient, post
     elsewhere = make_device(
         postgres_url, workspace=make_workspace(postgres_url, owner=owner), machine_id=mine.device.machine_id
     )
-    yesterday = datetime.now(UTC).replace(hour=12, minute=0) - timedelta(days=1)
-    _send(client, mine.token, mine.device.machine_id, 3, started_at=yesterday)
+    today = datetime.now(UTC).date()  # at the test, not at collection: a suite may cross midnight
+    # Two days back at noon: never the same UTC day as the factory's default start (now - 5 min), even when
+    # the test runs just after midnight.
+    earlier = datetime.now(UTC).replace(hour=12, minute=0) - timedelta(days=2)
+    _send(client, mine.token, mine.device.machine_id, 3, started_at=earlier)
     _send(client, mine.token, mine.device.machine_id, 2)
     _send(client, neighbour.token, neighbour.device.machine_id, 5)
     _send(client, elsewhere.token, elsewhere.device.machine_id, 7)
 
-    response = _days(client, mine.token, TODAY - timedelta(days=6), TODAY)
+    response = _days(client, mine.token, today - timedelta(days=6), today)
     assert response.status_code == 200, response.text
     answer = response.json()
-    assert answer["from"] == str(TODAY - timedelta(days=6)) and answer["to"] == str(TODAY)
+    assert answer["from"] == str(today - timedelta(days=6)) and answer["to"] == str(today)
     counts = {day["day"]: (day["rows"], day["cost_usd"]) for day in answer["days"]}
     now_day = datetime.now(UTC) - timedelta(minutes=5)  # the factory's default start
-    expected = {str(yesterday.date()): 3, str(now_day.date()): 0}
-    expected[str(now_day.date())] += 2
-    assert {day: rows for day, (rows, _) in counts.items()} == expected
-    assert Decimal(counts[str(yesterday.date())][1]) == Decimal("0.0369")
+    assert {day: rows for day, (rows, _) in counts.items()} == {
+        str(earlier.date()): 3,
+        str(now_day.date()): 2,
+    }
+    assert Decimal(counts[str(earlier.date())][1]) == Decimal("0.0369")
     assert [
-        d["rows"] for d in _days(client, neighbour.token, TODAY - timedelta(days=6), TODAY).json()["days"]
+        d["rows"] for d in _days(client, neighbour.token, today - timedelta(days=6), today).json()["days"]
     ] == [5]
     assert (
         sum(
-            d["rows"] for d in _days(client, elsewhere.token, TODAY - timedelta(days=6), TODAY).json()["days"]
+            d["rows"] for d in _days(client, elsewhere.token, today - timedelta(days=6), today).json()["days"]
         )
         == 7
     )
