@@ -13,6 +13,7 @@ import psycopg
 import pytest
 
 from dashboard_clients import csrf, signed_in
+from halton_api.charts import unit_money
 
 PASTE_PROVIDER, PASTE_MONTH = "openai", "2024-02"  # long before the demo: no figure other tests read changes
 NEWEST = "SELECT toString(request_uid), provider_request_id, cost_usd FROM {marts}.requests WHERE workspace_id = '{ws}'"
@@ -49,9 +50,11 @@ def test_events_filtered_by_kind(demo_page, built_demo, pasted_statement, artifa
     events = demo_page.table("events")
     assert events and all(row[2].startswith(("billing.", "report.")) for row in events)
     assert any(
-        row[2] == "billing.statement_pasted" and f"{PASTE_PROVIDER} {PASTE_MONTH}" in row[3]
-        for row in events
+        row[2] == "billing.statement_pasted" and f"{PASTE_PROVIDER} {PASTE_MONTH}" in row[3] for row in events
     )
+    # The details read as key/value text, not JSON with its escapes.
+    pasted = next(row for row in events if row[2] == "billing.statement_pasted")
+    assert "amount_usd: 9.99" in pasted[4] and "{" not in pasted[4] and "\\u" not in pasted[4]
     demo_page.screenshot(artifacts_dir, "audit-events")
     page.click("nav.tabs a[data-kind=device]")
     page.wait_for_url("**kind=device**")
@@ -82,7 +85,7 @@ def test_captured_requests_are_the_marts_and_the_csv_is_the_visible_rows(
     )
     assert visible(demo_page) == [uid for uid, _, _ in expected]
     shown = demo_page.table("requests")
-    assert [row[7] for row in shown[:5]] == [f"${cost:.6f}" for _, _, cost in expected[:5]]
+    assert [row[7] for row in shown[:5]] == [unit_money(cost) for _, _, cost in expected[:5]]
     assert [row[4] for row in shown[:5]] == [rid or "—" for _, rid, _ in expected[:5]]
     trace = page.locator("table[data-table=requests] tbody tr").first.locator("a").get_attribute("href")
     assert trace == f"/{built_demo.slug}/traces/{expected[0][0]}"

@@ -61,6 +61,9 @@ def test_the_headline_figures_are_the_marts(demo_page, built_demo, artifacts_dir
         demo_page.figure("change_month")
         == f"{((this_month - last_month) / last_month * 100).quantize(Decimal('0.1')):+.1f}%"
     )
+    # A month not yet over against a whole month is not like with like: no red or green on it.
+    unfair = demo_page.page.locator("[data-figure=change_month] span").first
+    assert unfair.get_attribute("data-unfair") is not None and not unfair.get_attribute("class")
     # Top three projects of the rail's period (30 days), with their share.
     first = c["today"] - timedelta(days=29)
     total = built_demo.scalar(f"{SPEND} AND day >= %(d)s", d=first)

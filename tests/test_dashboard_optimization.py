@@ -25,7 +25,7 @@ from psycopg import sql
 
 from cloud_support import CloudProcess, DashboardPage, Person
 from dashboard_clients import csrf, signed_in
-from halton_api.charts import exact_money, money
+from halton_api.charts import money
 from halton_api.passwords import hash_password
 from halton_api.postgres import migrate as migrate_control_plane
 from halton_api.testing.demo_marts import DEMO_PASSWORD, BuiltDemo
@@ -373,7 +373,9 @@ def savings(
     control_plane(database_url, "UPDATE users SET password_hash = %s", hash_password(DEMO_PASSWORD))
 
     card = catalogue_of(
-        catalogue_model("anthropic", "claude-sonnet-4-5", {"input": str(SONNET_IN), "output": str(SONNET_OUT)}),
+        catalogue_model(
+            "anthropic", "claude-sonnet-4-5", {"input": str(SONNET_IN), "output": str(SONNET_OUT)}
+        ),
         catalogue_model("anthropic", "claude-haiku-4-5", {"input": str(HAIKU_IN), "output": str(HAIKU_OUT)}),
     )
     write_rate_rows(client, Databases.with_prefix(prefix), card_rows(card))
@@ -483,12 +485,12 @@ def test_accept_then_realised_savings_from_the_calls_made_since(
         assert realised == Decimal("0.35")
         promised = Decimal("0.007") * calls  # the monthly $1.40 over the baseline's 200 calls, per call
         page.page.goto("/hand/optimization/savings")
-        assert page.figure("total_realised") == exact_money(realised)
-        assert page.figure("total_expected") == exact_money(promised)
+        assert page.figure("total_realised") == money(realised)
+        assert page.figure("total_expected") == money(promised)
         row = page.page.locator("table[data-table=savings] tbody tr").first
         assert Decimal(row.locator("[data-realised]").get_attribute("data-realised")) == realised
         cells = row.locator("td").all_inner_texts()
-        assert cells[3] == str(calls) and cells[4] == exact_money(spent)
+        assert cells[3] == str(calls) and cells[4] == money(spent)
         page.screenshot(artifacts_dir, "optimization-savings")
 
         with closing(signed_in(savings.cloud.url, "hand@example.com")) as client:

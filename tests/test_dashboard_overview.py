@@ -8,6 +8,7 @@ from decimal import Decimal
 
 from dashboard_clients import signed_in
 from halton_api.charts import money
+from halton_api.dashboards.model_names import base_model
 
 
 def month_start():
@@ -46,6 +47,12 @@ def test_a_filter_changes_the_figures_and_the_url(demo_page, built_demo, artifac
     page.check("input[name=provider][value=openai]")
     page.keyboard.press("Escape")  # the list closes, as a select's would
     assert page.locator("details.multi[open]").count() == 0
+    # Not applied yet, and the rail says so; the model list already follows the chosen provider.
+    assert page.locator("[data-pending]").inner_text() == "1 change not applied yet: press Apply"
+    listed = page.locator("input[name=model]").evaluate_all(
+        "boxes => boxes.map(b => [b.closest('label').dataset.provider, !b.closest('label').hidden])"
+    )
+    assert {p for p, shown in listed if shown} == {"openai"} and any(p == "anthropic" for p, _ in listed)
     page.click("form[data-rail] button[type=submit]")
     page.wait_for_url("**provider=openai**")
     openai = built_demo.scalar(
@@ -54,6 +61,10 @@ def test_a_filter_changes_the_figures_and_the_url(demo_page, built_demo, artifac
         m=month_start(),
     )
     assert demo_page.figure("this_month") == money(openai) != before
+    # The budget card under a provider filter: the workspace budget against all of its spend, said on the card.
+    budget = page.locator("[data-figure=budget]")
+    assert "of $" in budget.inner_text() and "not set per provider" in budget.inner_text()
+    assert "No budget set" not in budget.inner_text()
     page.click("input[name=range][value='7d'] + span")
     page.wait_for_url("**range=7d**")
     assert "provider=openai" in page.url  # the rest of the rail is kept
@@ -65,6 +76,25 @@ def test_a_filter_changes_the_figures_and_the_url(demo_page, built_demo, artifac
     )
     assert demo_page.figure("period") == money(week)
     demo_page.screenshot(artifacts_dir, "overview-filtered")
+
+
+def test_the_model_list_folds_dated_ids_and_a_model_matches_its_snapshots(
+    demo_page, demo_cloud, built_demo
+) -> None:
+    demo_page.open("/{ws}/overview")
+    values = demo_page.page.locator("input[name=model]").evaluate_all("boxes => boxes.map(b => b.value)")
+    assert "claude-sonnet-4-5" in values and "claude-sonnet-4-5-20250929" not in values
+    assert all(base_model(v) == v for v in values) and len(values) == len(set(values))
+    client = signed_in(demo_cloud.url, built_demo.owner_email)
+    body = client.get(
+        f"/v1/{built_demo.slug}/overview", params={"range": "this_month", "model": "claude-sonnet-4-5"}
+    ).json()
+    both = built_demo.scalar(
+        "SELECT sum(spend_usd) FROM {marts}.daily_spend WHERE workspace_id = '{ws}' AND day >= %(m)s"
+        " AND model IN ('claude-sonnet-4-5', 'claude-sonnet-4-5-20250929')",
+        m=month_start(),
+    )
+    assert Decimal(body["this_month_usd"]) == both
 
 
 def test_the_json_twin_and_bad_filters(demo_cloud, built_demo) -> None:

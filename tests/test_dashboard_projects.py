@@ -8,7 +8,7 @@ import io
 from decimal import Decimal
 
 from cloud_support import first_day
-from halton_api.charts import exact_money, money
+from halton_api.charts import exact_money, money, unit_money
 
 PROJECT = "acme-batch-summariser"
 
@@ -54,6 +54,9 @@ def test_project_page_figures_breakdowns_and_grain(demo_page, built_demo, artifa
     demo_page.page.locator("table[data-table=by-developer] a").first.click()
     demo_page.page.wait_for_url(f"**device={by_device[0][0]}**")
     assert demo_page.figure("spend") == money(by_device[0][1])
+    # This project has no budget of its own: the card says so and names the workspace budget covering it.
+    note = demo_page.page.locator("[data-figure=budget] [data-budget-note]").inner_text()
+    assert note.startswith(f"No budget for project {PROJECT}; the workspace budget ($")
     # Weekly aggregation keeps the filters.
     demo_page.page.click("nav.tabs a:has-text('Weekly')")
     demo_page.page.wait_for_url("**grain=week**")
@@ -106,17 +109,20 @@ def test_a_row_opens_its_trace_with_full_provenance(demo_page, built_demo, artif
         u=uid,
     )
     cost, input_tokens, output_tokens, tier, prid, repriced, rate_input, card = row
-    assert demo_page.figure("cost") == exact_money(cost)
+    # The figure reads at a glance; every digit the warehouse keeps is on hover (and in the JSON twin).
+    assert demo_page.figure("cost") == unit_money(cost)
+    assert demo_page.page.locator("[data-figure=cost] span").get_attribute("title") == exact_money(cost)
     assert demo_page.figure("input_tokens") == f"{input_tokens:,}"
     assert demo_page.figure("output_tokens") == f"{output_tokens:,}"
     assert demo_page.figure("tier").startswith(tier)
     assert demo_page.figure("provider_request_id") == prid
-    assert demo_page.figure("repriced") == exact_money(repriced)
+    assert demo_page.figure("repriced") == unit_money(repriced)
     lines = demo_page.table("cost-lines")
+    exact_lines = demo_page.page.locator("table[data-table=cost-lines] tbody td[data-usd]")
     assert (
-        sum(Decimal(line[3].lstrip("$").replace(",", "")) for line in lines) == repriced
+        sum(Decimal(cell.get_attribute("data-usd")) for cell in exact_lines.all()) == repriced
     )  # the arithmetic adds up
-    assert lines[0][2] == exact_money(rate_input)
+    assert lines[0][2] == unit_money(rate_input)
     assert card in demo_page.page.inner_text("main")
     demo_page.screenshot(artifacts_dir, "trace")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
+from halton_api.pages import detail_pairs
 from halton_api.testing.factories import Browser, batch, bearer, make_device, make_user, make_workspace
 
 PAGES = (
@@ -52,3 +53,18 @@ def test_dashboards_say_why_when_the_marts_are_not_built(client: TestClient, pos
     twin = browser.get(f"/v1/{workspace.slug}/overview")
     assert twin.status_code == 503 and twin.headers["retry-after"] == "60"
     assert "marts are not built yet" in twin.json()["detail"]
+
+
+def test_audit_details_read_as_key_value_text() -> None:
+    details = {
+        "role": "admin",
+        "note": "it's",
+        "scopes": ["a", "b"],
+        "limits": {"rpm": 5},
+        "on": True,
+        "x": None,
+    }
+    assert detail_pairs(details) == [
+        ("role", "admin"), ("note", "it's"), ("scopes", "a, b"), ("limits.rpm", "5"), ("on", "yes"), ("x", "—")
+    ]  # fmt: skip
+    assert detail_pairs({}) == [] and detail_pairs(None) == []

@@ -38,14 +38,30 @@ def colour_for(name: str, index: int) -> str:
 
 
 def money(value: Number, *, cents: bool = True) -> str:
-    """$1,234.56 (or $1.2k on axes, where room is short)."""
+    """A total: $1,234.56 (or $1.2k on axes, where room is short); the page's one format for sums of money.
+    Per-request figures use `unit_money`; CSV and JSON keep the warehouse's nine decimals."""
     v = float(value)
     if not cents:
         for limit, suffix in ((1e6, "M"), (1e3, "k")):
             if abs(v) >= limit:
                 return f"${v / limit:,.1f}{suffix}".replace(".0" + suffix, suffix)
         return f"${v:,.0f}" if abs(v) >= 10 or v == 0 else f"${v:,.2f}"
+    if v and abs(v) < 0.005:  # a real amount never reads as nothing
+        return "-<$0.01" if v < 0 else "<$0.01"
     return f"-${-v:,.2f}" if v < 0 else f"${v:,.2f}"
+
+
+def unit_money(value: Number, *, significant: int = 3) -> str:
+    """One request's (or one call's) cost: cents would print most calls as $0.00, nine decimals are noise, so
+    `significant` digits (at least cents, trailing zeros past the cents dropped): $0.0491, $0.000123, $1.27."""
+    v = Decimal(str(value)) if not isinstance(value, Decimal) else value
+    if not v or abs(v) >= 1:
+        return money(v)
+    decimals = max(2, significant - 1 - abs(v).adjusted())
+    text = f"{abs(v):.{decimals}f}"
+    whole, _, fraction = text.partition(".")
+    fraction = fraction[:2] + fraction[2:].rstrip("0")
+    return f"{'-' if v < 0 else ''}${whole}.{fraction}"
 
 
 def exact_money(value: Decimal) -> str:
@@ -73,14 +89,24 @@ def nice_ticks(maximum: float, count_: int = 4) -> list[float]:
     return [i * step for i in range(round(top / step) + 1)]
 
 
-def _thin(labels: Sequence[str], room: int) -> list[tuple[int, str]]:
-    """Which x labels to print so they don't collide (always the first and the last)."""
+CHAR_PX = 6.6  # a DejaVu Sans character at font-size 11, a little generous
+LABEL_GAP_PX = 14
+
+
+def _thin(labels: Sequence[str], width: float) -> list[tuple[int, str]]:
+    """Which x labels to print in `width` pixels so none collides with the next: every k-th label, k from
+    the longest label's width; the last always shows, replacing the one before it when they would touch."""
     if not labels:
         return []
+    longest = max(len(label) for label in labels) * CHAR_PX + LABEL_GAP_PX
+    room = max(1, int(width // longest))
     every = max(1, math.ceil(len(labels) / room))
     picked = [(i, label) for i, label in enumerate(labels) if i % every == 0]
-    if picked[-1][0] != len(labels) - 1 and len(labels) - 1 - picked[-1][0] >= every / 2:
-        picked.append((len(labels) - 1, labels[-1]))
+    last = len(labels) - 1
+    if picked[-1][0] != last:
+        if last - picked[-1][0] < every and len(picked) > 1:
+            picked.pop()
+        picked.append((last, labels[-1]))
     return picked
 
 
@@ -120,7 +146,7 @@ def _axes(
         out.append(
             f'<text x="{PAD_LEFT - 8}" y="{y + 4:.1f}" text-anchor="end" fill="{MUTED}" font-size="11">{escape(fmt(tick))}</text>'
         )
-    for index, label in _thin(labels, room=8):
+    for index, label in _thin(labels, plot.inner_w):
         if bands:
             left, width = plot.band(index)
             x = left + width / 2
@@ -171,10 +197,12 @@ def stacked_area(
     *,
     title: str,
     baseline: Series | None = None,
+    hrefs: Sequence[str | None] | None = None,
     width: int = WIDTH,
     height: int = HEIGHT,
 ) -> Markup:
-    """Spend per bucket stacked by series (providers), with an optional dashed baseline (previous period)."""
+    """Spend per bucket stacked by series (providers), with an optional dashed baseline (previous period);
+    `hrefs` makes each bucket a link (to its requests)."""
     n = len(labels)
     totals = [sum(float(s.values[i]) for s in series) for i in range(n)]
     peak = max(totals + [float(v) for v in (baseline.values if baseline else [])] + [0.0])
@@ -197,7 +225,7 @@ def stacked_area(
             bottom_edge = " ".join(f"{plot.x(i):.1f},{plot.y(below[i]):.1f}" for i in reversed(range(n)))
             body.append(
                 f'<polygon points="{top_edge} {bottom_edge}" fill="{colour}" fill-opacity="0.82" stroke="{colour}" stroke-width="1">'
-                f"<title>{escape(s.name)}: {money(sum(float(v) for v in s.values))} in the period</title></polygon>"
+                f"<title>{escape(s.name)}: {escape(money(sum(float(v) for v in s.values)))} in the period</title></polygon>"
             )
         legend.append((s.name, colour, "area"))
         below = above
@@ -207,15 +235,20 @@ def stacked_area(
         )
         body.append(
             f'<polyline points="{points}" fill="none" stroke="{BASELINE}" stroke-width="2" stroke-dasharray="5 4">'
-            f"<title>{escape(baseline.name)}: {money(sum(float(v) for v in baseline.values))}</title></polyline>"
+            f"<title>{escape(baseline.name)}: {escape(money(sum(float(v) for v in baseline.values)))}</title></polyline>"
         )
         legend.append((baseline.name, BASELINE, "dashed"))
-    for i in range(n):  # invisible hit areas: a tooltip per bucket with its total
+    for i in range(n):  # invisible hit areas: a tooltip per bucket with its total and each series' part
         left, w = plot.band(i) if n > 1 else plot.band(0)
         x = plot.x(i) - w / 2 if n > 1 else left
+        parts = "; ".join(f"{s.name} {money(s.values[i])}" for s in series if float(s.values[i]))
+        tip = f"{labels[i]}: {money(totals[i])}" + (f" ({parts})" if parts and len(series) > 1 else "")
         body.append(
-            f'<rect x="{x:.1f}" y="{PAD_TOP}" width="{w:.1f}" height="{plot.inner_h}" fill="transparent">'
-            f"<title>{escape(labels[i])}: {money(totals[i])}</title></rect>"
+            _linked(
+                f'<rect class="hit" x="{x:.1f}" y="{PAD_TOP}" width="{w:.1f}" height="{plot.inner_h}" '
+                f'fill="transparent" data-value="{totals[i]:.2f}"><title>{escape(tip)}</title></rect>',
+                hrefs[i] if hrefs else None,
+            )
         )
     desc = f"{title}. Total {money(sum(totals))} over {n} points" + (
         f"; {baseline.name} {money(sum(float(v) for v in baseline.values))}." if baseline else "."
@@ -231,10 +264,12 @@ def columns(
     line: Series | None = None,
     line_money: bool = True,
     bars_money: bool = True,
+    hrefs: Sequence[str | None] | None = None,
     width: int = WIDTH,
     height: int = HEIGHT,
 ) -> Markup:
-    """Stacked columns per bucket; `line` (e.g. cost over request volume) is drawn on its own right axis."""
+    """Stacked columns per bucket; `line` (e.g. cost over request volume) is drawn on its own right axis;
+    `hrefs` makes each column a link (to its requests)."""
     n = len(labels)
     totals = [sum(float(s.values[i]) for s in series) for i in range(n)]
     ticks = nice_ticks(max([*totals, 0.0]))
@@ -252,10 +287,14 @@ def columns(
             left, w = plot.band(i)
             gap = min(w * 0.18, 6)
             y_top, y_bottom = plot.y(below[i] + value), plot.y(below[i])
+            shown = bar_fmt(value) if not bars_money else money(value)
             body.append(
-                f'<rect x="{left + gap / 2:.1f}" y="{y_top:.1f}" width="{max(w - gap, 1):.1f}" '
-                f'height="{max(y_bottom - y_top, 0.5):.1f}" fill="{colour}">'
-                f"<title>{escape(labels[i])} · {escape(s.name)}: {bar_fmt(value) if not bars_money else money(value)}</title></rect>"
+                _linked(
+                    f'<rect x="{left + gap / 2:.1f}" y="{y_top:.1f}" width="{max(w - gap, 1):.1f}" '
+                    f'height="{max(y_bottom - y_top, 0.5):.1f}" fill="{colour}" data-value="{value:.2f}">'
+                    f"<title>{escape(labels[i])} · {escape(s.name)}: {escape(shown)}</title></rect>",
+                    hrefs[i] if hrefs else None,
+                )
             )
             below[i] += value
         legend.append((s.name, colour, "bar"))
@@ -273,7 +312,7 @@ def columns(
             left, w = plot.band(i)
             body.append(
                 f'<circle cx="{left + w / 2:.1f}" cy="{right.y(value):.1f}" r="2.5" fill="{INK}">'
-                f"<title>{escape(labels[i])} · {escape(line.name)}: {money(value) if line_money else quantity(value)}</title></circle>"
+                f"<title>{escape(labels[i])} · {escape(line.name)}: {escape(money(value) if line_money else quantity(value))}</title></circle>"
             )
         for tick in line_ticks:
             body.append(
@@ -301,11 +340,16 @@ def share_bars(items: Sequence[tuple[str, Number]], *, title: str, total: Number
         body.append(
             f'<text x="{label_w - 8}" y="{y + 16}" text-anchor="end" fill="{INK}" font-size="12">{escape(_clip(label, 28))}</text>'
             f'<rect x="{label_w}" y="{y + 4}" width="{max(length, 1):.1f}" height="{row_h - 10}" rx="2" fill="{PALETTE[0]}">'
-            f"<title>{escape(label)}: {money(value)} ({share:.1f}%)</title></rect>"
-            f'<text x="{label_w + max(length, 1) + 6:.1f}" y="{y + 16}" fill="{MUTED}" font-size="12">{money(value)} · {share:.1f}%</text>'
+            f"<title>{escape(label)}: {escape(money(value))} ({share:.1f}%)</title></rect>"
+            f'<text x="{label_w + max(length, 1) + 6:.1f}" y="{y + 16}" fill="{MUTED}" font-size="12">{escape(money(value))} · {share:.1f}%</text>'
         )
     desc = f"{title}: " + "; ".join(f"{label} {money(value)}" for label, value in items) + "."
     return _figure(body, title=title, desc=desc, legend=[], plot=plot, css_class="chart bars")
+
+
+def _linked(mark: str, href: str | None) -> str:
+    """A mark that opens `href` when clicked (an SVG link: keyboard-focusable, no script needed)."""
+    return f'<a href="{escape(href)}">{mark}</a>' if href else mark
 
 
 def _clip(text: str, length: int) -> str:

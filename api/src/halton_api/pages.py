@@ -13,6 +13,7 @@ from fastapi.templating import Jinja2Templates
 from halton_api import charts, csrf
 from halton_api.dashboards import chart_views
 from halton_api.dashboards.filters import PROVIDERS
+from halton_api.dashboards.model_names import base_model
 from halton_api.deps import SESSION_COOKIE, WorkspaceContext
 from halton_api.models import UserPublic
 from halton_api.store import Connection, workspaces
@@ -24,20 +25,50 @@ STATIC_DIR = Path(__file__).parent / "static"
 def make_templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=TEMPLATES_DIR)
     templates.env.globals["format_money"] = lambda value: "—" if value is None else charts.money(value)
-    # One request's cost: cents would round most calls to $0.00, so four decimals (the trace has all nine).
-    templates.env.globals["format_cost"] = lambda value: "—" if value is None else f"${value:,.4f}"
-    templates.env.globals["format_exact"] = lambda value: "—" if value is None else charts.exact_money(value)
+    templates.env.globals["format_cost"] = lambda value: "—" if value is None else charts.unit_money(value)
+    # Every digit the warehouse keeps: only for a hover title (the audit trail), never as the figure itself.
+    templates.env.globals["format_exact"] = lambda value: "" if value is None else charts.exact_money(value)
     templates.env.globals["format_int"] = lambda value: "—" if value is None else f"{int(value):,}"
     templates.env.globals["format_pct"] = lambda value, signed=False: (
         "—" if value is None else (f"{value:+.1f}%" if signed else f"{value:.1f}%")
     )
     templates.env.globals["format_qty"] = lambda value: "—" if value is None else charts.quantity(value)
+    templates.env.globals["detail_pairs"] = detail_pairs
+    # A list of model ids as people read it: dated snapshots under their model, each model once.
+    templates.env.filters["fold_models"] = lambda ids: list(dict.fromkeys(base_model(m) for m in ids))
     templates.env.globals["chart"] = chart_views
     templates.env.globals["provider_label"] = lambda key: PROVIDERS.get(key, key)
     templates.env.globals["format_time"] = lambda value: (
         "never" if value is None else value.strftime("%Y-%m-%d %H:%M UTC")
     )
     return templates
+
+
+def detail_pairs(details: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """An audit event's JSON details as readable key/value lines (nested keys dotted, lists comma-joined), so a
+    page shows `role: admin`, not `{"role": "admin"}` with its escapes; the CSV and JSON keep the JSON."""
+    if not isinstance(details, dict):
+        return [(prefix or "value", _plain(details))] if details not in (None, {}, "") else []
+    pairs: list[tuple[str, str]] = []
+    for key, value in details.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict) and value:
+            pairs += detail_pairs(value, name)
+        else:
+            pairs.append((name, _plain(value)))
+    return pairs
+
+
+def _plain(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list | tuple):
+        return ", ".join(_plain(v) for v in value) or "—"
+    if isinstance(value, dict):
+        return "—"
+    return str(value)
 
 
 def _csrf_cookie(request: Request) -> tuple[str, bool]:

@@ -6,7 +6,9 @@ import csv
 import io
 import re
 
+import psycopg
 from fastapi.testclient import TestClient
+from psycopg.types.json import Jsonb
 
 from halton_api.testing.factories import Browser, bearer, make_api_key, make_device, make_user, make_workspace
 
@@ -60,3 +62,39 @@ def test_the_audit_csv_neutralises_formula_cells(client: TestClient, postgres_ur
     assert all(row["id"].isdigit() for row in rows)  # numbers stay numbers
     formula = ("=", "+", "-", "@", "\t", "\r")
     assert not [cell for row in rows for cell in row.values() if cell.startswith(formula)]
+
+
+def test_the_rail_filters_events_by_provider_and_by_dates_when_given(
+    client: TestClient, postgres_url: str
+) -> None:
+    owner = make_user(postgres_url, email="boss@example.com")
+    workspace = make_workspace(postgres_url, owner=owner)
+    with psycopg.connect(postgres_url) as conn:
+        for provider, days_ago in (("openai", 1), ("anthropic", 1), ("openai", 90)):
+            conn.execute(
+                "INSERT INTO audit_events (workspace_id, created_at, actor_type, actor_label, event, resource_type,"
+                " resource_label, details) VALUES (%s, now() - make_interval(days => %s), 'user', 'boss',"
+                " 'billing.statement_pasted', 'billing_statement', %s, %s)",
+                (
+                    workspace.id,
+                    days_ago,
+                    f"{provider} {days_ago}d",
+                    Jsonb({"provider": provider, "note": "it's"}),
+                ),
+            )
+    admin = Browser(client, postgres_url, owner)
+    base = f"/{workspace.slug}/audit"
+    # The reconciliation's "Audit log" link carries ?provider=: the events tab honours it (all time by default).
+    openai = admin.get(f"{base}?provider=openai").text
+    assert "openai 1d" in openai and "openai 90d" in openai and "anthropic 1d" not in openai
+    assert "All time" in openai and 'value="openai" checked' in openai
+    assert "provider: openai" in openai and "\\u0027" not in openai and "note:</span> it&#39;s" in openai
+    recent = admin.get(f"{base}?provider=openai&range=30d").text
+    assert "openai 1d" in recent and "openai 90d" not in recent
+    kinds = re.search(r'href="([^"]*kind=billing[^"]*)"', recent).group(1)
+    assert "provider=openai" in kinds and "range=30d" in kinds
+    exported = admin.get(f"{base}.csv?provider=anthropic").text
+    assert "anthropic 1d" in exported and "openai" not in exported
+    key = make_api_key(postgres_url, workspace=workspace).key
+    twin = client.get(f"/v1/{workspace.slug}/audit?provider=openai&range=30d", headers=bearer(key)).json()
+    assert [e["resource_label"] for e in twin["events"]] == ["openai 1d"]

@@ -1,18 +1,88 @@
-"""A monthly budget against the month so far, and where the month is heading at this pace."""
+"""A monthly budget against the month so far, and where the month is heading at this pace.
+
+Budgets are set for the workspace and per project, never per provider, model, device or cost center. Under a
+filter the card therefore compares the budget that applies with the spend that budget covers (a project's whole
+spend, every provider), says so, and says why no budget applies when none does — never a bare "No budget set"
+while budgets exist, and never a budget against a slice of the spend it covers (a false "under")."""
 
 from __future__ import annotations
 
 import calendar
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
+from clickhouse_connect.driver.client import Client
+
+from halton_api.charts import money
+from halton_api.dashboards import spend
+from halton_api.dashboards.filters import Filters, Scope
 from halton_api.dashboards.models import BudgetStatus
+from halton_api.dashboards.reader import Marts
 
 TENTH = Decimal("0.1")
+NOT_BUDGETED = ("provider", "model", "device", "cost_center")  # dimensions no budget is set on
+NOT_BUDGETED_WORDS = {
+    "providers": "provider",
+    "models": "model",
+    "devices": "device",
+    "cost_centers": "cost center",
+}
+
+
+@dataclass(frozen=True)
+class BudgetChoice:
+    """Which budget a view compares with and the spend it covers: the filters in `skip` are left out of that
+    spend (the budget covers them all). `amount` None: no budget applies, and `note` says why."""
+
+    amount: Decimal | None
+    scope: str
+    skip: tuple[str, ...]
+    note: str | None
+
+
+def choose_budget(
+    filters: Filters, workspace_budget: Decimal | None, project_budgets: dict[str, Decimal]
+) -> BudgetChoice:
+    """The budget for a view under `filters` (a project page passes its project as the one project filter)."""
+    others = [words for name, words in NOT_BUDGETED_WORDS.items() if getattr(filters, name)]
+    covers = (
+        f"budgets are not set per {' or '.join(others)}, so this compares all of its spend, not the filtered slice"
+        if others
+        else None
+    )
+    if filters.projects:
+        missing = [p for p in filters.projects if p not in project_budgets]
+        if missing:
+            workspace = (
+                f"; the workspace budget ({money(workspace_budget)}) covers every project together"
+                if workspace_budget is not None
+                else ""
+            )
+            return BudgetChoice(None, "project", (), f"No budget for project {', '.join(missing)}{workspace}")
+        amount = sum((project_budgets[p] for p in filters.projects), Decimal(0))
+        scope = "project" if len(filters.projects) == 1 else "projects"
+        return BudgetChoice(amount, scope, NOT_BUDGETED, covers)
+    if workspace_budget is None:
+        return BudgetChoice(None, "workspace", (), "No budget set (Settings → Projects & budgets)")
+    if others:
+        covers = f"the whole workspace: {covers}"
+    return BudgetChoice(workspace_budget, "workspace", NOT_BUDGETED, covers)
+
+
+def month_to_date(client: Client, m: Marts, scope: Scope, choice: BudgetChoice, filtered: Decimal) -> Decimal:
+    """This month's spend the chosen budget covers: `filtered` (the view's own month to date) when the rail
+    filters nothing the budget ignores, else one more query without those filters."""
+    if choice.amount is None or not choice.note:
+        return filtered
+    month = spend.calendar_periods(scope.now)["this_month"]
+    return spend.period_totals(client, m, scope, {"this_month": month}, skip=choice.skip)[
+        "this_month"
+    ].spend_usd
 
 
 def budget_status(
-    budget: Decimal | None, month_to_date: Decimal, today: date, *, scope: str
+    budget: Decimal | None, month_to_date: Decimal, today: date, *, scope: str, note: str | None = None
 ) -> BudgetStatus | None:
     if budget is None:
         return None
@@ -28,4 +98,5 @@ def budget_status(
         variance_pct=(variance / budget * 100).quantize(TENTH) if budget else None,
         projected_usd=projected,
         status=status,  # type: ignore[arg-type]
+        covers=note,
     )

@@ -8,10 +8,14 @@ from halton_api.dashboards.models import RequestTable
 from halton_api.dashboards.view import View
 
 
-async def build_captured_requests(view: View, *, search: str | None, cursor: str | None) -> RequestTable:
+async def build_captured_requests(
+    view: View, *, search: str | None, cursor: str | None, prompt_hash: str | None = None
+) -> RequestTable:
     if cursor:
         requests.decode_cursor(cursor)  # a bad cursor is the caller's 422, before the warehouse is asked
     scope, names = view.scope, view.facts.device_name
     return await view.reader.run(
-        lambda client, m: requests.recent(client, m, scope, device_name=names, cursor=cursor, search=search)
+        lambda client, m: requests.recent(
+            client, m, scope, device_name=names, cursor=cursor, search=search, prompt_hash=prompt_hash
+        )
     )

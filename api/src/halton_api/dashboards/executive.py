@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from halton_api.dashboards import spend
-from halton_api.dashboards.budgets import budget_status
+from halton_api.dashboards import budgets, spend
 from halton_api.dashboards.filters import month_start
 from halton_api.dashboards.models import ExecutivePublic
 from halton_api.dashboards.reconciliation import (
@@ -34,18 +33,20 @@ async def build_executive(view: View) -> ExecutivePublic:
     reconciled = latest_complete_month(today)
     calendar = spend.calendar_periods(scope.now)
 
+    chosen = view.facts.budget_for(view.filters)
+
     def query(client, m):
         found = spend.period_totals(client, m, scope, {**calendar, "current": scope.period})
+        budgeted = budgets.month_to_date(client, m, scope, chosen, found["this_month"].spend_usd)
         projects = spend.ranking(client, m, scope, by=("project",), limit=TOP)
         monthly = spend.series(client, m, scope, by="provider", grain="month", period=year)
         rows = provider_rows(client, m, scope, [reconciled])
-        return found, projects, monthly, rows
+        return found, budgeted, projects, monthly, rows
 
-    found, projects, monthly, rows = await view.reader.run(query)
+    found, budgeted, projects, monthly, rows = await view.reader.run(query)
     figures = {name: totals.spend_usd for name, totals in found.items()}
     current = found["current"]
     facts = view.facts
-    amount, budget_scope = facts.budget_for(view.filters)
     return ExecutivePublic(
         workspace=view.slug,
         filters=view.filters.as_json(),
@@ -70,6 +71,7 @@ async def build_executive(view: View) -> ExecutivePublic:
             else None
         ),
         reconciliation_ignores=ignored_filters(view),
-        budget=budget_status(amount, figures["this_month"], today, scope=budget_scope),
+        budget=budgets.budget_status(chosen.amount, budgeted, today, scope=chosen.scope, note=chosen.note),
+        budget_note=None if chosen.amount is not None else chosen.note,
         monthly=spend.time_series(monthly.starts, spend.by_provider_label(monthly)),
     )

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlencode
 from uuid import UUID
 
+from halton_api.dashboards.model_names import DATED_SUFFIX
 from halton_api.errors import Invalid
 
 RANGES: dict[str, str] = {
@@ -351,9 +352,14 @@ class Scope:
                 end=naive(when.end),
             )
         f = self.filters
+        if f.models and "model" not in skip:
+            # A model matches its dated snapshots too (the rail folds them under it).
+            parts.append(
+                f"({p}model IN %(models)s OR replaceRegexpOne({p}model, '{DATED_SUFFIX}', '') IN %(models)s)"
+            )
+            params["models"] = tuple(f.models)
         for name, column, chosen in (
             ("provider", "provider", f.providers),
-            ("model", "model", f.models),
             ("project", "project", f.projects),
             ("device", "device_id", f.devices),
         ):

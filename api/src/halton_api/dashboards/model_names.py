@@ -10,6 +10,15 @@ _CLAUDE_OLD = re.compile(r"^claude-(\d)-(\d)-(opus|sonnet|haiku)(?:-\d{8}|-lates
 _GPT = re.compile(r"^gpt-([0-9.]+o?)(?:-(mini|nano|pro))?(?:-\d{4}-\d{2}-\d{2})?$")
 _GEMINI = re.compile(r"^gemini-([0-9.]+)-(.+)$")
 _GROK = re.compile(r"^grok-(\d+)(?:-(?!\d{4}$)(.+?))?(?:-\d{4})?$")
+# A snapshot date at the end of an id: -20250929, -2025-08-07, -0709 (MMDD). The rail folds such ids under
+# their model and a model filter matches them all; SQL uses the same pattern (no backslash, no quote in it).
+DATED_SUFFIX = "-([0-9]{8}|[0-9]{4}-[0-9]{2}-[0-9]{2}|(0[1-9]|1[0-2])[0-9]{2})$"
+_DATED = re.compile(DATED_SUFFIX)
+
+
+def base_model(model: str) -> str:
+    """The model a dated id is a snapshot of: `claude-sonnet-4-5-20250929` is `claude-sonnet-4-5`."""
+    return _DATED.sub("", model)
 
 
 def display_model(model: str) -> str:

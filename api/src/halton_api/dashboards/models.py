@@ -71,13 +71,17 @@ class TimeSeries(BaseModel):
 
 
 class BudgetStatus(BaseModel):
-    scope: Literal["workspace", "project"]
+    scope: Literal["workspace", "project", "projects"]
     monthly_budget_usd: Decimal
     month_to_date_usd: Decimal
     variance_usd: Decimal
     variance_pct: Decimal | None
     projected_usd: Decimal
     status: Literal["under", "at_risk", "over"]
+    covers: str | None = Field(
+        default=None,
+        description="What spend the budget is compared with when the rail filters what it cannot.",
+    )
 
 
 class DeviceSync(BaseModel):
@@ -106,6 +110,8 @@ class RailOption(BaseModel):
     value: str
     label: str
     group: str = ""
+    provider: str = ""  # a model's provider: the list shows only the chosen providers' models
+    includes: list[str] = Field(default_factory=list)  # dated snapshot ids folded under this model
 
 
 class UnpricedModel(BaseModel):
@@ -129,6 +135,9 @@ class OverviewPublic(BaseModel):
     period_totals: Totals
     period_change: Change
     budget: BudgetStatus | None
+    budget_note: str | None = Field(
+        default=None, description="Why no budget applies (when `budget` is null)."
+    )
     spend_by_provider: TimeSeries
     top_projects: list[Ranked]
     top_models: list[Ranked]
@@ -180,6 +189,9 @@ class ProjectViewPublic(BaseModel):
     totals: Totals
     change: Change
     budget: BudgetStatus | None
+    budget_note: str | None = Field(
+        default=None, description="Why no budget applies (when `budget` is null)."
+    )
     spend_over_time: TimeSeries
     by_developer: list[Ranked]
     by_model: list[Ranked]
@@ -417,6 +429,9 @@ class ExecutivePublic(BaseModel):
         description="Rail filters the reconciliation cannot apply (billing is per provider and month).",
     )
     budget: BudgetStatus | None
+    budget_note: str | None = Field(
+        default=None, description="Why no budget applies (when `budget` is null)."
+    )
     monthly: TimeSeries
 
 

@@ -25,7 +25,7 @@ from clickhouse_connect.driver.client import Client
 from halton_api.charts import money
 from halton_api.dashboards import spend
 from halton_api.dashboards.filters import RANGES, UNASSIGNED, Scope
-from halton_api.dashboards.model_names import display_model
+from halton_api.dashboards.model_names import base_model, display_model
 from halton_api.dashboards.models import (
     CatalogCheck,
     CheckSuppression,
@@ -178,7 +178,7 @@ def in_scope(
         return False
     if f.providers and provider is not None and provider not in f.providers:
         return False
-    if f.models and models is not None and not set(f.models) & set(models):
+    if f.models and models is not None and not set(f.models) & {*models, *map(base_model, models)}:
         return False
     if scope.cost_center_projects is not None:
         chosen = project in scope.cost_center_projects

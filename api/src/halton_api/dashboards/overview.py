@@ -3,9 +3,9 @@ and models, the models whose calls are unpriced, and the sync banner."""
 
 from __future__ import annotations
 
-from halton_api.dashboards import spend
-from halton_api.dashboards.budgets import budget_status
+from halton_api.dashboards import budgets, spend
 from halton_api.dashboards.filters import PROVIDERS
+from halton_api.dashboards.model_names import base_model
 from halton_api.dashboards.models import OverviewPublic, UnpricedModel
 from halton_api.dashboards.view import View
 from halton_meter.catalogue import Catalogue
@@ -37,23 +37,27 @@ async def build_overview(view: View, catalogue: Catalogue) -> OverviewPublic:
     scope = view.scope
     previous = scope.period.previous()
 
+    chosen = view.facts.budget_for(view.filters)
+
     def query(client, m):
         calendar = spend.calendar_periods(scope.now)
         periods = {name: calendar[name] for name in ("today", "this_month", "last_month")}
         periods.update(current=scope.period, previous=previous)
         figures = spend.period_totals(client, m, scope, periods)
+        budgeted = budgets.month_to_date(client, m, scope, chosen, figures["this_month"].spend_usd)
         trend = spend.series(client, m, scope, by="provider", baseline=previous)
         top = spend.rankings(
             client, m, scope, {"projects": ("project",), "models": ("provider", "model")}, limit=TOP
         )
         unpriced = spend.unpriced_by_model(client, m, scope, limit=UNPRICED_SHOWN)
-        return figures, trend, top, unpriced
+        return figures, budgeted, trend, top, unpriced
 
-    figures, trend, top, unpriced = await view.reader.run(query)
+    figures, budgeted, trend, top, unpriced = await view.reader.run(query)
     current, before = figures["current"], figures["previous"]
     facts = view.facts
-    amount, budget_scope = facts.budget_for(view.filters)
-    budget = budget_status(amount, figures["this_month"].spend_usd, scope.now.date(), scope=budget_scope)
+    budget = budgets.budget_status(
+        chosen.amount, budgeted, scope.now.date(), scope=chosen.scope, note=chosen.note
+    )
     return OverviewPublic(
         workspace=view.slug,
         filters=view.filters.as_json(),
@@ -64,6 +68,7 @@ async def build_overview(view: View, catalogue: Catalogue) -> OverviewPublic:
         period_totals=current,
         period_change=spend.change(current.spend_usd, before.spend_usd),
         budget=budget,
+        budget_note=None if budget else chosen.note,
         spend_by_provider=spend.time_series(
             trend.starts,
             spend.by_provider_label(trend),
@@ -82,7 +87,7 @@ async def build_overview(view: View, catalogue: Catalogue) -> OverviewPublic:
             keys=2,
             label=lambda provider, model: model,
             detail=lambda provider, model: PROVIDERS.get(provider, provider),
-            href=lambda provider, model: view.href("overview", models=(model,)),
+            href=lambda provider, model: view.href("overview", models=(base_model(model),)),
         ),
         unpriced=[unpriced_model(*row, catalogue) for row in unpriced],
         sync=facts.sync_status(view.settings, scope.now),

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from decimal import Decimal
 
-from halton_api.dashboards import requests, spend
-from halton_api.dashboards.budgets import budget_status
+from halton_api.dashboards import budgets, requests, spend
 from halton_api.dashboards.filters import PROVIDERS
 from halton_api.dashboards.models import ProjectInfo, ProjectsPublic, ProjectViewPublic, Ranked, RequestTable
 from halton_api.dashboards.view import View
@@ -29,6 +28,7 @@ async def build_project(
     narrowed = project_view(view, slug)
     scope = narrowed.scope
     previous = scope.period.previous()
+    chosen = facts.budget_for(narrowed.filters)
 
     def query(client, m):
         if registered is None and not spend.has_project(client, m, scope.workspace_id, slug):
@@ -36,17 +36,18 @@ async def build_project(
         periods = {"this_month": spend.calendar_periods(scope.now)["this_month"], "current": scope.period,
                    "previous": previous}  # fmt: skip
         figures = spend.period_totals(client, m, scope, periods)
+        budgeted = budgets.month_to_date(client, m, scope, chosen, figures["this_month"].spend_usd)
         over_time = spend.series(client, m, scope, by="provider", grain=grain)
         breakdowns = spend.rankings(
             client, m, scope, {"developers": ("device_id",), "models": ("provider", "model")}
         )
         table = requests.recent(client, m, scope, device_name=facts.device_name, cursor=cursor, search=search)
-        return figures, over_time, breakdowns, table
+        return figures, budgeted, over_time, breakdowns, table
 
     found = await view.reader.run(query)
     if found is None:
         raise NotFound(f"no project {slug!r} in this workspace")
-    figures, over_time, breakdowns, table = found
+    figures, budgeted, over_time, breakdowns, table = found
     current, before = figures["current"], figures["previous"]
     budget_amount = facts.monthly_budget(slug)
     return ProjectViewPublic(
@@ -64,9 +65,10 @@ async def build_project(
         period=spend.period_public(scope.period, grain),
         totals=current,
         change=spend.change(current.spend_usd, before.spend_usd),
-        budget=budget_status(
-            budget_amount, figures["this_month"].spend_usd, scope.now.date(), scope="project"
+        budget=budgets.budget_status(
+            chosen.amount, budgeted, scope.now.date(), scope=chosen.scope, note=chosen.note
         ),
+        budget_note=None if chosen.amount is not None else chosen.note,
         spend_over_time=spend.time_series(
             over_time.starts,
             spend.by_provider_label(over_time),

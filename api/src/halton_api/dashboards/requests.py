@@ -36,10 +36,12 @@ def recent(
     limit: int = PAGE_SIZE,
     cursor: str | None = None,
     search: str | None = None,
+    prompt_hash: str | None = None,
     skip: Sequence[str] = (),
 ) -> RequestTable:
     """A page of the scope's requests, newest first; `search` is a request_uid, or (part of) a
-    provider_request_id, looked for on every date."""
+    provider_request_id, looked for on every date; `prompt_hash` keeps one prompt cluster's requests (within
+    the rail's dates, as the clusters page counted them)."""
     hourly = scope.period.hourly
     # A search is for one call: it looks across all dates (an id pasted from a provider's console is rarely
     # from the rail's range); the rail's other filters still apply.
@@ -58,6 +60,9 @@ def recent(
         except ValueError:
             params["s_prid"] = search.strip()
             where += " AND positionCaseInsensitive(ifNull(provider_request_id, ''), %(s_prid)s) > 0"
+    if prompt_hash:
+        params["s_hash"] = prompt_hash
+        where += " AND prompt_hash = %(s_hash)s"
     params["limit"] = limit + 1
     # `day` leads the order: the table is sorted by (workspace_id, day, …), and day is started_at's date.
     statement = (
@@ -65,7 +70,7 @@ def recent(
         " ORDER BY day DESC, started_at DESC, request_uid DESC LIMIT %(limit)s"
     )
     rows: list = []
-    cutoff = None if search else _cutoff(client, m, scope, limit + 1, before, skip)
+    cutoff = None if search or prompt_hash else _cutoff(client, m, scope, limit + 1, before, skip)
     if cutoff is not None:
         column = "started_at" if hourly else "day"
         rows = client.query(

@@ -8,7 +8,9 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from uuid import UUID
 
+from halton_api.dashboards.budgets import BudgetChoice, choose_budget
 from halton_api.dashboards.filters import PROVIDERS, UNASSIGNED, Filters, Scope
+from halton_api.dashboards.model_names import base_model
 from halton_api.dashboards.models import DeviceSync, RailOption, SyncStatus
 from halton_api.models import BudgetPublic, CostCenterPublic, DevicePublic, ProjectPublic
 from halton_api.settings import CloudSettings
@@ -78,15 +80,10 @@ class WorkspaceFacts:
             return next((b.monthly_amount for b in self.budgets if b.project_id is None), None)
         return next((b.monthly_amount for b in self.budgets if b.project_slug == project_slug), None)
 
-    def budget_for(self, filters: Filters) -> tuple[Decimal | None, str]:
-        """The monthly budget a view's spend is compared with, and its scope: the one filtered project's own,
-        else the workspace's — but only when nothing is filtered (a workspace budget against filtered spend
-        would read as a false "under")."""
-        only = filters.projects[0] if len(filters.projects) == 1 else None
-        own = self.monthly_budget(only) if only else None
-        if own is not None:
-            return own, "project"
-        return (None if filters.narrowed else self.monthly_budget()), "workspace"
+    def budget_for(self, filters: Filters) -> BudgetChoice:
+        """The monthly budget a view's spend is compared with (see `budgets.choose_budget`)."""
+        by_project = {b.project_slug: b.monthly_amount for b in self.budgets if b.project_id is not None}
+        return choose_budget(filters, self.monthly_budget(), by_project)  # type: ignore[arg-type]
 
     def rail_options(self, models: list[tuple[str, str]]) -> dict[str, list[RailOption]]:
         """Choices for the rail's multi-selects (`models` as (provider, model) pairs seen in the marts)."""
@@ -95,7 +92,7 @@ class WorkspaceFacts:
             centers.append(RailOption(value=UNASSIGNED, label="Unassigned"))
         return {
             "providers": [RailOption(value=k, label=v) for k, v in PROVIDERS.items()],
-            "models": [RailOption(value=m, label=m, group=PROVIDERS.get(p, p)) for p, m in models],
+            "models": _folded_models(models),
             "projects": [
                 RailOption(value=p.slug, label=p.name) for p in sorted(self.projects, key=lambda p: p.slug)
             ],
@@ -123,8 +120,10 @@ class WorkspaceFacts:
         elif counts["DEGRADED"] or counts["NOT-REPORTING"]:
             status = "amber"
         else:
-            return SyncStatus(status="green", summary=f"All {total} devices ACTIVE.", devices=states)
-        parts = [f"{counts[s]} of {total} devices {s}: {_MEANING[s]}" for s in _BANNER_ORDER if counts[s]]
+            summary = "The one device is ACTIVE." if total == 1 else f"All {total} devices ACTIVE."
+            return SyncStatus(status="green", summary=summary, devices=states)
+        devices = "device" if total == 1 else "devices"
+        parts = [f"{counts[s]} of {total} {devices} {s}: {_MEANING[s]}" for s in _BANNER_ORDER if counts[s]]
         return SyncStatus(status=status, summary=" ".join(parts), devices=states)
 
 
@@ -186,3 +185,20 @@ def device_sync(device: DevicePublic, now: datetime, silent_after: timedelta) ->
     if now - device.reported_at > silent_after:
         return DeviceSync(**line, state="NOT-REPORTING")
     return DeviceSync(**line, state=device.reported_state)
+
+
+def _folded_models(models: list[tuple[str, str]]) -> list[RailOption]:
+    """One choice per model per provider, its dated snapshots folded under it (a model filter matches them)."""
+    snapshots: dict[tuple[str, str], list[str]] = {}
+    for provider, model in models:
+        snapshots.setdefault((provider, base_model(model)), []).append(model)
+    return [
+        RailOption(
+            value=base,
+            label=base,
+            group=PROVIDERS.get(provider, provider),
+            provider=provider,
+            includes=[m for m in ids if m != base],
+        )
+        for (provider, base), ids in sorted(snapshots.items())
+    ]

@@ -13,8 +13,10 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from halton_api.dashboards import captured_requests, requests
+from halton_api.dashboards.filters import RANGES, Filters
 from halton_api.dashboards.models import RequestTable
 from halton_api.dashboards.view import open_view, render_view
+from halton_api.dashboards.workspace_facts import WorkspaceFacts
 from halton_api.deps import ApiReader, Conn, Member, RailFilters, Reader, StreamConn, StreamMember
 from halton_api.models import AuditPage
 from halton_api.pages import render
@@ -43,23 +45,53 @@ RequestSearch = Annotated[
     str | None, Query(max_length=200, description="A provider_request_id (or part of one), or a request_uid.")
 ]
 Cursor = Annotated[str | None, Query(max_length=200, description="`next_cursor` of the previous page.")]
+Prompt = Annotated[
+    str | None,
+    Query(max_length=128, pattern="^[0-9a-zA-Z:_-]+$", description="Only one prompt cluster's requests (its hash)."),
+]
 KIND_LABELS = {"membership": "Membership", "device": "Devices", "config": "Config", "billing": "Billing"}
 CSV_COLUMNS = ("id", "created_at", "actor_type", "actor_id", "actor_label", "event", "resource_type", "resource_id",
                "resource_label", "details")  # fmt: skip
 
 
-@router.get("", response_model=AuditPage, summary="Audit events, newest first")
+@router.get(
+    "",
+    response_model=AuditPage,
+    summary="Audit events, newest first (of the rail's filters, the dates — when given — and providers apply)",
+)
 async def list_events(
+    request: Request,
     ctx: ApiReader,
     conn: Conn,
+    filters: RailFilters,
     q: Search = None,
     before: Before = None,
     limit: Annotated[int, Query(ge=1, le=500)] = PAGE_SIZE,
     kind: Kind = None,
 ) -> AuditPage:
     return await audit.list_events(
-        conn, workspace_id=ctx.workspace.id, q=q, before=before, limit=limit, kind=kind
+        conn,
+        workspace_id=ctx.workspace.id,
+        q=q,
+        before=before,
+        limit=limit,
+        kind=kind,
+        scope=event_scope(request, filters),
     )
+
+
+def dated(request: Request) -> bool:
+    """Whether the URL chose dates: an audit log shows all time unless asked (the rail's 30-day default is for
+    spend)."""
+    return any(key in request.query_params for key in ("range", "from", "to"))
+
+
+def event_scope(request: Request, filters: Filters) -> audit.EventScope:
+    """The rail's filters that apply to control-plane events: providers, and the dates when the URL gives them."""
+    if not dated(request):
+        return audit.EventScope(providers=filters.providers)
+    period = filters.period(datetime.now(UTC))
+    return audit.EventScope(providers=filters.providers, since=period.start, until=period.end)
 
 
 @router.get(
@@ -75,9 +107,12 @@ async def captured_requests_json(
     reader: Reader,
     q: RequestSearch = None,
     cursor: Cursor = None,
+    prompt: Prompt = None,
 ) -> RequestTable:
     view = await open_view(request, ctx, conn, filters, reader)
-    return await captured_requests.build_captured_requests(view, search=_search(q), cursor=cursor)
+    return await captured_requests.build_captured_requests(
+        view, search=_search(q), cursor=cursor, prompt_hash=prompt
+    )
 
 
 def _search(q: str | None) -> str | None:
@@ -86,13 +121,40 @@ def _search(q: str | None) -> str | None:
 
 @pages.get("/audit")
 async def audit_page(
-    request: Request, ctx: Member, conn: Conn, q: Search = None, before: Before = None, kind: Kind = None
+    request: Request,
+    ctx: Member,
+    conn: Conn,
+    filters: RailFilters,
+    q: Search = None,
+    before: Before = None,
+    kind: Kind = None,
 ) -> Response:
     page = await audit.list_events(
-        conn, workspace_id=ctx.workspace.id, q=q, before=before, limit=PAGE_SIZE, kind=kind
+        conn,
+        workspace_id=ctx.workspace.id,
+        q=q,
+        before=before,
+        limit=PAGE_SIZE,
+        kind=kind,
+        scope=event_scope(request, filters),
     )
+    facts = await WorkspaceFacts.load(conn, ctx.workspace.id)
     return await render(
-        request, "audit.html", conn=conn, ctx=ctx, page=page, q=q or "", kind=kind, kinds=KIND_LABELS
+        request,
+        "audit.html",
+        conn=conn,
+        ctx=ctx,
+        page=page,
+        q=q or "",
+        kind=kind,
+        kinds=KIND_LABELS,
+        filters=filters,
+        period=filters.period(datetime.now(UTC)),
+        rail=facts.rail_options([]),
+        ranges=RANGES,
+        all_time=not dated(request),
+        events_rail=True,
+        facts=facts,
     )
 
 
@@ -105,6 +167,7 @@ async def captured_requests_page(
     reader: Reader,
     q: RequestSearch = None,
     cursor: Cursor = None,
+    prompt: Prompt = None,
 ) -> Response:
     view = await open_view(request, ctx, conn, filters, reader)
     search = _search(q)
@@ -113,8 +176,11 @@ async def captured_requests_page(
         "audit_requests.html",
         view,
         conn,
-        lambda: captured_requests.build_captured_requests(view, search=search, cursor=cursor),
+        lambda: captured_requests.build_captured_requests(
+            view, search=search, cursor=cursor, prompt_hash=prompt
+        ),
         q=search or "",
+        prompt=prompt,
     )
 
 
@@ -127,21 +193,35 @@ async def captured_requests_csv(
     reader: Reader,
     q: RequestSearch = None,
     cursor: Cursor = None,
+    prompt: Prompt = None,
 ) -> Response:
     """The rows the page shows for the same query (one page: the visible rows)."""
     view = await open_view(request, ctx, conn, filters, reader)
-    table = await captured_requests.build_captured_requests(view, search=_search(q), cursor=cursor)
+    table = await captured_requests.build_captured_requests(
+        view, search=_search(q), cursor=cursor, prompt_hash=prompt
+    )
     stamp = datetime.now(UTC).strftime("%Y%m%d")
     return requests.csv_response(table, f"{ctx.workspace.slug}-requests-{stamp}.csv")
 
 
 @pages.get("/audit.csv")
-async def audit_csv(ctx: StreamMember, conn: StreamConn, q: Search = None, kind: Kind = None) -> Response:
+async def audit_csv(
+    request: Request,
+    ctx: StreamMember,
+    conn: StreamConn,
+    filters: RailFilters,
+    q: Search = None,
+    kind: Kind = None,
+) -> Response:
+    scope = event_scope(request, filters)
+
     async def rows() -> AsyncIterator[str]:
         buffer = io.StringIO()
         writer = SafeCsvWriter(buffer)
         writer.writerow(CSV_COLUMNS)
-        async for event in audit.iter_events(conn, workspace_id=ctx.workspace.id, q=q, kind=kind):
+        async for event in audit.iter_events(
+            conn, workspace_id=ctx.workspace.id, q=q, kind=kind, scope=scope
+        ):
             writer.writerow(
                 [
                     event.id,

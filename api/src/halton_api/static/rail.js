@@ -12,7 +12,12 @@ document.querySelectorAll("form[data-rail]").forEach((form) => {
       }
       custom.querySelectorAll("input").forEach((input) => { input.disabled = true; });
     }
-    if (target.type === "checkbox") return; // several boxes are usually ticked at once: wait for Apply
+    if (target.type === "checkbox") {
+      // Several boxes are usually ticked at once: wait for Apply, and say so until then.
+      if (target.name === "provider") followProviders(form);
+      showPending(form);
+      return;
+    }
     if (target.type === "date" && !(form.elements.from.value && form.elements.to.value)) return;
     form.requestSubmit();
   });
@@ -24,6 +29,31 @@ document.querySelectorAll("form[data-rail]").forEach((form) => {
     });
   });
 });
+
+// Boxes ticked but not applied: the page still shows the old filter, so the rail says so (the note beside
+// Apply, a mark on the list that changed) until Apply is pressed or the boxes are put back.
+function showPending(form) {
+  let changed = 0;
+  form.querySelectorAll("details.multi").forEach((multi) => {
+    const moved = [...multi.querySelectorAll("input[type=checkbox]")].filter((box) => box.checked !== box.defaultChecked);
+    multi.classList.toggle("pending", moved.length > 0);
+    changed += moved.length;
+  });
+  const note = form.querySelector("[data-pending]");
+  note.hidden = changed === 0;
+  note.textContent = `${changed} change${changed === 1 ? "" : "s"} not applied yet: press Apply`;
+  form.querySelector("button[type=submit]").classList.toggle("attention", changed > 0);
+}
+
+// The model list shows the chosen providers' models only (all of them when no provider is chosen); a ticked
+// model stays visible so it can be unticked.
+function followProviders(form) {
+  const chosen = [...form.querySelectorAll("input[name=provider]:checked")].map((box) => box.value);
+  form.querySelectorAll("details.multi [data-provider]").forEach((item) => {
+    const box = item.querySelector("input");
+    item.hidden = chosen.length > 0 && !chosen.includes(item.dataset.provider) && !(box && box.checked);
+  });
+}
 
 // A multi-select's list closes when the click lands elsewhere (or on Escape), as a select's would.
 document.addEventListener("click", (event) => {

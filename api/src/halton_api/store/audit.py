@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
@@ -70,10 +71,35 @@ async def record(
     )
 
 
+@dataclass(frozen=True)
+class EventScope:
+    """The rail's filters that mean something for control-plane events: when (`since`/`until`, half-open) and
+    which providers (a billing event names its provider in its details, a connection in its resource id)."""
+
+    providers: tuple[str, ...] = ()
+    since: datetime | None = None
+    until: datetime | None = None
+
+
 def _where(
-    workspace_id: UUID, q: str | None, before: int | None, kind: str | None = None
+    workspace_id: UUID,
+    q: str | None,
+    before: int | None,
+    kind: str | None = None,
+    scope: EventScope = EventScope(),
 ) -> tuple[str, list[Any]]:
     clauses, params = ["workspace_id = %s"], [workspace_id]
+    if scope.providers:
+        clauses.append(
+            "(details->>'provider' = ANY(%s) OR (resource_type = 'provider_connection' AND resource_id = ANY(%s)))"
+        )
+        params.extend([list(scope.providers)] * 2)
+    if scope.since is not None:
+        clauses.append("created_at >= %s")
+        params.append(scope.since)
+    if scope.until is not None:
+        clauses.append("created_at < %s")
+        params.append(scope.until)
     if kind is not None:
         clauses.append("event LIKE ANY(%s)")
         params.append([prefix.replace("_", "\\_") + "%" for prefix in KINDS[kind]])
@@ -98,9 +124,10 @@ async def list_events(
     before: int | None = None,
     limit: int = 50,
     kind: str | None = None,
+    scope: EventScope = EventScope(),
 ) -> AuditPage:
     """Newest first; `before` is the id to page back from (keyset paging); `kind` one of `KINDS`."""
-    where, params = _where(workspace_id, q, before, kind)
+    where, params = _where(workspace_id, q, before, kind, scope)
     rows = await (
         await conn.execute(
             f"SELECT * FROM audit_events WHERE {where} ORDER BY id DESC LIMIT %s", [*params, limit + 1]
@@ -111,10 +138,15 @@ async def list_events(
 
 
 async def iter_events(
-    conn: Connection, *, workspace_id: UUID, q: str | None = None, kind: str | None = None
+    conn: Connection,
+    *,
+    workspace_id: UUID,
+    q: str | None = None,
+    kind: str | None = None,
+    scope: EventScope = EventScope(),
 ) -> AsyncIterator[AuditEventPublic]:
     """Every matching event, newest first, streamed (for the CSV export)."""
-    where, params = _where(workspace_id, q, None, kind)
+    where, params = _where(workspace_id, q, None, kind, scope)
     async with conn.cursor(name="audit_export") as cursor:
         await cursor.execute(f"SELECT * FROM audit_events WHERE {where} ORDER BY id DESC", params)
         async for row in cursor:
