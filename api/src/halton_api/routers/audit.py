@@ -47,7 +47,11 @@ RequestSearch = Annotated[
 Cursor = Annotated[str | None, Query(max_length=200, description="`next_cursor` of the previous page.")]
 Prompt = Annotated[
     str | None,
-    Query(max_length=128, pattern="^[0-9a-zA-Z:_-]+$", description="Only one prompt cluster's requests (its hash)."),
+    Query(
+        max_length=128,
+        pattern="^[0-9a-zA-Z:_-]+$",
+        description="Only one prompt cluster's requests (its hash).",
+    ),
 ]
 KIND_LABELS = {"membership": "Membership", "device": "Devices", "config": "Config", "billing": "Billing"}
 CSV_COLUMNS = ("id", "created_at", "actor_type", "actor_id", "actor_label", "event", "resource_type", "resource_id",
