@@ -1,5 +1,6 @@
-"""Dashboard latency on a big workspace: p50/p95 server time of the overview, a project page and the
-reconciliation page (and their JSON twins) with 10M raw requests behind the marts.
+"""Dashboard latency on a big workspace: p50/p95 server time of the overview, a project page, the
+reconciliation page, the clusters page and the captured requests (and JSON twins) with 10M — or, with
+`--requests 100000000`, 100M — raw requests behind the marts, plus the build time and the marts' sizes.
 
 The stack is the product's: an embedded warehouse server and PostgreSQL, the demo workspace's 10M requests
 loaded straight into raw (90 days ending this hour), the marts built by the Dagster assets (control-plane
@@ -8,8 +9,9 @@ and times each GET on loopback, one at a time, after a warm-up; the time is the 
 is the server's time plus well under a millisecond.
 
     uv run python bench/dashboard_latency.py [--requests 10000000] [--runs 40]
+    uv run python bench/dashboard_latency.py --requests 100000000 --runs 20   # the 100M run (90 days)
 
-Target: p95 <= 250 ms per page on 2 cores.
+Target: p95 <= 250 ms per page on 2 cores (overview, project, reconciliation and clusters).
 """
 
 from __future__ import annotations
@@ -57,9 +59,8 @@ def main() -> None:
             with start_embedded(home / "chdb", log_path=home / "warehouse.log") as warehouse:
                 started = time.perf_counter()
                 built = build_demo(warehouse.url, pg.get_uri(), requests=args.requests)
-                print(
-                    f"demo of {args.requests:,} requests loaded and marts built in {time.perf_counter() - started:.0f} s"
-                )
+                build_seconds = time.perf_counter() - started
+                print(f"demo of {args.requests:,} requests loaded and marts built in {build_seconds:.0f} s")
                 port = free_port()
                 env = {
                     **os.environ,
@@ -110,8 +111,14 @@ def measure(base: str, built, runs: int, raw_rows: int) -> None:
     )[0]
     marts = {
         table: built.scalar(f"SELECT count() FROM {{marts}}.{table}")
-        for table in ("daily_spend", "hourly_spend", "requests", "reconciliation_daily")
+        for table in ("daily_spend", "hourly_spend", "requests", "reconciliation_daily", "prompt_clusters")
     }
+    # On-disk size of each database (raw and marts): what the 100M question is about besides time.
+    sizes = built.query(
+        "SELECT database, table, sum(rows), sum(bytes_on_disk) FROM system.parts WHERE active"
+        " AND database LIKE %(p)s GROUP BY database, table HAVING sum(rows) > 0 ORDER BY sum(bytes_on_disk) DESC",
+        p=built.prefix + "%",
+    )
     targets = [
         ("overview (30 days)", f"/{slug}/overview"),
         ("overview JSON", f"/v1/{slug}/overview"),
@@ -121,8 +128,13 @@ def measure(base: str, built, runs: int, raw_rows: int) -> None:
         ("project, one provider, 7 days", f"/{slug}/projects/{top_project}?range=7d&provider=anthropic"),
         ("reconciliation", f"/{slug}/reconciliation"),
         ("reconciliation JSON", f"/v1/{slug}/reconciliation"),
+        ("clusters (30 days)", f"/{slug}/clusters"),
+        ("clusters JSON", f"/v1/{slug}/clusters"),
+        ("captured requests (30 days)", f"/{slug}/audit/requests"),
     ]
     print(f"\nmarts rows: {', '.join(f'{k} {v:,}' for k, v in marts.items())}")
+    for database, table, rows, size in sizes:
+        print(f"  {database.removeprefix(built.prefix)}.{table}: {int(rows):,} rows, {int(size) / 2**20:,.1f} MiB on disk")
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     )

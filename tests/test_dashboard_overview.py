@@ -85,6 +85,7 @@ def test_the_model_list_folds_dated_ids_and_a_model_matches_its_snapshots(
     values = demo_page.page.locator("input[name=model]").evaluate_all("boxes => boxes.map(b => b.value)")
     assert "claude-sonnet-4-5" in values and "claude-sonnet-4-5-20250929" not in values
     assert all(base_model(v) == v for v in values) and len(values) == len(set(values))
+    assert all(base_model(row[0]) == row[0] for row in demo_page.table("top-models"))  # folded there too
     client = signed_in(demo_cloud.url, built_demo.owner_email)
     body = client.get(
         f"/v1/{built_demo.slug}/overview", params={"range": "this_month", "model": "claude-sonnet-4-5"}

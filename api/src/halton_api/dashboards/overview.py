@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from halton_api.dashboards import budgets, spend
 from halton_api.dashboards.filters import PROVIDERS
-from halton_api.dashboards.model_names import base_model
 from halton_api.dashboards.models import OverviewPublic, UnpricedModel
 from halton_api.dashboards.view import View
 from halton_meter.catalogue import Catalogue
@@ -47,7 +46,7 @@ async def build_overview(view: View, catalogue: Catalogue) -> OverviewPublic:
         budgeted = budgets.month_to_date(client, m, scope, chosen, figures["this_month"].spend_usd)
         trend = spend.series(client, m, scope, by="provider", baseline=previous)
         top = spend.rankings(
-            client, m, scope, {"projects": ("project",), "models": ("provider", "model")}, limit=TOP
+            client, m, scope, {"projects": ("project",), "models": ("provider", "model_family")}, limit=TOP
         )
         unpriced = spend.unpriced_by_model(client, m, scope, limit=UNPRICED_SHOWN)
         return figures, budgeted, trend, top, unpriced
@@ -87,7 +86,7 @@ async def build_overview(view: View, catalogue: Catalogue) -> OverviewPublic:
             keys=2,
             label=lambda provider, model: model,
             detail=lambda provider, model: PROVIDERS.get(provider, provider),
-            href=lambda provider, model: view.href("overview", models=(base_model(model),)),
+            href=lambda provider, model: view.href("overview", models=(model,)),
         ),
         unpriced=[unpriced_model(*row, catalogue) for row in unpriced],
         sync=facts.sync_status(view.settings, scope.now),

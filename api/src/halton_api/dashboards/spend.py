@@ -27,6 +27,7 @@ from halton_api.dashboards.filters import (
     naive,
     previous_month,
 )
+from halton_api.dashboards.model_names import DATED_SUFFIX
 from halton_api.dashboards.models import Change, PeriodPublic, Ranked, SeriesPublic, TimeSeries, Totals
 from halton_api.dashboards.reader import Marts
 
@@ -132,6 +133,10 @@ def share(part: Decimal, whole: Decimal) -> Decimal:
 # --- rankings --------------------------------------------------------------------------------------------
 
 
+# Keys a ranking can group by besides the marts' columns: a model with its dated snapshots folded under it.
+KEY_EXPRESSIONS = {"model_family": f"replaceRegexpOne(model, '{DATED_SUFFIX}', '')"}
+
+
 def rankings(
     client: Client,
     m: Marts,
@@ -150,11 +155,12 @@ def rankings(
     width = max(len(columns) for columns in sets.values())
     parts = []
     for i, columns in enumerate(sets.values()):
-        keys = [f"toString({c})" for c in columns] + ["''"] * (width - len(columns))
+        exprs = [KEY_EXPRESSIONS.get(c, c) for c in columns]
+        keys = [f"toString({e})" for e in exprs] + ["''"] * (width - len(columns))
         parts.append(
             f"SELECT {i} AS ranking, {', '.join(f'{k} AS k{j}' for j, k in enumerate(keys))},"
             " sum(spend_usd) AS spend, sum(requests), sum(input_tokens), sum(output_tokens)"
-            f" FROM {m.marts}.{table} WHERE {where} GROUP BY {', '.join(columns)}"
+            f" FROM {m.marts}.{table} WHERE {where} GROUP BY {', '.join(exprs)}"
         )
     rows = client.query(" UNION ALL ".join(parts), parameters=params).result_rows
     names = list(sets)

@@ -21,15 +21,17 @@
   }
 
   function dataRows(table) {
-    // Rows with a cell spanning the table ("No requests in this view.") are messages, not data.
-    return [...table.tBodies[0].rows].filter((row) => !row.querySelector("td[colspan]"));
+    // Rows with a cell spanning the table ("No requests in this view.") are messages, and a total row stays
+    // where it is (first or last): neither is sorted, paged or searched.
+    return [...table.tBodies[0].rows].filter((row) => !row.querySelector("td[colspan]") && !row.classList.contains("total"));
   }
 
   function makeSortable(table, refresh) {
     const head = table.tHead && table.tHead.rows[table.tHead.rows.length - 1];
     if (!head || table.dataset.sortable === "off") return;
     [...head.cells].forEach((th, index) => {
-      if (th.colSpan > 1 || !th.innerText.trim()) return;
+      const hidden = th.querySelector(".visually-hidden");
+      if (th.colSpan > 1 || !th.innerText.trim() || (hidden && hidden.innerText.trim() === th.innerText.trim())) return;
       const button = document.createElement("button");
       button.type = "button";
       button.className = "sort";
