@@ -85,8 +85,8 @@ def test_captured_requests_are_the_marts_and_the_csv_is_the_visible_rows(
     )
     assert visible(demo_page) == [uid for uid, _, _ in expected]
     shown = demo_page.table("requests")
-    assert [row[7] for row in shown[:5]] == [unit_money(cost) for _, _, cost in expected[:5]]
-    assert [row[4] for row in shown[:5]] == [rid or "—" for _, rid, _ in expected[:5]]
+    assert [row[6] for row in shown[:5]] == [unit_money(cost) for _, _, cost in expected[:5]]
+    assert [row[7] for row in shown[:5]] == [rid or "—" for _, rid, _ in expected[:5]]
     trace = page.locator("table[data-table=requests] tbody tr").first.locator("a").get_attribute("href")
     assert trace == f"/{built_demo.slug}/traces/{expected[0][0]}"
     demo_page.screenshot(artifacts_dir, "audit-requests")

@@ -61,6 +61,12 @@
     });
   }
 
+  // What a search looks in: the row's text and its hover titles (a shortened hash finds its full value).
+  function searchText(row) {
+    const titles = [...row.querySelectorAll("[title]")].map((el) => el.title).join(" ");
+    return `${row.textContent} ${titles}`.toLowerCase();
+  }
+
   function makePaged(table) {
     const rows = dataRows(table);
     if (rows.length <= PAGE || table.dataset.paged === "server") return () => {};
@@ -79,9 +85,7 @@
     input.id = `search-${table.dataset.table}`;
     bar.querySelector("label").htmlFor = input.id;
     function refresh(keepPage) {
-      const matching = dataRows(table).filter(
-        (row) => !state.query || row.innerText.toLowerCase().includes(state.query)
-      );
+      const matching = dataRows(table).filter((row) => !state.query || searchText(row).includes(state.query));
       const pages = Math.max(1, Math.ceil(matching.length / PAGE));
       if (!keepPage) state.page = 0;
       state.page = Math.min(state.page, pages - 1);
