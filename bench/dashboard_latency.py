@@ -134,7 +134,9 @@ def measure(base: str, built, runs: int, raw_rows: int) -> None:
     ]
     print(f"\nmarts rows: {', '.join(f'{k} {v:,}' for k, v in marts.items())}")
     for database, table, rows, size in sizes:
-        print(f"  {database.removeprefix(built.prefix)}.{table}: {int(rows):,} rows, {int(size) / 2**20:,.1f} MiB on disk")
+        print(
+            f"  {database.removeprefix(built.prefix)}.{table}: {int(rows):,} rows, {int(size) / 2**20:,.1f} MiB on disk"
+        )
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     )
