@@ -22,6 +22,7 @@ import psycopg
 import pytest
 
 from cloud_support import PASSWORD, CloudProcess, Person
+from halton_meter.secretbox import seal_provider_key
 from halton_meter.testing.processes import wait_for
 from halton_pipelines.defs.billing import billing_assets
 from halton_pipelines.defs.snapshot import control_plane_snapshot
@@ -224,6 +225,12 @@ def project_cell(page, project: str, provider: str, column: int) -> str:
     return row.locator("td").nth(column).inner_text().strip()
 
 
+def mapped_to(page, project: str, provider: str) -> tuple[str, str]:
+    row = page.locator(f"table[data-table=projects] tr[data-project='{project}'][data-provider='{provider}']")
+    mapped = row.locator("[data-mapped]")
+    return mapped.get_attribute("data-mapped") or "", mapped.inner_text().strip()
+
+
 def test_provider_projects_mapped_to_ours_reconcile_per_project(
     tab, cloud, person, fake, warehouse, postgres_url, artifacts_dir
 ) -> None:
@@ -318,18 +325,18 @@ def test_provider_projects_mapped_to_ours_reconcile_per_project(
     month = f"range=custom&from={day.replace(day=1)}&to={day}"
     tab.goto(f"/{slug}/reconciliation?{month}")
     section = tab.locator("[data-per-project]")
-    assert project_cell(tab, "alpha", "openai", 2) == "proj_alpha"
+    assert mapped_to(tab, "alpha", "openai") == ("true", "proj_alpha")
+    assert project_cell(tab, "alpha", "openai", 3) == "$1.50"
     assert project_cell(tab, "alpha", "openai", 4) == "$1.50"
-    assert project_cell(tab, "alpha", "openai", 5) == "$1.50"
-    assert project_cell(tab, "alpha", "openai", 8) == "Matches"
-    assert project_cell(tab, "alpha", "gemini", 2) == "not mapped to this project"
-    assert project_cell(tab, "alpha", "gemini", 8) == "Not billed yet"
+    assert project_cell(tab, "alpha", "openai", 7) == "Matches"
+    assert mapped_to(tab, "alpha", "gemini") == ("false", "not mapped to this project")
+    assert project_cell(tab, "alpha", "gemini", 7) == "Not billed yet"
     # alpha in all: $1.90 logged, $1.50 of it billed; never "Matches" while Gemini's $0.40 has no bill.
-    assert project_cell(tab, "alpha", "all", 8) == "Partly billed"
+    assert project_cell(tab, "alpha", "all", 7) == "Partly billed"
     coverage = section.locator("tr[data-project=alpha][data-provider=all] [data-coverage]").inner_text()
     assert "billed data for 1 of 2 providers, 78% of logged spend" in coverage, coverage
-    assert project_cell(tab, "beta", "openai", 6) == "+$0.10"
-    assert project_cell(tab, "beta", "openai", 8) == "Investigate"
+    assert project_cell(tab, "beta", "openai", 5) == "+$0.10"
+    assert project_cell(tab, "beta", "openai", 7) == "Investigate"
     assert section.locator("tr[data-project=gamma]").count() == 0  # no mapping, nothing to read
     unmapped = section.locator("table[data-table=unmapped] tr[data-provider=openai]")
     assert "proj_stray" in unmapped.inner_text() and "$0.75" in unmapped.inner_text()
@@ -341,10 +348,56 @@ def test_provider_projects_mapped_to_ours_reconcile_per_project(
     tab.wait_for_url("**project=beta**")
     section = tab.locator("[data-per-project]")
     assert section.locator("table[data-table=projects] tr[data-project=alpha]").count() == 0
-    assert project_cell(tab, "beta", "openai", 5) == "$2.00"
+    assert project_cell(tab, "beta", "openai", 4) == "$2.00"
     assert section.locator("table[data-table=unmapped] tr[data-provider=openai]").count() == 1
     tab.goto(f"/{slug}/reconciliation?{month}")
     tab.locator("[data-per-project]").screenshot(path=str(artifacts_dir / "reconciliation-per-project.png"))
     # A project with nothing mapped says so when picked, rather than showing nothing.
     tab.goto(f"/{slug}/reconciliation?{month}&project=gamma")
     assert "Nothing logged or billed for this project" in tab.locator("[data-per-project]").inner_text()
+
+
+def test_a_stored_key_that_cannot_be_read_says_so_on_both_pages(
+    tab, cloud, person, fake, warehouse, postgres_url
+) -> None:
+    """A key sealed under another HALTON_SECRET_KEY (the secret changed since it was saved) is named as such on
+    the settings page, by its Test button and on the reconciliation page, never a crash or a silent skip;
+    re-entering it mends it."""
+    slug = person.workspace_slug
+    fake.add(OPENAI_KEY, Organisation("openai"))
+    add_key(tab, slug, "openai", OPENAI_KEY)
+    assert status(tab, "openai")[0] == "works"
+    with psycopg.connect(postgres_url) as conn:
+        conn.execute(
+            "UPDATE provider_connections SET admin_key_encrypted = %s WHERE provider = 'openai'",
+            (seal_provider_key(b"the secret before it was rotated", OPENAI_KEY),),
+        )
+    unreadable = "Stored key cannot be read — re-enter it"
+
+    tab.goto(f"/{slug}/settings/billing")
+    works, sentence = status(tab, "openai")
+    assert works == "failed" and sentence.startswith(unreadable), sentence
+    calls = len(fake.calls("/v1/"))
+    tab.click("tr[data-provider=openai] button:text-is('Test')")
+    tab.wait_for_url("**notice=**")
+    assert "OpenAI connection test failed" in tab.content()
+    assert status(tab, "openai")[1].startswith(unreadable)
+    assert len(fake.calls("/v1/")) == calls  # nothing to call the provider with
+
+    # The pipelines report it for the workspace rather than skipping it.
+    keys = ProviderKeysResource(database_url=postgres_url, secret_key=cloud.env["HALTON_SECRET_KEY"])
+    connections, problems = keys.connections("openai")
+    assert connections == [] and len(problems) == 1 and "does not decrypt" in problems[0], problems
+
+    # The reconciliation page's billing pulls say it too (once the marts exist to show the page's figures).
+    dbt = HaltonDbtResource(clickhouse_url=warehouse.url, database_prefix=warehouse.prefix)
+    resources = pull_resources(cloud, fake, warehouse, postgres_url)
+    assert dg.materialize([control_plane_snapshot], resources=resources).success
+    assert dbt.cli(["run", "--select", "+reconciliation +reconciliation_projects"]).wait().is_successful()
+    tab.goto(f"/{slug}/reconciliation")
+    pull = tab.locator("[data-billing-pulls] li[data-provider=openai]")
+    assert pull.get_attribute("data-pull") == "unreadable"
+    assert unreadable in pull.inner_text()
+
+    add_key(tab, slug, "openai", OPENAI_KEY)
+    assert status(tab, "openai")[0] == "works"
