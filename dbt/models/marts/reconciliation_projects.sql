@@ -127,7 +127,9 @@ unmapped as (
     from lines as l
     left join mapping as m
         on m.workspace_id = l.workspace_id and m.provider = l.provider and m.provider_project = l.provider_project
-    where m.project_id is null
+    -- Lines without a provider project (xAI's, or a pull not grouped by project) cannot be mapped: they stay
+    -- in the provider's own reconciliation only.
+    where m.project_id is null and l.provider_project != ''
     group by l.workspace_id, l.provider, l.period
 )
 

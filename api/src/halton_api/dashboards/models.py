@@ -341,7 +341,7 @@ class UnmappedBillingRow(BaseModel):
     period_label: str
     provider: str
     provider_label: str
-    provider_projects: list[str] = Field(description="The unmapped ids ('' for lines without one).")
+    provider_projects: list[str] = Field(description="The provider's project/workspace ids nobody mapped.")
     billed_usd: Decimal
     status: str = "unmapped"
 
