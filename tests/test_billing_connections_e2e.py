@@ -37,6 +37,8 @@ from halton_pipelines.testing.factories import HandWorkspace, insert_request_row
 from halton_pipelines.testing.fake_billing import FakeBilling, FakeCost, Organisation, serve
 
 OPENAI_KEY = "sk-admin-e2e-openai-7f3a"
+ANTHROPIC_KEY = "sk-ant-admin01-e2e-anthropic-51c2"
+HAIKU = "claude-haiku-4-5-20251001"
 MODEL = "gpt-5-mini-2025-08-07"
 
 
@@ -234,14 +236,20 @@ def mapped_to(page, project: str, provider: str) -> tuple[str, str]:
 def test_provider_projects_mapped_to_ours_reconcile_per_project(
     tab, cloud, person, fake, warehouse, postgres_url, artifacts_dir
 ) -> None:
-    """Two OpenAI projects mapped to two of ours: each project's logged spend is compared with its own
-    provider project's lines; a third OpenAI project nobody mapped is shown as unmapped, never as a match;
-    a provider with no mapping (Gemini) leaves its logged spend without a bill in the project's coverage."""
+    """Two OpenAI projects and an Anthropic workspace mapped to three of ours: each project's logged spend is
+    compared with its own provider project's lines; a third OpenAI project nobody mapped is shown as
+    unmapped, never as a match; a provider not mapped to a project (Gemini) leaves its logged spend without
+    a bill in the project's coverage."""
     slug = person.workspace_slug
     with psycopg.connect(postgres_url) as conn:
         (workspace_id,) = conn.execute("SELECT id FROM workspaces WHERE slug = %s", (slug,)).fetchone()
         # Projects as a meter registers them (the project slugs its calls carry).
-        for project, name in (("alpha", "Alpha app"), ("beta", "Beta batch"), ("gamma", "Gamma tools")):
+        for project, name in (
+            ("alpha", "Alpha app"),
+            ("beta", "Beta batch"),
+            ("gamma", "Gamma tools"),
+            ("delta", "Delta docs"),
+        ):
             conn.execute(
                 "INSERT INTO projects (workspace_id, slug, name) VALUES (%s, %s, %s)",
                 (workspace_id, project, name),
@@ -253,11 +261,16 @@ def test_provider_projects_mapped_to_ours_reconcile_per_project(
         FakeCost(day, f"{MODEL}, input", Decimal("2.00"), project="proj_beta"),
         FakeCost(day, f"{MODEL}, input", Decimal("0.75"), project="proj_stray"),
     ]))  # fmt: skip
+    fake.add(ANTHROPIC_KEY, Organisation("anthropic", costs=[
+        FakeCost(day, "Claude Haiku 4.5 input tokens", Decimal("0.5"), model=HAIKU, project="wrkspc_gamma"),
+    ]))  # fmt: skip
     add_key(tab, slug, "openai", OPENAI_KEY)
+    add_key(tab, slug, "anthropic", ANTHROPIC_KEY)
     map_project(tab, slug, "openai", "proj_alpha", "alpha")
     map_project(tab, slug, "openai", "proj_beta", "beta")
+    map_project(tab, slug, "anthropic", "wrkspc_gamma", "gamma")
     assert [e for e, _ in audit_events(postgres_url, workspace_id) if e.startswith("billing.project")] == [
-        "billing.project_mapped", "billing.project_mapped",
+        "billing.project_mapped", "billing.project_mapped", "billing.project_mapped",
     ]  # fmt: skip
 
     # Logged: alpha matches its OpenAI project to the cent, beta is 5% over its own; alpha's Gemini calls
@@ -268,11 +281,14 @@ def test_provider_projects_mapped_to_ours_reconcile_per_project(
         hand.row("openai", MODEL, noon, Decimal("1.50"), 0),
         hand.row("openai", MODEL, noon, Decimal("2.10"), 1).model_copy(update={"project": "beta"}),
         hand.row("gemini", "gemini-2.5-flash", noon, Decimal("0.40"), 2),
+        hand.row("anthropic", HAIKU, noon, Decimal("0.50"), 3).model_copy(update={"project": "gamma"}),
     ]
     insert_request_rows(warehouse.client(), warehouse.databases, workspace_id, uuid.uuid4(), calls)
     resources = pull_resources(cloud, fake, warehouse, postgres_url)
     [openai_billing] = [a for a in billing_assets if a.key.path[-1] == "openai_billing"]
     assert dg.materialize([openai_billing], partition_key=day.isoformat(), resources=resources).success
+    [anthropic_billing] = [a for a in billing_assets if a.key.path[-1] == "anthropic_billing"]
+    assert dg.materialize([anthropic_billing], partition_key=day.isoformat(), resources=resources).success
     # The marts as the scheduled jobs build them: the snapshot copies the mapping, dbt builds up to the
     # per-project mart, whose own data tests pass.
     assert dg.materialize([control_plane_snapshot], resources=resources).success
@@ -303,6 +319,10 @@ def test_provider_projects_mapped_to_ours_reconcile_per_project(
     )
     assert alpha["provider_projects"] == ["proj_alpha"]
     assert (beta["logged_usd"], beta["billed_usd"], beta["status"]) == (Decimal("2.1"), Decimal("2"), "red")
+    gamma = rows[("gamma", "anthropic")]  # Anthropic's cents, per workspace
+    assert (gamma["provider_projects"], gamma["logged_usd"], gamma["billed_usd"], gamma["status"]) == (
+        ["wrkspc_gamma"], Decimal("0.5"), Decimal("0.5"), "sage",
+    )  # fmt: skip
     gemini = rows[("alpha", "gemini")]
     assert (gemini["mapped"], gemini["billed_usd"], gemini["status"]) == (False, None, "unbilled")
     stray = rows[(None, "openai")]
@@ -337,7 +357,9 @@ def test_provider_projects_mapped_to_ours_reconcile_per_project(
     assert "billed data for 1 of 2 providers, 78% of logged spend" in coverage, coverage
     assert project_cell(tab, "beta", "openai", 5) == "+$0.10"
     assert project_cell(tab, "beta", "openai", 7) == "Investigate"
-    assert section.locator("tr[data-project=gamma]").count() == 0  # no mapping, nothing to read
+    assert mapped_to(tab, "gamma", "anthropic") == ("true", "wrkspc_gamma")
+    assert project_cell(tab, "gamma", "anthropic", 7) == "Matches"
+    assert section.locator("tr[data-project=delta]").count() == 0  # no mapping, nothing to read
     unmapped = section.locator("table[data-table=unmapped] tr[data-provider=openai]")
     assert "proj_stray" in unmapped.inner_text() and "$0.75" in unmapped.inner_text()
     assert unmapped.locator("[data-status]").get_attribute("data-status") == "unmapped"
@@ -353,7 +375,7 @@ def test_provider_projects_mapped_to_ours_reconcile_per_project(
     tab.goto(f"/{slug}/reconciliation?{month}")
     tab.locator("[data-per-project]").screenshot(path=str(artifacts_dir / "reconciliation-per-project.png"))
     # A project with nothing mapped says so when picked, rather than showing nothing.
-    tab.goto(f"/{slug}/reconciliation?{month}&project=gamma")
+    tab.goto(f"/{slug}/reconciliation?{month}&project=delta")
     assert "Nothing logged or billed for this project" in tab.locator("[data-per-project]").inner_text()
 
 
