@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import psycopg
 import pytest
 
-from cloud_support import CloudProcess, DashboardPage, build_marts, launch_chromium
+from cloud_support import PASSWORD, CloudProcess, DashboardPage, build_marts, launch_chromium
 from halton_api.demo import DEMO_PASSWORD
 from halton_pipelines.demo_data import MEMBERS
 
@@ -138,3 +138,43 @@ def test_pasted_statements_survive_the_snapshot_and_reconcile(
         context.close()
         browser.close()
         assert tab.errors == [], f"console errors: {tab.errors}"
+
+
+def test_a_new_workspace_pastes_a_statement_before_any_marts_build(
+    chromium, cloud, person, postgres_url, artifacts_dir
+) -> None:
+    """A statement is a control-plane row: the form is there before the warehouse has any marts (the figures
+    say they are unavailable), and what was pasted is listed at once."""
+    context = chromium.new_context(base_url=cloud.url)
+    page = context.new_page()
+    page.goto("/signin")
+    page.fill("input[name=email]", person.email)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/overview**")
+    slug = person.workspace_slug
+    page.goto(f"/{slug}/reconciliation")
+    assert "Figures are unavailable right now" in page.locator("[role=alert]").inner_text()
+    assert page.locator("table[data-table=periods]").count() == 0  # no marts: no figures
+    month = f"{(datetime.now(UTC).date().replace(day=1) - timedelta(days=1)):%Y-%m}"
+    form = page.locator("[data-statement-form]")
+    form.locator("select[name=provider]").select_option("anthropic")
+    form.locator("input[name=month]").fill(month)
+    form.locator("input[name=amount]").fill("$1,234.56")
+    form.locator("input[name=note]").fill("INV-0001")
+    form.locator("button[type=submit]").click()
+    page.wait_for_url("**notice=**")
+    assert "Anthropic statement for " + month + " saved ($1,234.56)" in page.content()
+    row = page.locator("table[data-table=statements] tbody tr").first
+    assert row.locator("td").all_inner_texts()[:4] == [month, "Anthropic", "$1,234.56", "INV-0001"]
+    page.screenshot(path=str(artifacts_dir / "reconciliation-statement-before-marts.png"), full_page=True)
+    context.close()
+    with psycopg.connect(postgres_url) as conn:
+        stored = conn.execute(
+            "SELECT to_char(period, 'YYYY-MM'), amount FROM billing_statements WHERE provider = 'anthropic'"
+        ).fetchall()
+        events = conn.execute(
+            "SELECT event FROM audit_events WHERE event LIKE 'billing.statement%'"
+        ).fetchall()
+    assert stored == [(month, Decimal("1234.56"))]
+    assert events == [("billing.statement_pasted",)]

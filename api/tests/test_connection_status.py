@@ -36,3 +36,10 @@ def test_the_newest_outcome_decides_and_errors_are_the_providers_words() -> None
         False,
         f"Test just now failed: {refused}",
     )
+
+
+def test_a_key_that_cannot_be_read_says_so_whatever_worked_before() -> None:
+    worked = row(tested_at=NOW - timedelta(hours=1), last_pull_at=NOW - timedelta(minutes=3),
+                 last_pull_day=date(2026, 12, 5))  # fmt: skip
+    works, sentence = describe(worked, NOW, readable=False)
+    assert works is False and sentence.startswith("Stored key cannot be read — re-enter it"), sentence

@@ -18,9 +18,19 @@ def ago(when: datetime, now: datetime) -> str:
     return f"{seconds // 86400} days ago"
 
 
-def describe(row: dict[str, Any], now: datetime) -> tuple[bool | None, str]:
+# A live key that does not open with the server's secret (rotated since the key was saved, or a damaged row):
+# no test or pull can use it, whatever they said before.
+UNREADABLE = (
+    "Stored key cannot be read — re-enter it (it does not decrypt with this server's HALTON_SECRET_KEY,"
+    " which changed since the key was saved)"
+)
+
+
+def describe(row: dict[str, Any], now: datetime, *, readable: bool = True) -> tuple[bool | None, str]:
     """(works, sentence): works is None when the key was neither tested nor pulled with yet. The newest of
-    the last test and the last pull decides."""
+    the last test and the last pull decides; a key that cannot be read is named as such first."""
+    if not readable:
+        return False, UNREADABLE
     pulled = (
         f"last pull {ago(row['last_pull_at'], now)} (day {row['last_pull_day']})"
         if row["last_pull_at"]

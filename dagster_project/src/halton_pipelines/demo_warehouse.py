@@ -168,6 +168,8 @@ def write_control_plane(client: Client, databases: Databases, demo: Demo, *, sna
         # (`halton-cloud demo`, `seed_demo_control_plane`) and copied by the snapshot asset. Without a control
         # plane there are none, and Gemini (no billing API) stays unbilled.
         "billing_statements": [],
+        # The demo's billing lines carry no provider projects: nothing to map.
+        "provider_project_map": [],
     }
     for table, rows in tables.items():
         write_snapshot(client, databases, table, rows, snapshot_at=snapshot_at)

@@ -39,6 +39,7 @@ SNAPSHOT_COLUMNS: dict[str, tuple[str, ...]] = {
     "billing_statements": (
         "workspace_id", "provider", "period", "amount", "currency", "note", "entered_by", "entered_at",
     ),
+    "provider_project_map": ("workspace_id", "provider", "provider_project", "project_id", "created_at"),
 }  # fmt: skip
 
 PROVIDER_COST_COLUMNS: tuple[str, ...] = (

@@ -341,3 +341,15 @@ CREATE TABLE IF NOT EXISTS raw.price_catalogues ON CLUSTER 'halton'
 )
 ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}', fetched_at)
 ORDER BY version;
+-- 0009_provider_project_map
+CREATE TABLE IF NOT EXISTS raw.provider_project_map ON CLUSTER 'halton'
+(
+    workspace_id      UUID,
+    provider          LowCardinality(String),
+    provider_project  String,
+    project_id        UUID,
+    created_at        DateTime64(3, 'UTC'),
+    snapshot_at       DateTime64(3, 'UTC')
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}', snapshot_at)
+ORDER BY (workspace_id, provider, provider_project);

@@ -341,3 +341,15 @@ CREATE TABLE IF NOT EXISTS raw.price_catalogues
 )
 ENGINE = ReplacingMergeTree(fetched_at)
 ORDER BY version;
+-- 0009_provider_project_map
+CREATE TABLE IF NOT EXISTS raw.provider_project_map
+(
+    workspace_id      UUID,
+    provider          LowCardinality(String),
+    provider_project  String,
+    project_id        UUID,
+    created_at        DateTime64(3, 'UTC'),
+    snapshot_at       DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree(snapshot_at)
+ORDER BY (workspace_id, provider, provider_project);

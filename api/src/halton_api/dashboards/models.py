@@ -330,6 +330,34 @@ class DivergentRequest(BaseModel):
     cost_source: str = ""
 
 
+class ReconciliationProjectRow(ReconciliationRow):
+    """One of our projects' month with one provider (or all its providers, `provider` None): what was logged
+    for the project against the lines of the provider projects/workspaces mapped to it."""
+
+    project: str = Field(description="Our project's slug.")
+    project_name: str
+    mapped: bool = Field(
+        description="A provider project/workspace of this provider is mapped to the project (on the total "
+        "row: any provider is)."
+    )
+    provider_projects: list[str] = Field(
+        default_factory=list, description="The provider's project/workspace ids mapped to the project."
+    )
+
+
+class UnmappedBillingRow(BaseModel):
+    """A provider's billed lines in a month whose provider project/workspace no one mapped to a project:
+    never compared with any project's logged spend."""
+
+    period: date
+    period_label: str
+    provider: str
+    provider_label: str
+    provider_projects: list[str] = Field(description="The provider's project/workspace ids nobody mapped.")
+    billed_usd: Decimal
+    status: str = "unmapped"
+
+
 class ProviderConnectionPublic(BaseModel):
     provider: str
     provider_label: str
@@ -346,6 +374,10 @@ class ProviderConnectionPublic(BaseModel):
     last_pull_day: date | None = Field(None, description="The day that pull asked the provider for.")
     last_pull_error: str | None = Field(None, description="The provider's error on that pull, in its words.")
     status: str | None = Field(None, description="The live key's state in words (last test or pull).")
+    key_unreadable: bool = Field(
+        False,
+        description="The live key does not decrypt with the server's secret: an owner must re-enter it.",
+    )
 
 
 class StatementRevisionPublic(BaseModel):
@@ -386,6 +418,19 @@ class ReconciliationPublic(BaseModel):
     thresholds: dict[str, str]
     ignored_filters: list[str] = Field(
         default_factory=list, description="Rail filters set that billing cannot be split by."
+    )
+    projects: list[ReconciliationProjectRow] = Field(
+        default_factory=list,
+        description="Per month and project (the rail's projects, else every project with spend or a mapping): "
+        "the all-providers row, then one row per provider, billed from the provider projects mapped to it.",
+    )
+    unmapped: list[UnmappedBillingRow] = Field(
+        default_factory=list,
+        description="Billed lines of provider projects no one mapped, per provider and month.",
+    )
+    projects_built: bool = Field(
+        default=True,
+        description="False until the marts' first run after an upgrade builds the per-project figures.",
     )
 
 

@@ -24,14 +24,16 @@ from halton_api.dashboards.models import (
     ProviderConnectionPublic,
     ReconciliationDay,
     ReconciliationPeriodPublic,
+    ReconciliationProjectRow,
     ReconciliationPublic,
     ReconciliationRow,
     StatementCreate,
+    UnmappedBillingRow,
 )
 from halton_api.dashboards.reader import Marts
 from halton_api.dashboards.view import View
 from halton_api.errors import Invalid
-from halton_api.store import Connection, billing
+from halton_api.store import Connection, billing, provider_connections
 
 SAGE_BELOW = Decimal("0.5")  # percent: |variance| under this is sage
 AMBER_UP_TO = Decimal("2")  # percent: up to this (inclusive) amber, above it red
@@ -239,6 +241,77 @@ def provider_rows(client: Client, m: Marts, scope: Scope, months: list[date]) ->
     return [provider_row(r, today) for r in rows]
 
 
+def project_rows(
+    client: Client, m: Marts, scope: Scope, months: list[date]
+) -> tuple[list[dict[str, Any]], list[UnmappedBillingRow]] | None:
+    """The per-project mart's rows for `months` (the rail's providers and projects; unmapped lines belong to
+    no project, so they show whatever the project filter), newest month first; None before the marts have
+    built it."""
+    exists = client.query(
+        "SELECT count() FROM system.tables WHERE database = %(db)s AND name = 'reconciliation_projects'",
+        parameters={"db": m.marts},
+    ).result_rows[0][0]
+    if not exists:
+        return None
+    only, params = _providers(scope)
+    if scope.filters.projects:
+        only += " AND (project IS NULL OR project IN %(projects)s)"
+        params["projects"] = tuple(scope.filters.projects)
+    rows = client.query(
+        "SELECT period, period_label, project, project_name, provider, mapped, provider_projects, requests,"
+        " logged_usd, billed_usd, compared_logged_usd, unbilled_logged_usd, variance_usd, variance_pct, status,"
+        f" billed_status FROM {m.marts}.reconciliation_projects"
+        f" WHERE workspace_id = %(ws)s AND period IN %(months)s{only}"
+        " ORDER BY period DESC, project_name, provider",
+        parameters={"ws": scope.workspace_id, "months": tuple(months), **params},
+    ).named_results()
+    mapped, unmapped = [], []
+    for row in rows:
+        if row["project"] is None:
+            unmapped.append(
+                UnmappedBillingRow(
+                    period=row["period"], period_label=row["period_label"], provider=row["provider"],
+                    provider_label=PROVIDERS.get(row["provider"], row["provider"]),
+                    provider_projects=list(row["provider_projects"]), billed_usd=row["billed_usd"],
+                )
+            )  # fmt: skip
+        else:
+            mapped.append(row)
+    return mapped, unmapped
+
+
+def by_project(
+    rows: list[dict[str, Any]], today: date, chosen: tuple[str, ...]
+) -> list[ReconciliationProjectRow]:
+    """Per month and project, the all-providers row (the same contract as the whole workspace's: coverage,
+    and a colour only where every logged dollar has a bill) and then its provider rows. Without a chosen
+    project, only projects with a provider mapped to them: the others have no bill to read."""
+    groups: dict[tuple[date, str], list[ReconciliationProjectRow]] = {}
+    for row in rows:
+        base = provider_row(
+            {**row, "billed_source": "billing_api" if row["billed_usd"] is not None else "none"}, today
+        )
+        groups.setdefault((row["period"], row["project"]), []).append(
+            ReconciliationProjectRow(
+                **base.model_dump(), project=row["project"], project_name=row["project_name"],
+                mapped=bool(row["mapped"]), provider_projects=list(row["provider_projects"]),
+            )
+        )  # fmt: skip
+    out: list[ReconciliationProjectRow] = []
+    for (_, project), group in groups.items():
+        if not chosen and not any(r.mapped for r in group):
+            continue
+        total = all_providers(list(group))
+        out.append(
+            ReconciliationProjectRow(
+                **total.model_dump(), project=project, project_name=group[0].project_name,
+                mapped=any(r.mapped for r in group),
+            )
+        )  # fmt: skip
+        out.extend(group)
+    return out
+
+
 def last_billed_days(client: Client, m: Marts, workspace_id: UUID) -> dict[str, date]:
     rows = client.query(
         f"SELECT provider, max(day) FROM {m.marts}.reconciliation_daily"
@@ -318,10 +391,18 @@ async def build_reconciliation(view: View, conn: Connection) -> ReconciliationPu
     months = months_of(scope)
 
     def query(client, m):
-        return provider_rows(client, m, scope, months), last_billed_days(client, m, scope.workspace_id)
+        return (
+            provider_rows(client, m, scope, months),
+            last_billed_days(client, m, scope.workspace_id),
+            project_rows(client, m, scope, months),
+        )
 
-    rows, billed_days = await view.reader.run(query)
+    rows, billed_days, per_project = await view.reader.run(query)
+    project_figures, unmapped = per_project if per_project is not None else ([], [])
     stored = {c["provider"]: c for c in await billing.list_connections(conn, workspace_id=scope.workspace_id)}
+    broken = await provider_connections.unreadable(
+        conn, workspace_id=scope.workspace_id, secret=view.settings.secret()
+    )
     statements = await billing.list_statements(conn, workspace_id=scope.workspace_id)
     connections = []
     for provider, label in PROVIDERS.items():
@@ -343,7 +424,10 @@ async def build_reconciliation(view: View, conn: Connection) -> ReconciliationPu
                 last_pull_at=key["last_pull_at"] if live else None,
                 last_pull_day=key["last_pull_day"] if live else None,
                 last_pull_error=key["last_pull_error"] if live else None,
-                status=connection_status.describe(key, scope.now)[1] if live else None,
+                status=connection_status.describe(key, scope.now, readable=provider not in broken)[1]
+                if live
+                else None,
+                key_unreadable=live and provider in broken,
             )
         )
     return ReconciliationPublic(
@@ -357,6 +441,9 @@ async def build_reconciliation(view: View, conn: Connection) -> ReconciliationPu
         ],
         thresholds=THRESHOLDS,
         ignored_filters=ignored_filters(view),
+        projects=by_project(project_figures, scope.now.date(), scope.filters.projects),
+        unmapped=unmapped,
+        projects_built=per_project is not None,
     )
 
 

@@ -19,6 +19,7 @@ from halton_api.pages import redirect, render
 from halton_api.settings import CloudSettings
 from halton_api.store import Connection, projects, provider_connections
 from halton_api.store.provider_connections import PROVIDER_LABELS
+from halton_meter.secretbox import SecretBoxError
 
 pages = APIRouter(prefix="/{workspace}/settings/billing", include_in_schema=False)
 # Providers that bill by their own projects (OpenAI) or workspaces (Anthropic).
@@ -35,9 +36,12 @@ async def _page(
     request: Request, ctx: WorkspaceContext, conn: Connection, now: datetime, **extra: Any
 ) -> Response:
     rows = await provider_connections.list_live(conn, workspace_id=ctx.workspace.id)
+    broken = await provider_connections.unreadable(
+        conn, workspace_id=ctx.workspace.id, secret=request.app.state.settings.secret()
+    )
     connections = []
     for row in rows:
-        works, sentence = connection_status.describe(row, now)
+        works, sentence = connection_status.describe(row, now, readable=row["provider"] not in broken)
         connections.append(
             {**row, "label": PROVIDER_LABELS[row["provider"]], "fingerprint": provider_connections.fingerprint(row),
              "works": works, "status": sentence}
@@ -58,14 +62,21 @@ async def billing_page(request: Request, ctx: Member, conn: Conn, now: Now) -> R
 async def _test(
     settings: CloudSettings, conn: Connection, ctx: WorkspaceContext, provider: str, now: datetime
 ) -> str | None:
-    stored = await provider_connections.credentials(
-        conn, workspace_id=ctx.workspace.id, provider=provider, secret=settings.secret()
-    )
-    if stored is None:
-        raise NotFound(
-            f"no {PROVIDER_LABELS[provider]} connection in this workspace: add its admin key first"
+    try:
+        stored = await provider_connections.credentials(
+            conn, workspace_id=ctx.workspace.id, provider=provider, secret=settings.secret()
         )
-    error = await run_in_threadpool(check_connection, settings, provider, stored[0], stored[1], now.date())
+    except SecretBoxError:
+        # Nothing to test with: say so where the test's outcome shows, so the owner re-enters the key.
+        error: str | None = connection_status.UNREADABLE
+    else:
+        if stored is None:
+            raise NotFound(
+                f"no {PROVIDER_LABELS[provider]} connection in this workspace: add its admin key first"
+            )
+        error = await run_in_threadpool(
+            check_connection, settings, provider, stored[0], stored[1], now.date()
+        )
     await provider_connections.record_test(
         conn, workspace_id=ctx.workspace.id, provider=provider, error=error, actor=ctx.actor
     )

@@ -86,6 +86,8 @@ async def reconciliation_page(
         providers=PROVIDERS,
         thresholds=THRESHOLDS,
         this_month=f"{datetime.now(UTC):%Y-%m}",
+        # Shown when the marts cannot answer yet (a new workspace): statements live in the control plane.
+        pasted=await billing.list_statements(conn, workspace_id=ctx.workspace.id),
     )
 
 

@@ -9,7 +9,7 @@ from uuid import UUID
 
 from halton_api.store import Connection, audit
 from halton_api.store.audit import Actor
-from halton_meter.secretbox import open_provider_key, seal_provider_key
+from halton_meter.secretbox import SecretBoxError, open_provider_key, seal_provider_key
 
 PROVIDER_LABELS = {"openai": "OpenAI", "anthropic": "Anthropic", "xai": "xAI"}
 # What the prefix shows: enough to tell an admin key from a project key, never enough to use it.
@@ -82,6 +82,26 @@ async def credentials(
     if row is None:
         return None
     return open_provider_key(secret, row["admin_key_encrypted"]), row["team_id"]
+
+
+async def unreadable(conn: Connection, *, workspace_id: UUID, secret: bytes) -> set[str]:
+    """The providers whose live key does not open with `secret` (the secret changed since the key was saved,
+    or the row is damaged): the pages say so, so an owner re-enters the key instead of waiting on pulls
+    that cannot run."""
+    rows = await (
+        await conn.execute(
+            "SELECT provider, admin_key_encrypted FROM provider_connections"
+            " WHERE workspace_id = %s AND revoked_at IS NULL",
+            (workspace_id,),
+        )
+    ).fetchall()
+    broken = set()
+    for row in rows:
+        try:
+            open_provider_key(secret, row["admin_key_encrypted"])
+        except SecretBoxError:
+            broken.add(row["provider"])
+    return broken
 
 
 async def record_test(

@@ -35,10 +35,15 @@ QUERIES: dict[str, str] = {
         "SELECT workspace_id::text, provider, period, amount, currency, note, entered_by::text, entered_at "
         "FROM billing_statements"
     ),
+    "provider_project_map": (
+        "SELECT workspace_id::text, provider, provider_project, project_id::text, created_at FROM provider_project_map"
+    ),
 }
 
+# Billed truth the control plane holds (the rest are dimensions).
+BILLING_TABLES = ("billing_statements", "provider_project_map")
 KEYS: dict[str, dg.AssetKey] = {
-    table: dg.AssetKey(["billing" if table == "billing_statements" else "control_plane", table])
+    table: dg.AssetKey(["billing" if table in BILLING_TABLES else "control_plane", table])
     for table in QUERIES
 }
 SNAPSHOT_LOG = dg.AssetKey(["control_plane", "snapshots"])
@@ -53,6 +58,8 @@ _DESCRIPTIONS = {
     "billing_statements": "Monthly billing statement totals pasted in the dashboard (the version in force of"
     " each; the control plane keeps every revision). The control plane is their only home: this copy is"
     " replaced by each snapshot.",
+    "provider_project_map": "Which of our projects each OpenAI project and Anthropic workspace bills for, as"
+    " owners map them on the billing settings page; the per-project reconciliation reads it.",
 }
 
 

@@ -184,7 +184,8 @@ class _Handler(BaseHTTPRequestHandler):
                         "object": "organization.costs.result",
                         "amount": {"value": float(cost.amount), "currency": "usd"},
                         "line_item": cost.line_item,
-                        "project_id": cost.project,
+                        # Like OpenAI: the project only when the costs are grouped by it.
+                        "project_id": cost.project if "project_id" in query.get("group_by", []) else None,
                     }))  # fmt: skip
         elif path == "/v1/organization/usage/completions":
             for use in org.usage:
@@ -258,7 +259,8 @@ class _Handler(BaseHTTPRequestHandler):
                     results.append((cost.day, {
                         "currency": "USD",
                         "amount": str(cost.amount * 100),
-                        "workspace_id": cost.project,
+                        # Like Anthropic: the workspace only when the report is grouped by it.
+                        "workspace_id": cost.project if "workspace_id" in query.get("group_by[]", []) else None,
                         "description": cost.line_item,
                         "cost_type": "tokens",
                         "context_window": "0-200k",
