@@ -396,7 +396,7 @@ def test_unknown_setting_is_refused_and_known_one_applies(server: EmbeddedWareho
 
 
 def test_small_parts_are_one_file_and_large_ones_keep_their_columns(client: Client, database: str) -> None:
-    from halton_warehouse.http_engine import PACKED_PART_BYTES
+    from halton_warehouse.server.engine import PACKED_PART_BYTES
 
     client.command(
         f"CREATE TABLE {database}.p (id UInt64, note String) ENGINE = MergeTree ORDER BY id"

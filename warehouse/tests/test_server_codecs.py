@@ -10,8 +10,8 @@ import lz4.frame
 import pytest
 import zstandard
 
-from halton_warehouse.http_codecs import body_decoder, choose_response_encoding, compress_response
-from halton_warehouse.http_errors import ClickHouseError
+from halton_warehouse.server.content_codecs import body_decoder, choose_response_encoding, compress_response
+from halton_warehouse.server.wire_errors import ClickHouseError
 
 COMPRESS = {
     "lz4": lz4.frame.compress,

@@ -26,12 +26,11 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 from halton_warehouse.credentials import WarehouseLogins, credentials_path, load_or_create
-from halton_warehouse.http_access import Role, allowed_host_names
-from halton_warehouse.http_engine import ConnectionPool, Engine, SessionRegistry
-from halton_warehouse.http_handler import ClickHouseRequestHandler
+from halton_warehouse.server.access import Role, allowed_host_names
+from halton_warehouse.server.engine import ConnectionPool, Engine, SessionRegistry
+from halton_warehouse.server.handler import ClickHouseRequestHandler
 
-# Named, not __name__: run with `python -m`, this module is `__main__`.
-logger = logging.getLogger("halton_warehouse.server")
+logger = logging.getLogger(__name__)
 
 DRAIN_TIMEOUT = 25.0  # seconds requests in flight get to finish after SIGTERM
 _SESSION_SWEEP_INTERVAL = 1.0
@@ -290,7 +289,3 @@ def main(argv: list[str] | None = None) -> None:
         port_file=args.port_file,
         extra_hosts=tuple(args.allowed_host),
     )
-
-
-if __name__ == "__main__":
-    main()

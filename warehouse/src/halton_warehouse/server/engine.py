@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from halton_warehouse.http_errors import (
+from halton_warehouse.server.wire_errors import (
     INVALID_SESSION_TIMEOUT,
     SESSION_IS_LOCKED,
     SESSION_NOT_FOUND,

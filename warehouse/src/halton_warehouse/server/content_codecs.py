@@ -12,7 +12,7 @@ from collections.abc import Callable
 import lz4.frame
 import zstandard
 
-from halton_warehouse.http_errors import CANNOT_DECOMPRESS, UNKNOWN_FORMAT, ClickHouseError
+from halton_warehouse.server.wire_errors import CANNOT_DECOMPRESS, UNKNOWN_FORMAT, ClickHouseError
 
 try:  # brotli is optional: not a dependency of the warehouse, present when another package brings it
     import brotli

@@ -11,22 +11,22 @@ from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
-from halton_warehouse.http_access import Role, authenticate, check_client, check_settings, check_statement
-from halton_warehouse.http_body import RequestBody, Statement, parse_form, read_statement
-from halton_warehouse.http_codecs import choose_response_encoding, compress_response
-from halton_warehouse.http_engine import EngineConnection, Session, parse_session_timeout
-from halton_warehouse.http_errors import (
+from halton_warehouse.server.access import Role, authenticate, check_client, check_settings, check_statement
+from halton_warehouse.server.content_codecs import choose_response_encoding, compress_response
+from halton_warehouse.server.engine import EngineConnection, Session, parse_session_timeout
+from halton_warehouse.server.formats import DEFAULT_FORMAT, PLAIN_TEXT, content_type, is_setting
+from halton_warehouse.server.request_body import RequestBody, Statement, parse_form, read_statement
+from halton_warehouse.server.sql_scan import one_line
+from halton_warehouse.server.wire_errors import (
     NOT_IMPLEMENTED,
     REQUIRED_PASSWORD,
     STD_EXCEPTION,
     ClickHouseError,
     EngineError,
 )
-from halton_warehouse.http_formats import DEFAULT_FORMAT, PLAIN_TEXT, content_type, is_setting
-from halton_warehouse.http_sql import one_line
 
 if TYPE_CHECKING:
-    from halton_warehouse.server import WarehouseHTTPServer
+    from halton_warehouse.server.listener import WarehouseHTTPServer
 
 logger = logging.getLogger(__name__)
 

@@ -13,15 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from halton_warehouse.http_codecs import BodyDecoder, body_decoder
-from halton_warehouse.http_errors import (
-    BAD_ARGUMENTS,
-    CANNOT_READ_ALL_DATA,
-    NOT_IMPLEMENTED,
-    QUERY_IS_TOO_LARGE,
-    ClickHouseError,
-)
-from halton_warehouse.http_sql import (
+from halton_warehouse.server.content_codecs import BodyDecoder, body_decoder
+from halton_warehouse.server.sql_scan import (
     InsertSplit,
     NeedMoreText,
     StatementShape,
@@ -29,6 +22,13 @@ from halton_warehouse.http_sql import (
     first_keyword,
     inspect_statement,
     split_insert,
+)
+from halton_warehouse.server.wire_errors import (
+    BAD_ARGUMENTS,
+    CANNOT_READ_ALL_DATA,
+    NOT_IMPLEMENTED,
+    QUERY_IS_TOO_LARGE,
+    ClickHouseError,
 )
 
 MAX_INSERT_HEADER = 1 << 20  # an INSERT's header must end within this many bytes

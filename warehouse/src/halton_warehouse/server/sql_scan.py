@@ -19,7 +19,7 @@ _FORMAT_NAME = re.compile(r"\s++([A-Za-z_][A-Za-z0-9_]*+)", re.ASCII)
 # Tokens that matter for the structure; anything else (numbers, operators, commas) is skipped by the
 # scanner in C. Comments, strings (heredocs too) and quoted identifiers are matched whole so that words inside
 # them are never mistaken for keywords; an unterminated one runs to the end of the text. The access checks
-# (http_access) read quoted identifiers as names, so they have a group of their own.
+# (access) read quoted identifiers as names, so they have a group of their own.
 TOKENS = re.compile(
     r"""
     (?P<skip>
