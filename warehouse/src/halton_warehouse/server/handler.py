@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from halton_warehouse.server.access import Role, authenticate, check_client, check_settings, check_statement
-from halton_warehouse.server.content_codecs import choose_response_encoding, compress_response
+from halton_warehouse.server.content_codecs import ResponseEncoder, choose_response_encoding
 from halton_warehouse.server.engine import EngineConnection, Session, parse_session_timeout
 from halton_warehouse.server.formats import DEFAULT_FORMAT, PLAIN_TEXT, content_type, is_setting
 from halton_warehouse.server.request_body import RequestBody, Statement, parse_form, read_statement
-from halton_warehouse.server.sql_scan import one_line
+from halton_warehouse.server.response_writer import KEEP_ALIVE_TIMEOUT, SMALL_RESPONSE, ResponseWriter
+from halton_warehouse.server.sql_scan import one_line, with_client_query_ids
 from halton_warehouse.server.wire_errors import (
     NOT_IMPLEMENTED,
     REQUIRED_PASSWORD,
@@ -30,8 +33,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-KEEP_ALIVE_TIMEOUT = 30  # seconds an idle keep-alive connection is kept, as ClickHouse's keep_alive_timeout
-_SMALL_RESPONSE = 64 << 10  # below this, headers and body leave in one write
+_PROGRESS_INTERVAL_MS = 100  # ClickHouse's default http_headers_progress_interval_ms
+_SPOOL_IN_MEMORY = 8 << 20  # wait_end_of_query=1 holds this much of a result in memory, the rest on disk
+_SPOOL_READ = 1 << 20
+# Statements chDB can stream (it refuses the rest: those are answered whole).
+_STREAMABLE = frozenset({"SELECT", "WITH"})
 # Statements a GET may run: ClickHouse makes GET requests readonly.
 _READONLY_KEYWORDS = frozenset(
     {"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXISTS", "EXPLAIN", "SET", "USE"}
@@ -43,30 +49,49 @@ _PING_PATHS = frozenset({"/ping", "/replicas_status"})
 class Outcome:
     """What a statement produced, for the response headers and the log."""
 
-    body: bytes | memoryview = b""
     output_format: str | None = None  # set only for statements that return rows
     read_rows: int = 0
     read_bytes: int = 0
     written_rows: int = 0
     written_bytes: int = 0
+    result_rows: int = 0
+    result_bytes: int = 0
     elapsed: float = 0.0
-    # The chDB result whose memory `body` may view: it must outlive the response write.
-    owner: Any = None
+    failed_in_stream: bool = False
 
-    def summary(self) -> str:
-        return json.dumps(
+    def headers(self) -> dict[str, str]:
+        summary = json.dumps(
             {
                 "read_rows": str(self.read_rows),
                 "read_bytes": str(self.read_bytes),
                 "written_rows": str(self.written_rows),
                 "written_bytes": str(self.written_bytes),
                 "total_rows_to_read": "0",
-                "result_rows": str(self.written_rows),
-                "result_bytes": str(self.written_bytes if self.output_format is None else len(self.body)),
+                "result_rows": str(self.result_rows if self.output_format else self.written_rows),
+                "result_bytes": str(self.result_bytes if self.output_format else self.written_bytes),
                 "elapsed_ns": str(int(self.elapsed * 1e9)),
             },
             separators=(",", ":"),
         )
+        headers = {"X-ClickHouse-Summary": summary}
+        if self.output_format:
+            headers["X-ClickHouse-Format"] = self.output_format
+            headers["Content-Type"] = content_type(self.output_format)
+        else:
+            headers["Content-Type"] = PLAIN_TEXT
+        return headers
+
+
+class _Progress:
+    """The engine's progress reports for one request: kept for the summary, passed on as headers."""
+
+    def __init__(self, writer: ResponseWriter) -> None:
+        self.latest: dict[str, int] = {}
+        self._writer = writer
+
+    def __call__(self, payload: dict[str, int]) -> None:
+        self.latest = payload
+        self._writer.progress(payload)
 
 
 class ClickHouseRequestHandler(BaseHTTPRequestHandler):
@@ -109,19 +134,16 @@ class ClickHouseRequestHandler(BaseHTTPRequestHandler):
             check_client(self.headers, self.server.allowed_hosts)
         except ClickHouseError as refused:
             self.close_connection = True
-            self._send_error(refused, {}, None, time.perf_counter(), None)
+            writer = ResponseWriter(self.wfile, self.date_time_string(), {})
+            self._send_error(refused, writer, None, time.perf_counter(), None)
             return
         if path in _PING_PATHS or (path == "/" and method == "GET" and not query_string):
-            self._send(200, b"Ok.\n", {"Content-Type": PLAIN_TEXT})
+            self._send_plain(200, "Ok.\n")
         elif path == "/":
             self._serve_query(method, query_string)
         else:
             self.close_connection = True
-            self._send(
-                404,
-                f"There is no handle {path}\n\nUse / or /ping for health checks.\n".encode(),
-                {"Content-Type": PLAIN_TEXT},
-            )
+            self._send_plain(404, f"There is no handle {path}\n\nUse / or /ping for health checks.\n")
 
     def _serve_query(self, method: str, query_string: str) -> None:
         started = time.perf_counter()
@@ -129,11 +151,15 @@ class ClickHouseRequestHandler(BaseHTTPRequestHandler):
         for name, value in parse_qsl(query_string, keep_blank_values=True):
             params.setdefault(name, value)
         query_id = params.get("query_id") or str(uuid.uuid4())
-        headers = {
-            "X-ClickHouse-Server-Display-Name": self.server.display_name,
-            "X-ClickHouse-Query-Id": query_id,
-            "X-ClickHouse-Timezone": params.get("session_timezone") or self.server.engine.timezone,
-        }
+        writer = ResponseWriter(
+            self.wfile,
+            self.date_time_string(),
+            {
+                "X-ClickHouse-Server-Display-Name": self.server.display_name,
+                "X-ClickHouse-Query-Id": query_id,
+                "X-ClickHouse-Timezone": params.get("session_timezone") or self.server.engine.timezone,
+            },
+        )
         statement: Statement | None = None
         body: RequestBody | None = None
         try:
@@ -175,38 +201,42 @@ class ClickHouseRequestHandler(BaseHTTPRequestHandler):
                     "You should use method POST for modifying queries",
                     name="READONLY",
                 )
-            outcome = self._execute(statement, params, role)
+            self._configure(writer, params)
+            with self.server.running.register(query_id):
+                outcome = self._execute(statement, params, role, query_id, writer)
         except ClickHouseError as error:
-            self._send_error(error, headers, body, started, statement)
+            self._send_error(error, writer, body, started, statement)
             return
+        except OSError:
+            raise  # the client went away; the server logs it quietly
         except Exception:
             logger.exception("query %s failed inside the server", query_id)
             error = ClickHouseError(STD_EXCEPTION, "Internal error of the warehouse server (see its log)")
-            self._send_error(error, headers, body, started, statement)
+            self._send_error(error, writer, body, started, statement)
             return
-        response_body = outcome.body
-        headers["X-ClickHouse-Summary"] = outcome.summary()
-        if outcome.output_format:
-            headers["X-ClickHouse-Format"] = outcome.output_format
-            headers["Content-Type"] = content_type(outcome.output_format)
-        else:
-            headers["Content-Type"] = PLAIN_TEXT
-        if params.get("enable_http_compression") in ("1", "true") and response_body:
+        finally:
+            if writer.close_connection:
+                self.close_connection = True
+        _log_success(statement, outcome, time.perf_counter() - started, params.get("session_id"))
+
+    def _configure(self, writer: ResponseWriter, params: dict[str, str]) -> None:
+        """The transport settings of the request: progress headers and response compression."""
+        if params.get("send_progress_in_http_headers") in ("1", "true"):
+            interval = params.get("http_headers_progress_interval_ms", "")
+            writer.send_progress(int(interval) if interval.isdigit() else _PROGRESS_INTERVAL_MS)
+        if params.get("enable_http_compression") in ("1", "true"):
             encoding = choose_response_encoding(self.headers.get("Accept-Encoding"))
             if encoding:
                 level = params.get("http_zlib_compression_level", "")
-                response_body = compress_response(
-                    response_body, encoding, int(level) if level.isdigit() else None
-                )
-                headers["Content-Encoding"] = encoding
-        self._send(200, response_body, headers)
-        _log_success(
-            statement, outcome, len(response_body), time.perf_counter() - started, params.get("session_id")
-        )
+                writer.compress_with(ResponseEncoder(encoding, int(level) if level.isdigit() else None))
 
-    def _execute(self, statement: Statement, params: dict[str, str], role: Role) -> Outcome:
+    def _execute(
+        self, statement: Statement, params: dict[str, str], role: Role, query_id: str, writer: ResponseWriter
+    ) -> Outcome:
         settings = {name: value for name, value in params.items() if is_setting(name)}
         check_settings(list(settings))
+        # The client's query id, where KILL QUERY WHERE query_id = … finds it (sql_scan.with_client_query_ids).
+        settings.setdefault("log_comment", query_id)
         readonly = role is Role.READER
         bind = {name[6:]: value for name, value in params.items() if name.startswith("param_")}
         session_id = params.get("session_id")
@@ -225,24 +255,38 @@ class ClickHouseRequestHandler(BaseHTTPRequestHandler):
         # `readonly`, which a later SET cannot undo.
         leaves_state = statement.shape.changes_session or settings.get("readonly", "0") not in ("0", "")
         reusable = False
+        progress = _Progress(writer)
+        writer.on_client_gone = lambda: self.server.running.kill_soon(query_id)
         try:
             # A session keeps the database it was last told (by USE or this parameter); a request
             # without one starts from `default`, as on a server.
             database = params.get("database") or (None if session else "default")
             connection.prepare(database, settings)
+            connection.on_progress(progress)
             if statement.insert is not None:
                 outcome = _stream_insert(connection, statement)
+                writer.send_whole(200, outcome.headers(), b"")
             else:
                 output_format = (
                     statement.shape.output_format or params.get("default_format") or DEFAULT_FORMAT
                 )
-                outcome = _run(connection, statement, output_format, bind)
-            reusable = not leaves_state
+                outcome = _run(
+                    connection,
+                    statement,
+                    output_format,
+                    bind,
+                    writer,
+                    progress,
+                    params,
+                    self.server.engine.version,
+                )
+            reusable = not leaves_state and not writer.client_gone
             return outcome
         except EngineError:
             reusable = statement.insert is None and not leaves_state
             raise
         finally:
+            connection.on_progress(None)
             if statement.shape.keyword == "USE":
                 connection.forget_database()
             if session is not None:
@@ -253,19 +297,21 @@ class ClickHouseRequestHandler(BaseHTTPRequestHandler):
     def _send_error(
         self,
         error: ClickHouseError,
-        headers: dict[str, str],
+        writer: ResponseWriter,
         body: RequestBody | None,
         started: float,
         statement: Statement | None,
     ) -> None:
-        headers["X-ClickHouse-Exception-Code"] = str(error.code)
-        headers["Content-Type"] = PLAIN_TEXT
+        headers = {"X-ClickHouse-Exception-Code": str(error.code), "Content-Type": PLAIN_TEXT}
         if error.code == REQUIRED_PASSWORD:
             headers["WWW-Authenticate"] = 'Basic realm="ClickHouse server HTTP API"'
-        if body is None or not body.consumed:
+        if body is None or not body.consumed or self.close_connection:
             # The rest of the body is still on the socket: this connection cannot carry another request.
+            writer.close_connection = True
+        writer.compress_with(None)
+        writer.send_whole(error.http_status, headers, error.body(self.server.engine.version))
+        if writer.close_connection:
             self.close_connection = True
-        self._send(error.http_status, error.body(self.server.engine.version), headers)
         logger.info(
             "query failed in %.2f ms: %s %s: %s",
             (time.perf_counter() - started) * 1000,
@@ -274,54 +320,133 @@ class ClickHouseRequestHandler(BaseHTTPRequestHandler):
             one_line(statement.sql) if statement else "(statement not read)",
         )
 
-    def _send(self, status: int, body: bytes | memoryview, headers: dict[str, str]) -> None:
-        lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}"]
-        lines.append(f"Date: {self.date_time_string()}")
-        if self.close_connection:
-            lines.append("Connection: Close")
-        else:
-            lines.append("Connection: Keep-Alive")
-            lines.append(f"Keep-Alive: timeout={KEEP_ALIVE_TIMEOUT}")
-        lines.extend(f"{name}: {value}" for name, value in headers.items())
-        lines.append(f"Content-Length: {len(body)}")
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", errors="replace")
-        if len(body) < _SMALL_RESPONSE:
-            self.wfile.write(head + bytes(body))
-        else:
-            self.wfile.write(head)
-            self.wfile.write(body)
+    def _send_plain(self, status: int, text: str) -> None:
+        writer = ResponseWriter(self.wfile, self.date_time_string(), {})
+        writer.close_connection = self.close_connection
+        writer.send_whole(status, {"Content-Type": PLAIN_TEXT}, text.encode())
 
 
-def _log_success(
-    statement: Statement, outcome: Outcome, sent: int, seconds: float, session_id: str | None
-) -> None:
+def _log_success(statement: Statement, outcome: Outcome, seconds: float, session_id: str | None) -> None:
     logger.info(
-        "query %.2f ms read=%d written=%d sent=%dB%s: %s",
+        "query %.2f ms read=%d written=%d result=%d rows/%dB%s%s: %s",
         seconds * 1000,
         outcome.read_rows,
         outcome.written_rows,
-        sent,
+        outcome.result_rows,
+        outcome.result_bytes,
+        " (failed in the stream)" if outcome.failed_in_stream else "",
         f" session={session_id}" if session_id else "",
         one_line(statement.sql),
     )
 
 
 def _run(
-    connection: EngineConnection, statement: Statement, output_format: str, bind: dict[str, str]
+    connection: EngineConnection,
+    statement: Statement,
+    output_format: str,
+    bind: dict[str, str],
+    writer: ResponseWriter,
+    progress: _Progress,
+    params: dict[str, str],
+    version: str,
 ) -> Outcome:
-    result = connection.run(statement.sql, output_format, bind)
-    returns_rows = statement.shape.returns_rows
-    body = result.bytes() if result.size() < _SMALL_RESPONSE else result.get_memview().view()
-    return Outcome(
-        body=body if returns_rows or body else b"",
-        output_format=output_format if returns_rows else None,
-        read_rows=result.rows_read(),
-        read_bytes=result.bytes_read(),
-        written_rows=result.rows_written(),
-        written_bytes=result.bytes_written(),
-        elapsed=result.elapsed(),
-        owner=result,
-    )
+    """Run a statement that is not a streaming INSERT and answer it: rows stream as chDB makes them."""
+    started = time.perf_counter()
+    pieces = None
+    if statement.shape.keyword in _STREAMABLE:
+        pieces = connection.stream(statement.sql, output_format, bind)
+    if pieces is None:
+        sql = statement.sql
+        if statement.shape.keyword == "KILL" and statement.shape.second_keyword == "QUERY":
+            sql = with_client_query_ids(sql)
+        result = connection.run(sql, output_format, bind)
+        returns_rows = statement.shape.returns_rows
+        body = result.bytes() if result.size() < SMALL_RESPONSE else result.get_memview().view()
+        outcome = Outcome(
+            output_format=output_format if returns_rows else None,
+            read_rows=result.rows_read(),
+            read_bytes=result.bytes_read(),
+            written_rows=result.rows_written(),
+            written_bytes=result.bytes_written(),
+            result_rows=result.rows_read() if returns_rows else 0,
+            result_bytes=len(body),
+            elapsed=result.elapsed(),
+        )
+        writer.send_whole(200, outcome.headers(), body if returns_rows or body else b"")
+        return outcome
+    outcome = Outcome(output_format=output_format)
+    try:
+        if params.get("wait_end_of_query") in ("1", "true"):
+            _send_when_complete(pieces, writer, outcome, progress, started)
+        else:
+            _send_as_produced(pieces, writer, outcome, progress, started, version)
+    finally:
+        pieces.close()  # before its end: cancels the query (the client went away)
+    return outcome
+
+
+def _count(outcome: Outcome, piece: Any, progress: _Progress, started: float) -> None:
+    outcome.result_rows += piece.rows_read()
+    outcome.result_bytes += piece.size()
+    outcome.read_rows = max(outcome.result_rows, progress.latest.get("read_rows", 0))
+    outcome.read_bytes = progress.latest.get("read_bytes", 0)
+    outcome.elapsed = time.perf_counter() - started
+
+
+def _send_as_produced(
+    pieces: Iterator[Any],
+    writer: ResponseWriter,
+    outcome: Outcome,
+    progress: _Progress,
+    started: float,
+    version: str,
+) -> None:
+    """Stream the pieces; a result that ends within its first piece goes out whole, with its length.
+
+    Holding one piece back means the summary of a small result is exact and an error in the second
+    piece still gets a proper error response; past that, rows leave as the engine produces them.
+    """
+    first = next(pieces, None)
+    if first is not None:
+        _count(outcome, first, progress, started)
+    second = next(pieces, None) if first is not None else None
+    if second is None:
+        writer.send_whole(200, outcome.headers(), first.get_memview().view() if first is not None else b"")
+        return
+    _count(outcome, second, progress, started)
+    writer.start_stream(outcome.headers())
+    try:
+        writer.write(first.get_memview().view())
+        del first
+        writer.write(second.get_memview().view())
+        del second
+        for piece in pieces:
+            _count(outcome, piece, progress, started)
+            writer.write(piece.get_memview().view())
+    except EngineError as error:
+        outcome.failed_in_stream = True
+        writer.fail_stream(error.body(version))
+        logger.info("query failed after %d rows were sent: %s", outcome.result_rows, one_line(error.message))
+        return
+    writer.end_stream()
+
+
+def _send_when_complete(
+    pieces: Iterator[Any], writer: ResponseWriter, outcome: Outcome, progress: _Progress, started: float
+) -> None:
+    """wait_end_of_query=1: the whole result first (spilled to disk past a few MB), then the response."""
+    with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as spool:
+        for piece in pieces:
+            spool.write(piece.get_memview().view())
+            _count(outcome, piece, progress, started)
+        spool.seek(0)
+        if outcome.result_bytes < _SPOOL_IN_MEMORY:
+            writer.send_whole(200, outcome.headers(), spool.read())
+            return
+        writer.start_stream(outcome.headers())
+        while data := spool.read(_SPOOL_READ):
+            writer.write(data)
+        writer.end_stream()
 
 
 def _stream_insert(connection: EngineConnection, statement: Statement) -> Outcome:
@@ -350,19 +475,3 @@ def _stream_insert(connection: EngineConnection, statement: Statement) -> Outcom
         written_bytes=result.bytes_written(),
         elapsed=result.elapsed(),
     )
-
-
-_REASONS = {
-    200: "OK",
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not Found",
-    408: "Request Timeout",
-    411: "Length Required",
-    413: "Request Entity Too Large",
-    415: "Unsupported Media Type",
-    500: "Internal Server Error",
-    501: "Not Implemented",
-    503: "Service Unavailable",
-}

@@ -29,6 +29,7 @@ from halton_warehouse.credentials import WarehouseLogins, credentials_path, load
 from halton_warehouse.server.access import Role, allowed_host_names
 from halton_warehouse.server.engine import ConnectionPool, Engine, SessionRegistry
 from halton_warehouse.server.handler import ClickHouseRequestHandler
+from halton_warehouse.server.running_queries import RunningQueries
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class WarehouseHTTPServer(ThreadingHTTPServer):
         self.engine = engine
         self.pools = {Role.ADMIN: ConnectionPool(engine), Role.READER: ConnectionPool(engine, readonly=True)}
         self.sessions = SessionRegistry(engine)
+        self.running = RunningQueries(self.pools[Role.ADMIN])
         self.logins = logins
         self.allowed_hosts = allowed_host_names(address[0], extra_hosts)
         self.display_name = socket.gethostname()

@@ -235,3 +235,19 @@ def _data_start(text: str, pos: int) -> int:
     if pos < end and text[pos] == "\n":
         pos += 1
     return pos
+
+
+def with_client_query_ids(kill_statement: str) -> str:
+    """A `KILL QUERY WHERE …` statement that reads `query_id` as the id the client gave its query.
+
+    chDB names each query itself; the server tags every query with the client's id in `log_comment`
+    (the engine's own id stays in system.processes), so `query_id = 'x'` becomes a match on that tag.
+    """
+    pieces, last = [], 0
+    for match in TOKENS.finditer(kill_statement):
+        if match.lastgroup == "word" and match.group().lower() == "query_id":
+            pieces.append(kill_statement[last : match.start()])
+            pieces.append("Settings['log_comment']")
+            last = match.end()
+    pieces.append(kill_statement[last:])
+    return "".join(pieces)
