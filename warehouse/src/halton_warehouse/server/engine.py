@@ -71,13 +71,13 @@ class EngineConnection:
         # Settings applied from URL parameters; None when a failed SET left them unknown.
         self.url_settings: dict[str, str] | None = {}
 
-    def run(self, sql: str, fmt: str = "TabSeparated", params: dict[str, str] | None = None) -> Any:
+    def run(self, sql: str | bytes, fmt: str = "TabSeparated", params: dict[str, str] | None = None) -> Any:
         try:
             return self.raw.query(sql, fmt, params=params or {})
         except RuntimeError as exc:
             raise EngineError(str(exc)) from None
 
-    def stream(self, sql: str, fmt: str, params: dict[str, str]) -> Iterator[Any] | None:
+    def stream(self, sql: str | bytes, fmt: str, params: dict[str, str]) -> Iterator[Any] | None:
         """The result in pieces as the engine produces them (None: not a query chDB can stream).
 
         Closing the iterator before its end cancels the query (the client went away).
@@ -135,6 +135,11 @@ class EngineConnection:
             self.url_settings = None
             self.run("SET " + ", ".join(changes))
             self.url_settings = dict(settings)
+
+    def current_database(self) -> str:
+        if self.database is None:
+            self.database = self.run("SELECT currentDatabase()").bytes().decode().rstrip("\n")
+        return self.database
 
     def forget_database(self) -> None:
         """After a USE statement the current database is whatever the statement chose."""

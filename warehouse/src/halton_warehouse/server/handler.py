@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import tempfile
@@ -15,12 +16,13 @@ from urllib.parse import parse_qsl
 
 from halton_warehouse.server.access import Role, authenticate, check_client, check_settings, check_statement
 from halton_warehouse.server.content_codecs import ResponseEncoder, choose_response_encoding
-from halton_warehouse.server.engine import EngineConnection, Session, parse_session_timeout
+from halton_warehouse.server.engine import EngineConnection, Session, parse_session_timeout, quote_identifier
 from halton_warehouse.server.formats import DEFAULT_FORMAT, PLAIN_TEXT, content_type, is_setting
 from halton_warehouse.server.request_body import RequestBody, Statement, parse_form, read_statement
 from halton_warehouse.server.response_writer import KEEP_ALIVE_TIMEOUT, SMALL_RESPONSE, ResponseWriter
 from halton_warehouse.server.sql_scan import one_line, with_client_query_ids
 from halton_warehouse.server.wire_errors import (
+    BAD_ARGUMENTS,
     NOT_IMPLEMENTED,
     REQUIRED_PASSWORD,
     STD_EXCEPTION,
@@ -43,6 +45,12 @@ _READONLY_KEYWORDS = frozenset(
     {"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXISTS", "EXPLAIN", "SET", "USE"}
 )
 _PING_PATHS = frozenset({"/ping", "/replicas_status"})
+# Request headers ClickHouse reads as these URL parameters (the JDBC driver sends the format this way).
+_PARAMETER_HEADERS = {
+    "X-ClickHouse-Format": "default_format",
+    "X-ClickHouse-Database": "database",
+    "X-ClickHouse-Query-Id": "query_id",
+}
 
 
 @dataclass
@@ -108,6 +116,16 @@ class ClickHouseRequestHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self._serve("POST")
 
+    def do_HEAD(self) -> None:
+        # As ClickHouse: the health check's head (Content-Length of "Ok.\n"), without a body.
+        self._send_plain(200, "Ok.\n", head_only=True)
+
+    def do_OPTIONS(self) -> None:
+        # ClickHouse answers a CORS preflight with 204; no web page may query this server, so no
+        # Access-Control-Allow-Origin follows.
+        self.close_connection = self.close_connection or bool(self.headers.get("Content-Length"))
+        self._send_plain(204, "", allow="GET, POST, HEAD, OPTIONS")
+
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s " + format, self.client_address[0], *args)
 
@@ -150,6 +168,9 @@ class ClickHouseRequestHandler(BaseHTTPRequestHandler):
         params: dict[str, str] = {}
         for name, value in parse_qsl(query_string, keep_blank_values=True):
             params.setdefault(name, value)
+        for header, name in _PARAMETER_HEADERS.items():
+            if self.headers.get(header):
+                params.setdefault(name, self.headers[header])
         query_id = params.get("query_id") or str(uuid.uuid4())
         writer = ResponseWriter(
             self.wfile,
@@ -172,8 +193,10 @@ class ClickHouseRequestHandler(BaseHTTPRequestHandler):
             )
             pieces = body.chunks()
             content_kind = self.headers.get("Content-Type", "")
+            external: dict[str, bytes] = {}
             if content_kind.startswith("multipart/form-data"):
-                for name, value in parse_form(content_kind, body.read_raw()).items():
+                fields, external = parse_form(content_kind, body.read_raw())
+                for name, value in fields.items():
                     params.setdefault(name, value)
                 pieces = iter(())
             if params.get("compress") == "1" or params.get("decompress") == "1":
@@ -203,7 +226,7 @@ class ClickHouseRequestHandler(BaseHTTPRequestHandler):
                 )
             self._configure(writer, params)
             with self.server.running.register(query_id):
-                outcome = self._execute(statement, params, role, query_id, writer)
+                outcome = self._execute(statement, params, role, query_id, writer, external)
         except ClickHouseError as error:
             self._send_error(error, writer, body, started, statement)
             return
@@ -231,9 +254,18 @@ class ClickHouseRequestHandler(BaseHTTPRequestHandler):
                 writer.compress_with(ResponseEncoder(encoding, int(level) if level.isdigit() else None))
 
     def _execute(
-        self, statement: Statement, params: dict[str, str], role: Role, query_id: str, writer: ResponseWriter
+        self,
+        statement: Statement,
+        params: dict[str, str],
+        role: Role,
+        query_id: str,
+        writer: ResponseWriter,
+        external: dict[str, bytes],
     ) -> Outcome:
-        settings = {name: value for name, value in params.items() if is_setting(name)}
+        described = {f"{table}_{part}" for table in external for part in ("structure", "types", "format")}
+        settings = {
+            name: value for name, value in params.items() if is_setting(name) and name not in described
+        }
         check_settings(list(settings))
         # The client's query id, where KILL QUERY WHERE query_id = … finds it (sql_scan.with_client_query_ids).
         settings.setdefault("log_comment", query_id)
@@ -255,13 +287,20 @@ class ClickHouseRequestHandler(BaseHTTPRequestHandler):
         # `readonly`, which a later SET cannot undo.
         leaves_state = statement.shape.changes_session or settings.get("readonly", "0") not in ("0", "")
         reusable = False
+        restore_database: str | None = None
         progress = _Progress(writer)
         writer.on_client_gone = lambda: self.server.running.kill_soon(query_id)
         try:
             # A session keeps the database it was last told (by USE or this parameter); a request
             # without one starts from `default`, as on a server.
             database = params.get("database") or (None if session else "default")
+            if session is not None and params.get("database"):
+                # The parameter is this request's: the session keeps its own current database.
+                restore_database = connection.current_database()
             connection.prepare(database, settings)
+            if external:
+                leaves_state = True  # the temporary tables stay on the connection
+                _load_external_tables(connection, external, params)
             connection.on_progress(progress)
             if statement.insert is not None:
                 outcome = _stream_insert(connection, statement)
@@ -289,7 +328,17 @@ class ClickHouseRequestHandler(BaseHTTPRequestHandler):
             connection.on_progress(None)
             if statement.shape.keyword == "USE":
                 connection.forget_database()
+            elif restore_database is not None:
+                try:
+                    connection.prepare(restore_database, connection.url_settings or {})
+                except (
+                    EngineError
+                ):  # the statement dropped it: the session is left where ClickHouse leaves it
+                    connection.forget_database()
             if session is not None:
+                for name in external:  # a server drops external tables after their query
+                    with contextlib.suppress(EngineError):
+                        connection.run(f"DROP TEMPORARY TABLE IF EXISTS {quote_identifier(name)}")
                 self.server.sessions.checkin(session)
             else:
                 self.server.pools[role].release(connection, reusable)
@@ -320,10 +369,13 @@ class ClickHouseRequestHandler(BaseHTTPRequestHandler):
             one_line(statement.sql) if statement else "(statement not read)",
         )
 
-    def _send_plain(self, status: int, text: str) -> None:
+    def _send_plain(
+        self, status: int, text: str, *, head_only: bool = False, allow: str | None = None
+    ) -> None:
         writer = ResponseWriter(self.wfile, self.date_time_string(), {})
         writer.close_connection = self.close_connection
-        writer.send_whole(status, {"Content-Type": PLAIN_TEXT}, text.encode())
+        headers = {"Content-Type": PLAIN_TEXT, **({"Allow": allow} if allow else {})}
+        writer.send_whole(status, headers, text.encode(), head_only=head_only)
 
 
 def _log_success(statement: Statement, outcome: Outcome, seconds: float, session_id: str | None) -> None:
@@ -340,6 +392,35 @@ def _log_success(statement: Statement, outcome: Outcome, seconds: float, session
     )
 
 
+def _load_external_tables(
+    connection: EngineConnection, tables: dict[str, bytes], params: dict[str, str]
+) -> None:
+    """External data: each file becomes a temporary table of its name for this query, as on a server.
+
+    Its columns come from `<name>_structure` ("a UInt32, b String") or `<name>_types` ("UInt32,String",
+    columns then named _1, _2, …), its format from `<name>_format` (TabSeparated by default).
+    """
+    for name, data in tables.items():
+        structure = params.get(f"{name}_structure")
+        if not structure and params.get(f"{name}_types"):
+            types = [kind.strip() for kind in params[f"{name}_types"].split(",")]
+            structure = ", ".join(f"_{index} {kind}" for index, kind in enumerate(types, start=1))
+        if not structure:
+            raise ClickHouseError(
+                BAD_ARGUMENTS,
+                f"External data {name!r} has no structure: send {name}_structure or {name}_types with it",
+            )
+        table = quote_identifier(name)
+        connection.run(f"CREATE TEMPORARY TABLE {table} ({structure}) ENGINE = Memory")
+        raw = connection.raw
+        try:
+            inserter = raw.send_insert(f"INSERT INTO {table}", params.get(f"{name}_format") or DEFAULT_FORMAT)
+            raw.insert_append(inserter, data)
+            raw.insert_done(inserter)
+        except RuntimeError as exc:
+            raise EngineError(str(exc)) from None
+
+
 def _run(
     connection: EngineConnection,
     statement: Statement,
@@ -354,11 +435,12 @@ def _run(
     started = time.perf_counter()
     pieces = None
     if statement.shape.keyword in _STREAMABLE:
-        pieces = connection.stream(statement.sql, output_format, bind)
+        pieces = connection.stream(statement.for_engine, output_format, bind)
     if pieces is None:
-        sql = statement.sql
+        sql = statement.for_engine
         if statement.shape.keyword == "KILL" and statement.shape.second_keyword == "QUERY":
-            sql = with_client_query_ids(sql)
+            rewritten = with_client_query_ids(statement.sql)
+            sql = rewritten.encode("latin-1") if statement.raw is not None else rewritten
         result = connection.run(sql, output_format, bind)
         returns_rows = statement.shape.returns_rows
         body = result.bytes() if result.size() < SMALL_RESPONSE else result.get_memview().view()

@@ -107,21 +107,24 @@ class RequestBody:
             self._rfile.readline(1024)
 
 
-def parse_form(content_type: str, raw: bytes) -> dict[str, str]:
-    """Fields of a multipart/form-data body (clickhouse-connect sends long bind parameters this way)."""
+def parse_form(content_type: str, raw: bytes) -> tuple[dict[str, str], dict[str, bytes]]:
+    """Fields and files of a multipart/form-data body: clickhouse-connect sends long bind parameters as
+    fields, and external data (tables sent with the query) as files named after their table."""
     message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
         b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + raw
     )
     fields: dict[str, str] = {}
+    files: dict[str, bytes] = {}
     for part in message.iter_parts():
         name = part.get_param("name", header="content-disposition")
+        if not name:
+            continue
+        payload = part.get_payload(decode=True) or b""
         if part.get_filename():
-            raise ClickHouseError(
-                NOT_IMPLEMENTED, f"External data ({name!r}) is not supported by this server"
-            )
-        if name:
-            fields.setdefault(str(name), part.get_payload(decode=True).decode("utf-8"))
-    return fields
+            files.setdefault(str(name), payload)
+        else:
+            fields.setdefault(str(name), payload.decode("utf-8"))
+    return fields, files
 
 
 @dataclass
@@ -132,6 +135,13 @@ class Statement:
     shape: StatementShape
     insert: InsertSplit | None = None
     data: Iterator[bytes] | None = None  # for a streaming INSERT: its data, first piece included
+    # The statement as sent when it is not UTF-8 (binary literals): the engine gets these bytes, while `sql`
+    # is their Latin-1 reading for the checks (every non-ASCII byte stays a non-identifier character).
+    raw: bytes | None = None
+
+    @property
+    def for_engine(self) -> str | bytes:
+        return self.raw if self.raw is not None else self.sql
 
 
 def read_statement(query_parameter: str, body: Iterator[bytes]) -> Statement:
@@ -174,7 +184,7 @@ def read_statement(query_parameter: str, body: Iterator[bytes]) -> Statement:
             else:
                 if split is None:
                     return _whole_statement(head, pieces, complete)
-                sql = bytes(head[: len(split.statement)]).decode("utf-8")
+                sql = bytes(head[: len(split.statement)]).decode("utf-8", errors="replace")
                 first = bytes(head[split.data_start :])
                 return Statement(
                     sql=sql, shape=inspect_statement(sql), insert=split, data=_prepend(first, pieces)
@@ -198,8 +208,9 @@ def _whole_statement(head: bytearray, pieces: Iterator[bytes], complete: bool) -
                 )
     try:
         sql = head.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ClickHouseError(BAD_ARGUMENTS, f"The query is not valid UTF-8 at byte {exc.start}") from None
+    except UnicodeDecodeError:
+        sql = head.decode("latin-1")
+        return Statement(sql=sql, shape=inspect_statement(sql), raw=bytes(head))
     return Statement(sql=sql, shape=inspect_statement(sql))
 
 

@@ -96,16 +96,21 @@ class ResponseWriter:
             except OSError:
                 self._went_away()
 
-    def send_whole(self, status: int, headers: dict[str, str], body: bytes | memoryview) -> None:
+    def send_whole(
+        self, status: int, headers: dict[str, str], body: bytes | memoryview, *, head_only: bool = False
+    ) -> None:
         """A complete response with a Content-Length (an error before any body byte included)."""
         encoded: bytes | memoryview = body
         if self._encoder is not None and body and status == 200:
             encoded = self._encoder.compress(body) + self._encoder.finish()
             headers = {**headers, "Content-Encoding": self._encoder.encoding}
         with self._lock:
-            head = self._open_head(status, headers) + f"Content-Length: {len(encoded)}\r\n\r\n".encode()
+            length = "" if status == 204 else f"Content-Length: {len(encoded)}\r\n"
+            head = self._open_head(status, headers) + f"{length}\r\n".encode()
             self._head_closed = True
-        if len(encoded) < SMALL_RESPONSE:
+        if head_only:
+            self._wfile.write(head)
+        elif len(encoded) < SMALL_RESPONSE:
             self._wfile.write(head + bytes(encoded))
         else:
             self._wfile.write(head)
