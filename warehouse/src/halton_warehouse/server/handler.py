@@ -18,12 +18,12 @@ from halton_warehouse.server.access import Role, authenticate, check_client, che
 from halton_warehouse.server.content_codecs import ResponseEncoder, choose_response_encoding
 from halton_warehouse.server.engine import EngineConnection, Session, parse_session_timeout, quote_identifier
 from halton_warehouse.server.formats import DEFAULT_FORMAT, PLAIN_TEXT, content_type, is_setting
+from halton_warehouse.server.native_blocks import BlockEncoder
 from halton_warehouse.server.request_body import RequestBody, Statement, parse_form, read_statement
 from halton_warehouse.server.response_writer import KEEP_ALIVE_TIMEOUT, SMALL_RESPONSE, ResponseWriter
 from halton_warehouse.server.sql_scan import one_line, with_client_query_ids
 from halton_warehouse.server.wire_errors import (
     BAD_ARGUMENTS,
-    NOT_IMPLEMENTED,
     REQUIRED_PASSWORD,
     STD_EXCEPTION,
     ClickHouseError,
@@ -185,11 +185,13 @@ class ClickHouseRequestHandler(BaseHTTPRequestHandler):
         body: RequestBody | None = None
         try:
             role = authenticate(self.headers, params, self.server.logins)
+            self._configure(writer, params)
             body = RequestBody(
                 self.rfile,
                 self.headers.get("Transfer-Encoding"),
                 self.headers.get("Content-Length"),
                 self.headers.get("Content-Encoding"),
+                native_blocks=params.get("decompress") in ("1", "true"),
             )
             pieces = body.chunks()
             content_kind = self.headers.get("Content-Type", "")
@@ -199,12 +201,6 @@ class ClickHouseRequestHandler(BaseHTTPRequestHandler):
                 for name, value in fields.items():
                     params.setdefault(name, value)
                 pieces = iter(())
-            if params.get("compress") == "1" or params.get("decompress") == "1":
-                raise ClickHouseError(
-                    NOT_IMPLEMENTED,
-                    "ClickHouse's native HTTP compression (compress=1, decompress=1) is not supported: "
-                    "use Content-Encoding and enable_http_compression=1",
-                )
             statement = read_statement(params.get("query", ""), pieces)
             if not statement.shape.keyword and not statement.sql.strip():
                 raise ClickHouseError(62, "Empty query", name="SYNTAX_ERROR")
@@ -224,7 +220,6 @@ class ClickHouseRequestHandler(BaseHTTPRequestHandler):
                     "You should use method POST for modifying queries",
                     name="READONLY",
                 )
-            self._configure(writer, params)
             with self.server.running.register(query_id):
                 outcome = self._execute(statement, params, role, query_id, writer, external)
         except ClickHouseError as error:
@@ -247,7 +242,9 @@ class ClickHouseRequestHandler(BaseHTTPRequestHandler):
         if params.get("send_progress_in_http_headers") in ("1", "true"):
             interval = params.get("http_headers_progress_interval_ms", "")
             writer.send_progress(int(interval) if interval.isdigit() else _PROGRESS_INTERVAL_MS)
-        if params.get("enable_http_compression") in ("1", "true"):
+        if params.get("compress") in ("1", "true"):
+            writer.compress_with(BlockEncoder())
+        elif params.get("enable_http_compression") in ("1", "true"):
             encoding = choose_response_encoding(self.headers.get("Accept-Encoding"))
             if encoding:
                 level = params.get("http_zlib_compression_level", "")
@@ -357,7 +354,9 @@ class ClickHouseRequestHandler(BaseHTTPRequestHandler):
         if body is None or not body.consumed or self.close_connection:
             # The rest of the body is still on the socket: this connection cannot carry another request.
             writer.close_connection = True
-        writer.compress_with(None)
+        if error.http_status in (401, 403) or not writer.compresses_errors:
+            # As ClickHouse: a refused login is answered plain, compress=1 or not.
+            writer.compress_with(None)
         writer.send_whole(error.http_status, headers, error.body(self.server.engine.version))
         if writer.close_connection:
             self.close_connection = True

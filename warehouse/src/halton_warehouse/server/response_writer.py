@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import BinaryIO
 
 from halton_warehouse.server.content_codecs import ResponseEncoder
+from halton_warehouse.server.native_blocks import BlockEncoder
 
 KEEP_ALIVE_TIMEOUT = 30  # seconds an idle keep-alive connection is kept, as ClickHouse's keep_alive_timeout
 SMALL_RESPONSE = 64 << 10  # below this, head and body leave in one write
@@ -54,7 +55,7 @@ class ResponseWriter:
         self._status_sent = False  # the status line and base headers are out; the head is still open
         self._head_closed = False
         self._chunked = False
-        self._encoder: ResponseEncoder | None = None
+        self._encoder: ResponseEncoder | BlockEncoder | None = None
         self._progress_every: float | None = None
         self._next_progress = 0.0
         self.exception_tag: str | None = None
@@ -101,9 +102,10 @@ class ResponseWriter:
     ) -> None:
         """A complete response with a Content-Length (an error before any body byte included)."""
         encoded: bytes | memoryview = body
-        if self._encoder is not None and body and status == 200:
+        if self._encoder is not None and body and (status == 200 or self.compresses_errors):
             encoded = self._encoder.compress(body) + self._encoder.finish()
-            headers = {**headers, "Content-Encoding": self._encoder.encoding}
+            if self._encoder.encoding:
+                headers = {**headers, "Content-Encoding": self._encoder.encoding}
         with self._lock:
             length = "" if status == 204 else f"Content-Length: {len(encoded)}\r\n"
             head = self._open_head(status, headers) + f"{length}\r\n".encode()
@@ -116,14 +118,19 @@ class ResponseWriter:
             self._wfile.write(head)
             self._wfile.write(encoded)
 
-    def compress_with(self, encoder: ResponseEncoder | None) -> None:
+    def compress_with(self, encoder: ResponseEncoder | BlockEncoder | None) -> None:
         self._encoder = encoder
+
+    @property
+    def compresses_errors(self) -> bool:
+        """compress=1 (ClickHouse's blocks) covers error bodies too; Content-Encoding does not."""
+        return self._encoder is not None and self._encoder.encoding is None
 
     def start_stream(self, headers: dict[str, str]) -> None:
         """Close the head of a 200 response whose body follows in chunks."""
         self.exception_tag = "".join(secrets.choice(_TAG_ALPHABET) for _ in range(16))
         headers = {**headers, "X-ClickHouse-Exception-Tag": self.exception_tag}
-        if self._encoder is not None:
+        if self._encoder is not None and self._encoder.encoding:
             headers["Content-Encoding"] = self._encoder.encoding
         with self._lock:
             head = self._open_head(200, headers) + b"Transfer-Encoding: chunked\r\n\r\n"
