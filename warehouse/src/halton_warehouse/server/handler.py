@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import tempfile
@@ -21,7 +22,7 @@ from halton_warehouse.server.formats import DEFAULT_FORMAT, PLAIN_TEXT, content_
 from halton_warehouse.server.native_blocks import BlockEncoder
 from halton_warehouse.server.request_body import RequestBody, Statement, parse_form, read_statement
 from halton_warehouse.server.response_writer import KEEP_ALIVE_TIMEOUT, SMALL_RESPONSE, ResponseWriter
-from halton_warehouse.server.sql_scan import one_line, with_client_query_ids
+from halton_warehouse.server.sql_scan import one_line, with_client_query_ids, with_login_name
 from halton_warehouse.server.wire_errors import (
     BAD_ARGUMENTS,
     REQUIRED_PASSWORD,
@@ -213,6 +214,9 @@ class ClickHouseRequestHandler(BaseHTTPRequestHandler):
                     name="SYNTAX_ERROR",
                 )
             check_statement(statement.sql, statement.shape, role)
+            if statement.insert is None and statement.raw is None:
+                login = self.server.logins.admin if role is Role.ADMIN else self.server.logins.reader
+                statement = dataclasses.replace(statement, sql=with_login_name(statement.sql, login.user))
             if method == "GET" and statement.shape.keyword not in _READONLY_KEYWORDS:
                 raise ClickHouseError(
                     164,

@@ -251,3 +251,28 @@ def with_client_query_ids(kill_statement: str) -> str:
             last = match.end()
     pieces.append(kill_statement[last:])
     return "".join(pieces)
+
+
+_USER_FUNCTIONS = frozenset({"currentuser", "user", "current_user"})
+_EMPTY_CALL = re.compile(r"\s*+\(\s*+\)")
+
+
+def with_login_name(sql: str, user: str) -> str:
+    """`sql` with `currentUser()` (and its aliases `user()`, `current_user()`) as the login's name.
+
+    chDB has one user, `default`; the server has two logins, and a client asking who it is must learn
+    which one it used.
+    """
+    if "user" not in sql.lower():
+        return sql
+    literal = "'" + user.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    pieces, last = [], 0
+    for match in TOKENS.finditer(sql):
+        if match.lastgroup == "word" and match.group().lower() in _USER_FUNCTIONS:
+            call = _EMPTY_CALL.match(sql, match.end())
+            if call:
+                pieces.append(sql[last : match.start()])
+                pieces.append(literal)
+                last = call.end()
+    pieces.append(sql[last:])
+    return "".join(pieces)
