@@ -175,7 +175,7 @@ def main() -> None:
                     insert(local_client), local_client, rows, times
                 ),
                 "server: pre-encoded Native, chunked POST": repeat(
-                    lambda: post_native(server.port, native), http_client, rows, times
+                    lambda: post_native(server.port, native, login), http_client, rows, times
                 ),
                 "in-process: pre-encoded Native, send_insert": repeat(
                     lambda: send_native(local, native), local_client, rows, times
@@ -217,7 +217,7 @@ def native_rows(port: int, login: dict[str, str]) -> bytes:
     return connection.getresponse().read()
 
 
-def post_native(port: int, native: bytes, piece: int = 1 << 20) -> None:
+def post_native(port: int, native: bytes, login: dict[str, str], piece: int = 1 << 20) -> None:
     connection = http.client.HTTPConnection("127.0.0.1", port)
 
     def body():
@@ -225,7 +225,7 @@ def post_native(port: int, native: bytes, piece: int = 1 << 20) -> None:
         for start in range(0, len(native), piece):
             yield native[start : start + piece]
 
-    connection.request("POST", "/", body=body(), encode_chunked=True)
+    connection.request("POST", "/", body=body(), headers=login, encode_chunked=True)
     response = connection.getresponse()
     if response.status != 200:
         raise RuntimeError(response.read().decode())

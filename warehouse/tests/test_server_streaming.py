@@ -175,17 +175,17 @@ def test_an_error_after_progress_headers_still_carries_its_code(server: Embedded
 
 
 def test_a_query_longer_than_the_read_timeout_lives_on_progress_headers(server: EmbeddedWarehouse) -> None:
-    # clickhouse-connect asks for progress every max(10 s, timeout - 5 s): with an 11 s read timeout it
-    # fails unless a header arrives within each 11 s. This query runs for about 15 s.
+    # clickhouse-connect asks for progress every max(10 s, timeout - 5 s): with a 14 s read timeout it
+    # fails unless a header arrives within each 14 s. This query runs for about 20 s.
     assert server.logins is not None
     client = clickhouse_connect.get_client(
         host="127.0.0.1",
         port=server.port,
         username=server.logins.admin.user,
         password=server.logins.admin.password,
-        send_receive_timeout=11,
+        send_receive_timeout=14,
     )
-    result = client.query("SELECT sum(sleepEachRow(0.5)) FROM numbers(30) SETTINGS max_block_size = 1")
+    result = client.query("SELECT sum(sleepEachRow(0.5)) FROM numbers(40) SETTINGS max_block_size = 1")
     assert result.result_rows == [(0,)]
 
 

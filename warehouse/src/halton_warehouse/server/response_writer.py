@@ -70,6 +70,8 @@ class ResponseWriter:
     def send_progress(self, interval_ms: int) -> None:
         """Write an X-ClickHouse-Progress line at most every `interval_ms` while the head is open."""
         self._progress_every = max(interval_ms, 1) / 1000
+        # The first line after one interval, as ClickHouse: a quick query gets none.
+        self._next_progress = time.monotonic() + self._progress_every
 
     def progress(self, payload: dict[str, int]) -> None:
         if self._progress_every is None:
