@@ -133,14 +133,9 @@ class ClickHouseRequestHandler(BaseHTTPRequestHandler):
     def handle_one_request(self) -> None:
         # The connection counts as busy from the first byte of a request, not from when its headers are
         # parsed: a server told to stop while a request is arriving must serve it, not cut it off.
-        try:
-            if not self.rfile.peek(1):  # waits (up to the keep-alive timeout) for the next request
-                self.close_connection = True
-                return
-        except (TimeoutError, OSError):
+        if not self.server.wait_for_request(self.connection, KEEP_ALIVE_TIMEOUT):
             self.close_connection = True
             return
-        self.server.request_started(self)
         try:
             super().handle_one_request()
         finally:
