@@ -396,7 +396,7 @@ def test_unknown_setting_is_refused_and_known_one_applies(server: EmbeddedWareho
 
 
 def test_small_parts_are_one_file_and_large_ones_keep_their_columns(client: Client, database: str) -> None:
-    from halton_warehouse.http_engine import PACKED_PART_BYTES
+    from halton_warehouse.server.engine import PACKED_PART_BYTES
 
     client.command(
         f"CREATE TABLE {database}.p (id UInt64, note String) ENGINE = MergeTree ORDER BY id"
@@ -418,3 +418,27 @@ def test_small_parts_are_one_file_and_large_ones_keep_their_columns(client: Clie
     assert [entry.name for entry in small.iterdir()] == ["data.packed"]
     assert {"id.bin", "note.bin"} <= {entry.name for entry in large.iterdir()}
     assert client.command(f"SELECT count() FROM {database}.p WHERE note = 'small'") == 1000
+
+
+def test_insert_from_a_data_frame_and_from_arrow(client: Client, database: str) -> None:
+    import pandas as pd
+    import pyarrow as pa
+
+    client.command(
+        f"CREATE TABLE {database}.frames (id UInt32, model String, cost Float64) ENGINE = MergeTree ORDER BY id"
+    )
+    frame = pd.DataFrame({"id": range(50_000), "model": [f"m{i % 5}" for i in range(50_000)], "cost": 0.5})
+    assert client.insert_df(f"{database}.frames", frame).written_rows == 50_000
+    table = pa.table(
+        {
+            "id": pa.array(range(50_000, 60_000), pa.uint32()),
+            "model": ["arrow"] * 10_000,
+            "cost": [1.0] * 10_000,
+        }
+    )
+    assert client.insert_arrow(f"{database}.frames", table).written_rows == 10_000
+    assert client.query(
+        f"SELECT count(), uniqExact(model), sum(cost) FROM {database}.frames"
+    ).result_rows == [(60_000, 6, 35_000.0)]
+    back = client.query_arrow(f"SELECT id FROM {database}.frames WHERE model = 'arrow' ORDER BY id")
+    assert back.column("id").to_pylist() == list(range(50_000, 60_000))

@@ -95,7 +95,9 @@ def test_settings_left_unset_log_in_with_the_embedded_admin(server_dir: Path, mo
         # A server running on that data dir is found where it listens (its server.json beside the data).
         assert WarehouseSettings(data_dir=server_dir).clickhouse_url.rstrip("/") == running.url.rstrip("/")
     # Stopped: the default port, still with the admin login from the data dir.
-    assert WarehouseSettings(data_dir=server_dir).clickhouse_url == f"http://halton:{password}@127.0.0.1:8123/"
+    assert (
+        WarehouseSettings(data_dir=server_dir).clickhouse_url == f"http://halton:{password}@127.0.0.1:8123/"
+    )
     explicit = WarehouseSettings(data_dir=server_dir, clickhouse_url="http://other:1/")
     assert explicit.clickhouse_url == "http://other:1/"
 
@@ -335,3 +337,12 @@ def test_the_reader_cannot_borrow_a_session_the_admin_opened(server: EmbeddedWar
     assert as_admin(server, "EXISTS TEMPORARY TABLE scratch", **session)[2] == b"1\n"
     as_reader = request(server, "EXISTS TEMPORARY TABLE scratch", login_headers(reader(server)), **session)
     assert as_reader[::2] == (200, b"0\n")
+
+
+def test_current_user_tells_the_two_logins_apart(server: EmbeddedWarehouse) -> None:
+    assert server.logins is not None
+    sql = "SELECT currentUser(), user( ), CURRENT_USER(), 'currentUser()' AS text, `user` FROM (SELECT 1 AS user)"
+    assert as_admin(server, sql)[2] == b"halton\thalton\thalton\tcurrentUser()\t1\n"
+    status, _, body = request(server, sql, login_headers(reader(server)))
+    assert (status, body) == (200, b"analyst\tanalyst\tanalyst\tcurrentUser()\t1\n")
+    assert connect(server.reader_url).command("SELECT currentUser()") == server.logins.reader.user

@@ -10,8 +10,8 @@ import lz4.frame
 import pytest
 import zstandard
 
-from halton_warehouse.http_codecs import body_decoder, choose_response_encoding, compress_response
-from halton_warehouse.http_errors import ClickHouseError
+from halton_warehouse.server.content_codecs import ResponseEncoder, body_decoder, choose_response_encoding
+from halton_warehouse.server.wire_errors import ClickHouseError
 
 COMPRESS = {
     "lz4": lz4.frame.compress,
@@ -22,7 +22,8 @@ COMPRESS = {
 }
 DECOMPRESS = {
     "lz4": lz4.frame.decompress,
-    "zstd": zstandard.ZstdDecompressor().decompress,
+    # A streamed frame does not state its size up front: decompress it as clients do, as a stream.
+    "zstd": lambda data: zstandard.ZstdDecompressor().decompressobj().decompress(data),
     "gzip": gzip.decompress,
     "deflate": zlib.decompress,
     "br": brotli.decompress,
@@ -61,9 +62,17 @@ def test_unknown_content_encoding_is_refused() -> None:
 @pytest.mark.parametrize("encoding", sorted(COMPRESS))
 def test_responses_compress_as_asked(encoding: str) -> None:
     assert choose_response_encoding(f"identity, {encoding};q=0.9, gzip") == encoding
-    assert DECOMPRESS[encoding](compress_response(b"abc" * 1000, encoding)) == b"abc" * 1000
+    assert (
+        DECOMPRESS[encoding](_encode(encoding, [b"abc" * 1000, b"", memoryview(b"xyz" * 500)]))
+        == b"abc" * 1000 + b"xyz" * 500
+    )
 
 
 def test_no_acceptable_encoding_means_plain() -> None:
     assert choose_response_encoding(None) is None
     assert choose_response_encoding("identity, snappy") is None
+
+
+def _encode(encoding: str, pieces: list[bytes | memoryview]) -> bytes:
+    encoder = ResponseEncoder(encoding)
+    return b"".join(encoder.compress(piece) for piece in pieces) + encoder.finish()

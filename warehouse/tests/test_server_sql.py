@@ -6,8 +6,8 @@ import contextlib
 
 import pytest
 
-from halton_warehouse.http_body import read_statement
-from halton_warehouse.http_sql import (
+from halton_warehouse.server.request_body import read_statement
+from halton_warehouse.server.sql_scan import (
     InsertSplit,
     NeedMoreText,
     UnsupportedInsert,

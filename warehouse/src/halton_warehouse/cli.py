@@ -51,7 +51,7 @@ def serve(data_dir: Path, host: str, port: int, allowed_host: tuple[str, ...]) -
 
     Its logins are made on the first start and kept in DATA_DIR/credentials.json (0600).
     """
-    from halton_warehouse.server import run
+    from halton_warehouse.server.listener import run
 
     run(data_dir, host=host, port=port, extra_hosts=allowed_host)
 

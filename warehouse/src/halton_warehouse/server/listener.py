@@ -22,19 +22,21 @@ import socket
 import socketserver
 import sys
 import threading
+import time
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 from halton_warehouse.credentials import WarehouseLogins, credentials_path, load_or_create
-from halton_warehouse.http_access import Role, allowed_host_names
-from halton_warehouse.http_engine import ConnectionPool, Engine, SessionRegistry
-from halton_warehouse.http_handler import ClickHouseRequestHandler
+from halton_warehouse.server.access import Role, allowed_host_names
+from halton_warehouse.server.engine import ConnectionPool, Engine, SessionRegistry
+from halton_warehouse.server.handler import ClickHouseRequestHandler
+from halton_warehouse.server.running_queries import RunningQueries
 
-# Named, not __name__: run with `python -m`, this module is `__main__`.
-logger = logging.getLogger("halton_warehouse.server")
+logger = logging.getLogger(__name__)
 
 DRAIN_TIMEOUT = 25.0  # seconds requests in flight get to finish after SIGTERM
 _SESSION_SWEEP_INTERVAL = 1.0
+_IDLE_POLL = 0.2  # seconds an idle connection waits before looking again whether the server is stopping
 
 
 class WarehouseHTTPServer(ThreadingHTTPServer):
@@ -53,6 +55,7 @@ class WarehouseHTTPServer(ThreadingHTTPServer):
         self.engine = engine
         self.pools = {Role.ADMIN: ConnectionPool(engine), Role.READER: ConnectionPool(engine, readonly=True)}
         self.sessions = SessionRegistry(engine)
+        self.running = RunningQueries(self.pools[Role.ADMIN])
         self.logins = logins
         self.allowed_hosts = allowed_host_names(address[0], extra_hosts)
         self.display_name = socket.gethostname()
@@ -86,9 +89,31 @@ class WarehouseHTTPServer(ThreadingHTTPServer):
                 self._busy.discard(request)
                 self._state.notify_all()
 
-    def request_started(self, handler: ClickHouseRequestHandler) -> None:
-        with self._state:
-            self._busy.add(handler.connection)
+    def wait_for_request(self, sock: socket.socket, idle_timeout: float) -> bool:
+        """Wait for the first byte of the connection's next request; True once it is there and the connection
+        counts as busy. False when the client closed, the keep-alive timeout passed, or the server stops.
+
+        Polled rather than blocked on, so a stopping server never has to cut a connection: whether bytes are
+        waiting is decided under the lock that drain() takes, and a request that arrived first is served.
+        """
+        deadline = time.monotonic() + idle_timeout
+        while True:
+            try:
+                readable, _, _ = select.select([sock], [], [], _IDLE_POLL)
+            except (OSError, ValueError):  # closed under us
+                return False
+            with self._state:
+                if readable:
+                    try:
+                        if not sock.recv(1, socket.MSG_PEEK):
+                            return False  # the client closed the connection
+                    except OSError:
+                        return False
+                    self._busy.add(sock)
+                    self._state.notify_all()
+                    return True
+                if self._draining or time.monotonic() >= deadline:
+                    return False
 
     def request_finished(self, handler: ClickHouseRequestHandler) -> bool:
         """Marks the connection idle; True when it should close because the server is stopping."""
@@ -97,44 +122,33 @@ class WarehouseHTTPServer(ThreadingHTTPServer):
             self._state.notify_all()
             return self._draining
 
+    def accept_backlog(self) -> None:
+        """Take the connections the kernel accepted that serve_forever had not yet: closing the listener
+        would reset them, and a request may already be on its way on one. They are served like the rest."""
+        while select.select([self.socket], [], [], 0)[0]:
+            self.handle_request()
+
     def drain(self, timeout: float = DRAIN_TIMEOUT) -> None:
-        """Close idle connections now and busy ones once their request is answered."""
+        """Let requests in flight finish; idle connections close themselves within a poll interval."""
         with self._state:
             self._draining = True
-            idle = []
-            for sock in self._open - self._busy:
-                if _has_unread_bytes(sock):
-                    # A request is arriving; its thread has not woken yet: wait for it like any other.
-                    self._busy.add(sock)
-                else:
-                    idle.append(sock)
+            # Every open connection now either takes up the request waiting on it or closes: settle first,
+            # so the count below is of the requests actually in flight.
+            self._state.wait_for(lambda: self._open <= self._busy, timeout=_IDLE_POLL * 10)
             busy = len(self._busy)
-        for sock in idle:
-            _hang_up(sock)
         if busy:
             logger.info("waiting for %d request(s) in flight to finish", busy)
         with self._state:
-            if not self._state.wait_for(lambda: not self._busy, timeout=timeout):
+            if not self._state.wait_for(lambda: not self._busy and not self._open, timeout=timeout):
                 logger.warning(
                     "%d request(s) still running after %.0f s; closing anyway", len(self._busy), timeout
                 )
-            # Connections that sent nothing yet wake up from their idle read once their socket closes.
-            for sock in self._open - self._busy:
-                _hang_up(sock)
-            self._state.wait_for(lambda: not self._open, timeout=2.0)
+                for sock in self._open - self._busy:
+                    _hang_up(sock)
 
     def close_engine(self) -> None:
         self.sessions.close_all()
         self.engine.close()
-
-
-def _has_unread_bytes(sock: socket.socket) -> bool:
-    # select first: a socket with a timeout waits in recv for up to that timeout, MSG_DONTWAIT or not.
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
-        return bool(readable) and bool(sock.recv(1, socket.MSG_PEEK))
-    except OSError:  # already closed by the client
-        return False
 
 
 def _hang_up(sock: socket.socket) -> None:
@@ -191,6 +205,7 @@ def run(
         finally:
             server.shutdown()  # returns once serve_forever has stopped accepting
             serving.join()
+            server.accept_backlog()
     finally:
         server.server_close()
         server.drain()
@@ -290,7 +305,3 @@ def main(argv: list[str] | None = None) -> None:
         port_file=args.port_file,
         extra_hosts=tuple(args.allowed_host),
     )
-
-
-if __name__ == "__main__":
-    main()

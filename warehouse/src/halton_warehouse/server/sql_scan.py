@@ -19,7 +19,7 @@ _FORMAT_NAME = re.compile(r"\s++([A-Za-z_][A-Za-z0-9_]*+)", re.ASCII)
 # Tokens that matter for the structure; anything else (numbers, operators, commas) is skipped by the
 # scanner in C. Comments, strings (heredocs too) and quoted identifiers are matched whole so that words inside
 # them are never mistaken for keywords; an unterminated one runs to the end of the text. The access checks
-# (http_access) read quoted identifiers as names, so they have a group of their own.
+# (access) read quoted identifiers as names, so they have a group of their own.
 TOKENS = re.compile(
     r"""
     (?P<skip>
@@ -235,3 +235,44 @@ def _data_start(text: str, pos: int) -> int:
     if pos < end and text[pos] == "\n":
         pos += 1
     return pos
+
+
+def with_client_query_ids(kill_statement: str) -> str:
+    """A `KILL QUERY WHERE …` statement that reads `query_id` as the id the client gave its query.
+
+    chDB names each query itself; the server tags every query with the client's id in `log_comment`
+    (the engine's own id stays in system.processes), so `query_id = 'x'` becomes a match on that tag.
+    """
+    pieces, last = [], 0
+    for match in TOKENS.finditer(kill_statement):
+        if match.lastgroup == "word" and match.group().lower() == "query_id":
+            pieces.append(kill_statement[last : match.start()])
+            pieces.append("Settings['log_comment']")
+            last = match.end()
+    pieces.append(kill_statement[last:])
+    return "".join(pieces)
+
+
+_USER_FUNCTIONS = frozenset({"currentuser", "user", "current_user"})
+_EMPTY_CALL = re.compile(r"\s*+\(\s*+\)")
+
+
+def with_login_name(sql: str, user: str) -> str:
+    """`sql` with `currentUser()` (and its aliases `user()`, `current_user()`) as the login's name.
+
+    chDB has one user, `default`; the server has two logins, and a client asking who it is must learn
+    which one it used.
+    """
+    if "user" not in sql.lower():
+        return sql
+    literal = "'" + user.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    pieces, last = [], 0
+    for match in TOKENS.finditer(sql):
+        if match.lastgroup == "word" and match.group().lower() in _USER_FUNCTIONS:
+            call = _EMPTY_CALL.match(sql, match.end())
+            if call:
+                pieces.append(sql[last : match.start()])
+                pieces.append(literal)
+                last = call.end()
+    pieces.append(sql[last:])
+    return "".join(pieces)

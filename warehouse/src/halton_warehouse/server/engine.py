@@ -15,11 +15,12 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from halton_warehouse.http_errors import (
+from halton_warehouse.server.wire_errors import (
     INVALID_SESSION_TIMEOUT,
     SESSION_IS_LOCKED,
     SESSION_NOT_FOUND,
@@ -49,6 +50,7 @@ ENGINE_CONFIG = f"""<clickhouse>
   </merge_tree>
 </clickhouse>
 """
+_NOT_STREAMABLE = "Streaming query is not supported"
 _SETTING_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*+")
 
 
@@ -69,11 +71,49 @@ class EngineConnection:
         # Settings applied from URL parameters; None when a failed SET left them unknown.
         self.url_settings: dict[str, str] | None = {}
 
-    def run(self, sql: str, fmt: str = "TabSeparated", params: dict[str, str] | None = None) -> Any:
+    def run(self, sql: str | bytes, fmt: str = "TabSeparated", params: dict[str, str] | None = None) -> Any:
         try:
             return self.raw.query(sql, fmt, params=params or {})
         except RuntimeError as exc:
             raise EngineError(str(exc)) from None
+
+    def stream(self, sql: str | bytes, fmt: str, params: dict[str, str]) -> Iterator[Any] | None:
+        """The result in pieces as the engine produces them (None: not a query chDB can stream).
+
+        Closing the iterator before its end cancels the query (the client went away).
+        """
+        try:
+            handle = self.raw.send_query(sql, fmt, params=params)
+        except RuntimeError as exc:
+            if _NOT_STREAMABLE in str(exc)[:200]:
+                return None
+            raise EngineError(str(exc)) from None
+        return self._pieces(handle)
+
+    def _pieces(self, handle: Any) -> Iterator[Any]:
+        finished = False
+        try:
+            while True:
+                try:
+                    piece = self.raw.streaming_fetch_result(handle)
+                except RuntimeError as exc:
+                    finished = True
+                    raise EngineError(str(exc)) from None
+                # An empty piece ends the stream; a header-only piece (TSVWithNames of no rows) does not.
+                if piece is None or (piece.size() == 0 and piece.rows_read() == 0):
+                    finished = True
+                    return
+                yield piece
+        finally:
+            if not finished:
+                try:
+                    self.raw.streaming_cancel_query(handle)
+                except RuntimeError:
+                    logger.debug("cancelling an abandoned streaming query failed", exc_info=True)
+
+    def on_progress(self, callback: Callable[[dict[str, int]], None] | None) -> None:
+        """Call `callback` (from the engine's threads) with the progress of this connection's queries."""
+        self.raw.set_progress_callback(callback)
 
     def prepare(self, database: str | None, settings: dict[str, str]) -> None:
         """Make the connection's current database and URL settings those of this request."""
@@ -95,6 +135,11 @@ class EngineConnection:
             self.url_settings = None
             self.run("SET " + ", ".join(changes))
             self.url_settings = dict(settings)
+
+    def current_database(self) -> str:
+        if self.database is None:
+            self.database = self.run("SELECT currentDatabase()").bytes().decode().rstrip("\n")
+        return self.database
 
     def forget_database(self) -> None:
         """After a USE statement the current database is whatever the statement chose."""

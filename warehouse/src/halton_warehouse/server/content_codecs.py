@@ -12,7 +12,7 @@ from collections.abc import Callable
 import lz4.frame
 import zstandard
 
-from halton_warehouse.http_errors import CANNOT_DECOMPRESS, UNKNOWN_FORMAT, ClickHouseError
+from halton_warehouse.server.wire_errors import CANNOT_DECOMPRESS, UNKNOWN_FORMAT, ClickHouseError
 
 try:  # brotli is optional: not a dependency of the warehouse, present when another package brings it
     import brotli
@@ -146,20 +146,38 @@ def choose_response_encoding(accept_encoding: str | None) -> str | None:
     return None
 
 
-def compress_response(body: bytes | memoryview, encoding: str, level: int | None = None) -> bytes:
-    """`body` compressed as one frame of `encoding` (one of RESPONSE_ENCODINGS)."""
-    if encoding == "lz4":
-        return lz4.frame.compress(body)
-    if encoding == "zstd":
-        return zstandard.ZstdCompressor(level=level or 3).compress(body)
-    if encoding == "br":
-        return brotli.compress(bytes(body), quality=level or 4)
-    if encoding == "gzip":
-        compressor = zlib.compressobj(level or 3, wbits=31)
-        return compressor.compress(body) + compressor.flush()
-    if encoding == "deflate":
-        return zlib.compress(body, level or 3)
-    raise ValueError(f"cannot compress a response as {encoding!r}")
+class ResponseEncoder:
+    """Compresses a response as it streams: one frame of `encoding` (one of RESPONSE_ENCODINGS)."""
+
+    def __init__(self, encoding: str, level: int | None = None) -> None:
+        self.encoding = encoding
+        if encoding == "lz4":
+            self._lz4 = lz4.frame.LZ4FrameCompressor()
+            self._pending = self._lz4.begin()
+            self._compress, self._finish = self._lz4.compress, self._lz4.flush
+        elif encoding == "zstd":
+            zstd = zstandard.ZstdCompressor(level=level or 3).compressobj()
+            self._pending = b""
+            self._compress, self._finish = zstd.compress, zstd.flush
+        elif encoding == "br":
+            br = brotli.Compressor(quality=level or 4)
+            self._pending = b""
+            self._compress, self._finish = br.process, br.finish
+        elif encoding in ("gzip", "deflate"):
+            deflate = zlib.compressobj(level or 3, wbits=31 if encoding == "gzip" else 15)
+            self._pending = b""
+            self._compress, self._finish = deflate.compress, deflate.flush
+        else:
+            raise ValueError(f"cannot compress a response as {encoding!r}")
+
+    def compress(self, data: bytes | memoryview) -> bytes:
+        out = self._compress(bytes(data) if self.encoding == "br" else data)
+        if self._pending:
+            out, self._pending = self._pending + out, b""
+        return out
+
+    def finish(self) -> bytes:
+        return self._pending + self._finish()
 
 
 def _corrupt(name: str, reason: object) -> ClickHouseError:

@@ -13,15 +13,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from halton_warehouse.http_codecs import BodyDecoder, body_decoder
-from halton_warehouse.http_errors import (
-    BAD_ARGUMENTS,
-    CANNOT_READ_ALL_DATA,
-    NOT_IMPLEMENTED,
-    QUERY_IS_TOO_LARGE,
-    ClickHouseError,
-)
-from halton_warehouse.http_sql import (
+from halton_warehouse.server.content_codecs import BodyDecoder, body_decoder
+from halton_warehouse.server.native_blocks import BlockDecoder
+from halton_warehouse.server.sql_scan import (
     InsertSplit,
     NeedMoreText,
     StatementShape,
@@ -29,6 +23,13 @@ from halton_warehouse.http_sql import (
     first_keyword,
     inspect_statement,
     split_insert,
+)
+from halton_warehouse.server.wire_errors import (
+    BAD_ARGUMENTS,
+    CANNOT_READ_ALL_DATA,
+    NOT_IMPLEMENTED,
+    QUERY_IS_TOO_LARGE,
+    ClickHouseError,
 )
 
 MAX_INSERT_HEADER = 1 << 20  # an INSERT's header must end within this many bytes
@@ -46,6 +47,8 @@ class RequestBody:
         transfer_encoding: str | None,
         content_length: str | None,
         content_encoding: str | None,
+        *,
+        native_blocks: bool = False,
     ) -> None:
         self._rfile = rfile
         self._chunked = "chunked" in (transfer_encoding or "").lower()
@@ -56,6 +59,8 @@ class RequestBody:
         # The whole body has been read off the socket (so the connection can carry another request).
         self.consumed = not self._chunked and self._remaining == 0
         self._decoder: BodyDecoder = body_decoder(content_encoding)
+        if native_blocks:  # decompress=1: ClickHouse's compressed blocks, inside any Content-Encoding
+            self._decoder = BlockDecoder(self._decoder)
 
     def chunks(self) -> Iterator[bytes]:
         """Decoded pieces of the body, in order; empty pieces are skipped."""
@@ -107,21 +112,24 @@ class RequestBody:
             self._rfile.readline(1024)
 
 
-def parse_form(content_type: str, raw: bytes) -> dict[str, str]:
-    """Fields of a multipart/form-data body (clickhouse-connect sends long bind parameters this way)."""
+def parse_form(content_type: str, raw: bytes) -> tuple[dict[str, str], dict[str, bytes]]:
+    """Fields and files of a multipart/form-data body: clickhouse-connect sends long bind parameters as
+    fields, and external data (tables sent with the query) as files named after their table."""
     message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
         b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + raw
     )
     fields: dict[str, str] = {}
+    files: dict[str, bytes] = {}
     for part in message.iter_parts():
         name = part.get_param("name", header="content-disposition")
+        if not name:
+            continue
+        payload = part.get_payload(decode=True) or b""
         if part.get_filename():
-            raise ClickHouseError(
-                NOT_IMPLEMENTED, f"External data ({name!r}) is not supported by this server"
-            )
-        if name:
-            fields.setdefault(str(name), part.get_payload(decode=True).decode("utf-8"))
-    return fields
+            files.setdefault(str(name), payload)
+        else:
+            fields.setdefault(str(name), payload.decode("utf-8"))
+    return fields, files
 
 
 @dataclass
@@ -132,6 +140,13 @@ class Statement:
     shape: StatementShape
     insert: InsertSplit | None = None
     data: Iterator[bytes] | None = None  # for a streaming INSERT: its data, first piece included
+    # The statement as sent when it is not UTF-8 (binary literals): the engine gets these bytes, while `sql`
+    # is their Latin-1 reading for the checks (every non-ASCII byte stays a non-identifier character).
+    raw: bytes | None = None
+
+    @property
+    def for_engine(self) -> str | bytes:
+        return self.raw if self.raw is not None else self.sql
 
 
 def read_statement(query_parameter: str, body: Iterator[bytes]) -> Statement:
@@ -174,7 +189,7 @@ def read_statement(query_parameter: str, body: Iterator[bytes]) -> Statement:
             else:
                 if split is None:
                     return _whole_statement(head, pieces, complete)
-                sql = bytes(head[: len(split.statement)]).decode("utf-8")
+                sql = bytes(head[: len(split.statement)]).decode("utf-8", errors="replace")
                 first = bytes(head[split.data_start :])
                 return Statement(
                     sql=sql, shape=inspect_statement(sql), insert=split, data=_prepend(first, pieces)
@@ -198,8 +213,9 @@ def _whole_statement(head: bytearray, pieces: Iterator[bytes], complete: bool) -
                 )
     try:
         sql = head.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ClickHouseError(BAD_ARGUMENTS, f"The query is not valid UTF-8 at byte {exc.start}") from None
+    except UnicodeDecodeError:
+        sql = head.decode("latin-1")
+        return Statement(sql=sql, shape=inspect_statement(sql), raw=bytes(head))
     return Statement(sql=sql, shape=inspect_statement(sql))
 
 

@@ -27,13 +27,13 @@ from dataclasses import dataclass
 from enum import Enum
 
 from halton_warehouse.credentials import Login, WarehouseLogins
-from halton_warehouse.http_errors import (
+from halton_warehouse.server.sql_scan import TOKENS, StatementShape
+from halton_warehouse.server.wire_errors import (
     ACCESS_DENIED,
     AUTHENTICATION_FAILED,
     REQUIRED_PASSWORD,
     ClickHouseError,
 )
-from halton_warehouse.http_sql import TOKENS, StatementShape
 
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
 

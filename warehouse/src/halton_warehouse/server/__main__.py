@@ -1,0 +1,3 @@
+from halton_warehouse.server.listener import main
+
+main()
