@@ -128,8 +128,8 @@ def create_app(settings: CloudSettings, *, clock: Callable[[], datetime] = utc_n
             app.state.reader = MartsReader(
                 read_pool, settings.warehouse.databases, retries=settings.warehouse_retries
             )
-            # Report jobs sign with a pool connection: cancel them before the pool closes.
-            app.state.report_jobs = ReportJobs()
+            # Report jobs sign with a pool connection and record their outcome: cancel them before it closes.
+            app.state.report_jobs = ReportJobs(pool)
             stack.push_async_callback(app.state.report_jobs.aclose)
             tune_gc_for_batches()  # the end of startup: what the process holds now, it holds for good
             # The lifespan state reaches uvicorn's connections: the slow-client limits of this server.
@@ -145,7 +145,16 @@ def create_app(settings: CloudSettings, *, clock: Callable[[], datetime] = utc_n
     )
     app.state.settings = settings
     app.state.templates = make_templates()
-    # What this process knows PostgreSQL already holds, so most batches write nothing to it (see ingest).
+    # Per process, and safe with several: everything two API processes must agree on is in PostgreSQL
+    # (devices and their tokens, sync marks, account locks, report jobs). What is kept here only saves work:
+    # - sync_clock and known_projects remember what this process knows PostgreSQL already holds, so most
+    #   batches write nothing to it (see ingest); another process knowing less only writes once more;
+    # - the token buckets (bad credentials, sign-ups, pairing codes asked for and typed) give each process
+    #   its own burst, so N processes allow N times as much: tokens and keys carry 178 random bits and a
+    #   pairing code 40 bits for 10 minutes (guessing stays hopeless at N x 3 a minute), and passwords are
+    #   held by the account lock, which is in PostgreSQL (`ratelimit` says more);
+    # - `rates` and the marts reader's cache (the rail's model list) copy what the warehouse holds for a few
+    #   seconds: every process reads the same warehouse, so two processes differ at most by that TTL.
     app.state.sync_clock = devices_store.SyncClock(interval=SYNC_WRITE_INTERVAL_SECONDS)
     app.state.known_projects = projects_store.KnownProjects()
     app.state.clock = clock
