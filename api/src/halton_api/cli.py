@@ -474,43 +474,31 @@ def _redact(url: str) -> str:
 
 @contextmanager
 def _dagster(settings: CloudSettings, database_url: str, warehouse_url: str, port: int) -> Iterator[None]:
-    """`dagster dev` on 127.0.0.1:`port` against the same stores; on the way out it is stopped with every
-    process it started (code server, run workers, dbt), and `up` waits until they are all gone."""
-    from halton_api.process_groups import start_group, stop_group
+    """Dagster as deployed (`halton_api.orchestration`: PostgreSQL storage, the run queue, the code location
+    as its own process), its UI on 127.0.0.1:`port`, against the same stores; on the way out it is stopped
+    with every process it started (code server, run workers, dbt), and `up` waits until they are all gone."""
+    from halton_api.orchestration import DagsterDeployment, dagster_database_url
 
-    home = settings.data_dir / "dagster"
-    home.mkdir(parents=True, exist_ok=True)
-    instance_yaml = home / "dagster.yaml"
-    if not instance_yaml.exists():  # the instance defaults, minus the telemetry banner in every log
-        instance_yaml.write_text("telemetry:\n  enabled: false\n")
     port = port or _free_port()
     env = {
         **os.environ,
-        "DAGSTER_HOME": str(home),
         "HALTON_DATABASE_URL": database_url,
         "HALTON_CLICKHOUSE_URL": warehouse_url,
         "HALTON_SECRET_KEY": settings.secret().decode(),
+        "DAGSTER_POSTGRES_URL": dagster_database_url(database_url),
         # Library notes (deprecations, the Dagster home hint) belong in dagster.log, not on the terminal.
         "PYTHONWARNINGS": "ignore::DeprecationWarning,ignore::UserWarning",
     }
-    executable = Path(sys.executable).with_name("dagster")
-    command = [
-        str(executable),
-        "dev",
-        "-m",
-        "halton_pipelines.definitions",
-        "-h",
-        "127.0.0.1",
-        "-p",
-        str(port),
-    ]
     log = settings.data_dir / "dagster.log"
     console.print(f"starting Dagster on http://127.0.0.1:{port} (log: {log})…")
-    process = start_group(command, env=env, log=log)
+    deployment = DagsterDeployment(
+        home=settings.data_dir / "dagster", env=env, ui_port=port, grpc_port=_free_port(), log=log
+    )
+    deployment.start()
     try:
         yield
     finally:
-        stop_group(process)
+        deployment.stop()
 
 
 def _free_port() -> int:
