@@ -341,3 +341,5 @@ CREATE TABLE IF NOT EXISTS raw.price_catalogues
 )
 ENGINE = ReplacingMergeTree(fetched_at)
 ORDER BY version;
+-- 0010_distributed_by_workspace
+;
