@@ -2,12 +2,13 @@
 migrations (`migrate`), load a demo (`demo`).
 
 `up` starts what is not configured: the embedded warehouse server unless `HALTON_CLICKHOUSE_URL` is set,
-a PostgreSQL from the pgserver wheel unless `HALTON_DATABASE_URL` is set; then the pipelines (`dagster dev`,
-unless --no-dagster). It migrates both stores, serves the API with uvicorn in the foreground, and on Ctrl-C
-or SIGTERM stops everything it started, waiting until every process is gone. With `--demo` it loads the demo
-workspace in a background `halton-cloud demo` process once the API serves, and says "Ready" once the marts
-hold it (`halton_api.first_run`). `--workers N` (on `up` and `serve`) runs N API processes on the one port;
-they keep nothing to themselves that another must see (see `halton_api.app.create_app`).
+a PostgreSQL from the pgserver wheel unless `HALTON_DATABASE_URL` is set; then the pipelines (Dagster as
+deployed, `halton_api.orchestration`, unless --no-dagster). It migrates both stores, serves the API with
+uvicorn in the foreground, and on Ctrl-C or SIGTERM stops everything it started, waiting until every process
+is gone. With `--demo` it loads the demo workspace in a background `halton-cloud demo` process once the API
+serves, and says "Ready" once the marts hold it (`halton_api.first_run`). `--workers N` (on `up` and `serve`)
+runs N API processes on the one port; they keep nothing to themselves that another must see (see
+`halton_api.app.create_app`).
 """
 
 from __future__ import annotations
@@ -180,7 +181,8 @@ def migrate(data_dir: Path | None) -> None:
     "--dagster/--no-dagster",
     default=True,
     show_default=True,
-    help="Run the pipelines (`dagster dev`, DAGSTER_HOME under the data dir): marts built after ingestion, "
+    help="Run the pipelines (Dagster's code server, daemon and UI on PostgreSQL, DAGSTER_HOME under the data "
+    "dir): marts built after ingestion, "
     "billing pulls, prices, recommendations. --no-dagster leaves them out (then `halton-dbt build` by hand).",
 )
 @click.option(
