@@ -479,7 +479,7 @@ def _dagster(settings: CloudSettings, database_url: str, warehouse_url: str, por
     """Dagster as deployed (`halton_api.orchestration`: PostgreSQL storage, the run queue, the code location
     as its own process), its UI on 127.0.0.1:`port`, against the same stores; on the way out it is stopped
     with every process it started (code server, run workers, dbt), and `up` waits until they are all gone."""
-    from halton_api.orchestration import DagsterDeployment, dagster_database_url
+    from halton_api.orchestration import DagsterDeployment
 
     port = port or _free_port()
     env = {
@@ -487,7 +487,7 @@ def _dagster(settings: CloudSettings, database_url: str, warehouse_url: str, por
         "HALTON_DATABASE_URL": database_url,
         "HALTON_CLICKHOUSE_URL": warehouse_url,
         "HALTON_SECRET_KEY": settings.secret().decode(),
-        "DAGSTER_POSTGRES_URL": dagster_database_url(database_url),
+        "DAGSTER_POSTGRES_URL": _dagster_database(database_url),
         # Library notes (deprecations, the Dagster home hint) belong in dagster.log, not on the terminal.
         "PYTHONWARNINGS": "ignore::DeprecationWarning,ignore::UserWarning",
     }
@@ -501,6 +501,18 @@ def _dagster(settings: CloudSettings, database_url: str, warehouse_url: str, por
         yield
     finally:
         deployment.stop()
+
+
+def _dagster_database(database_url: str) -> str:
+    from halton_api.orchestration import dagster_database_url
+
+    try:
+        return dagster_database_url(database_url)
+    except psycopg.Error as error:
+        raise click.ClickException(
+            f"cannot make Dagster's database on the control plane's server ({error}): create it by hand "
+            "(`CREATE DATABASE <control plane's database>_dagster`) or grant CREATEDB to the control plane's user"
+        ) from None
 
 
 def _free_port() -> int:
