@@ -2,7 +2,8 @@
 process keeps to itself what another must see. Sixteen meters ingest at once through the proxy and every row
 is stored exactly once; a PDF started through one process is polled and downloaded through another; a lockout
 earned through the proxy holds on every process; a revoked token is refused by every process at its next
-batch. nginx names the process that answered each request (`X-Upstream`)."""
+batch; bad credentials sent through the proxy spend one burst for all processes. nginx names the process
+that answered each request (`X-Upstream`)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import pytest
 from reverse_proxy import Nginx
 
 from cloud_support import PASSWORD, CloudProcess, Person, build_marts
+from halton_api import tokens
 from halton_api.store import workspaces
 from halton_api.testing.factories import batch, bearer, make_device, run
 from halton_meter.testing.processes import free_port
@@ -31,6 +33,7 @@ DEVICES = 16
 BATCHES_PER_DEVICE = 8
 ROWS_PER_BATCH = 200
 LOCK_AFTER = 4
+BAD_AUTH_BURST = 10
 
 
 @dataclass
@@ -55,6 +58,7 @@ def deployment(postgres_url: str, warehouse, server_dir: Path) -> Iterator[Deplo
         server_dir / "api-1", database_url=postgres_url, warehouse_url=warehouse.url, prefix=warehouse.prefix,
         PUBLIC_URL=f"http://127.0.0.1:{proxy_port}", FORWARDED_ALLOW_IPS="127.0.0.1",
         SIGN_IN_LOCK_AFTER=str(LOCK_AFTER), SIGN_IN_LOCK_SECONDS="900",
+        BAD_AUTH_BURST=str(BAD_AUTH_BURST), BAD_AUTH_PER_MINUTE="0.01",  # a token back every 100 minutes
     )  # fmt: skip
     # One secret, one data dir: what one process signs (sessions, CSRF tokens), the others accept.
     processes = [first] + [
@@ -182,6 +186,19 @@ def test_three_processes_behind_nginx_share_everything(deployment: Deployment, w
         answer = httpx.post(f"{process.url}/v1/requests/batch", json=batch(victim.device.machine_id, rows=1),
                             headers=bearer(victim.token), timeout=30)  # fmt: skip
         assert answer.status_code == 401, (process.url, answer.text)
+
+    # --- bad credentials are counted once for all processes (last: this address is then held) -------------
+    bogus = [
+        httpx.post(f"{deployment.url}/v1/requests/batch", json=batch("nobody", rows=1),
+                   headers=bearer(tokens.mint(tokens.DEVICE_TOKEN_PREFIX)), timeout=30)
+        for _ in range(BAD_AUTH_BURST - PROCESSES)  # the revoked token above failed once per process
+    ]  # fmt: skip
+    assert [r.status_code for r in bogus] == [401] * len(bogus)
+    assert len({served_by(r) for r in bogus}) > 1  # counted by several processes
+    for process in deployment.processes:  # the address's burst is spent, whichever process is asked
+        answer = httpx.post(f"{process.url}/v1/requests/batch", json=batch("nobody", rows=1),
+                            headers=bearer(tokens.mint(tokens.DEVICE_TOKEN_PREFIX)), timeout=30)  # fmt: skip
+        assert answer.status_code == 429 and "from this address" in answer.json()["detail"], answer.text
     owner.client.close()
 
 

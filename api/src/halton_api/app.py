@@ -124,6 +124,9 @@ def create_app(settings: CloudSettings, *, clock: Callable[[], datetime] = utc_n
             )
             stack.push_async_callback(read_pool.close)
             app.state.pg = pool
+            app.state.bad_credentials = bad_credential_limiters(
+                pool, burst=settings.bad_auth_burst, per_minute=settings.bad_auth_per_minute
+            )
             app.state.writer = writer
             app.state.reader = MartsReader(
                 read_pool, settings.warehouse.databases, retries=settings.warehouse_retries
@@ -149,10 +152,9 @@ def create_app(settings: CloudSettings, *, clock: Callable[[], datetime] = utc_n
     # (devices and their tokens, sync marks, account locks, report jobs). What is kept here only saves work:
     # - sync_clock and known_projects remember what this process knows PostgreSQL already holds, so most
     #   batches write nothing to it (see ingest); another process knowing less only writes once more;
-    # - the token buckets (bad credentials, sign-ups, pairing codes asked for and typed) give each process
-    #   its own burst, so N processes allow N times as much: tokens and keys carry 178 random bits and a
-    #   pairing code 40 bits for 10 minutes (guessing stays hopeless at N x 3 a minute), and passwords are
-    #   held by the account lock, which is in PostgreSQL (`ratelimit` says more);
+    # - the token buckets of sign-ups and of pairing codes asked for and typed give each process its own
+    #   burst, so N processes allow N times as much: a pairing code is 40 bits for 10 minutes (guessing stays
+    #   hopeless at N x 3 a minute). Bad credentials' buckets are in PostgreSQL (set in the lifespan);
     # - `rates` and the marts reader's cache (the rail's model list) copy what the warehouse holds for a few
     #   seconds: every process reads the same warehouse, so two processes differ at most by that TTL.
     app.state.sync_clock = devices_store.SyncClock(interval=SYNC_WRITE_INTERVAL_SECONDS)
@@ -160,9 +162,6 @@ def create_app(settings: CloudSettings, *, clock: Callable[[], datetime] = utc_n
     app.state.clock = clock
     # The times a batch's rows may carry, by the app's clock (tests move it by hand).
     app.state.ingest_window = IngestWindow.from_settings(settings, clock)
-    app.state.bad_credentials = bad_credential_limiters(
-        burst=settings.bad_auth_burst, per_minute=settings.bad_auth_per_minute
-    )
     app.state.account_lock = AccountLock(
         after=settings.sign_in_lock_after,
         first=timedelta(seconds=settings.sign_in_lock_seconds),

@@ -22,3 +22,15 @@ CREATE TABLE report_jobs (
     CHECK ((state = 'running') = (finished_at IS NULL))
 );
 CREATE INDEX report_jobs_finished_at ON report_jobs (finished_at);
+
+-- Token buckets for bad credentials (unknown or revoked sync tokens and API keys, wrong passwords), per client
+-- address and per presented credential (`ratelimit.SharedBucketLimiter`): only failures write here, so a
+-- valid credential costs nothing, and every API process counts the same failures (N processes do not allow
+-- N bursts). `key` is the credential kind and the address or a digest prefix of the credential, never a
+-- secret. A bucket untouched long enough to be full again is the same as no row, and is deleted.
+CREATE TABLE credential_failures (
+    key        text PRIMARY KEY,
+    tokens     double precision NOT NULL CHECK (tokens >= 0),
+    updated_at timestamptz NOT NULL
+);
+CREATE INDEX credential_failures_updated_at ON credential_failures (updated_at);
