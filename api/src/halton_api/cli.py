@@ -445,6 +445,18 @@ def _run_workers(
         supervisor.run()
     finally:
         sock.close()
+        _stop_resource_tracker()
+
+
+def _stop_resource_tracker() -> None:
+    """Stop multiprocessing's resource tracker, the helper process the spawned workers started, and wait for
+    it: left alone it ends a moment after `up` does, so `up` would return with a process of its still alive.
+    (`_stop` is private, and has been there since Python 3.8; without it the tracker ends on its own.)"""
+    from multiprocessing import resource_tracker
+
+    stop = getattr(resource_tracker._resource_tracker, "_stop", None)
+    if stop is not None:
+        stop()
 
 
 def _worker_environment(settings: CloudSettings, public_url: str) -> dict[str, str]:
