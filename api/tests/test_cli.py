@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -154,10 +155,11 @@ def test_up_with_workers_serves_from_several_processes_and_ctrl_c_stops_them_all
         env=env,
     )  # fmt: skip
     seen: list[str] = []
+    started: list[psutil.Process] = []
     try:
         _wait_for_line(process, r"Press Ctrl-C to stop", 120, seen)
         base = re.search(r"is up at (http://127\.0\.0\.1:\d+)", "".join(seen)).group(1)
-        started = psutil.Process(process.pid).children(recursive=True)
+        started += psutil.Process(process.pid).children(recursive=True)
         workers = [c for c in started if "spawn_main" in " ".join(_cmdline(c))]
         assert len(workers) == 2, [(c.pid, _cmdline(c)) for c in started]
         assert httpx.get(f"{base}/healthz", timeout=10).json()["status"] == "ok"
@@ -169,8 +171,10 @@ def test_up_with_workers_serves_from_several_processes_and_ctrl_c_stops_them_all
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=90) == 0, "".join(seen)
     finally:
-        if process.poll() is None:
-            process.kill()
+        if process.poll() is None:  # the test failed: leave no worker behind either
+            for child in [*started, psutil.Process(process.pid)]:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    child.kill()
     left = [(c.pid, _cmdline(c)) for c in started if _running(c.pid)]
     assert not left, f"still running after `up` exited: {left}"
     assert "stopped everything halton-cloud started" in "".join(seen) + process.stderr.read().decode()
