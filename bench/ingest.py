@@ -9,6 +9,10 @@ load generator's. Other work on the machine skews rows/s and latency, not CPU pe
 load average, and `--repeat` runs every level again.
 
     uv run python bench/ingest.py [--batches 48] [--rows 1000] [--gzip] [--repeat 3] [--in-process-warehouse]
+                                  [--api-processes 2 [3]]
+
+`--api-processes N…` measures the same levels with one API process, then with N processes on the one port
+(`halton-cloud up --workers N`), each on a fresh stack, in the same run: the figures sit side by side.
 
 `--in-process-warehouse` points the API at chDB in its own process (`HALTON_CLICKHOUSE_URL=chdb://…`)
 instead of the embedded warehouse server: the same engine without the HTTP hop, for comparison.
@@ -46,7 +50,9 @@ from halton_meter.testing.processes import free_port
 CONCURRENCY = (1, 4, 16)
 
 
-def start_stack(data_dir: Path, in_process_warehouse: bool = False) -> tuple[subprocess.Popen[bytes], str]:
+def start_stack(
+    data_dir: Path, in_process_warehouse: bool = False, workers: int = 1
+) -> tuple[subprocess.Popen[bytes], str]:
     port, warehouse_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HALTON_")}
     if in_process_warehouse:
@@ -54,7 +60,7 @@ def start_stack(data_dir: Path, in_process_warehouse: bool = False) -> tuple[sub
     log = open(data_dir / "halton-cloud.log", "wb")  # noqa: SIM115 (lives as long as the process)
     process = subprocess.Popen(
         [sys.executable, "-m", "halton_api", "up", "--data-dir", str(data_dir), "--port", str(port),
-         "--warehouse-port", str(warehouse_port)],
+         "--warehouse-port", str(warehouse_port), "--workers", str(workers)],
         stdout=log,
         stderr=subprocess.STDOUT,
         env=env,
@@ -285,17 +291,52 @@ def main() -> None:
         action="store_true",
         help="chDB inside the API process instead of the embedded warehouse server (for comparison)",
     )
+    parser.add_argument(
+        "--api-processes",
+        type=int,
+        nargs="+",
+        default=[],
+        metavar="N",
+        help="also measure with N API processes (uvicorn workers), after one process, in the same run",
+    )
     args = parser.parse_args()
+    if args.in_process_warehouse and args.api_processes:
+        parser.error("--in-process-warehouse holds chDB in the API process: it cannot have several")
 
+    results = []
+    for workers in [1, *args.api_processes]:
+        for result in measure(args, workers):
+            results.append({**result, "processes": workers})
+
+    print(f"machine: {machine()}")
+    stack = "API with chDB in-process" if args.in_process_warehouse else "embedded"
+    print(
+        f"batch: {args.rows} rows, {'gzip' if args.gzip else 'plain JSON'}; stack: halton-cloud up ({stack})"
+    )
+    print(
+        "| API processes | concurrent clients | batches | rows/s | p50 batch latency | p95 batch latency | max "
+        "| CPU ms per 1k rows: API / warehouse / PostgreSQL / bench client | load average |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in results:
+        print(
+            f"| {r['processes']} | {r['clients']} | {r['batches']} | {r['rows_per_s']:,.0f} | {r['p50_ms']:.0f} ms | "
+            f"{r['p95_ms']:.0f} ms | {r['max_ms']:.0f} ms | {r['api_ms_per_k']:.1f} / {r['warehouse_ms_per_k']:.1f}"
+            f" / {r['postgres_ms_per_k']:.1f} / {r['client_ms_per_k']:.1f} | {r['load']} |"
+        )
+
+
+def measure(args: argparse.Namespace, workers: int) -> list[dict]:
+    """Every concurrency level (`--repeat` times) on a fresh stack with `workers` API processes."""
     with tempfile.TemporaryDirectory(prefix="halton-bench-") as tmp:
         data_dir = Path(tmp)
-        process, base = start_stack(data_dir, args.in_process_warehouse)
+        process, base = start_stack(data_dir, args.in_process_warehouse, workers)
         try:
             database_url = f"postgresql://postgres:@/postgres?host={data_dir / 'postgres'}"
             paired = asyncio.run(pair_devices(database_url, max(CONCURRENCY)))
-            # Warm up: connections, caches, the first parts.
+            # Warm up: connections (each process's), caches, the first parts.
             clocks = MeterClocks()
-            asyncio.run(run_level(base, paired, clocks, 2, 2, args.rows, args.gzip))
+            asyncio.run(run_level(base, paired, clocks, 2 * workers, 2, args.rows, args.gzip))
             results = []
             for _ in range(args.repeat):
                 for clients in CONCURRENCY:
@@ -311,26 +352,10 @@ def main() -> None:
                         result[f"{kind}_ms_per_k"] = (after[kind] - before[kind]) * 1000 / (rows_sent / 1000)
                     result["load"] = f"{load_before:.1f} to {os.getloadavg()[0]:.1f}"
                     results.append(result)
+            return results
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=60)
-
-    print(f"machine: {machine()}")
-    stack = "API with chDB in-process" if args.in_process_warehouse else "embedded"
-    print(
-        f"batch: {args.rows} rows, {'gzip' if args.gzip else 'plain JSON'}; stack: halton-cloud up ({stack})"
-    )
-    print(
-        "| concurrent clients | batches | rows/s | p50 batch latency | p95 batch latency | max "
-        "| CPU ms per 1k rows: API / warehouse / PostgreSQL / bench client | load average |"
-    )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for r in results:
-        print(
-            f"| {r['clients']} | {r['batches']} | {r['rows_per_s']:,.0f} | {r['p50_ms']:.0f} ms | "
-            f"{r['p95_ms']:.0f} ms | {r['max_ms']:.0f} ms | {r['api_ms_per_k']:.1f} / {r['warehouse_ms_per_k']:.1f}"
-            f" / {r['postgres_ms_per_k']:.1f} / {r['client_ms_per_k']:.1f} | {r['load']} |"
-        )
 
 
 if __name__ == "__main__":

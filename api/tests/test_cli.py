@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -140,6 +141,43 @@ def test_up_from_the_environments_bin_runs_the_pipelines_and_ctrl_c_leaves_no_pr
     output = "".join(seen)
     assert "dbt executable not found" not in output
     assert "warehouse: applied all" in output and "control plane: applied all" in output, output
+
+
+def test_up_with_workers_serves_from_several_processes_and_ctrl_c_stops_them_all(server_dir: Path) -> None:
+    """`up --workers 2`: two API processes answer on the one port (a sign-up on one is a session on the
+    other: nothing lives in one process), and Ctrl-C stops the workers and everything else `up` started."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HALTON_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "halton_api", "up", "--data-dir", str(server_dir), "--port", "0",
+         "--warehouse-port", "0", "--no-dagster", "--workers", "2"],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        env=env,
+    )  # fmt: skip
+    seen: list[str] = []
+    started: list[psutil.Process] = []
+    try:
+        _wait_for_line(process, r"Press Ctrl-C to stop", 120, seen)
+        base = re.search(r"is up at (http://127\.0\.0\.1:\d+)", "".join(seen)).group(1)
+        started += psutil.Process(process.pid).children(recursive=True)
+        workers = [c for c in started if "spawn_main" in " ".join(_cmdline(c))]
+        assert len(workers) == 2, [(c.pid, _cmdline(c)) for c in started]
+        assert httpx.get(f"{base}/healthz", timeout=10).json()["status"] == "ok"
+        # Fresh connections land on either worker; every one of them sees the same control plane.
+        for _ in range(6):
+            assert httpx.get(f"{base}/signup", timeout=10).status_code == 200
+        postmaster = int((server_dir / "postgres" / "postmaster.pid").read_text().split()[0])
+        started.append(psutil.Process(postmaster))
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=90) == 0, "".join(seen)
+    finally:
+        if process.poll() is None:  # the test failed: leave no worker behind either
+            for child in [*started, psutil.Process(process.pid)]:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    child.kill()
+    left = [(c.pid, _cmdline(c)) for c in started if _running(c.pid)]
+    assert not left, f"still running after `up` exited: {left}"
+    assert "stopped everything halton-cloud started" in "".join(seen) + process.stderr.read().decode()
 
 
 def _cmdline(process: psutil.Process) -> list[str]:

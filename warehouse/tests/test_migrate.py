@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -61,6 +62,67 @@ def test_cluster_rendering_replicates_every_table_and_targets_the_cluster() -> N
 def test_single_node_rendering_has_no_cluster_clause() -> None:
     text = _rendered(None)
     assert "ON CLUSTER" not in text and "Replicated" not in text
+
+
+# chDB in a process of its own (one process opens one chDB path): the embedded server refuses any statement
+# naming a cluster, as it must, even to parse it.
+_PARSE = """
+import json, sys
+import clickhouse_connect
+client = clickhouse_connect.get_client(dsn="chdb://" + sys.argv[1])
+out = []
+for statement in json.load(sys.stdin):
+    ast = [row[0].strip() for row in client.query("EXPLAIN AST " + statement).result_rows]
+    parsed = client.query("SELECT formatQuerySingleLine({q:String})", parameters={"q": statement}).result_rows
+    out.append([ast, parsed[0][0]])
+json.dump(out, sys.stdout)
+"""
+
+
+def _parsed(statements: list[str], chdb_dir: Path) -> list[tuple[list[str], str]]:
+    """Each statement's AST (`EXPLAIN AST`) and the statement printed back from it, by ClickHouse's parser."""
+    done = subprocess.run(
+        [sys.executable, "-c", _PARSE, str(chdb_dir)], input=json.dumps(statements), capture_output=True,
+        text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return [(ast, parsed) for ast, parsed in json.loads(done.stdout)]
+
+
+def test_every_rendered_cluster_statement_parses_with_the_engines_parser(server_dir: Path) -> None:
+    """No ClickHouse cluster runs here: the engine's own parser (chDB's `EXPLAIN AST`, and `formatQuery`,
+    which prints what it parsed) checks every statement rendered for one. Each targets the cluster, every
+    MergeTree is Replicated, and every replicated table keyed by workspace has a Distributed table over it,
+    sharded by workspace, on the same cluster."""
+    statements = [
+        (migration.name, statement)
+        for migration in load_migrations()
+        for statement in migration.statements(Databases.with_prefix(""), "halton")
+    ]
+    replicated_by_workspace: set[str] = set()
+    distributed: dict[str, str] = {}
+    parsed_all = _parsed([statement for _, statement in statements], server_dir / "chdb")
+    for (name, _), (ast, parsed) in zip(statements, parsed_all, strict=True):
+        assert " ON CLUSTER halton " in f"{parsed} ", (name, parsed)
+        engines = [line.split()[1] for line in ast if line.startswith("Function") and "MergeTree" in line]
+        assert all(engine.startswith("Replicated") for engine in engines), (name, engines)
+        head = ast[0].split()  # CreateQuery <database> <table> …
+        if engines and head[0] == "CreateQuery" and "`workspace_id`" in parsed:
+            replicated_by_workspace.add(f"{head[1]}.{head[2]}")
+        if any(line.startswith("Function Distributed") for line in ast):
+            assert "ENGINE = Distributed('halton', " in parsed, parsed
+            assert parsed.endswith(", cityHash64(workspace_id))"), parsed  # sharded by workspace
+            over = parsed.split("ENGINE = Distributed('halton', ", 1)[1].split(",")[:2]
+            distributed[f"{head[1]}.{head[2]}"] = ".".join(part.strip() for part in over)
+    assert len(parsed_all) == len(statements) and distributed
+    assert sorted(distributed.values()) == sorted(replicated_by_workspace)
+    assert all(name == f"{over}_all" for name, over in distributed.items())
+
+
+def test_a_single_node_creates_no_distributed_table() -> None:
+    assert "Distributed" not in _rendered(None)
+    (distributed,) = [m for m in load_migrations() if m.name == "distributed_by_workspace"]
+    assert distributed.statements(Databases.with_prefix(""), None) == []  # recorded, creates nothing
 
 
 def test_migrate_twice_changes_nothing(warehouse) -> None:

@@ -124,12 +124,15 @@ def create_app(settings: CloudSettings, *, clock: Callable[[], datetime] = utc_n
             )
             stack.push_async_callback(read_pool.close)
             app.state.pg = pool
+            app.state.bad_credentials = bad_credential_limiters(
+                pool, burst=settings.bad_auth_burst, per_minute=settings.bad_auth_per_minute
+            )
             app.state.writer = writer
             app.state.reader = MartsReader(
                 read_pool, settings.warehouse.databases, retries=settings.warehouse_retries
             )
-            # Report jobs sign with a pool connection: cancel them before the pool closes.
-            app.state.report_jobs = ReportJobs()
+            # Report jobs sign with a pool connection and record their outcome: cancel them before it closes.
+            app.state.report_jobs = ReportJobs(pool)
             stack.push_async_callback(app.state.report_jobs.aclose)
             tune_gc_for_batches()  # the end of startup: what the process holds now, it holds for good
             # The lifespan state reaches uvicorn's connections: the slow-client limits of this server.
@@ -145,15 +148,20 @@ def create_app(settings: CloudSettings, *, clock: Callable[[], datetime] = utc_n
     )
     app.state.settings = settings
     app.state.templates = make_templates()
-    # What this process knows PostgreSQL already holds, so most batches write nothing to it (see ingest).
+    # Per process, and safe with several: everything two API processes must agree on is in PostgreSQL
+    # (devices and their tokens, sync marks, account locks, report jobs). What is kept here only saves work:
+    # - sync_clock and known_projects remember what this process knows PostgreSQL already holds, so most
+    #   batches write nothing to it (see ingest); another process knowing less only writes once more;
+    # - the token buckets of sign-ups and of pairing codes asked for and typed give each process its own
+    #   burst, so N processes allow N times as much: a pairing code is 40 bits for 10 minutes (guessing stays
+    #   hopeless at N x 3 a minute). Bad credentials' buckets are in PostgreSQL (set in the lifespan);
+    # - `rates` and the marts reader's cache (the rail's model list) copy what the warehouse holds for a few
+    #   seconds: every process reads the same warehouse, so two processes differ at most by that TTL.
     app.state.sync_clock = devices_store.SyncClock(interval=SYNC_WRITE_INTERVAL_SECONDS)
     app.state.known_projects = projects_store.KnownProjects()
     app.state.clock = clock
     # The times a batch's rows may carry, by the app's clock (tests move it by hand).
     app.state.ingest_window = IngestWindow.from_settings(settings, clock)
-    app.state.bad_credentials = bad_credential_limiters(
-        burst=settings.bad_auth_burst, per_minute=settings.bad_auth_per_minute
-    )
     app.state.account_lock = AccountLock(
         after=settings.sign_in_lock_after,
         first=timedelta(seconds=settings.sign_in_lock_seconds),

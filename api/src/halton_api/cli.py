@@ -2,11 +2,13 @@
 migrations (`migrate`), load a demo (`demo`).
 
 `up` starts what is not configured: the embedded warehouse server unless `HALTON_CLICKHOUSE_URL` is set,
-a PostgreSQL from the pgserver wheel unless `HALTON_DATABASE_URL` is set; then the pipelines (`dagster dev`,
-unless --no-dagster). It migrates both stores, serves the API with uvicorn in the foreground, and on Ctrl-C
-or SIGTERM stops everything it started, waiting until every process is gone. With `--demo` it loads the demo
-workspace in a background `halton-cloud demo` process once the API serves, and says "Ready" once the marts
-hold it (`halton_api.first_run`).
+a PostgreSQL from the pgserver wheel unless `HALTON_DATABASE_URL` is set; then the pipelines (Dagster as
+deployed, `halton_api.orchestration`, unless --no-dagster). It migrates both stores, serves the API with
+uvicorn in the foreground, and on Ctrl-C or SIGTERM stops everything it started, waiting until every process
+is gone. With `--demo` it loads the demo workspace in a background `halton-cloud demo` process once the API
+serves, and says "Ready" once the marts hold it (`halton_api.first_run`). `--workers N` (on `up` and `serve`)
+runs N API processes on the one port; they keep nothing to themselves that another must see (see
+`halton_api.app.create_app`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -42,6 +45,11 @@ DEFAULT_PORT = 8000
 DEFAULT_WAREHOUSE_PORT = 8123
 DEFAULT_DAGSTER_PORT = 3000
 DEFAULT_DEMO_REQUESTS = 200_000
+WORKERS = click.IntRange(min=1, max=64)
+WORKERS_HELP = (
+    "API processes on the one port (uvicorn workers); they share everything through PostgreSQL. About one "
+    "per core: ingestion is CPU-bound."
+)
 
 
 class _Stop(Exception):
@@ -173,7 +181,8 @@ def migrate(data_dir: Path | None) -> None:
     "--dagster/--no-dagster",
     default=True,
     show_default=True,
-    help="Run the pipelines (`dagster dev`, DAGSTER_HOME under the data dir): marts built after ingestion, "
+    help="Run the pipelines (Dagster's code server, daemon and UI on PostgreSQL, DAGSTER_HOME under the data "
+    "dir): marts built after ingestion, "
     "billing pulls, prices, recommendations. --no-dagster leaves them out (then `halton-dbt build` by hand).",
 )
 @click.option(
@@ -183,6 +192,7 @@ def migrate(data_dir: Path | None) -> None:
     type=click.IntRange(min=0, max=65535),
     help="Dagster UI port on 127.0.0.1 (0: any free port).",
 )
+@click.option("--workers", default=1, show_default=True, type=WORKERS, help=WORKERS_HELP)
 def up(
     data_dir: Path | None,
     host: str,
@@ -192,6 +202,7 @@ def up(
     demo_requests: int,
     dagster: bool,
     dagster_port: int,
+    workers: int,
 ) -> None:
     """Start the cloud on this machine and stay in the foreground until Ctrl-C or SIGTERM."""
     started_at = time.monotonic()
@@ -241,16 +252,6 @@ def up(
             warehouse = settings.warehouse.model_copy(update={"clickhouse_url": warehouse_url})
             app_settings = settings.model_copy(update={"database_url": database_url, "warehouse": warehouse})
             assert isinstance(app_settings.warehouse, WarehouseSettings)
-            config = uvicorn.Config(
-                create_app(app_settings),
-                host=host,
-                port=port,
-                log_level="debug" if verbose else "warning",
-                lifespan="on",
-                access_log=False,
-                **app_settings.uvicorn_options(),
-            )
-            server_ = uvicorn.Server(config)
             loader = (
                 _DemoLoader(demo_requests, database_url, warehouse_url, settings.data_dir) if demo else None
             )
@@ -271,9 +272,27 @@ def up(
             )
             if watch is not None:
                 stack.callback(watch.stop)
-            _announce_when_started(
-                server_, host, _redact(warehouse_url) + warehouse_note, database_url, loader, watch
+            announce = _Announcement(
+                host, _redact(warehouse_url) + warehouse_note, database_url, loader, watch
             )
+            if workers > 1:
+                _run_workers(
+                    app_settings, host, port, workers, log_level="debug" if verbose else "warning",
+                    announce=announce,
+                )  # fmt: skip
+                console.print("stopped everything halton-cloud started")
+                return
+            config = uvicorn.Config(
+                create_app(app_settings),
+                host=host,
+                port=port,
+                log_level="debug" if verbose else "warning",
+                lifespan="on",
+                access_log=False,
+                **app_settings.uvicorn_options(),
+            )
+            server_ = uvicorn.Server(config)
+            _announce_when_started(server_, announce)
             server_.run()
             if not server_.started:
                 raise click.ClickException(f"the API could not start on {host}:{port} (see the log above)")
@@ -302,7 +321,8 @@ def _product_lines_only() -> None:
     show_default=True,
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
 )
-def serve(host: str, port: int, log_level: str) -> None:
+@click.option("--workers", default=1, show_default=True, type=WORKERS, help=WORKERS_HELP)
+def serve(host: str, port: int, log_level: str, workers: int) -> None:
     """Serve only the API, on the stores HALTON_DATABASE_URL and HALTON_CLICKHOUSE_URL name (production).
 
     Control-plane migrations run at start-up; run `halton-cloud migrate` for the warehouse before rolling
@@ -319,22 +339,48 @@ def serve(host: str, port: int, log_level: str) -> None:
         port=port,
         log_level=log_level,
         lifespan="on",
+        workers=workers,
         **settings.uvicorn_options(),
     )
 
 
-def _announce_when_started(
-    server,
-    host: str,
-    warehouse: str,
-    database_url: str,
-    loader: _DemoLoader | None = None,
-    watch: FirstRunWatch | None = None,
-) -> None:
-    """Print where to go once uvicorn is listening (the port is known only then when --port 0).
+@dataclass
+class _Announcement:
+    """What `up` says once the API answers: where to go, the stores, and the demo and first-run watch it
+    then starts. `warehouse` is what to say of the warehouse: its address, password redacted, and where its
+    logins are."""
 
-    `warehouse` is what to say of the warehouse: its address, password redacted, and where its logins are.
-    """
+    host: str
+    warehouse: str
+    database_url: str
+    loader: _DemoLoader | None = None
+    watch: FirstRunWatch | None = None
+
+    def say(self, bound: int, settings: CloudSettings) -> None:
+        base = f"http://{self.host}:{bound}"
+        console.print(f"[bold green]Halton Meter Cloud is up[/] at {base}")
+        console.print(f"  sign up:    {base}/signup")
+        console.print(f"  health:     {base}/healthz")
+        console.print(f"  API docs:   {base}/docs  (schema: {base}/openapi.json)")
+        console.print(f"  warehouse:  {self.warehouse}")
+        console.print(f"  postgres:   {_redact(self.database_url)}")
+        console.print(f"  proxies:    {_trusted_proxies(settings)}")
+        if self.loader is not None:
+            from halton_api.demo import DEMO_PASSWORD
+
+            console.print(
+                f"  demo:       sign in at {base}/signin as [bold]ada@acme.example[/] / [bold]{DEMO_PASSWORD}[/]"
+                f" ({self.loader.requests:,} requests loading in the background)"
+            )
+            self.loader.start(f"http://127.0.0.1:{bound}" if self.host in ("0.0.0.0", "::") else base, base)
+        if self.watch is not None:
+            self.watch.start()
+        console.print("Press Ctrl-C to stop.")
+        sys.stderr.flush()
+
+
+def _announce_when_started(server, announce: _Announcement) -> None:
+    """Print where to go once uvicorn is listening (the port is known only then when --port 0)."""
     startup = server.startup
 
     async def startup_then_announce(sockets=None) -> None:
@@ -342,31 +388,88 @@ def _announce_when_started(
         if not server.started:
             return
         bound = server.servers[0].sockets[0].getsockname()[1] if server.servers else None
-        base = f"http://{host}:{bound}"
         if "HALTON_PUBLIC_URL" not in os.environ:  # links (invitations) should point at this server
             state = server.config.app.state
-            state.settings = state.settings.model_copy(update={"public_url": base})
-        console.print(f"[bold green]Halton Meter Cloud is up[/] at {base}")
-        console.print(f"  sign up:    {base}/signup")
-        console.print(f"  health:     {base}/healthz")
-        console.print(f"  API docs:   {base}/docs  (schema: {base}/openapi.json)")
-        console.print(f"  warehouse:  {warehouse}")
-        console.print(f"  postgres:   {_redact(database_url)}")
-        console.print(f"  proxies:    {_trusted_proxies(server.config.app.state.settings)}")
-        if loader is not None:
-            from halton_api.demo import DEMO_PASSWORD
-
-            console.print(
-                f"  demo:       sign in at {base}/signin as [bold]ada@acme.example[/] / [bold]{DEMO_PASSWORD}[/]"
-                f" ({loader.requests:,} requests loading in the background)"
+            state.settings = state.settings.model_copy(
+                update={"public_url": f"http://{announce.host}:{bound}"}
             )
-            loader.start(f"http://127.0.0.1:{bound}" if host in ("0.0.0.0", "::") else base, base)
-        if watch is not None:
-            watch.start()
-        console.print("Press Ctrl-C to stop.")
-        sys.stderr.flush()
+        announce.say(bound, server.config.app.state.settings)
 
     server.startup = startup_then_announce
+
+
+def _run_workers(
+    settings: CloudSettings, host: str, port: int, workers: int, *, log_level: str, announce: _Announcement
+) -> None:
+    """The API in `workers` processes sharing one listening socket (uvicorn's supervisor, which restarts a
+    worker that dies), until Ctrl-C or SIGTERM: the supervisor takes both signals, stops every worker and
+    returns, and `up` then stops the rest as usual. They agree through PostgreSQL (see `create_app`)."""
+    import threading
+
+    import httpx
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    config = uvicorn.Config(
+        "halton_api.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        lifespan="on",
+        access_log=False,
+        **settings.uvicorn_options(),
+    )
+    sock = config.bind_socket()  # bound here, so the port is known before any worker starts
+    bound = sock.getsockname()[1]
+    public_url = os.environ.get("HALTON_PUBLIC_URL") or f"http://{host}:{bound}"
+    # The workers are new interpreters (spawned): they read their settings from the environment.
+    os.environ.update(_worker_environment(settings, public_url))
+    settings = settings.model_copy(update={"public_url": public_url})
+    local = f"http://127.0.0.1:{bound}" if host in ("0.0.0.0", "::") else f"http://{host}:{bound}"
+    supervisor = Multiprocess(config, sockets=[sock])
+
+    def announce_once_healthy() -> None:
+        while not supervisor.should_exit.is_set():
+            try:
+                if httpx.get(f"{local}/healthz", timeout=2).status_code == 200:
+                    announce.say(bound, settings)
+                    return
+            except httpx.HTTPError:
+                pass
+            supervisor.should_exit.wait(0.2)
+
+    threading.Thread(target=announce_once_healthy, name="announce", daemon=True).start()
+    try:
+        supervisor.run()
+    finally:
+        sock.close()
+        _stop_resource_tracker()
+
+
+def _stop_resource_tracker() -> None:
+    """Stop multiprocessing's resource tracker, the helper process the spawned workers started, and wait for
+    it: left alone it ends a moment after `up` does, so `up` would return with a process of its still alive.
+    (`_stop` is private, and has been there since Python 3.8; without it the tracker ends on its own.)"""
+    from multiprocessing import resource_tracker
+
+    stop = getattr(resource_tracker._resource_tracker, "_stop", None)
+    if stop is not None:
+        stop()
+
+
+def _worker_environment(settings: CloudSettings, public_url: str) -> dict[str, str]:
+    """`HALTON_*` variables that give a worker the settings `up` resolved (the stores it started)."""
+    env = {
+        "HALTON_DATA_DIR": str(settings.data_dir),
+        "HALTON_CLICKHOUSE_URL": settings.warehouse.clickhouse_url,
+        "HALTON_SECRET_KEY": settings.secret().decode(),
+        "HALTON_PUBLIC_URL": public_url,
+    }
+    if settings.database_url is not None:
+        env["HALTON_DATABASE_URL"] = settings.database_url
+    return env
 
 
 def _trusted_proxies(settings: CloudSettings) -> str:
@@ -385,43 +488,43 @@ def _redact(url: str) -> str:
 
 @contextmanager
 def _dagster(settings: CloudSettings, database_url: str, warehouse_url: str, port: int) -> Iterator[None]:
-    """`dagster dev` on 127.0.0.1:`port` against the same stores; on the way out it is stopped with every
-    process it started (code server, run workers, dbt), and `up` waits until they are all gone."""
-    from halton_api.process_groups import start_group, stop_group
+    """Dagster as deployed (`halton_api.orchestration`: PostgreSQL storage, the run queue, the code location
+    as its own process), its UI on 127.0.0.1:`port`, against the same stores; on the way out it is stopped
+    with every process it started (code server, run workers, dbt), and `up` waits until they are all gone."""
+    from halton_api.orchestration import DagsterDeployment
 
-    home = settings.data_dir / "dagster"
-    home.mkdir(parents=True, exist_ok=True)
-    instance_yaml = home / "dagster.yaml"
-    if not instance_yaml.exists():  # the instance defaults, minus the telemetry banner in every log
-        instance_yaml.write_text("telemetry:\n  enabled: false\n")
     port = port or _free_port()
     env = {
         **os.environ,
-        "DAGSTER_HOME": str(home),
         "HALTON_DATABASE_URL": database_url,
         "HALTON_CLICKHOUSE_URL": warehouse_url,
         "HALTON_SECRET_KEY": settings.secret().decode(),
+        "DAGSTER_POSTGRES_URL": _dagster_database(database_url),
         # Library notes (deprecations, the Dagster home hint) belong in dagster.log, not on the terminal.
         "PYTHONWARNINGS": "ignore::DeprecationWarning,ignore::UserWarning",
     }
-    executable = Path(sys.executable).with_name("dagster")
-    command = [
-        str(executable),
-        "dev",
-        "-m",
-        "halton_pipelines.definitions",
-        "-h",
-        "127.0.0.1",
-        "-p",
-        str(port),
-    ]
     log = settings.data_dir / "dagster.log"
     console.print(f"starting Dagster on http://127.0.0.1:{port} (log: {log})…")
-    process = start_group(command, env=env, log=log)
+    deployment = DagsterDeployment(
+        home=settings.data_dir / "dagster", env=env, ui_port=port, grpc_port=_free_port(), log=log
+    )
+    deployment.start()
     try:
         yield
     finally:
-        stop_group(process)
+        deployment.stop()
+
+
+def _dagster_database(database_url: str) -> str:
+    from halton_api.orchestration import dagster_database_url
+
+    try:
+        return dagster_database_url(database_url)
+    except psycopg.Error as error:
+        raise click.ClickException(
+            f"cannot make Dagster's database on the control plane's server ({error}): create it by hand "
+            "(`CREATE DATABASE <control plane's database>_dagster`) or grant CREATEDB to the control plane's user"
+        ) from None
 
 
 def _free_port() -> int:

@@ -22,7 +22,7 @@ from halton_api.dashboards.reader import MartsReader
 from halton_api.errors import Forbidden, NotFound
 from halton_api.models import UserPublic, WorkspacePublic
 from halton_api.prices import catalogue_for
-from halton_api.ratelimit import AccountLock, CredentialKind, TokenBucketLimiter
+from halton_api.ratelimit import AccountLock, CredentialKind, SharedBucketLimiter, TokenBucketLimiter
 from halton_api.roles import Permission, Role, allows
 from halton_api.settings import CloudSettings
 from halton_api.store import Connection, api_keys, devices, users, workspaces
@@ -89,7 +89,7 @@ async def get_bad_credentials(request: Request) -> dict[CredentialKind, TokenBuc
     return request.app.state.bad_credentials
 
 
-BadCredentials = Annotated[dict[CredentialKind, TokenBucketLimiter], Depends(get_bad_credentials)]
+BadCredentials = Annotated[dict[CredentialKind, SharedBucketLimiter], Depends(get_bad_credentials)]
 
 
 async def get_account_lock(request: Request) -> AccountLock:
@@ -166,25 +166,26 @@ def _presented(token: str) -> str:
     return f"token:{tokens.digest(token).hex()[:32]}"
 
 
-def refuse_repeated(limiter: TokenBucketLimiter, token: str, what: str) -> None:
-    """429 before any lookup when this very token has failed too often (a valid one never fails)."""
-    rate_limited(limiter, _presented(token), f"failed attempts with this {what}")
-
-
-def count_bad(request: Request, limiter: TokenBucketLimiter, token: str, what: str) -> None:
-    """Count a token that turned out bad against itself and its address; 429 once the address is over its
-    limit. It runs only after the lookup said "bad", so a valid token is never refused for the failures of
-    others from the same address (a shared office, a NAT): the lookup is one indexed query by digest, the
-    work any request costs, and guessing 178 random bits is hopeless anyway."""
-    address = f"ip:{client_address(request)}"
-    wait = limiter.retry_after(address)
-    limiter.failed(address)
-    limiter.failed(_presented(token))
-    if wait is not None:
+async def count_bad(request: Request, limiter: SharedBucketLimiter, token: str, what: str) -> None:
+    """Count a token that turned out bad against itself and its address; 429 once either is over its limit
+    (the token's own first: a token that keeps failing is told so).
+    It runs only after the lookup said "bad", so a valid token is never refused for the failures of others
+    from the same address (a shared office, a NAT), and costs no write: the lookup is one indexed query by
+    digest, the work any request costs, and guessing 178 random bits is hopeless anyway."""
+    address_wait = await limiter.failed(f"ip:{client_address(request)}")
+    token_wait = await limiter.failed(_presented(token))
+    if token_wait is not None:
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
-            detail=f"too many unknown or revoked {what}s from this address: wait {wait}s before trying again",
-            headers={"Retry-After": str(wait)},
+            detail=f"too many failed attempts with this {what}: wait {token_wait}s before trying again",
+            headers={"Retry-After": str(token_wait)},
+        )
+    if address_wait is not None:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            detail=f"too many unknown or revoked {what}s from this address: wait {address_wait}s before trying "
+            "again",
+            headers={"Retry-After": str(address_wait)},
         )
 
 
@@ -318,11 +319,9 @@ async def api_reader(
     """A workspace API key of this workspace, or a signed-in member (reads only)."""
     token = _bearer(request)
     if token is not None:
-        limiter = limits[CredentialKind.API_KEY]
-        refuse_repeated(limiter, token, "API key")
         key = await api_keys.authenticate(conn, key=token)
         if key is None:
-            count_bad(request, limiter, token, "API key")
+            await count_bad(request, limits[CredentialKind.API_KEY], token, "API key")
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED,
                 detail="unknown or revoked API key: create one at /{workspace}/settings/advanced "
@@ -355,7 +354,7 @@ ApiReader = Annotated[WorkspaceContext, Depends(api_reader)]
 _RESUME_HINT = "run `halton-meter cloud connect` to pair this machine again"
 
 
-async def _device(request: Request, limits: dict[CredentialKind, TokenBucketLimiter]) -> DeviceAuth:
+async def _device(request: Request, limits: dict[CredentialKind, SharedBucketLimiter]) -> DeviceAuth:
     token = _bearer(request)
     if token is None:
         raise HTTPException(
@@ -363,13 +362,11 @@ async def _device(request: Request, limits: dict[CredentialKind, TokenBucketLimi
             detail="missing sync token: send `Authorization: Bearer hm_sync_…`",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    limiter = limits[CredentialKind.SYNC_TOKEN]
-    refuse_repeated(limiter, token, "sync token")
     # A connection of its own, returned at once: ingestion must not pin one while the warehouse works.
     async with request.app.state.pg.connection() as conn:
         device = await devices.authenticate(conn, token=token)
     if device is None or device.status == "revoked":
-        count_bad(request, limiter, token, "sync token")
+        await count_bad(request, limits[CredentialKind.SYNC_TOKEN], token, "sync token")
     if device is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,

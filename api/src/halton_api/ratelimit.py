@@ -1,12 +1,13 @@
-"""Rate limits on credentials: in-process token buckets per address and per presented credential, and the
-account lock policy for passwords (whose state lives in PostgreSQL, `store.sign_in_failures`).
+"""Rate limits on credentials: token buckets per address and per presented credential, and the account lock
+policy for passwords (whose state lives in PostgreSQL, `store.sign_in_failures`).
 
 Buckets: only failures take a token, so a well-behaved client never notices them; a key whose bucket is
 empty is told to wait (429 with Retry-After). Each credential kind has buckets of its own, so a flood of
-bogus sync tokens never holds up a password or an API key from the same address. Each app instance owns its
-buckets (on `app.state`): with several API processes each keeps its own count, so an address gets a burst
-per process. That is acceptable for what they guard: tokens and keys carry 178 random bits (guessing them
-is hopeless; the buckets only slow a flood), and passwords are held by the account lock, which is shared.
+bogus sync tokens never holds up a password or an API key from the same address. The buckets of bad
+credentials live in PostgreSQL (`SharedBucketLimiter`, `store.credential_failures`): every API process counts
+the same failures, so N processes do not allow N bursts. `TokenBucketLimiter` keeps buckets in one process's
+memory, for the limits where a burst per process is harmless (sign-ups, pairing codes asked for and typed:
+see `create_app`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
+
+from psycopg_pool import AsyncConnectionPool
+
+from halton_api.store import credential_failures
 
 
 class CredentialKind(StrEnum):
@@ -79,12 +84,45 @@ class TokenBucketLimiter:
         bucket.tokens = max(0.0, bucket.tokens - 1)
 
 
+class SharedBucketLimiter:
+    """`TokenBucketLimiter`'s buckets in PostgreSQL, for one credential kind: every API process sees the same
+    counts. Only failures write; a check reads one row by key."""
+
+    def __init__(
+        self, pool: AsyncConnectionPool, *, kind: CredentialKind, burst: int, per_minute: float
+    ) -> None:
+        self._pool = pool
+        self.kind = kind
+        self.burst = burst
+        self.rate = per_minute / 60.0
+
+    async def retry_after(self, key: str) -> int | None:
+        """Seconds `key` must wait before trying again, or None when it may go ahead."""
+        async with self._pool.connection() as conn:
+            held = await credential_failures.tokens(
+                conn, key=f"{self.kind}:{key}", burst=self.burst, rate=self.rate
+            )
+        return self._wait(held)
+
+    async def failed(self, key: str) -> int | None:
+        """Count one bad attempt from `key`; returns the wait it was already under (None: it was allowed)."""
+        async with self._pool.connection() as conn, conn.transaction():
+            held = await credential_failures.take(
+                conn, key=f"{self.kind}:{key}", burst=self.burst, rate=self.rate
+            )
+        return self._wait(held)
+
+    def _wait(self, tokens: float) -> int | None:
+        return None if tokens >= 1 else max(1, math.ceil((1 - tokens) / self.rate))
+
+
 def bad_credential_limiters(
-    *, burst: int, per_minute: float, clock: Callable[[], float] = time.monotonic
-) -> dict[CredentialKind, TokenBucketLimiter]:
-    """One limiter per credential kind: a flood of one kind can neither hold up nor evict another's."""
+    pool: AsyncConnectionPool, *, burst: int, per_minute: float
+) -> dict[CredentialKind, SharedBucketLimiter]:
+    """One limiter per credential kind: a flood of one kind can never hold up another's."""
     return {
-        kind: TokenBucketLimiter(burst=burst, per_minute=per_minute, clock=clock) for kind in CredentialKind
+        kind: SharedBucketLimiter(pool, kind=kind, burst=burst, per_minute=per_minute)
+        for kind in CredentialKind
     }
 
 

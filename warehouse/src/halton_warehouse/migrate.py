@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _ENGINE = re.compile(r"ENGINE\s*=\s*(Replacing|Summing|Aggregating|Collapsing)?MergeTree\(([^)]*)\)")
+_DISTRIBUTED = re.compile(r"ENGINE\s*=\s*Distributed\(")
 _COMMENT_LINE = re.compile(r"^\s*--.*$", re.MULTILINE)
 
 
@@ -66,20 +67,22 @@ def load_migrations(package: str = "halton_warehouse.migrations") -> list[Migrat
 
 
 def render(sql: str, databases: Databases, cluster: str | None = None) -> list[str]:
-    """The statements of one migration for a single node, or for a cluster (ON CLUSTER, Replicated*)."""
+    """The statements of one migration for a single node, or for a cluster (ON CLUSTER, Replicated*, and the
+    Distributed tables, which exist only on a cluster: a single node has nothing to distribute over)."""
     # Statements keep their line breaks so that DDL snapshots stay reviewable as diffs.
     text = _COMMENT_LINE.sub("", sql).format(
         raw=databases.raw,
         marts=databases.marts,
         meta=databases.meta,
         on_cluster=f"ON CLUSTER '{cluster}'" if cluster else "",
+        cluster=f"'{cluster}'" if cluster else "''",
     )
     if cluster:
         text = _ENGINE.sub(_replicated, text)
     statements = (
         "\n".join(line.rstrip() for line in stmt.splitlines() if line.strip()) for stmt in text.split(";")
     )
-    return [stmt for stmt in statements if stmt]
+    return [stmt for stmt in statements if stmt and (cluster or not _DISTRIBUTED.search(stmt))]
 
 
 def _replicated(match: re.Match[str]) -> str:

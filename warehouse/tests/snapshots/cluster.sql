@@ -353,3 +353,30 @@ CREATE TABLE IF NOT EXISTS raw.provider_project_map ON CLUSTER 'halton'
 )
 ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}', snapshot_at)
 ORDER BY (workspace_id, provider, provider_project);
+-- 0010_distributed_by_workspace
+CREATE TABLE IF NOT EXISTS raw.requests_all ON CLUSTER 'halton' AS raw.requests
+ENGINE = Distributed('halton', raw, requests, cityHash64(workspace_id));
+CREATE TABLE IF NOT EXISTS raw.provider_costs_all ON CLUSTER 'halton' AS raw.provider_costs
+ENGINE = Distributed('halton', raw, provider_costs, cityHash64(workspace_id));
+CREATE TABLE IF NOT EXISTS raw.provider_usage_all ON CLUSTER 'halton' AS raw.provider_usage
+ENGINE = Distributed('halton', raw, provider_usage, cityHash64(workspace_id));
+CREATE TABLE IF NOT EXISTS raw.billing_statements_all ON CLUSTER 'halton' AS raw.billing_statements
+ENGINE = Distributed('halton', raw, billing_statements, cityHash64(workspace_id));
+CREATE TABLE IF NOT EXISTS raw.workspaces_all ON CLUSTER 'halton' AS raw.workspaces
+ENGINE = Distributed('halton', raw, workspaces, cityHash64(workspace_id));
+CREATE TABLE IF NOT EXISTS raw.members_all ON CLUSTER 'halton' AS raw.members
+ENGINE = Distributed('halton', raw, members, cityHash64(workspace_id));
+CREATE TABLE IF NOT EXISTS raw.devices_all ON CLUSTER 'halton' AS raw.devices
+ENGINE = Distributed('halton', raw, devices, cityHash64(workspace_id));
+CREATE TABLE IF NOT EXISTS raw.cost_centers_all ON CLUSTER 'halton' AS raw.cost_centers
+ENGINE = Distributed('halton', raw, cost_centers, cityHash64(workspace_id));
+CREATE TABLE IF NOT EXISTS raw.provider_project_map_all ON CLUSTER 'halton' AS raw.provider_project_map
+ENGINE = Distributed('halton', raw, provider_project_map, cityHash64(workspace_id));
+CREATE TABLE IF NOT EXISTS raw.projects_all ON CLUSTER 'halton' AS raw.projects
+ENGINE = Distributed('halton', raw, projects, cityHash64(workspace_id));
+CREATE TABLE IF NOT EXISTS raw.budgets_all ON CLUSTER 'halton' AS raw.budgets
+ENGINE = Distributed('halton', raw, budgets, cityHash64(workspace_id));
+CREATE TABLE IF NOT EXISTS marts.recommendations_all ON CLUSTER 'halton' AS marts.recommendations
+ENGINE = Distributed('halton', marts, recommendations, cityHash64(workspace_id));
+CREATE TABLE IF NOT EXISTS marts.recommendation_runs_all ON CLUSTER 'halton' AS marts.recommendation_runs
+ENGINE = Distributed('halton', marts, recommendation_runs, cityHash64(workspace_id));

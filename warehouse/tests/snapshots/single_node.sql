@@ -353,3 +353,5 @@ CREATE TABLE IF NOT EXISTS raw.provider_project_map
 )
 ENGINE = ReplacingMergeTree(snapshot_at)
 ORDER BY (workspace_id, provider, provider_project);
+-- 0010_distributed_by_workspace
+;

@@ -1,6 +1,6 @@
 """Sign up, sign in, sign out. Sessions are server-side rows; the cookie holds only a random token.
 
-Guessing is held three ways: failed sign-ins per address (in-process buckets, `ratelimit`), failed sign-ins
+Guessing is held three ways: failed sign-ins per address (buckets in PostgreSQL, `ratelimit`), failed sign-ins
 per account from any address (a lock with a growing wait, in PostgreSQL, `store.sign_in_failures`), and
 sign-ups per address. Sign-in answers "wrong email or password" and locks an address without an account
 just like one with. Sign-up does say when an address already has an account: without an email round trip
@@ -173,7 +173,7 @@ async def signin(
         return await answer("enter a valid email address", 400)
     address = f"ip:{client_address(request)}"
     limiter = limits[CredentialKind.PASSWORD]
-    wait = limiter.retry_after(address)
+    wait = await limiter.retry_after(address)
     if wait is not None:
         # Refused before the password is looked at, right or wrong: else spraying one password over
         # many accounts from one address would go on.
@@ -197,7 +197,7 @@ async def signin(
     stored = credentials.password_hash if credentials else passwords.DUMMY_HASH
     valid = await anyio.to_thread.run_sync(passwords.verify_password, stored, password)
     if credentials is None or not valid:
-        limiter.failed(address)
+        await limiter.failed(address)
         error = "wrong email or password"
         if attempt.locked_until is not None:
             error += (

@@ -200,15 +200,15 @@ async def new_report(
         return await reports.render_and_sign(build, view=view, pool=pool, actor=ctx.actor, job=job)
 
     try:
-        job = _jobs(request).start(workspace_id=ctx.workspace.id, filename=filename, work=work)
+        job = await _jobs(request).start(workspace_id=ctx.workspace.id, filename=filename, work=work)
     except TooManyReportJobs as exc:
         raise _busy(exc) from None
     log.info("report job %s started for workspace %s: %s", job.id, ctx.workspace.slug, filename)
     return redirect(f"/{ctx.workspace.slug}/reports/{job.id}")
 
 
-def _job(request: Request, ctx: WorkspaceContext, job_id: str) -> ReportJob:
-    job = _jobs(request).get(job_id, workspace_id=ctx.workspace.id)
+async def _job(request: Request, ctx: WorkspaceContext, job_id: str) -> ReportJob:
+    job = await _jobs(request).get(job_id, workspace_id=ctx.workspace.id)
     if job is None:
         # The same answer for another workspace's job as for none at all: ids are not to be probed.
         raise NotFound(f"no report job {job_id!r} in this workspace (finished jobs are kept 15 minutes)")
@@ -218,21 +218,22 @@ def _job(request: Request, ctx: WorkspaceContext, job_id: str) -> ReportJob:
 # Before `/reports/{job_id}`, which would otherwise take "….pdf" as a job id.
 @pages.get("/reports/{job_id}.pdf")
 async def report_job_pdf(request: Request, ctx: Member, job_id: JobId) -> Response:
-    job = _job(request, ctx, job_id)
+    job = await _job(request, ctx, job_id)
     if job.state == "failed":
         raise Invalid(job.error or "the report could not be generated")
-    if job.pdf is None:
+    pdf = await _jobs(request).pdf(job_id, workspace_id=ctx.workspace.id) if job.state == "done" else None
+    if pdf is None:
         raise HTTPException(
             status.HTTP_409_CONFLICT,
             detail="the report is still being generated: wait for its progress page to finish",
             headers={"Retry-After": "1"},
         )
-    return _pdf_response(job.pdf, job.filename)
+    return _pdf_response(pdf, job.filename)
 
 
 @pages.get("/reports/{job_id}")
 async def report_job_page(request: Request, ctx: Member, conn: Conn, job_id: JobId) -> Response:
-    job = _job(request, ctx, job_id)
+    job = await _job(request, ctx, job_id)
     return await render(
         request,
         "reports/progress.html",
@@ -244,4 +245,4 @@ async def report_job_page(request: Request, ctx: Member, conn: Conn, job_id: Job
 
 @router.get("/{job_id}", summary="A report job's progress (state, stage, render step, pages laid out)")
 async def report_job_json(request: Request, ctx: ApiReader, job_id: JobId) -> dict[str, Any]:
-    return dict(reports.job_public(_job(request, ctx, job_id), workspace_slug=ctx.workspace.slug))
+    return dict(reports.job_public(await _job(request, ctx, job_id), workspace_slug=ctx.workspace.slug))

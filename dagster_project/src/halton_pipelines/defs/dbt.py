@@ -61,6 +61,11 @@ RECOMMENDATIONS = dg.AssetKey(["recommendations"])
 # What an ordinary marts run builds: the control-plane copy and the models that follow ingestion.
 ROUTINE_MARTS = sorted((set(control_plane_snapshot.keys) | set(halton_dbt.keys)) - set(HISTORY_MARTS))
 
+# Every job that runs dbt carries this tag; the deployment's run queue (halton_api.orchestration, the
+# instance's QueuedRunCoordinator) runs one run with it at a time, whoever asked for it.
+DBT_RUN_TAG = "halton/dbt"
+DBT_RUN_TAGS = {DBT_RUN_TAG: "build"}
+
 # Steps run in the run's own process: a step process per asset would start Python and load these
 # definitions once more (10-20 s on a busy 2-core machine) for work that is sequential anyway.
 marts_job = dg.define_asset_job(
@@ -69,6 +74,7 @@ marts_job = dg.define_asset_job(
     | dg.AssetSelection.assets(halton_dbt)
     | dg.AssetSelection.assets(RECOMMENDATIONS),
     executor_def=dg.in_process_executor,
+    tags=DBT_RUN_TAGS,
     description="Copy the control plane, then build the dbt models that follow ingestion, with their tests "
     "(the very first run of a deployment also builds the history marts and the recommendations).",
 )
@@ -77,6 +83,7 @@ history_marts_job = dg.define_asset_job(
     "halton_history_marts",
     selection=dg.AssetSelection.assets(*HISTORY_MARTS),
     executor_def=dg.in_process_executor,
+    tags=DBT_RUN_TAGS,
     description="Rebuild the marts that read all history: prompt clusters and the 30-day model usage.",
 )
 

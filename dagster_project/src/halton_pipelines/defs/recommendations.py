@@ -7,7 +7,7 @@ and the priced calls behind them, and writes the full set of recommendations to 
 
 import dagster as dg
 
-from halton_pipelines.defs.dbt import marts_run_in_flight
+from halton_pipelines.defs.dbt import DBT_RUN_TAGS, marts_run_in_flight
 from halton_pipelines.recommendations.run import run_recommendations
 from halton_pipelines.recommendations.usage import staging_database
 from halton_pipelines.resources import WarehouseResource
@@ -83,6 +83,7 @@ first_build_job = dg.define_asset_job(
     "halton_first_recommendations",
     selection=dg.AssetSelection.assets(*HISTORY_MARTS) | dg.AssetSelection.assets(recommendations),
     executor_def=dg.in_process_executor,
+    tags=DBT_RUN_TAGS,
     description="Build the hourly marts and the recommendations for the first time.",
 )
 
