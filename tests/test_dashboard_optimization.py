@@ -18,6 +18,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -338,9 +339,7 @@ class SavingsStores:
 
 
 @pytest.fixture(scope="module")
-def savings(
-    warehouse_server: str, postgres_server: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[SavingsStores]:
+def savings(warehouse_server: str, postgres_server: str, module_server_dir: Path) -> Iterator[SavingsStores]:
     """A small workspace (HandWorkspace's 'hand', project 'alpha') whose Sonnet calls of the last 20 days make the
     right-sizing check fire, its marts and recommendations built by Dagster as `build_demo` does, and the API
     over these stores."""
@@ -373,7 +372,9 @@ def savings(
     control_plane(database_url, "UPDATE users SET password_hash = %s", hash_password(DEMO_PASSWORD))
 
     card = catalogue_of(
-        catalogue_model("anthropic", "claude-sonnet-4-5", {"input": str(SONNET_IN), "output": str(SONNET_OUT)}),
+        catalogue_model(
+            "anthropic", "claude-sonnet-4-5", {"input": str(SONNET_IN), "output": str(SONNET_OUT)}
+        ),
         catalogue_model("anthropic", "claude-haiku-4-5", {"input": str(HAIKU_IN), "output": str(HAIKU_OUT)}),
     )
     write_rate_rows(client, Databases.with_prefix(prefix), card_rows(card))
@@ -400,7 +401,7 @@ def savings(
     stores.build_marts()
     assert dg.materialize([recommendations], resources=resources).success
 
-    home = tmp_path_factory.mktemp("optimization-cloud")
+    home = module_server_dir
     port = free_port()
     env = {
         **os.environ,

@@ -40,9 +40,9 @@ def unbilled_demo(warehouse_server: str, postgres_server: str):
 
 
 @pytest.fixture(scope="module")
-def cloud(unbilled_demo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CloudProcess]:
+def cloud(unbilled_demo, module_server_dir: Path) -> Iterator[CloudProcess]:
     process = CloudProcess.on_stores(
-        tmp_path_factory.mktemp("contract-cloud"),
+        module_server_dir,
         database_url=unbilled_demo.database_url,
         warehouse_url=unbilled_demo.warehouse_url,
         prefix=unbilled_demo.prefix,

@@ -44,21 +44,22 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> MeterPaths:
 
 
 @pytest.fixture(scope="module")
-def fakes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    with fake_providers.fake_providers(tmp_path_factory.mktemp("pki")) as servers:
+def fakes(suite_dirs: Any) -> Iterator[Any]:
+    with suite_dirs.own("pki") as pki, fake_providers.fake_providers(pki) as servers:
         yield servers
 
 
 @pytest.fixture(scope="module")
-def meter(tmp_path_factory: pytest.TempPathFactory, fakes: Any) -> Iterator[Any]:
+def meter(suite_dirs: Any, fakes: Any) -> Iterator[Any]:
     from halton_meter.daemon import Meter
 
-    paths = MeterPaths.resolve(tmp_path_factory.mktemp("meter") / "home")
-    init_home(paths)
-    paths.config.write_text(meter_config(fakes))
-    running = Meter(load_settings(paths.home)).start_background()
-    yield running
-    running.stop_background()
+    with suite_dirs.own("meter") as root:
+        paths = MeterPaths.resolve(root / "home")
+        init_home(paths)
+        paths.config.write_text(meter_config(fakes))
+        running = Meter(load_settings(paths.home)).start_background()
+        yield running
+        running.stop_background()
 
 
 @pytest.fixture
