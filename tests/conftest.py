@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from demo_marts import DEMO_PASSWORD, BuiltDemo, build_demo, drop_demo
 
 from cloud_support import CloudProcess, DashboardPage, Person, launch_chromium
-from halton_api.testing.demo_marts import DEMO_PASSWORD, BuiltDemo, build_demo, drop_demo
 from halton_meter.testing.fake_providers import fake_providers
 
 

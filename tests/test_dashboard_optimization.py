@@ -22,6 +22,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from demo_marts import DEMO_PASSWORD, BuiltDemo
 from psycopg import sql
 
 from cloud_support import CloudProcess, DashboardPage, Person
@@ -29,7 +30,6 @@ from dashboard_clients import csrf, signed_in
 from halton_api.charts import exact_money, money
 from halton_api.passwords import hash_password
 from halton_api.postgres import migrate as migrate_control_plane
-from halton_api.testing.demo_marts import DEMO_PASSWORD, BuiltDemo
 from halton_meter.testing.processes import free_port
 from halton_warehouse import Databases, connect
 from halton_warehouse.migrate import migrate
@@ -347,8 +347,6 @@ def savings(warehouse_server: str, postgres_server: str, module_server_dir: Path
 
     from halton_pipelines.defs.recommendations import recommendations
     from halton_pipelines.defs.snapshot import control_plane_snapshot
-    from halton_pipelines.price_card import card_rows
-    from halton_pipelines.raw_writes import write_rate_rows
     from halton_pipelines.resources import ControlPlaneResource, HaltonDbtResource, WarehouseResource
     from halton_pipelines.testing.factories import (
         HandWorkspace,
@@ -357,6 +355,8 @@ def savings(warehouse_server: str, postgres_server: str, module_server_dir: Path
         insert_request_rows,
         metered_call,
     )
+    from halton_warehouse.price_card import card_rows
+    from halton_warehouse.raw_writes import write_rate_rows
 
     prefix = f"o{secrets.token_hex(4)}_"
     client = connect(warehouse_server)

@@ -17,13 +17,13 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from demo_marts import DEMO_PASSWORD, build_demo, drop_demo
 from test_reports_pdf import generate_pdf
 
 from cloud_support import CloudProcess, DashboardPage
 from dashboard_clients import signed_in
 from halton_api.charts import money
 from halton_api.dashboards.filters import month_start, previous_month
-from halton_api.testing.demo_marts import DEMO_PASSWORD, build_demo, drop_demo
 from halton_api.testing.pdf import pdf_pages_png
 
 REQUESTS = 6_000  # enough for every provider in every month; the figures, not the volume, are under test

@@ -10,8 +10,8 @@ from decimal import Decimal
 import pytest
 
 from halton_meter.catalogue import load_catalogue
-from halton_pipelines.price_card import RATE_ROW_COLUMNS, PriceCardError, card_rows, row_values
-from halton_pipelines.raw_writes import changed_rate_rows, current_rate_rows, write_rate_rows
+from halton_warehouse.price_card import RATE_ROW_COLUMNS, PriceCardError, card_rows, row_values
+from halton_warehouse.raw_writes import changed_rate_rows, current_rate_rows, write_rate_rows
 
 ROWS = card_rows(load_catalogue())
 
