@@ -36,7 +36,6 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -565,13 +564,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     do_GET = do_POST = do_DELETE = _serve
-
-
-@contextlib.contextmanager
-def fake_cloud(**kwargs: Any) -> Iterator[FakeCloud]:
-    cloud = FakeCloud(**kwargs)
-    with cloud:
-        yield cloud
 
 
 def store_rows(paths: MeterPaths, count: int, *, machine_id: str | None = None, **fields: Any) -> list[str]:
