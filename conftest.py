@@ -39,11 +39,31 @@ class WarehouseDB:
         return connect(self.url)
 
 
+# The session's own folder, outside pytest's per-user temp root: pytest keeps only the last three `pytest-N`
+# folders there, so another pytest on the machine may remove an older session's folder, a running server's
+# data and all. Here live the servers' data (`servers/`) and, unless --basetemp says otherwise, pytest's own
+# basetemp (`pytest/`: every `tmp_path`); removed when the session ends.
+_SUITE_ROOT = pytest.StashKey[Path]()
+
+
+@pytest.hookimpl(tryfirst=True)  # before the tmp_path plugin reads --basetemp
+def pytest_configure(config: pytest.Config) -> None:
+    root = Path(tempfile.mkdtemp(prefix="halton-tests-"))
+    config.stash[_SUITE_ROOT] = root
+    if config.option.basetemp is None:
+        config.option.basetemp = str(root / "pytest")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    root = config.stash.get(_SUITE_ROOT, None)
+    if root is not None:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 @dataclass(frozen=True)
 class SuiteDirs:
-    """The session's own folder for servers' data, outside pytest's temp root: another pytest on the machine
-    rotates that root away (it keeps three sessions), data and all, under a running server. Removed when the
-    session ends; `tmp_path_factory` is never used for a server's data (a test checks)."""
+    """Folders for servers' data, under the session's own folder and never under pytest's basetemp (which a
+    test may clear); `tmp_path_factory` is never used for a server's data (tests/test_suite_folders.py)."""
 
     root: Path
 
@@ -62,8 +82,9 @@ class SuiteDirs:
 
 
 @pytest.fixture(scope="session")
-def suite_dirs() -> Iterator[SuiteDirs]:
-    root = Path(tempfile.mkdtemp(prefix="halton-tests-"))
+def suite_dirs(request: pytest.FixtureRequest) -> Iterator[SuiteDirs]:
+    root = request.config.stash[_SUITE_ROOT] / "servers"
+    root.mkdir()
     try:
         yield SuiteDirs(root)
     finally:

@@ -72,3 +72,15 @@ def test_no_fixture_puts_a_server_under_pytests_temp_root() -> None:
                         f"{path.relative_to(ROOT)}:{node.lineno} fixture {node.name} takes a pytest temp dir"
                     )
     assert found == [], "use suite_dirs / server_dir / module_server_dir instead:\n" + "\n".join(found)
+
+
+def test_pytests_basetemp_is_the_sessions_own(
+    suite_dirs, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> None:
+    """Unless --basetemp names one, every `tmp_path` lives beside the servers' folder, in the session's own
+    folder: not in the per-user root that other pytest runs rotate."""
+    if request.config.known_args_namespace.basetemp:
+        pytest.skip("--basetemp was given: pytest uses that folder as asked")
+    basetemp = tmp_path_factory.getbasetemp().resolve()
+    assert basetemp.parent == suite_dirs.root.resolve().parent, basetemp
+    assert not basetemp.name.startswith("pytest-"), "a numbered (rotated) pytest folder"

@@ -34,9 +34,10 @@ def meter_config(fakes: Any | None = None, *, port: int = 0, directory: bool = F
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> MeterPaths:
-    """An initialised meter home, also set as HALTON_METER_HOME for the CLI."""
-    paths = MeterPaths.resolve(tmp_path / "home")
+def home(server_dir: Path, monkeypatch: pytest.MonkeyPatch) -> MeterPaths:
+    """An initialised meter home, also set as HALTON_METER_HOME for the CLI (outside pytest's temp root: a
+    meter daemon may run on it)."""
+    paths = MeterPaths.resolve(server_dir / "home")
     init_home(paths)
     monkeypatch.setenv("HALTON_METER_HOME", str(paths.home))
     monkeypatch.delenv("HALTON_METER_PORT", raising=False)
