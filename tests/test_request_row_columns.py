@@ -86,3 +86,17 @@ def test_the_meters_table_has_a_column_for_every_field(tmp_path: Path) -> None:
         table & set(request_columns()),
     )
     assert len(request_columns()) == len(REQUEST_ROW_FIELDS) + len(LOCAL_COLUMNS)  # each field once
+
+
+def test_the_demos_raw_load_fills_only_raw_requests_columns() -> None:
+    """The demo loads raw.requests straight from Arrow (benchmarks, tests): each column it fills is one the
+    row (or the table's clock) declares; the row's others are NULL, as from a meter that did not say."""
+    from halton_warehouse.demo.demo_data import Demo, DemoConfig
+
+    demo = Demo(DemoConfig(seed=1, requests=20, days=14))
+    chunk = next(demo.chunks())
+    filled = set(chunk.to_arrow(demo).column_names)
+    expected = set(INGESTED_REQUEST_COLUMNS) | TABLE_DEFAULTS
+    assert filled <= expected, _differ(
+        "the demo's Arrow load (halton_warehouse.demo.demo_data.RequestChunk.to_arrow)", expected, filled
+    )
