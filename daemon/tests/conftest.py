@@ -81,7 +81,7 @@ def new_rows(meter: Any) -> Callable[[], list[dict[str, Any]]]:
     start = max_rowid()
 
     def rows() -> list[dict[str, Any]]:
-        assert meter.flush(10), "the writer did not flush in time"
+        assert meter.flush(60), "the writer did not flush in time"
         conn = sqlite3.connect(db)
         conn.row_factory = sqlite3.Row
         try:
