@@ -39,38 +39,79 @@ class WarehouseDB:
         return connect(self.url)
 
 
-@contextmanager
-def own_data_dir(name: str) -> Iterator[Path]:
-    """A folder of its own for an embedded server, outside pytest's temp root: another pytest on the
-    machine rotates that root away (it keeps three sessions), data and all, under a running server."""
-    path = Path(tempfile.mkdtemp(prefix=f"halton-test-{name}-"))
+# The session's own folder, outside pytest's per-user temp root: pytest keeps only the last three `pytest-N`
+# folders there, so another pytest on the machine may remove an older session's folder, a running server's
+# data and all. Here live the servers' data (`servers/`) and, unless --basetemp says otherwise, pytest's own
+# basetemp (`pytest/`: every `tmp_path`); removed when the session ends.
+_SUITE_ROOT = pytest.StashKey[Path]()
+
+
+@pytest.hookimpl(tryfirst=True)  # before the tmp_path plugin reads --basetemp
+def pytest_configure(config: pytest.Config) -> None:
+    root = Path(tempfile.mkdtemp(prefix="halton-tests-"))
+    config.stash[_SUITE_ROOT] = root
+    if config.option.basetemp is None:
+        config.option.basetemp = str(root / "pytest")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    root = config.stash.get(_SUITE_ROOT, None)
+    if root is not None:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class SuiteDirs:
+    """Folders for servers' data, under the session's own folder and never under pytest's basetemp (which a
+    test may clear); `tmp_path_factory` is never used for a server's data (tests/test_suite_folders.py)."""
+
+    root: Path
+
+    def make(self, name: str) -> Path:
+        """A fresh folder of its own under the session's root."""
+        return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=self.root))
+
+    @contextmanager
+    def own(self, name: str) -> Iterator[Path]:
+        """A fresh folder, removed when the block ends (a server stopped inside it first)."""
+        path = self.make(name)
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def suite_dirs(request: pytest.FixtureRequest) -> Iterator[SuiteDirs]:
+    root = request.config.stash[_SUITE_ROOT] / "servers"
+    root.mkdir()
     try:
-        yield path
+        yield SuiteDirs(root)
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
-def server_dir() -> Iterator[Path]:
+def server_dir(suite_dirs: SuiteDirs) -> Iterator[Path]:
     """A folder of its own, outside pytest's temp root, for a test that starts an embedded server."""
-    with own_data_dir("server") as path:
+    with suite_dirs.own("server") as path:
         yield path
 
 
 @pytest.fixture(scope="module")
-def module_server_dir() -> Iterator[Path]:
+def module_server_dir(suite_dirs: SuiteDirs) -> Iterator[Path]:
     """Like `server_dir`, for a module's own server."""
-    with own_data_dir("server") as path:
+    with suite_dirs.own("server") as path:
         yield path
 
 
 @pytest.fixture(scope="session")
-def embedded_warehouse():
+def embedded_warehouse(suite_dirs: SuiteDirs):
     """The embedded warehouse server process shared by the whole session (`.url` logs in as admin)."""
     from halton_warehouse.embedded import start_embedded
 
     with (
-        own_data_dir("warehouse") as data_dir,
+        suite_dirs.own("warehouse") as data_dir,
         start_embedded(data_dir / "chdb", log_path=data_dir / "server.log") as server,
     ):
         yield server
@@ -97,11 +138,11 @@ def warehouse(warehouse_server: str) -> Iterator[WarehouseDB]:
 
 
 @pytest.fixture(scope="session")
-def postgres_server() -> Iterator[str]:
+def postgres_server(suite_dirs: SuiteDirs) -> Iterator[str]:
     """URI of a real PostgreSQL (from the pgserver wheel), shared by the whole session."""
     import pgserver
 
-    with own_data_dir("pg") as data_dir:
+    with suite_dirs.own("pg") as data_dir:
         server = pgserver.get_server(data_dir, cleanup_mode="stop")
         yield server.get_uri()
         server.cleanup()

@@ -33,9 +33,12 @@ from pathlib import Path
 import httpx
 import pgserver
 
-from halton_api.testing.demo_marts import DEMO_PASSWORD, build_demo
 from halton_meter.testing.processes import free_port, wait_for
 from halton_warehouse.embedded import start_embedded
+
+# The demo with its marts built needs the API and the pipelines both: it lives with the cross-component tests.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from demo_marts import DEMO_PASSWORD, build_demo
 
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 

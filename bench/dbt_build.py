@@ -36,9 +36,9 @@ from pathlib import Path
 import numpy as np
 
 from halton_pipelines import dbt_cli
-from halton_pipelines.demo_data import Demo, DemoConfig
-from halton_pipelines.demo_warehouse import insert_requests, load_demo
 from halton_warehouse import Databases, WarehouseSettings, connect
+from halton_warehouse.demo.demo_data import Demo, DemoConfig
+from halton_warehouse.demo.demo_warehouse import insert_requests, load_demo
 from halton_warehouse.embedded import start_embedded
 from halton_warehouse.migrate import migrate
 
@@ -132,7 +132,7 @@ def record(results: list[dict[str, float]]) -> None:
         SECTION,
         "",
         "`uv run python bench/dbt_build.py --record`: a fresh embedded warehouse server per size, the demo data",
-        "(`halton_pipelines.demo_data`, 90 days, seed 42) loaded straight into raw, then dbt as Dagster runs it",
+        "(`halton_warehouse.demo.demo_data`, 90 days, seed 42) loaded straight into raw, then dbt as Dagster runs it",
         "(the `dbt` CLI in a subprocess, one thread per core). Full = `--full-refresh` of every model; build = models and",
         "their 79 data tests, as the Dagster asset runs it (the 9 unit tests test SQL logic, not data: CI runs",
         "them, in the time shown last); incremental = after one 10k-row batch (99% from the last hour, 1% three",

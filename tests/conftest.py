@@ -7,16 +7,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from demo_marts import DEMO_PASSWORD, BuiltDemo, build_demo, drop_demo
 
 from cloud_support import CloudProcess, DashboardPage, Person, launch_chromium
-from halton_api.testing.demo_marts import DEMO_PASSWORD, BuiltDemo, build_demo, drop_demo
 from halton_meter.testing.fake_providers import fake_providers
 
 
 @pytest.fixture
-def cloud(postgres_url: str, warehouse, tmp_path: Path) -> Iterator[CloudProcess]:
+def cloud(postgres_url: str, warehouse, server_dir: Path) -> Iterator[CloudProcess]:
     process = CloudProcess.on_stores(
-        tmp_path, database_url=postgres_url, warehouse_url=warehouse.url, prefix=warehouse.prefix
+        server_dir, database_url=postgres_url, warehouse_url=warehouse.url, prefix=warehouse.prefix
     )
     process.start()
     yield process
@@ -31,9 +31,9 @@ def person(cloud: CloudProcess) -> Iterator[Person]:
 
 
 @pytest.fixture(scope="session")
-def providers(tmp_path_factory: pytest.TempPathFactory):
+def providers(suite_dirs):
     """Fake Anthropic/OpenAI/Gemini/xAI servers on 127.0.0.1 speaking each documented wire format."""
-    with fake_providers(tmp_path_factory.mktemp("providers")) as servers:
+    with suite_dirs.own("providers") as pki, fake_providers(pki) as servers:
         yield servers
 
 
@@ -46,9 +46,9 @@ def built_demo(warehouse_server: str, postgres_server: str):
 
 
 @pytest.fixture(scope="session")
-def demo_cloud(built_demo: BuiltDemo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CloudProcess]:
+def demo_cloud(built_demo: BuiltDemo, suite_dirs) -> Iterator[CloudProcess]:
     """The API as a real process over the built demo's stores (shared by the dashboard tests: read-mostly)."""
-    home = tmp_path_factory.mktemp("demo-cloud")
+    home = suite_dirs.make("demo-cloud")
     process = CloudProcess.on_stores(
         home,
         database_url=built_demo.database_url,

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import httpx
+from demo_marts import DEMO_PASSWORD
 
 from cloud_support import CSRF_FIELD
-from halton_api.testing.demo_marts import DEMO_PASSWORD
 
 
 def signed_in(base_url: str, email: str) -> httpx.Client:

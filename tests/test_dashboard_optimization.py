@@ -18,9 +18,11 @@ from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import psycopg
 import pytest
+from demo_marts import DEMO_PASSWORD, BuiltDemo
 from psycopg import sql
 
 from cloud_support import CloudProcess, DashboardPage, Person
@@ -28,7 +30,6 @@ from dashboard_clients import csrf, signed_in
 from halton_api.charts import money
 from halton_api.passwords import hash_password
 from halton_api.postgres import migrate as migrate_control_plane
-from halton_api.testing.demo_marts import DEMO_PASSWORD, BuiltDemo
 from halton_meter.testing.processes import free_port
 from halton_warehouse import Databases, connect
 from halton_warehouse.migrate import migrate
@@ -338,9 +339,7 @@ class SavingsStores:
 
 
 @pytest.fixture(scope="module")
-def savings(
-    warehouse_server: str, postgres_server: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[SavingsStores]:
+def savings(warehouse_server: str, postgres_server: str, module_server_dir: Path) -> Iterator[SavingsStores]:
     """A small workspace (HandWorkspace's 'hand', project 'alpha') whose Sonnet calls of the last 20 days make the
     right-sizing check fire, its marts and recommendations built by Dagster as `build_demo` does, and the API
     over these stores."""
@@ -348,8 +347,6 @@ def savings(
 
     from halton_pipelines.defs.recommendations import recommendations
     from halton_pipelines.defs.snapshot import control_plane_snapshot
-    from halton_pipelines.price_card import card_rows
-    from halton_pipelines.raw_writes import write_rate_rows
     from halton_pipelines.resources import ControlPlaneResource, HaltonDbtResource, WarehouseResource
     from halton_pipelines.testing.factories import (
         HandWorkspace,
@@ -358,6 +355,8 @@ def savings(
         insert_request_rows,
         metered_call,
     )
+    from halton_warehouse.price_card import card_rows
+    from halton_warehouse.raw_writes import write_rate_rows
 
     prefix = f"o{secrets.token_hex(4)}_"
     client = connect(warehouse_server)
@@ -402,7 +401,7 @@ def savings(
     stores.build_marts()
     assert dg.materialize([recommendations], resources=resources).success
 
-    home = tmp_path_factory.mktemp("optimization-cloud")
+    home = module_server_dir
     port = free_port()
     env = {
         **os.environ,

@@ -32,9 +32,9 @@ from halton_meter.catalogue import load_catalogue
 from halton_meter.catalogue.rate_rows import RateRow, rate_rows
 from halton_meter.pricing import CallFacts, PriceBook, call_mode
 from halton_pipelines import dbt_cli
-from halton_pipelines.raw_writes import write_rate_rows
 from halton_warehouse import Databases, WarehouseSettings, connect
 from halton_warehouse.migrate import migrate
+from halton_warehouse.raw_writes import write_rate_rows
 
 CALLS_PER_EXAMPLE = 100
 EXAMPLES = 100

@@ -17,13 +17,13 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from demo_marts import DEMO_PASSWORD, build_demo, drop_demo
 from test_reports_pdf import generate_pdf
 
 from cloud_support import CloudProcess, DashboardPage
 from dashboard_clients import signed_in
 from halton_api.charts import money
 from halton_api.dashboards.filters import month_start, previous_month
-from halton_api.testing.demo_marts import DEMO_PASSWORD, build_demo, drop_demo
 from halton_api.testing.pdf import pdf_pages_png
 
 REQUESTS = 6_000  # enough for every provider in every month; the figures, not the volume, are under test
@@ -40,9 +40,9 @@ def unbilled_demo(warehouse_server: str, postgres_server: str):
 
 
 @pytest.fixture(scope="module")
-def cloud(unbilled_demo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CloudProcess]:
+def cloud(unbilled_demo, module_server_dir: Path) -> Iterator[CloudProcess]:
     process = CloudProcess.on_stores(
-        tmp_path_factory.mktemp("contract-cloud"),
+        module_server_dir,
         database_url=unbilled_demo.database_url,
         warehouse_url=unbilled_demo.warehouse_url,
         prefix=unbilled_demo.prefix,

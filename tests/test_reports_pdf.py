@@ -280,19 +280,15 @@ def test_executive_summary_is_the_marts_signed(owner, built_demo, artifacts_dir:
     assert_signed_and_audited(built_demo, pdf, "executive")
 
 
-def test_a_twelve_month_report_takes_seconds(owner, built_demo, artifacts_dir: Path) -> None:
+def test_a_twelve_month_report_tables_every_month(owner, built_demo, artifacts_dir: Path) -> None:
+    # Its time (queries + render + sign) is bench/pdf_render.py's to measure: no stopwatch in a test.
     t = today()
     first = t - timedelta(days=364)
-    started = time.perf_counter()
     pdf = generate_pdf(
         owner, f"/{built_demo.slug}/projects/{PROJECT}/report.pdf?range=custom&from={first}&to={t}"
     )
-    seconds = time.perf_counter() - started
     pages = pdf_pages_text(pdf)
     pdf_pages_png(pdf, artifacts_dir / "reports", prefix="project-12-months")
-    (artifacts_dir / "reports" / "twelve-month-timing.txt").write_text(
-        f"12-month project report: {len(pages)} pages, {len(pdf):,} bytes, {seconds:.2f} s (HTTP, queries + render + sign)\n"
-    )
     # A year is charted and tabled by month: twelve or thirteen calendar months touched.
     monthly = dict(built_demo.query(
         "SELECT toStartOfMonth(day) AS m, sum(spend_usd) FROM {marts}.daily_spend WHERE workspace_id = '{ws}'"
@@ -313,7 +309,6 @@ def test_a_twelve_month_report_takes_seconds(owner, built_demo, artifacts_dir: P
             rf"^\s*{month:%B %Y}{part}\s+[\d,]+\s.*\s{re.escape(money(monthly.get(month, Decimal(0))))}\s*$",
         )
         month = month_start(month + timedelta(days=31))
-    assert seconds < 10, f"the 12-month report took {seconds:.1f} s"
 
 
 def test_generate_pdf_shows_progress_then_downloads(demo_page, built_demo, artifacts_dir: Path) -> None:

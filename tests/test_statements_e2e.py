@@ -21,7 +21,7 @@ import pytest
 
 from cloud_support import PASSWORD, CloudProcess, DashboardPage, build_marts, launch_chromium
 from halton_api.demo import DEMO_PASSWORD
-from halton_pipelines.demo_data import MEMBERS
+from halton_warehouse.demo.demo_data import MEMBERS
 
 REQUESTS = 3_000
 OWNER, ADMIN = MEMBERS[0].email, MEMBERS[1].email

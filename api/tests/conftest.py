@@ -20,10 +20,10 @@ TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
 
 
 @pytest.fixture
-def settings(postgres_url: str, warehouse, tmp_path) -> CloudSettings:
+def settings(postgres_url: str, warehouse, server_dir) -> CloudSettings:
     return CloudSettings(
         env="development",
-        data_dir=tmp_path / "cloud",
+        data_dir=server_dir / "cloud",
         database_url=postgres_url,
         warehouse=WarehouseSettings(
             clickhouse_url=warehouse.url, clickhouse_database_prefix=warehouse.prefix

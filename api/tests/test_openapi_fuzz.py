@@ -44,7 +44,7 @@ schema = schemathesis.openapi.from_dict(
 
 
 @pytest.fixture(scope="module")
-def stack(postgres_server: str, warehouse_server: str, tmp_path_factory) -> Iterator[dict[str, Any]]:
+def stack(postgres_server: str, warehouse_server: str, module_server_dir) -> Iterator[dict[str, Any]]:
     name = f"fuzz_{secrets.token_hex(4)}"
     with psycopg.connect(postgres_server, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
@@ -55,7 +55,7 @@ def stack(postgres_server: str, warehouse_server: str, tmp_path_factory) -> Iter
     migrate(client, Databases.with_prefix(prefix))
     build_marts(warehouse_server, prefix)  # so the dashboards' twins run their queries, not a 503
     cloud = CloudSettings(
-        data_dir=tmp_path_factory.mktemp("fuzz"),
+        data_dir=module_server_dir,
         database_url=database_url,
         warehouse=WarehouseSettings(clickhouse_url=warehouse_server, clickhouse_database_prefix=prefix),
         secret_key=TEST_SECRET,

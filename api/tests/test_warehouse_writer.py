@@ -38,9 +38,9 @@ def test_classification() -> None:
 def test_a_full_pool_answers_busy(warehouse) -> None:
     async def main() -> None:
         pool = WarehousePool(warehouse.url, size=1, queue_timeout=0.2)
-        release = threading.Event()
-        holding = asyncio.create_task(pool.run(lambda client: release.wait(5)))
-        await asyncio.sleep(0.05)
+        release, taken = threading.Event(), threading.Event()
+        holding = asyncio.create_task(pool.run(lambda client: (taken.set(), release.wait(60))))
+        assert await asyncio.to_thread(taken.wait, 60), "the first operation never got the pool's client"
         with pytest.raises(WarehouseBusy) as busy:
             await pool.run(ping)
         assert busy.value.status_code == 429 and busy.value.retry_after > 0
@@ -95,14 +95,15 @@ def test_an_unreachable_warehouse_is_unavailable_after_the_retries() -> None:
 def test_close_waits_for_operations_in_flight(warehouse) -> None:
     async def main() -> None:
         pool = WarehousePool(warehouse.url, size=2, queue_timeout=1)
-        finished = threading.Event()
+        started, finished = threading.Event(), threading.Event()
 
         def slow(client):
+            started.set()
             threading.Event().wait(0.3)
             finished.set()
 
         task = asyncio.create_task(pool.run(slow))
-        await asyncio.sleep(0.05)
+        assert await asyncio.to_thread(started.wait, 60), "the operation never started"
         await pool.close()
         assert finished.is_set()
         await task
@@ -186,9 +187,10 @@ def test_a_batch_still_queued_after_the_timeout_is_told_to_come_back(warehouse) 
             flushers=1,
             queue_timeout=0.3,
         )
-        release = asyncio.Event()
+        release, storing = asyncio.Event(), asyncio.Event()
 
         async def stuck_insert(items):  # the one flusher is busy with a slow INSERT
+            storing.set()
             await release.wait()
             return [item.rows for item in items]
 
@@ -196,7 +198,7 @@ def test_a_batch_still_queued_after_the_timeout_is_told_to_come_back(warehouse) 
         await writer.start()
         ids = {"workspace_id": uuid.uuid4(), "device_id": uuid.uuid4()}
         first = asyncio.create_task(writer.write_batch(**ids, batch_id=uuid.uuid4(), rows=_rows("m", 2)))
-        await asyncio.sleep(0.05)
+        await asyncio.wait_for(storing.wait(), 60)  # the flusher holds the first batch
         with pytest.raises(WarehouseBusy) as busy:
             await writer.write_batch(**ids, batch_id=uuid.uuid4(), rows=_rows("m", 2))
         assert busy.value.status_code == 429

@@ -34,9 +34,10 @@ def meter_config(fakes: Any | None = None, *, port: int = 0, directory: bool = F
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> MeterPaths:
-    """An initialised meter home, also set as HALTON_METER_HOME for the CLI."""
-    paths = MeterPaths.resolve(tmp_path / "home")
+def home(server_dir: Path, monkeypatch: pytest.MonkeyPatch) -> MeterPaths:
+    """An initialised meter home, also set as HALTON_METER_HOME for the CLI (outside pytest's temp root: a
+    meter daemon may run on it)."""
+    paths = MeterPaths.resolve(server_dir / "home")
     init_home(paths)
     monkeypatch.setenv("HALTON_METER_HOME", str(paths.home))
     monkeypatch.delenv("HALTON_METER_PORT", raising=False)
@@ -44,21 +45,22 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> MeterPaths:
 
 
 @pytest.fixture(scope="module")
-def fakes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    with fake_providers.fake_providers(tmp_path_factory.mktemp("pki")) as servers:
+def fakes(suite_dirs: Any) -> Iterator[Any]:
+    with suite_dirs.own("pki") as pki, fake_providers.fake_providers(pki) as servers:
         yield servers
 
 
 @pytest.fixture(scope="module")
-def meter(tmp_path_factory: pytest.TempPathFactory, fakes: Any) -> Iterator[Any]:
+def meter(suite_dirs: Any, fakes: Any) -> Iterator[Any]:
     from halton_meter.daemon import Meter
 
-    paths = MeterPaths.resolve(tmp_path_factory.mktemp("meter") / "home")
-    init_home(paths)
-    paths.config.write_text(meter_config(fakes))
-    running = Meter(load_settings(paths.home)).start_background()
-    yield running
-    running.stop_background()
+    with suite_dirs.own("meter") as root:
+        paths = MeterPaths.resolve(root / "home")
+        init_home(paths)
+        paths.config.write_text(meter_config(fakes))
+        running = Meter(load_settings(paths.home)).start_background()
+        yield running
+        running.stop_background()
 
 
 @pytest.fixture
@@ -79,7 +81,7 @@ def new_rows(meter: Any) -> Callable[[], list[dict[str, Any]]]:
     start = max_rowid()
 
     def rows() -> list[dict[str, Any]]:
-        assert meter.flush(10), "the writer did not flush in time"
+        assert meter.flush(60), "the writer did not flush in time"
         conn = sqlite3.connect(db)
         conn.row_factory = sqlite3.Row
         try:

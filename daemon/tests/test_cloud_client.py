@@ -58,9 +58,9 @@ def test_no_answer_is_unreachable_and_names_the_host():
         client.whoami("token")
 
 
-def test_tls_is_verified(tmp_path):
+def test_tls_is_verified(server_dir):
     # A server whose certificate comes from a CA no root store holds: refused, not trusted.
-    with fake_providers(tmp_path / "pki") as servers:
+    with fake_providers(server_dir / "pki") as servers:
         url = servers.by_name("openai").url
         assert url.startswith("https://")
         with CloudClient(url) as client, pytest.raises(CloudUnreachable, match="CERTIFICATE_VERIFY_FAILED"):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-import time
 import tomllib
 from collections.abc import Iterator
 
@@ -33,8 +32,10 @@ def start(cloud: FakeCloud, home: MeterPaths) -> tuple[CloudClient, pairing.Pair
     return client, ticket
 
 
-def later(seconds: float, action) -> threading.Thread:
-    thread = threading.Thread(target=lambda: (time.sleep(seconds), action()), daemon=True)
+def when(ready, action) -> threading.Thread:
+    """Run `action` in the background once `ready()` returns: on an event the test can name, never after a
+    sleep that a loaded machine may outlast."""
+    thread = threading.Thread(target=lambda: (ready(), action()), daemon=True)
     thread.start()
     return thread
 
@@ -42,9 +43,9 @@ def later(seconds: float, action) -> threading.Thread:
 def test_approval_arrives_on_the_long_poll_and_writes_every_file(home, cloud):
     client, ticket = start(cloud, home)
     assert len(ticket.code) == 9 and ticket.code[4] == "-" and ticket.approve_url.endswith(ticket.code)
-    later(0.3, lambda: cloud.approve(ticket.code))
+    when(cloud.wait_for_held_poll, lambda: cloud.approve(ticket.code))
     # A 5 s poll interval: the approval comes back on the first poll, held open until it arrived.
-    approval = pairing.wait_for_approval(client, ticket, poll_interval=5.0, timeout=10)
+    approval = pairing.wait_for_approval(client, ticket, poll_interval=5.0, timeout=60)
     assert cloud.statuses("/v1/pairing/poll") == [200]
     assert approval.token.startswith("hm_sync_") and approval.workspace_slug == "acme-co"
 
@@ -85,17 +86,17 @@ def test_re_pairing_keeps_the_machine_id(home, cloud):
 
 def test_denied(home, cloud):
     client, ticket = start(cloud, home)
-    later(0.1, lambda: cloud.deny(ticket.code))
+    when(cloud.wait_for_held_poll, lambda: cloud.deny(ticket.code))
     with pytest.raises(pairing.PairingFailed, match="denied in the browser; nothing was written") as failed:
-        pairing.wait_for_approval(client, ticket, poll_interval=0.05, timeout=5)
+        pairing.wait_for_approval(client, ticket, poll_interval=0.05, timeout=60)
     assert failed.value.kind == "denied"
 
 
 def test_expired_on_the_server(home, cloud):
     client, ticket = start(cloud, home)
-    later(0.1, lambda: cloud.expire(ticket.code))
+    when(cloud.wait_for_held_poll, lambda: cloud.expire(ticket.code))
     with pytest.raises(pairing.PairingFailed, match=r"expired \(codes last 10 minutes\).*cloud connect"):
-        pairing.wait_for_approval(client, ticket, poll_interval=0.05, timeout=5)
+        pairing.wait_for_approval(client, ticket, poll_interval=0.05, timeout=60)
 
 
 def test_the_code_ttl_runs_out():
@@ -139,15 +140,20 @@ def test_a_cancel_that_cannot_reach_the_cloud_says_the_code_dies_by_its_ttl(home
 def test_a_cloud_blip_while_polling_only_delays(home, cloud):
     client, ticket = start(cloud, home)
     retries: list[str] = []
+    retried = threading.Event()
     cloud.go_down()
 
     def back_and_approve() -> None:
         cloud.come_up()
         cloud.approve(ticket.code)
 
-    later(0.4, back_and_approve)
+    when(lambda: retried.wait(60), back_and_approve)  # back once the meter has met the blip
     approval = pairing.wait_for_approval(
-        client, ticket, poll_interval=0.05, timeout=10, on_retry=retries.append
+        client,
+        ticket,
+        poll_interval=0.05,
+        timeout=60,
+        on_retry=lambda said: (retries.append(said), retried.set()),
     )
     assert approval.token and retries and "retrying" in retries[0]
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -32,8 +31,7 @@ def test_a_crashed_daemon_does_not_block_the_next_start(tmp_path: Path):
     assert child.stdout.readline().strip() == "ok"
     assert running_pid(path) == child.pid
     child.kill()
-    child.wait()
-    time.sleep(0.05)
+    child.wait()  # reaped: the kernel has dropped its lock
     assert path.exists() and running_pid(path) is None  # stale file, no lock
     with PidLock(path):
         assert running_pid(path) == os.getpid()

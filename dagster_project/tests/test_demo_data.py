@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import numpy as np
 
-from halton_pipelines.demo_data import MODELS, PROVIDERS, Demo, DemoConfig
+from halton_warehouse.demo.demo_data import MODELS, PROVIDERS, Demo, DemoConfig
 
 CONFIG = DemoConfig(
     seed=3, requests=6_000, days=45, until=datetime(2026, 11, 1, tzinfo=UTC), chunk_size=2_000

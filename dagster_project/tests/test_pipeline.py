@@ -19,8 +19,6 @@ from halton_pipelines.defs.billing import billing_assets
 from halton_pipelines.defs.dbt import halton_dbt, marts_after_ingestion
 from halton_pipelines.defs.prices import model_prices
 from halton_pipelines.defs.snapshot import control_plane_snapshot
-from halton_pipelines.demo_data import Demo, DemoConfig
-from halton_pipelines.demo_warehouse import insert_requests, load_demo
 from halton_pipelines.resources import (
     BillingAPIsResource,
     ControlPlaneResource,
@@ -35,6 +33,8 @@ from halton_pipelines.testing.factories import (
     seed_demo_control_plane,
 )
 from halton_pipelines.testing.fake_billing import FakeBilling, serve
+from halton_warehouse.demo.demo_data import Demo, DemoConfig
+from halton_warehouse.demo.demo_warehouse import insert_requests, load_demo
 
 AS_OF = "2026-11-01"
 DEMO = DemoConfig(

@@ -17,8 +17,6 @@ import dagster as dg
 import pytest
 
 from halton_pipelines.defs.recommendations import recommendations as recommendations_asset
-from halton_pipelines.price_card import card_rows
-from halton_pipelines.raw_writes import write_rate_rows
 from halton_pipelines.recommendations import checks
 from halton_pipelines.recommendations.recommendation import (
     BATCH_API,
@@ -39,6 +37,8 @@ from halton_pipelines.testing.factories import (
     insert_request_rows,
     metered_call,
 )
+from halton_warehouse.price_card import card_rows
+from halton_warehouse.raw_writes import write_rate_rows
 
 AS_OF = "2026-11-01"
 WINDOW = Window(date(2026, 10, 2), date(2026, 11, 1))

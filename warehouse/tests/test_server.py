@@ -262,7 +262,9 @@ def test_set_persists_within_a_session_only(server: EmbeddedWarehouse) -> None:
 def test_session_check_and_timeout(server: EmbeddedWarehouse) -> None:
     status, headers, _ = post(server, "SELECT 1", session_id="never-opened", session_check="1")
     assert (status, headers["X-ClickHouse-Exception-Code"]) == (500, "372")
-    assert post(server, "SET max_threads = 3", session_id="short", session_timeout="1")[0] == 200
+    # A long timeout while the session is checked (a busy machine may take seconds between two requests),
+    # then each request sets it to 1 s, as ClickHouse lets the latest request choose.
+    assert post(server, "SET max_threads = 3", session_id="short", session_timeout="60")[0] == 200
     assert (
         post(
             server,
@@ -273,9 +275,18 @@ def test_session_check_and_timeout(server: EmbeddedWarehouse) -> None:
         )[2]
         == b"3\n"
     )
-    time.sleep(2.2)  # idle past its 1 s timeout: the sweeper closes it
-    status, headers, _ = post(server, "SELECT 1", session_id="short", session_check="1")
-    assert headers.get("X-ClickHouse-Exception-Code") == "372"
+    # Idle past its 1 s timeout the sweeper (every 1 s) closes it. Asking again keeps it alive, so each
+    # ask leaves it idle for 2.5 s (a sweep falls in that window unless the machine stalls, and then
+    # the next window); the deadline is for a server whose sweeper never runs.
+    deadline = time.monotonic() + 120
+    while True:
+        time.sleep(2.5)
+        status, headers, _ = post(
+            server, "SELECT 1", session_id="short", session_check="1", session_timeout="1"
+        )
+        if headers.get("X-ClickHouse-Exception-Code") == "372":
+            break
+        assert status == 200 and time.monotonic() < deadline, "the idle session was never closed"
     status, headers, _ = post(server, "SELECT 1", session_id="x", session_timeout="99999")
     assert headers["X-ClickHouse-Exception-Code"] == "374"
 

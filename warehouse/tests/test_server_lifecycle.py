@@ -36,7 +36,11 @@ def test_sigterm_keeps_acknowledged_and_in_flight_inserts(server_dir: Path) -> N
         def slow_body() -> Iterator[bytes]:
             yield b"INSERT INTO keep.calls FORMAT CSV\n4\n"
             server.process.send_signal(signal.SIGTERM)
-            time.sleep(1.5)  # long enough for the server to be stopping while this request is open
+            # Until the server says it waits for this very request: it is stopping while the body is open.
+            deadline = time.monotonic() + 60
+            while "waiting for 1 request(s) in flight" not in (server_dir / "server.log").read_text():
+                assert time.monotonic() < deadline, "the server never waited for the open insert"
+                time.sleep(0.05)
             yield b"5\n6\n"
 
         connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)

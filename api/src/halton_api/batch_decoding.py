@@ -23,32 +23,20 @@ import re
 from datetime import datetime
 from decimal import Context, Decimal, InvalidOperation, localcontext
 from operator import attrgetter, ge
-from typing import Annotated, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
 from uuid import UUID
 
 import msgspec
 from msgspec import Meta
 
-from halton_meter.protocol import (
-    COST_DECIMALS,
-    COST_DIGITS,
-    MAX_DURATION_MS,
-    MAX_STATUS_CODE,
-    MAX_TOKENS,
-    MAX_UNITS,
-    SCHEMA_VERSION,
-    RequestBatch,
-)
+from halton_meter.protocol import COST_DECIMALS, COST_DIGITS, SCHEMA_VERSION, RequestBatch, RequestRow
 
-# The same constraints as RequestRow's fields, but for the project's pattern: msgspec would match it on
-# every row (0.8 ms per 1,000), `_rows_hold` matches each distinct project once.
-_Slug = Annotated[str, Meta(min_length=1, max_length=128)]
-_SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-/]*")  # RequestRow's Slug pattern, used with fullmatch
+# RequestRow's project pattern, matched with fullmatch in `_rows_hold`.
+_SLUG = re.compile(
+    next(m.pattern for m in RequestRow.model_fields["project"].metadata if getattr(m, "pattern", None))
+)
 _AwareTime = Annotated[datetime, Meta(tz=True)]
-_TokenCount = Annotated[int, Meta(ge=0, le=MAX_TOKENS)]
-_DurationMs = Annotated[int, Meta(ge=0, le=MAX_DURATION_MS)]
-_Provider = Literal["anthropic", "openai", "gemini", "xai"]
-_AttributionTier = Literal["header", "api_key", "directory", "default"]
 
 # A time with seven or more fractional digits (see the module docstring). It may also match inside some
 # other string; that only sends the batch the slower way.
@@ -59,38 +47,58 @@ _MIN_COST_EXPONENT = -COST_DECIMALS
 _EXACT_SUM = Context(prec=28, traps=[InvalidOperation])  # the default's precision, whatever a caller set
 
 
-class WireRow(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True, gc=False):
-    """A validated RequestRow as plain slots: the same fields, order and defaults (a test compares them)."""
+def _wire_type(name: str, annotation: Any) -> Any:
+    """RequestRow's type of field `name` as msgspec checks it: lengths and integer bounds carried over, times
+    timezone-aware (RequestRow's `_aware`). The two constraints msgspec cannot check as pydantic does, the
+    project's pattern and cost_usd's digits, are `_rows_hold`'s; any other one stops the import, so a
+    constraint added to RequestRow can never be dropped here unseen (the fast path would accept more)."""
+    if annotation is datetime:
+        return _AwareTime
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        base, *extras = get_args(annotation)
+        bounds: dict[str, Any] = {}
+        for constraint in (m for extra in extras for m in getattr(extra, "metadata", [extra])):
+            kind = type(constraint).__name__
+            if kind in ("MinLen", "MaxLen", "Ge", "Le") and (base in (str, int)):
+                key = {"MinLen": "min_length", "MaxLen": "max_length", "Ge": "ge", "Le": "le"}[kind]
+                bounds[key] = getattr(constraint, key)
+            elif (name, kind) in _CHECKED_IN_ROWS_HOLD:
+                continue
+            else:
+                raise TypeError(f"RequestRow.{name}: {constraint!r} has no msgspec twin in batch_decoding")
+        wire = _wire_type(name, base)
+        return Annotated[wire, Meta(**bounds)] if bounds else wire
+    if origin in (Union, UnionType):
+        return Union[tuple(_wire_type(name, arg) for arg in get_args(annotation))]  # noqa: UP007
+    return annotation
 
-    request_uid: UUID
-    machine_id: Annotated[str, Meta(min_length=1, max_length=128)]
-    started_at: _AwareTime
-    ended_at: _AwareTime
-    provider: _Provider
-    model_requested: Annotated[str, Meta(max_length=256)] | None = None
-    model_served: Annotated[str, Meta(max_length=256)] | None = None
-    endpoint: Annotated[str, Meta(min_length=1, max_length=512)]
-    status_code: Annotated[int, Meta(ge=0, le=MAX_STATUS_CODE)] | None = None
-    streamed: bool = False
-    complete: bool = True
-    service_tier: Annotated[str, Meta(max_length=64)] | None = None
-    batch: bool = False
-    input_tokens: _TokenCount | None = None
-    output_tokens: _TokenCount | None = None
-    cache_read_tokens: _TokenCount | None = None
-    cache_write_tokens: _TokenCount | None = None
-    cache_write_1h_tokens: _TokenCount | None = None
-    reasoning_tokens: _TokenCount | None = None
-    cost_usd: Decimal | None = None  # bounds checked in _rows_hold
-    price_card: Annotated[str, Meta(max_length=256)] | None = None
-    project: _Slug = "default"
-    attribution_tier: _AttributionTier = "default"
-    prompt_hash: Annotated[str, Meta(max_length=128)] | None = None
-    provider_request_id: Annotated[str, Meta(max_length=256)] | None = None
-    latency_ms: _DurationMs | None = None
-    ttfb_ms: _DurationMs | None = None
-    region: Annotated[str, Meta(max_length=32)] | None = None
-    web_search_requests: Annotated[int, Meta(ge=0, le=MAX_UNITS)] | None = None
+
+# (field, constraint) pairs `_rows_hold` checks itself: the project pattern is matched once per distinct
+# project (msgspec would match it on every row, 0.8 ms per 1,000) and cost_usd's bounds once per batch.
+_CHECKED_IN_ROWS_HOLD = {
+    ("project", "_PydanticGeneralMetadata"),
+    ("cost_usd", "Ge"),
+    ("cost_usd", "_PydanticGeneralMetadata"),
+}
+_HINTS = get_type_hints(RequestRow, include_extras=True)
+
+# A validated RequestRow as plain slots (slotted, frozen, untracked by the garbage collector), derived from
+# RequestRow's fields: the same names, order, defaults and bounds.
+WireRow = msgspec.defstruct(
+    "WireRow",
+    [
+        (name, _wire_type(name, _HINTS[name]))
+        if info.is_required()
+        else (name, _wire_type(name, _HINTS[name]), info.default)
+        for name, info in RequestRow.model_fields.items()
+    ],
+    kw_only=True,
+    frozen=True,
+    forbid_unknown_fields=True,
+    gc=False,
+    module=__name__,
+)
 
 
 class WireBatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

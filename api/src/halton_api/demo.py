@@ -111,7 +111,7 @@ async def _load(
     resend: bool,
     progress: Callable[[int, int], None] | None,
 ) -> DemoLoaded:
-    from halton_pipelines.demo_data import MEMBERS, Demo, DemoConfig
+    from halton_warehouse.demo.demo_data import MEMBERS, Demo, DemoConfig
 
     async with await psycopg.AsyncConnection.connect(database_url, row_factory=dict_row) as conn:
         members = await _members(conn, MEMBERS)
@@ -246,7 +246,7 @@ async def _pair_devices(
     conn: Connection, workspace_id: uuid.UUID, demo: Any, members: list[UserPublic]
 ) -> list[str]:
     """Pair (or re-pair) every demo device; its fresh sync token, in `demo.devices` order."""
-    from halton_pipelines.demo_data import DEVICES
+    from halton_warehouse.demo.demo_data import DEVICES
 
     by_id = {m.user_id: user for m, user in zip(demo.members, members, strict=True)}
     tokens = []
@@ -390,8 +390,8 @@ def _write_billing(
 ) -> int:
     """The billed lines a billing pull would write, and the demo catalogue's rate rows (with its price cut)
     where the warehouse does not hold them yet."""
-    from halton_pipelines.demo_warehouse import write_demo_catalogue
-    from halton_pipelines.raw_writes import CostLine, write_cost_lines
+    from halton_warehouse.demo.demo_warehouse import write_demo_catalogue
+    from halton_warehouse.raw_writes import CostLine, write_cost_lines
 
     written = write_cost_lines(
         client,

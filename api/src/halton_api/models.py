@@ -85,15 +85,6 @@ class InvitationCreated(InvitationPublic):
     link: str
 
 
-class DeviceCreate(BaseModel):
-    machine_id: Annotated[str, Field(min_length=1, max_length=128)]
-    hostname: Annotated[str, Field(max_length=255)] = ""
-
-
-class DeviceUpdate(BaseModel):
-    name: Annotated[str, Field(max_length=128)]
-
-
 class DevicePublic(_Public):
     id: UUID
     workspace_id: UUID
@@ -125,10 +116,6 @@ class DeviceCreated(BaseModel):
     token: str
 
 
-class ApiKeyCreate(BaseModel):
-    name: Annotated[str, Field(min_length=1, max_length=128)]
-
-
 class ApiKeyPublic(_Public):
     id: UUID
     name: str
@@ -142,10 +129,6 @@ class ApiKeyPublic(_Public):
 class ApiKeyCreated(BaseModel):
     api_key: ApiKeyPublic
     key: str
-
-
-class CostCenterCreate(BaseModel):
-    name: Annotated[str, Field(min_length=1, max_length=128)]
 
 
 class CostCenterPublic(_Public):
@@ -173,11 +156,6 @@ class ProjectPublic(_Public):
     cost_center_id: UUID | None
     cost_center_name: str | None
     created_at: datetime
-
-
-class BudgetSet(BaseModel):
-    project_id: UUID | None = None
-    monthly_amount: Money
 
 
 class BudgetPublic(_Public):

@@ -37,6 +37,7 @@ from clickhouse_connect.driver.insert import InsertContext
 
 from halton_api.batch_decoding import FIELD, WireRow
 from halton_api.store.requests import ProbeScope, existing_uids, stored_prices
+from halton_meter.protocol import INGESTED_REQUEST_COLUMNS
 from halton_warehouse import Databases, connect
 
 log = logging.getLogger(__name__)
@@ -55,40 +56,7 @@ BUSY_RETRY_AFTER = 2
 UNAVAILABLE_RETRY_AFTER = 10
 
 # Columns of raw.requests the writer fills, in order (ingested_at is the table's default: the warehouse's clock).
-REQUEST_COLUMNS: tuple[str, ...] = (
-    "workspace_id",
-    "device_id",
-    "request_uid",
-    "machine_id",
-    "batch_id",
-    "started_at",
-    "ended_at",
-    "provider",
-    "model_requested",
-    "model_served",
-    "endpoint",
-    "status_code",
-    "streamed",
-    "complete",
-    "service_tier",
-    "batch",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "cache_write_1h_tokens",
-    "reasoning_tokens",
-    "cost_usd",
-    "price_card",
-    "project",
-    "attribution_tier",
-    "prompt_hash",
-    "provider_request_id",
-    "latency_ms",
-    "ttfb_ms",
-    "region",
-    "web_search_requests",
-)
+REQUEST_COLUMNS = INGESTED_REQUEST_COLUMNS
 
 
 class WarehouseError(RuntimeError):

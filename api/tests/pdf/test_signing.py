@@ -104,6 +104,22 @@ def test_a_workspace_key_is_made_on_first_use_and_then_reused(
     assert constraints.ca and constraints.path_length == 0 and usage.key_cert_sign
 
 
+async def blocked_on_a_lock(database_url: str, pid: int, task: asyncio.Task) -> bool:
+    """Whether the backend `pid` came to wait on a lock while `task` was still running: PostgreSQL says so
+    (pg_stat_activity), so a slow machine delays the answer but cannot fake it."""
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as watcher:
+        for _ in range(1200):  # a minute at most
+            row = await (
+                await watcher.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (pid,))
+            ).fetchone()
+            if row and row[0] == "Lock":
+                return not task.done()
+            if task.done():
+                return False
+            await asyncio.sleep(0.05)
+    return False
+
+
 def test_two_first_uses_at_once_make_one_key(database_url: str, workspace: WorkspacePublic) -> None:
     async def main() -> tuple[str, str, bool]:
         connect = psycopg.AsyncConnection.connect
@@ -123,8 +139,7 @@ def test_two_first_uses_at_once_make_one_key(database_url: str, workspace: Works
                 # The second request finds no key (the first has not committed), makes its own and tries to
                 # store it: the live-key index makes it wait for the first transaction.
                 task = asyncio.create_task(second())
-                await asyncio.sleep(0.5)
-                waited = not task.done()
+                waited = await blocked_on_a_lock(database_url, b.info.backend_pid, task)
             return key_a.fingerprint_sha256, await task, waited
 
     first, second, waited = asyncio.run(main())

@@ -106,6 +106,16 @@ class RequestRow(BaseModel):
         return self
 
 
+# The row's fields in wire order. Every other list of them derives from this one: the meter's SQLite columns
+# (`store`), the cloud's raw.requests writer and its fast batch decoder, the test factories.
+# tests/test_request_row_columns.py holds raw.requests (the warehouse migrations), the dbt staging model
+# and its yml to it, and names the place that differs.
+REQUEST_ROW_FIELDS: tuple[str, ...] = tuple(RequestRow.model_fields)
+# raw.requests as the cloud fills it: who sent each row and in which batch (from the token and the envelope,
+# never from the row), then the row; ingested_at is the table's default, the warehouse's clock.
+INGESTED_REQUEST_COLUMNS: tuple[str, ...] = ("workspace_id", "device_id", "batch_id", *REQUEST_ROW_FIELDS)
+
+
 class RequestBatch(BaseModel):
     """The body of ``POST /v1/requests/batch``: all rows are accepted or none are."""
 

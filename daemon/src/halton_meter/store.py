@@ -35,6 +35,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from uuid import UUID
@@ -179,47 +180,47 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 
-REQUEST_COLUMNS = (
-    "request_uid",
-    "machine_id",
-    "started_at",
-    "ended_at",
-    "provider",
-    "model_requested",
-    "model_served",
-    "endpoint",
-    "status_code",
-    "streamed",
-    "complete",
-    "service_tier",
+# The meter's own columns of `requests`, kept beside the wire row's (halton_meter.protocol.RequestRow):
+# what the cloud never sees, or sees only through the row.
+LOCAL_COLUMNS = (
     "service_tier_requested",
-    "batch",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "cache_write_1h_tokens",
-    "reasoning_tokens",
     "extra_units",
-    "cost_nusd",
     "billed_cost_nusd",
-    "price_card",
     "unpriced_reason",
-    "project",
-    "attribution_tier",
-    "prompt_hash",
-    "provider_request_id",
-    "latency_ms",
-    "ttfb_ms",
     "parse_errors",
     "error",
     "synced_at",
-    "region",
-    "web_search_requests",
 )
-_INSERT_REQUEST = (
-    f"INSERT INTO requests ({', '.join(REQUEST_COLUMNS)}) VALUES ({', '.join('?' * len(REQUEST_COLUMNS))})"
-)
+
+
+@cache
+def _stored_as() -> dict[str, tuple[str, Callable[[Any], Any], Callable[[Any], Any]]]:
+    """Wire fields SQLite keeps under another name or type: column, to SQLite, back to the wire."""
+    return {
+        "request_uid": ("request_uid", str, UUID),
+        "started_at": ("started_at", ts, parse_ts),
+        "ended_at": ("ended_at", ts, parse_ts),
+        "streamed": ("streamed", int, bool),
+        "complete": ("complete", int, bool),
+        "batch": ("batch", int, bool),
+        "cost_usd": ("cost_nusd", usd_to_nanos, nanos_to_usd),
+    }
+
+
+@cache
+def request_columns() -> tuple[str, ...]:
+    """The columns an insert fills: the wire row's (derived from RequestRow, loaded on first use: only a path
+    that holds rows needs pydantic), then the meter's own."""
+    from halton_meter.protocol import REQUEST_ROW_FIELDS
+
+    stored = _stored_as()
+    return tuple(stored[f][0] if f in stored else f for f in REQUEST_ROW_FIELDS) + LOCAL_COLUMNS
+
+
+@cache
+def _insert_request() -> str:
+    columns = request_columns()
+    return f"INSERT INTO requests ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
 
 
 class StoreError(RuntimeError):
@@ -333,45 +334,21 @@ def nanos_to_usd(value: int | None) -> Decimal | None:
 
 def _request_values(call: StoredCall) -> tuple[Any, ...]:
     r = call.row
-    values = {
-        "request_uid": str(r.request_uid),
-        "machine_id": r.machine_id,
-        "started_at": ts(r.started_at),
-        "ended_at": ts(r.ended_at),
-        "provider": r.provider,
-        "model_requested": r.model_requested,
-        "model_served": r.model_served,
-        "endpoint": r.endpoint,
-        "status_code": r.status_code,
-        "streamed": int(r.streamed),
-        "complete": int(r.complete),
-        "service_tier": r.service_tier,
-        "service_tier_requested": call.service_tier_requested,
-        "batch": int(r.batch),
-        "input_tokens": r.input_tokens,
-        "output_tokens": r.output_tokens,
-        "cache_read_tokens": r.cache_read_tokens,
-        "cache_write_tokens": r.cache_write_tokens,
-        "cache_write_1h_tokens": r.cache_write_1h_tokens,
-        "reasoning_tokens": r.reasoning_tokens,
-        "extra_units": json.dumps(call.extra_units, sort_keys=True) if call.extra_units else None,
-        "cost_nusd": usd_to_nanos(r.cost_usd),
-        "billed_cost_nusd": usd_to_nanos(call.billed_cost_usd),
-        "price_card": r.price_card,
-        "unpriced_reason": call.unpriced_reason,
-        "project": r.project,
-        "attribution_tier": r.attribution_tier,
-        "prompt_hash": r.prompt_hash,
-        "provider_request_id": r.provider_request_id,
-        "latency_ms": r.latency_ms,
-        "ttfb_ms": r.ttfb_ms,
-        "parse_errors": call.parse_errors,
-        "error": call.error,
-        "synced_at": None,
-        "region": r.region,
-        "web_search_requests": r.web_search_requests,
-    }
-    return tuple(values[c] for c in REQUEST_COLUMNS)
+    stored = _stored_as()
+    values = [
+        stored[name][1](value) if name in stored else value
+        for name, value in r  # a pydantic model iterates its fields in declaration order
+    ]
+    values += [
+        call.service_tier_requested,
+        json.dumps(call.extra_units, sort_keys=True) if call.extra_units else None,
+        usd_to_nanos(call.billed_cost_usd),
+        call.unpriced_reason,
+        call.parse_errors,
+        call.error,
+        None,  # synced_at
+    ]
+    return tuple(values)
 
 
 def insert_calls(
@@ -381,7 +358,7 @@ def insert_calls(
     left as it is (a journal replay, batch results downloaded again). Returns how many rows were inserted."""
     # Only a clash on request_uid is skipped (OR IGNORE would also drop a row breaking NOT NULL).
     skip = " ON CONFLICT (request_uid) DO NOTHING" if skip_existing else ""
-    cursor = conn.executemany(_INSERT_REQUEST + skip, [_request_values(c) for c in calls])
+    cursor = conn.executemany(_insert_request() + skip, [_request_values(c) for c in calls])
     inserted = cursor.rowcount if calls else 0
     bodies = [
         (str(c.row.request_uid), c.request_body, c.response_body, int(c.bodies_truncated))
@@ -412,38 +389,14 @@ def add_error_counts(conn: sqlite3.Connection, counts: dict[str, int], day: str 
 
 def row_to_protocol(row: sqlite3.Row) -> RequestRow:
     """Rebuild the wire row from a stored one (validated again: a bad row fails here, not at the cloud)."""
-    from halton_meter.protocol import RequestRow
+    from halton_meter.protocol import REQUEST_ROW_FIELDS, RequestRow
 
+    stored = _stored_as()
     return RequestRow(
-        request_uid=UUID(row["request_uid"]),
-        machine_id=row["machine_id"],
-        started_at=parse_ts(row["started_at"]),
-        ended_at=parse_ts(row["ended_at"]),
-        provider=row["provider"],
-        model_requested=row["model_requested"],
-        model_served=row["model_served"],
-        endpoint=row["endpoint"],
-        status_code=row["status_code"],
-        streamed=bool(row["streamed"]),
-        complete=bool(row["complete"]),
-        service_tier=row["service_tier"],
-        batch=bool(row["batch"]),
-        input_tokens=row["input_tokens"],
-        output_tokens=row["output_tokens"],
-        cache_read_tokens=row["cache_read_tokens"],
-        cache_write_tokens=row["cache_write_tokens"],
-        cache_write_1h_tokens=row["cache_write_1h_tokens"],
-        reasoning_tokens=row["reasoning_tokens"],
-        cost_usd=nanos_to_usd(row["cost_nusd"]),
-        price_card=row["price_card"],
-        project=row["project"],
-        attribution_tier=row["attribution_tier"],
-        prompt_hash=row["prompt_hash"],
-        provider_request_id=row["provider_request_id"],
-        latency_ms=row["latency_ms"],
-        ttfb_ms=row["ttfb_ms"],
-        region=row["region"],
-        web_search_requests=row["web_search_requests"],
+        **{
+            name: stored[name][2](row[stored[name][0]]) if name in stored else row[name]
+            for name in REQUEST_ROW_FIELDS
+        }
     )
 
 

@@ -170,7 +170,3 @@ class HaltonDbtResource(dg.ConfigurableResource):
             dbt_executable=dbt_cli.dbt_executable(),
         )
         return dbt.cli(dbt_cli.with_vars(args, self.variables()), context=context)
-
-
-def day_of(partition_key: str) -> date:
-    return date.fromisoformat(partition_key)

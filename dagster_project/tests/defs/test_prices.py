@@ -6,8 +6,8 @@ import dagster as dg
 
 from halton_meter.catalogue import load_catalogue
 from halton_pipelines.defs.prices import model_prices
-from halton_pipelines.price_card import card_rows
 from halton_pipelines.resources import WarehouseResource
+from halton_warehouse.price_card import card_rows
 
 
 def test_writes_the_rate_rows_then_nothing_until_they_change(stores) -> None:

@@ -270,12 +270,3 @@ class SyncClock:
         if len(self._written) >= self._limit and device_id not in self._written:
             self._written.clear()
         self._written[device_id] = self._clock()
-
-
-async def count_active(conn: Connection, *, workspace_id: UUID) -> int:
-    row = await (
-        await conn.execute(
-            "SELECT count(*) AS n FROM devices WHERE workspace_id = %s AND status = 'active'", (workspace_id,)
-        )
-    ).fetchone()
-    return row["n"] if row else 0

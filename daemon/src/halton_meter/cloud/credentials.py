@@ -92,13 +92,6 @@ def new_key(paths: MeterPaths) -> bytes:
     return key
 
 
-def load_key(paths: MeterPaths) -> bytes | None:
-    try:
-        return paths.cloud_key.read_bytes().strip() or None
-    except FileNotFoundError:
-        return None
-
-
 def encrypt(key: bytes, token: str) -> str:
     from cryptography.fernet import Fernet
 

@@ -22,8 +22,6 @@ from halton_meter.usage import RequestInfo
 
 logger = logging.getLogger(__name__)
 
-TICKS_PER_USD = 10**10
-
 
 def request_info(method: str, path: str, body: bytes) -> RequestInfo:
     """What an xAI request says about itself (the OpenAI dialect)."""

@@ -36,7 +36,6 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -117,6 +116,7 @@ class FakeCloud:
         self.log: list[tuple[float, str, str, int]] = []  # (time.monotonic(), method, path, status)
         self._failures: list[tuple[str, int, float | None]] = []
         self._lock = threading.Condition()
+        self._polls_held = 0  # long polls that found their code pending and began to wait
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._open: set[socket.socket] = set()
@@ -185,6 +185,13 @@ class FakeCloud:
                 return codes[-1]
             time.sleep(0.02)
         raise TimeoutError("no pairing code was requested")
+
+    def wait_for_held_poll(self, timeout: float = 60.0) -> None:
+        """Until a meter's long poll is waiting on a pending code: what a test acts on, instead of a sleep
+        that a loaded machine can outlast."""
+        with self._lock:
+            if not self._lock.wait_for(lambda: self._polls_held > 0, timeout):
+                raise TimeoutError(f"no pairing poll was held within {timeout:g} s")
 
     def approve(self, code: str) -> str:
         """Approve a code as the browser would; returns the minted token (ValueError when the code is no
@@ -386,12 +393,17 @@ class FakeCloud:
             pairing = next((p for p in self.pairings.values() if p.poll_secret == secret), None)
             if pairing is None:
                 return 404, {"detail": "code not found"}, {}
+            held = False
             while True:
                 if pairing.status == "pending" and time.time() >= pairing.expires_at:
                     pairing.status = "expired"
                 remaining = deadline - time.monotonic()
                 if pairing.status != "pending" or remaining <= 0 or self._server is None:
                     break
+                if not held:
+                    held = True
+                    self._polls_held += 1
+                    self._lock.notify_all()
                 self._lock.wait(min(remaining, max(pairing.expires_at - time.time(), 0.01), 0.5))
             if pairing.status == "pending":
                 return 200, {"status": "pending"}, {}
@@ -552,13 +564,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     do_GET = do_POST = do_DELETE = _serve
-
-
-@contextlib.contextmanager
-def fake_cloud(**kwargs: Any) -> Iterator[FakeCloud]:
-    cloud = FakeCloud(**kwargs)
-    with cloud:
-        yield cloud
 
 
 def store_rows(paths: MeterPaths, count: int, *, machine_id: str | None = None, **fields: Any) -> list[str]:

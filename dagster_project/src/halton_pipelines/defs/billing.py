@@ -14,8 +14,8 @@ import dagster as dg
 
 from halton_meter.billing_apis import BilledLine, BillingAPIError, Credentials, UsageLine
 from halton_pipelines.provider_keys import BILLING_PROVIDERS
-from halton_pipelines.raw_writes import CostLine, TokenLine, write_cost_lines, write_token_lines
 from halton_pipelines.resources import BillingClientsResource, ProviderKeysResource, WarehouseResource
+from halton_warehouse.raw_writes import CostLine, TokenLine, write_cost_lines, write_token_lines
 
 BILLING_START = "2025-01-01"
 # Partitions end with yesterday (UTC): today's bill is not final.

@@ -8,9 +8,9 @@ import dagster as dg
 
 from halton_pipelines.catalogue_source import catalogue_in_force
 from halton_pipelines.defs.catalogue import PRICE_CATALOGUE
-from halton_pipelines.price_card import card_rows
-from halton_pipelines.raw_writes import changed_rate_rows, current_rate_rows, write_rate_rows
 from halton_pipelines.resources import WarehouseResource
+from halton_warehouse.price_card import card_rows
+from halton_warehouse.raw_writes import changed_rate_rows, current_rate_rows, write_rate_rows
 
 MODEL_PRICES = dg.AssetKey(["price_card", "model_prices"])
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from halton_pipelines.raw_writes import SNAPSHOT_COLUMNS, write_snapshot
 from halton_pipelines.resources import ControlPlaneResource, WarehouseResource
+from halton_warehouse.raw_writes import SNAPSHOT_COLUMNS, write_snapshot
 
 # What each raw copy reads from the control plane, columns in `SNAPSHOT_COLUMNS` order. Ids travel as text
 # (ClickHouse parses them into UUIDs); nothing secret (token hashes, password hashes) is read.

@@ -75,10 +75,6 @@ class CardPrice:
         aboves = self.standard.tier_aboves
         return aboves[-1] if len(aboves) > 1 else None
 
-    @property
-    def has_tier(self) -> bool:
-        return self.tier_threshold_tokens is not None
-
     def rates(self, *, above_tier: bool = False) -> dict[str, Decimal]:
         """The standard rate of each token kind (USD per million tokens), fallbacks applied."""
         lines = card_lines(self.standard, self._tier(self.standard, above_tier), Buckets())

@@ -13,20 +13,11 @@ import psycopg
 from clickhouse_connect.driver.client import Client
 
 from halton_meter.catalogue import Catalogue, parse_catalogue
-from halton_meter.protocol import RequestRow
+from halton_meter.protocol import INGESTED_REQUEST_COLUMNS, RequestRow
 from halton_meter.secretbox import seal_provider_key
-from halton_pipelines.demo_data import Billing, Demo
 from halton_pipelines.testing.fake_billing import FakeCost, FakeUsage, Organisation
 from halton_warehouse import Databases
-
-# raw.requests columns as the API's batch writer fills them (halton_api.warehouse_writer.REQUEST_COLUMNS).
-REQUEST_COLUMNS: tuple[str, ...] = (
-    "workspace_id", "device_id", "request_uid", "machine_id", "batch_id", "started_at", "ended_at", "provider",
-    "model_requested", "model_served", "endpoint", "status_code", "streamed", "complete", "service_tier", "batch",
-    "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens",
-    "reasoning_tokens", "cost_usd", "price_card", "project", "attribution_tier", "prompt_hash",
-    "provider_request_id", "latency_ms", "ttfb_ms",
-)  # fmt: skip
+from halton_warehouse.demo.demo_data import Billing, Demo
 
 SECRET = "test-cloud-secret-" + "x" * 32
 
@@ -57,8 +48,8 @@ def insert_request_rows(
     for row in rows:
         values = row.model_dump()
         values.update(workspace_id=workspace_id, device_id=device_id, batch_id=batch)
-        data.append([values[column] for column in REQUEST_COLUMNS])
-    client.insert(f"{databases.raw}.requests", data, column_names=list(REQUEST_COLUMNS))
+        data.append([values[column] for column in INGESTED_REQUEST_COLUMNS])
+    client.insert(f"{databases.raw}.requests", data, column_names=list(INGESTED_REQUEST_COLUMNS))
 
 
 def seed_demo_control_plane(url: str, demo: Demo, billing: Billing) -> None:

@@ -63,10 +63,6 @@ class StatementShape:
         return self.keyword in _ROW_RETURNING
 
     @property
-    def is_insert(self) -> bool:
-        return self.keyword == "INSERT"
-
-    @property
     def changes_session(self) -> bool:
         """SET, USE and temporary tables outlive the statement on the chDB connection that ran it."""
         return self.keyword in ("SET", "USE") or (

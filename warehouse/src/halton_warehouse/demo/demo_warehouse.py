@@ -20,9 +20,11 @@ from datetime import datetime, timedelta
 
 from clickhouse_connect.driver.client import Client
 
-from halton_pipelines.demo_data import Billing, Demo, RequestChunk
-from halton_pipelines.price_card import card_rows
-from halton_pipelines.raw_writes import (
+from halton_warehouse import Databases
+from halton_warehouse.demo.demo_data import Billing, Demo, RequestChunk
+from halton_warehouse.price_card import card_rows
+from halton_warehouse.price_catalogues import is_stored, store_catalogue
+from halton_warehouse.raw_writes import (
     CostLine,
     changed_rate_rows,
     current_rate_rows,
@@ -31,8 +33,6 @@ from halton_pipelines.raw_writes import (
     write_rate_rows,
     write_snapshot,
 )
-from halton_warehouse import Databases
-from halton_warehouse.price_catalogues import is_stored, store_catalogue
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ class BuiltDemo:
     warehouse_url: str
     prefix: str
     database_url: str
-    demo: Any  # halton_pipelines.demo_data.Demo
+    demo: Any  # halton_warehouse.demo.demo_data.Demo
 
     @property
     def databases(self) -> Databases:
@@ -74,10 +74,10 @@ def build_demo(
     from halton_pipelines.defs.prices import model_prices
     from halton_pipelines.defs.recommendations import recommendations
     from halton_pipelines.defs.snapshot import control_plane_snapshot
-    from halton_pipelines.demo_data import Demo, DemoConfig
-    from halton_pipelines.demo_warehouse import load_demo
     from halton_pipelines.resources import ControlPlaneResource, HaltonDbtResource, WarehouseResource
     from halton_pipelines.testing.factories import seed_demo_control_plane
+    from halton_warehouse.demo.demo_data import Demo, DemoConfig
+    from halton_warehouse.demo.demo_warehouse import load_demo
 
     prefix = f"d{secrets.token_hex(4)}_"
     client = connect(warehouse_url)
