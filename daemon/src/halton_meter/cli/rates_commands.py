@@ -2,7 +2,7 @@
 without an upgrade (``diff``, ``update``).
 
 What a model costs is rendered by ``catalogue/display.py``, the same views the cloud's pricing page
-renders, so the two agree; updates are done by :mod:`halton_meter.rate_updates`. Imported by ``cli.py``
+renders, so the two agree; updates are done by :mod:`halton_meter.rate_updates`. Imported by ``cli/__init__.py``
 only to register the group (importing ``cli`` from here would make the two modules import each other):
 the catalogue, rich's tables and everything else load inside the commands.
 """

@@ -24,7 +24,7 @@ from rich.markup import escape
 from rich.text import Text
 
 from halton_meter.paths import HOME_ENV, MeterPaths
-from halton_meter.rates_cli import rates
+from halton_meter.cli.rates_commands import rates
 from halton_meter.settings import Settings, SettingsError, key_fingerprint, load_settings
 
 # soft_wrap: paths and commands must stay copy-pasteable, not folded at the terminal width.
@@ -1289,6 +1289,3 @@ def disconnect(as_json: bool) -> None:
     if revoked == "failed":
         sys.exit(1)
 
-
-if __name__ == "__main__":
-    main()
