@@ -2,22 +2,20 @@
 without an upgrade (``diff``, ``update``).
 
 What a model costs is rendered by ``catalogue/display.py``, the same views the cloud's pricing page
-renders, so the two agree; updates are done by :mod:`halton_meter.rate_updates`. Imported by ``cli/__init__.py``
-only to register the group (importing ``cli`` from here would make the two modules import each other):
-the catalogue, rich's tables and everything else load inside the commands.
+renders, so the two agree; updates are done by :mod:`halton_meter.rate_updates`. The catalogue, rich's
+tables and everything else load inside the commands.
 """
 
 from __future__ import annotations
 
 import difflib
-import json
-import sys
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 from rich.markup import escape
+
+from halton_meter.cli.terminal import console, fail, print_json, settings_or_exit
 
 if TYPE_CHECKING:
     from halton_meter.catalogue import Catalogue
@@ -25,34 +23,14 @@ if TYPE_CHECKING:
     from halton_meter.catalogue.display import ModelView
     from halton_meter.settings import Settings
 
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
 SUGGESTIONS = 5
 SOURCE_HELP = "A catalogue file or an https URL (default: the paired cloud's GET /v1/rates)."
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
-    sys.exit(code)
-
-
-def _print_json(document: Any) -> None:
-    click.echo(json.dumps(document, indent=2, default=str))
-
-
-def _settings() -> Settings:
-    from halton_meter.settings import SettingsError, load_settings
-
-    try:
-        return load_settings()
-    except SettingsError as exc:
-        _fail(str(exc), 2)
 
 
 def _catalogue() -> Catalogue:
     from halton_meter.catalogue import active_catalogue
 
-    return active_catalogue(_settings().paths.catalogue)
+    return active_catalogue(settings_or_exit().paths.catalogue)
 
 
 def _today() -> date:
@@ -82,13 +60,13 @@ def show(model: str | None, as_json: bool) -> None:
     if model is None:
         document = catalogue_json(catalogue, today)
         if as_json:
-            _print_json(document)
+            print_json(document)
         else:
             _print_catalogue(document)
         return
     view = model_view(resolve(catalogue, model), today)
     if as_json:
-        _print_json({"catalogue_version": catalogue.version, **view.to_json()})
+        print_json({"catalogue_version": catalogue.version, **view.to_json()})
     else:
         _print_model(view, catalogue.version)
 
@@ -98,10 +76,10 @@ def resolve(catalogue: Catalogue, argument: str):
     provider, slash, name = argument.partition("/")
     providers = sorted(catalogue.providers())
     if not slash or not provider or not name:
-        _fail(f"give the model as PROVIDER/MODEL (providers: {', '.join(providers)}), not {argument!r}", 2)
+        fail(f"give the model as PROVIDER/MODEL (providers: {', '.join(providers)}), not {argument!r}", 2)
     provider = provider.lower()
     if provider not in providers:
-        _fail(f"unknown provider {provider!r}: the catalogue knows {', '.join(providers)}", 2)
+        fail(f"unknown provider {provider!r}: the catalogue knows {', '.join(providers)}", 2)
     entry = catalogue.find(provider, name)
     if entry is None:
         ids = [e.id for e in catalogue.models if e.provider == provider]
@@ -110,7 +88,7 @@ def resolve(catalogue: Catalogue, argument: str):
         close += difflib.get_close_matches(name.lower(), ids, n=SUGGESTIONS, cutoff=0.5)
         close = list(dict.fromkeys(close))[:SUGGESTIONS]
         hint = f"; did you mean {', '.join(f'{provider}/{c}' for c in close)}?" if close else ""
-        _fail(
+        fail(
             f"{provider}/{name} is not in price catalogue {catalogue.version}{hint}"
             " (a newer catalogue may know it: halton-meter rates update)",
             2,
@@ -178,7 +156,7 @@ def _read(settings: Settings, source: str | None) -> tuple[Any, str]:
             return read_source(source)
         return read_cloud(settings), f"{settings.cloud_base_url}/v1/rates"
     except UpdateError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 def _print_diff(diff: CatalogueDiff) -> None:
@@ -198,14 +176,14 @@ def update(source: str | None, as_json: bool) -> None:
     """
     from halton_meter.rate_updates import UpdateError, install
 
-    settings = _settings()
+    settings = settings_or_exit()
     doc, where = _read(settings, source)
     try:
         result = install(settings, doc, where)
     except UpdateError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if as_json:
-        _print_json(result.to_json())
+        print_json(result.to_json())
         return
     _print_diff(result.diff)
     if not result.installed:
@@ -228,13 +206,13 @@ def diff(source: str | None, as_json: bool) -> None:
     """Show what `rates update` would change; changes nothing."""
     from halton_meter.rate_updates import UpdateError, preview
 
-    settings = _settings()
+    settings = settings_or_exit()
     doc, where = _read(settings, source)
     try:
         changes = preview(settings.paths, doc, where)
     except UpdateError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if as_json:
-        _print_json(changes.to_json())
+        print_json(changes.to_json())
     else:
         _print_diff(changes)
