@@ -66,7 +66,8 @@ from halton_api.security_headers import SecurityHeaders
 from halton_api.settings import CloudSettings
 from halton_api.store import devices as devices_store
 from halton_api.store import projects as projects_store
-from halton_api.warehouse_writer import WarehouseError, WarehousePool, WarehouseWriter
+from halton_api.warehouse_access.batch_writer import WarehouseWriter
+from halton_api.warehouse_access.client_pool import WarehouseError, WarehousePool
 from halton_meter.protocol import BatchAccepted, RequestBatch
 
 log = logging.getLogger(__name__)

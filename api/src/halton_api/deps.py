@@ -28,7 +28,7 @@ from halton_api.settings import CloudSettings
 from halton_api.store import Connection, api_keys, devices, users, workspaces
 from halton_api.store.audit import Actor
 from halton_api.store.devices import DeviceAuth
-from halton_api.warehouse_writer import WarehouseWriter
+from halton_api.warehouse_access.batch_writer import WarehouseWriter
 from halton_meter.catalogue import Catalogue
 
 SESSION_COOKIE = "halton_session"

@@ -13,7 +13,7 @@ import pytest
 from halton_api.dashboards.models import RequestRowPublic, RequestTable
 from halton_api.dashboards.requests import csv_response
 from halton_api.errors import Invalid
-from halton_api.store.requests import decode_cursor, encode_cursor
+from halton_api.warehouse_access.raw_requests import decode_cursor, encode_cursor
 
 
 def test_a_cursor_round_trips_and_a_forged_one_is_refused() -> None:

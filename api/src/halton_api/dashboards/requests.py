@@ -16,7 +16,7 @@ from halton_api.dashboards.filters import Scope
 from halton_api.dashboards.models import RequestRowPublic, RequestTable
 from halton_api.dashboards.reader import Marts
 from halton_api.dashboards.spend import as_moment
-from halton_api.store.requests import decode_cursor, encode_cursor
+from halton_api.warehouse_access.raw_requests import decode_cursor, encode_cursor
 from halton_meter.csv_export import SafeCsvWriter
 
 PAGE_SIZE = 100

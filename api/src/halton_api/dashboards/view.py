@@ -18,7 +18,7 @@ from halton_api.deps import WorkspaceContext
 from halton_api.pages import render
 from halton_api.settings import CloudSettings
 from halton_api.store import Connection
-from halton_api.warehouse_writer import WarehouseError
+from halton_api.warehouse_access.client_pool import WarehouseError
 
 RAIL_TTL_SECONDS = 60.0
 

@@ -10,7 +10,8 @@ from fastapi import APIRouter, Query, Response, status
 from halton_api.deps import ActiveDevice, Conn, KnownDevice, Settings, Writer
 from halton_api.errors import Invalid
 from halton_api.models import MeterReport, MissingAnswer, MissingAsk, Problem, ReconcileDays, WhoAmI
-from halton_api.store import devices, reconcile
+from halton_api.store import devices
+from halton_api.warehouse_access import meter_reconcile
 
 router = APIRouter(prefix="/v1/daemon", tags=["daemon"])
 
@@ -86,7 +87,7 @@ async def reconcile_days(
         )
     databases = writer.databases
     days = await writer.with_retries(
-        lambda client: reconcile.daily_totals(
+        lambda client: meter_reconcile.daily_totals(
             client,
             databases=databases,
             workspace_id=device.workspace.id,
@@ -123,7 +124,7 @@ async def reconcile_missing(
         )
     databases = writer.databases
     missing = await writer.with_retries(
-        lambda client: reconcile.missing_uids(
+        lambda client: meter_reconcile.missing_uids(
             client,
             databases=databases,
             workspace_id=device.workspace.id,

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from halton_api.models import Health, StoreHealth
-from halton_api.warehouse_writer import ping
+from halton_api.warehouse_access.client_pool import ping
 
 router = APIRouter(tags=["health"])
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from halton_api.deps import ApiReader, Writer
 from halton_api.models import RequestPage
-from halton_api.store.requests import list_requests
+from halton_api.warehouse_access.raw_requests import list_requests
 
 router = APIRouter(prefix="/v1/{workspace}/requests", tags=["requests"])
 

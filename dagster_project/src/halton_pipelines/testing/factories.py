@@ -19,7 +19,7 @@ from halton_pipelines.demo_data import Billing, Demo
 from halton_pipelines.testing.fake_billing import FakeCost, FakeUsage, Organisation
 from halton_warehouse import Databases
 
-# raw.requests columns as the API's batch writer fills them (halton_api.warehouse_writer.REQUEST_COLUMNS).
+# raw.requests columns as the API's batch writer fills them (halton_api.warehouse_access.native_blocks.REQUEST_COLUMNS).
 REQUEST_COLUMNS: tuple[str, ...] = (
     "workspace_id", "device_id", "request_uid", "machine_id", "batch_id", "started_at", "ended_at", "provider",
     "model_requested", "model_served", "endpoint", "status_code", "streamed", "complete", "service_tier", "batch",

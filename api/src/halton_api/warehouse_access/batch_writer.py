@@ -1,219 +1,40 @@
-"""The API's one way into the warehouse: a small pool of clickhouse-connect clients and the batch writer.
-
-clickhouse-connect clients are synchronous and must not run two queries at once (a client owns an HTTP
-session), so the pool lends each concurrent operation its own client and runs it in a worker thread.
-The pool's size bounds the queries in flight: a caller that waits longer than the queue timeout for a
-client is told the warehouse is busy (429), and a warehouse that cannot be reached after the retries
-is unavailable (503). Only errors known to be transient are retried; inserts are safe to retry because
-`raw.requests` is idempotent on its key.
-"""
+"""The one writer of `raw.requests` from the API: batches queued, grouped into one INSERT each, checked for
+rows the workspace already has only when they may hold some, each batch answered all or nothing."""
 
 from __future__ import annotations
 
-import array
 import asyncio
 import decimal
 import functools
 import logging
-import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from typing import Any, TypeVar
+from datetime import UTC, date, datetime
+from typing import TypeVar
 from uuid import UUID
 
-import anyio
-import urllib3
-from clickhouse_connect.datatypes.base import ClickHouseType
-from clickhouse_connect.datatypes.numeric import Decimal as DecimalType
-from clickhouse_connect.datatypes.special import UUID as UUIDType
-from clickhouse_connect.datatypes.temporal import DateTime64 as DateTime64Type
 from clickhouse_connect.driver.client import Client
-from clickhouse_connect.driver.common import write_array, write_leb128
-from clickhouse_connect.driver.compression import get_compressor
-from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
-from clickhouse_connect.driver.insert import InsertContext
 
 from halton_api.batch_decoding import FIELD, WireRow
-from halton_api.store.requests import ProbeScope, existing_uids, stored_prices
-from halton_warehouse import Databases, connect
+from halton_api.warehouse_access.client_pool import (
+    BUSY_RETRY_AFTER,
+    UNAVAILABLE_RETRY_AFTER,
+    WarehouseBusy,
+    WarehousePool,
+    WarehouseUnavailable,
+)
+from halton_api.warehouse_access.native_blocks import BlockEncoder
+from halton_api.warehouse_access.raw_requests import ProbeScope, existing_uids, stored_prices
+from halton_warehouse import Databases
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# ClickHouse error codes that mean "not now" rather than "never": overload, timeouts, the network.
-BUSY_CODES = frozenset({202, 203, 241, 252, 439})  # TOO_MANY_SIMULTANEOUS_QUERIES, NO_FREE_CONNECTION,
-# MEMORY_LIMIT_EXCEEDED, TOO_MANY_PARTS, CANNOT_SCHEDULE_TASK
-UNAVAILABLE_CODES = frozenset({159, 209, 210, 242, 319, 425})  # TIMEOUT_EXCEEDED, SOCKET_TIMEOUT,
-# NETWORK_ERROR, TABLE_IS_READ_ONLY, UNKNOWN_STATUS_OF_INSERT, SYSTEM_ERROR
 # UUIDs per probe query (`existing_uids`). A group commit's probe is one query (20 ms of warehouse CPU for
 # 16,000 UUIDs, against 3 x 15 ms in 6,000-UUID pieces), so a long one raises max_query_size for itself.
 PROBE_CHUNK = 50_000
-BUSY_RETRY_AFTER = 2
-UNAVAILABLE_RETRY_AFTER = 10
-
-# Columns of raw.requests the writer fills, in order (ingested_at is the table's default: the warehouse's clock).
-REQUEST_COLUMNS: tuple[str, ...] = (
-    "workspace_id",
-    "device_id",
-    "request_uid",
-    "machine_id",
-    "batch_id",
-    "started_at",
-    "ended_at",
-    "provider",
-    "model_requested",
-    "model_served",
-    "endpoint",
-    "status_code",
-    "streamed",
-    "complete",
-    "service_tier",
-    "batch",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "cache_write_1h_tokens",
-    "reasoning_tokens",
-    "cost_usd",
-    "price_card",
-    "project",
-    "attribution_tier",
-    "prompt_hash",
-    "provider_request_id",
-    "latency_ms",
-    "ttfb_ms",
-    "region",
-    "web_search_requests",
-)
-
-
-class WarehouseError(RuntimeError):
-    """The warehouse cannot take this operation now; retry after `retry_after` seconds."""
-
-    status_code = 503
-
-    def __init__(self, message: str, retry_after: int) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class WarehouseBusy(WarehouseError):
-    status_code = 429
-
-
-class WarehouseUnavailable(WarehouseError):
-    status_code = 503
-
-
-def classify(error: Exception) -> type[WarehouseError] | None:
-    """Which transient failure `error` is, or None when retrying cannot help."""
-    if isinstance(error, WarehouseError):
-        return type(error)
-    if isinstance(error, DatabaseError):
-        code = getattr(error, "code", None)
-        if code in BUSY_CODES:
-            return WarehouseBusy
-        if code in UNAVAILABLE_CODES or (code is None and isinstance(error, OperationalError)):
-            return WarehouseUnavailable
-    if isinstance(error, (ConnectionError, TimeoutError, urllib3.exceptions.HTTPError)):
-        return WarehouseUnavailable
-    return None
-
-
-class WarehousePool:
-    """Lends one clickhouse-connect client per concurrent operation, created on first use."""
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        size: int,
-        queue_timeout: float,
-        connect_timeout: float = 5.0,
-        read_timeout: float = 60.0,
-    ) -> None:
-        self.url = url
-        self._slots = asyncio.Semaphore(size)
-        self._idle: list[Client] = []
-        self._queue_timeout = queue_timeout
-        self._timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
-        self._in_flight = 0
-        self._drained = asyncio.Event()
-        self._drained.set()
-        self._closed = False
-
-    async def run(self, operation: Callable[[Client], T]) -> T:
-        """Run `operation(client)` in a worker thread with a client of its own."""
-        if self._closed:
-            raise WarehouseUnavailable("the API is shutting down", UNAVAILABLE_RETRY_AFTER)
-        try:
-            await asyncio.wait_for(self._slots.acquire(), self._queue_timeout)
-        except TimeoutError:
-            raise WarehouseBusy(
-                f"the warehouse is busy: no connection free within {self._queue_timeout:g}s", BUSY_RETRY_AFTER
-            ) from None
-        self._in_flight += 1
-        self._drained.clear()
-        client = self._idle.pop() if self._idle else None
-        try:
-            # Abandon (not wait for) a thread whose caller gave up, e.g. a health check's timeout: its
-            # client is then simply dropped.
-            client, result = await anyio.to_thread.run_sync(
-                self._call, client, operation, abandon_on_cancel=True
-            )
-        finally:
-            self._in_flight -= 1
-            if self._in_flight == 0:
-                self._drained.set()
-            self._slots.release()
-        self._idle.append(client)
-        return result
-
-    async def run_with_retries(self, operation: Callable[[Client], T], *, retries: int) -> T:
-        """`run`, retrying transient failures with a short backoff; raises a `WarehouseError` when they last."""
-        attempt = 0
-        while True:
-            try:
-                return await self.run(operation)
-            except Exception as error:
-                kind = classify(error)
-                if kind is None:
-                    raise
-                if attempt >= retries or (kind is WarehouseBusy and isinstance(error, WarehouseBusy)):
-                    log.warning("warehouse %s after %d attempt(s): %s", kind.__name__, attempt + 1, error)
-                    if isinstance(error, WarehouseError):
-                        raise
-                    retry_after = BUSY_RETRY_AFTER if kind is WarehouseBusy else UNAVAILABLE_RETRY_AFTER
-                    raise kind(_describe(kind), retry_after) from error
-                attempt += 1
-                log.info("transient warehouse error (attempt %d), retrying: %s", attempt, error)
-                await asyncio.sleep(0.2 * 2**attempt)
-
-    def _call(self, client: Client | None, operation: Callable[[Client], T]) -> tuple[Client, T]:
-        if client is None:
-            client = connect(self.url)
-            if hasattr(client, "timeout"):
-                client.timeout = self._timeout
-        try:
-            return client, operation(client)
-        except Exception:
-            # A client that failed may hold a broken connection: start the next operation afresh.
-            _close_quietly(client)
-            raise
-
-    async def close(self, timeout: float = 30.0) -> None:
-        """Wait for operations in flight (so no accepted batch is cut short), then close every client."""
-        self._closed = True
-        try:
-            await asyncio.wait_for(self._drained.wait(), timeout)
-        except TimeoutError:
-            log.warning("closing the warehouse pool with %d operation(s) still running", self._in_flight)
-        while self._idle:
-            _close_quietly(self._idle.pop())
 
 
 @dataclass(eq=False)
@@ -227,7 +48,7 @@ class _Pending:
     future: asyncio.Future[list[WireRow]]
     # The device's mark when the batch arrived (`WarehouseWriter.write_batch`).
     written_through: datetime | None = None
-    # `rows` as a Native block (`_BlockEncoder.block`), when encoded on arrival.
+    # `rows` as a Native block (`BlockEncoder.block`), when encoded on arrival.
     block: bytes | None = None
     taken: bool = False  # picked up by a flusher: it will be answered by the INSERT's outcome
 
@@ -270,7 +91,7 @@ class WarehouseWriter:
         self.max_rows_per_insert = max_rows_per_insert
         self.queue_timeout = queue_timeout
         self.record_written = record_written
-        self._encoder: _BlockEncoder | None = None
+        self._encoder: BlockEncoder | None = None
         self._pending: deque[_Pending] = deque()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -294,12 +115,12 @@ class WarehouseWriter:
         except Exception as error:  # the warehouse may come up later; the first INSERT then pays instead
             log.info("warehouse warm-up skipped: %s", error)
 
-    async def _block_encoder(self, *, retries: int) -> _BlockEncoder:
+    async def _block_encoder(self, *, retries: int) -> BlockEncoder:
         """The encoder of `raw.requests` blocks, made on first use from the table's column types."""
         if self._encoder is None:
             table = f"{self.databases.raw}.requests"
             self._encoder = await self.pool.run_with_retries(
-                lambda client: _BlockEncoder.describe(client, table), retries=retries
+                lambda client: BlockEncoder.describe(client, table), retries=retries
             )
         return self._encoder
 
@@ -491,61 +312,6 @@ class WarehouseWriter:
         return await self.pool.run_with_retries(operation, retries=self.retries)
 
 
-class _BlockEncoder:
-    """`raw.requests` rows as Native-format blocks, one per batch: an INSERT body is blocks one after the other
-    (ClickHouse squashes them into one part), so each batch is encoded once, when it arrives, and the INSERT
-    only joins them. Workspace, device and batch id come from each batch's token and envelope, never from its
-    rows; ingested_at is left to the table's default, the warehouse's clock."""
-
-    def __init__(self, table: str, context: InsertContext, compression: str | None) -> None:
-        self.table = table
-        self._context = context
-        self._types = [_faster_type(column_type) for column_type in context.column_types]
-        # Each column's name and type as a Native block spells them before its values.
-        self._labels = [
-            _leb_string(name) + _leb_string(column_type.insert_name)
-            for name, column_type in zip(REQUEST_COLUMNS, self._types, strict=True)
-        ]
-        self._compression = compression
-
-    @classmethod
-    def describe(cls, client: Client, table: str) -> _BlockEncoder:
-        """The encoder for `table` as the warehouse describes it, compressing as `client` sends inserts."""
-        context = client.create_insert_context(
-            table, column_names=list(REQUEST_COLUMNS), column_oriented=True
-        )
-        return cls(table, context, client.write_compression)
-
-    def block(self, workspace_id: UUID, device_id: UUID, batch_id: UUID, rows: Sequence[WireRow]) -> bytes:
-        """One Native block of a batch's `rows` (a frame of its own when the client compresses)."""
-        block = bytearray()
-        write_leb128(len(REQUEST_COLUMNS), block)
-        write_leb128(len(rows), block)
-        constants = {"workspace_id": workspace_id, "device_id": device_id, "batch_id": batch_id}
-        for name, label, column_type in zip(REQUEST_COLUMNS, self._labels, self._types, strict=True):
-            block += label
-            value = constants.get(name)
-            # One list per column read by a C getter: no per-row tuples, which would cost a transposition and,
-            # with a thousand rows a batch, young-generation garbage collections.
-            column = _Constant(value, len(rows)) if value is not None else list(map(FIELD[name], rows))
-            self._context.start_column(name)
-            column_type.write_column(column, block, self._context)
-        # Frame by frame is what clickhouse-connect itself sends for an insert of many blocks.
-        return bytes(get_compressor(self._compression).compress_block(block))
-
-    def insert(self, client: Client, body: bytes) -> None:
-        """INSERT the blocks in `body`."""
-        client.raw_insert(self.table, REQUEST_COLUMNS, body, fmt="Native", compression=self._compression)
-
-
-def _leb_string(text: str) -> bytes:
-    """`text` as Native strings are written: its UTF-8 length as LEB128, then the bytes."""
-    encoded = text.encode()
-    length = bytearray()
-    write_leb128(len(encoded), length)
-    return bytes(length) + encoded
-
-
 def _reaches_back(item: _Pending) -> bool:
     """Whether the batch may hold rows the workspace has: it starts at or before its device's mark, or the
     device has none."""
@@ -583,86 +349,6 @@ def _less(
     ]
 
 
-class _Constant(list):
-    """A column of one value repeated (a batch's workspace, device or batch id), which the encoder writes
-    once and repeats (`_UUIDColumn`)."""
-
-    def __init__(self, value: Any, count: int) -> None:
-        super().__init__([value] * count)
-        self.value = value
-
-
-# Faster Native encoders for the three column types of raw.requests that clickhouse-connect encodes one
-# Python value at a time with arithmetic per value (measured on one core: of 3.6 ms per 1,000 rows for all
-# columns, DateTime64 x2 took 1.3, Decimal 0.4, UUID x4 0.5; see bench/RESULTS.md, "Ingestion"). Each writes exactly the bytes
-# clickhouse-connect writes for the values the writer sends (aware datetimes, validated Decimals, UUID
-# objects); a test compares them on the same values. Every other column keeps clickhouse-connect's
-# encoder, and so does any other parameterisation of these types.
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MILLISECOND = timedelta(milliseconds=1)
-
-
-class _UUIDColumn(UUIDType, registered=False):
-    """UUIDs as 16-byte blocks: big-endian bytes with each 8-byte half reversed (ClickHouse's layout); a
-    value repeated for a whole batch (workspace, device, batch id) is encoded once."""
-
-    def _write_column_binary(self, column: Sequence[Any], dest: bytearray, ctx: InsertContext) -> None:
-        if self.nullable or (column and not isinstance(column[0], UUID)):
-            super()._write_column_binary(column, dest, ctx)
-        elif isinstance(column, _Constant):
-            dest += _uuid_block(column.value) * len(column)
-        else:
-            halves = array.array("Q", b"".join([value.bytes for value in column]))
-            halves.byteswap()
-            dest += halves.tobytes()
-
-
-def _uuid_block(value: UUID) -> bytes:
-    raw = value.bytes
-    return raw[7::-1] + raw[15:7:-1]
-
-
-class _DateTime64Column(DateTime64Type, registered=False):
-    """DateTime64(3) from timezone-aware datetimes: whole milliseconds since the epoch by timedelta
-    arithmetic (exact, where clickhouse-connect goes through a float timestamp per value)."""
-
-    def _write_column_binary(self, column: Sequence[Any], dest: bytearray, ctx: InsertContext) -> None:
-        if self.nullable or (column and not (isinstance(column[0], datetime) and column[0].tzinfo)):
-            super()._write_column_binary(column, dest, ctx)
-            return
-        # A naive datetime among aware ones raises TypeError here: the INSERT fails rather than guess.
-        write_array("q", [(value - _EPOCH) // _MILLISECOND for value in column], dest, ctx.column_name)
-
-
-class _DecimalColumn(DecimalType, registered=False):
-    """Decimal(18, 9) from Decimals: scaled by multiplication (clickhouse-connect formats each value
-    to a string and parses it back first)."""
-
-    def _write_column_binary(self, column: Sequence[Any], dest: bytearray, ctx: InsertContext) -> None:
-        first = next((v for v in column if v is not None), None)
-        if first is not None and not isinstance(first, decimal.Decimal):
-            super()._write_column_binary(column, dest, ctx)
-            return
-        with decimal.localcontext() as context:
-            context.prec = self.prec
-            scale = decimal.Decimal(self._mult)
-            write_array(self._array_type, [int(v * scale) if v else 0 for v in column], dest, ctx.column_name)
-
-
-def _faster_type(column_type: ClickHouseType) -> ClickHouseType:
-    """The faster encoder for `column_type` where there is one (see `_UUIDColumn`), else the type itself."""
-    kind = type(column_type)
-    if kind is UUIDType:
-        return _UUIDColumn(column_type.type_def)
-    if kind is DateTime64Type and column_type.prec == 1000:
-        return _DateTime64Column(column_type.type_def)
-    if kind is DecimalType and (column_type.prec, column_type.scale) == (18, 9):
-        return _DecimalColumn(
-            column_type.type_def, column_type.prec, column_type.byte_size * 8, column_type.scale
-        )
-    return column_type
-
-
 def _scope(items: Sequence[_Pending]) -> ProbeScope:
     """Where the batches' rows may already be stored: their UTC days, and each machine's first and last start."""
     days: set[date] = set()
@@ -690,23 +376,3 @@ def _by_machine(items: Sequence[_Pending]) -> Iterator[tuple[str, Sequence[WireR
         else:
             for machine in machines:
                 yield machine, [row for row in item.rows if row.machine_id == machine]
-
-
-def _describe(kind: type[WarehouseError]) -> str:
-    if kind is WarehouseBusy:
-        return "the warehouse is overloaded; retry shortly"
-    return "the warehouse is unreachable or timed out; retry later"
-
-
-def _close_quietly(client: Client) -> None:
-    try:
-        client.close()
-    except Exception:  # closing is best effort; the client is dropped either way
-        log.debug("closing a warehouse client failed", exc_info=True)
-
-
-def ping(client: Client) -> float:
-    """Round-trip a trivial query; returns the seconds it took."""
-    started = time.perf_counter()
-    client.command("SELECT 1")
-    return time.perf_counter() - started

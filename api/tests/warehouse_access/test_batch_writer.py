@@ -1,124 +1,26 @@
-"""The warehouse pool and writer: busy is 429, unreachable is 503, only transient errors are retried."""
+"""The batch writer: group commit, all or nothing per batch, duplicates probed only where they can be."""
 
 from __future__ import annotations
 
 import asyncio
-import json
-import threading
 import uuid
 from datetime import UTC, datetime
 
-import msgspec
 import pytest
-from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError, ProgrammingError
+from clickhouse_connect.driver.exceptions import DatabaseError
 
 from halton_api.batch_decoding import WireRow
-from halton_api.testing.factories import row
-from halton_api.warehouse_writer import (
+from halton_api.testing.factories import row, wire_row
+from halton_api.warehouse_access.batch_writer import WarehouseWriter
+from halton_api.warehouse_access.client_pool import (
     WarehouseBusy,
     WarehousePool,
     WarehouseUnavailable,
-    WarehouseWriter,
-    classify,
-    ping,
 )
-from halton_meter.protocol import RequestRow
-
-
-def test_classification() -> None:
-    assert classify(DatabaseError("too many parts", code=252)) is WarehouseBusy
-    assert classify(DatabaseError("timeout", code=159)) is WarehouseUnavailable
-    assert classify(OperationalError("Network Error")) is WarehouseUnavailable
-    assert classify(ConnectionRefusedError()) is WarehouseUnavailable
-    assert classify(ProgrammingError("syntax error", code=62)) is None
-    assert classify(DatabaseError("unknown table", code=60)) is None
-    assert classify(ValueError("bug")) is None
-
-
-def test_a_full_pool_answers_busy(warehouse) -> None:
-    async def main() -> None:
-        pool = WarehousePool(warehouse.url, size=1, queue_timeout=0.2)
-        release = threading.Event()
-        holding = asyncio.create_task(pool.run(lambda client: release.wait(5)))
-        await asyncio.sleep(0.05)
-        with pytest.raises(WarehouseBusy) as busy:
-            await pool.run(ping)
-        assert busy.value.status_code == 429 and busy.value.retry_after > 0
-        release.set()
-        await holding
-        assert await pool.run(ping) >= 0  # the client is reused once free
-        await pool.close()
-
-    asyncio.run(main())
-
-
-def test_transient_errors_are_retried_and_others_are_not(warehouse) -> None:
-    calls = {"transient": 0, "bug": 0}
-
-    def flaky(client):
-        calls["transient"] += 1
-        if calls["transient"] < 3:
-            raise OperationalError("Network Error")
-        return "ok"
-
-    def bug(client):
-        calls["bug"] += 1
-        raise ProgrammingError("syntax error", code=62)
-
-    async def main() -> None:
-        writer = WarehouseWriter(
-            WarehousePool(warehouse.url, size=2, queue_timeout=1), warehouse.databases, retries=2
-        )
-        assert await writer.with_retries(flaky) == "ok"
-        with pytest.raises(ProgrammingError):
-            await writer.with_retries(bug)
-        await writer.pool.close()
-
-    asyncio.run(main())
-    assert calls == {"transient": 3, "bug": 1}
-
-
-def test_an_unreachable_warehouse_is_unavailable_after_the_retries() -> None:
-    async def main() -> None:
-        writer = WarehouseWriter(
-            WarehousePool("http://127.0.0.1:9/", size=1, queue_timeout=1),
-            databases=None,
-            retries=1,  # type: ignore[arg-type]
-        )
-        with pytest.raises(WarehouseUnavailable) as unavailable:
-            await writer.with_retries(ping)
-        assert unavailable.value.status_code == 503
-
-    asyncio.run(main())
-
-
-def test_close_waits_for_operations_in_flight(warehouse) -> None:
-    async def main() -> None:
-        pool = WarehousePool(warehouse.url, size=2, queue_timeout=1)
-        finished = threading.Event()
-
-        def slow(client):
-            threading.Event().wait(0.3)
-            finished.set()
-
-        task = asyncio.create_task(pool.run(slow))
-        await asyncio.sleep(0.05)
-        await pool.close()
-        assert finished.is_set()
-        await task
-        with pytest.raises(WarehouseUnavailable):
-            await pool.run(ping)
-
-    asyncio.run(main())
-
-
-def _wire_row(data: dict) -> WireRow:
-    """A row as the API's decoder reads it from a meter's JSON."""
-    return msgspec.json.decode(json.dumps(data), type=WireRow)
 
 
 def _rows(machine_id: str, count: int) -> list[WireRow]:
-    return [_wire_row(row(machine_id)) for _ in range(count)]
+    return [wire_row(row(machine_id)) for _ in range(count)]
 
 
 def test_concurrent_batches_share_one_insert_and_are_deduplicated(warehouse) -> None:
@@ -213,22 +115,22 @@ def test_the_probe_finds_what_the_workspace_has_in_the_machines_windows_in_every
 ) -> None:
     from datetime import datetime, timedelta
 
-    from halton_api.store import requests
-    from halton_api.store.requests import existing_uids
-    from halton_api.warehouse_writer import _Pending, _scope
+    from halton_api.warehouse_access import raw_requests as requests
+    from halton_api.warehouse_access.batch_writer import _Pending, _scope
+    from halton_api.warehouse_access.raw_requests import existing_uids
 
     workspace, other = uuid.uuid4(), uuid.uuid4()
     today = datetime.now(UTC).replace(hour=12)
     # Sub-millisecond starts at both ends of the span: stored truncated, still inside the probe's window.
     edge = today.replace(microsecond=999_999)
     stored = [
-        _wire_row(row("m", started_at=edge - timedelta(minutes=10))),
+        wire_row(row("m", started_at=edge - timedelta(minutes=10))),
         *_rows("m", 38),
-        _wire_row(row("m", started_at=edge)),
+        wire_row(row("m", started_at=edge)),
     ]
-    earlier = [_wire_row(row("m", started_at=today - timedelta(days=3))) for _ in range(5)]
+    earlier = [wire_row(row("m", started_at=today - timedelta(days=3))) for _ in range(5)]
     # Another machine's row (a quote in its id: machine ids are bound as parameters, never inlined).
-    elsewhere = [_wire_row(row("m'2", started_at=edge - timedelta(minutes=5)))]
+    elsewhere = [wire_row(row("m'2", started_at=edge - timedelta(minutes=5)))]
 
     async def store(workspace_id: uuid.UUID, rows: list[WireRow]) -> None:
         writer = WarehouseWriter(WarehousePool(warehouse.url, size=2, queue_timeout=5), warehouse.databases)
@@ -275,11 +177,11 @@ def test_the_probe_finds_what_the_workspace_has_in_the_machines_windows_in_every
 
 
 def test_large_groups_are_probed_in_chunks_and_deduplicated(warehouse, monkeypatch) -> None:
-    from halton_api import warehouse_writer
-    from halton_api.store import requests
+    from halton_api.warehouse_access import batch_writer
+    from halton_api.warehouse_access import raw_requests as requests
 
     monkeypatch.setattr(requests, "PROBE_LIST_LIMIT", 50)  # small, to run the large-group form
-    monkeypatch.setattr(warehouse_writer, "PROBE_CHUNK", 70)
+    monkeypatch.setattr(batch_writer, "PROBE_CHUNK", 70)
     workspace, device = uuid.uuid4(), uuid.uuid4()
     first, second = _rows("m", 120), _rows("m", 90)
 
@@ -303,54 +205,6 @@ def test_large_groups_are_probed_in_chunks_and_deduplicated(warehouse, monkeypat
     assert int(count) == 210
 
 
-def test_a_batch_block_is_what_clickhouse_connect_writes_and_a_group_is_one_part(warehouse) -> None:
-    """Each batch is encoded on arrival as a Native block of its own: the same bytes clickhouse-connect writes
-    for those columns (workspace, device and batch id from the batch, never from its rows), and an INSERT of
-    several such blocks is one part."""
-    from datetime import timedelta
-
-    from clickhouse_connect.driver.transform import NativeTransform
-
-    from halton_api.warehouse_writer import REQUEST_COLUMNS, _BlockEncoder
-
-    table = f"{warehouse.databases.raw}.requests"
-    client = warehouse.client()
-    described = _BlockEncoder.describe(client, table)
-    encoder = _BlockEncoder(table, client.create_insert_context(table, list(REQUEST_COLUMNS)), None)
-    workspace, device, batch_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    # A month no other test writes: the partition holds only this test's parts.
-    start = datetime(2001, 1, 1, tzinfo=UTC)
-    rows = [_wire_row(row("m", started_at=start + timedelta(seconds=i))) for i in range(5)]
-    constants = {"workspace_id": workspace, "device_id": device, "batch_id": batch_id}
-    context = client.create_insert_context(table, list(REQUEST_COLUMNS), column_oriented=True)
-    context.compression = None
-    context.data = [[constants.get(name) or getattr(r, name) for r in rows] for name in REQUEST_COLUMNS]
-    written = b"".join(NativeTransform.build_insert(context)).partition(b" FORMAT Native\n")[
-        2
-    ]  # less the INSERT
-    assert encoder.block(workspace, device, batch_id, rows) == written
-
-    batches = [
-        (
-            uuid.uuid4(),
-            [_wire_row(row("m", started_at=start + timedelta(hours=h, seconds=i))) for i in range(n)],
-        )
-        for h, n in ((1, 3), (2, 4), (3, 2))
-    ]
-    body = b"".join(described.block(workspace, device, b, r) for b, r in batches)
-    described.insert(client, body)
-    raw = warehouse.databases.raw
-    stored = client.query(
-        f"SELECT batch_id, count() FROM {raw}.requests WHERE workspace_id = '{workspace}' GROUP BY batch_id"
-    ).result_rows
-    assert dict(stored) == {b: len(r) for b, r in batches}
-    parts = client.command(
-        f"SELECT count() FROM system.parts WHERE database = '{raw}' AND table = 'requests'"
-        " AND partition = '200101' AND active"
-    )
-    assert int(parts) == 1
-
-
 def test_the_garbage_collector_is_tuned_once() -> None:
     import gc
 
@@ -361,54 +215,6 @@ def test_the_garbage_collector_is_tuned_once() -> None:
     tune_gc_for_batches()
     assert gc.get_threshold()[0] == GC_YOUNG_THRESHOLD
     assert gc.get_freeze_count() >= frozen > 0
-
-
-def test_the_faster_encoders_write_the_same_bytes_as_clickhouse_connect() -> None:
-    """`_UUIDColumn`, `_DateTime64Column` and `_DecimalColumn` against clickhouse-connect's own encoders,
-    on the values the writer sends: UUID objects (a batch's constant and distinct ones), aware datetimes in
-    any offset (before the epoch and with sub-millisecond parts too), Decimals with None and zero."""
-    from datetime import datetime, timedelta, timezone
-    from decimal import Decimal
-
-    from clickhouse_connect.datatypes.registry import get_from_name
-    from clickhouse_connect.driver.insert import InsertContext
-    from clickhouse_connect.driver.transform import NativeTransform
-
-    from halton_api.warehouse_writer import _Constant, _faster_type
-
-    batch_id = uuid.uuid4()
-    constant = _Constant(batch_id, 5)
-    assert constant == [batch_id] * 5
-    moments = [
-        datetime(2026, 5, 1, 10, 0, 0, 999_999, tzinfo=UTC),
-        datetime(1969, 12, 31, 23, 59, 59, 999_500, tzinfo=UTC),
-        datetime(2026, 5, 1, 12, 0, 0, 123_456, tzinfo=timezone(timedelta(hours=2))),
-        RequestRow.model_validate(row("m")).started_at,  # pydantic's own tzinfo
-        datetime(2026, 1, 1, tzinfo=timezone(timedelta(hours=-5, minutes=-30))),
-    ]
-    costs = [Decimal("0.009630000"), None, Decimal("0"), Decimal("123456789.123456789"), Decimal("1E+2")]
-    columns = [
-        ("a", "UUID", constant),
-        ("b", "UUID", [uuid.uuid4() for _ in range(5)]),
-        ("c", "DateTime64(3, 'UTC')", moments),
-        ("d", "Nullable(Decimal(18, 9))", costs),
-        ("e", "Decimal(18, 9)", [c or Decimal("0.5") for c in costs]),
-    ]
-    plain = [get_from_name(type_name) for _, type_name, _ in columns]
-    faster = [_faster_type(t) for t in plain]
-    assert [type(t) for t in faster] != [type(t) for t in plain]
-    assert [t.name for t in faster] == [t.name for t in plain]
-
-    def encode(types) -> bytes:
-        context = InsertContext(
-            "t", [n for n, _, _ in columns], types, column_oriented=True, compression=None
-        )
-        context.data = [values for _, _, values in columns]
-        return b"".join(NativeTransform.build_insert(context))
-
-    assert encode(faster) == encode(plain)
-    assert _faster_type(get_from_name("DateTime64(6)")) == get_from_name("DateTime64(6)")
-    assert type(_faster_type(get_from_name("Decimal(38, 9)"))) is type(get_from_name("Decimal(38, 9)"))
 
 
 def test_inserted_rows_read_back_as_sent(warehouse) -> None:
@@ -447,7 +253,7 @@ def _timed_rows(machine_id: str, start: datetime, count: int) -> list[WireRow]:
     """`count` rows of one machine, a second apart from `start` (a meter's calls, oldest first)."""
     from datetime import timedelta
 
-    return [_wire_row(row(machine_id, started_at=start + timedelta(seconds=i))) for i in range(count)]
+    return [wire_row(row(machine_id, started_at=start + timedelta(seconds=i))) for i in range(count)]
 
 
 def test_a_batch_after_its_devices_mark_is_written_without_asking_and_one_reaching_back_is_checked(
@@ -459,8 +265,8 @@ def test_a_batch_after_its_devices_mark_is_written_without_asking_and_one_reachi
     written twice, and every read counts it once."""
     from datetime import timedelta
 
-    from halton_api import warehouse_writer
-    from halton_api.store import requests
+    from halton_api.warehouse_access import batch_writer
+    from halton_api.warehouse_access import raw_requests as requests
 
     workspace, device = uuid.uuid4(), uuid.uuid4()
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
@@ -478,7 +284,7 @@ def test_a_batch_after_its_devices_mark_is_written_without_asking_and_one_reachi
     async def broken_record(written: dict[uuid.UUID, datetime]) -> None:
         raise OSError("PostgreSQL went away")
 
-    monkeypatch.setattr(warehouse_writer, "existing_uids", counted_probe)
+    monkeypatch.setattr(batch_writer, "existing_uids", counted_probe)
 
     async def main() -> list[int]:
         one, other = (
@@ -528,7 +334,7 @@ def test_a_batch_after_its_devices_mark_is_written_without_asking_and_one_reachi
 def test_a_batch_reaches_back_when_it_starts_at_or_before_its_devices_mark() -> None:
     from datetime import timedelta
 
-    from halton_api.warehouse_writer import _Pending, _reaches_back
+    from halton_api.warehouse_access.batch_writer import _Pending, _reaches_back
 
     t = datetime(2026, 11, 20, 12, tzinfo=UTC)
     rows = _timed_rows("m", t, 3)  # t, t + 1 s, t + 2 s
