@@ -8,16 +8,12 @@ from decimal import Decimal
 
 import pytest
 
-from halton_meter.billing_apis import (
-    AnthropicBillingClient,
-    BillingAPIError,
-    Credentials,
-    OpenAIBillingClient,
-    RecordedBillingClient,
-    RetryPolicy,
-    XAIBillingClient,
-    retry_after_seconds,
-)
+from halton_meter.billing_apis.anthropic_billing import AnthropicBillingClient
+from halton_meter.billing_apis.billing_contract import BillingAPIError, Credentials
+from halton_meter.billing_apis.billing_http import RetryPolicy, retry_after_seconds
+from halton_meter.billing_apis.openai_billing import OpenAIBillingClient
+from halton_meter.billing_apis.recorded_billing import RecordedBillingClient
+from halton_meter.billing_apis.xai_billing import XAIBillingClient
 from halton_pipelines.testing.fake_billing import FakeBilling, FakeCost, FakeUsage, Organisation, serve
 
 DAY = date(2026, 10, 1)

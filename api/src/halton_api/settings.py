@@ -18,7 +18,9 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from halton_meter.billing_apis import ANTHROPIC_BASE_URL, OPENAI_BASE_URL, XAI_MANAGEMENT_BASE_URL
+from halton_meter.billing_apis.anthropic_billing import ANTHROPIC_BASE_URL
+from halton_meter.billing_apis.openai_billing import OPENAI_BASE_URL
+from halton_meter.billing_apis.xai_billing import XAI_MANAGEMENT_BASE_URL
 from halton_warehouse import WarehouseSettings
 from halton_warehouse.settings import DEFAULT_DATA_DIR
 

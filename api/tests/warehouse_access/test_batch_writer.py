@@ -12,11 +12,7 @@ from clickhouse_connect.driver.exceptions import DatabaseError
 from halton_api.batch_decoding import WireRow
 from halton_api.testing.factories import row, wire_row
 from halton_api.warehouse_access.batch_writer import WarehouseWriter
-from halton_api.warehouse_access.client_pool import (
-    WarehouseBusy,
-    WarehousePool,
-    WarehouseUnavailable,
-)
+from halton_api.warehouse_access.client_pool import WarehouseBusy, WarehousePool, WarehouseUnavailable
 
 
 def _rows(machine_id: str, count: int) -> list[WireRow]:

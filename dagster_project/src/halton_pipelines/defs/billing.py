@@ -12,7 +12,7 @@ from decimal import Decimal
 
 import dagster as dg
 
-from halton_meter.billing_apis import BilledLine, BillingAPIError, Credentials, UsageLine
+from halton_meter.billing_apis.billing_contract import BilledLine, BillingAPIError, Credentials, UsageLine
 from halton_pipelines.provider_keys import BILLING_PROVIDERS
 from halton_pipelines.raw_writes import CostLine, TokenLine, write_cost_lines, write_token_lines
 from halton_pipelines.resources import BillingClientsResource, ProviderKeysResource, WarehouseResource
