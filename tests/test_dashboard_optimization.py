@@ -346,9 +346,9 @@ def savings(
     over these stores."""
     import dagster as dg
 
+    from halton_pipelines.catalogue_rate_rows import card_rows
     from halton_pipelines.defs.recommendations import recommendations
     from halton_pipelines.defs.snapshot import control_plane_snapshot
-    from halton_pipelines.price_card import card_rows
     from halton_pipelines.raw_writes import write_rate_rows
     from halton_pipelines.resources import ControlPlaneResource, HaltonDbtResource, WarehouseResource
     from halton_pipelines.testing.factories import (
@@ -373,7 +373,9 @@ def savings(
     control_plane(database_url, "UPDATE users SET password_hash = %s", hash_password(DEMO_PASSWORD))
 
     card = catalogue_of(
-        catalogue_model("anthropic", "claude-sonnet-4-5", {"input": str(SONNET_IN), "output": str(SONNET_OUT)}),
+        catalogue_model(
+            "anthropic", "claude-sonnet-4-5", {"input": str(SONNET_IN), "output": str(SONNET_OUT)}
+        ),
         catalogue_model("anthropic", "claude-haiku-4-5", {"input": str(HAIKU_IN), "output": str(HAIKU_OUT)}),
     )
     write_rate_rows(client, Databases.with_prefix(prefix), card_rows(card))

@@ -16,8 +16,8 @@ from decimal import Decimal
 import dagster as dg
 import pytest
 
+from halton_pipelines.catalogue_rate_rows import card_rows
 from halton_pipelines.defs.recommendations import recommendations as recommendations_asset
-from halton_pipelines.price_card import card_rows
 from halton_pipelines.raw_writes import write_rate_rows
 from halton_pipelines.recommendations import checks
 from halton_pipelines.recommendations.recommendation import (

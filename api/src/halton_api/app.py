@@ -39,9 +39,9 @@ from halton_api.routers import (
     auth,
     billing_connections,
     branding,
+    captured_requests,
     clusters,
     cost_centers,
-    daemon,
     devices,
     executive,
     health,
@@ -51,13 +51,13 @@ from halton_api.routers import (
     methodology,
     optimization,
     overview,
+    paired_meter,
     pairing,
     project_view,
     projects,
     rates,
     reconciliation,
     reports,
-    requests,
     traces,
     verify,
     workspaces,
@@ -176,10 +176,10 @@ def create_app(settings: CloudSettings, *, clock: Callable[[], datetime] = utc_n
     # Fixed paths first: /{workspace}/… pages must not capture /v1, /healthz, /signin, /docs and the like.
     _install_docs(app)
     app.include_router(methodology.pages)
-    for module in (health, ingest, daemon, rates, pairing, auth, invitations, workspaces):
+    for module in (health, ingest, paired_meter, rates, pairing, auth, invitations, workspaces):
         app.include_router(module.router)
     app.include_router(pairing.pages)
-    for module in (devices, members, api_keys, projects, audit, requests, verify, reports):
+    for module in (devices, members, api_keys, projects, audit, captured_requests, verify, reports):
         app.include_router(module.router)
     dashboards = (
         overview, project_view, traces, reconciliation, executive, cost_centers, clusters, optimization

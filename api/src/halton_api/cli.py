@@ -501,7 +501,7 @@ def demo(seed: int, requests_: int, data_dir: Path | None, api_url: str, senders
     from halton_api import postgres
     from halton_api.demo import load_demo
 
-    for noisy in ("httpx", "halton_pipelines.price_card"):  # a line per batch; price-card notes
+    for noisy in ("httpx", "halton_pipelines.catalogue_rate_rows"):  # a line per batch; price-card notes
         logging.getLogger(noisy).setLevel(logging.WARNING)
     settings = _settings(data_dir=data_dir)
     with ExitStack() as stack:

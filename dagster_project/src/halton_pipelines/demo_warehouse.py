@@ -20,8 +20,8 @@ from datetime import datetime, timedelta
 
 from clickhouse_connect.driver.client import Client
 
+from halton_pipelines.catalogue_rate_rows import card_rows
 from halton_pipelines.demo_data import Billing, Demo, RequestChunk
-from halton_pipelines.price_card import card_rows
 from halton_pipelines.raw_writes import (
     CostLine,
     changed_rate_rows,

@@ -18,7 +18,7 @@ from uuid import UUID
 from clickhouse_connect.driver.client import Client
 
 from halton_meter.catalogue.rate_rows import RateRow
-from halton_pipelines.price_card import RATE_ROW_COLUMNS, row_values
+from halton_pipelines.catalogue_rate_rows import RATE_ROW_COLUMNS, row_values
 from halton_warehouse import Databases
 
 log = logging.getLogger(__name__)

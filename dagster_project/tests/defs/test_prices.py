@@ -5,8 +5,8 @@ from __future__ import annotations
 import dagster as dg
 
 from halton_meter.catalogue import load_catalogue
+from halton_pipelines.catalogue_rate_rows import card_rows
 from halton_pipelines.defs.prices import model_prices
-from halton_pipelines.price_card import card_rows
 from halton_pipelines.resources import WarehouseResource
 
 

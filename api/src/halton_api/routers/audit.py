@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
-from halton_api.dashboards import captured_requests, requests
+from halton_api.dashboards import audit_requests, priced_requests
 from halton_api.dashboards.models import RequestTable
 from halton_api.dashboards.view import open_view, render_view
 from halton_api.deps import ApiReader, Conn, Member, RailFilters, Reader, StreamConn, StreamMember
@@ -77,7 +77,7 @@ async def captured_requests_json(
     cursor: Cursor = None,
 ) -> RequestTable:
     view = await open_view(request, ctx, conn, filters, reader)
-    return await captured_requests.build_captured_requests(view, search=_search(q), cursor=cursor)
+    return await audit_requests.build_captured_requests(view, search=_search(q), cursor=cursor)
 
 
 def _search(q: str | None) -> str | None:
@@ -113,7 +113,7 @@ async def captured_requests_page(
         "audit_requests.html",
         view,
         conn,
-        lambda: captured_requests.build_captured_requests(view, search=search, cursor=cursor),
+        lambda: audit_requests.build_captured_requests(view, search=search, cursor=cursor),
         q=search or "",
     )
 
@@ -130,9 +130,9 @@ async def captured_requests_csv(
 ) -> Response:
     """The rows the page shows for the same query (one page: the visible rows)."""
     view = await open_view(request, ctx, conn, filters, reader)
-    table = await captured_requests.build_captured_requests(view, search=_search(q), cursor=cursor)
+    table = await audit_requests.build_captured_requests(view, search=_search(q), cursor=cursor)
     stamp = datetime.now(UTC).strftime("%Y%m%d")
-    return requests.csv_response(table, f"{ctx.workspace.slug}-requests-{stamp}.csv")
+    return priced_requests.csv_response(table, f"{ctx.workspace.slug}-requests-{stamp}.csv")
 
 
 @pages.get("/audit.csv")

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from halton_api.dashboards import requests
+from halton_api.dashboards import priced_requests
 from halton_api.dashboards.models import ProjectsPublic, ProjectViewPublic
 from halton_api.dashboards.project import build_project, build_projects, project_requests
 from halton_api.dashboards.view import open_view, render_view
@@ -83,4 +83,6 @@ async def project_requests_csv(
     view = await open_view(request, ctx, conn, filters, reader)
     table = await project_requests(view, slug, cursor=cursor, search=q)
     stamp = datetime.now(UTC).strftime("%Y%m%d")
-    return requests.csv_response(table, f"{ctx.workspace.slug}-{slug.replace('/', '_')}-requests-{stamp}.csv")
+    return priced_requests.csv_response(
+        table, f"{ctx.workspace.slug}-{slug.replace('/', '_')}-requests-{stamp}.csv"
+    )

@@ -6,9 +6,9 @@ Writing only changed rows matters: the priced requests re-price every day when t
 
 import dagster as dg
 
+from halton_pipelines.catalogue_rate_rows import card_rows
 from halton_pipelines.catalogue_source import catalogue_in_force
 from halton_pipelines.defs.catalogue import PRICE_CATALOGUE
-from halton_pipelines.price_card import card_rows
 from halton_pipelines.raw_writes import changed_rate_rows, current_rate_rows, write_rate_rows
 from halton_pipelines.resources import WarehouseResource
 

@@ -1,7 +1,7 @@
 """Optimisation recommendations: checks over the last 30 days of the marts, written to the warehouse.
 
 - `usage`: what the checks read (each workload's profile and token sums, its repeated calls);
-- `price_card`: the shared card's prices at the window's end, and what tokens cost on it;
+- `quoted_prices`: the shared card's prices at the window's end, and what tokens cost on it;
 - `thresholds`, `siblings`: the named constants the checks fire on, and each model's cheaper sibling;
 - `checks`: the checks, pure functions from usage and prices to `Recommendation`s;
 - `recommendation`: the stored shape, its stable id and the baseline realised savings compare against;

@@ -14,7 +14,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from halton_pipelines.recommendations.price_card import money
+from halton_pipelines.recommendations.quoted_prices import money
 from halton_pipelines.recommendations.thresholds import MONTH_DAYS
 from halton_pipelines.recommendations.usage import Sample, Window, Workload
 

@@ -20,7 +20,7 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 from halton_pipelines.recommendations import thresholds as t
-from halton_pipelines.recommendations.price_card import TokenSums
+from halton_pipelines.recommendations.quoted_prices import TokenSums
 
 
 @dataclass(frozen=True)

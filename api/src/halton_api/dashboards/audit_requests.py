@@ -3,15 +3,19 @@ paged, searchable table the project pages show)."""
 
 from __future__ import annotations
 
-from halton_api.dashboards import requests
+from halton_api.dashboards import priced_requests
 from halton_api.dashboards.models import RequestTable
 from halton_api.dashboards.view import View
 
 
 async def build_captured_requests(view: View, *, search: str | None, cursor: str | None) -> RequestTable:
     if cursor:
-        requests.decode_cursor(cursor)  # a bad cursor is the caller's 422, before the warehouse is asked
+        priced_requests.decode_cursor(
+            cursor
+        )  # a bad cursor is the caller's 422, before the warehouse is asked
     scope, names = view.scope, view.facts.device_name
     return await view.reader.run(
-        lambda client, m: requests.recent(client, m, scope, device_name=names, cursor=cursor, search=search)
+        lambda client, m: priced_requests.recent(
+            client, m, scope, device_name=names, cursor=cursor, search=search
+        )
     )
