@@ -4,7 +4,6 @@ refusals that say which provider refused what and what to do next, and `has_more
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
 import time
@@ -17,6 +16,7 @@ from typing import Any
 import httpx
 
 from halton_meter.billing_apis.billing_contract import BillingAPIError
+from halton_meter.retry_after import parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -34,25 +34,10 @@ class RetryPolicy:
 
     def delay(self, attempt: int, response: httpx.Response | None) -> float:
         if response is not None:
-            after = retry_after_seconds(response.headers.get("retry-after"))
+            after = parse_retry_after(response.headers.get("retry-after"))
             if after is not None:
                 return min(after, self.max_backoff_seconds)
         return min(self.backoff_seconds * 2 ** (attempt - 1), self.max_backoff_seconds)
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """`Retry-After` as seconds: a number of seconds or an HTTP date."""
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
 
 
 class BillingHTTP:

@@ -14,12 +14,17 @@ from halton_meter.cli.terminal import console, fail, print_json, settings_or_exi
 from halton_meter.settings import Settings
 
 
-def _period_options(fn):
+def _period_parameters(fn):
+    """The period a command looks at: a named one, or --from/--to days."""
     fn = click.option(
         "--to", "to_", type=click.DateTime(["%Y-%m-%d"]), help="Last day (inclusive), YYYY-MM-DD."
     )(fn)
     fn = click.option("--from", "from_", type=click.DateTime(["%Y-%m-%d"]), help="First day, YYYY-MM-DD.")(fn)
-    return fn
+    return click.argument(
+        "period",
+        required=False,
+        type=click.Choice(["today", "yesterday", "7d", "30d", "this-month", "last-month", "all"]),
+    )(fn)
 
 
 def _period(name: str | None, from_: datetime | None, to_: datetime | None):
@@ -41,12 +46,7 @@ def _readonly_db(settings: Settings):
 
 
 @click.command()
-@click.argument(
-    "period",
-    required=False,
-    type=click.Choice(["today", "yesterday", "7d", "30d", "this-month", "last-month", "all"]),
-)
-@_period_options
+@_period_parameters
 @click.option(
     "--by",
     "by",
@@ -150,12 +150,7 @@ def _print_report(result) -> None:
 
 
 @click.command()
-@click.argument(
-    "period",
-    required=False,
-    type=click.Choice(["today", "yesterday", "7d", "30d", "this-month", "last-month", "all"]),
-)
-@_period_options
+@_period_parameters
 @click.option("--unpriced", "unpriced_only", is_flag=True, help="Only calls without a cost.")
 @click.option("--dry-run", is_flag=True, help="Show what would change; write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
