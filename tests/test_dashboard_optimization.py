@@ -347,7 +347,7 @@ def savings(
     import dagster as dg
 
     from halton_pipelines.catalogue_rate_rows import card_rows
-    from halton_pipelines.defs.recommendations import recommendations
+    from halton_pipelines.defs.recommendation_assets import recommendations
     from halton_pipelines.defs.snapshot import control_plane_snapshot
     from halton_pipelines.raw_writes import write_rate_rows
     from halton_pipelines.resources import ControlPlaneResource, HaltonDbtResource, WarehouseResource

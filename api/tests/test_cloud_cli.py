@@ -15,7 +15,7 @@ import psutil
 import pytest
 from click.testing import CliRunner
 
-from halton_api.cli import main
+from halton_api.cloud_cli import main
 from halton_meter.testing.processes import free_port
 
 pytestmark = pytest.mark.slow
@@ -220,7 +220,7 @@ def pairing_starts_from_rotating_addresses(base: str, count: int) -> list[int]:
 def test_migrations_are_listed_without_false_gaps() -> None:
     """ "applied 7 migration(s): 0001, 0002, 0003, 0005…" read like a skipped migration: numbers never used
     are named as such, and a partial run names what it applied."""
-    from halton_api.cli import _applied
+    from halton_api.cloud_cli import _applied
     from halton_warehouse.migrate import Migration
 
     migrations = [Migration(v, f"step_{v}", "") for v in (1, 2, 3, 5)]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from halton_api.settings import (
+from halton_api.cloud_settings import (
     DEFAULT_MAX_BATCH_BYTES,
     DEFAULT_MAX_BATCH_ROWS,
     SLOW_CLIENT_PROTOCOL,

@@ -17,7 +17,7 @@ import dagster as dg
 import pytest
 
 from halton_pipelines.catalogue_rate_rows import card_rows
-from halton_pipelines.defs.recommendations import recommendations as recommendations_asset
+from halton_pipelines.defs.recommendation_assets import recommendations as recommendations_asset
 from halton_pipelines.raw_writes import write_rate_rows
 from halton_pipelines.recommendations import checks
 from halton_pipelines.recommendations.recommendation import (
@@ -29,9 +29,9 @@ from halton_pipelines.recommendations.recommendation import (
     RIGHT_SIZING,
     recommendation_id,
 )
+from halton_pipelines.recommendations.recommendation_sets import RUN_MARKERS, read_current
 from halton_pipelines.recommendations.run import compute, run_recommendations
-from halton_pipelines.recommendations.store import RUN_MARKERS, read_current
-from halton_pipelines.recommendations.usage import Window, staging_database
+from halton_pipelines.recommendations.window_usage import Window, staging_database
 from halton_pipelines.resources import HaltonDbtResource, WarehouseResource
 from halton_pipelines.testing.factories import (
     catalogue_model,

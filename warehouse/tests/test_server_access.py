@@ -16,9 +16,9 @@ from click.testing import CliRunner
 from clickhouse_connect.driver.exceptions import DatabaseError
 
 from halton_warehouse import WarehouseSettings, connect
-from halton_warehouse.cli import main as warehouse_cli
-from halton_warehouse.credentials import Login, credentials_path, read_logins
 from halton_warehouse.embedded import EmbeddedWarehouse, start_embedded
+from halton_warehouse.logins import Login, credentials_path, read_logins
+from halton_warehouse.warehouse_cli import main as warehouse_cli
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,9 @@ def test_settings_left_unset_log_in_with_the_embedded_admin(server_dir: Path, mo
         # A server running on that data dir is found where it listens (its server.json beside the data).
         assert WarehouseSettings(data_dir=server_dir).clickhouse_url.rstrip("/") == running.url.rstrip("/")
     # Stopped: the default port, still with the admin login from the data dir.
-    assert WarehouseSettings(data_dir=server_dir).clickhouse_url == f"http://halton:{password}@127.0.0.1:8123/"
+    assert (
+        WarehouseSettings(data_dir=server_dir).clickhouse_url == f"http://halton:{password}@127.0.0.1:8123/"
+    )
     explicit = WarehouseSettings(data_dir=server_dir, clickhouse_url="http://other:1/")
     assert explicit.clickhouse_url == "http://other:1/"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from halton_warehouse import connect
-from halton_warehouse.client import WarehouseURLError
-from halton_warehouse.settings import WarehouseSettings
+from halton_warehouse.warehouse_client import WarehouseURLError
+from halton_warehouse.warehouse_settings import WarehouseSettings
 
 
 def test_http_url_reaches_the_embedded_server(warehouse_server: str) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from halton_api.settings import CloudSettings
+from halton_api.cloud_settings import CloudSettings
 from halton_meter.billing_apis.anthropic_billing import AnthropicBillingClient
 from halton_meter.billing_apis.billing_contract import BillingAPIError, Credentials
 from halton_meter.billing_apis.billing_http import RetryPolicy

@@ -20,11 +20,11 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 from fastapi import Request
 
-from halton_api.settings import CloudSettings
+from halton_api.cloud_settings import CloudSettings
 from halton_meter.catalogue import Catalogue, CatalogueError, packaged_text, parse_catalogue
 from halton_meter.catalogue.etag import catalogue_etag
 from halton_warehouse.price_catalogues import newest_catalogue
-from halton_warehouse.settings import Databases
+from halton_warehouse.warehouse_settings import Databases
 
 log = logging.getLogger(__name__)
 

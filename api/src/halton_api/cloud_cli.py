@@ -29,7 +29,7 @@ import click
 import psycopg
 from rich.console import Console
 
-from halton_api.settings import CloudSettings, SettingsError
+from halton_api.cloud_settings import CloudSettings, SettingsError
 
 if TYPE_CHECKING:
     from halton_api.first_run import FirstRunWatch
@@ -226,7 +226,7 @@ def up(
                     )
                 )
                 warehouse_url = server.url
-                from halton_warehouse.credentials import credentials_path
+                from halton_warehouse.logins import credentials_path
 
                 warehouse_note = (
                     f"  (logins, the read-only analyst's too: {credentials_path(server.data_dir)})"
@@ -289,7 +289,9 @@ def _product_lines_only() -> None:
     per-migration and per-server log lines that the summary lines repeat, pgserver's XDG_RUNTIME_DIR note)
     stays out of the terminal unless -v asks for it. Warnings and errors still show."""
     logging.getLogger().setLevel(logging.WARNING)
-    logging.getLogger("halton_api.settings").setLevel(logging.INFO)  # "generated a development secret key"
+    logging.getLogger("halton_api.cloud_settings").setLevel(
+        logging.INFO
+    )  # "generated a development secret key"
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
 
 
@@ -459,7 +461,7 @@ class _DemoLoader:
             "HALTON_CLICKHOUSE_URL": self.warehouse_url,
             "HALTON_DATA_DIR": str(self.data_dir),
         }
-        command = [sys.executable, "-m", "halton_api.cli", "demo", "--requests", str(self.requests)]
+        command = [sys.executable, "-m", "halton_api.cloud_cli", "demo", "--requests", str(self.requests)]
         self.process = subprocess.Popen([*command, "--url", api_url], env=env)
 
     def stop(self) -> None:

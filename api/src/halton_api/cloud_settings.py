@@ -22,7 +22,7 @@ from halton_meter.billing_apis.anthropic_billing import ANTHROPIC_BASE_URL
 from halton_meter.billing_apis.openai_billing import OPENAI_BASE_URL
 from halton_meter.billing_apis.xai_billing import XAI_MANAGEMENT_BASE_URL
 from halton_warehouse import WarehouseSettings
-from halton_warehouse.settings import DEFAULT_DATA_DIR
+from halton_warehouse.warehouse_settings import DEFAULT_DATA_DIR
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from halton_api.dashboards.models import RequestRowPublic, RequestTable
+from halton_api.dashboards.page_models import RequestRowPublic, RequestTable
 from halton_api.dashboards.priced_requests import csv_response
 from halton_api.errors import Invalid
 from halton_api.warehouse_access.raw_requests import decode_cursor, encode_cursor

@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 
 from halton_api import csrf
 from halton_api.app import create_app
+from halton_api.cloud_settings import CloudSettings
 from halton_api.deps import SESSION_COOKIE
-from halton_api.settings import CloudSettings
 from halton_api.testing.factories import PASSWORD, Browser, csrf_from, make_user, make_workspace
 
 

@@ -8,7 +8,7 @@ import threading
 import psycopg
 from fastapi.testclient import TestClient
 
-from halton_api.store.pairing import CODE_ALPHABET, normalise_code
+from halton_api.store.pairing_codes import CODE_ALPHABET, normalise_code
 from halton_api.testing.factories import Browser, add_member, batch, bearer, make_user, make_workspace
 
 CODE = re.compile(r"^[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}$")

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from halton_api.app import create_app
-from halton_api.settings import CloudSettings
+from halton_api.cloud_settings import CloudSettings
 from halton_meter.catalogue.etag import catalogue_etag
 from halton_warehouse import connect
 from halton_warehouse.price_catalogues import store_catalogue

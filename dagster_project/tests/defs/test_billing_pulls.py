@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from halton_meter.secretbox import seal_provider_key
-from halton_pipelines.defs.billing import billing_assets, billing_daily_schedule
+from halton_pipelines.defs.billing_pulls import billing_assets, billing_daily_schedule
 from halton_pipelines.resources import BillingAPIsResource, ProviderKeysResource, WarehouseResource
 from halton_pipelines.testing.factories import SECRET, HandWorkspace
 from halton_pipelines.testing.fake_billing import FakeBilling, FakeCost, Organisation, serve

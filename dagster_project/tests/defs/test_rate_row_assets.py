@@ -6,7 +6,7 @@ import dagster as dg
 
 from halton_meter.catalogue import load_catalogue
 from halton_pipelines.catalogue_rate_rows import card_rows
-from halton_pipelines.defs.prices import model_prices
+from halton_pipelines.defs.rate_row_assets import model_prices
 from halton_pipelines.resources import WarehouseResource
 
 

@@ -26,7 +26,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import Enum
 
-from halton_warehouse.credentials import Login, WarehouseLogins
 from halton_warehouse.http_errors import (
     ACCESS_DENIED,
     AUTHENTICATION_FAILED,
@@ -34,6 +33,7 @@ from halton_warehouse.http_errors import (
     ClickHouseError,
 )
 from halton_warehouse.http_sql import TOKENS, StatementShape
+from halton_warehouse.logins import Login, WarehouseLogins
 
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
 

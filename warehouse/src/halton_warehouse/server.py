@@ -25,10 +25,10 @@ import threading
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
-from halton_warehouse.credentials import WarehouseLogins, credentials_path, load_or_create
 from halton_warehouse.http_access import Role, allowed_host_names
 from halton_warehouse.http_engine import ConnectionPool, Engine, SessionRegistry
 from halton_warehouse.http_handler import ClickHouseRequestHandler
+from halton_warehouse.logins import WarehouseLogins, credentials_path, load_or_create
 
 # Named, not __name__: run with `python -m`, this module is `__main__`.
 logger = logging.getLogger("halton_warehouse.server")

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import click
 
-from halton_warehouse.client import connect
-from halton_warehouse.credentials import CredentialsError, credentials_path, read_logins, with_login
+from halton_warehouse.logins import CredentialsError, credentials_path, read_logins, with_login
 from halton_warehouse.migrate import migrate as apply_migrations
-from halton_warehouse.settings import EMBEDDED_PORT, WarehouseSettings
+from halton_warehouse.warehouse_client import connect
+from halton_warehouse.warehouse_settings import EMBEDDED_PORT, WarehouseSettings
 
 
 @click.group()

@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from halton_warehouse.credentials import read_logins, with_login
+from halton_warehouse.logins import read_logins, with_login
 from halton_warehouse.running import running_address
 
 EMBEDDED_PORT = 8123

@@ -4,7 +4,7 @@ paged, searchable table the project pages show)."""
 from __future__ import annotations
 
 from halton_api.dashboards import priced_requests
-from halton_api.dashboards.models import RequestTable
+from halton_api.dashboards.page_models import RequestTable
 from halton_api.dashboards.view import View
 
 

@@ -6,7 +6,7 @@ import calendar
 from datetime import date
 from decimal import Decimal
 
-from halton_api.dashboards.models import BudgetStatus
+from halton_api.dashboards.page_models import BudgetStatus
 
 TENTH = Decimal("0.1")
 

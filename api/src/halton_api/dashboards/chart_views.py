@@ -8,7 +8,7 @@ from datetime import datetime
 from markupsafe import Markup
 
 from halton_api import charts
-from halton_api.dashboards.models import Ranked, TimeSeries
+from halton_api.dashboards.page_models import Ranked, TimeSeries
 
 _LABEL = {"hour": "%H:%M", "day": "%d %b", "week": "w/c %d %b", "month": "%b %Y"}
 

@@ -13,7 +13,7 @@ from clickhouse_connect.driver.client import Client
 from fastapi.responses import Response
 
 from halton_api.dashboards.filters import Scope
-from halton_api.dashboards.models import RequestRowPublic, RequestTable
+from halton_api.dashboards.page_models import RequestRowPublic, RequestTable
 from halton_api.dashboards.reader import Marts
 from halton_api.dashboards.spend import as_moment
 from halton_api.warehouse_access.raw_requests import decode_cursor, encode_cursor

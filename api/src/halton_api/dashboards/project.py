@@ -8,7 +8,13 @@ from decimal import Decimal
 from halton_api.dashboards import priced_requests, spend
 from halton_api.dashboards.budgets import budget_status
 from halton_api.dashboards.filters import PROVIDERS
-from halton_api.dashboards.models import ProjectInfo, ProjectsPublic, ProjectViewPublic, Ranked, RequestTable
+from halton_api.dashboards.page_models import (
+    ProjectInfo,
+    ProjectsPublic,
+    ProjectViewPublic,
+    Ranked,
+    RequestTable,
+)
 from halton_api.dashboards.view import View
 from halton_api.errors import Invalid, NotFound
 

@@ -27,7 +27,7 @@ from halton_api.dashboards.filters import (
     naive,
     previous_month,
 )
-from halton_api.dashboards.models import Change, PeriodPublic, Ranked, SeriesPublic, TimeSeries, Totals
+from halton_api.dashboards.page_models import Change, PeriodPublic, Ranked, SeriesPublic, TimeSeries, Totals
 from halton_api.dashboards.reader import Marts
 
 GRAINS = ("day", "week", "month")

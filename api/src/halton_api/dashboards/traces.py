@@ -8,7 +8,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from uuid import UUID
 
 from halton_api.dashboards import priced_requests
-from halton_api.dashboards.models import TracePublic
+from halton_api.dashboards.page_models import TracePublic
 from halton_api.dashboards.spend import as_moment
 from halton_api.dashboards.view import View
 from halton_api.errors import NotFound

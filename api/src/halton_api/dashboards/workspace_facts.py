@@ -8,10 +8,10 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from uuid import UUID
 
+from halton_api.cloud_settings import CloudSettings
 from halton_api.dashboards.filters import PROVIDERS, UNASSIGNED, Filters, Scope
-from halton_api.dashboards.models import DeviceSync, RailOption, SyncStatus
+from halton_api.dashboards.page_models import DeviceSync, RailOption, SyncStatus
 from halton_api.models import BudgetPublic, CostCenterPublic, DevicePublic, ProjectPublic
-from halton_api.settings import CloudSettings
 from halton_api.store import Connection, devices, projects
 
 

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from halton_api.dashboards import audit_requests, priced_requests
-from halton_api.dashboards.models import RequestTable
+from halton_api.dashboards.page_models import RequestTable
 from halton_api.dashboards.view import open_view, render_view
 from halton_api.deps import ApiReader, Conn, Member, RailFilters, Reader, StreamConn, StreamMember
 from halton_api.models import AuditPage

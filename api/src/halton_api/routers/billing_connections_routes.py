@@ -13,10 +13,10 @@ from starlette.concurrency import run_in_threadpool
 
 from halton_api import connection_status
 from halton_api.billing_checks import check_connection
+from halton_api.cloud_settings import CloudSettings
 from halton_api.deps import BillingManager, Conn, CsrfProtected, Member, Now, Settings, WorkspaceContext
 from halton_api.errors import Invalid, NotFound
 from halton_api.pages import redirect, render
-from halton_api.settings import CloudSettings
 from halton_api.store import Connection, projects, provider_connections
 from halton_api.store.provider_connections import PROVIDER_LABELS
 

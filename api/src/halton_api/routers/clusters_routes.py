@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from halton_api.dashboards.clusters import build_clusters
-from halton_api.dashboards.models import ClustersPublic
+from halton_api.dashboards.page_models import ClustersPublic
 from halton_api.dashboards.view import open_view, render_view
 from halton_api.deps import ApiReader, Conn, Member, RailFilters, Reader
 

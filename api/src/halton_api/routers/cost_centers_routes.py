@@ -9,7 +9,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
 from halton_api.dashboards.cost_centers import build_cost_centers
-from halton_api.dashboards.models import CostCentersPublic
+from halton_api.dashboards.page_models import CostCentersPublic
 from halton_api.dashboards.view import open_view, render_view
 from halton_api.deps import ApiReader, ConfigManager, Conn, CsrfProtected, Member, RailFilters, Reader
 from halton_api.errors import Invalid

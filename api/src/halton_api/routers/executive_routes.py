@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from halton_api.dashboards.executive import build_executive
-from halton_api.dashboards.models import ExecutivePublic
+from halton_api.dashboards.page_models import ExecutivePublic
 from halton_api.dashboards.view import open_view, render_view
 from halton_api.deps import ApiReader, Conn, Member, RailFilters, Reader
 

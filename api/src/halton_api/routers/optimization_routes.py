@@ -11,13 +11,17 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
 from halton_api.dashboards.filters import PROVIDERS
-from halton_api.dashboards.models import OptimizationCatalogPublic, OptimizationPublic, RealisedSavingsPublic
 from halton_api.dashboards.optimization import (
     KIND_LABELS,
     build_catalog,
     build_optimization,
     build_realised,
     current_row,
+)
+from halton_api.dashboards.page_models import (
+    OptimizationCatalogPublic,
+    OptimizationPublic,
+    RealisedSavingsPublic,
 )
 from halton_api.dashboards.reader import MartsReader
 from halton_api.dashboards.view import open_view, render_view
@@ -34,7 +38,7 @@ from halton_api.deps import (
 from halton_api.errors import NotFound
 from halton_api.pages import redirect
 from halton_api.store import Connection
-from halton_api.store import recommendations as decisions
+from halton_api.store import recommendation_decisions as decisions
 
 router = APIRouter(prefix="/v1/{workspace}", tags=["dashboards"])
 pages = APIRouter(prefix="/{workspace}", include_in_schema=False)

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from halton_api.dashboards.models import OverviewPublic, SyncStatus
 from halton_api.dashboards.overview import build_overview
+from halton_api.dashboards.page_models import OverviewPublic, SyncStatus
 from halton_api.dashboards.view import open_view, render_view
 from halton_api.dashboards.workspace_facts import WorkspaceFacts
 from halton_api.deps import ApiReader, Conn, Member, Prices, RailFilters, Reader

@@ -27,8 +27,8 @@ from halton_api.models import Problem
 from halton_api.pages import render
 from halton_api.ratelimit import TokenBucketLimiter
 from halton_api.roles import Permission, allows
-from halton_api.store import Connection, pairing, workspaces
-from halton_api.store.pairing import display_code, normalise_code
+from halton_api.store import Connection, pairing_codes, workspaces
+from halton_api.store.pairing_codes import display_code, normalise_code
 from halton_meter.secretbox import fernet_for
 
 router = APIRouter(prefix="/v1/pairing", tags=["pairing"])
@@ -103,7 +103,7 @@ async def start(body: PairingStart, request: Request, conn: Conn, settings: Sett
     limiter = _limiter(request, "pairing_start_limiter")
     _check_limit(limiter, [address], "pairing codes asked for from this address")
     limiter.failed(address)  # every code costs a token: codes are cheap to ask for, not free
-    started = await pairing.start_pairing(
+    started = await pairing_codes.start_pairing(
         conn,
         machine_id=body.machine_id,
         hostname=body.hostname,
@@ -135,7 +135,7 @@ async def poll(body: PairingPoll, request: Request, settings: Settings) -> Respo
     while True:
         # A connection per look, never held while waiting: a long-poll must not pin the pool.
         async with request.app.state.pg.connection() as conn:
-            result = await pairing.collect(conn, poll_secret=body.poll_secret, cipher=cipher)
+            result = await pairing_codes.collect(conn, poll_secret=body.poll_secret, cipher=cipher)
         if result is None:
             return JSONResponse({"detail": "code not found"}, status_code=404)
         if result.status == "approved":
@@ -169,7 +169,7 @@ async def poll(body: PairingPoll, request: Request, settings: Settings) -> Respo
     responses={404: {"model": Problem, "description": "No pairing has this poll secret."}},
 )
 async def cancel(body: PairingCancel, conn: Conn) -> Response:
-    result = await pairing.cancel(conn, poll_secret=body.poll_secret)
+    result = await pairing_codes.cancel(conn, poll_secret=body.poll_secret)
     if result is None:
         return JSONResponse({"detail": "code not found: no pairing has this poll secret"}, status_code=404)
     return JSONResponse(PairingCancelledPublic(status=result).model_dump(mode="json"))
@@ -197,12 +197,12 @@ def _guess_keys(request: Request, user_id: UUID) -> list[str]:
 
 async def _lookup(
     request: Request, conn: Connection, user_id: UUID, typed: str
-) -> pairing.PendingPairing | None:
+) -> pairing_codes.PendingPairing | None:
     limiter = _limiter(request, "pairing_guess_limiter")
     keys = _guess_keys(request, user_id)
     _check_limit(limiter, keys, "wrong pairing codes")
     code = normalise_code(typed)
-    found = await pairing.find_pending(conn, code=code) if code else None
+    found = await pairing_codes.find_pending(conn, code=code) if code else None
     if found is None:
         for key in keys:
             limiter.failed(key)
@@ -265,7 +265,7 @@ async def decide(
     if found is None:
         return await _code_not_found(request, conn, user, choices, code)
     if decision == "deny":
-        await pairing.deny(conn, code=found.code, workspace=chosen, user=user)
+        await pairing_codes.deny(conn, code=found.code, workspace=chosen, user=user)
         return await render(
             request,
             "connect_done.html",
@@ -275,7 +275,7 @@ async def decide(
             pending=found,
             workspace=chosen,
         )
-    device = await pairing.approve(
+    device = await pairing_codes.approve(
         conn,
         code=found.code,
         workspace=chosen,

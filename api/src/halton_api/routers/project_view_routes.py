@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from halton_api.dashboards import priced_requests
-from halton_api.dashboards.models import ProjectsPublic, ProjectViewPublic
+from halton_api.dashboards.page_models import ProjectsPublic, ProjectViewPublic
 from halton_api.dashboards.project import build_project, build_projects, project_requests
 from halton_api.dashboards.view import open_view, render_view
 from halton_api.deps import ApiReader, Conn, Member, RailFilters, Reader

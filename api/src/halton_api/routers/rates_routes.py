@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response, status
 
+from halton_api.catalogue_in_force import catalogue_for
 from halton_api.deps import Settings
 from halton_api.models import Problem
-from halton_api.prices import catalogue_for
 from halton_meter.catalogue.etag import etag_matches
 
 router = APIRouter(prefix="/v1", tags=["rates"])

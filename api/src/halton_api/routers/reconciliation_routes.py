@@ -10,7 +10,7 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import Response
 
 from halton_api.dashboards.filters import PROVIDERS
-from halton_api.dashboards.models import ReconciliationPeriodPublic, ReconciliationPublic
+from halton_api.dashboards.page_models import ReconciliationPeriodPublic, ReconciliationPublic
 from halton_api.dashboards.reconciliation import (
     THRESHOLDS,
     build_reconciliation,
@@ -22,7 +22,7 @@ from halton_api.dashboards.reconciliation import (
 from halton_api.dashboards.view import open_view, render_view
 from halton_api.deps import ApiReader, ConfigManager, Conn, CsrfProtected, Member, RailFilters, Reader
 from halton_api.pages import redirect
-from halton_api.store import billing
+from halton_api.store import billing_inputs
 
 router = APIRouter(prefix="/v1/{workspace}", tags=["dashboards"])
 pages = APIRouter(prefix="/{workspace}", include_in_schema=False)
@@ -127,7 +127,7 @@ async def paste_statement(
     note: Annotated[str, Form(max_length=500)] = "",
 ) -> Response:
     statement = statement_input(provider, month, amount, note, today=datetime.now(UTC).date())
-    saved, outcome = await billing.save_statement(
+    saved, outcome = await billing_inputs.save_statement(
         conn, workspace_id=ctx.workspace.id, statement=statement, actor=ctx.actor
     )
     what = f"{PROVIDERS[saved.provider]} statement for {saved.period:%Y-%m}"

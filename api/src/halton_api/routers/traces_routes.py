@@ -9,7 +9,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from halton_api.dashboards.models import TracePublic
+from halton_api.dashboards.page_models import TracePublic
 from halton_api.dashboards.traces import build_trace
 from halton_api.dashboards.view import open_view, render_view
 from halton_api.deps import ApiReader, Conn, Member, RailFilters, Reader

@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any, Literal
 from uuid import UUID
 
-from halton_api.dashboards.models import StatementCreate, StatementPublic, StatementRevisionPublic
+from halton_api.dashboards.page_models import StatementCreate, StatementPublic, StatementRevisionPublic
 from halton_api.store import Connection, audit
 from halton_api.store.audit import Actor
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 from uuid import UUID
 
-from halton_api.dashboards.models import CheckSuppression, RecommendationDecision
+from halton_api.dashboards.page_models import CheckSuppression, RecommendationDecision
 from halton_api.errors import Invalid, NotFound
 from halton_api.store import Connection, audit
 from halton_api.store.audit import Actor

@@ -9,7 +9,7 @@ import dagster as dg
 
 from halton_pipelines.defs.dbt import marts_run_in_flight
 from halton_pipelines.recommendations.run import run_recommendations
-from halton_pipelines.recommendations.usage import staging_database
+from halton_pipelines.recommendations.window_usage import staging_database
 from halton_pipelines.resources import WarehouseResource
 
 RECOMMENDATIONS = dg.AssetKey(["recommendations"])

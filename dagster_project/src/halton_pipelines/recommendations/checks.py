@@ -30,7 +30,7 @@ from halton_pipelines.recommendations.recommendation import (
     Recommendation,
 )
 from halton_pipelines.recommendations.siblings import cheaper_sibling
-from halton_pipelines.recommendations.usage import Repeats, Window, Workload, WorkloadKey
+from halton_pipelines.recommendations.window_usage import Repeats, Window, Workload, WorkloadKey
 
 Prices = Mapping[tuple[str, str], CardPrice]
 

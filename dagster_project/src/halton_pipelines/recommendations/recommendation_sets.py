@@ -18,7 +18,7 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 from halton_pipelines.recommendations.recommendation import Recommendation
-from halton_pipelines.recommendations.usage import Window
+from halton_pipelines.recommendations.window_usage import Window
 
 RECOMMENDATION_COLUMNS: tuple[str, ...] = (
     "workspace_id", "run_id", "computed_at", "recommendation_id", "kind", "project", "provider", "model",
