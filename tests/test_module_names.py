@@ -22,6 +22,7 @@ def test_every_module_name_is_unique_across_the_packages() -> None:
             if path.stem not in EXEMPT:
                 places[path.stem].append(str(path.relative_to(ROOT)))
     repeated = {name: paths for name, paths in places.items() if len(paths) > 1}
-    assert repeated == {}, "module names used more than once (rename one so its name says what it holds): " + (
-        "; ".join(f"{name}: {', '.join(sorted(paths))}" for name, paths in sorted(repeated.items()))
+    assert repeated == {}, (
+        "module names used more than once (rename one so its name says what it holds): "
+        + ("; ".join(f"{name}: {', '.join(sorted(paths))}" for name, paths in sorted(repeated.items())))
     )
