@@ -1,7 +1,7 @@
 """Bytes per request row in the warehouse after compression: the capacity figure docs/production.md sizes
 disks and shards with.
 
-Loads the demo's requests (`halton_pipelines.demo_data`, 90 days, seed 42: realistic models, projects, token
+Loads the demo's requests (`halton_warehouse.demo.demo_data`, 90 days, seed 42: realistic models, projects, token
 counts and prompt hashes) into `raw.requests` on a fresh embedded warehouse server, merges the parts
 (`OPTIMIZE … FINAL`, as background merges do in time), then reads `system.parts` and `system.columns`.
 
@@ -15,9 +15,9 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from halton_pipelines.demo_data import Demo, DemoConfig
-from halton_pipelines.demo_warehouse import load_demo
 from halton_warehouse import Databases, WarehouseSettings, connect
+from halton_warehouse.demo.demo_data import Demo, DemoConfig
+from halton_warehouse.demo.demo_warehouse import load_demo
 from halton_warehouse.embedded import start_embedded
 from halton_warehouse.migrate import migrate
 

@@ -227,7 +227,7 @@ def build_marts(warehouse, postgres_url: str, *, as_of: date) -> dict:
     import dagster as dg
 
     from halton_pipelines.defs.dbt import halton_dbt
-    from halton_pipelines.defs.prices import model_prices
+    from halton_pipelines.defs.rate_row_assets import model_prices
     from halton_pipelines.defs.snapshot import control_plane_snapshot
     from halton_pipelines.resources import ControlPlaneResource, HaltonDbtResource, WarehouseResource
 

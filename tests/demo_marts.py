@@ -71,8 +71,8 @@ def build_demo(
     import dagster as dg
 
     from halton_pipelines.defs.dbt import halton_dbt
-    from halton_pipelines.defs.prices import model_prices
-    from halton_pipelines.defs.recommendations import recommendations
+    from halton_pipelines.defs.rate_row_assets import model_prices
+    from halton_pipelines.defs.recommendation_assets import recommendations
     from halton_pipelines.defs.snapshot import control_plane_snapshot
     from halton_pipelines.resources import ControlPlaneResource, HaltonDbtResource, WarehouseResource
     from halton_pipelines.testing.factories import seed_demo_control_plane

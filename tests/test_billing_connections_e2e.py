@@ -24,7 +24,7 @@ import pytest
 from cloud_support import PASSWORD, CloudProcess, Person
 from halton_meter.secretbox import seal_provider_key
 from halton_meter.testing.processes import wait_for
-from halton_pipelines.defs.billing import billing_assets
+from halton_pipelines.defs.billing_pulls import billing_assets
 from halton_pipelines.defs.snapshot import control_plane_snapshot
 from halton_pipelines.resources import (
     BillingAPIsResource,

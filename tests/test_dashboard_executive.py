@@ -9,7 +9,7 @@ from decimal import Decimal
 
 from dashboard_clients import signed_in
 from halton_api.charts import money
-from halton_api.dashboards.models import ReconciliationRow
+from halton_api.dashboards.page_models import ReconciliationRow
 from halton_api.dashboards.reconciliation import all_providers
 
 SPEND = "SELECT sum(spend_usd) FROM {marts}.daily_spend WHERE workspace_id = '{ws}'"

@@ -345,7 +345,7 @@ def savings(warehouse_server: str, postgres_server: str, module_server_dir: Path
     over these stores."""
     import dagster as dg
 
-    from halton_pipelines.defs.recommendations import recommendations
+    from halton_pipelines.defs.recommendation_assets import recommendations
     from halton_pipelines.defs.snapshot import control_plane_snapshot
     from halton_pipelines.resources import ControlPlaneResource, HaltonDbtResource, WarehouseResource
     from halton_pipelines.testing.factories import (
@@ -355,7 +355,7 @@ def savings(warehouse_server: str, postgres_server: str, module_server_dir: Path
         insert_request_rows,
         metered_call,
     )
-    from halton_warehouse.price_card import card_rows
+    from halton_warehouse.catalogue_rate_rows import card_rows
     from halton_warehouse.raw_writes import write_rate_rows
 
     prefix = f"o{secrets.token_hex(4)}_"

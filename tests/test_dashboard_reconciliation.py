@@ -12,7 +12,7 @@ import pytest
 
 from dashboard_clients import csrf, signed_in
 from halton_api.charts import money
-from halton_api.dashboards.models import ReconciliationRow
+from halton_api.dashboards.page_models import ReconciliationRow
 from halton_api.dashboards.reconciliation import all_providers
 
 # Pasted by these tests: a month long before the demo's 90 days, so no figure other tests read changes.

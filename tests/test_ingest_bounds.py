@@ -20,8 +20,8 @@ import httpx
 import pytest
 
 from cloud_support import build_marts
-from halton_api.dashboards.models import StatementCreate
-from halton_api.store import billing, projects
+from halton_api.dashboards.page_models import StatementCreate
+from halton_api.store import billing_inputs, projects
 from halton_api.store.audit import Actor
 from halton_api.testing.factories import bearer, make_device, make_user, make_workspace, row, run
 from halton_meter.cloud.client import CloudClient
@@ -185,7 +185,7 @@ def test_far_off_and_oversized_rows_are_refused_and_every_accepted_edge_builds_t
         statement = StatementCreate(provider=provider, period=month, amount_usd=Decimal("0.01"))
         run(
             postgres_url,
-            lambda c, s=statement: billing.save_statement(
+            lambda c, s=statement: billing_inputs.save_statement(
                 c, workspace_id=workspace.id, statement=s, actor=actor
             ),
         )
@@ -218,7 +218,7 @@ def test_far_off_and_oversized_rows_are_refused_and_every_accepted_edge_builds_t
 def _build_marts(warehouse, postgres_url: str, *, as_of: date) -> dict[str, Any]:
     """The scheduled jobs' order: sources, the dbt build (its data tests as asset checks), recommendations;
     returns the recommendations' metadata."""
-    from halton_pipelines.defs.recommendations import recommendations
+    from halton_pipelines.defs.recommendation_assets import recommendations
 
     resources = build_marts(warehouse, postgres_url, as_of=as_of)
     checked = dg.materialize([recommendations], resources=resources, raise_on_error=False)

@@ -81,7 +81,7 @@ def cloud_cost(warehouse, uid: str) -> Decimal | None:
 def reconciliation(warehouse, postgres_url: str, workspace_id: str) -> tuple[Decimal, Decimal, int]:
     """(logged, re-priced, unpriced calls) of today's OpenAI reconciliation row, after the marts are built
     as the scheduled jobs build them: control-plane snapshot, rate rows of the catalogue in force, dbt."""
-    from halton_pipelines.defs.prices import model_prices
+    from halton_pipelines.defs.rate_row_assets import model_prices
     from halton_pipelines.defs.snapshot import control_plane_snapshot
     from halton_pipelines.resources import ControlPlaneResource, HaltonDbtResource
 

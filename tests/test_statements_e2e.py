@@ -31,7 +31,16 @@ def run_demo(cloud: CloudProcess) -> str:
     """`halton-cloud demo` against the running API, as a person would type it; what it printed (on stderr,
     where the CLI's console writes)."""
     done = subprocess.run(
-        [sys.executable, "-m", "halton_api.cli", "demo", "--requests", str(REQUESTS), "--url", cloud.url],
+        [
+            sys.executable,
+            "-m",
+            "halton_api.cloud_cli",
+            "demo",
+            "--requests",
+            str(REQUESTS),
+            "--url",
+            cloud.url,
+        ],
         env=cloud.env,
         capture_output=True,
         text=True,

@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from halton_warehouse import connect
-from halton_warehouse.credentials import credentials_path
+from halton_warehouse.logins import credentials_path
 
 pytestmark = pytest.mark.browser
 

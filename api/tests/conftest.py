@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from halton_api.app import create_app
-from halton_api.settings import CloudSettings
+from halton_api.cloud_settings import CloudSettings
 from halton_warehouse import WarehouseSettings
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"

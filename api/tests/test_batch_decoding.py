@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from halton_api.batch_decoding import WireBatch, WireRow, decode_batch, from_model
 from halton_api.ingest_window import IngestWindow
-from halton_api.routers.ingest import BatchRejected, parse_batch
+from halton_api.routers.ingest_routes import BatchRejected, parse_batch
 from halton_api.testing.factories import batch, row
 from halton_meter.protocol import MAX_DURATION_MS, MAX_TOKENS, RequestBatch, RequestRow
 

@@ -7,9 +7,9 @@ import re
 import httpx
 import psycopg
 
+from halton_api.cloud_settings import CloudSettings
 from halton_api.demo import DEMO_PASSWORD, load_demo
 from halton_api.deps import SESSION_COOKIE
-from halton_api.settings import CloudSettings
 from halton_warehouse import connect
 from halton_warehouse.demo.demo_data import DEVICES, MEMBERS, PROJECTS
 

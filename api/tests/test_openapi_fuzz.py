@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, settings
 from psycopg import sql
 
 from halton_api.app import create_app
-from halton_api.settings import CloudSettings
+from halton_api.cloud_settings import CloudSettings
 from halton_api.testing.factories import make_api_key, make_device, make_user, make_workspace
 from halton_warehouse import Databases, WarehouseSettings, connect
 from halton_warehouse.migrate import migrate

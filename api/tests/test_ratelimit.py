@@ -12,8 +12,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from halton_api import tokens
+from halton_api.cloud_settings import CloudSettings
 from halton_api.ratelimit import AccountLock, TokenBucketLimiter
-from halton_api.settings import CloudSettings
 from halton_api.store import devices
 from halton_api.store.audit import Actor
 from halton_api.testing.factories import (

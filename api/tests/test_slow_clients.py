@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from halton_api.settings import CloudSettings
+from halton_api.cloud_settings import CloudSettings
 from halton_api.testing.factories import batch, bearer, make_device, make_user, make_workspace
 
 DEADLINE_SECONDS = 30  # only ever reached when the server fails to do what the test waits for

@@ -22,7 +22,9 @@ def test_a_model_on_a_day_shows_the_entries_in_force_with_dates_and_sources() ->
     # Batch is recorded from 2026-10-14, its only entry: in force before that day too, not scheduled.
     ((mode, early),) = [(m.mode, m.price) for m in before.modes]
     assert mode == "batch" and early is not None and str(early.since) == "2026-10-14"
-    assert [(s.mode or "standard", str(s.price.since)) for s in before.scheduled] == [("standard", "2026-03-13")]
+    assert [(s.mode or "standard", str(s.price.since)) for s in before.scheduled] == [
+        ("standard", "2026-03-13")
+    ]
 
     after = model_view(entry, date(2026, 10, 14))
     assert after.standard.since_text == "from 2026-03-13"

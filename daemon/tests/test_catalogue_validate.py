@@ -168,4 +168,6 @@ def test_a_regex_the_warehouse_cannot_run_is_refused(pattern: str) -> None:
 
 
 def test_a_whole_pattern_negative_lookahead_is_allowed() -> None:
-    validate_catalogue(bent(lambda m: m.update(match={"all": [{"starts_with": "x"}, {"regex": "^(?!.*-tts)"}]})))
+    validate_catalogue(
+        bent(lambda m: m.update(match={"all": [{"starts_with": "x"}, {"regex": "^(?!.*-tts)"}]}))
+    )

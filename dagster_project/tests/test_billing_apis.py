@@ -8,16 +8,12 @@ from decimal import Decimal
 
 import pytest
 
-from halton_meter.billing_apis import (
-    AnthropicBillingClient,
-    BillingAPIError,
-    Credentials,
-    OpenAIBillingClient,
-    RecordedBillingClient,
-    RetryPolicy,
-    XAIBillingClient,
-    retry_after_seconds,
-)
+from halton_meter.billing_apis.anthropic_billing import AnthropicBillingClient
+from halton_meter.billing_apis.billing_contract import BillingAPIError, Credentials
+from halton_meter.billing_apis.billing_http import RetryPolicy
+from halton_meter.billing_apis.openai_billing import OpenAIBillingClient
+from halton_meter.billing_apis.recorded_billing import RecordedBillingClient
+from halton_meter.billing_apis.xai_billing import XAIBillingClient
 from halton_pipelines.testing.fake_billing import FakeBilling, FakeCost, FakeUsage, Organisation, serve
 
 DAY = date(2026, 10, 1)
@@ -153,11 +149,3 @@ def test_recorded_answers_parse_like_live_ones(tmp_path) -> None:
     [line] = client.costs(Credentials("unused"), DAY)
     assert line.amount == Decimal("0.06") and line.line_item == "" and client.source == "openai_costs"
     assert client.costs(Credentials("unused"), DAY + timedelta(days=1)) == []
-
-
-@pytest.mark.parametrize(
-    "value, expected",
-    [("3", 3.0), ("0", 0.0), (None, None), ("soon", None), ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0)],
-)
-def test_retry_after_is_seconds_or_a_date(value: str | None, expected: float | None) -> None:
-    assert retry_after_seconds(value) == expected

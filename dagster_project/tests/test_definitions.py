@@ -73,7 +73,11 @@ def test_recorded_billing_is_chosen_by_the_environment(monkeypatch, tmp_path) ->
 
 
 def test_the_first_recommendations_follow_the_first_marts_run() -> None:
-    from halton_pipelines.defs.recommendations import FIRST_MARTS, RECOMMENDATIONS, first_recommendations
+    from halton_pipelines.defs.recommendation_assets import (
+        FIRST_MARTS,
+        RECOMMENDATIONS,
+        first_recommendations,
+    )
 
     with dg.instance_for_test() as instance:
         context = dg.build_sensor_context(instance=instance)

@@ -15,9 +15,9 @@ from decimal import Decimal
 import dagster as dg
 import pytest
 
-from halton_pipelines.defs.billing import billing_assets
+from halton_pipelines.defs.billing_pulls import billing_assets
 from halton_pipelines.defs.dbt import halton_dbt, marts_after_ingestion
-from halton_pipelines.defs.prices import model_prices
+from halton_pipelines.defs.rate_row_assets import model_prices
 from halton_pipelines.defs.snapshot import control_plane_snapshot
 from halton_pipelines.resources import (
     BillingAPIsResource,

@@ -16,7 +16,7 @@ from decimal import Decimal
 import dagster as dg
 import pytest
 
-from halton_pipelines.defs.recommendations import recommendations as recommendations_asset
+from halton_pipelines.defs.recommendation_assets import recommendations as recommendations_asset
 from halton_pipelines.recommendations import checks
 from halton_pipelines.recommendations.recommendation import (
     BATCH_API,
@@ -27,9 +27,9 @@ from halton_pipelines.recommendations.recommendation import (
     RIGHT_SIZING,
     recommendation_id,
 )
+from halton_pipelines.recommendations.recommendation_sets import RUN_MARKERS, read_current
 from halton_pipelines.recommendations.run import compute, run_recommendations
-from halton_pipelines.recommendations.store import RUN_MARKERS, read_current
-from halton_pipelines.recommendations.usage import Window, staging_database
+from halton_pipelines.recommendations.window_usage import Window, staging_database
 from halton_pipelines.resources import HaltonDbtResource, WarehouseResource
 from halton_pipelines.testing.factories import (
     catalogue_model,
@@ -37,7 +37,7 @@ from halton_pipelines.testing.factories import (
     insert_request_rows,
     metered_call,
 )
-from halton_warehouse.price_card import card_rows
+from halton_warehouse.catalogue_rate_rows import card_rows
 from halton_warehouse.raw_writes import write_rate_rows
 
 AS_OF = "2026-11-01"

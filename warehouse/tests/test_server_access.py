@@ -16,9 +16,9 @@ from click.testing import CliRunner
 from clickhouse_connect.driver.exceptions import DatabaseError
 
 from halton_warehouse import WarehouseSettings, connect
-from halton_warehouse.cli import main as warehouse_cli
-from halton_warehouse.credentials import Login, credentials_path, read_logins
 from halton_warehouse.embedded import EmbeddedWarehouse, start_embedded
+from halton_warehouse.logins import Login, credentials_path, read_logins
+from halton_warehouse.warehouse_cli import main as warehouse_cli
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
 """`python -m halton_api` is `halton-cloud`."""
 
-from halton_api.cli import main
+from halton_api.cloud_cli import main
 
 main()

@@ -25,48 +25,48 @@ from fastapi.staticfiles import StaticFiles
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from halton_api import postgres, security_headers, slow_clients
+from halton_api.catalogue_in_force import CatalogueCache
+from halton_api.cloud_settings import CloudSettings
 from halton_api.dashboards.reader import MartsReader
 from halton_api.deps import SignInRequired
 from halton_api.errors import DomainError
 from halton_api.ingest_window import IngestWindow
 from halton_api.pages import STATIC_DIR, make_templates, render
 from halton_api.pdf.jobs import ReportJobs
-from halton_api.prices import CatalogueCache
 from halton_api.ratelimit import AccountLock, TokenBucketLimiter, bad_credential_limiters
 from halton_api.routers import (
-    api_keys,
-    audit,
-    auth,
-    billing_connections,
-    branding,
-    clusters,
-    cost_centers,
-    daemon,
-    devices,
-    executive,
-    health,
-    ingest,
-    invitations,
-    members,
-    methodology,
-    optimization,
-    overview,
-    pairing,
-    project_view,
-    projects,
-    rates,
-    reconciliation,
-    reports,
-    requests,
-    traces,
-    verify,
-    workspaces,
+    api_keys_routes,
+    audit_routes,
+    auth_routes,
+    billing_connections_routes,
+    branding_routes,
+    captured_requests_routes,
+    clusters_routes,
+    cost_centers_routes,
+    devices_routes,
+    executive_routes,
+    health_routes,
+    ingest_routes,
+    invitations_routes,
+    members_routes,
+    methodology_routes,
+    optimization_routes,
+    overview_routes,
+    paired_meter_routes,
+    pairing_routes,
+    project_view_routes,
+    projects_routes,
+    rates_routes,
+    reconciliation_routes,
+    reports_routes,
+    traces_routes,
+    verify_routes,
+    workspaces_routes,
 )
 from halton_api.security_headers import SecurityHeaders
-from halton_api.settings import CloudSettings
-from halton_api.store import devices as devices_store
-from halton_api.store import projects as projects_store
-from halton_api.warehouse_writer import WarehouseError, WarehousePool, WarehouseWriter
+from halton_api.store import devices, projects
+from halton_api.warehouse_access.batch_writer import WarehouseWriter
+from halton_api.warehouse_access.client_pool import WarehouseError, WarehousePool
 from halton_meter.protocol import BatchAccepted, RequestBatch
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ GC_YOUNG_THRESHOLD = 100_000
 
 async def _record_written(pool: AsyncConnectionPool, marks: dict[UUID, datetime]) -> None:
     async with pool.connection() as conn:
-        await devices_store.record_written_through(conn, marks)
+        await devices.record_written_through(conn, marks)
 
 
 def utc_now() -> datetime:
@@ -157,8 +157,8 @@ def create_app(settings: CloudSettings, *, clock: Callable[[], datetime] = utc_n
     #   hopeless at N x 3 a minute). Bad credentials' buckets are in PostgreSQL (set in the lifespan);
     # - `rates` and the marts reader's cache (the rail's model list) copy what the warehouse holds for a few
     #   seconds: every process reads the same warehouse, so two processes differ at most by that TTL.
-    app.state.sync_clock = devices_store.SyncClock(interval=SYNC_WRITE_INTERVAL_SECONDS)
-    app.state.known_projects = projects_store.KnownProjects()
+    app.state.sync_clock = devices.SyncClock(interval=SYNC_WRITE_INTERVAL_SECONDS)
+    app.state.known_projects = projects.KnownProjects()
     app.state.clock = clock
     # The times a batch's rows may carry, by the app's clock (tests move it by hand).
     app.state.ingest_window = IngestWindow.from_settings(settings, clock)
@@ -182,21 +182,28 @@ def create_app(settings: CloudSettings, *, clock: Callable[[], datetime] = utc_n
 
     # Fixed paths first: /{workspace}/… pages must not capture /v1, /healthz, /signin, /docs and the like.
     _install_docs(app)
-    app.include_router(methodology.pages)
-    for module in (health, ingest, daemon, rates, pairing, auth, invitations, workspaces):
+    app.include_router(methodology_routes.pages)
+    for module in (
+        health_routes, ingest_routes, paired_meter_routes, rates_routes, pairing_routes, auth_routes,
+        invitations_routes, workspaces_routes,
+    ):  # fmt: skip
         app.include_router(module.router)
-    app.include_router(pairing.pages)
-    for module in (devices, members, api_keys, projects, audit, requests, verify, reports):
+    app.include_router(pairing_routes.pages)
+    for module in (
+        devices_routes, members_routes, api_keys_routes, projects_routes, audit_routes, captured_requests_routes,
+        verify_routes, reports_routes,
+    ):  # fmt: skip
         app.include_router(module.router)
     dashboards = (
-        overview, project_view, traces, reconciliation, executive, cost_centers, clusters, optimization
+        overview_routes, project_view_routes, traces_routes, reconciliation_routes, executive_routes,
+        cost_centers_routes, clusters_routes, optimization_routes,
     )  # fmt: skip
     for module in dashboards:
         app.include_router(module.router)
     # `verify` before `reports`, whose `/reports/{job_id}` would take "verify" for a job id.
     for module in (
-        workspaces, devices, members, api_keys, branding, billing_connections, projects, audit, *dashboards,
-        verify, reports,
+        workspaces_routes, devices_routes, members_routes, api_keys_routes, branding_routes,
+        billing_connections_routes, projects_routes, audit_routes, *dashboards, verify_routes, reports_routes,
     ):  # fmt: skip
         app.include_router(module.pages)
 

@@ -6,15 +6,12 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from halton_api.settings import CloudSettings
-from halton_meter.billing_apis import (
-    AnthropicBillingClient,
-    BillingAPIError,
-    Credentials,
-    OpenAIBillingClient,
-    RetryPolicy,
-    XAIBillingClient,
-)
+from halton_api.cloud_settings import CloudSettings
+from halton_meter.billing_apis.anthropic_billing import AnthropicBillingClient
+from halton_meter.billing_apis.billing_contract import BillingAPIError, Credentials
+from halton_meter.billing_apis.billing_http import RetryPolicy
+from halton_meter.billing_apis.openai_billing import OpenAIBillingClient
+from halton_meter.billing_apis.xai_billing import XAIBillingClient
 
 TIMEOUT_SECONDS = 15.0
 

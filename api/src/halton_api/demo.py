@@ -32,10 +32,10 @@ import psycopg
 from psycopg.rows import dict_row
 
 from halton_api import passwords
-from halton_api.dashboards.models import StatementCreate
+from halton_api.dashboards.page_models import StatementCreate
 from halton_api.models import ProjectUpdate, UserPublic, WorkspacePublic
 from halton_api.store import Connection, devices, projects, users, workspaces
-from halton_api.store import billing as billing_store
+from halton_api.store import billing_inputs as billing_store
 from halton_api.store.audit import Actor
 from halton_warehouse import Databases, connect
 

@@ -17,18 +17,18 @@ from fastapi import Depends, HTTPException, Path, Query, Request, status
 from psycopg_pool import AsyncConnectionPool
 
 from halton_api import csrf, tokens
+from halton_api.catalogue_in_force import catalogue_for
+from halton_api.cloud_settings import CloudSettings
 from halton_api.dashboards.filters import RANGES, Filters
 from halton_api.dashboards.reader import MartsReader
 from halton_api.errors import Forbidden, NotFound
 from halton_api.models import UserPublic, WorkspacePublic
-from halton_api.prices import catalogue_for
 from halton_api.ratelimit import AccountLock, CredentialKind, SharedBucketLimiter, TokenBucketLimiter
 from halton_api.roles import Permission, Role, allows
-from halton_api.settings import CloudSettings
 from halton_api.store import Connection, api_keys, devices, users, workspaces
 from halton_api.store.audit import Actor
 from halton_api.store.devices import DeviceAuth
-from halton_api.warehouse_writer import WarehouseWriter
+from halton_api.warehouse_access.batch_writer import WarehouseWriter
 from halton_meter.catalogue import Catalogue
 
 SESSION_COOKIE = "halton_session"
@@ -108,7 +108,7 @@ Now = Annotated[datetime, Depends(current_time)]
 
 
 async def current_catalogue(request: Request, settings: Settings) -> Catalogue:
-    """The catalogue the cloud prices and documents with (see `halton_api.prices`)."""
+    """The catalogue the cloud prices and documents with (see `halton_api.catalogue_in_force`)."""
     return (await catalogue_for(request, settings)).catalogue
 
 

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from halton_api.batch_decoding import FIELD, WireRow
-from halton_api.settings import CloudSettings
+from halton_api.cloud_settings import CloudSettings
 
 TIME_FIELDS = ("started_at", "ended_at")
 

@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-from halton_api.settings import CloudSettings
+from halton_api.cloud_settings import CloudSettings
 
 SWAGGER_CDN = "https://cdn.jsdelivr.net"
 SWAGGER_FAVICON = "https://fastapi.tiangolo.com"

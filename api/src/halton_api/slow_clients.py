@@ -29,7 +29,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from halton_api.settings import CloudSettings
+from halton_api.cloud_settings import CloudSettings
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import jinja2
 import pytest
 
-from halton_api.dashboards.models import ReconciliationRow
+from halton_api.dashboards.page_models import ReconciliationRow
 from halton_api.dashboards.reconciliation import (
     all_providers,
     parse_cursor,

@@ -1,7 +1,7 @@
 """The price catalogue for the cloud's pipelines: where a new one is read from, and the one in force.
 
 In force: the newest catalogue stored in `raw.price_catalogues` (the `price_catalogue` asset stores every
-version it accepted), else the one packaged with halton-meter; the API's `halton_api.prices` answers the
+version it accepted), else the one packaged with halton-meter; the API's `halton_api.catalogue_in_force` answers the
 same question for `GET /v1/rates` from the same table. A stored document that fails validation is skipped
 with a warning, so a bad row cannot break a run.
 """

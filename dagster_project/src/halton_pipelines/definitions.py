@@ -19,7 +19,14 @@ from typing import Any
 
 import dagster as dg
 
-from halton_pipelines.defs import billing, catalogue, dbt, prices, recommendations, snapshot
+from halton_pipelines.defs import (
+    billing_pulls,
+    catalogue,
+    dbt,
+    rate_row_assets,
+    recommendation_assets,
+    snapshot,
+)
 from halton_pipelines.resources import (
     BillingAPIsResource,
     CatalogueSourceResource,
@@ -68,11 +75,11 @@ def resources_for_environment() -> dict[str, Any]:
 
 
 defs = dg.Definitions.merge(
-    billing.defs,
+    billing_pulls.defs,
     snapshot.defs,
     catalogue.defs,
-    prices.defs,
+    rate_row_assets.defs,
     dbt.defs,
-    recommendations.defs,
+    recommendation_assets.defs,
     dg.Definitions(resources=resources_for_environment()),
 )

@@ -22,14 +22,12 @@ from dagster_dbt import DbtCliResource
 from dagster_dbt.core.dbt_cli_invocation import DbtCliInvocation
 from pydantic import Field
 
-from halton_meter.billing_apis import (
-    AnthropicBillingClient,
-    BillingClient,
-    OpenAIBillingClient,
-    RecordedBillingClient,
-    RetryPolicy,
-    XAIBillingClient,
-)
+from halton_meter.billing_apis.anthropic_billing import AnthropicBillingClient
+from halton_meter.billing_apis.billing_contract import BillingClient
+from halton_meter.billing_apis.billing_http import RetryPolicy
+from halton_meter.billing_apis.openai_billing import OpenAIBillingClient
+from halton_meter.billing_apis.recorded_billing import RecordedBillingClient
+from halton_meter.billing_apis.xai_billing import XAIBillingClient
 from halton_pipelines import dbt_cli
 from halton_pipelines.catalogue_source import FetchedCatalogue, read_source
 from halton_pipelines.provider_keys import ProviderConnection, load_connections, record_pull

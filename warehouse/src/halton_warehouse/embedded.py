@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from halton_warehouse.credentials import WarehouseLogins, read_logins, with_login
+from halton_warehouse.logins import WarehouseLogins, read_logins, with_login
 from halton_warehouse.running import forget_address, record_address
 
 logger = logging.getLogger(__name__)

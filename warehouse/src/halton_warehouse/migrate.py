@@ -16,7 +16,7 @@ from importlib import resources
 
 from clickhouse_connect.driver.client import Client
 
-from halton_warehouse.settings import Databases
+from halton_warehouse.warehouse_settings import Databases
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from clickhouse_connect.driver.client import Client
 
-from halton_warehouse.settings import Databases
+from halton_warehouse.warehouse_settings import Databases
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from clickhouse_connect.driver.client import Client
 
 from halton_meter.catalogue.rate_rows import RateRow
 from halton_warehouse import Databases
-from halton_warehouse.price_card import RATE_ROW_COLUMNS, row_values
+from halton_warehouse.catalogue_rate_rows import RATE_ROW_COLUMNS, row_values
 
 log = logging.getLogger(__name__)
 

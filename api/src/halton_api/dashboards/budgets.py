@@ -17,7 +17,7 @@ from clickhouse_connect.driver.client import Client
 from halton_api.charts import money
 from halton_api.dashboards import spend
 from halton_api.dashboards.filters import Filters, Scope
-from halton_api.dashboards.models import BudgetStatus
+from halton_api.dashboards.page_models import BudgetStatus
 from halton_api.dashboards.reader import Marts
 
 TENTH = Decimal("0.1")

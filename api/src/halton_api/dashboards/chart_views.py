@@ -9,7 +9,7 @@ from markupsafe import Markup
 
 from halton_api import charts
 from halton_api.dashboards.filters import Filters, month_end
-from halton_api.dashboards.models import Ranked, TimeSeries
+from halton_api.dashboards.page_models import Ranked, TimeSeries
 
 _LABEL = {"hour": "%H:%M", "day": "%d %b", "week": "w/c %d %b", "month": "%b %Y"}
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from halton_api.dashboards import spend
-from halton_api.dashboards.models import ClusterPublic, ClustersPublic
+from halton_api.dashboards.page_models import ClusterPublic, ClustersPublic
 from halton_api.dashboards.view import View
 from halton_api.errors import Invalid
 

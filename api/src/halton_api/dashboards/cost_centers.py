@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from halton_api.dashboards import spend
 from halton_api.dashboards.filters import UNASSIGNED
-from halton_api.dashboards.models import CostCenterRollup, CostCentersPublic
+from halton_api.dashboards.page_models import CostCenterRollup, CostCentersPublic
 from halton_api.dashboards.view import View
 
 UNASSIGNED_NAME = "Unassigned"

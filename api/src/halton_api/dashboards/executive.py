@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from halton_api.dashboards import budgets, spend
 from halton_api.dashboards.filters import month_start
-from halton_api.dashboards.models import ExecutivePublic
+from halton_api.dashboards.page_models import ExecutivePublic
 from halton_api.dashboards.reconciliation import (
     all_providers,
     ignored_filters,

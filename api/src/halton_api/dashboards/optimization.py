@@ -26,7 +26,7 @@ from halton_api.charts import money
 from halton_api.dashboards import spend
 from halton_api.dashboards.filters import RANGES, UNASSIGNED, Scope
 from halton_api.dashboards.model_names import base_model, display_model
-from halton_api.dashboards.models import (
+from halton_api.dashboards.page_models import (
     CatalogCheck,
     CheckSuppression,
     OptimizationCatalogPublic,
@@ -40,7 +40,7 @@ from halton_api.dashboards.models import (
 from halton_api.dashboards.reader import Marts
 from halton_api.dashboards.view import View
 from halton_api.store import Connection
-from halton_api.store import recommendations as decisions_store
+from halton_api.store import recommendation_decisions as decisions_store
 
 ZERO = Decimal(0)
 MONTH_DAYS = 30  # the checks quote a 30-day window as the month

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from halton_api.dashboards import budgets, spend
 from halton_api.dashboards.filters import PROVIDERS
-from halton_api.dashboards.models import OverviewPublic, UnpricedModel
+from halton_api.dashboards.page_models import OverviewPublic, UnpricedModel
 from halton_api.dashboards.view import View
 from halton_meter.catalogue import Catalogue
 

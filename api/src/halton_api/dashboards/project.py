@@ -5,9 +5,15 @@ from __future__ import annotations
 from dataclasses import replace
 from decimal import Decimal
 
-from halton_api.dashboards import budgets, requests, spend
+from halton_api.dashboards import budgets, priced_requests, spend
 from halton_api.dashboards.filters import PROVIDERS
-from halton_api.dashboards.models import ProjectInfo, ProjectsPublic, ProjectViewPublic, Ranked, RequestTable
+from halton_api.dashboards.page_models import (
+    ProjectInfo,
+    ProjectsPublic,
+    ProjectViewPublic,
+    Ranked,
+    RequestTable,
+)
 from halton_api.dashboards.view import View
 from halton_api.errors import Invalid, NotFound
 
@@ -41,7 +47,9 @@ async def build_project(
         breakdowns = spend.rankings(
             client, m, scope, {"developers": ("device_id",), "models": ("provider", "model")}
         )
-        table = requests.recent(client, m, scope, device_name=facts.device_name, cursor=cursor, search=search)
+        table = priced_requests.recent(
+            client, m, scope, device_name=facts.device_name, cursor=cursor, search=search
+        )
         return figures, budgeted, over_time, breakdowns, table
 
     found = await view.reader.run(query)
@@ -105,7 +113,9 @@ async def project_requests(
     def query(client, m):
         if registered is None and not spend.has_project(client, m, scope.workspace_id, slug):
             return None
-        return requests.recent(client, m, scope, device_name=facts.device_name, cursor=cursor, search=search)
+        return priced_requests.recent(
+            client, m, scope, device_name=facts.device_name, cursor=cursor, search=search
+        )
 
     table = await view.reader.run(query)
     if table is None:

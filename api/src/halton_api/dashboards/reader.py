@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 
-from halton_api.warehouse_writer import WarehouseError, WarehousePool
+from halton_api.warehouse_access.client_pool import WarehouseError, WarehousePool
 from halton_warehouse import Databases
 
 T = TypeVar("T")

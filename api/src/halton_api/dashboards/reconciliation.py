@@ -19,7 +19,7 @@ from clickhouse_connect.driver.client import Client
 from halton_api import connection_status
 from halton_api.dashboards import spend
 from halton_api.dashboards.filters import PROVIDERS, Scope, month_end, month_start
-from halton_api.dashboards.models import (
+from halton_api.dashboards.page_models import (
     DivergentRequest,
     ProviderConnectionPublic,
     ReconciliationDay,
@@ -33,7 +33,7 @@ from halton_api.dashboards.models import (
 from halton_api.dashboards.reader import Marts
 from halton_api.dashboards.view import View
 from halton_api.errors import Invalid
-from halton_api.store import Connection, billing, provider_connections
+from halton_api.store import Connection, billing_inputs, provider_connections
 
 SAGE_BELOW = Decimal("0.5")  # percent: |variance| under this is sage
 AMBER_UP_TO = Decimal("2")  # percent: up to this (inclusive) amber, above it red
@@ -399,11 +399,13 @@ async def build_reconciliation(view: View, conn: Connection) -> ReconciliationPu
 
     rows, billed_days, per_project = await view.reader.run(query)
     project_figures, unmapped = per_project if per_project is not None else ([], [])
-    stored = {c["provider"]: c for c in await billing.list_connections(conn, workspace_id=scope.workspace_id)}
+    stored = {
+        c["provider"]: c for c in await billing_inputs.list_connections(conn, workspace_id=scope.workspace_id)
+    }
     broken = await provider_connections.unreadable(
         conn, workspace_id=scope.workspace_id, secret=view.settings.secret()
     )
-    statements = await billing.list_statements(conn, workspace_id=scope.workspace_id)
+    statements = await billing_inputs.list_statements(conn, workspace_id=scope.workspace_id)
     connections = []
     for provider, label in PROVIDERS.items():
         if scope.filters.providers and provider not in scope.filters.providers:

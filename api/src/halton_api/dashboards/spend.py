@@ -28,7 +28,7 @@ from halton_api.dashboards.filters import (
     previous_month,
 )
 from halton_api.dashboards.model_names import DATED_SUFFIX
-from halton_api.dashboards.models import Change, PeriodPublic, Ranked, SeriesPublic, TimeSeries, Totals
+from halton_api.dashboards.page_models import Change, PeriodPublic, Ranked, SeriesPublic, TimeSeries, Totals
 from halton_api.dashboards.reader import Marts
 
 GRAINS = ("day", "week", "month")

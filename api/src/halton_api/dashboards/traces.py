@@ -7,8 +7,8 @@ from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from uuid import UUID
 
-from halton_api.dashboards import requests
-from halton_api.dashboards.models import TracePublic
+from halton_api.dashboards import priced_requests
+from halton_api.dashboards.page_models import TracePublic
 from halton_api.dashboards.spend import as_moment
 from halton_api.dashboards.view import View
 from halton_api.errors import NotFound
@@ -56,11 +56,13 @@ def cost_lines(row: dict) -> list[dict]:
 async def build_trace(view: View, request_uid: UUID, day: date | None = None) -> TracePublic:
     workspace_id = view.ctx.workspace.id
     row = await view.reader.run(
-        lambda client, m: requests.one(client, m, workspace_id=workspace_id, request_uid=request_uid, day=day)
+        lambda client, m: priced_requests.one(
+            client, m, workspace_id=workspace_id, request_uid=request_uid, day=day
+        )
     )
     if row is None and day is not None:  # a stale or hand-edited day in the link: look everywhere
         row = await view.reader.run(
-            lambda client, m: requests.one(
+            lambda client, m: priced_requests.one(
                 client, m, workspace_id=workspace_id, request_uid=request_uid, day=None
             )
         )

@@ -10,15 +10,15 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 
+from halton_api.cloud_settings import CloudSettings
 from halton_api.dashboards import spend
 from halton_api.dashboards.filters import RANGES, Filters, Scope
 from halton_api.dashboards.reader import MartsReader
 from halton_api.dashboards.workspace_facts import WorkspaceFacts
 from halton_api.deps import WorkspaceContext
 from halton_api.pages import render
-from halton_api.settings import CloudSettings
 from halton_api.store import Connection
-from halton_api.warehouse_writer import WarehouseError
+from halton_api.warehouse_access.client_pool import WarehouseError
 
 RAIL_TTL_SECONDS = 60.0
 

@@ -8,12 +8,12 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from uuid import UUID
 
+from halton_api.cloud_settings import CloudSettings
 from halton_api.dashboards.budgets import BudgetChoice, choose_budget
 from halton_api.dashboards.filters import PROVIDERS, UNASSIGNED, Filters, Scope
 from halton_api.dashboards.model_names import base_model
-from halton_api.dashboards.models import DeviceSync, RailOption, SyncStatus
+from halton_api.dashboards.page_models import DeviceSync, RailOption, SyncStatus
 from halton_api.models import BudgetPublic, CostCenterPublic, DevicePublic, ProjectPublic
-from halton_api.settings import CloudSettings
 from halton_api.store import Connection, devices, projects
 
 

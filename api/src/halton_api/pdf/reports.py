@@ -22,7 +22,7 @@ from psycopg_pool import AsyncConnectionPool
 from halton_api.dashboards.clusters import build_clusters
 from halton_api.dashboards.executive import build_executive
 from halton_api.dashboards.filters import PROVIDERS, Period, Scope, month_end, previous_month
-from halton_api.dashboards.models import TimeSeries
+from halton_api.dashboards.page_models import TimeSeries
 from halton_api.dashboards.project import build_project, project_view
 from halton_api.dashboards.reader import Marts
 from halton_api.dashboards.view import View

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import json
 import pkgutil
 import re
 import secrets
@@ -18,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
+import msgspec
 import psycopg
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, APIRouter
@@ -25,6 +27,7 @@ from fastapi.testclient import TestClient
 from psycopg.rows import dict_row
 
 from halton_api import csrf, passwords
+from halton_api.batch_decoding import WireRow
 from halton_api.deps import SESSION_COOKIE
 from halton_api.models import ApiKeyCreated, DeviceCreated, UserPublic, WorkspacePublic
 from halton_api.roles import Role
@@ -133,6 +136,11 @@ def row(machine_id: str, **overrides: Any) -> dict[str, Any]:
     }
     data.update(overrides)
     return data
+
+
+def wire_row(data: dict[str, Any]) -> WireRow:
+    """A `row` as the API's decoder reads it from a meter's JSON."""
+    return msgspec.json.decode(json.dumps(data), type=WireRow)
 
 
 def batch(machine_id: str, rows: int = 10, **row_overrides: Any) -> dict[str, Any]:

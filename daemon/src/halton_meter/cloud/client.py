@@ -13,13 +13,11 @@ no redirects, and proxies and CA bundle from the environment only for a cloud th
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
 import os
-import time
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -27,6 +25,7 @@ from urllib.parse import urlsplit
 
 from halton_meter import __version__
 from halton_meter.hosts import is_loopback_host
+from halton_meter.retry_after import parse_retry_after
 from halton_meter.settings import web_origin
 
 if TYPE_CHECKING:
@@ -142,24 +141,6 @@ def host_of(base_url: str) -> str:
 
 def _is_loopback(base_url: str) -> bool:
     return is_loopback_host(urlsplit(base_url).hostname)
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """``Retry-After`` as seconds from now: a number of seconds, or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(when.timestamp() - (now if now is not None else time.time()), 0.0)
 
 
 def _refused(response: httpx.Response) -> CloudRefused:

@@ -15,7 +15,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, dbt_assets
 
 from halton_pipelines.dbt_manifest import manifest_path
-from halton_pipelines.defs.billing import KEYS as BILLING_KEYS
+from halton_pipelines.defs.billing_pulls import KEYS as BILLING_KEYS
 from halton_pipelines.defs.snapshot import control_plane_snapshot
 from halton_pipelines.resources import HaltonDbtResource, WarehouseResource
 

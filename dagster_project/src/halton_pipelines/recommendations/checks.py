@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 
 from halton_pipelines.recommendations import thresholds as t
-from halton_pipelines.recommendations.price_card import CardPrice, money
+from halton_pipelines.recommendations.quoted_prices import CardPrice, money
 from halton_pipelines.recommendations.recommendation import (
     BATCH_API,
     DUPLICATE_REQUESTS,
@@ -30,7 +30,7 @@ from halton_pipelines.recommendations.recommendation import (
     Recommendation,
 )
 from halton_pipelines.recommendations.siblings import cheaper_sibling
-from halton_pipelines.recommendations.usage import Repeats, Window, Workload, WorkloadKey
+from halton_pipelines.recommendations.window_usage import Repeats, Window, Workload, WorkloadKey
 
 Prices = Mapping[tuple[str, str], CardPrice]
 

@@ -14,9 +14,9 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from halton_pipelines.recommendations.price_card import money
+from halton_pipelines.recommendations.quoted_prices import money
 from halton_pipelines.recommendations.thresholds import MONTH_DAYS
-from halton_pipelines.recommendations.usage import Sample, Window, Workload
+from halton_pipelines.recommendations.window_usage import Sample, Window, Workload
 
 RECOMMENDATION_NAMESPACE = uuid.UUID("0b9b7d0e-7c55-4d1f-9a51-3f0c9d6e2a41")
 

@@ -15,10 +15,10 @@ from datetime import UTC, datetime
 from clickhouse_connect.driver.client import Client
 
 from halton_pipelines.recommendations.checks import run_checks
-from halton_pipelines.recommendations.price_card import load_card_prices
+from halton_pipelines.recommendations.quoted_prices import load_card_prices
 from halton_pipelines.recommendations.recommendation import Recommendation
-from halton_pipelines.recommendations.store import fits, previously_covered, write_run
-from halton_pipelines.recommendations.usage import Window, read_repeats, read_window, read_workloads
+from halton_pipelines.recommendations.recommendation_sets import fits, previously_covered, write_run
+from halton_pipelines.recommendations.window_usage import Window, read_repeats, read_window, read_workloads
 
 log = logging.getLogger(__name__)
 

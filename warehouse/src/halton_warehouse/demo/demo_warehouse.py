@@ -21,8 +21,8 @@ from datetime import datetime, timedelta
 from clickhouse_connect.driver.client import Client
 
 from halton_warehouse import Databases
+from halton_warehouse.catalogue_rate_rows import card_rows
 from halton_warehouse.demo.demo_data import Billing, Demo, RequestChunk
-from halton_warehouse.price_card import card_rows
 from halton_warehouse.price_catalogues import is_stored, store_catalogue
 from halton_warehouse.raw_writes import (
     CostLine,

@@ -26,7 +26,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import Enum
 
-from halton_warehouse.credentials import Login, WarehouseLogins
+from halton_warehouse.logins import Login, WarehouseLogins
 from halton_warehouse.server.sql_scan import TOKENS, StatementShape
 from halton_warehouse.server.wire_errors import (
     ACCESS_DENIED,

@@ -26,7 +26,7 @@ import time
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
-from halton_warehouse.credentials import WarehouseLogins, credentials_path, load_or_create
+from halton_warehouse.logins import WarehouseLogins, credentials_path, load_or_create
 from halton_warehouse.server.access import Role, allowed_host_names
 from halton_warehouse.server.engine import ConnectionPool, Engine, SessionRegistry
 from halton_warehouse.server.handler import ClickHouseRequestHandler

@@ -1,0 +1,155 @@
+"""What a paired meter asks about or says about itself: `whoami`, `report`, `reconcile` and `disconnect`."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
+
+from halton_api.deps import ActiveDevice, Conn, KnownDevice, Settings, Writer
+from halton_api.errors import Invalid
+from halton_api.models import MeterReport, MissingAnswer, MissingAsk, Problem, ReconcileDays, WhoAmI
+from halton_api.store import devices
+from halton_api.warehouse_access import meter_reconcile
+
+router = APIRouter(prefix="/v1/daemon", tags=["daemon"])
+
+_AUTH_ERRORS = {
+    401: {"model": Problem, "description": "Unknown or revoked sync token."},
+    429: {"model": Problem, "description": "Too many bad tokens from this address (Retry-After)."},
+}
+
+
+@router.get(
+    "/whoami",
+    response_model=WhoAmI,
+    summary="The workspace and machine a sync token belongs to",
+    responses={
+        **_AUTH_ERRORS,
+        403: {"model": Problem, "description": "The machine was removed from its workspace."},
+    },
+)
+async def whoami(device: ActiveDevice) -> WhoAmI:
+    return WhoAmI(
+        workspace_id=device.workspace.id,
+        workspace_slug=device.workspace.slug,
+        workspace_name=device.workspace.name,
+        device_id=device.device_id,
+        machine_id=device.machine_id,
+        hostname=device.hostname,
+    )
+
+
+@router.post(
+    "/report",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="This machine's sync state, unsynced rows and meter version (after a pass; a heartbeat meanwhile)",
+    responses={
+        **_AUTH_ERRORS,
+        403: {"model": Problem, "description": "The machine was removed from its workspace."},
+    },
+)
+async def report(body: MeterReport, device: ActiveDevice, conn: Conn) -> Response:
+    # Deliberately apart from /v1/requests/batch: a report is one small upsert every few minutes per meter,
+    # and ingestion's hot path stays as it was.
+    await devices.record_report(conn, device_id=device.device_id, report=body)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get(
+    "/reconcile",
+    response_model=ReconcileDays,
+    summary="Rows and cost per UTC day that the warehouse holds for this machine",
+    responses={
+        **_AUTH_ERRORS,
+        403: {"model": Problem, "description": "The machine was removed from its workspace."},
+        422: {
+            "model": Problem,
+            "description": "A date is missing or invalid, `to` is before `from`, or the "
+            "range is longer than the cloud allows.",
+        },
+    },
+)
+async def reconcile_days(
+    device: ActiveDevice,
+    writer: Writer,
+    settings: Settings,
+    from_date: Annotated[date, Query(alias="from", description="First UTC day (YYYY-MM-DD).")],
+    to_date: Annotated[date, Query(alias="to", description="Last UTC day, inclusive (YYYY-MM-DD).")],
+) -> ReconcileDays:
+    span = (to_date - from_date).days + 1
+    if span < 1:
+        raise Invalid(f"to ({to_date}) is before from ({from_date}): pass from <= to")
+    if span > settings.reconcile_max_days:
+        raise Invalid(
+            f"from..to spans {span} days; at most {settings.reconcile_max_days} per request: ask in slices"
+        )
+    databases = writer.databases
+    days = await writer.with_retries(
+        lambda client: meter_reconcile.daily_totals(
+            client,
+            databases=databases,
+            workspace_id=device.workspace.id,
+            machine_id=device.machine_id,
+            first=from_date,
+            last=to_date,
+        )
+    )
+    return ReconcileDays(from_date=from_date, to_date=to_date, days=days)
+
+
+@router.post(
+    "/reconcile/missing",
+    response_model=MissingAnswer,
+    summary="Which of this machine's request_uids for one UTC day the warehouse does not hold",
+    responses={
+        **_AUTH_ERRORS,
+        403: {"model": Problem, "description": "The machine was removed from its workspace."},
+        422: {
+            "model": Problem,
+            "description": "The body is invalid or names more uids than the cloud allows.",
+        },
+    },
+)
+async def reconcile_missing(
+    body: MissingAsk, device: ActiveDevice, writer: Writer, settings: Settings
+) -> MissingAnswer:
+    # A set difference rather than a listing of the cloud's uids: the answer is bounded by what was asked,
+    # and a matched day costs nothing (the meter only asks about days whose totals differ).
+    if len(body.request_uids) > settings.reconcile_max_uids:
+        raise Invalid(
+            f"request_uids: {len(body.request_uids)} given, at most {settings.reconcile_max_uids} per "
+            "request: send the day in slices"
+        )
+    databases = writer.databases
+    missing = await writer.with_retries(
+        lambda client: meter_reconcile.missing_uids(
+            client,
+            databases=databases,
+            workspace_id=device.workspace.id,
+            machine_id=device.machine_id,
+            day=body.day,
+            uids=body.request_uids,
+        )
+    )
+    return MissingAnswer(day=body.day, missing=missing)
+
+
+@router.delete(
+    "/disconnect",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Revoke this machine's sync token now",
+    responses=_AUTH_ERRORS,
+)
+async def disconnect(device: KnownDevice, conn: Conn) -> Response:
+    await devices.set_status(
+        conn,
+        workspace_id=device.workspace.id,
+        device_id=device.device_id,
+        status="revoked",
+        actor=device.actor,
+    )
+    # The meter disconnected itself: it is NOT-CONFIGURED, not a revoked machine that still tries to sync.
+    await devices.record_report(conn, device_id=device.device_id, report=None)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
