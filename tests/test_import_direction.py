@@ -63,7 +63,7 @@ def test_no_package_imports_one_it_must_not(package: str) -> None:
 def test_the_check_sees_an_import_inside_a_function(tmp_path: Path) -> None:
     probe = tmp_path / "probe.py"
     probe.write_text(
-        "def f():\n    from halton_warehouse.demo.demo_data import Demo\n    import halton_api.app\n"
+        "def f():\n    from halton_pipelines.definitions import defs\n    import halton_api.app\n"
     )
     assert imported_packages(probe) == [(2, "halton_pipelines"), (3, "halton_api")]
 

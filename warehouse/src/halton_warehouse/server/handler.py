@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from halton_warehouse.server.access import Role, authenticate, check_client, check_settings, check_statement
+from halton_warehouse.server.compressed_blocks import BlockEncoder
 from halton_warehouse.server.content_codecs import ResponseEncoder, choose_response_encoding
 from halton_warehouse.server.engine import EngineConnection, Session, parse_session_timeout, quote_identifier
 from halton_warehouse.server.formats import DEFAULT_FORMAT, PLAIN_TEXT, content_type, is_setting
-from halton_warehouse.server.native_blocks import BlockEncoder
 from halton_warehouse.server.request_body import RequestBody, Statement, parse_form, read_statement
 from halton_warehouse.server.response_writer import KEEP_ALIVE_TIMEOUT, SMALL_RESPONSE, ResponseWriter
 from halton_warehouse.server.sql_scan import one_line, with_client_query_ids, with_login_name
@@ -187,7 +187,7 @@ class ClickHouseRequestHandler(BaseHTTPRequestHandler):
                 self.headers.get("Transfer-Encoding"),
                 self.headers.get("Content-Length"),
                 self.headers.get("Content-Encoding"),
-                native_blocks=params.get("decompress") in ("1", "true"),
+                compressed_blocks=params.get("decompress") in ("1", "true"),
             )
             pieces = body.chunks()
             content_kind = self.headers.get("Content-Type", "")

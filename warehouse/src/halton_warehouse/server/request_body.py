@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from halton_warehouse.server.compressed_blocks import BlockDecoder
 from halton_warehouse.server.content_codecs import BodyDecoder, body_decoder
-from halton_warehouse.server.native_blocks import BlockDecoder
 from halton_warehouse.server.sql_scan import (
     InsertSplit,
     NeedMoreText,
@@ -48,7 +48,7 @@ class RequestBody:
         content_length: str | None,
         content_encoding: str | None,
         *,
-        native_blocks: bool = False,
+        compressed_blocks: bool = False,
     ) -> None:
         self._rfile = rfile
         self._chunked = "chunked" in (transfer_encoding or "").lower()
@@ -59,7 +59,7 @@ class RequestBody:
         # The whole body has been read off the socket (so the connection can carry another request).
         self.consumed = not self._chunked and self._remaining == 0
         self._decoder: BodyDecoder = body_decoder(content_encoding)
-        if native_blocks:  # decompress=1: ClickHouse's compressed blocks, inside any Content-Encoding
+        if compressed_blocks:  # decompress=1: ClickHouse's compressed blocks, inside any Content-Encoding
             self._decoder = BlockDecoder(self._decoder)
 
     def chunks(self) -> Iterator[bytes]:

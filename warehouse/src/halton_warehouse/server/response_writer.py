@@ -21,8 +21,8 @@ import time
 from collections.abc import Callable
 from typing import BinaryIO
 
+from halton_warehouse.server.compressed_blocks import BlockEncoder
 from halton_warehouse.server.content_codecs import ResponseEncoder
-from halton_warehouse.server.native_blocks import BlockEncoder
 
 KEEP_ALIVE_TIMEOUT = 30  # seconds an idle keep-alive connection is kept, as ClickHouse's keep_alive_timeout
 SMALL_RESPONSE = 64 << 10  # below this, head and body leave in one write
