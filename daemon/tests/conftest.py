@@ -114,6 +114,7 @@ def seed(home: MeterPaths) -> Callable[..., Any]:
         cache_read_tokens: int | None = 0,
         unpriced_reason: str | None = None,
         price_card: str | None = "test-card",
+        **origin: str,
     ) -> RequestRow:
         started = when or datetime.now(UTC)
         row = RequestRow(
@@ -133,6 +134,7 @@ def seed(home: MeterPaths) -> Callable[..., Any]:
             price_card=price_card if cost else None,
             project=project,
             attribution_tier="default",
+            **origin,
         )
         conn = open_store(home.db)
         try:

@@ -38,6 +38,7 @@ from halton_api.routers import (
     audit,
     auth,
     billing_connections,
+    branches,
     branding,
     clusters,
     cost_centers,
@@ -181,7 +182,8 @@ def create_app(settings: CloudSettings, *, clock: Callable[[], datetime] = utc_n
     for module in (devices, members, api_keys, projects, audit, requests, verify, reports):
         app.include_router(module.router)
     dashboards = (
-        overview, project_view, traces, reconciliation, executive, cost_centers, clusters, optimization
+        overview, project_view, traces, reconciliation, executive, cost_centers, branches, clusters,
+        optimization,
     )  # fmt: skip
     for module in dashboards:
         app.include_router(module.router)

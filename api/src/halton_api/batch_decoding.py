@@ -91,6 +91,11 @@ class WireRow(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=T
     ttfb_ms: _DurationMs | None = None
     region: Annotated[str, Meta(max_length=32)] | None = None
     web_search_requests: Annotated[int, Meta(ge=0, le=MAX_UNITS)] | None = None
+    repository: Annotated[str, Meta(max_length=256)] | None = None
+    branch: Annotated[str, Meta(max_length=256)] | None = None
+    ticket: Annotated[str, Meta(max_length=64)] | None = None
+    tool: Annotated[str, Meta(max_length=64)] | None = None
+    tool_version: Annotated[str, Meta(max_length=64)] | None = None
 
 
 class WireBatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

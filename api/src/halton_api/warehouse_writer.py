@@ -88,6 +88,11 @@ REQUEST_COLUMNS: tuple[str, ...] = (
     "ttfb_ms",
     "region",
     "web_search_requests",
+    "repository",
+    "branch",
+    "ticket",
+    "tool",
+    "tool_version",
 )
 
 

@@ -177,6 +177,16 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX request_price_history_by_uid ON request_price_history (request_uid, id);
     """,
+    """
+    -- Where each call came from (halton_meter.origin): the caller's git repository, branch, the ticket key
+    -- in the branch name, and the tool that called. NULL where the meter could not see it.
+    ALTER TABLE requests ADD COLUMN repository TEXT;
+    ALTER TABLE requests ADD COLUMN branch TEXT;
+    ALTER TABLE requests ADD COLUMN ticket TEXT;
+    ALTER TABLE requests ADD COLUMN tool TEXT;
+    ALTER TABLE requests ADD COLUMN tool_version TEXT;
+    CREATE INDEX requests_by_branch ON requests (branch, started_at);
+    """,
 )
 
 REQUEST_COLUMNS = (
@@ -216,6 +226,11 @@ REQUEST_COLUMNS = (
     "synced_at",
     "region",
     "web_search_requests",
+    "repository",
+    "branch",
+    "ticket",
+    "tool",
+    "tool_version",
 )
 _INSERT_REQUEST = (
     f"INSERT INTO requests ({', '.join(REQUEST_COLUMNS)}) VALUES ({', '.join('?' * len(REQUEST_COLUMNS))})"
@@ -370,6 +385,11 @@ def _request_values(call: StoredCall) -> tuple[Any, ...]:
         "synced_at": None,
         "region": r.region,
         "web_search_requests": r.web_search_requests,
+        "repository": r.repository,
+        "branch": r.branch,
+        "ticket": r.ticket,
+        "tool": r.tool,
+        "tool_version": r.tool_version,
     }
     return tuple(values[c] for c in REQUEST_COLUMNS)
 
@@ -444,6 +464,11 @@ def row_to_protocol(row: sqlite3.Row) -> RequestRow:
         ttfb_ms=row["ttfb_ms"],
         region=row["region"],
         web_search_requests=row["web_search_requests"],
+        repository=row["repository"],
+        branch=row["branch"],
+        ticket=row["ticket"],
+        tool=row["tool"],
+        tool_version=row["tool_version"],
     )
 
 

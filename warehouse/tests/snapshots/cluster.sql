@@ -341,3 +341,12 @@ CREATE TABLE IF NOT EXISTS raw.price_catalogues ON CLUSTER 'halton'
 )
 ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}', fetched_at)
 ORDER BY version;
+-- 0011_request_origin
+ALTER TABLE raw.requests ON CLUSTER 'halton'
+    ADD COLUMN IF NOT EXISTS repository Nullable(String) AFTER web_search_requests,
+    ADD COLUMN IF NOT EXISTS branch Nullable(String) AFTER repository,
+    ADD COLUMN IF NOT EXISTS ticket Nullable(String) AFTER branch,
+    ADD COLUMN IF NOT EXISTS tool LowCardinality(Nullable(String)) AFTER ticket,
+    ADD COLUMN IF NOT EXISTS tool_version LowCardinality(Nullable(String)) AFTER tool;
+CREATE OR REPLACE VIEW raw.requests_dedup ON CLUSTER 'halton' AS
+SELECT * FROM raw.requests FINAL;
