@@ -4,7 +4,7 @@ one SQL condition every query on the page uses.
 
 Branch, ticket and tool are facts of each call, not of a day's spend: only views that read per-call or
 per-branch marts (`requests`, `branch_spend`) can apply them (`Scope.condition(origin=True)`); any other view
-asked for them answers 400 naming the view that can (never figures that silently ignore a filter), and the
+asked for them answers 422 naming the view that can (never figures that silently ignore a filter), and the
 navigation drops them (`Filters.without_origin`).
 
 State lives only in the URL (`?range=7d&provider=openai&project=a&project=b`), so a filtered view is
