@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from test_pairing_e2e import connect, machine_id_of, new_meter, warehouse_rows
 
-from cloud_support import build_marts
+from cloud_support import PASSWORD, DashboardPage, build_marts
 from halton_meter.testing.processes import MeterProcess, wait_for
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the meter reads /proc")
@@ -91,7 +91,7 @@ def by(report: dict, dimension: str) -> dict[str, tuple[int, Decimal]]:
 
 
 def test_spend_splits_by_branch_and_ticket_from_the_meter_to_the_view(
-    tmp_path, cloud, person, providers, warehouse, postgres_url
+    tmp_path, cloud, person, providers, warehouse, postgres_url, chromium, artifacts_dir
 ):
     folders = checkouts(tmp_path)
     meter = new_meter(tmp_path, "laptop", cloud, providers)
@@ -169,3 +169,28 @@ def test_spend_splits_by_branch_and_ticket_from_the_meter_to_the_view(
     assert page.status_code == 200
     assert 'data-table="tickets"' in page.text and "feature/SHOP-101-cart" in page.text
     assert "bugfix/SHOP-202-tax" not in page.text.split('data-table="branches"')[1]
+
+    # In a browser: the view, then one ticket picked from the rail (console errors fail the test).
+    context = chromium.new_context(viewport={"width": 1440, "height": 1000}, base_url=cloud.url)
+    browser = DashboardPage(context.new_page(), None)
+    try:
+        browser.sign_in(person.email, PASSWORD)
+        opened = browser.page.goto(f"/{slug}/branches")
+        assert opened is not None and opened.ok
+        assert [row[0] for row in browser.table("tickets")] == ["SHOP-101", "SHOP-202"]
+        assert sorted(row[1] for row in browser.table("branches")) == [
+            "bugfix/SHOP-202-tax",
+            "feature/SHOP-101-cart",
+            "main",
+        ]
+        browser.screenshot(artifacts_dir, "branches")
+        browser.page.click("details.multi summary:has-text('Ticket')")
+        browser.page.check("input[name=ticket][value=SHOP-202]")
+        browser.page.keyboard.press("Escape")  # the list closes, as a select's would
+        browser.page.click("form[data-rail] button[type=submit]")
+        browser.page.wait_for_url("**ticket=SHOP-202**")
+        assert [row[1] for row in browser.table("branches")] == ["bugfix/SHOP-202-tax"]
+        browser.screenshot(artifacts_dir, "branches-one-ticket")
+    finally:
+        context.close()
+    assert browser.errors == [], browser.errors
