@@ -19,8 +19,9 @@ from typing import Any
 
 import dagster as dg
 
-from halton_pipelines.defs import billing, catalogue, dbt, prices, recommendations, snapshot
+from halton_pipelines.defs import alerts, billing, catalogue, dbt, prices, recommendations, snapshot
 from halton_pipelines.resources import (
+    AlertsResource,
     BillingAPIsResource,
     CatalogueSourceResource,
     ControlPlaneResource,
@@ -56,6 +57,9 @@ def resources_for_environment() -> dict[str, Any]:
     return {
         "warehouse": WarehouseResource(clickhouse_url=url, database_prefix=prefix),
         "control_plane": ControlPlaneResource(database_url=dg.EnvVar("HALTON_DATABASE_URL")),
+        "alerts": AlertsResource(
+            database_url=dg.EnvVar("HALTON_DATABASE_URL"), secret_key=dg.EnvVar("HALTON_SECRET_KEY")
+        ),
         "provider_keys": ProviderKeysResource(
             database_url=dg.EnvVar("HALTON_DATABASE_URL"), secret_key=dg.EnvVar("HALTON_SECRET_KEY")
         ),
@@ -74,5 +78,6 @@ defs = dg.Definitions.merge(
     prices.defs,
     dbt.defs,
     recommendations.defs,
+    alerts.defs,
     dg.Definitions(resources=resources_for_environment()),
 )

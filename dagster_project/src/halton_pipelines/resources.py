@@ -174,3 +174,13 @@ class HaltonDbtResource(dg.ConfigurableResource):
 
 def day_of(partition_key: str) -> date:
     return date.fromisoformat(partition_key)
+
+
+class AlertsResource(dg.ConfigurableResource):
+    """Where budget alerts are recorded (the control plane) and how their channels' secrets open."""
+
+    database_url: str = Field(description="PostgreSQL URI of the control plane")
+    secret_key: str = Field(
+        description="The cloud secret (HALTON_SECRET_KEY) channel secrets are sealed with"
+    )
+    backoff_seconds: float = Field(default=60.0, description="First retry delay; doubled on each further try")
