@@ -23,13 +23,7 @@ def test_a_leading_negative_lookahead_becomes_a_not_regex_clause_matching_the_sa
     kind, pattern = negated
     original = next(v for conj in pro.match_rules for k, v in conj if k == "regex")
     assert kind == "not_regex" and "(?!" not in pattern
-    for name in (
-        "gemini-2.5-pro",
-        "gemini-2.5-pro-preview-tts",
-        "gemini-2.5-pro-TTS-x",
-        "x-tts-gemini",
-        "tts",
-    ):
+    for name in ("gemini-2.5-pro", "gemini-2.5-pro-preview-tts", "gemini-2.5-pro-TTS-x", "x-tts-gemini", "tts"):
         assert (re.search(original, name) is not None) == (re.search(pattern, name) is None), name
 
 
