@@ -40,6 +40,7 @@ from halton_api.routers import (
     billing_connections,
     branches,
     branding,
+    budget_alerts,
     clusters,
     cost_centers,
     daemon,
@@ -179,7 +180,7 @@ def create_app(settings: CloudSettings, *, clock: Callable[[], datetime] = utc_n
     for module in (health, ingest, daemon, rates, pairing, auth, invitations, workspaces):
         app.include_router(module.router)
     app.include_router(pairing.pages)
-    for module in (devices, members, api_keys, projects, audit, requests, verify, reports):
+    for module in (devices, members, api_keys, projects, budget_alerts, audit, requests, verify, reports):
         app.include_router(module.router)
     dashboards = (
         overview, project_view, traces, reconciliation, executive, cost_centers, branches, clusters,
@@ -189,7 +190,8 @@ def create_app(settings: CloudSettings, *, clock: Callable[[], datetime] = utc_n
         app.include_router(module.router)
     # `verify` before `reports`, whose `/reports/{job_id}` would take "verify" for a job id.
     for module in (
-        workspaces, devices, members, api_keys, branding, billing_connections, projects, audit, *dashboards,
+        workspaces, devices, members, api_keys, branding, billing_connections, projects, budget_alerts, audit,
+        *dashboards,
         verify, reports,
     ):  # fmt: skip
         app.include_router(module.pages)
