@@ -69,7 +69,9 @@ def meter_ca(meter: Any) -> ssl.SSLContext:
 
 @pytest.fixture
 def new_rows(meter: Any) -> Callable[[], list[dict[str, Any]]]:
-    """Call it after making calls: flushes the writer and returns the rows stored since the test began."""
+    """Call it after making calls: flushes the writer and returns the rows stored since the test began, in the
+    order the calls started (a call waits for its caller's process lookup before it is stored, so two calls
+    can be stored in the other order)."""
     db = meter.settings.paths.db
 
     def max_rowid() -> int:
@@ -83,7 +85,9 @@ def new_rows(meter: Any) -> Callable[[], list[dict[str, Any]]]:
         conn = sqlite3.connect(db)
         conn.row_factory = sqlite3.Row
         try:
-            found = conn.execute("SELECT * FROM requests WHERE rowid > ? ORDER BY rowid", (start,)).fetchall()
+            found = conn.execute(
+                "SELECT * FROM requests WHERE rowid > ? ORDER BY started_at, rowid", (start,)
+            ).fetchall()
         finally:
             conn.close()
         return [dict(r) for r in found]

@@ -152,12 +152,16 @@ class Recorder:
         self._waiting.add(value)
 
         def submit_later(done: asyncio.Future[Attributed]) -> None:
-            self._waiting.discard(done)
-            self._submit(
-                flow.metadata,
-                call,
-                self.attribution.resolve(done) or Attributed(self.attribution.default_project, "default"),
-            )
+            # Handed to the writer before it stops counting as waiting: `Meter.flush` (another thread) must
+            # never see neither a waiting call nor its item in the writer's queue.
+            try:
+                self._submit(
+                    flow.metadata,
+                    call,
+                    self.attribution.resolve(done) or Attributed(self.attribution.default_project, "default"),
+                )
+            finally:
+                self._waiting.discard(done)
 
         value.add_done_callback(submit_later)
 
