@@ -71,7 +71,9 @@ def meter_ca(meter: Any) -> ssl.SSLContext:
 
 @pytest.fixture
 def new_rows(meter: Any) -> Callable[[], list[dict[str, Any]]]:
-    """Call it after making calls: flushes the writer and returns the rows stored since the test began."""
+    """Call it after making calls: flushes the writer and returns the rows stored since the test began, in the
+    order the calls started (a call waits for its caller's process lookup before it is stored, so two calls
+    can be stored in the other order)."""
     db = meter.settings.paths.db
 
     def max_rowid() -> int:
@@ -85,7 +87,9 @@ def new_rows(meter: Any) -> Callable[[], list[dict[str, Any]]]:
         conn = sqlite3.connect(db)
         conn.row_factory = sqlite3.Row
         try:
-            found = conn.execute("SELECT * FROM requests WHERE rowid > ? ORDER BY rowid", (start,)).fetchall()
+            found = conn.execute(
+                "SELECT * FROM requests WHERE rowid > ? ORDER BY started_at, rowid", (start,)
+            ).fetchall()
         finally:
             conn.close()
         return [dict(r) for r in found]
@@ -116,6 +120,7 @@ def seed(home: MeterPaths) -> Callable[..., Any]:
         cache_read_tokens: int | None = 0,
         unpriced_reason: str | None = None,
         price_card: str | None = "test-card",
+        **origin: str,
     ) -> RequestRow:
         started = when or datetime.now(UTC)
         row = RequestRow(
@@ -135,6 +140,7 @@ def seed(home: MeterPaths) -> Callable[..., Any]:
             price_card=price_card if cost else None,
             project=project,
             attribution_tier="default",
+            **origin,
         )
         conn = open_store(home.db)
         try:

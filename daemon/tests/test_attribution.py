@@ -27,6 +27,7 @@ from halton_meter.attribution import (
     slugify,
 )
 from halton_meter.health import Health
+from halton_meter.origin import CallOrigin
 from halton_meter.routing import ROUTE, Route
 
 KEY = "sk-ant-api03-secret-key"
@@ -133,6 +134,42 @@ def test_directory_tier_then_default(tmp_path: Path):
     )
 
 
+def _branch_checkout(tmp_path: Path, branch: str) -> Path:
+    repo = tmp_path / "shop"
+    (repo / ".git").mkdir(parents=True)
+    (repo / ".git" / "HEAD").write_text(f"ref: refs/heads/{branch}\n")
+    return repo
+
+
+def test_the_origin_rides_along_whatever_tier_names_the_project(tmp_path: Path):
+    repo = _branch_checkout(tmp_path, "feature/SHOP-42-cart")
+    agent = {"user-agent": "Anthropic/Python 0.69.0"}
+    origin = CallOrigin("shop", "feature/SHOP-42-cart", "SHOP-42", "anthropic-python", "0.69.0")
+    assert attribute(metered_flow(**agent), FixedLocator(repo)) == Attributed("shop", "directory", origin)
+    by_header = metered_flow(**{HEADER: "billing", **agent})
+    assert attribute(by_header, FixedLocator(repo)) == Attributed("billing", "header", origin)
+    # The pattern is configurable; origin off keeps the project and records nothing else.
+    assert attribute(
+        metered_flow(**agent), FixedLocator(repo), halton_ticket_pattern=r"\d+"
+    ).origin == CallOrigin("shop", "feature/SHOP-42-cart", "42", "anthropic-python", "0.69.0")
+    assert attribute(metered_flow(**agent), FixedLocator(repo), halton_call_origin=False) == Attributed(
+        "shop", "directory"
+    )
+    # Without a process (another OS, a remote client) the user agent still names the tool.
+    assert attribute(metered_flow(**agent), FixedLocator(None)) == Attributed(
+        "default", "default", CallOrigin(tool="anthropic-python", tool_version="0.69.0")
+    )
+
+
+def test_a_bad_ticket_pattern_is_refused():
+    async def go():
+        addon = Attribution(Health())
+        with taddons.context(addon) as tctx, pytest.raises(exceptions.OptionsError, match="ticket_pattern"):
+            tctx.configure(addon, halton_ticket_pattern="[A-")
+
+    asyncio.run(go())
+
+
 def test_project_for_directory_prefers_the_deepest_mapping(tmp_path: Path):
     mapping = {tmp_path: "all", tmp_path / "a": "a"}
     assert project_for_directory(tmp_path / "a" / "b", mapping) == "a"
@@ -185,6 +222,7 @@ def test_process_locator_finds_the_process_behind_a_real_socket(tmp_path: Path):
                 cwd = locator.cwd_of(pid)
                 assert cwd == repo
                 assert project_for_directory(cwd, {}) == "widget-service"
+                assert locator.name_of(pid) == Path(sys.executable).name[:15]
                 # A second lookup for the same process takes the fast path (recent pids first).
                 assert locator.pid_for(peer[1], port) == child.pid
         finally:

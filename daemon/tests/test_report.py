@@ -33,6 +33,31 @@ def test_named_periods():
     assert (span.start.date(), span.end.date()) == (date(2026, 3, 1), date(2026, 3, 3))
 
 
+def test_by_repository_branch_ticket_and_tool(home, seed):
+    seed(cost="0.010", repository="shop", branch="feature/SHOP-1-cart", ticket="SHOP-1", tool="claude-code")
+    seed(cost="0.020", repository="shop", branch="SHOP-1-follow-up", ticket="SHOP-1", tool="anthropic-python")
+    seed(cost="0.004", repository="shop", branch="main", tool="anthropic-python")
+    seed(cost="0.001")  # a call the meter could not place
+    conn = connect(home.db, readonly=True)
+    report = spend_report(conn, parse_period("today"), ("repository", "branch", "ticket", "tool"))
+    costs = {dim: {g.key: g.cost_usd for g in groups} for dim, groups in report.groups.items()}
+    assert costs["ticket"] == {"SHOP-1": Decimal("0.03"), "(none)": Decimal("0.005")}
+    assert costs["branch"] == {
+        "SHOP-1-follow-up": Decimal("0.02"),
+        "feature/SHOP-1-cart": Decimal("0.01"),
+        "main": Decimal("0.004"),
+        "(unknown)": Decimal("0.001"),
+    }
+    assert costs["repository"] == {"shop": Decimal("0.034"), "(unknown)": Decimal("0.001")}
+    assert costs["tool"] == {
+        "anthropic-python": Decimal("0.024"),
+        "claude-code": Decimal("0.01"),
+        "(unknown)": Decimal("0.001"),
+    }
+    # The default breakdowns stay the four they were.
+    assert list(spend_report(conn, parse_period("today")).groups) == ["project", "model", "provider", "day"]
+
+
 def test_bad_periods():
     with pytest.raises(PeriodError, match="unknown period"):
         parse_period("fortnight")

@@ -102,6 +102,13 @@ def test_every_wire_field_round_trips(tmp_path: Path):
         wire_row(),
         wire_row(region="us", web_search_requests=3),
         wire_row(
+            repository="checkout",
+            branch="feature/PAY-12-refunds",
+            ticket="PAY-12",
+            tool="claude-code",
+            tool_version="2.0.14",
+        ),
+        wire_row(
             cost_usd=None,
             price_card=None,
             input_tokens=None,
@@ -128,13 +135,32 @@ def test_a_database_of_the_previous_schema_gains_region_and_web_searches_as_null
     with transaction(conn):
         insert_calls(conn, [StoredCall(row=old)])
     # Back to schema 3, as an older meter left it.
+    _drop_origin(conn)
     conn.execute("DROP TABLE request_price_history")
     conn.execute("ALTER TABLE requests DROP COLUMN web_search_requests")
     conn.execute("ALTER TABLE requests DROP COLUMN region")
     conn.execute("PRAGMA user_version = 3")
-    assert migrate(conn) == len(MIGRATIONS) == 5
+    assert migrate(conn) == len(MIGRATIONS) == 6
     (back,) = rows_to_protocol(conn.execute("SELECT * FROM requests"))
     assert back == old and back.region is None and back.web_search_requests is None
+
+
+def _drop_origin(conn) -> None:
+    conn.execute("DROP INDEX requests_by_branch")
+    for column in ("repository", "branch", "ticket", "tool", "tool_version"):
+        conn.execute(f"ALTER TABLE requests DROP COLUMN {column}")
+
+
+def test_a_database_of_schema_5_gains_the_call_origin_as_null(tmp_path: Path):
+    conn = open_store(tmp_path / "db.sqlite")
+    old = wire_row()
+    with transaction(conn):
+        insert_calls(conn, [StoredCall(row=old)])
+    _drop_origin(conn)
+    conn.execute("PRAGMA user_version = 5")
+    assert migrate(conn) == 6
+    (back,) = rows_to_protocol(conn.execute("SELECT * FROM requests"))
+    assert back == old and (back.repository, back.branch, back.ticket, back.tool) == (None, None, None, None)
 
 
 def test_unsynced_rows_and_mark_synced(tmp_path: Path):

@@ -16,7 +16,8 @@ def test_definitions_load_with_every_domain(monkeypatch) -> None:
         "control_plane/projects", "control_plane/devices", "control_plane/members", "control_plane/snapshots",
         "price_card/model_prices", "price_card/price_catalogue", "meter/requests", "staging/int_requests_priced", "daily_spend",
         "reconciliation", "reconciliation_daily", "reconciliation_requests", "prompt_clusters", "model_usage_30d",
-        "budget_variance", "project_spend", "developer_spend", "cost_center_spend",
+        "budget_variance", "project_spend", "developer_spend", "cost_center_spend", "branch_spend", "ticket_spend",
+        "budget_alerts",
     } <= keys  # fmt: skip
     groups = {
         graph.get(dg.AssetKey(["daily_spend"])).group_name,
@@ -31,11 +32,12 @@ def test_definitions_load_with_every_domain(monkeypatch) -> None:
     }
     assert {s.name for s in defs.schedules} == {
         "marts_every_15_minutes", "history_marts_hourly", "billing_daily_schedule", "price_card_daily",
-        "recommendations_hourly", "price_catalogue_daily",
+        "recommendations_hourly", "price_catalogue_daily", "budget_alerts_hourly",
     }  # fmt: skip
     job = defs.get_job_def("halton_marts")
     marts = {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
     assert "daily_spend" in marts and "control_plane/projects" in marts and "recommendations" in marts
+    assert "budget_alerts" in marts  # evaluated after every marts build
     from halton_pipelines.defs.dbt import ROUTINE_MARTS
 
     routine = {k.to_user_string() for k in ROUTINE_MARTS}  # what every run but a deployment's first builds
@@ -54,6 +56,7 @@ def test_definitions_load_with_every_domain(monkeypatch) -> None:
     }
     assert set(resources_for_environment()) == {
         "warehouse",
+        "alerts",
         "control_plane",
         "provider_keys",
         "billing_apis",

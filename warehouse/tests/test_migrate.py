@@ -187,7 +187,8 @@ def test_raw_requests_dedupes_a_resent_row(warehouse) -> None:
         "toUUID('00000000-0000-0000-0000-000000000001'), 'm1', generateUUIDv4(), "
         "'2026-11-01 10:00:00.000', '2026-11-01 10:00:01.250', 'anthropic', 'claude-sonnet-4-5', "
         "'claude-sonnet-4-5', '/v1/messages', 200, false, true, NULL, false, 1200, 300, 1000, 0, 0, 0, "
-        "0.012345678, 'card', 'acme', 'header', 'h', 'msg_1', 1250, 200, 'us', 2, now64(3)"
+        "0.012345678, 'card', 'acme', 'header', 'h', 'msg_1', 1250, 200, 'us', 2, 'shop', 'SHOP-1-cart', "
+        "'SHOP-1', 'claude-code', '2.0.14', now64(3)"
     )
     for _ in range(3):
         client.command(f"INSERT INTO {raw}.requests VALUES ({row})")
@@ -220,6 +221,26 @@ def test_region_and_web_searches_are_null_unless_sent_and_read_through_the_dedup
     assert client.query(
         f"SELECT region, web_search_requests FROM {raw}.requests_dedup ORDER BY request_uid"
     ).result_rows == [(None, None), ("us", 3)]
+
+
+def test_the_call_origin_is_null_unless_sent_and_read_through_the_dedup_view(warehouse) -> None:
+    """0011 adds where a call came from (repository, branch, ticket, tool, tool_version) before ingested_at:
+    a row from an older meter reads NULL, and the dedup view shows the new columns."""
+    client = warehouse.client()
+    raw = warehouse.databases.raw
+    origin = ("repository", "branch", "ticket", "tool", "tool_version")
+    for uid, extra_columns, extra_values in (
+        ("c1", "", ""),
+        ("c2", ", " + ", ".join(origin), ", 'shop', 'feature/SHOP-1', 'SHOP-1', 'claude-code', '2.0.14'"),
+    ):
+        client.command(
+            f"INSERT INTO {raw}.requests (workspace_id, request_uid, started_at, ended_at, provider, endpoint"
+            f"{extra_columns}) VALUES (generateUUIDv4(), toUUID('00000000-0000-0000-0000-0000000000{uid}'),"
+            f" now64(3), now64(3), 'anthropic', '/v1/messages'{extra_values})"
+        )
+    assert client.query(
+        f"SELECT {', '.join(origin)} FROM {raw}.requests_dedup ORDER BY request_uid"
+    ).result_rows == [(None,) * 5, ("shop", "feature/SHOP-1", "SHOP-1", "claude-code", "2.0.14")]
 
 
 def test_rekeying_raw_requests_by_time_keeps_every_row(warehouse) -> None:

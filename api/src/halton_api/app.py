@@ -39,7 +39,9 @@ from halton_api.routers import (
     audit_routes,
     auth_routes,
     billing_connections_routes,
+    branches_routes,
     branding_routes,
+    budget_alerts_routes,
     captured_requests_routes,
     clusters_routes,
     cost_centers_routes,
@@ -190,20 +192,20 @@ def create_app(settings: CloudSettings, *, clock: Callable[[], datetime] = utc_n
         app.include_router(module.router)
     app.include_router(pairing_routes.pages)
     for module in (
-        devices_routes, members_routes, api_keys_routes, projects_routes, audit_routes, captured_requests_routes,
-        verify_routes, reports_routes,
+        devices_routes, members_routes, api_keys_routes, projects_routes, budget_alerts_routes, audit_routes,
+        captured_requests_routes, verify_routes, reports_routes,
     ):  # fmt: skip
         app.include_router(module.router)
     dashboards = (
         overview_routes, project_view_routes, traces_routes, reconciliation_routes, executive_routes,
-        cost_centers_routes, clusters_routes, optimization_routes,
+        cost_centers_routes, branches_routes, clusters_routes, optimization_routes,
     )  # fmt: skip
     for module in dashboards:
         app.include_router(module.router)
     # `verify` before `reports`, whose `/reports/{job_id}` would take "verify" for a job id.
     for module in (
         workspaces_routes, devices_routes, members_routes, api_keys_routes, branding_routes,
-        billing_connections_routes, projects_routes, audit_routes, *dashboards, verify_routes, reports_routes,
+        billing_connections_routes, projects_routes, budget_alerts_routes, audit_routes, *dashboards, verify_routes, reports_routes,
     ):  # fmt: skip
         app.include_router(module.pages)
 

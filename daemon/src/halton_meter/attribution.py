@@ -8,6 +8,10 @@
                    through ``[attribution.directories]`` or else named after the repository folder.
                    Best effort and cached; it runs in a thread and never delays the call;
 4. ``default``   - ``[attribution] default_project``.
+
+The same process lookup tells where the call came from whatever tier names its project: the repository,
+branch and ticket of the caller's working directory and the tool that called (:mod:`halton_meter.origin`),
+kept on the row as its :class:`~halton_meter.origin.CallOrigin` (``[attribution] origin``, on by default).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlsplit
@@ -32,6 +36,14 @@ from mitmproxy import ctx, exceptions
 
 from halton_meter.failopen import fail_open
 from halton_meter.health import Health
+from halton_meter.origin import (
+    DEFAULT_TICKET_PATTERN,
+    CallOrigin,
+    Checkout,
+    compile_ticket_pattern,
+    git_checkout,
+    origin_of,
+)
 from halton_meter.routing import ROUTE
 from halton_meter.settings import FINGERPRINT_RE, SLUG_RE
 
@@ -49,6 +61,16 @@ _PID_CACHE_SECONDS = 30.0
 class Attributed:
     project: str
     tier: str  # protocol.AttributionTier
+    origin: CallOrigin | None = None  # None when nothing of it could be seen (or origin is off)
+
+
+@dataclass(frozen=True)
+class _Located:
+    """What the process lookup found for one connection."""
+
+    project: str | None
+    checkout: Checkout | None
+    process_name: str | None
 
 
 def slugify(name: str) -> str | None:
@@ -154,6 +176,15 @@ class ProcessLocator:
             self._cwd_cache[pid] = (now, cwd)
         return cwd
 
+    def name_of(self, pid: int) -> str | None:
+        """The process's name (``/proc/<pid>/comm``: at most 15 characters)."""
+        try:
+            return (self.proc / str(pid) / "comm").read_text(
+                encoding="utf-8", errors="replace"
+            ).strip() or None
+        except OSError:
+            return None
+
     def _remember(self, pid: int) -> None:
         with self._lock:
             self._recent_pids[pid] = time.monotonic()
@@ -211,7 +242,9 @@ class Attribution:
         self.key_projects: dict[str, str] = {}
         self.directory_projects: dict[Path, str] = {}
         self.directory_enabled = True
-        self._lookups: dict[str, asyncio.Future[Attributed]] = {}
+        self.origin_enabled = True
+        self.ticket_pattern = re.compile(DEFAULT_TICKET_PATTERN)
+        self._lookups: dict[str, asyncio.Future[_Located]] = {}
 
     def load(self, loader) -> None:
         loader.add_option("halton_default_project", str, "default", "Project of calls no other tier claims.")
@@ -232,6 +265,18 @@ class Attribution:
             bool,
             True,
             "Attribute calls to the git repository of the calling process (Linux).",
+        )
+        loader.add_option(
+            "halton_call_origin",
+            bool,
+            True,
+            "Record the repository, git branch, ticket and tool of the calling process.",
+        )
+        loader.add_option(
+            "halton_ticket_pattern",
+            str,
+            DEFAULT_TICKET_PATTERN,
+            "Regular expression finding a ticket key in a branch name.",
         )
 
     def configure(self, updated: set[str]) -> None:
@@ -260,6 +305,13 @@ class Attribution:
             self.directory_projects = folders
         if "halton_directory_attribution" in updated:
             self.directory_enabled = ctx.options.halton_directory_attribution
+        if "halton_call_origin" in updated:
+            self.origin_enabled = ctx.options.halton_call_origin
+        if "halton_ticket_pattern" in updated:
+            try:
+                self.ticket_pattern = compile_ticket_pattern(ctx.options.halton_ticket_pattern)
+            except ValueError as exc:
+                raise exceptions.OptionsError(f"halton_ticket_pattern: {exc}") from None
 
     @fail_open("attribution.requestheaders")
     async def requestheaders(self, flow: http.HTTPFlow) -> None:
@@ -279,40 +331,75 @@ class Attribution:
 
     @fail_open("attribution.request")
     async def request(self, flow: http.HTTPFlow) -> None:
-        if ROUTE not in flow.metadata or ATTRIBUTION in flow.metadata:
+        if ROUTE not in flow.metadata or not isinstance(flow.metadata.get(ATTRIBUTION), Attributed | None):
             return
-        if self.key_projects:
+        decided: Attributed | None = flow.metadata.get(ATTRIBUTION)  # the header tier, if it spoke
+        if decided is None and self.key_projects:
             key = api_key_of(flow.request.headers, flow.request.path)
             if key and (project := match_key(key, self.key_projects)):
-                flow.metadata[ATTRIBUTION] = Attributed(project, "api_key")
-                return
+                decided = Attributed(project, "api_key")
+        user_agent = flow.request.headers.get("user-agent")
         client = flow.client_conn
-        if self.directory_enabled and self.locator.supported and _loopback(client.peername):
+        wanted = self.origin_enabled or (self.directory_enabled and decided is None)
+        lookup = None
+        if wanted and self.locator.supported and _loopback(client.peername):
             lookup = self._lookups.get(client.id)
             if lookup is None:
                 lookup = asyncio.ensure_future(
-                    asyncio.to_thread(self._by_directory, client.peername[1], client.sockname[1])
+                    asyncio.to_thread(self._locate, client.peername[1], client.sockname[1])
                 )
                 self._lookups[client.id] = lookup
-            flow.metadata[ATTRIBUTION] = lookup
-            return
-        flow.metadata[ATTRIBUTION] = Attributed(self.default_project, "default")
+        if lookup is None:
+            flow.metadata[ATTRIBUTION] = self._settle(decided, user_agent, None)
+        elif lookup.done():  # a kept-alive connection: its process is known already
+            flow.metadata[ATTRIBUTION] = self._settle(decided, user_agent, _located(lookup))
+        else:
+            flow.metadata[ATTRIBUTION] = asyncio.ensure_future(
+                self._settle_later(decided, user_agent, lookup)
+            )
 
     def client_disconnected(self, client: connection.Client) -> None:
         self._lookups.pop(client.id, None)
 
-    def _by_directory(self, client_port: int, server_port: int) -> Attributed:
+    async def _settle_later(
+        self, decided: Attributed | None, user_agent: str | None, lookup: asyncio.Future[_Located]
+    ) -> Attributed:
+        await asyncio.wait([lookup])
+        return self._settle(decided, user_agent, _located(lookup))
+
+    def _settle(
+        self, decided: Attributed | None, user_agent: str | None, located: _Located | None
+    ) -> Attributed:
+        if decided is None:
+            project = located.project if located is not None and self.directory_enabled else None
+            decided = (
+                Attributed(project, "directory")
+                if project is not None
+                else Attributed(self.default_project, "default")
+            )
+        if not self.origin_enabled:
+            return decided
+        origin = origin_of(
+            located.checkout if located else None,
+            user_agent,
+            located.process_name if located else None,
+            self.ticket_pattern,
+        )
+        return replace(decided, origin=origin) if origin != CallOrigin() else decided
+
+    def _locate(self, client_port: int, server_port: int) -> _Located:
         try:
             pid = self.locator.pid_for(client_port, server_port)
             cwd = self.locator.cwd_of(pid) if pid is not None else None
-            project = project_for_directory(cwd, self.directory_projects) if cwd is not None else None
+            if cwd is None:
+                return _Located(None, None, self.locator.name_of(pid) if pid is not None else None)
+            project = project_for_directory(cwd, self.directory_projects)
+            checkout = git_checkout(cwd) if self.origin_enabled else None
+            return _Located(project, checkout, self.locator.name_of(pid) if pid is not None else None)
         except Exception as exc:  # best effort: count it and fall back to the default project
             logger.exception("directory attribution failed")
             self.health.error("attribution.directory", repr(exc))
-            project = None
-        if project is None:
-            return Attributed(self.default_project, "default")
-        return Attributed(project, "directory")
+            return _Located(None, None, None)
 
     def resolve(self, value: Attributed | asyncio.Future[Attributed] | None) -> Attributed | None:
         """The attribution of a finished flow, or None while a directory lookup is still running."""
@@ -325,6 +412,12 @@ class Attribution:
         if value.cancelled() or value.exception() is not None:
             return Attributed(self.default_project, "default")
         return value.result()
+
+
+def _located(lookup: asyncio.Future[_Located]) -> _Located | None:
+    if lookup.cancelled() or lookup.exception() is not None:
+        return None
+    return lookup.result()
 
 
 def _slug(value: str, option: str) -> str:

@@ -43,6 +43,7 @@ from halton_meter import providers
 from halton_meter.content_coding import Decoder, UnsupportedEncoding, decoder_for
 from halton_meter.failopen import FAILED, fail_open
 from halton_meter.health import Health
+from halton_meter.origin import CallOrigin
 from halton_meter.providers.batch_results import BatchResult, BatchResultsParser, download_uid
 from halton_meter.routing import ROUTE, Route
 from halton_meter.usage import RequestInfo, ResponseParser, Usage
@@ -84,6 +85,7 @@ class CapturedCall:
     # A batch results download: one result per batched request, each stored as a row of its own.
     results: list[BatchResult] = field(default_factory=list)
     timed: bool = True  # False for a batched request: the meter did not see it run (no latency)
+    origin: CallOrigin | None = None  # repository, branch, ticket and tool of the caller (attribution)
 
 
 @dataclass

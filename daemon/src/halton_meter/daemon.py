@@ -125,6 +125,8 @@ class Meter:
                 f"{path}={project}" for path, project in s.directory_projects.items()
             ],
             "halton_directory_attribution": s.directory_attribution,
+            "halton_call_origin": s.call_origin,
+            "halton_ticket_pattern": s.ticket_pattern,
             "halton_capture_bodies": s.capture_bodies,
             "halton_body_max_bytes": s.body_max_bytes,
         }

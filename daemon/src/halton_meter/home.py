@@ -36,6 +36,10 @@ port = 8090
 default_project = "default"
 # Attribute calls to the git repository of the calling process (Linux; best effort).
 directory = true
+# Record the repository, git branch and tool of the calling process with each call (Linux; best effort),
+# and the ticket key found in the branch name by this regular expression.
+origin = true
+ticket_pattern = '[A-Z][A-Z0-9]+-\\d+'
 
 # API key fingerprints -> project. Never put a raw key here: `halton-meter fingerprint` prints the
 # fingerprint of a key read from stdin. At least 12 hex digits of the sha256.

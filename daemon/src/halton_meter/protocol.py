@@ -79,6 +79,13 @@ class RequestRow(BaseModel):
     region: Annotated[str, Field(max_length=32)] | None = None
     # Server-side web searches the provider billed per use (Anthropic usage.server_tool_use).
     web_search_requests: Annotated[int, Field(ge=0, le=MAX_UNITS)] | None = None
+    # Where the call came from (halton_meter.origin): the calling process's git repository, branch and the
+    # ticket key in the branch name, and the tool that called (claude-code, codex-cli, anthropic-python...).
+    repository: Annotated[str, Field(max_length=256)] | None = None
+    branch: Annotated[str, Field(max_length=256)] | None = None
+    ticket: Annotated[str, Field(max_length=64)] | None = None
+    tool: Annotated[str, Field(max_length=64)] | None = None
+    tool_version: Annotated[str, Field(max_length=64)] | None = None
 
     @field_validator("started_at", "ended_at")
     @classmethod

@@ -34,6 +34,7 @@ from halton_meter.capture import CALL, CapturedCall
 from halton_meter.failopen import fail_open
 from halton_meter.health import Health
 from halton_meter.journal import Journal
+from halton_meter.origin import CallOrigin
 from halton_meter.protocol import MAX_DURATION_MS, RequestRow
 from halton_meter.providers.batch_results import BatchResult
 from halton_meter.routing import ROUTE
@@ -123,6 +124,7 @@ class Recorder:
         attributed = self.attribution.resolve(flow.metadata.get(ATTRIBUTION))
         if attributed is not None:  # else the default, journaled again once the lookup ends
             call.project, call.attribution_tier = attributed.project, attributed.tier
+            call.origin = attributed.origin
         self._journal(flow.metadata, call)
 
     async def done(self) -> None:
@@ -150,18 +152,23 @@ class Recorder:
         self._waiting.add(value)
 
         def submit_later(done: asyncio.Future[Attributed]) -> None:
-            self._waiting.discard(done)
-            self._submit(
-                flow.metadata,
-                call,
-                self.attribution.resolve(done) or Attributed(self.attribution.default_project, "default"),
-            )
+            # Handed to the writer before it stops counting as waiting: `Meter.flush` (another thread) must
+            # never see neither a waiting call nor its item in the writer's queue.
+            try:
+                self._submit(
+                    flow.metadata,
+                    call,
+                    self.attribution.resolve(done) or Attributed(self.attribution.default_project, "default"),
+                )
+            finally:
+                self._waiting.discard(done)
 
         value.add_done_callback(submit_later)
 
     def _submit(self, metadata: dict[str, Any], call: CapturedCall, attributed: Attributed) -> None:
         call.project = attributed.project
         call.attribution_tier = attributed.tier
+        call.origin = attributed.origin
         self._journal(metadata, call)
         journaled: _Journaled | None = metadata.get(JOURNALED)
         if journaled is not None:
@@ -178,6 +185,7 @@ class Recorder:
             call.capture_failed,
             call.project,
             call.attribution_tier,
+            call.origin,
         )
         journaled: _Journaled | None = metadata.get(JOURNALED)
         if journaled is None:
@@ -280,6 +288,7 @@ class RowBuilder:
                 region=_clip(usage.region, 32),
                 web_search_requests=usage.extra_units.get("web_search_requests"),
                 **{name: getattr(usage, name) for name in _TOKEN_FIELDS},
+                **(vars(call.origin) if call.origin else {}),
             )
         except ValidationError:
             logger.warning("row for %s failed validation", call.request_uid, exc_info=True)
@@ -308,6 +317,7 @@ def _result_call(download: CapturedCall, result: BatchResult) -> CapturedCall:
         project=download.project,
         attribution_tier=download.attribution_tier,
         timed=False,
+        origin=download.origin,
     )
 
 
@@ -348,6 +358,8 @@ def encode_call(call: CapturedCall) -> bytes:
         "response_body": _b64(call.response_body),
         "truncated": call.bodies_truncated,
     }
+    if call.origin is not None:
+        document["origin"] = vars(call.origin)
     if call.results:
         # Tens of thousands for one download, encoded on the event loop: only what each result says.
         document["results"] = [
@@ -383,6 +395,7 @@ def decode_call(payload: bytes) -> CapturedCall:
         bodies_truncated=document["truncated"],
         project=document["project"],
         attribution_tier=document["tier"],
+        origin=CallOrigin(**document["origin"]) if document.get("origin") else None,
         results=[
             BatchResult(uuid.UUID(r["uid"]), r["endpoint"], r["status"], _usage_from(r["usage"]), r["error"])
             for r in document.get("results", ())

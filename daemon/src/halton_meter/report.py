@@ -1,4 +1,5 @@
-"""Spend reports read straight from ``db.sqlite``: by project, model, provider and day. Works offline.
+"""Spend reports read straight from ``db.sqlite``: by project, model, provider and day (by default), and
+by the repository, git branch, ticket and tool the calls came from (``--by``). Works offline.
 
 Counting rules, the same in tables, JSON and CSV:
 
@@ -34,7 +35,13 @@ DIMENSIONS = {
     "model": "COALESCE(model_served, model_requested, '(unknown)')",
     "provider": "provider",
     "day": "date(started_at, 'localtime')",
+    # Where calls came from (halton_meter.origin); calls the meter could not place are one "(unknown)" group.
+    "repository": "COALESCE(repository, '(unknown)')",
+    "branch": "COALESCE(branch, '(unknown)')",
+    "ticket": "COALESCE(ticket, '(none)')",
+    "tool": "COALESCE(tool, '(unknown)')",
 }
+DEFAULT_DIMENSIONS = ("project", "model", "provider", "day")
 
 
 class PeriodError(ValueError):
@@ -187,7 +194,7 @@ def _group(key: str, row: sqlite3.Row) -> Group:
 
 
 def spend_report(
-    conn: sqlite3.Connection, period: Period, dimensions: tuple[str, ...] = tuple(DIMENSIONS)
+    conn: sqlite3.Connection, period: Period, dimensions: tuple[str, ...] = DEFAULT_DIMENSIONS
 ) -> SpendReport:
     bounds = (ts(period.start), ts(period.end))
     where = "WHERE started_at >= ? AND started_at < ?"

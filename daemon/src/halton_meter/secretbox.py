@@ -18,6 +18,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 PROVIDER_KEY_PURPOSE = "provider-admin-key"
+# Budget alert channels' secrets (the webhook signing secret, the SMTP password): sealed by the API, opened by
+# the pipelines that deliver the alerts.
+ALERT_CHANNEL_PURPOSE = "alert-channel"
 # Provider keys written before the derivation was shared used HKDF with this info string; they still decrypt.
 _LEGACY_PROVIDER_KEY_INFO = b"halton provider connections v1"
 

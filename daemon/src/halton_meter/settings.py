@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from halton_meter.origin import DEFAULT_TICKET_PATTERN, compile_ticket_pattern
 from halton_meter.paths import MeterPaths
 
 PORT_ENV = "HALTON_METER_PORT"
@@ -206,6 +207,11 @@ def _upstream(value: str) -> str:
     return value.rstrip("/")
 
 
+def _ticket_pattern(value: str) -> str:
+    compile_ticket_pattern(value)  # its ValueError says what is wrong
+    return value
+
+
 def _hosts(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(h, str) for h in value):
         raise ValueError(f'must be a list of host names like ["myco.openai.azure.com"], {_got(value)}')
@@ -226,6 +232,8 @@ TABLES: dict[str, dict[str, tuple[Any, Parse]]] = {
     "attribution": {
         "default_project": ("default", _slug),
         "directory": (True, _flag),
+        "origin": (True, _flag),
+        "ticket_pattern": (DEFAULT_TICKET_PATTERN, _text(max_length=256, then=_ticket_pattern)),
         "api_keys": ({}, _slug_map(_fingerprint)),
         "directories": ({}, _slug_map()),
     },
@@ -356,6 +364,8 @@ class Settings:
     upstream_ca_file: Path | None = None
     default_project: str = "default"
     directory_attribution: bool = True
+    call_origin: bool = True
+    ticket_pattern: str = DEFAULT_TICKET_PATTERN
     api_key_projects: dict[str, str] = field(default_factory=dict)
     directory_projects: dict[Path, str] = field(default_factory=dict)
     providers: dict[str, ProviderSettings] = field(default_factory=dict)
@@ -418,6 +428,8 @@ def load_settings(home: Path | None = None, *, port: int | None = None) -> Setti
         upstream_ca_file=_under_home(paths, proxy["upstream_ca_file"]),
         default_project=attribution["default_project"],
         directory_attribution=attribution["directory"],
+        call_origin=attribution["origin"],
+        ticket_pattern=attribution["ticket_pattern"],
         api_key_projects=dict(attribution["api_keys"]),
         directory_projects={
             Path(p).expanduser().absolute(): project for p, project in attribution["directories"].items()

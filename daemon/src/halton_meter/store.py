@@ -178,6 +178,16 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX request_price_history_by_uid ON request_price_history (request_uid, id);
     """,
+    """
+    -- Where each call came from (halton_meter.origin): the caller's git repository, branch, the ticket key
+    -- in the branch name, and the tool that called. NULL where the meter could not see it.
+    ALTER TABLE requests ADD COLUMN repository TEXT;
+    ALTER TABLE requests ADD COLUMN branch TEXT;
+    ALTER TABLE requests ADD COLUMN ticket TEXT;
+    ALTER TABLE requests ADD COLUMN tool TEXT;
+    ALTER TABLE requests ADD COLUMN tool_version TEXT;
+    CREATE INDEX requests_by_branch ON requests (branch, started_at);
+    """,
 )
 
 # The meter's own columns of `requests`, kept beside the wire row's (halton_meter.protocol.RequestRow):

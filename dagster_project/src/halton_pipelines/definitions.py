@@ -20,6 +20,7 @@ from typing import Any
 import dagster as dg
 
 from halton_pipelines.defs import (
+    alert_assets,
     billing_pulls,
     catalogue,
     dbt,
@@ -28,6 +29,7 @@ from halton_pipelines.defs import (
     snapshot,
 )
 from halton_pipelines.resources import (
+    AlertsResource,
     BillingAPIsResource,
     CatalogueSourceResource,
     ControlPlaneResource,
@@ -63,6 +65,9 @@ def resources_for_environment() -> dict[str, Any]:
     return {
         "warehouse": WarehouseResource(clickhouse_url=url, database_prefix=prefix),
         "control_plane": ControlPlaneResource(database_url=dg.EnvVar("HALTON_DATABASE_URL")),
+        "alerts": AlertsResource(
+            database_url=dg.EnvVar("HALTON_DATABASE_URL"), secret_key=dg.EnvVar("HALTON_SECRET_KEY")
+        ),
         "provider_keys": ProviderKeysResource(
             database_url=dg.EnvVar("HALTON_DATABASE_URL"), secret_key=dg.EnvVar("HALTON_SECRET_KEY")
         ),
@@ -81,5 +86,6 @@ defs = dg.Definitions.merge(
     rate_row_assets.defs,
     dbt.defs,
     recommendation_assets.defs,
+    alert_assets.defs,
     dg.Definitions(resources=resources_for_environment()),
 )

@@ -168,3 +168,13 @@ class HaltonDbtResource(dg.ConfigurableResource):
             dbt_executable=dbt_cli.dbt_executable(),
         )
         return dbt.cli(dbt_cli.with_vars(args, self.variables()), context=context)
+
+
+class AlertsResource(dg.ConfigurableResource):
+    """Where budget alerts are recorded (the control plane) and how their channels' secrets open."""
+
+    database_url: str = Field(description="PostgreSQL URI of the control plane")
+    secret_key: str = Field(
+        description="The cloud secret (HALTON_SECRET_KEY) channel secrets are sealed with"
+    )
+    backoff_seconds: float = Field(default=60.0, description="First retry delay; doubled on each further try")

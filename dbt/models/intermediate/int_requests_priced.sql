@@ -169,6 +169,11 @@ select
     price_mode,
     region,
     web_search_requests,
+    repository,
+    branch,
+    ticket,
+    tool,
+    tool_version,
     has_price and tier > 1 as above_tier,
     -- The card's rates this call was re-priced with (USD per million tokens, after the long-context tier),
     -- kept so a request's trace can show its arithmetic.

@@ -380,3 +380,14 @@ CREATE TABLE IF NOT EXISTS marts.recommendations_all ON CLUSTER 'halton' AS mart
 ENGINE = Distributed('halton', marts, recommendations, cityHash64(workspace_id));
 CREATE TABLE IF NOT EXISTS marts.recommendation_runs_all ON CLUSTER 'halton' AS marts.recommendation_runs
 ENGINE = Distributed('halton', marts, recommendation_runs, cityHash64(workspace_id));
+-- 0011_request_origin
+ALTER TABLE raw.requests ON CLUSTER 'halton'
+    ADD COLUMN IF NOT EXISTS repository Nullable(String) AFTER web_search_requests,
+    ADD COLUMN IF NOT EXISTS branch Nullable(String) AFTER repository,
+    ADD COLUMN IF NOT EXISTS ticket Nullable(String) AFTER branch,
+    ADD COLUMN IF NOT EXISTS tool LowCardinality(Nullable(String)) AFTER ticket,
+    ADD COLUMN IF NOT EXISTS tool_version LowCardinality(Nullable(String)) AFTER tool;
+CREATE OR REPLACE VIEW raw.requests_dedup ON CLUSTER 'halton' AS
+SELECT * FROM raw.requests FINAL;
+CREATE OR REPLACE TABLE raw.requests_all ON CLUSTER 'halton' AS raw.requests
+ENGINE = Distributed('halton', raw, requests, cityHash64(workspace_id));

@@ -355,3 +355,12 @@ ENGINE = ReplacingMergeTree(snapshot_at)
 ORDER BY (workspace_id, provider, provider_project);
 -- 0010_distributed_by_workspace
 ;
+-- 0011_request_origin
+ALTER TABLE raw.requests
+    ADD COLUMN IF NOT EXISTS repository Nullable(String) AFTER web_search_requests,
+    ADD COLUMN IF NOT EXISTS branch Nullable(String) AFTER repository,
+    ADD COLUMN IF NOT EXISTS ticket Nullable(String) AFTER branch,
+    ADD COLUMN IF NOT EXISTS tool LowCardinality(Nullable(String)) AFTER ticket,
+    ADD COLUMN IF NOT EXISTS tool_version LowCardinality(Nullable(String)) AFTER tool;
+CREATE OR REPLACE VIEW raw.requests_dedup  AS
+SELECT * FROM raw.requests FINAL;

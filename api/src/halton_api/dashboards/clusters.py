@@ -25,7 +25,7 @@ async def build_clusters(view: View, kind: str | None = None) -> ClustersPublic:
     time_column = "started_at" if scope.period.hourly else "day"
 
     def query(client, m):
-        where, params = scope.condition(time_column=time_column, alias="r")
+        where, params = scope.condition(time_column=time_column, alias="r", origin=True)
         having = ""
         if kind == "loop":
             having = " AND any(c.is_loop)"

@@ -1,5 +1,11 @@
 """The filter rail: what a dashboard's URL query says (date range, provider, model, project, device, cost
-center), parsed once, echoed back into links, and turned into one SQL condition every query on the page uses.
+center, and where calls came from: branch, ticket, tool), parsed once, echoed back into links, and turned into
+one SQL condition every query on the page uses.
+
+Branch, ticket and tool are facts of each call, not of a day's spend: only views that read per-call or
+per-branch marts (`requests`, `branch_spend`) can apply them (`Scope.condition(origin=True)`); any other view
+asked for them answers 422 naming the view that can (never figures that silently ignore a filter), and the
+navigation drops them (`Filters.without_origin`).
 
 State lives only in the URL (`?range=7d&provider=openai&project=a&project=b`), so a filtered view is
 shareable and the JSON twin of a page takes exactly the same parameters.
@@ -33,7 +39,11 @@ MAX_CUSTOM_DAYS = 731
 MAX_VALUES = 50  # per multi-select parameter
 MAX_VALUE_LENGTH = 200
 # Query parameters of the rail; pages may add their own (grain, q, …), which links keep as they are.
-RAIL_PARAMETERS = ("range", "from", "to", "provider", "model", "project", "device", "cost_center")
+RAIL_PARAMETERS = (
+    "range", "from", "to", "provider", "model", "project", "device", "cost_center", "branch", "ticket", "tool"
+)  # fmt: skip
+# Where calls came from (the meter's halton_meter.origin), and their columns in the marts that hold them.
+ORIGIN_PARAMETERS = {"branch": "branch", "ticket": "ticket", "tool": "tool"}
 
 
 @dataclass(frozen=True)
@@ -135,6 +145,9 @@ class Filters:
     projects: tuple[str, ...] = ()
     devices: tuple[UUID, ...] = ()
     cost_centers: tuple[str, ...] = ()  # cost center ids as text, or UNASSIGNED
+    branches: tuple[str, ...] = ()
+    tickets: tuple[str, ...] = ()
+    tools: tuple[str, ...] = ()
     extra: tuple[tuple[str, str], ...] = field(default=(), compare=False)  # the page's own parameters
 
     @classmethod
@@ -193,6 +206,9 @@ class Filters:
             projects=_many(values, "project"),
             devices=tuple(devices),
             cost_centers=cost_centers,
+            branches=_many(values, "branch"),
+            tickets=_many(values, "ticket"),
+            tools=_many(values, "tool"),
             extra=tuple(extra),
         )
 
@@ -223,7 +239,19 @@ class Filters:
     @property
     def narrowed(self) -> bool:
         """Whether anything but the date range is filtered."""
-        return bool(self.providers or self.models or self.projects or self.devices or self.cost_centers)
+        return bool(
+            self.providers
+            or self.models
+            or self.projects
+            or self.devices
+            or self.cost_centers
+            or self.by_origin
+        )
+
+    @property
+    def by_origin(self) -> bool:
+        """Whether branch, ticket or tool is filtered (only views over per-call marts can apply them)."""
+        return bool(self.branches or self.tickets or self.tools)
 
     def pairs(self, *, with_extra: bool = True) -> list[tuple[str, str]]:
         pairs: list[tuple[str, str]] = []
@@ -236,6 +264,9 @@ class Filters:
         pairs += [("project", p) for p in self.projects]
         pairs += [("device", str(d)) for d in self.devices]
         pairs += [("cost_center", c) for c in self.cost_centers]
+        pairs += [("branch", b) for b in self.branches]
+        pairs += [("ticket", t) for t in self.tickets]
+        pairs += [("tool", t) for t in self.tools]
         if with_extra:
             pairs += list(self.extra)
         return pairs
@@ -253,6 +284,10 @@ class Filters:
         encoded = urlencode(self.pairs(with_extra=False) + kept)
         return f"?{encoded}" if encoded else ""
 
+    def without_origin(self) -> str:
+        """`?…` keeping the rail but branch, ticket and tool: links to views that cannot filter by them."""
+        return self.query(branches=(), tickets=(), tools=())
+
     def extra_value(self, name: str) -> str | None:
         return next((v for k, v in self.extra if k == name), None)
 
@@ -266,6 +301,9 @@ class Filters:
             "project": list(self.projects),
             "device": [str(d) for d in self.devices],
             "cost_center": list(self.cost_centers),
+            "branch": list(self.branches),
+            "ticket": list(self.tickets),
+            "tool": list(self.tools),
         }
 
 
@@ -328,10 +366,12 @@ class Scope:
         period: Period | None = None,
         alias: str = "",
         skip: Sequence[str] = (),
+        origin: bool = False,
     ) -> tuple[str, dict[str, Any]]:
         """`WHERE …` text and its parameters for a table with (workspace_id, day, provider, model, project,
         device_id) and `time_column` (`day`, or `hour`/`started_at` for a 24-hour period); `period` overrides
-        the rail's; `skip` leaves out dimensions by name (e.g. "project" on a page already about one project)."""
+        the rail's; `skip` leaves out dimensions by name (e.g. "project" on a page already about one project);
+        `origin` for a table that also has (branch, ticket, tool): the rail's choices of those apply too."""
         p = f"{alias}." if alias else ""
         parts = [f"{p}workspace_id = %(ws)s"]
         params: dict[str, Any] = {"ws": self.workspace_id}
@@ -366,6 +406,17 @@ class Scope:
             if chosen and name not in skip:
                 parts.append(f"{p}{column} IN %({name}s)s")
                 params[f"{name}s"] = tuple(chosen)
+        if f.by_origin and not origin:
+            raise Invalid(
+                "branch, ticket, tool: this view sums spend by day and cannot tell where calls came from; "
+                "the Branches & tickets view (/{workspace}/branches) and Clusters filter by them"
+            )
+        if origin:
+            for name, chosen in (("branch", f.branches), ("ticket", f.tickets), ("tool", f.tools)):
+                if chosen and name not in skip:
+                    # NULL (not seen) in per-call marts, '' in branch_spend: ifNull matches both the same way.
+                    parts.append(f"ifNull({p}{ORIGIN_PARAMETERS[name]}, '') IN %({name}s)s")
+                    params[f"{name}s"] = tuple(chosen)
         if self.cost_center_projects is not None and "cost_center" not in skip:
             alternatives = []
             if self.cost_center_projects:

@@ -522,6 +522,35 @@ class ClustersPublic(BaseModel):
     totals: dict[str, Decimal | int]
 
 
+class OriginSpend(BaseModel):
+    """Spend of one group of calls by where they came from; '' where the meter could not see it."""
+
+    key: str
+    spend_usd: Decimal
+    requests: int
+    devices: int
+    share_pct: Decimal
+    branches: int = 0
+    repository: str = ""
+    ticket: str = ""
+    tools: list[str] = []
+    last_day: date | None = None
+
+
+class BranchesPublic(BaseModel):
+    """The Branches & tickets view: spend by ticket, branch and tool across every device (issue 24)."""
+
+    workspace: str
+    filters: dict[str, Any]
+    period: PeriodPublic
+    totals: dict[str, Decimal | int]
+    tickets: list[OriginSpend]
+    branches: list[OriginSpend]
+    tools: list[OriginSpend]
+    # The values seen in the period (before the rail's branch, ticket and tool choices): the rail's options.
+    choices: dict[str, list[RailOption]]
+
+
 # --- optimisation: recommendations, the catalog of checks, realised savings -----------------------------------
 
 

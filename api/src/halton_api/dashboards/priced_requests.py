@@ -46,7 +46,7 @@ def recent(
     # A search is for one call: it looks across all dates (an id pasted from a provider's console is rarely
     # from the rail's range); the rail's other filters still apply.
     time_column = None if search else "started_at" if hourly else "day"
-    where, params = scope.condition(time_column=time_column, skip=skip)
+    where, params = scope.condition(time_column=time_column, skip=skip, origin=True)
     before = None
     if cursor:
         when, uid = decode_cursor(cursor)
@@ -70,7 +70,12 @@ def recent(
         " ORDER BY day DESC, started_at DESC, request_uid DESC LIMIT %(limit)s"
     )
     rows: list = []
-    cutoff = None if search or prompt_hash else _cutoff(client, m, scope, limit + 1, before, skip)
+    # The spend marts behind the cutoff know nothing of branches: a view filtered by one reads the period.
+    cutoff = (
+        None
+        if search or prompt_hash or scope.filters.by_origin
+        else _cutoff(client, m, scope, limit + 1, before, skip)
+    )
     if cutoff is not None:
         column = "started_at" if hourly else "day"
         rows = client.query(

@@ -13,7 +13,7 @@ from halton_api.deps import ApiReader, ConfigManager, Conn, CsrfProtected, Membe
 from halton_api.errors import Invalid
 from halton_api.models import BudgetPublic, CostCenterPublic, ProjectPublic, ProjectUpdate
 from halton_api.pages import redirect, render
-from halton_api.store import projects
+from halton_api.store import budget_alerts, projects
 
 router = APIRouter(prefix="/v1/{workspace}", tags=["projects"])
 pages = APIRouter(prefix="/{workspace}/settings", include_in_schema=False)
@@ -49,6 +49,7 @@ async def projects_page(request: Request, ctx: Member, conn: Conn) -> Response:
         projects=await projects.list_projects(conn, workspace_id=workspace_id),
         cost_centers=await projects.list_cost_centers(conn, workspace_id=workspace_id),
         budgets=await projects.list_budgets(conn, workspace_id=workspace_id),
+        alert_thresholds=await budget_alerts.thresholds_by_budget(conn, workspace_id=workspace_id),
     )
 
 

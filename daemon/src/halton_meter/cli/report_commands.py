@@ -51,8 +51,8 @@ def _readonly_db(settings: Settings):
     "--by",
     "by",
     multiple=True,
-    type=click.Choice(["project", "model", "provider", "day"]),
-    help="Only these breakdowns (repeatable). Default: all four.",
+    type=click.Choice(["project", "model", "provider", "day", "repository", "branch", "ticket", "tool"]),
+    help="Only these breakdowns (repeatable). Default: project, model, provider and day.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV on stdout (one row per group, plus a total).")
@@ -70,7 +70,7 @@ def report(
     Calls without a price are counted as unpriced, never shown as $0.
     """
     from halton_meter.csv_export import SafeCsvWriter
-    from halton_meter.report import CSV_COLUMNS, DIMENSIONS, csv_rows, spend_report
+    from halton_meter.report import CSV_COLUMNS, DEFAULT_DIMENSIONS, csv_rows, spend_report
 
     if as_json and as_csv:
         fail("choose one of --json and --csv", 2)
@@ -78,7 +78,7 @@ def report(
     chosen = _period(period, from_, to_)
     conn = _readonly_db(settings)
     try:
-        result = spend_report(conn, chosen, tuple(by) or tuple(DIMENSIONS))
+        result = spend_report(conn, chosen, tuple(by) or DEFAULT_DIMENSIONS)
         if result.totals.unpriced_calls:
             # Only then: which models, and whether the catalogue in force knows them.
             from halton_meter.catalogue import active_catalogue

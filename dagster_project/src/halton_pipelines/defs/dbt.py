@@ -58,8 +58,12 @@ HISTORY_MARTS = (dg.AssetKey(["prompt_clusters"]), dg.AssetKey(["model_usage_30d
 
 # Written by the optimisation checks (defs/recommendations.py), from the history marts.
 RECOMMENDATIONS = dg.AssetKey(["recommendations"])
-# What an ordinary marts run builds: the control-plane copy and the models that follow ingestion.
-ROUTINE_MARTS = sorted((set(control_plane_snapshot.keys) | set(halton_dbt.keys)) - set(HISTORY_MARTS))
+# Evaluated after every marts build (defs/alerts.py), from budget_variance.
+BUDGET_ALERTS = dg.AssetKey(["budget_alerts"])
+# What an ordinary marts run builds: the control-plane copy, the models that follow ingestion, the budget alerts.
+ROUTINE_MARTS = sorted(
+    (set(control_plane_snapshot.keys) | set(halton_dbt.keys) | {BUDGET_ALERTS}) - set(HISTORY_MARTS)
+)
 
 # Every job that runs dbt carries this tag; the deployment's run queue (halton_api.orchestration, the
 # instance's QueuedRunCoordinator) runs one run with it at a time, whoever asked for it.
@@ -72,11 +76,13 @@ marts_job = dg.define_asset_job(
     "halton_marts",
     selection=dg.AssetSelection.assets(control_plane_snapshot)
     | dg.AssetSelection.assets(halton_dbt)
-    | dg.AssetSelection.assets(RECOMMENDATIONS),
+    | dg.AssetSelection.assets(RECOMMENDATIONS)
+    | dg.AssetSelection.assets(BUDGET_ALERTS),
     executor_def=dg.in_process_executor,
     tags=DBT_RUN_TAGS,
-    description="Copy the control plane, then build the dbt models that follow ingestion, with their tests "
-    "(the very first run of a deployment also builds the history marts and the recommendations).",
+    description="Copy the control plane, then build the dbt models that follow ingestion, with their tests, "
+    "then evaluate the budget alerts (the very first run of a deployment also builds the history marts and "
+    "the recommendations).",
 )
 
 history_marts_job = dg.define_asset_job(

@@ -34,5 +34,10 @@ select
     ttfb_ms,
     region,
     web_search_requests,
+    repository,
+    branch,
+    ticket,
+    tool,
+    tool_version,
     ingested_at
 from {{ source('meter', 'requests') }} {{ dedupe() }}

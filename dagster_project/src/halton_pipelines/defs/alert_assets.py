@@ -1,0 +1,50 @@
+"""Budget alerts as a Dagster asset: evaluated after every marts build (it follows budget_variance in the marts
+job) and hourly, delivering what is due (new alerts, and retries whose backoff has passed) each time."""
+
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from halton_pipelines.alerts.deliver import deliver_due
+from halton_pipelines.alerts.evaluate import current_months, raise_alerts
+from halton_pipelines.resources import AlertsResource, WarehouseResource
+
+BUDGET_ALERTS = dg.AssetKey(["budget_alerts"])
+
+
+@dg.asset(
+    key=BUDGET_ALERTS,
+    deps=[dg.AssetKey(["budget_variance"])],
+    group_name="marts",
+    kinds={"python", "postgres"},
+    description="Budget alerts (50/80/100% of the month and forecast breaches) raised once each and delivered "
+    "by webhook and email, with retries.",
+)
+def budget_alerts(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, alerts: AlertsResource
+) -> dg.MaterializeResult:
+    months = current_months(warehouse.client(), warehouse.databases.marts)
+    raised = raise_alerts(alerts.database_url, months)
+    sent = deliver_due(
+        alerts.database_url, alerts.secret_key, now=datetime.now(UTC), backoff_seconds=alerts.backoff_seconds
+    )
+    context.log.info("budget alerts: %d budgets, %d raised, deliveries %s", len(months), len(raised), sent)
+    return dg.MaterializeResult(metadata={"budgets": len(months), "raised": len(raised), **sent})
+
+
+budget_alerts_job = dg.define_asset_job(
+    "halton_budget_alerts",
+    selection=dg.AssetSelection.assets(budget_alerts),
+    executor_def=dg.in_process_executor,
+    description="Evaluate the budgets against the month so far and deliver the alerts due.",
+)
+
+budget_alerts_hourly = dg.ScheduleDefinition(
+    name="budget_alerts_hourly",
+    job=budget_alerts_job,
+    cron_schedule="30 * * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+
+defs = dg.Definitions(assets=[budget_alerts], jobs=[budget_alerts_job], schedules=[budget_alerts_hourly])
