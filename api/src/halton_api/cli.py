@@ -19,8 +19,7 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -32,6 +31,7 @@ from rich.console import Console
 from halton_api.settings import CloudSettings, SettingsError
 
 if TYPE_CHECKING:
+    from halton_api.dagster_processes import DagsterProcesses
     from halton_api.first_run import FirstRunWatch
     from halton_warehouse.migrate import Migration
 
@@ -235,8 +235,14 @@ def up(
             if database_url is None:
                 console.print("starting the embedded PostgreSQL…")
                 database_url = stack.enter_context(postgres.embedded_postgres(settings.data_dir))
-            if dagster:  # first: its code server takes longest to load, and needs no migrated store to do it
-                stack.enter_context(_dagster(settings, database_url, warehouse_url, dagster_port))
+            pipelines = (
+                _dagster(settings, database_url, warehouse_url, dagster_port, first_build=demo)
+                if dagster
+                else None
+            )
+            if pipelines is not None:  # first: loading Dagster takes longest, and needs no migrated store
+                stack.callback(pipelines.stop)
+                pipelines.start()
             _migrate_all(settings, database_url, warehouse_url)
             warehouse = settings.warehouse.model_copy(update={"clickhouse_url": warehouse_url})
             app_settings = settings.model_copy(update={"database_url": database_url, "warehouse": warehouse})
@@ -261,7 +267,7 @@ def up(
                     loader=lambda: loader.process,
                     warehouse_url=warehouse_url,
                     databases=warehouse.databases,
-                    pipelines=dagster,
+                    pipelines=pipelines,
                     final_line=lambda: _ready_line(loader),
                     say=console.print,
                     started_at=started_at,
@@ -383,18 +389,18 @@ def _redact(url: str) -> str:
     return url
 
 
-@contextmanager
-def _dagster(settings: CloudSettings, database_url: str, warehouse_url: str, port: int) -> Iterator[None]:
-    """`dagster dev` on 127.0.0.1:`port` against the same stores; on the way out it is stopped with every
-    process it started (code server, run workers, dbt), and `up` waits until they are all gone."""
-    from halton_api.process_groups import start_group, stop_group
+def _dagster(
+    settings: CloudSettings, database_url: str, warehouse_url: str, port: int, *, first_build: bool
+) -> DagsterProcesses:
+    """The pipelines against the same stores, DAGSTER_HOME under the data dir; with `first_build`, the demo's
+    marts are built before `dagster dev` starts (`halton_api.dagster_processes`)."""
+    from halton_api.dagster_processes import DagsterProcesses
 
     home = settings.data_dir / "dagster"
     home.mkdir(parents=True, exist_ok=True)
     instance_yaml = home / "dagster.yaml"
     if not instance_yaml.exists():  # the instance defaults, minus the telemetry banner in every log
         instance_yaml.write_text("telemetry:\n  enabled: false\n")
-    port = port or _free_port()
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),
@@ -404,24 +410,13 @@ def _dagster(settings: CloudSettings, database_url: str, warehouse_url: str, por
         # Library notes (deprecations, the Dagster home hint) belong in dagster.log, not on the terminal.
         "PYTHONWARNINGS": "ignore::DeprecationWarning,ignore::UserWarning",
     }
-    executable = Path(sys.executable).with_name("dagster")
-    command = [
-        str(executable),
-        "dev",
-        "-m",
-        "halton_pipelines.definitions",
-        "-h",
-        "127.0.0.1",
-        "-p",
-        str(port),
-    ]
-    log = settings.data_dir / "dagster.log"
-    console.print(f"starting Dagster on http://127.0.0.1:{port} (log: {log})…")
-    process = start_group(command, env=env, log=log)
-    try:
-        yield
-    finally:
-        stop_group(process)
+    return DagsterProcesses(
+        env=env,
+        port=port or _free_port(),
+        log=settings.data_dir / "dagster.log",
+        first_build=first_build,
+        say=console.print,
+    )
 
 
 def _free_port() -> int:
