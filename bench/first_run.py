@@ -1,14 +1,24 @@
 """The first run, as a new user meets it: `halton-cloud up --demo` on a clean data dir, timed from the command
 to the API answering, to the demo loaded, and to each page's JSON twin having the demo's figures.
 
-    uv run python bench/first_run.py [--busy-core] [--entry uv|venv] [--requests 200000]
+    uv run --frozen python bench/first_run.py                 # idle: nothing else of ours on the machine
+    uv run --frozen python bench/first_run.py --busy-core     # one core kept busy by another process
+    uv run --frozen python bench/first_run.py --entry uv      # `up` started through `uv run`, as scripts/run
 
-The cloud runs as `scripts/run` starts it (embedded warehouse and PostgreSQL, Dagster, the demo), on free
-ports under a temporary data dir. The benchmark signs in as the demo owner and polls every page's JSON twin
-once a second: a page "has data" when it shows a positive dollar figure (overview, projects, executive,
-reconciliation, cost centers), captured requests (audit), clusters, or a run of the optimisation checks;
-"final" is when its figures last changed (the whole demo, not its first batches). `--busy-core` keeps one
-core busy with a spinning process all along, as another program on the machine would.
+The cloud runs as `scripts/run` starts it (embedded warehouse and PostgreSQL, the pipelines, the demo's
+200,000 requests), on free ports under a temporary data dir, with a copy of the dbt project without its
+target/ (a clean clone: no parsed manifest, no partial-parsing state). The benchmark signs in as the demo
+owner and polls every page's JSON twin once a second: a page "has data" when it shows a positive dollar
+figure (overview, projects, executive, reconciliation, cost centers), captured requests (audit), clusters,
+or a run of the optimisation checks; "final" is when its figures last changed (the whole demo, not its
+first batches). `--busy-core` keeps one core busy with a spinning process all along, as another program on
+the machine would. Beside each milestone: the CPU seconds `up` and its processes had used by then, which a
+shared machine's load moves far less than wall time. `--keep DIR` keeps up's output and dagster.log (the
+first build's and the dbt build's own timings) for a look at where the time went.
+
+To compare with an earlier commit in the same conditions, put its source trees first on PYTHONPATH (the
+same virtualenv runs them): `git archive COMMIT daemon/src api/src warehouse/src dagster_project/src | tar
+-x -C /tmp/before`, then PYTHONPATH=/tmp/before/daemon/src:/tmp/before/api/src:... and alternate runs.
 
 Targets on 2 cores: dashboards within 60 s and clusters + optimisation within 90 s idle; 120 s / 180 s busy.
 """

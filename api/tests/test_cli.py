@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import dagster
 import httpx
 import psutil
 import pytest
@@ -140,6 +141,50 @@ def test_up_from_the_environments_bin_runs_the_pipelines_and_ctrl_c_leaves_no_pr
     output = "".join(seen)
     assert "dbt executable not found" not in output
     assert "warehouse: applied all" in output and "control plane: applied all" in output, output
+
+
+def test_up_with_the_demo_builds_its_marts_before_dagster_starts_and_ctrl_c_leaves_no_process(
+    server_dir: Path, monkeypatch
+) -> None:
+    """`up --demo`: progress lines, the final "Ready" line once the marts cover the demo, built by one Dagster
+    run in the first build's own process; `dagster dev` starts after it and its sensor does not build the
+    same rows again; Ctrl-C leaves no process behind."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HALTON_")}
+    dagster_port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "halton_api", "up", "--demo", "--demo-requests", "2000", "--data-dir",
+         str(server_dir), "--port", "0", "--warehouse-port", "0", "--dagster-port", str(dagster_port)],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        env=env,
+    )  # fmt: skip
+    seen: list[str] = []
+    try:
+        _wait_for_line(process, r"Dagster will start on .* once the first marts build is done", 90, seen)
+        _wait_for_line(process, r"demo in the warehouse; building the marts from it", 300, seen)
+        _wait_for_line(process, r"marts built: the dashboards have the demo's figures", 600, seen)
+        _wait_for_line(process, r"Ready: http://127\.0\.0\.1:\d+/signin as ada@acme\.example", 60, seen)
+        _wait_for_line(process, rf"starting Dagster on http://127\.0\.0\.1:{dagster_port}", 600, seen)
+        _wait_for_dagster(dagster_port, process, seen)
+        log = server_dir / "dagster.log"
+        deadline = time.monotonic() + 300  # the daemon's first look at the ingested rows
+        while "Sensor marts_after_ingestion skipped: nothing ingested since" not in log.read_text():
+            assert time.monotonic() < deadline and process.poll() is None, log.read_text()[-4000:]
+            time.sleep(1)
+        started = psutil.Process(process.pid).children(recursive=True)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=120) == 0, "".join(seen)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    left = [(c.pid, _cmdline(c)) for c in started if _running(c.pid)]
+    assert not left, f"still running after `up` exited: {left}"
+    monkeypatch.setenv("DAGSTER_HOME", str(server_dir / "dagster"))
+    with dagster.DagsterInstance.get() as instance:
+        runs = instance.get_runs()
+    assert [(r.job_name, r.status, r.tags.get("halton/started_by")) for r in runs] == [
+        ("halton_marts", dagster.DagsterRunStatus.SUCCESS, "up")
+    ]
 
 
 def _cmdline(process: psutil.Process) -> list[str]:

@@ -29,7 +29,7 @@ def main() -> int:
     from halton_warehouse import WarehouseSettings, connect
 
     started = time.monotonic()
-    job = defs.get_job_def(MARTS_JOB)
+    job = defs.resolve_job_def(MARTS_JOB)
     instance = dg.DagsterInstance.get()
     _import_dbt_adapter()
     _say(f"first build: definitions loaded in {time.monotonic() - started:.1f} s; waiting for the demo")
