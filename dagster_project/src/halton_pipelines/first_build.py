@@ -15,8 +15,10 @@ Exit code 0 once the run succeeded (or nothing was asked for), 1 when it failed.
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
+import uuid
 
 GO = "build"
 
@@ -25,12 +27,23 @@ def main() -> int:
     import dagster as dg
 
     from halton_pipelines.definitions import defs
-    from halton_pipelines.defs.dbt import INGESTED_THROUGH, MARTS_JOB, marts_request
+    from halton_pipelines.defs.dbt import (
+        FIRST_BUILD,
+        IN_FLIGHT,
+        INGESTED_THROUGH,
+        MARTS_JOB,
+        STARTED_BY,
+        marts_request,
+    )
     from halton_warehouse import WarehouseSettings, connect
 
     started = time.monotonic()
     job = defs.resolve_job_def(MARTS_JOB)
     instance = dg.DagsterInstance.get()
+    # One killed with its process (SIGKILL, a power cut) would read as in flight for ever.
+    stale = dg.RunsFilter(statuses=IN_FLIGHT, tags={STARTED_BY: FIRST_BUILD})
+    for run in instance.get_runs(filters=stale):
+        instance.report_run_canceled(run, message="the first build's process ended before the run did")
     _import_dbt_adapter()
     _say(f"first build: definitions loaded in {time.monotonic() - started:.1f} s; waiting for the demo")
     if sys.stdin.readline().strip() != GO:  # `up` stopped, or its demo did not load
@@ -45,14 +58,28 @@ def main() -> int:
         ).result_rows[0][0]
     finally:
         client.close()
-    request = marts_request(instance, tags={INGESTED_THROUGH: newest, "halton/started_by": "up"})
-    result = job.execute_in_process(
-        instance=instance,
-        asset_selection=request.asset_selection,
-        tags=request.tags,
-        raise_on_error=False,
-    )
+    request = marts_request(instance, tags={INGESTED_THROUGH: newest, STARTED_BY: FIRST_BUILD})
+    run_id = str(uuid.uuid4())
+    # `up` stops this process group with SIGTERM: unwind, so that the run ends as a failure, not in flight.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        result = job.execute_in_process(
+            instance=instance,
+            asset_selection=request.asset_selection,
+            tags=request.tags,
+            run_id=run_id,
+            raise_on_error=False,
+        )
+    except KeyboardInterrupt:
+        run = instance.get_run_by_id(run_id)
+        if run is not None and run.status in IN_FLIGHT:
+            instance.report_run_canceled(run, message="`halton-cloud up` stopped during the first build")
+        return 1
     return 0 if result.success else 1
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _say(line: str) -> None:

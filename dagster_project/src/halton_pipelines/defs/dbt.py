@@ -66,6 +66,9 @@ ROUTINE_MARTS = sorted((set(control_plane_snapshot.keys) | set(halton_dbt.keys))
 MARTS_JOB = "halton_marts"
 # The newest `ingested_at` (as the warehouse prints it) a marts run was asked for: the sensor's cursor.
 INGESTED_THROUGH = "halton/ingested_through"
+# Who started a run outside the daemon: FIRST_BUILD for `up --demo`'s (halton_pipelines.first_build).
+STARTED_BY = "halton/started_by"
+FIRST_BUILD = "up"
 
 marts_job = dg.define_asset_job(
     MARTS_JOB,
@@ -130,7 +133,9 @@ def marts_run_in_flight(instance: dg.DagsterInstance) -> dg.DagsterRun | None:
     schedules all ask before requesting one, so dbt runs never overlap: a build beside another only doubles
     the work (and the wait)."""
     runs = instance.get_runs(filters=dg.RunsFilter(statuses=IN_FLIGHT))
-    return next((run for run in runs if run.job_name in DBT_JOBS), None)
+    # A first build has always finished before the daemon starts: one still "in flight" was killed with
+    # its process, and must not hold every later run back.
+    return next((r for r in runs if r.job_name in DBT_JOBS and r.tags.get(STARTED_BY) != FIRST_BUILD), None)
 
 
 @dg.schedule(
