@@ -3,8 +3,9 @@ migrations (`migrate`), load a demo (`demo`).
 
 `up` starts what is not configured: the embedded warehouse server unless `HALTON_CLICKHOUSE_URL` is set,
 a PostgreSQL from the pgserver wheel unless `HALTON_DATABASE_URL` is set; then the pipelines (`dagster dev`,
-unless --no-dagster). It migrates both stores, serves the API with uvicorn in the foreground, and on Ctrl-C
-or SIGTERM stops everything it started, waiting until every process is gone. With `--demo` it loads the demo
+unless --no-dagster; with --demo, once a first marts build of the demo is done:
+`halton_api.dagster_processes`). It migrates both stores, serves the API with uvicorn in the foreground, and
+on Ctrl-C or SIGTERM stops everything it started, waiting until every process is gone. With `--demo` it loads the demo
 workspace in a background `halton-cloud demo` process once the API serves, and says "Ready" once the marts
 hold it (`halton_api.first_run`).
 """

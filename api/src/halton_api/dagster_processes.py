@@ -22,6 +22,8 @@ from halton_api.process_groups import start_group, stop_group
 
 
 class DagsterProcesses:
+    """`dagster dev`, after the first build when there is one; `start()`, then `build()`, then `stop()`."""
+
     def __init__(
         self,
         *,
@@ -40,7 +42,6 @@ class DagsterProcesses:
         self._stopped = False
         self._build: subprocess.Popen[bytes] | None = None
         self._dagster: subprocess.Popen[bytes] | None = None
-        self.build_result: int | None = None  # the first build's exit code, once it has exited
 
     @property
     def url(self) -> str:
@@ -71,7 +72,7 @@ class DagsterProcesses:
 
     def _dagster_after_build(self) -> None:
         assert self._build is not None
-        self.build_result = self._build.wait()
+        self._build.wait()  # failed or not: the daemon's sensor asks for the marts again
         self._start_dagster()
 
     def _start_dagster(self) -> None:

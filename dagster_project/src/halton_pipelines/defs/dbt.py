@@ -61,8 +61,6 @@ RECOMMENDATIONS = dg.AssetKey(["recommendations"])
 # What an ordinary marts run builds: the control-plane copy and the models that follow ingestion.
 ROUTINE_MARTS = sorted((set(control_plane_snapshot.keys) | set(halton_dbt.keys)) - set(HISTORY_MARTS))
 
-# Steps run in the run's own process: a step process per asset would start Python and load these
-# definitions once more (10-20 s on a busy 2-core machine) for work that is sequential anyway.
 MARTS_JOB = "halton_marts"
 # The newest `ingested_at` (as the warehouse prints it) a marts run was asked for: the sensor's cursor.
 INGESTED_THROUGH = "halton/ingested_through"
@@ -70,6 +68,8 @@ INGESTED_THROUGH = "halton/ingested_through"
 STARTED_BY = "halton/started_by"
 FIRST_BUILD = "up"
 
+# Steps run in the run's own process: a step process per asset would start Python and load these
+# definitions once more (10-20 s on a busy 2-core machine) for work that is sequential anyway.
 marts_job = dg.define_asset_job(
     MARTS_JOB,
     selection=dg.AssetSelection.assets(control_plane_snapshot)
