@@ -160,11 +160,18 @@ def test_up_with_the_demo_builds_its_marts_before_dagster_starts_and_ctrl_c_leav
     )  # fmt: skip
     seen: list[str] = []
     try:
-        _wait_for_line(process, r"Dagster will start on .* once the first marts build is done", 90, seen)
-        _wait_for_line(process, r"demo in the warehouse; building the marts from it", 300, seen)
-        _wait_for_line(process, r"marts built: the dashboards have the demo's figures", 600, seen)
-        _wait_for_line(process, r"Ready: http://127\.0\.0\.1:\d+/signin as ada@acme\.example", 60, seen)
-        _wait_for_line(process, rf"starting Dagster on http://127\.0\.0\.1:{dagster_port}", 600, seen)
+        # One pattern for the whole sequence, in this order (a read can bring several lines at once).
+        _wait_for_line(
+            process,
+            r"(?s)Dagster will start on .* once the first marts build is done"
+            r".*demo loaded: workspace"
+            r".*demo in the warehouse; building the marts from it"
+            r".*marts built: the dashboards have the demo's figures"
+            r".*Ready: http://127\.0\.0\.1:\d+/signin as ada@acme\.example"
+            rf".*starting Dagster on http://127\.0\.0\.1:{dagster_port}",
+            900,
+            seen,
+        )
         _wait_for_dagster(dagster_port, process, seen)
         log = server_dir / "dagster.log"
         deadline = time.monotonic() + 300  # the daemon's first look at the ingested rows
