@@ -182,8 +182,12 @@ def test_up_with_the_demo_builds_its_marts_before_dagster_starts_and_ctrl_c_leav
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=120) == 0, "".join(seen)
     finally:
-        if process.poll() is None:
-            process.kill()
+        if process.poll() is None:  # a failed assertion: stop it as Ctrl-C does, so nothing is left behind
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                process.kill()
     left = [(c.pid, _cmdline(c)) for c in started if _running(c.pid)]
     assert not left, f"still running after `up` exited: {left}"
     monkeypatch.setenv("DAGSTER_HOME", str(server_dir / "dagster"))
