@@ -1,14 +1,24 @@
 """The first run, as a new user meets it: `halton-cloud up --demo` on a clean data dir, timed from the command
 to the API answering, to the demo loaded, and to each page's JSON twin having the demo's figures.
 
-    uv run python bench/first_run.py [--busy-core] [--entry uv|venv] [--requests 200000]
+    uv run --frozen python bench/first_run.py                 # idle: nothing else of ours on the machine
+    uv run --frozen python bench/first_run.py --busy-core     # one core kept busy by another process
+    uv run --frozen python bench/first_run.py --entry uv      # `up` started through `uv run`, as scripts/run
 
-The cloud runs as `scripts/run` starts it (embedded warehouse and PostgreSQL, Dagster, the demo), on free
-ports under a temporary data dir. The benchmark signs in as the demo owner and polls every page's JSON twin
-once a second: a page "has data" when it shows a positive dollar figure (overview, projects, executive,
-reconciliation, cost centers), captured requests (audit), clusters, or a run of the optimisation checks;
-"final" is when its figures last changed (the whole demo, not its first batches). `--busy-core` keeps one
-core busy with a spinning process all along, as another program on the machine would.
+The cloud runs as `scripts/run` starts it (embedded warehouse and PostgreSQL, the pipelines, the demo's
+200,000 requests), on free ports under a temporary data dir, with a copy of the dbt project without its
+target/ (a clean clone: no parsed manifest, no partial-parsing state). The benchmark signs in as the demo
+owner and polls every page's JSON twin once a second: a page "has data" when it shows a positive dollar
+figure (overview, projects, executive, reconciliation, cost centers), captured requests (audit), clusters,
+or a run of the optimisation checks; "final" is when its figures last changed (the whole demo, not its
+first batches). `--busy-core` keeps one core busy with a spinning process all along, as another program on
+the machine would. Beside each milestone: the CPU seconds `up` and its processes had used by then, which a
+shared machine's load moves far less than wall time. `--keep DIR` keeps up's output and dagster.log (the
+first build's and the dbt build's own timings) for a look at where the time went.
+
+To compare with an earlier commit in the same conditions, put its source trees first on PYTHONPATH (the
+same virtualenv runs them): `git archive COMMIT daemon/src api/src warehouse/src dagster_project/src | tar
+-x -C /tmp/before`, then PYTHONPATH=/tmp/before/daemon/src:/tmp/before/api/src:... and alternate runs.
 
 Targets on 2 cores: dashboards within 60 s and clusters + optimisation within 90 s idle; 120 s / 180 s busy.
 """
@@ -21,6 +31,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,6 +42,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import httpx
+import psutil
 
 from halton_meter.testing.processes import free_port
 
@@ -45,6 +57,7 @@ DASHBOARDS = {
     "audit": "audit/requests",
 }
 HISTORY = {"clusters": "clusters", "optimisation": "optimization"}
+DBT_PROJECT = Path(__file__).resolve().parents[1] / "dbt"
 QUIET_SECONDS = 30  # after every page has data, watch this long for figures still moving
 
 
@@ -84,6 +97,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200_000)
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--extra", default="", help="More `up` arguments, space separated.")
+    parser.add_argument("--keep", type=Path, help="Copy the data dir's logs here at the end.")
     args = parser.parse_args()
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy_core else None
     try:
@@ -111,11 +125,15 @@ def run(args: argparse.Namespace) -> None:
     ) as tmp:
         up[up.index("--data-dir") + 1] = str(Path(tmp) / "cloud")
         env = {k: v for k, v in os.environ.items() if not k.startswith("HALTON_")}
+        # A clean clone has no dbt/target/ (no parsed manifest, no partial-parsing state): a copy without it.
+        dbt_project = Path(tmp) / "dbt"
+        shutil.copytree(DBT_PROJECT, dbt_project, ignore=shutil.ignore_patterns("target", "logs"))
+        env["HALTON_DBT_PROJECT_DIR"] = str(dbt_project)
         started = time.monotonic()
         output = Path(tmp) / "up.log"
         with output.open("wb") as log:
             process = subprocess.Popen([*entry, *up], env=env, stdout=log, stderr=subprocess.STDOUT)
-        marks: dict[str, float] = {}
+        marks: dict[str, tuple[float, float]] = {}
         lines: list[tuple[float, str]] = []
         follower = threading.Thread(target=follow, args=(output, process, started, lines), daemon=True)
         follower.start()
@@ -127,14 +145,21 @@ def run(args: argparse.Namespace) -> None:
                 process.wait(60)
             except subprocess.TimeoutExpired:
                 process.kill()
+        if args.keep:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            shutil.copy(output, args.keep / "up.log")
+            for name in ("dagster.log", "warehouse.log"):
+                if (Path(tmp) / "cloud" / name).exists():
+                    shutil.copy(Path(tmp) / "cloud" / name, args.keep / name)
+            (args.keep / "lines.txt").write_text("".join(f"+{at:6.1f} {line}" for at, line in lines))
         for at, line in lines:
             if "ready" in line or "demo loaded" in line or "dashboards" in line:
                 print(f"  +{at:6.1f} s  up said: {line.strip()[:140]}")
     print(f"load after {os.getloadavg()[0]:.1f}")
-    print("| milestone | seconds |")
-    print("| --- | ---: |")
-    for name, at in marks.items():
-        print(f"| {name} | {at:.0f} |")
+    print("| milestone | seconds | CPU s of `up`'s processes |")
+    print("| --- | ---: | ---: |")
+    for name, (at, cpu) in marks.items():
+        print(f"| {name} | {at:.0f} | {cpu:.0f} |")
 
 
 def follow(path: Path, process: subprocess.Popen, started: float, lines: list) -> None:
@@ -158,7 +183,7 @@ def poll(base: str, started: float, marks: dict, lines: list, process, timeout: 
     while time.monotonic() - started < timeout:
         if process.poll() is not None:
             raise SystemExit(f"`up` exited with {process.returncode}")
-        now = time.monotonic() - started
+        now = (time.monotonic() - started, tree_cpu(process.pid))
         if "API up" not in marks:
             try:
                 if client.get("/healthz").status_code == 200:
@@ -181,13 +206,15 @@ def poll(base: str, started: float, marks: dict, lines: list, process, timeout: 
                 if not has_data(page, body):
                     continue
                 marks.setdefault(f"{page}: data", now)
-                digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+                # The overview's sync status counts seconds since the last sync: a clock, not a figure.
+                figures = {k: v for k, v in body.items() if k != "sync"}
+                digest = hashlib.sha256(json.dumps(figures, sort_keys=True).encode()).hexdigest()
                 if fingerprints.get(page) != digest:
                     fingerprints[page] = digest
                     marks[f"{page}: final"] = now
         if all_in is None and "demo loaded" in marks and all(f"{p}: data" in marks for p in pages):
             all_in = now
-        if all_in is not None and now - all_in > QUIET_SECONDS:
+        if all_in is not None and now[0] - all_in[0] > QUIET_SECONDS:
             break
         time.sleep(1)
     else:
@@ -198,6 +225,25 @@ def poll(base: str, started: float, marks: dict, lines: list, process, timeout: 
         marks["dashboards: all final"] = max(dashboards)
     if all(history):
         marks["clusters + optimisation: final"] = max(history)
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of `up` and every process it started: a live process's own, plus those of
+    its children that have exited (the kernel adds them to the parent that waited for them). Far steadier
+    than wall time on a shared machine; processes that daemonise (PostgreSQL's postmaster) are left out."""
+    total = 0.0
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system + times.children_user + times.children_system
+    return total
 
 
 def sign_in(client: httpx.Client) -> str | None:

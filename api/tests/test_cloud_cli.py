@@ -180,6 +180,67 @@ def test_up_with_workers_serves_from_several_processes_and_ctrl_c_stops_them_all
     assert "stopped everything halton-cloud started" in "".join(seen) + process.stderr.read().decode()
 
 
+def test_up_with_the_demo_builds_its_marts_before_dagster_starts_and_ctrl_c_leaves_no_process(
+    server_dir: Path,
+) -> None:
+    """`up --demo`: progress lines, the final "Ready" line once the marts cover the demo, built by one Dagster
+    run in the first build's own process; Dagster's deployment starts after it and its sensor does not build the
+    same rows again; Ctrl-C leaves no process behind."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HALTON_")}
+    dagster_port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "halton_api", "up", "--demo", "--demo-requests", "2000", "--data-dir",
+         str(server_dir), "--port", "0", "--warehouse-port", "0", "--dagster-port", str(dagster_port)],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        env=env,
+    )  # fmt: skip
+    seen: list[str] = []
+    try:
+        # One pattern for the whole sequence, in this order (a read can bring several lines at once).
+        _wait_for_line(
+            process,
+            r"(?s)Dagster will start on .* once the first marts build is done"
+            r".*demo loaded: workspace"
+            r".*demo in the warehouse; building the marts from it"
+            r".*marts built: the dashboards have the demo's figures"
+            r".*Ready: http://127\.0\.0\.1:\d+/signin as ada@acme\.example"
+            rf".*starting Dagster on http://127\.0\.0\.1:{dagster_port}",
+            900,
+            seen,
+        )
+        _wait_for_dagster(dagster_port, process, seen)
+        log = server_dir / "dagster.log"
+        deadline = time.monotonic() + 300  # the daemon's first look at the ingested rows
+        while "Sensor marts_after_ingestion skipped: nothing ingested since" not in log.read_text():
+            assert time.monotonic() < deadline and process.poll() is None, log.read_text()[-4000:]
+            time.sleep(1)
+        # The runs as Dagster records them (in PostgreSQL, read through its UI's GraphQL while `up` runs).
+        runs = httpx.post(
+            f"http://127.0.0.1:{dagster_port}/graphql",
+            json={
+                "query": "{ runsOrError { ... on Runs { results { jobName status tags { key value } } } } }"
+            },
+            timeout=30,
+        ).json()["data"]["runsOrError"]["results"]
+        started = psutil.Process(process.pid).children(recursive=True)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=120) == 0, "".join(seen)
+    finally:
+        if process.poll() is None:  # a failed assertion: stop it as Ctrl-C does, so nothing is left behind
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                process.kill()
+    left = [(c.pid, _cmdline(c)) for c in started if _running(c.pid)]
+    assert not left, f"still running after `up` exited: {left}"
+    assert [
+        (r["jobName"], r["status"], {t["key"]: t["value"] for t in r["tags"]}.get("halton/started_by"))
+        for r in runs
+    ] == [("halton_marts", "SUCCESS", "up")]
+
+
 def _cmdline(process: psutil.Process) -> list[str]:
     try:
         return process.cmdline()

@@ -140,3 +140,27 @@ def test_dbt_runs_the_executable_beside_the_interpreter(monkeypatch) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
     assert Path(dbt_executable()) == Path(sys.executable).with_name("dbt")
     assert Path(dbt_executable()).is_file()
+
+
+def test_a_first_build_left_in_flight_holds_no_later_run_back() -> None:
+    """`up --demo`'s first build always ends before the daemon starts: one still "in flight" was killed with
+    its process, and the sensor and schedules must not wait on it for ever; a daemon's run still counts."""
+    import uuid
+
+    from halton_pipelines.defs.dbt import FIRST_BUILD, MARTS_JOB, STARTED_BY, marts_run_in_flight
+
+    with dg.instance_for_test() as instance:
+        killed = dg.DagsterRun(
+            job_name=MARTS_JOB,
+            run_id=str(uuid.uuid4()),
+            status=dg.DagsterRunStatus.STARTED,
+            tags={STARTED_BY: FIRST_BUILD},
+        )
+        instance.add_run(killed)
+        assert marts_run_in_flight(instance) is None
+        daemons = dg.DagsterRun(
+            job_name=MARTS_JOB, run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED
+        )
+        instance.add_run(daemons)
+        running = marts_run_in_flight(instance)
+        assert running is not None and running.run_id == daemons.run_id

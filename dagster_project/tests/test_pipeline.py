@@ -16,7 +16,7 @@ import dagster as dg
 import pytest
 
 from halton_pipelines.defs.billing_pulls import billing_assets
-from halton_pipelines.defs.dbt import halton_dbt, marts_after_ingestion
+from halton_pipelines.defs.dbt import INGESTED_THROUGH, MARTS_JOB, halton_dbt, marts_after_ingestion
 from halton_pipelines.defs.rate_row_assets import model_prices
 from halton_pipelines.defs.snapshot import control_plane_snapshot
 from halton_pipelines.resources import (
@@ -261,6 +261,18 @@ def test_the_sensor_asks_for_marts_after_ingestion(built: Built) -> None:
         newest = context.cursor
         again = dg.build_sensor_context(instance=instance, cursor=newest, resources={"warehouse": warehouse})
         assert isinstance(marts_after_ingestion(again), dg.SkipReason)
+        # No cursor yet, but a marts run covered these rows (`up --demo`'s first build, before the daemon).
+        first = dg.DagsterRun(
+            job_name=MARTS_JOB,
+            run_id=str(uuid.uuid4()),
+            status=dg.DagsterRunStatus.SUCCESS,
+            tags={INGESTED_THROUGH: newest},
+        )
+        instance.add_run(first)
+        fresh = dg.build_sensor_context(instance=instance, resources={"warehouse": warehouse})
+        skipped = marts_after_ingestion(fresh)
+        assert isinstance(skipped, dg.SkipReason) and "nothing ingested since" in skipped.skip_message
+        instance.delete_run(first.run_id)
         late = built.hand.row(
             "xai", "grok-code-fast-1", datetime(2026, 10, 3, 9, tzinfo=UTC), Decimal("0.1"), 7
         )

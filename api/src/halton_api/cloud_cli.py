@@ -3,7 +3,8 @@ migrations (`migrate`), load a demo (`demo`).
 
 `up` starts what is not configured: the embedded warehouse server unless `HALTON_CLICKHOUSE_URL` is set,
 a PostgreSQL from the pgserver wheel unless `HALTON_DATABASE_URL` is set; then the pipelines (Dagster as
-deployed, `halton_api.orchestration`, unless --no-dagster). It migrates both stores, serves the API with
+deployed, `halton_api.orchestration`, unless --no-dagster; with --demo, once a first marts build of the
+demo is done: `halton_api.dagster_processes`). It migrates both stores, serves the API with
 uvicorn in the foreground, and on Ctrl-C or SIGTERM stops everything it started, waiting until every process
 is gone. With `--demo` it loads the demo workspace in a background `halton-cloud demo` process once the API
 serves, and says "Ready" once the marts hold it (`halton_api.first_run`). `--workers N` (on `up` and `serve`)
@@ -21,8 +22,7 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -35,6 +35,7 @@ from rich.console import Console
 from halton_api.cloud_settings import CloudSettings, SettingsError
 
 if TYPE_CHECKING:
+    from halton_api.dagster_processes import DagsterProcesses
     from halton_api.first_run import FirstRunWatch
     from halton_warehouse.migrate import Migration
 
@@ -246,8 +247,14 @@ def up(
             if database_url is None:
                 console.print("starting the embedded PostgreSQL…")
                 database_url = stack.enter_context(postgres.embedded_postgres(settings.data_dir))
-            if dagster:  # first: its code server takes longest to load, and needs no migrated store to do it
-                stack.enter_context(_dagster(settings, database_url, warehouse_url, dagster_port))
+            pipelines = (
+                _dagster(settings, database_url, warehouse_url, dagster_port, first_build=demo)
+                if dagster
+                else None
+            )
+            if pipelines is not None:  # first: loading Dagster takes longest, and needs no migrated store
+                stack.callback(pipelines.stop)
+                pipelines.start()
             _migrate_all(settings, database_url, warehouse_url)
             warehouse = settings.warehouse.model_copy(update={"clickhouse_url": warehouse_url})
             app_settings = settings.model_copy(update={"database_url": database_url, "warehouse": warehouse})
@@ -262,7 +269,7 @@ def up(
                     loader=lambda: loader.process,
                     warehouse_url=warehouse_url,
                     databases=warehouse.databases,
-                    pipelines=dagster,
+                    pipelines=pipelines,
                     final_line=lambda: _ready_line(loader),
                     say=console.print,
                     started_at=started_at,
@@ -488,14 +495,16 @@ def _redact(url: str) -> str:
     return url
 
 
-@contextmanager
-def _dagster(settings: CloudSettings, database_url: str, warehouse_url: str, port: int) -> Iterator[None]:
+def _dagster(
+    settings: CloudSettings, database_url: str, warehouse_url: str, port: int, *, first_build: bool
+) -> DagsterProcesses:
     """Dagster as deployed (`halton_api.orchestration`: PostgreSQL storage, the run queue, the code location
-    as its own process), its UI on 127.0.0.1:`port`, against the same stores; on the way out it is stopped
-    with every process it started (code server, run workers, dbt), and `up` waits until they are all gone."""
+    as its own process), its UI on 127.0.0.1:`port`, against the same stores; with `first_build`, the demo's
+    marts are built before it starts (`halton_api.dagster_processes`). Stopping it stops every process it
+    started (code server, run workers, dbt), and `up` waits until they are all gone."""
+    from halton_api.dagster_processes import DagsterProcesses
     from halton_api.orchestration import DagsterDeployment
 
-    port = port or _free_port()
     env = {
         **os.environ,
         "HALTON_DATABASE_URL": database_url,
@@ -505,16 +514,14 @@ def _dagster(settings: CloudSettings, database_url: str, warehouse_url: str, por
         # Library notes (deprecations, the Dagster home hint) belong in dagster.log, not on the terminal.
         "PYTHONWARNINGS": "ignore::DeprecationWarning,ignore::UserWarning",
     }
-    log = settings.data_dir / "dagster.log"
-    console.print(f"starting Dagster on http://127.0.0.1:{port} (log: {log})…")
     deployment = DagsterDeployment(
-        home=settings.data_dir / "dagster", env=env, ui_port=port, grpc_port=_free_port(), log=log
+        home=settings.data_dir / "dagster",
+        env=env,
+        ui_port=port or _free_port(),
+        grpc_port=_free_port(),
+        log=settings.data_dir / "dagster.log",
     )
-    deployment.start()
-    try:
-        yield
-    finally:
-        deployment.stop()
+    return DagsterProcesses(deployment=deployment, first_build=first_build, say=console.print)
 
 
 def _dagster_database(database_url: str) -> str:

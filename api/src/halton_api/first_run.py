@@ -1,9 +1,10 @@
 """The terminal's side of a first run: say when the demo is in, when the marts are built from it, and end
 with one line that says where to go and how to sign in, printed only once the dashboards have the data.
 
-`up --demo` loads the demo in a child process; Dagster's ingestion sensor then builds the marts. The watch
-asks the warehouse itself (not Dagster) whether the dashboards' marts cover everything ingested, so the final
-line is true whoever built them.
+`up --demo` loads the demo in a child process; once it is in, the watch tells the pipelines to build the
+marts (`halton_api.dagster_processes`: the first build, then `dagster dev`). The watch asks the warehouse
+itself (not Dagster) whether the dashboards' marts cover everything ingested, so the final line is true
+whoever built them.
 """
 
 from __future__ import annotations
@@ -12,12 +13,18 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from halton_warehouse import Databases, connect
 
+if TYPE_CHECKING:
+    from halton_api.dagster_processes import DagsterProcesses
+
 POLL_SECONDS = 1.0
+# The demo loader is watched closely: the marts build starts when it exits.
+LOADER_POLL_SECONDS = 0.1
 
 
 class FirstRunWatch:
@@ -29,7 +36,7 @@ class FirstRunWatch:
         loader: Callable[[], subprocess.Popen[bytes] | None],
         warehouse_url: str,
         databases: Databases,
-        pipelines: bool,
+        pipelines: DagsterProcesses | None,
         final_line: Callable[[], str],
         say: Callable[[str], None],
         started_at: float,
@@ -53,29 +60,34 @@ class FirstRunWatch:
         if self._thread.is_alive():
             self._thread.join(timeout=5)
 
-    def _wait(self, condition: Callable[[], bool]) -> bool:
+    def _wait(self, condition: Callable[[], bool], every: float = POLL_SECONDS) -> bool:
         """Poll `condition` until it holds (True) or the watch is stopped (False)."""
         while not self._stopped.is_set():
             if condition():
                 return True
-            self._stopped.wait(POLL_SECONDS)
+            self._stopped.wait(every)
         return False
 
     def _elapsed(self) -> str:
         return f"+{time.monotonic() - self.started_at:.0f} s"
 
     def _run(self) -> None:
-        if not self._wait(lambda: (p := self._loader()) is not None and p.poll() is not None):
+        if not self._wait(
+            lambda: (p := self._loader()) is not None and p.poll() is not None, LOADER_POLL_SECONDS
+        ):
             return
         process = self._loader()
-        if process is None or process.returncode != 0:
+        loaded = process is not None and process.returncode == 0
+        if self._pipelines is not None:
+            self._pipelines.build(loaded)
+        if not loaded:
             self._say("the demo did not load (see the lines above); the dashboards stay empty")
             return
-        if not self._pipelines:
+        if self._pipelines is None:
             self._say("demo in the warehouse; without Dagster no marts are built: run `halton-dbt build`")
             self._say(self._final_line())
             return
-        self._say(f"{self._elapsed()}  demo in the warehouse; building the marts from it (Dagster)…")
+        self._say(f"{self._elapsed()}  demo in the warehouse; building the marts from it…")
         client = connect(self._warehouse_url)
         try:
             if not self._wait(lambda: self._dashboards_ready(client)):

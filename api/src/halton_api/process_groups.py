@@ -19,13 +19,21 @@ from pathlib import Path
 POLL_SECONDS = 0.1
 
 
-def start_group(command: Sequence[str], *, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """`command` as the leader of a new session (so of a new process group), output appended to `log`.
+def start_group(
+    command: Sequence[str], *, env: dict[str, str], log: Path, stdin: int | None = None
+) -> subprocess.Popen[bytes]:
+    """`command` as the leader of a new session (so of a new process group), output appended to `log`;
+    `stdin=subprocess.PIPE` to talk to it.
 
     The new session also keeps the terminal's Ctrl-C away from it: `up` stops it, in order."""
     with log.open("ab") as out:
         return subprocess.Popen(
-            list(command), env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            list(command),
+            env=env,
+            stdin=stdin,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
 

@@ -11,6 +11,8 @@ import hashlib
 import os
 import tempfile
 from datetime import date
+from functools import cached_property
+from importlib.metadata import version as installed_version
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ import psycopg
 from clickhouse_connect.driver.client import Client
 from dagster_dbt import DbtCliResource
 from dagster_dbt.core.dbt_cli_invocation import DbtCliInvocation
+from packaging.version import Version
 from pydantic import Field
 
 from halton_meter.billing_apis.anthropic_billing import AnthropicBillingClient
@@ -126,6 +129,16 @@ class RecordedBillingResource(BillingClientsResource):
         return RecordedBillingClient(provider, Path(self.directory))
 
 
+class InstalledDbtCliResource(DbtCliResource):
+    """dagster-dbt's resource, told dbt's version instead of asking: it runs `dbt --version` before every
+    invocation, which starts dbt once more and asks PyPI for the latest release (two requests, up to a second
+    each): 2-6 s before each build (bench/RESULTS.md, "First run"). Our dbt is the dbt-core installed here."""
+
+    @cached_property
+    def _cli_version(self) -> Version:
+        return Version(installed_version("dbt-core"))
+
+
 class HaltonDbtResource(dg.ConfigurableResource):
     """dbt on the `halton` project, with the profile generated from the warehouse settings."""
 
@@ -162,7 +175,7 @@ class HaltonDbtResource(dg.ConfigurableResource):
         return ["build"] if self.unit_tests else ["build", "--exclude-resource-type", "unit_test"]
 
     def cli(self, args: list[str], *, context: Any = None) -> DbtCliInvocation:
-        dbt = DbtCliResource(
+        dbt = InstalledDbtCliResource(
             project_dir=self.project_dir,
             profiles_dir=str(self.profiles_dir()),
             dbt_executable=dbt_cli.dbt_executable(),

@@ -70,10 +70,17 @@ ROUTINE_MARTS = sorted(
 DBT_RUN_TAG = "halton/dbt"
 DBT_RUN_TAGS = {DBT_RUN_TAG: "build"}
 
+MARTS_JOB = "halton_marts"
+# The newest `ingested_at` (as the warehouse prints it) a marts run was asked for: the sensor's cursor.
+INGESTED_THROUGH = "halton/ingested_through"
+# Who started a run outside the daemon: FIRST_BUILD for `up --demo`'s (halton_pipelines.first_build).
+STARTED_BY = "halton/started_by"
+FIRST_BUILD = "up"
+
 # Steps run in the run's own process: a step process per asset would start Python and load these
 # definitions once more (10-20 s on a busy 2-core machine) for work that is sequential anyway.
 marts_job = dg.define_asset_job(
-    "halton_marts",
+    MARTS_JOB,
     selection=dg.AssetSelection.assets(control_plane_snapshot)
     | dg.AssetSelection.assets(halton_dbt)
     | dg.AssetSelection.assets(RECOMMENDATIONS)
@@ -94,7 +101,7 @@ history_marts_job = dg.define_asset_job(
 )
 
 # dbt jobs: one at a time, whichever asked (the first recommendations job is defs/recommendations.py's).
-DBT_JOBS = frozenset({"halton_marts", "halton_history_marts", "halton_first_recommendations"})
+DBT_JOBS = frozenset({MARTS_JOB, "halton_history_marts", "halton_first_recommendations"})
 # The history marts are rebuilt by a marts run once they are this old (and hourly when nothing arrives).
 HISTORY_MAX_AGE_SECONDS = 3600
 
@@ -123,12 +130,25 @@ IN_FLIGHT = [
 ]
 
 
+def built_through(instance: dg.DagsterInstance) -> str | None:
+    """The rows the newest successful marts run was asked to cover (its INGESTED_THROUGH tag), if it says.
+
+    A sensor with no cursor yet starts from there: `up --demo` builds the demo's marts before the daemon
+    starts (`halton_pipelines.first_build`), and a second run over the same rows would only redo them."""
+    runs = instance.get_runs(
+        filters=dg.RunsFilter(job_name=MARTS_JOB, statuses=[dg.DagsterRunStatus.SUCCESS]), limit=1
+    )
+    return runs[0].tags.get(INGESTED_THROUGH) if runs else None
+
+
 def marts_run_in_flight(instance: dg.DagsterInstance) -> dg.DagsterRun | None:
     """The dbt run (marts, history marts, first recommendations) not finished yet, if any. The sensor and the
     schedules all ask before requesting one, so dbt runs never overlap: a build beside another only doubles
     the work (and the wait)."""
     runs = instance.get_runs(filters=dg.RunsFilter(statuses=IN_FLIGHT))
-    return next((run for run in runs if run.job_name in DBT_JOBS), None)
+    # A first build has always finished before the daemon starts: one still "in flight" was killed with
+    # its process, and must not hold every later run back.
+    return next((r for r in runs if r.job_name in DBT_JOBS and r.tags.get(STARTED_BY) != FIRST_BUILD), None)
 
 
 @dg.schedule(
@@ -179,7 +199,8 @@ def marts_after_ingestion(context: dg.SensorEvaluationContext, warehouse: Wareho
     running = marts_run_in_flight(context.instance)
     if running is not None:
         return dg.SkipReason(f"marts run {running.run_id} is still in flight")
-    since = context.cursor or "1970-01-01 00:00:00.000"
+    built = context.cursor or built_through(context.instance)
+    since = built or "1970-01-01 00:00:00.000"
     row = (
         warehouse.client()
         .query(
@@ -194,16 +215,14 @@ def marts_after_ingestion(context: dg.SensorEvaluationContext, warehouse: Wareho
     newest, any_rows, quiet_for, waiting_for = row[0], bool(row[1]), float(row[2]), float(row[3])
     if not any_rows:
         return dg.SkipReason("raw.requests is empty")
-    if context.cursor == newest:
+    if built == newest:
         return dg.SkipReason(f"nothing ingested since {newest}")
     if quiet_for < QUIET_SECONDS and waiting_for < MAX_WAIT_SECONDS:
         return dg.SkipReason(
             f"batches still arriving (the last {quiet_for:.0f} s ago): one run for all of them"
         )
     context.update_cursor(newest)
-    return marts_request(
-        context.instance, run_key=f"ingested-{newest}", tags={"halton/ingested_through": newest}
-    )
+    return marts_request(context.instance, run_key=f"ingested-{newest}", tags={INGESTED_THROUGH: newest})
 
 
 defs = dg.Definitions(
