@@ -44,6 +44,7 @@ from halton_api.routers import (
     daemon,
     devices,
     executive,
+    export_settings,
     health,
     ingest,
     invitations,
@@ -195,7 +196,7 @@ def create_app(settings: CloudSettings, *, clock: Callable[[], datetime] = utc_n
         app.include_router(module.router)
     # `verify` before `reports`, whose `/reports/{job_id}` would take "verify" for a job id.
     for module in (
-        workspaces, devices, members, api_keys, branding, billing_connections, projects, audit, *dashboards,
+        workspaces, devices, members, api_keys, branding, billing_connections, export_settings, projects, audit, *dashboards,
         verify, reports,
     ):  # fmt: skip
         app.include_router(module.pages)
