@@ -22,6 +22,8 @@ KEY = dg.AssetKey(["exports", "parquet_export"])
     partitions_def=daily,
     group_name="exports",
     kinds={"python", "parquet", "s3"},
+    # Lineage only: the export reads what these hold when it runs (the schedule runs after the marts' builds).
+    deps=[dg.AssetKey(["meter", "requests"]), dg.AssetKey(["daily_spend"]), dg.AssetKey(["project_spend"])],
     description="Each day's raw requests, daily_spend and project_spend as Parquet, with a manifest, in each "
     "workspace's own S3-compatible bucket.",
 )
