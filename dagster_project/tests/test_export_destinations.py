@@ -1,0 +1,54 @@
+"""Export destinations: the secret access key sealed for its own purpose, opened only for an upload; a secret
+that does not open is reported for its workspace (on its settings page and in the audit log), never skipped."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import psycopg
+import pytest
+
+from halton_meter.secretbox import SecretBoxError, open_export_secret, open_provider_key, seal_export_secret
+from halton_pipelines.export_destinations import load_destinations
+from halton_pipelines.testing.factories import SECRET, HandWorkspace
+
+
+def test_round_trip_a_wrong_secret_and_no_crossing_purposes() -> None:
+    token = seal_export_secret(SECRET, "wJalrXUtnFEMI")
+    assert b"wJalr" not in token
+    assert open_export_secret(SECRET, token) == "wJalrXUtnFEMI"
+    with pytest.raises(SecretBoxError, match=r"does not decrypt.*save the export settings again"):
+        open_export_secret("another-secret", token)
+    # A sealed export secret is no provider key, and the other way round.
+    with pytest.raises(SecretBoxError):
+        open_provider_key(SECRET, token)
+
+
+def test_destinations_are_read_and_unreadable_ones_reported(stores) -> None:
+    hand = HandWorkspace()
+    hand.seed_control_plane(stores.control_plane_url)
+    with psycopg.connect(stores.control_plane_url) as conn:
+        conn.execute(
+            "INSERT INTO export_destinations (workspace_id, bucket, prefix, endpoint_url, region, access_key_id,"
+            " secret_access_key_encrypted) VALUES (%s, 'acme', 'halton', 'http://127.0.0.1:9', 'eu-west-1',"
+            " 'AKIA1', %s)",
+            (hand.workspace_id, seal_export_secret(SECRET, "s3cret")),
+        )
+    [destination], problems = load_destinations(stores.control_plane_url, SECRET)
+    assert problems == [] and destination.secret_access_key == "s3cret"
+    assert destination.key(date(2026, 3, 1), "requests.parquet") == (
+        f"halton/{hand.workspace_id}/2026-03-01/requests.parquet"
+    )
+    assert load_destinations(stores.control_plane_url, "rotated-secret")[0] == []
+    _, problems = load_destinations(stores.control_plane_url, "rotated-secret")
+    assert "does not decrypt" in problems[0] and str(hand.workspace_id) in problems[0]
+    with psycopg.connect(stores.control_plane_url) as conn:
+        error = conn.execute("SELECT last_run_error FROM export_destinations").fetchone()[0]
+        runs = conn.execute(
+            "SELECT count(*) FROM audit_events WHERE event = 'export.run' AND details->>'works' = 'false'"
+        ).fetchone()[0]
+    assert "does not decrypt" in error and runs == 2
+
+
+def test_no_table_yet_means_nothing_to_export(postgres_url) -> None:
+    assert load_destinations(postgres_url, SECRET) == ([], [])
