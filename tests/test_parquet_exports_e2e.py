@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -238,6 +239,8 @@ def test_a_day_exported_to_the_owners_bucket_reads_back_as_the_warehouse(
     assert not failed.success
     page = person.client.get(f"/{slug}/settings/exports").text
     assert 'data-run="failed"' in page and "SignatureDoesNotMatch" in page, page
+    # Each run in the page's history, newest first: the refusal, then the two that worked.
+    assert [w for w in re.findall(r'<tr data-works="(\w+)"', page)] == ["false", "true", "true"]
     assert objects(s3) == first
     screenshot(chromium, cloud, person, f"/{slug}/settings/exports", artifacts_dir / "settings-exports.png")
 

@@ -25,7 +25,10 @@ _PREFIX = re.compile(r"[A-Za-z0-9!_.*'()/-]*")
 @pages.get("")
 async def exports_page(request: Request, ctx: Member, conn: Conn) -> Response:
     destination = await export_destinations.get(conn, workspace_id=ctx.workspace.id)
-    return await render(request, "settings/exports.html", conn=conn, ctx=ctx, destination=destination)
+    runs = await export_destinations.recent_runs(conn, workspace_id=ctx.workspace.id)
+    return await render(
+        request, "settings/exports.html", conn=conn, ctx=ctx, destination=destination, runs=runs
+    )
 
 
 def _endpoint(value: str) -> str:

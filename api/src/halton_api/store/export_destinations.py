@@ -31,6 +31,17 @@ async def get(conn: Connection, *, workspace_id: UUID) -> dict[str, Any] | None:
     ).fetchone()
 
 
+async def recent_runs(conn: Connection, *, workspace_id: UUID, limit: int = 10) -> list[dict[str, Any]]:
+    """The last runs' outcomes, newest first, from their `export.run` audit events."""
+    return await (
+        await conn.execute(
+            "SELECT created_at, resource_label, details FROM audit_events"
+            " WHERE workspace_id = %s AND event = 'export.run' ORDER BY id DESC LIMIT %s",
+            (workspace_id, limit),
+        )
+    ).fetchall()
+
+
 async def configure(
     conn: Connection, *, workspace_id: UUID, bucket: str, prefix: str, endpoint_url: str, region: str,
     access_key_id: str, secret_access_key: str, secret: bytes, actor: Actor,
