@@ -233,15 +233,23 @@ def test_a_day_exported_to_the_owners_bucket_reads_back_as_the_warehouse(
     assert export(warehouse, postgres_url, cloud, day).success
     assert objects(s3) == first
 
+    # A day without requests is still a day's folder: empty files with the tables' columns.
+    quiet = day - timedelta(days=5)
+    assert export(warehouse, postgres_url, cloud, quiet).success
+    second = objects(s3)
+    assert len(second) == 8 and all(k in second for k in first)
+    empty = pq.read_table(io.BytesIO(read(s3, f"halton/daily/{ours}/{quiet}/requests.parquet")))
+    assert empty.num_rows == 0 and "cost_usd" in empty.column_names
+
     # A wrong secret: the store's refusal, in its words, on the page and in the audit log.
     assert configure(person, s3, secret="not-the-secret").status_code == 303
     failed = export(warehouse, postgres_url, cloud, day, raise_on_error=False)
     assert not failed.success
     page = person.client.get(f"/{slug}/settings/exports").text
     assert 'data-run="failed"' in page and "SignatureDoesNotMatch" in page, page
-    # Each run in the page's history, newest first: the refusal, then the two that worked.
-    assert [w for w in re.findall(r'<tr data-works="(\w+)"', page)] == ["false", "true", "true"]
-    assert objects(s3) == first
+    # Each run in the page's history, newest first: the refusal, then the three that worked.
+    assert [w for w in re.findall(r'<tr data-works="(\w+)"', page)] == ["false", "true", "true", "true"]
+    assert objects(s3) == second
     screenshot(chromium, cloud, person, f"/{slug}/settings/exports", artifacts_dir / "settings-exports.png")
 
     # Removing stops the exports; every step is in the audit log, and only in this workspace's.
@@ -255,7 +263,7 @@ def test_a_day_exported_to_the_owners_bucket_reads_back_as_the_warehouse(
             " ORDER BY id"
         ).fetchall()
     assert [(e, w) for _, e, w in events] == [
-        ("export.configured", None), ("export.run", "true"), ("export.run", "true"),
+        ("export.configured", None), ("export.run", "true"), ("export.run", "true"), ("export.run", "true"),
         ("export.configured", None), ("export.run", "false"), ("export.removed", None),
     ]  # fmt: skip
     assert {w for w, _, _ in events} == {ours}

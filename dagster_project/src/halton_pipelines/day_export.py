@@ -57,11 +57,20 @@ def _select(client: Client, table: str) -> str:
 def table_for_day(client: Client, databases: Databases, name: str, workspace_id: str, day: date) -> pa.Table:
     database, table, day_expression, order = TABLES[name]
     qualified = f"{getattr(databases, database)}.{table}"
-    return client.query_arrow(
+    # Arrow's stream format: the embedded server's one-piece Arrow file answer for a busy day (tens of MB) does
+    # not parse (pyarrow: "Invalid IPC file"), its stream does; and the stream carries the schema even for a
+    # day without rows, so an empty day is still a file with the table's columns.
+    stream = client.raw_stream(
         f"SELECT {_select(client, qualified)} FROM {qualified}"
         f" WHERE workspace_id = %(w)s AND {day_expression} = %(d)s ORDER BY {order}",
         parameters={"w": workspace_id, "d": day},
+        settings={"output_format_arrow_string_as_string": 1},
+        fmt="ArrowStream",
     )
+    try:
+        return pa.ipc.open_stream(stream).read_all()
+    finally:
+        stream.close()
 
 
 def parquet_bytes(table: pa.Table) -> bytes:
