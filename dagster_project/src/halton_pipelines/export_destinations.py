@@ -31,45 +31,43 @@ class ExportDestination:
     region: str
     access_key_id: str
     secret_access_key: str = ""
+    # Why the stored secret could not be opened (then there is nothing to upload with).
+    unreadable: str | None = None
 
     def key(self, day: date, name: str) -> str:
         """`<prefix>/<workspace_id>/<YYYY-MM-DD>/<name>`: one folder per workspace and day."""
         return "/".join(part for part in (self.prefix, str(self.workspace_id), day.isoformat(), name) if part)
 
 
-def load_destinations(database_url: str, secret: str) -> tuple[list[ExportDestination], list[str]]:
-    """Every workspace's destination, its secret opened; and one problem message per one that failed."""
+def load_destinations(database_url: str, secret: str) -> list[ExportDestination]:
+    """Every workspace's destination, its secret opened (or why it could not be)."""
     with psycopg.connect(database_url) as conn:
         exists = conn.execute("SELECT to_regclass('export_destinations') IS NOT NULL").fetchone()
         if not exists or not exists[0]:
             log.info("the control plane has no export_destinations table yet: nothing to export")
-            return [], []
+            return []
         rows = conn.execute(
             "SELECT workspace_id, bucket, prefix, endpoint_url, region, access_key_id,"
             " secret_access_key_encrypted FROM export_destinations ORDER BY workspace_id"
         ).fetchall()
     destinations: list[ExportDestination] = []
-    problems: list[str] = []
     for workspace_id, bucket, prefix, endpoint_url, region, key_id, token in rows:
-        destination = ExportDestination(workspace_id, bucket, prefix, endpoint_url, region, key_id)
         try:
-            opened = open_export_secret(secret, token)
+            opened, unreadable = open_export_secret(secret, token), None
         except SecretBoxError as error:
-            problems.append(f"workspace {workspace_id} (s3://{bucket}): {error}")
-            record_run(database_url, destination, None, objects=0, error=str(error))
-            continue
+            opened, unreadable = "", str(error)
         destinations.append(
-            ExportDestination(workspace_id, bucket, prefix, endpoint_url, region, key_id, opened)
+            ExportDestination(workspace_id, bucket, prefix, endpoint_url, region, key_id, opened, unreadable)
         )
-    return destinations, problems
+    return destinations
 
 
 def record_run(
-    database_url: str, destination: ExportDestination, day: date | None, *, objects: int, error: str | None
+    database_url: str, destination: ExportDestination, day: date, *, objects: int, error: str | None
 ) -> None:
     """The outcome of exporting `day` to one destination: on its settings page and in the audit log."""
     label = f"s3://{destination.bucket}/{destination.prefix}".rstrip("/")
-    details = {"day": day.isoformat() if day else None, "objects": objects, "works": error is None}
+    details = {"day": day.isoformat(), "objects": objects, "works": error is None}
     if error:
         details["error"] = error
     with psycopg.connect(database_url) as conn:

@@ -97,7 +97,7 @@ class ExportDestinationsResource(dg.ConfigurableResource):
     database_url: str = Field(description="PostgreSQL URI of the control plane")
     secret_key: str = Field(description="The cloud secret (HALTON_SECRET_KEY) the secrets are encrypted with")
 
-    def destinations(self) -> tuple[list[ExportDestination], list[str]]:
+    def destinations(self) -> list[ExportDestination]:
         return load_destinations(self.database_url, self.secret_key)
 
     def record_run(

@@ -33,11 +33,13 @@ def parquet_export(
     export_destinations: ExportDestinationsResource,
 ) -> dg.MaterializeResult:
     day = date.fromisoformat(context.partition_key)
-    destinations, problems = export_destinations.destinations()
     client = warehouse.client()
+    problems: list[str] = []
     exported, files, rows = 0, 0, 0
-    for destination in destinations:
+    for destination in export_destinations.destinations():
         try:
+            if destination.unreadable:
+                raise ExportError(destination.unreadable)
             written = export_day(client, warehouse.databases, destination, day)
         except ExportError as error:
             problems.append(f"workspace {destination.workspace_id}: {error}")
