@@ -68,6 +68,7 @@ def test_the_dashboard_pages_raise_no_csp_violation(
         "settings-members": "/{ws}/settings/members",
         "settings-projects": "/{ws}/settings/projects",
         "settings-advanced": "/{ws}/settings/advanced",
+        "settings-exports": "/{ws}/settings/exports",
         "workspaces": "/workspaces",
         "report-form": f"/{{ws}}/reports/new?kind=project&slug={PROJECT}",
     }

@@ -16,6 +16,7 @@ PAGES = (
     "settings/devices",
     "settings/members",
     "settings/advanced",
+    "settings/exports",
     "settings/projects",
     "reports/verify",
 )

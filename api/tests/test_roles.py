@@ -130,6 +130,20 @@ def _project_slug(env) -> dict[str, str]:
     return {"slug": slug}
 
 
+def _export(env) -> dict[str, str]:
+    from halton_api.store import export_destinations
+
+    run(
+        env.db,
+        lambda c: export_destinations.configure(
+            c, workspace_id=env.workspace.id, bucket="roles-exports", prefix="", endpoint_url="", region="",
+            access_key_id="AKIAROLES", secret_access_key="roles-secret-key", secret=b"roles-secret",
+            actor=Actor.system(),
+        ),
+    )  # fmt: skip
+    return {}
+
+
 def _nothing(env) -> dict[str, str]:
     return {}
 
@@ -153,6 +167,9 @@ CASES = [
     Case("/{workspace}/cost-centers/assign", Permission.MANAGE_CONFIG, _project_and_cost_center,
          lambda p: {"project_id": p["id"], "cost_center_id": p["cost_center"]}),
     Case("/{workspace}/settings/billing/connections/{id}/remove", Permission.MANAGE_BILLING, _connection, {}),
+    Case("/{workspace}/settings/exports", Permission.MANAGE_BILLING, _nothing,
+         {"bucket": "roles-exports", "access_key_id": "AKIAROLES", "secret_access_key": "roles-secret-key"}),
+    Case("/{workspace}/settings/exports/remove", Permission.MANAGE_BILLING, _export, {}),
     Case("/{workspace}/settings/billing/project-map", Permission.MANAGE_BILLING, _project_slug,
          lambda p: {"provider": "openai", "provider_project": "proj_abc", "project": p["slug"]}),
     Case("/{workspace}/optimization/catalog/suppress", Permission.MANAGE_CONFIG, _nothing, {"kind": "batch_api", "project": "p"}),

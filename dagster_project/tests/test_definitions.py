@@ -17,8 +17,14 @@ def test_definitions_load_with_every_domain(monkeypatch) -> None:
         "price_card/model_prices", "price_card/price_catalogue", "meter/requests", "staging/int_requests_priced", "daily_spend",
         "reconciliation", "reconciliation_daily", "reconciliation_requests", "prompt_clusters", "model_usage_30d",
         "budget_variance", "project_spend", "developer_spend", "cost_center_spend", "branch_spend", "ticket_spend",
-        "budget_alerts",
+        "budget_alerts", "exports/parquet_export",
     } <= keys  # fmt: skip
+    exports = graph.get(dg.AssetKey(["exports", "parquet_export"]))
+    assert {k.to_user_string() for k in exports.parent_keys} == {
+        "meter/requests",
+        "daily_spend",
+        "project_spend",
+    }
     groups = {
         graph.get(dg.AssetKey(["daily_spend"])).group_name,
         graph.get(dg.AssetKey(["staging", "stg_meter__requests"])).group_name,
@@ -32,7 +38,7 @@ def test_definitions_load_with_every_domain(monkeypatch) -> None:
     }
     assert {s.name for s in defs.schedules} == {
         "marts_every_15_minutes", "history_marts_hourly", "billing_daily_schedule", "price_card_daily",
-        "recommendations_hourly", "price_catalogue_daily", "budget_alerts_hourly",
+        "recommendations_hourly", "price_catalogue_daily", "budget_alerts_hourly", "exports_daily_schedule",
     }  # fmt: skip
     job = defs.get_job_def("halton_marts")
     marts = {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
@@ -59,6 +65,7 @@ def test_definitions_load_with_every_domain(monkeypatch) -> None:
         "alerts",
         "control_plane",
         "provider_keys",
+        "export_destinations",
         "billing_apis",
         "price_source",
         "dbt",
@@ -164,3 +171,13 @@ def test_a_first_build_left_in_flight_holds_no_later_run_back() -> None:
         instance.add_run(daemons)
         running = marts_run_in_flight(instance)
         assert running is not None and running.run_id == daemons.run_id
+
+
+def test_the_export_schedule_asks_for_yesterday() -> None:
+    from datetime import UTC, datetime
+
+    from halton_pipelines.defs.parquet_exports import exports_daily_schedule
+
+    context = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 3, 1, 7, 30, tzinfo=UTC))
+    request = exports_daily_schedule(context)
+    assert (request.partition_key, request.run_key) == ("2026-02-28", "2026-02-28")

@@ -47,6 +47,7 @@ from halton_api.routers import (
     cost_centers_routes,
     devices_routes,
     executive_routes,
+    export_settings_routes,
     health_routes,
     ingest_routes,
     invitations_routes,
@@ -205,7 +206,8 @@ def create_app(settings: CloudSettings, *, clock: Callable[[], datetime] = utc_n
     # `verify` before `reports`, whose `/reports/{job_id}` would take "verify" for a job id.
     for module in (
         workspaces_routes, devices_routes, members_routes, api_keys_routes, branding_routes,
-        billing_connections_routes, projects_routes, budget_alerts_routes, audit_routes, *dashboards, verify_routes, reports_routes,
+        billing_connections_routes, export_settings_routes, projects_routes, budget_alerts_routes, audit_routes,
+        *dashboards, verify_routes, reports_routes,
     ):  # fmt: skip
         app.include_router(module.pages)
 

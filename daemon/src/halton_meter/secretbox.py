@@ -66,3 +66,21 @@ def open_provider_key(secret: str | bytes, token: bytes) -> str:
             "a stored provider key does not decrypt with HALTON_SECRET_KEY (was the secret rotated?): "
             "save the key again in the workspace's billing connection settings"
         ) from error
+
+
+EXPORT_SECRET_PURPOSE = "export-secret-access-key"
+
+
+def seal_export_secret(secret: str | bytes, secret_access_key: str) -> bytes:
+    """An export bucket's secret access key encrypted for `export_destinations.secret_access_key_encrypted`."""
+    return fernet_for(secret, EXPORT_SECRET_PURPOSE).encrypt(secret_access_key.encode())
+
+
+def open_export_secret(secret: str | bytes, token: bytes) -> str:
+    try:
+        return fernet_for(secret, EXPORT_SECRET_PURPOSE).decrypt(bytes(token)).decode()
+    except InvalidToken as error:
+        raise SecretBoxError(
+            "the stored export secret access key does not decrypt with HALTON_SECRET_KEY (was the secret "
+            "rotated?): save the export settings again"
+        ) from error

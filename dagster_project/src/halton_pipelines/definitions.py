@@ -5,7 +5,7 @@
 Environment (secrets are read through `EnvVar`, at run time):
 - HALTON_CLICKHOUSE_URL (default: the embedded warehouse server), HALTON_CLICKHOUSE_DATABASE_PREFIX;
 - HALTON_DATABASE_URL: the control plane (snapshot, provider keys);
-- HALTON_SECRET_KEY: the cloud secret provider keys are encrypted with;
+- HALTON_SECRET_KEY: the cloud secret provider keys and export credentials are encrypted with;
 - HALTON_BILLING_FIXTURES: a directory of recorded billing answers to use instead of the live APIs;
 - HALTON_DBT_AS_OF: the day dbt treats as today (backfills, demos);
 - HALTON_PRICES_SOURCE: where the price catalogue is refreshed from daily (an https URL or a file; default:
@@ -24,6 +24,7 @@ from halton_pipelines.defs import (
     billing_pulls,
     catalogue,
     dbt,
+    parquet_exports,
     rate_row_assets,
     recommendation_assets,
     snapshot,
@@ -33,6 +34,7 @@ from halton_pipelines.resources import (
     BillingAPIsResource,
     CatalogueSourceResource,
     ControlPlaneResource,
+    ExportDestinationsResource,
     HaltonDbtResource,
     ProviderKeysResource,
     RecordedBillingResource,
@@ -71,6 +73,9 @@ def resources_for_environment() -> dict[str, Any]:
         "provider_keys": ProviderKeysResource(
             database_url=dg.EnvVar("HALTON_DATABASE_URL"), secret_key=dg.EnvVar("HALTON_SECRET_KEY")
         ),
+        "export_destinations": ExportDestinationsResource(
+            database_url=dg.EnvVar("HALTON_DATABASE_URL"), secret_key=dg.EnvVar("HALTON_SECRET_KEY")
+        ),
         "billing_apis": RecordedBillingResource(directory=fixtures) if fixtures else _billing_apis(),
         "price_source": CatalogueSourceResource(location=os.environ.get("HALTON_PRICES_SOURCE", "")),
         "dbt": HaltonDbtResource(
@@ -87,5 +92,6 @@ defs = dg.Definitions.merge(
     dbt.defs,
     recommendation_assets.defs,
     alert_assets.defs,
+    parquet_exports.defs,
     dg.Definitions(resources=resources_for_environment()),
 )

@@ -33,6 +33,7 @@ from halton_meter.billing_apis.recorded_billing import RecordedBillingClient
 from halton_meter.billing_apis.xai_billing import XAIBillingClient
 from halton_pipelines import dbt_cli
 from halton_pipelines.catalogue_source import FetchedCatalogue, read_source
+from halton_pipelines.export_destination_reader import ExportDestination, load_destinations, record_run
 from halton_pipelines.provider_keys import ProviderConnection, load_connections, record_pull
 from halton_warehouse import Databases, WarehouseSettings, connect
 
@@ -89,6 +90,21 @@ class ProviderKeysResource(dg.ConfigurableResource):
 
     def record_pull(self, connection: ProviderConnection, day: date, error: str | None) -> None:
         record_pull(self.database_url, connection.workspace_id, connection.provider, day, error)
+
+
+class ExportDestinationsResource(dg.ConfigurableResource):
+    """Every workspace's export bucket, its secret decrypted with the cloud secret when a run uploads."""
+
+    database_url: str = Field(description="PostgreSQL URI of the control plane")
+    secret_key: str = Field(description="The cloud secret (HALTON_SECRET_KEY) the secrets are encrypted with")
+
+    def destinations(self) -> list[ExportDestination]:
+        return load_destinations(self.database_url, self.secret_key)
+
+    def record_run(
+        self, destination: ExportDestination, day: date, *, objects: int, error: str | None
+    ) -> None:
+        record_run(self.database_url, destination, day, objects=objects, error=error)
 
 
 class BillingClientsResource(dg.ConfigurableResource):

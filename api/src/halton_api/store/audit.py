@@ -19,7 +19,7 @@ KINDS: dict[str, tuple[str, ...]] = {
     "membership": ("invitation.", "member."),
     "device": ("device.", "pairing."),
     "config": ("workspace.", "project.", "cost_center.", "budget.", "api_key."),
-    "billing": ("billing.", "report."),
+    "billing": ("billing.", "report.", "export."),
 }
 
 
