@@ -142,7 +142,10 @@ def test_every_column_kind_around_zoned_ones_reads_right(client: Client, table: 
     assert first[4] == datetime(2024, 6, 1, 19, tzinfo=ZoneInfo("Asia/Tokyo"))
     assert first[5] == [datetime(2024, 6, 1, 6, tzinfo=ZoneInfo("America/New_York"))]
     assert first[6] == {"k": [1, 2]}
-    assert first[7] == {"name": "p", "at": datetime(2024, 6, 1, 10, 0, 0, 250000, tzinfo=ZoneInfo("Asia/Kolkata"))}
+    assert first[7] == {
+        "name": "p",
+        "at": datetime(2024, 6, 1, 10, 0, 0, 250000, tzinfo=ZoneInfo("Asia/Kolkata")),
+    }
     assert first[8] == datetime(2024, 6, 1, 12, tzinfo=BERLIN) and first[8].hour == 12
     assert str(first[8].tzinfo) == "Europe/Berlin"
     assert first[9] == datetime(2024, 6, 1, 10)  # no zone in its type: the server's (UTC), naive
@@ -237,3 +240,55 @@ def test_a_revision_that_is_not_a_number_is_refused(server: EmbeddedWarehouse) -
     status, headers, body = post(server, "SELECT 1 FORMAT Native", client_protocol_version="new")
     assert status == 400 and headers["X-ClickHouse-Exception-Code"] == "36"
     assert b"client_protocol_version" in body
+
+
+def test_a_zone_this_server_cannot_reach_is_an_error_not_a_silent_loss(server: EmbeddedWarehouse) -> None:
+    # An aggregate state's data carries no length: the zoned column after it cannot be reached.
+    status, headers, body = post(
+        server,
+        "SELECT uniqState(number) AS u, toDateTime(0, 'Europe/Berlin') AS d FROM numbers(10) FORMAT Native",
+        client_protocol_version="54405",
+    )
+    assert status == 501 and headers["X-ClickHouse-Exception-Code"] == "48"
+    assert b"'u'" in body and b"AggregateFunction(uniq, UInt64)" in body
+    # After the last zoned column nothing needs reaching: the state goes out as chDB wrote it.
+    status, _, body = post(
+        server,
+        "SELECT toDateTime(0, 'Europe/Berlin') AS d, uniqState(number) AS u FROM numbers(10) FORMAT Native",
+        client_protocol_version="54405",
+    )
+    assert status == 200
+    assert body.startswith(BLOCK_INFO + b"\x02\x01" + string("d") + string("DateTime('Europe/Berlin')"))
+    state_column = post(server, "SELECT uniqState(number) AS u FROM numbers(10) FORMAT Native")[2][2:]
+    assert body.endswith(state_column)
+
+
+def test_a_query_with_parameters_settings_and_a_trailing_comment_keeps_its_zone(client: Client) -> None:
+    result = client.query(
+        "SELECT toDateTime({at:String}, {zone:String}) AS d SETTINGS max_threads = 1 -- the last line",
+        parameters={"at": "2024-06-01 12:00:00", "zone": "Europe/Berlin"},
+    )
+    value = result.result_rows[0][0]
+    assert value == datetime(2024, 6, 1, 12, tzinfo=BERLIN) and str(value.tzinfo) == "Europe/Berlin"
+
+
+def test_the_zone_is_found_whatever_follows_the_format_clause(server: EmbeddedWarehouse) -> None:
+    expected = BLOCK_INFO + one_row_block("DateTime('Europe/Berlin')")
+    for tail in (
+        " FORMAT Native SETTINGS max_threads = 1;",
+        "\nFORMAT Native -- a comment",
+        " FORMAT Native;",
+    ):
+        status, _, body = post(server, ONE_ROW + tail, client_protocol_version="54405")
+        assert (status, body) == (200, expected), tail
+    status, _, body = post(server, ONE_ROW, client_protocol_version="54405", default_format="Native")
+    assert (status, body) == (200, expected)
+
+
+def test_long_strings_before_a_zoned_column_are_walked(client: Client) -> None:
+    rows = client.query(
+        "SELECT repeat('x', number * 100) AS s, toDateTime('2024-06-01 12:00:00', 'Europe/Berlin') AS d "
+        "FROM numbers(400)"
+    ).result_rows
+    assert [len(text) for text, _ in rows] == [number * 100 for number in range(400)]
+    assert all(value.hour == 12 and str(value.tzinfo) == "Europe/Berlin" for _, value in rows)
