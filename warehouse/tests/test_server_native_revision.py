@@ -292,3 +292,28 @@ def test_long_strings_before_a_zoned_column_are_walked(client: Client) -> None:
     ).result_rows
     assert [len(text) for text, _ in rows] == [number * 100 for number in range(400)]
     assert all(value.hour == 12 and str(value.tzinfo) == "Europe/Berlin" for _, value in rows)
+
+
+def test_a_streamed_result_after_use_in_a_session_keeps_its_zone(server: EmbeddedWarehouse) -> None:
+    session = connect(server.url)  # clickhouse-connect opens a session of its own
+    name = f"zones_{uuid.uuid4().hex[:8]}"
+    session.command(f"CREATE DATABASE {name}")
+    try:
+        session.command(f"USE {name}")
+        session.command(
+            "CREATE TABLE stamps (label String, at DateTime('Europe/Berlin')) ENGINE = MergeTree ORDER BY label"
+        )
+        session.command(
+            "INSERT INTO stamps SELECT toString(number), toDateTime('2024-06-01 12:00:00', 'Europe/Berlin') "
+            "FROM numbers(50000)"
+        )
+        blocks = 0
+        with session.query_column_block_stream(
+            "SELECT * FROM stamps SETTINGS max_block_size = 5000"
+        ) as stream:
+            for _, stamps in stream:
+                blocks += 1
+                assert all(stamp.hour == 12 and str(stamp.tzinfo) == "Europe/Berlin" for stamp in stamps)
+        assert blocks > 1
+    finally:
+        session.command(f"DROP DATABASE {name}")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import json
 import logging
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
@@ -17,10 +18,16 @@ from urllib.parse import parse_qsl
 
 from halton_warehouse.server.access import Role, authenticate, check_client, check_settings, check_statement
 from halton_warehouse.server.content_codecs import ResponseEncoder, choose_response_encoding
-from halton_warehouse.server.engine import EngineConnection, Session, parse_session_timeout, quote_identifier
+from halton_warehouse.server.engine import (
+    ConnectionPool,
+    EngineConnection,
+    Session,
+    parse_session_timeout,
+    quote_identifier,
+)
 from halton_warehouse.server.formats import DEFAULT_FORMAT, PLAIN_TEXT, content_type, is_setting
 from halton_warehouse.server.native_blocks import BlockEncoder
-from halton_warehouse.server.native_revision import WITH_TIME_ZONES, NativeForRevision, parse_revision
+from halton_warehouse.server.native_revision import NativeForRevision, parse_revision
 from halton_warehouse.server.request_body import RequestBody, Statement, parse_form, read_statement
 from halton_warehouse.server.response_writer import KEEP_ALIVE_TIMEOUT, SMALL_RESPONSE, ResponseWriter
 from halton_warehouse.server.sql_scan import one_line, with_client_query_ids, with_login_name
@@ -306,6 +313,16 @@ class ClickHouseRequestHandler(BaseHTTPRequestHandler):
                 output_format = (
                     statement.shape.output_format or params.get("default_format") or DEFAULT_FORMAT
                 )
+                pool = self.server.pools[role]
+                # Where a DESCRIBE on another connection must look while this one streams (asked now:
+                # a streaming connection cannot answer).
+                where = database
+                if where is None and params.get("client_protocol_version"):
+                    where = connection.current_database()
+
+                def describe_elsewhere(sql: str | bytes, fmt: str, values: dict[str, str]) -> Any:
+                    return _run_on_another(pool, where or "default", settings, sql, fmt, values)
+
                 outcome = _run(
                     connection,
                     statement,
@@ -315,6 +332,7 @@ class ClickHouseRequestHandler(BaseHTTPRequestHandler):
                     progress,
                     params,
                     self.server.engine.version,
+                    describe_elsewhere,
                 )
             reusable = not leaves_state and not writer.client_gone
             return outcome
@@ -429,10 +447,11 @@ def _run(
     progress: _Progress,
     params: dict[str, str],
     version: str,
+    describe_elsewhere: Callable[[str | bytes, str, dict[str, str]], Any],
 ) -> Outcome:
     """Run a statement that is not a streaming INSERT and answer it: rows stream as chDB makes them."""
     started = time.perf_counter()
-    native = _native_for_client(connection, statement, output_format, bind, params)
+    native = _native_for_client(output_format, params)
     pieces = None
     if statement.shape.keyword in _STREAMABLE:
         pieces = connection.stream(statement.for_engine, output_format, bind)
@@ -445,6 +464,8 @@ def _run(
         returns_rows = statement.shape.returns_rows
         body = result.bytes() if result.size() < SMALL_RESPONSE else result.get_memview().view()
         if native is not None and returns_rows:
+            if native.needs_types(body) and statement.shape.keyword in _STREAMABLE:
+                native.learn_types(_result_types(connection.run, statement, bind))
             body = native.rewrite(body)
         outcome = Outcome(
             output_format=output_format if returns_rows else None,
@@ -459,7 +480,10 @@ def _run(
         writer.send_whole(200, outcome.headers(), body if returns_rows or body else b"")
         return outcome
     outcome = Outcome(output_format=output_format)
-    bodies = _bodies(pieces, native)
+    produced = pieces
+    if native is not None:
+        produced = _types_learnt(pieces, native, connection, statement, bind, describe_elsewhere)
+    bodies = _bodies(produced, native)
     try:
         if params.get("wait_end_of_query") in ("1", "true"):
             _send_when_complete(bodies, writer, outcome, progress, started)
@@ -470,37 +494,69 @@ def _run(
     return outcome
 
 
-def _native_for_client(
-    connection: EngineConnection,
-    statement: Statement,
-    output_format: str,
-    bind: dict[str, str],
-    params: dict[str, str],
-) -> NativeForRevision | None:
-    """The rewriter of chDB's Native into what a client of its client_protocol_version reads, if needed.
-
-    From the revision with time zones on, the result's types come from DESCRIBE: chDB's Native names a
-    zoned top-level DateTime plain `DateTime`, and only the query's own types tell its zone.
-    """
+def _native_for_client(output_format: str, params: dict[str, str]) -> NativeForRevision | None:
+    """The rewriter of chDB's Native into what a client of its client_protocol_version reads, if needed."""
     if output_format != "Native":
         return None
     revision = parse_revision(params.get("client_protocol_version"))
-    if not revision:
-        return None
-    types = None
-    if revision >= WITH_TIME_ZONES and statement.shape.keyword in _STREAMABLE:
-        types = _result_types(connection, statement, bind)
-    return NativeForRevision(revision, types)
+    return NativeForRevision(revision) if revision else None
+
+
+def _types_learnt(
+    pieces: Iterator[Any],
+    native: NativeForRevision,
+    connection: EngineConnection,
+    statement: Statement,
+    bind: dict[str, str],
+    describe_elsewhere: Callable[[str | bytes, str, dict[str, str]], Any],
+) -> Iterator[Any]:
+    """The pieces, once `native` knows the result's types if it needs them (chDB's Native names a zoned
+    top-level DateTime plain `DateTime`; only a DESCRIBE of the query tells its zone).
+
+    Only a result with such a column pays for the DESCRIBE: on this connection when the result ended
+    within its first piece, else (the stream still holds this connection) on another one of the pool.
+    """
+    first = next(pieces, None)
+    if first is None:
+        return iter(())
+    head = [first]
+    if native.needs_types(first.get_memview().view()):
+        second = next(pieces, None)
+        if second is not None:
+            head.append(second)
+        run = connection.run if second is None else describe_elsewhere
+        native.learn_types(_result_types(run, statement, bind))
+    return itertools.chain(head, pieces)
+
+
+def _run_on_another(
+    pool: ConnectionPool,
+    database: str,
+    settings: dict[str, str],
+    sql: str | bytes,
+    fmt: str,
+    bind: dict[str, str],
+) -> Any:
+    """`sql` on a pooled connection told the same database and URL settings (this one is streaming)."""
+    other = pool.acquire()
+    done = False
+    try:
+        other.prepare(database, settings)
+        result = other.run(sql, fmt, bind)
+        done = True
+        return result
+    finally:
+        pool.release(other, done)
 
 
 def _result_types(
-    connection: EngineConnection, statement: Statement, bind: dict[str, str]
+    run: Callable[[str | bytes, str, dict[str, str]], Any], statement: Statement, bind: dict[str, str]
 ) -> list[str] | None:
     query = statement.shape.without_format(statement.sql).rstrip().rstrip(";")
     # New lines around the query: a trailing comment in it must not swallow the closing parenthesis.
     describe = f"DESCRIBE (\n{query}\n) SETTINGS describe_compact_output = 1"
     try:
-        result = connection.run(
+        result = run(
             describe.encode("latin-1") if statement.raw is not None else describe, "JSONCompactEachRow", bind
         )
     except EngineError as error:

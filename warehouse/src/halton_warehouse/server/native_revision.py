@@ -49,6 +49,7 @@ _ALIASES = {
 _UINT64 = struct.Struct("<Q")
 _INDEX_WIDTHS = (1, 2, 4, 8)
 _HAS_ADDITIONAL_KEYS = 1 << 9
+_PLAIN_DATETIME = re.compile(rb"\x08DateTime")
 _TYPE_HEAD = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*(?:\((.*)\))?\s*", re.DOTALL)
 
 
@@ -70,19 +71,26 @@ class _CannotWalk(Exception):
 class NativeForRevision:
     """Rewrites chDB's Native pieces (whole blocks) into the Native a client of `revision` reads.
 
-    `result_types` are the result's full type names (from DESCRIBE), needed from WITH_TIME_ZONES on to
-    give DateTime columns their zone back; None when the result's types are not known.
+    From WITH_TIME_ZONES on, a column chDB types plain `DateTime` may have had a zone: `needs_types` tells
+    from the first piece whether the result has such a column, and `learn_types` takes the result's full
+    type names (from DESCRIBE) before the first piece is rewritten.
     """
 
-    def __init__(self, revision: int, result_types: list[str] | None) -> None:
+    def __init__(self, revision: int) -> None:
         self.revision = revision
-        self._types = result_types or []
-        zones = revision >= WITH_TIME_ZONES
+        self._types: list[str] = []
         # For each column: the type a client of this revision is told when chDB writes plain `DateTime`.
-        self._zoned = {
-            index: kind for index, kind in enumerate(self._types) if zones and kind.startswith("DateTime(")
-        }
+        self._zoned: dict[int, str] = {}
         self._flag = b"\x00" if revision >= WITH_CUSTOM_SERIALIZATION else b""
+
+    def needs_types(self, first_piece: bytes | memoryview) -> bool:
+        """Whether the result may hold a column typed plain `DateTime` (every block has the same columns;
+        the bytes could also be data, which costs only a needless DESCRIBE)."""
+        return self.revision >= WITH_TIME_ZONES and _PLAIN_DATETIME.search(first_piece) is not None
+
+    def learn_types(self, result_types: list[str] | None) -> None:
+        self._types = result_types or []
+        self._zoned = {index: kind for index, kind in enumerate(self._types) if kind.startswith("DateTime(")}
 
     def rewrite(self, piece: bytes | memoryview, rows: int | None = None) -> bytes:
         """The blocks of `piece` for the client. `rows`, when given, is the row count of the piece:
