@@ -561,7 +561,7 @@ def _result_types(
         )
     except EngineError as error:
         # The query itself reports what is wrong with it; without its types, zones stay as chDB writes them.
-        logger.debug("DESCRIBE of a Native result failed: %s", one_line(error.message))
+        logger.info("DESCRIBE of a Native result failed, zones not restored: %s", one_line(error.message))
         return None
     return [json.loads(line)[1] for line in result.bytes().decode().splitlines() if line]
 
