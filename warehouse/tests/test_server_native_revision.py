@@ -317,3 +317,19 @@ def test_a_streamed_result_after_use_in_a_session_keeps_its_zone(server: Embedde
         assert blocks > 1
     finally:
         session.command(f"DROP DATABASE {name}")
+
+
+def test_external_data_keeps_its_zone_in_a_streamed_result(client: Client) -> None:
+    from clickhouse_connect.driver.external import ExternalData
+
+    rows = "\n".join(f"{number}\t2024-06-01 12:00:00" for number in range(20000)).encode()
+    data = ExternalData(data=rows, file_name="stamps", structure="id UInt32, at DateTime('Europe/Berlin')")
+    blocks = 0
+    with client.query_column_block_stream(
+        "SELECT id, at FROM stamps WHERE id % 2 = 0 UNION ALL SELECT id, at FROM stamps WHERE id % 2 = 1",
+        external_data=data,
+    ) as stream:
+        for _, stamps in stream:
+            blocks += 1
+            assert all(stamp.hour == 12 and str(stamp.tzinfo) == "Europe/Berlin" for stamp in stamps)
+    assert blocks > 1

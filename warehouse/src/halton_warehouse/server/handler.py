@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import itertools
 import json
 import logging
@@ -27,7 +28,7 @@ from halton_warehouse.server.engine import (
 )
 from halton_warehouse.server.formats import DEFAULT_FORMAT, PLAIN_TEXT, content_type, is_setting
 from halton_warehouse.server.native_blocks import BlockEncoder
-from halton_warehouse.server.native_revision import NativeForRevision, parse_revision
+from halton_warehouse.server.native_revision import WITH_TIME_ZONES, NativeForRevision, parse_revision
 from halton_warehouse.server.request_body import RequestBody, Statement, parse_form, read_statement
 from halton_warehouse.server.response_writer import KEEP_ALIVE_TIMEOUT, SMALL_RESPONSE, ResponseWriter
 from halton_warehouse.server.sql_scan import one_line, with_client_query_ids, with_login_name
@@ -313,16 +314,16 @@ class ClickHouseRequestHandler(BaseHTTPRequestHandler):
                 output_format = (
                     statement.shape.output_format or params.get("default_format") or DEFAULT_FORMAT
                 )
-                pool = self.server.pools[role]
-                # Where a DESCRIBE on another connection must look while this one streams (asked now:
-                # a streaming connection cannot answer).
-                where = database
-                if where is None and params.get("client_protocol_version"):
-                    where = connection.current_database()
-
-                def describe_elsewhere(sql: str | bytes, fmt: str, values: dict[str, str]) -> Any:
-                    return _run_on_another(pool, where or "default", settings, sql, fmt, values)
-
+                # A DESCRIBE while this connection streams goes to another one, in the same database
+                # (asked now: a streaming connection cannot answer); external data lives only here.
+                describe_elsewhere = None
+                if not external:
+                    where = database
+                    if where is None and params.get("client_protocol_version"):
+                        where = connection.current_database()
+                    describe_elsewhere = functools.partial(
+                        _run_on_another, self.server.pools[role], where or "default", settings
+                    )
                 outcome = _run(
                     connection,
                     statement,
@@ -447,11 +448,18 @@ def _run(
     progress: _Progress,
     params: dict[str, str],
     version: str,
-    describe_elsewhere: Callable[[str | bytes, str, dict[str, str]], Any],
+    describe_elsewhere: Callable[[str | bytes, str, dict[str, str]], Any] | None,
 ) -> Outcome:
     """Run a statement that is not a streaming INSERT and answer it: rows stream as chDB makes them."""
     started = time.perf_counter()
     native = _native_for_client(output_format, params)
+    if (
+        native is not None
+        and describe_elsewhere is None
+        and native.revision >= WITH_TIME_ZONES
+        and statement.shape.keyword in _STREAMABLE
+    ):
+        native.learn_types(_result_types(connection.run, statement, bind))
     pieces = None
     if statement.shape.keyword in _STREAMABLE:
         pieces = connection.stream(statement.for_engine, output_format, bind)
@@ -464,7 +472,7 @@ def _run(
         returns_rows = statement.shape.returns_rows
         body = result.bytes() if result.size() < SMALL_RESPONSE else result.get_memview().view()
         if native is not None and returns_rows:
-            if native.needs_types(body) and statement.shape.keyword in _STREAMABLE:
+            if native.needs_types(body) and describe_elsewhere and statement.shape.keyword in _STREAMABLE:
                 native.learn_types(_result_types(connection.run, statement, bind))
             body = native.rewrite(body)
         outcome = Outcome(
@@ -481,7 +489,7 @@ def _run(
         return outcome
     outcome = Outcome(output_format=output_format)
     produced = pieces
-    if native is not None:
+    if native is not None and describe_elsewhere is not None:
         produced = _types_learnt(pieces, native, connection, statement, bind, describe_elsewhere)
     bodies = _bodies(produced, native)
     try:
