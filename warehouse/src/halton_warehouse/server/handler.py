@@ -488,11 +488,11 @@ def _run(
         writer.send_whole(200, outcome.headers(), body if returns_rows or body else b"")
         return outcome
     outcome = Outcome(output_format=output_format)
-    produced = pieces
-    if native is not None and describe_elsewhere is not None:
-        produced = _types_learnt(pieces, native, connection, statement, bind, describe_elsewhere)
-    bodies = _bodies(produced, native)
     try:
+        produced = pieces
+        if native is not None and describe_elsewhere is not None:
+            produced = _types_learnt(pieces, native, connection, statement, bind, describe_elsewhere)
+        bodies = _bodies(produced, native)
         if params.get("wait_end_of_query") in ("1", "true"):
             _send_when_complete(bodies, writer, outcome, progress, started)
         else:
