@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
+import itertools
 import json
 import logging
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
@@ -18,8 +20,15 @@ from urllib.parse import parse_qsl
 from halton_warehouse.server.access import Role, authenticate, check_client, check_settings, check_statement
 from halton_warehouse.server.compressed_blocks import BlockEncoder
 from halton_warehouse.server.content_codecs import ResponseEncoder, choose_response_encoding
-from halton_warehouse.server.engine import EngineConnection, Session, parse_session_timeout, quote_identifier
+from halton_warehouse.server.engine import (
+    ConnectionPool,
+    EngineConnection,
+    Session,
+    parse_session_timeout,
+    quote_identifier,
+)
 from halton_warehouse.server.formats import DEFAULT_FORMAT, PLAIN_TEXT, content_type, is_setting
+from halton_warehouse.server.native_revision import WITH_TIME_ZONES, NativeForRevision, parse_revision
 from halton_warehouse.server.request_body import RequestBody, Statement, parse_form, read_statement
 from halton_warehouse.server.response_writer import KEEP_ALIVE_TIMEOUT, SMALL_RESPONSE, ResponseWriter
 from halton_warehouse.server.sql_scan import one_line, with_client_query_ids, with_login_name
@@ -305,6 +314,16 @@ class ClickHouseRequestHandler(BaseHTTPRequestHandler):
                 output_format = (
                     statement.shape.output_format or params.get("default_format") or DEFAULT_FORMAT
                 )
+                # A DESCRIBE while this connection streams goes to another one, in the same database
+                # (asked now: a streaming connection cannot answer); external data lives only here.
+                describe_elsewhere = None
+                if not external:
+                    where = database
+                    if where is None and params.get("client_protocol_version"):
+                        where = connection.current_database()
+                    describe_elsewhere = functools.partial(
+                        _run_on_another, self.server.pools[role], where or "default", settings
+                    )
                 outcome = _run(
                     connection,
                     statement,
@@ -314,6 +333,7 @@ class ClickHouseRequestHandler(BaseHTTPRequestHandler):
                     progress,
                     params,
                     self.server.engine.version,
+                    describe_elsewhere,
                 )
             reusable = not leaves_state and not writer.client_gone
             return outcome
@@ -428,9 +448,18 @@ def _run(
     progress: _Progress,
     params: dict[str, str],
     version: str,
+    describe_elsewhere: Callable[[str | bytes, str, dict[str, str]], Any] | None,
 ) -> Outcome:
     """Run a statement that is not a streaming INSERT and answer it: rows stream as chDB makes them."""
     started = time.perf_counter()
+    native = _native_for_client(output_format, params)
+    if (
+        native is not None
+        and describe_elsewhere is None
+        and native.revision >= WITH_TIME_ZONES
+        and statement.shape.keyword in _STREAMABLE
+    ):
+        native.learn_types(_result_types(connection.run, statement, bind))
     pieces = None
     if statement.shape.keyword in _STREAMABLE:
         pieces = connection.stream(statement.for_engine, output_format, bind)
@@ -442,6 +471,10 @@ def _run(
         result = connection.run(sql, output_format, bind)
         returns_rows = statement.shape.returns_rows
         body = result.bytes() if result.size() < SMALL_RESPONSE else result.get_memview().view()
+        if native is not None and returns_rows:
+            if native.needs_types(body) and describe_elsewhere and statement.shape.keyword in _STREAMABLE:
+                native.learn_types(_result_types(connection.run, statement, bind))
+            body = native.rewrite(body)
         outcome = Outcome(
             output_format=output_format if returns_rows else None,
             read_rows=result.rows_read(),
@@ -456,25 +489,112 @@ def _run(
         return outcome
     outcome = Outcome(output_format=output_format)
     try:
+        produced = pieces
+        if native is not None and describe_elsewhere is not None:
+            produced = _types_learnt(pieces, native, connection, statement, bind, describe_elsewhere)
+        bodies = _bodies(produced, native)
         if params.get("wait_end_of_query") in ("1", "true"):
-            _send_when_complete(pieces, writer, outcome, progress, started)
+            _send_when_complete(bodies, writer, outcome, progress, started)
         else:
-            _send_as_produced(pieces, writer, outcome, progress, started, version)
+            _send_as_produced(bodies, writer, outcome, progress, started, version)
     finally:
         pieces.close()  # before its end: cancels the query (the client went away)
     return outcome
 
 
-def _count(outcome: Outcome, piece: Any, progress: _Progress, started: float) -> None:
-    outcome.result_rows += piece.rows_read()
-    outcome.result_bytes += piece.size()
+def _native_for_client(output_format: str, params: dict[str, str]) -> NativeForRevision | None:
+    """The rewriter of chDB's Native into what a client of its client_protocol_version reads, if needed."""
+    if output_format != "Native":
+        return None
+    revision = parse_revision(params.get("client_protocol_version"))
+    return NativeForRevision(revision) if revision else None
+
+
+def _types_learnt(
+    pieces: Iterator[Any],
+    native: NativeForRevision,
+    connection: EngineConnection,
+    statement: Statement,
+    bind: dict[str, str],
+    describe_elsewhere: Callable[[str | bytes, str, dict[str, str]], Any],
+) -> Iterator[Any]:
+    """The pieces, once `native` knows the result's types if it needs them (chDB's Native names a zoned
+    top-level DateTime plain `DateTime`; only a DESCRIBE of the query tells its zone).
+
+    Only a result with such a column pays for the DESCRIBE: on this connection when the result ended
+    within its first piece, else (the stream still holds this connection) on another one of the pool.
+    """
+    first = next(pieces, None)
+    if first is None:
+        return iter(())
+    head = [first]
+    if native.needs_types(first.get_memview().view()):
+        second = next(pieces, None)
+        if second is not None:
+            head.append(second)
+        run = connection.run if second is None else describe_elsewhere
+        native.learn_types(_result_types(run, statement, bind))
+    return itertools.chain(head, pieces)
+
+
+def _run_on_another(
+    pool: ConnectionPool,
+    database: str,
+    settings: dict[str, str],
+    sql: str | bytes,
+    fmt: str,
+    bind: dict[str, str],
+) -> Any:
+    """`sql` on a pooled connection told the same database and URL settings (this one is streaming)."""
+    other = pool.acquire()
+    done = False
+    try:
+        other.prepare(database, settings)
+        result = other.run(sql, fmt, bind)
+        done = True
+        return result
+    finally:
+        pool.release(other, done)
+
+
+def _result_types(
+    run: Callable[[str | bytes, str, dict[str, str]], Any], statement: Statement, bind: dict[str, str]
+) -> list[str] | None:
+    query = statement.shape.without_format(statement.sql).rstrip().rstrip(";")
+    # New lines around the query: a trailing comment in it must not swallow the closing parenthesis.
+    describe = f"DESCRIBE (\n{query}\n) SETTINGS describe_compact_output = 1"
+    try:
+        result = run(
+            describe.encode("latin-1") if statement.raw is not None else describe, "JSONCompactEachRow", bind
+        )
+    except EngineError as error:
+        # The query itself reports what is wrong with it; without its types, zones stay as chDB writes them.
+        logger.info("DESCRIBE of a Native result failed, zones not restored: %s", one_line(error.message))
+        return None
+    return [json.loads(line)[1] for line in result.bytes().decode().splitlines() if line]
+
+
+def _bodies(
+    pieces: Iterator[Any], native: NativeForRevision | None
+) -> Iterator[tuple[bytes | memoryview, int]]:
+    """Each piece chDB produced as the bytes the client gets (Native rewritten for its revision), with its rows."""
+    for piece in pieces:
+        data, rows = piece.get_memview().view(), piece.rows_read()
+        yield (native.rewrite(data, rows) if native is not None else data), rows
+
+
+def _count(
+    outcome: Outcome, body: tuple[bytes | memoryview, int], progress: _Progress, started: float
+) -> None:
+    outcome.result_rows += body[1]
+    outcome.result_bytes += len(body[0])
     outcome.read_rows = max(outcome.result_rows, progress.latest.get("read_rows", 0))
     outcome.read_bytes = progress.latest.get("read_bytes", 0)
     outcome.elapsed = time.perf_counter() - started
 
 
 def _send_as_produced(
-    pieces: Iterator[Any],
+    bodies: Iterator[tuple[bytes | memoryview, int]],
     writer: ResponseWriter,
     outcome: Outcome,
     progress: _Progress,
@@ -486,24 +606,24 @@ def _send_as_produced(
     Holding one piece back means the summary of a small result is exact and an error in the second
     piece still gets a proper error response; past that, rows leave as the engine produces them.
     """
-    first = next(pieces, None)
+    first = next(bodies, None)
     if first is not None:
         _count(outcome, first, progress, started)
-    second = next(pieces, None) if first is not None else None
+    second = next(bodies, None) if first is not None else None
     if second is None:
-        writer.send_whole(200, outcome.headers(), first.get_memview().view() if first is not None else b"")
+        writer.send_whole(200, outcome.headers(), first[0] if first is not None else b"")
         return
     _count(outcome, second, progress, started)
     writer.start_stream(outcome.headers())
     try:
-        writer.write(first.get_memview().view())
+        writer.write(first[0])
         del first
-        writer.write(second.get_memview().view())
+        writer.write(second[0])
         del second
-        for piece in pieces:
-            _count(outcome, piece, progress, started)
-            writer.write(piece.get_memview().view())
-    except EngineError as error:
+        for body in bodies:
+            _count(outcome, body, progress, started)
+            writer.write(body[0])
+    except ClickHouseError as error:  # the engine's, or a block this server cannot rewrite
         outcome.failed_in_stream = True
         writer.fail_stream(error.body(version))
         logger.info("query failed after %d rows were sent: %s", outcome.result_rows, one_line(error.message))
@@ -512,13 +632,17 @@ def _send_as_produced(
 
 
 def _send_when_complete(
-    pieces: Iterator[Any], writer: ResponseWriter, outcome: Outcome, progress: _Progress, started: float
+    bodies: Iterator[tuple[bytes | memoryview, int]],
+    writer: ResponseWriter,
+    outcome: Outcome,
+    progress: _Progress,
+    started: float,
 ) -> None:
     """wait_end_of_query=1: the whole result first (spilled to disk past a few MB), then the response."""
     with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as spool:
-        for piece in pieces:
-            spool.write(piece.get_memview().view())
-            _count(outcome, piece, progress, started)
+        for body in bodies:
+            spool.write(body[0])
+            _count(outcome, body, progress, started)
         spool.seek(0)
         if outcome.result_bytes < _SPOOL_IN_MEMORY:
             writer.send_whole(200, outcome.headers(), spool.read())

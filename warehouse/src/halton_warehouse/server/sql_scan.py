@@ -57,6 +57,15 @@ class StatementShape:
     output_format: str | None
     # Offset of a second statement after a top-level `;`: a server refuses multi-statements, chDB does not.
     second_statement_at: int | None = None
+    # Where the FORMAT clause stands (from `FORMAT` to the end of the name), so the query can be run without it.
+    format_span: tuple[int, int] | None = None
+
+    def without_format(self, text: str) -> str:
+        """The statement without its FORMAT clause (a SETTINGS tail after it stays)."""
+        if self.format_span is None:
+            return text
+        start, end = self.format_span
+        return text[:start] + " " + text[end:]
 
     @property
     def returns_rows(self) -> bool:
@@ -98,8 +107,8 @@ def inspect_statement(text: str) -> StatementShape:
     keyword, second = leading_keywords(text)
     if keyword == "INSERT":
         return StatementShape(keyword=keyword, second_keyword=second, output_format=None)
-    output_format, second_statement_at = _scan_statement(text)
-    return StatementShape(keyword, second, output_format, second_statement_at)
+    output_format, format_span, second_statement_at = _scan_statement(text)
+    return StatementShape(keyword, second, output_format, second_statement_at, format_span)
 
 
 _INPUT_FUNCTION = re.compile(r"\binput\s*\(", re.IGNORECASE)
@@ -180,11 +189,12 @@ def _keyword_at(text: str, pos: int) -> tuple[int, str]:
     return word.end(), word.group().upper()
 
 
-def _scan_statement(text: str) -> tuple[str | None, int | None]:
-    """The name in a top-level `FORMAT <name>` that only SETTINGS or `;` may follow, and where a
-    second statement starts, if one follows a top-level `;`."""
+def _scan_statement(text: str) -> tuple[str | None, tuple[int, int] | None, int | None]:
+    """The name in a top-level `FORMAT <name>` that only SETTINGS or `;` may follow, where that clause
+    stands, and where a second statement starts, if one follows a top-level `;`."""
     depth = 0
     candidate: str | None = None
+    span: tuple[int, int] | None = None
     in_settings_tail = False
     ended = False  # a top-level `;` was seen
     skip_until = 0
@@ -195,7 +205,7 @@ def _scan_statement(text: str) -> tuple[str | None, int | None]:
         if kind in _OPAQUE:
             continue
         if ended and kind != "semi":
-            return candidate, match.start()
+            return candidate, span if candidate else None, match.start()
         if kind == "open":
             depth += 1
         elif kind == "close":
@@ -217,8 +227,9 @@ def _scan_statement(text: str) -> tuple[str | None, int | None]:
             name = _FORMAT_NAME.match(text, match.end())
             if name is not None:
                 candidate = name.group(1)
+                span = (match.start(), name.end())
                 skip_until = name.end()
-    return candidate, None
+    return candidate, span if candidate else None, None
 
 
 def _data_start(text: str, pos: int) -> int:
