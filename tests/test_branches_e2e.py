@@ -19,6 +19,7 @@ import pytest
 from test_pairing_e2e import connect, machine_id_of, new_meter, warehouse_rows
 
 from cloud_support import PASSWORD, DashboardPage, build_marts
+from halton_meter.testing.git_repos import git
 from halton_meter.testing.processes import MeterProcess, wait_for
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the meter reads /proc")
@@ -35,24 +36,6 @@ sys.stdin.readline()
 """
 # (folder, branch, calls): two worktrees on ticket branches, and the main checkout on a branch with no ticket.
 CHECKOUTS = (("wt-cart", "feature/SHOP-101-cart", 3), ("wt-tax", "bugfix/SHOP-202-tax", 1), (None, "main", 2))
-
-
-def git(cwd: Path, *args: str) -> None:
-    subprocess.run(
-        [
-            "git",
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@example.com",
-            "-c",
-            "init.defaultBranch=main",
-            *args,
-        ],
-        cwd=cwd,
-        check=True,
-        capture_output=True,
-    )
 
 
 def checkouts(tmp_path: Path) -> dict[str, Path]:

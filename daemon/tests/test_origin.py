@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,27 +17,9 @@ from halton_meter.origin import (
     ticket_of,
     tool_of,
 )
+from halton_meter.testing.git_repos import git
 
 TICKETS = re.compile(DEFAULT_TICKET_PATTERN)
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(
-        [
-            "git",
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@example.com",
-            "-c",
-            "init.defaultBranch=main",
-            *args,
-        ],
-        cwd=cwd,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
 
 
 @pytest.fixture
