@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import json
 import secrets
-import threading
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, time, timedelta
-from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from datetime import UTC, datetime
 
 import dagster as dg
 import psycopg
@@ -30,63 +27,30 @@ from halton_pipelines.resources import (
     HaltonDbtResource,
     WarehouseResource,
 )
-from halton_pipelines.testing.factories import SECRET, insert_request_rows, metered_call
+from halton_pipelines.testing.factories import SECRET
+from halton_pipelines.testing.runaway_scenario import (
+    LOOP_HASH,
+    last_monday,
+    webhook_receiver,
+    write_loop,
+    write_ordinary_weeks,
+)
 
 # Two dbt builds of the marts, each about a minute on a loaded 2-core machine.
 pytestmark = pytest.mark.timeout(900)
 
 WEBHOOK_SECRET = "whsec-anomaly-signing-secret"
-TODAY = datetime.now(UTC).date()
-# Last week's Monday (wholly in the past): the day the marts are built as of.
-MONDAY = TODAY - timedelta(days=TODAY.weekday() + 7)
-LOOP_HASH = "f" * 64
-
-
-class Receiver(BaseHTTPRequestHandler):
-    received: list[tuple[dict[str, str], bytes]] = []
-    lock = threading.Lock()
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        with self.lock:
-            Receiver.received.append((dict(self.headers), body))
-        self.send_response(200)
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, *args) -> None:  # quiet
-        pass
+MONDAY = last_monday(datetime.now(UTC).date())
 
 
 @pytest.fixture
-def webhook() -> Iterator[str]:
-    Receiver.received = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hooks/anomalies"
-    server.shutdown()
-    server.server_close()
+def receiver() -> Iterator[tuple[str, list]]:
+    with webhook_receiver() as receiver:
+        yield receiver
 
 
-def ordinary_day(day, devices: list[uuid.UUID], per_hour_usd: Decimal) -> dict[uuid.UUID, list]:
-    """Office hours (9 to 17) on weekdays from every device, an hour of one device at weekends; each call its
-    own prompt, two calls an hour per device."""
-    weekend = day.weekday() >= 5
-    hours = range(10, 11) if weekend else range(9, 17)
-    active = devices[:1] if weekend else devices
-    rate = per_hour_usd / 10 if weekend else per_hour_usd
-    calls: dict[uuid.UUID, list] = {}
-    for n, device in enumerate(active):
-        calls[device] = [
-            metered_call(f"{day}-{device}-{hour}-{i}", "web", datetime.combine(day, time(hour, 7 + 20 * i + n), UTC),
-                         input_tokens=100, output_tokens=100, cost_usd=rate / 2)
-            for hour in hours for i in range(2)
-        ]  # fmt: skip
-    return calls
-
-
-def test_a_loop_raises_one_anomaly_with_evidence_and_a_busy_monday_raises_nothing(stores, webhook) -> None:
+def test_a_loop_raises_one_anomaly_with_evidence_and_a_busy_monday_raises_nothing(stores, receiver) -> None:
+    webhook, received = receiver
     url = stores.control_plane_url
     workspace_id = uuid.uuid4()
     devices = [uuid.uuid4() for _ in range(3)]
@@ -123,13 +87,8 @@ def test_a_loop_raises_one_anomaly_with_evidence_and_a_busy_monday_raises_nothin
         "alerts": AlertsResource(database_url=url, secret_key=SECRET, backoff_seconds=60),
     }
     client = stores.client()
-    # Four weeks of history, then this Monday busier than any before it (half as much again, every device).
-    for offset in range(28, 0, -1):
-        day = MONDAY - timedelta(days=offset)
-        for device, calls in ordinary_day(day, devices, Decimal("1.00")).items():
-            insert_request_rows(client, stores.databases, workspace_id, device, calls)
-    for device, calls in ordinary_day(MONDAY, devices, Decimal("1.50")).items():
-        insert_request_rows(client, stores.databases, workspace_id, device, calls)
+    # Four weeks of history, then a Monday busier than any before it (half as much again, every device).
+    write_ordinary_weeks(client, stores.databases, workspace_id, devices, MONDAY)
 
     def evaluate() -> list[tuple]:
         assert dg.materialize([halton_dbt], resources=resources).success
@@ -143,17 +102,11 @@ def test_a_loop_raises_one_anomaly_with_evidence_and_a_busy_monday_raises_nothin
 
     assert dg.materialize([control_plane_snapshot, model_prices], resources=resources).success
     assert evaluate() == []  # an ordinary busy Monday
-    assert Receiver.received == []
+    assert received == []
 
     # A loop on one laptop at 17:10: the same prompt every second for ten minutes (600 calls, $0.02 each).
     looping = devices[1]
-    start = datetime.combine(MONDAY, time(17, 10), UTC)
-    loop = [
-        metered_call(f"loop-{i}", "web", start + timedelta(seconds=i), input_tokens=1000, output_tokens=50,
-                     prompt_hash=LOOP_HASH, cost_usd=Decimal("0.02"))
-        for i in range(600)
-    ]  # fmt: skip
-    insert_request_rows(client, stores.databases, workspace_id, looping, loop)
+    write_loop(client, stores.databases, workspace_id, looping, MONDAY)
     found = evaluate()
     kinds = {(kind, subject_kind, subject) for kind, subject_kind, subject, *_ in found}
     assert ("loop", "prompt", LOOP_HASH) in kinds
@@ -177,9 +130,9 @@ def test_a_loop_raises_one_anomaly_with_evidence_and_a_busy_monday_raises_nothin
 
     # Each anomaly reached the webhook once, signed; building and evaluating again sends nothing more.
     assert len(evaluate()) == 3
-    assert len(Receiver.received) == 3
+    assert len(received) == 3
     posted = []
-    for headers, body in Receiver.received:
+    for headers, body in received:
         assert headers[SIGNATURE_HEADER] == sign(WEBHOOK_SECRET, int(headers[TIMESTAMP_HEADER]), body)
         document = json.loads(body)
         assert document["alert"]["type"] == "spend_anomaly"
