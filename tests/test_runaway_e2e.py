@@ -7,6 +7,7 @@ receiver, signed, after the next marts build."""
 from __future__ import annotations
 
 import json
+import secrets
 import uuid
 from datetime import UTC, datetime
 
@@ -34,9 +35,19 @@ def test_a_loop_reaches_the_overview_and_the_webhook_and_a_busy_monday_does_not(
 ) -> None:
     slug = person.workspace_slug
     monday = last_monday(datetime.now(UTC).date())
-    with psycopg.connect(postgres_url) as conn:
-        workspace_id = conn.execute("SELECT id FROM workspaces WHERE slug = %s", (slug,)).fetchone()[0]
     devices = [uuid.uuid4() for _ in range(3)]
+    # Three paired laptops, as pairing leaves them (the rows' devices must be the workspace's own).
+    with psycopg.connect(postgres_url) as conn, conn.transaction():
+        workspace_id, owner = conn.execute(
+            "SELECT id, created_by FROM workspaces WHERE slug = %s", (slug,)
+        ).fetchone()
+        for n, device in enumerate(devices):
+            conn.execute(
+                "INSERT INTO devices (id, workspace_id, machine_id, hostname, paired_by, token_hash, token_prefix)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                (device, workspace_id, f"machine-{secrets.token_hex(4)}", f"laptop-{n}.local", owner,
+                 secrets.token_bytes(32), f"hm_sync_{n}"),
+            )  # fmt: skip
     client = warehouse.client()
     write_ordinary_weeks(client, warehouse.databases, workspace_id, devices, monday)
 
@@ -60,7 +71,9 @@ def test_a_loop_reaches_the_overview_and_the_webhook_and_a_busy_monday_does_not(
         # An ordinary busy Monday: nothing raised, nothing sent, no card.
         assert marts_then_anomalies() == []
         assert received == []
-        assert "data-anomalies" not in person.client.get(f"/{slug}/overview").text
+        quiet = person.client.get(f"/{slug}/overview")
+        assert quiet.status_code == 200
+        assert "data-anomalies" not in quiet.text
 
         looping = devices[2]
         write_loop(client, warehouse.databases, workspace_id, looping, monday)
@@ -68,6 +81,8 @@ def test_a_loop_reaches_the_overview_and_the_webhook_and_a_busy_monday_does_not(
         loop = next(a for a in anomalies if a["kind"] == "loop")
         assert loop["subject"] == LOOP_HASH and loop["status"] == "open"
         assert loop["evidence"]["requests"] == LOOP_CALLS and loop["evidence"]["devices"] == [str(looping)]
+        assert loop["evidence"]["device_names"] == {str(looping): "laptop-2.local"}
+        assert "from device laptop-2.local" in loop["message"]
         assert loop["deliveries"] == [
             {
                 "channel": "webhook",
@@ -86,7 +101,9 @@ def test_a_loop_reaches_the_overview_and_the_webhook_and_a_busy_monday_does_not(
     page = person.client.get(f"/{slug}/overview")
     assert page.status_code == 200
     assert 'data-anomaly="loop"' in page.text and f"prompt:{LOOP_HASH}" in page.text
-    assert f"{LOOP_CALLS} times" in page.text and str(looping) in page.text
+    assert (
+        f"{LOOP_CALLS} times" in page.text and f'data-anomaly-device="{looping}">laptop-2.local<' in page.text
+    )
 
     context = chromium.new_context(viewport={"width": 1440, "height": 1000}, base_url=cloud.url)
     browser = DashboardPage(context.new_page(), None)

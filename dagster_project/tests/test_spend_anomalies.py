@@ -138,7 +138,7 @@ def test_a_loop_raises_one_anomaly_with_evidence_and_a_busy_monday_raises_nothin
         assert document["alert"]["type"] == "spend_anomaly"
         posted.append(document)
     loop_post = next(d for d in posted if d["alert"]["kind"] == "loop")
-    assert "600 times" in loop_post["text"] and str(looping) in loop_post["text"]
+    assert "600 times" in loop_post["text"] and "from device laptop-1.local" in loop_post["text"]
     assert loop_post["alert"]["evidence"]["requests"] == 600
     with psycopg.connect(url) as conn:
         events = dict(

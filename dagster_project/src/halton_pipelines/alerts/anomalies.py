@@ -30,7 +30,8 @@ class Anomaly:
     @property
     def message(self) -> str:
         e = self.evidence
-        devices = ", ".join(e["devices"]) or "no device"
+        names = e.get("device_names", {})
+        devices = ", ".join(names.get(d, d) for d in e["devices"]) or "no device"
         if self.kind == "loop":
             return (
                 f"Runaway loop: prompt {self.subject[:16]} was sent {e['requests']} times between "
@@ -84,9 +85,19 @@ def raise_anomalies(database_url: str, anomalies: list[Anomaly]) -> list[UUID]:
                 (list(known),),
             )
         }
+        # Devices by the name their owners know them by (the hostname), for the message and the evidence.
+        names = {
+            str(row[0]): row[1]
+            for row in conn.execute(
+                "SELECT id, hostname FROM devices WHERE workspace_id = ANY(%s)", (list(known),)
+            )
+        }
         for anomaly in anomalies:
             if anomaly.workspace_id not in known:
                 continue  # deleted since the marts were built
+            anomaly.evidence["device_names"] = {
+                d: names[d] for d in anomaly.evidence["devices"] if d in names
+            }
             row = conn.execute(
                 "INSERT INTO spend_anomalies (workspace_id, anomaly_key, kind, subject_kind, subject, message,"
                 " evidence) VALUES (%s, %s, %s, %s, %s, %s, %s)"
