@@ -17,7 +17,7 @@ def test_definitions_load_with_every_domain(monkeypatch) -> None:
         "price_card/model_prices", "price_card/price_catalogue", "meter/requests", "staging/int_requests_priced", "daily_spend",
         "reconciliation", "reconciliation_daily", "reconciliation_requests", "prompt_clusters", "model_usage_30d",
         "budget_variance", "project_spend", "developer_spend", "cost_center_spend", "branch_spend", "ticket_spend",
-        "budget_alerts", "exports/parquet_export",
+        "budget_alerts", "spend_anomalies", "anomaly_alerts", "exports/parquet_export",
     } <= keys  # fmt: skip
     exports = graph.get(dg.AssetKey(["exports", "parquet_export"]))
     assert {k.to_user_string() for k in exports.parent_keys} == {
@@ -44,10 +44,12 @@ def test_definitions_load_with_every_domain(monkeypatch) -> None:
     marts = {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
     assert "daily_spend" in marts and "control_plane/projects" in marts and "recommendations" in marts
     assert "budget_alerts" in marts  # evaluated after every marts build
+    assert {"spend_anomalies", "anomaly_alerts"} <= marts  # runaway spend is caught by every marts build
     from halton_pipelines.defs.dbt import ROUTINE_MARTS
 
     routine = {k.to_user_string() for k in ROUTINE_MARTS}  # what every run but a deployment's first builds
     assert "daily_spend" in routine and "control_plane/projects" in routine
+    assert {"spend_anomalies", "anomaly_alerts"} <= routine
     assert not routine & {"prompt_clusters", "model_usage_30d", "recommendations"}
     assert {s.name for s in defs.sensors} == {"marts_after_ingestion", "first_recommendations"}
     recommendations = graph.get(dg.AssetKey(["recommendations"]))

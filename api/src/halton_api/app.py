@@ -62,6 +62,7 @@ from halton_api.routers import (
     rates_routes,
     reconciliation_routes,
     reports_routes,
+    spend_anomalies_routes,
     traces_routes,
     verify_routes,
     workspaces_routes,
@@ -193,8 +194,8 @@ def create_app(settings: CloudSettings, *, clock: Callable[[], datetime] = utc_n
         app.include_router(module.router)
     app.include_router(pairing_routes.pages)
     for module in (
-        devices_routes, members_routes, api_keys_routes, projects_routes, budget_alerts_routes, audit_routes,
-        captured_requests_routes, verify_routes, reports_routes,
+        devices_routes, members_routes, api_keys_routes, projects_routes, budget_alerts_routes,
+        spend_anomalies_routes, audit_routes, captured_requests_routes, verify_routes, reports_routes,
     ):  # fmt: skip
         app.include_router(module.router)
     dashboards = (

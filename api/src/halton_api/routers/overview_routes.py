@@ -12,6 +12,7 @@ from halton_api.dashboards.page_models import OverviewPublic, SyncStatus
 from halton_api.dashboards.view import open_view, render_view
 from halton_api.dashboards.workspace_facts import WorkspaceFacts
 from halton_api.deps import ApiReader, Conn, Member, Prices, RailFilters, Reader
+from halton_api.store.spend_anomalies import list_anomalies
 
 router = APIRouter(prefix="/v1/{workspace}", tags=["dashboards"])
 pages = APIRouter(prefix="/{workspace}", include_in_schema=False)
@@ -46,6 +47,14 @@ async def overview_page(
     view = await open_view(request, ctx, conn, filters, reader)
     # The banner needs no warehouse: shown even when the marts cannot answer (a new workspace's first sync).
     sync = view.facts.sync_status(view.settings, view.scope.now)
+    # Open runaway anomalies come from the control plane too: shown whatever the warehouse says.
+    anomalies = await list_anomalies(conn, workspace_id=ctx.workspace.id)
     return await render_view(
-        request, "dashboards/overview.html", view, conn, lambda: build_overview(view, catalogue), sync=sync
+        request,
+        "dashboards/overview.html",
+        view,
+        conn,
+        lambda: build_overview(view, catalogue),
+        sync=sync,
+        anomalies=anomalies,
     )

@@ -1,4 +1,4 @@
-"""Sending raised budget alerts: a webhook (Slack-compatible JSON, HMAC-signed) and email (SMTP).
+"""Sending raised budget alerts and spend anomalies (`anomalies`): a webhook (Slack-compatible JSON, HMAC-signed) and email (SMTP).
 
 Each delivery is tried when due; a failure is retried with exponential backoff (`backoff_seconds` doubled per
 attempt) up to `MAX_ATTEMPTS`, then marked failed. Every outcome is written on the delivery (status, attempts,
@@ -45,6 +45,13 @@ class Due:
     attempts: int
     alert: dict[str, Any]
     target: dict[str, Any]
+    resource: str = "budget_alert"  # or spend_anomaly: names the audit events and the resource they concern
+
+
+CHANNEL_COLUMNS = (
+    " c.webhook_url, c.webhook_secret_encrypted, c.smtp_host, c.smtp_port, c.smtp_starttls,"
+    " c.smtp_username, c.smtp_password_encrypted, c.smtp_from, c.smtp_to"
+)
 
 
 def deliver_due(
@@ -58,15 +65,25 @@ def deliver_due(
             rows = conn.execute(
                 "SELECT d.id, d.channel, d.attempts, a.id, a.workspace_id, a.kind, a.threshold_pct, a.scope_label,"
                 " a.period, a.budget_usd, a.spend_usd, a.projected_usd, a.breach_day, a.message,"
-                " c.webhook_url, c.webhook_secret_encrypted, c.smtp_host, c.smtp_port, c.smtp_starttls,"
-                " c.smtp_username, c.smtp_password_encrypted, c.smtp_from, c.smtp_to"
-                " FROM alert_deliveries d JOIN budget_alerts a ON a.id = d.alert_id"
+                + CHANNEL_COLUMNS
+                + " FROM alert_deliveries d JOIN budget_alerts a ON a.id = d.alert_id"
                 " LEFT JOIN alert_channels c ON c.workspace_id = a.workspace_id"
                 " WHERE d.status = 'pending' AND d.next_attempt_at <= %s ORDER BY d.next_attempt_at"
                 " FOR UPDATE OF d SKIP LOCKED",
                 (now,),
             ).fetchall()
             due = [_due(row, box) for row in rows]
+            anomaly_rows = conn.execute(
+                "SELECT d.id, d.channel, d.attempts, s.id, s.workspace_id, s.kind, s.subject_kind, s.subject,"
+                " s.message, s.evidence,"
+                + CHANNEL_COLUMNS
+                + " FROM alert_deliveries d JOIN spend_anomalies s ON s.id = d.anomaly_id"
+                " LEFT JOIN alert_channels c ON c.workspace_id = s.workspace_id"
+                " WHERE d.status = 'pending' AND d.next_attempt_at <= %s ORDER BY d.next_attempt_at"
+                " FOR UPDATE OF d SKIP LOCKED",
+                (now,),
+            ).fetchall()
+            due += [_anomaly_due(row, box) for row in anomaly_rows]
         for item in due:
             try:
                 if item.channel == "webhook":
@@ -85,12 +102,33 @@ def _due(row: tuple, box) -> Due:
     (delivery, channel, attempts, alert_id, workspace, kind, pct, label, period, budget, spend, projected, breach,
      message, url, secret, host, port, starttls, user, password, sender, recipients) = row  # fmt: skip
     alert = {
-        "id": str(alert_id), "workspace_id": str(workspace), "kind": kind, "threshold_pct": pct, "scope": label,
+        "type": "budget_alert", "id": str(alert_id), "workspace_id": str(workspace), "kind": kind, "threshold_pct": pct, "scope": label,
         "period": period.isoformat(), "budget_usd": str(budget), "spend_usd": str(spend),
         "projected_usd": str(projected) if projected is not None else None,
         "breach_day": breach.isoformat() if breach else None, "message": message,
     }  # fmt: skip
-    target = {
+    return Due(
+        delivery,
+        channel,
+        attempts,
+        alert,
+        _target(box, url, secret, host, port, starttls, user, password, sender, recipients),
+    )
+
+
+def _anomaly_due(row: tuple, box) -> Due:
+    (delivery, channel, attempts, anomaly_id, workspace, kind, subject_kind, subject, message, evidence,
+     url, secret, host, port, starttls, user, password, sender, recipients) = row  # fmt: skip
+    alert = {
+        "type": "spend_anomaly", "id": str(anomaly_id), "workspace_id": str(workspace), "kind": kind,
+        "scope": f"{subject_kind} {subject}", "message": message, "evidence": evidence,
+    }  # fmt: skip
+    target = _target(box, url, secret, host, port, starttls, user, password, sender, recipients)
+    return Due(delivery, channel, attempts, alert, target, resource="spend_anomaly")
+
+
+def _target(box, url, secret, host, port, starttls, user, password, sender, recipients) -> dict[str, Any]:
+    return {
         "url": url,
         "secret": box.decrypt(bytes(secret)).decode() if secret else None,
         "host": host,
@@ -101,7 +139,6 @@ def _due(row: tuple, box) -> Due:
         "sender": sender,
         "recipients": list(recipients or ()),
     }
-    return Due(delivery, channel, attempts, alert, target)
 
 
 def _post(item: Due, now: datetime) -> None:
@@ -140,13 +177,13 @@ def _record(
 ) -> str:
     attempts = item.attempts + 1
     if error is None:
-        outcome, status, event = "delivered", "delivered", "budget_alert.delivered"
+        outcome, status, event = "delivered", "delivered", f"{item.resource}.delivered"
         next_at = now
     elif attempts >= MAX_ATTEMPTS:
-        outcome, status, event = "failed", "failed", "budget_alert.delivery_failed"
+        outcome, status, event = "failed", "failed", f"{item.resource}.delivery_failed"
         next_at = now
     else:
-        outcome, status, event = "retrying", "pending", "budget_alert.delivery_retrying"
+        outcome, status, event = "retrying", "pending", f"{item.resource}.delivery_retrying"
         next_at = now + timedelta(seconds=backoff_seconds * 2 ** (attempts - 1))
     with conn.transaction():
         conn.execute(
@@ -156,10 +193,12 @@ def _record(
         )
         conn.execute(
             "INSERT INTO audit_events (workspace_id, actor_type, actor_label, event, resource_type, resource_id,"
-            " resource_label, details) VALUES (%s, 'system', 'budget alerts', %s, 'budget_alert', %s, %s, %s)",
+            " resource_label, details) VALUES (%s, 'system', %s, %s, %s, %s, %s, %s)",
             (
                 item.alert["workspace_id"],
+                "budget alerts" if item.resource == "budget_alert" else "runaway detection",
                 event,
+                item.resource,
                 item.alert["id"],
                 item.alert["scope"],
                 Jsonb(

@@ -1,15 +1,18 @@
-"""Budget alerts as a Dagster asset: evaluated after every marts build (it follows budget_variance in the marts
-job) and hourly, delivering what is due (new alerts, and retries whose backoff has passed) each time."""
+"""Budget alerts and runaway spend as Dagster assets: evaluated after every marts build (they follow
+budget_variance and spend_anomalies in the marts job) and hourly, delivering what is due (new alerts and
+anomalies, and retries whose backoff has passed) each time."""
 
 from datetime import UTC, datetime
 
 import dagster as dg
 
+from halton_pipelines.alerts.anomalies import current_anomalies, raise_anomalies
 from halton_pipelines.alerts.deliver import deliver_due
 from halton_pipelines.alerts.evaluate import current_months, raise_alerts
 from halton_pipelines.resources import AlertsResource, WarehouseResource
 
 BUDGET_ALERTS = dg.AssetKey(["budget_alerts"])
+ANOMALY_ALERTS = dg.AssetKey(["anomaly_alerts"])
 
 
 @dg.asset(
@@ -32,11 +35,32 @@ def budget_alerts(
     return dg.MaterializeResult(metadata={"budgets": len(months), "raised": len(raised), **sent})
 
 
+@dg.asset(
+    key=ANOMALY_ALERTS,
+    deps=[dg.AssetKey(["spend_anomalies"])],
+    group_name="marts",
+    kinds={"python", "postgres"},
+    description="Runaway spend (loops, and projects or devices far above their weekday-hour baseline) raised "
+    "once per anomaly with its evidence and delivered through the alert channels.",
+)
+def anomaly_alerts(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, alerts: AlertsResource
+) -> dg.MaterializeResult:
+    found = current_anomalies(warehouse.client(), warehouse.databases.marts)
+    raised = raise_anomalies(alerts.database_url, found)
+    sent = deliver_due(
+        alerts.database_url, alerts.secret_key, now=datetime.now(UTC), backoff_seconds=alerts.backoff_seconds
+    )
+    context.log.info("anomalies: %d in the marts, %d raised, deliveries %s", len(found), len(raised), sent)
+    return dg.MaterializeResult(metadata={"anomalies": len(found), "raised": len(raised), **sent})
+
+
 budget_alerts_job = dg.define_asset_job(
     "halton_budget_alerts",
-    selection=dg.AssetSelection.assets(budget_alerts),
+    selection=dg.AssetSelection.assets(budget_alerts, anomaly_alerts),
     executor_def=dg.in_process_executor,
-    description="Evaluate the budgets against the month so far and deliver the alerts due.",
+    description="Evaluate the budgets against the month so far and the runaway anomalies, and deliver the "
+    "alerts due.",
 )
 
 budget_alerts_hourly = dg.ScheduleDefinition(
@@ -47,4 +71,6 @@ budget_alerts_hourly = dg.ScheduleDefinition(
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )
 
-defs = dg.Definitions(assets=[budget_alerts], jobs=[budget_alerts_job], schedules=[budget_alerts_hourly])
+defs = dg.Definitions(
+    assets=[budget_alerts, anomaly_alerts], jobs=[budget_alerts_job], schedules=[budget_alerts_hourly]
+)

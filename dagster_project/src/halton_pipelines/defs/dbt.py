@@ -58,11 +58,13 @@ HISTORY_MARTS = (dg.AssetKey(["prompt_clusters"]), dg.AssetKey(["model_usage_30d
 
 # Written by the optimisation checks (defs/recommendations.py), from the history marts.
 RECOMMENDATIONS = dg.AssetKey(["recommendations"])
-# Evaluated after every marts build (defs/alerts.py), from budget_variance.
+# Evaluated after every marts build (defs/alert_assets.py), from budget_variance and spend_anomalies.
 BUDGET_ALERTS = dg.AssetKey(["budget_alerts"])
+ANOMALY_ALERTS = dg.AssetKey(["anomaly_alerts"])
 # What an ordinary marts run builds: the control-plane copy, the models that follow ingestion, the budget alerts.
 ROUTINE_MARTS = sorted(
-    (set(control_plane_snapshot.keys) | set(halton_dbt.keys) | {BUDGET_ALERTS}) - set(HISTORY_MARTS)
+    (set(control_plane_snapshot.keys) | set(halton_dbt.keys) | {BUDGET_ALERTS, ANOMALY_ALERTS})
+    - set(HISTORY_MARTS)
 )
 
 # Every job that runs dbt carries this tag; the deployment's run queue (halton_api.orchestration, the
@@ -84,11 +86,11 @@ marts_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(control_plane_snapshot)
     | dg.AssetSelection.assets(halton_dbt)
     | dg.AssetSelection.assets(RECOMMENDATIONS)
-    | dg.AssetSelection.assets(BUDGET_ALERTS),
+    | dg.AssetSelection.assets(BUDGET_ALERTS, ANOMALY_ALERTS),
     executor_def=dg.in_process_executor,
     tags=DBT_RUN_TAGS,
     description="Copy the control plane, then build the dbt models that follow ingestion, with their tests, "
-    "then evaluate the budget alerts (the very first run of a deployment also builds the history marts and "
+    "then evaluate the budget alerts and runaway anomalies (the very first run of a deployment also builds the history marts and "
     "the recommendations).",
 )
 
