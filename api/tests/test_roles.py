@@ -6,6 +6,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import psycopg
@@ -148,6 +149,17 @@ def _nothing(env) -> dict[str, str]:
     return {}
 
 
+def _budget(env) -> dict[str, str]:
+    amount = Decimal(secrets.randbelow(900) + 100)  # a fresh figure each time: setting it is a change
+    budget = run(
+        env.db,
+        lambda c: projects.set_budget(
+            c, workspace_id=env.workspace.id, project_id=None, monthly_amount=amount, actor=Actor.system()
+        ),
+    )
+    return {"budget": str(budget.id)}
+
+
 CASES = [
     Case("/{workspace}/settings/devices/{id}/rename", Permission.MANAGE_DEVICES, _device, {"name": "renamed"}),
     Case("/{workspace}/settings/devices/{id}/revoke", Permission.MANAGE_DEVICES, _device, {}),
@@ -172,6 +184,9 @@ CASES = [
     Case("/{workspace}/settings/exports/remove", Permission.MANAGE_BILLING, _export, {}),
     Case("/{workspace}/settings/billing/project-map", Permission.MANAGE_BILLING, _project_slug,
          lambda p: {"provider": "openai", "provider_project": "proj_abc", "project": p["slug"]}),
+    Case("/{workspace}/settings/alerts", Permission.MANAGE_CONFIG, _nothing, {"webhook_url": "https://hooks.example.com/x"}),
+    Case("/{workspace}/settings/budgets/alerts", Permission.MANAGE_CONFIG, _budget,
+         lambda p: {"budget_id": p["budget"], "thresholds": "50,90", "forecast": "on"}),
     Case("/{workspace}/optimization/catalog/suppress", Permission.MANAGE_CONFIG, _nothing, {"kind": "batch_api", "project": "p"}),
 ]  # fmt: skip
 # Mutating routes whose role checks need what this module cannot make cheaply (a recommendation in the
