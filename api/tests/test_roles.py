@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 import psycopg
 import pytest
@@ -145,6 +146,18 @@ def _export(env) -> dict[str, str]:
     return {}
 
 
+def _project_budget(env) -> dict[str, str]:
+    project_id = UUID(_project(env)["id"])
+    budget = run(
+        env.db,
+        lambda c: projects.set_budget(
+            c, workspace_id=env.workspace.id, project_id=project_id, monthly_amount=Decimal(100),
+            actor=Actor.system(),
+        ),
+    )  # fmt: skip
+    return {"budget": str(budget.id)}
+
+
 def _nothing(env) -> dict[str, str]:
     return {}
 
@@ -187,6 +200,8 @@ CASES = [
     Case("/{workspace}/settings/alerts", Permission.MANAGE_CONFIG, _nothing, {"webhook_url": "https://hooks.example.com/x"}),
     Case("/{workspace}/settings/budgets/alerts", Permission.MANAGE_CONFIG, _budget,
          lambda p: {"budget_id": p["budget"], "thresholds": "50,90", "forecast": "on"}),
+    Case("/{workspace}/settings/budgets/limit", Permission.MANAGE_LIMITS, _project_budget,
+         lambda p: {"budget_id": p["budget"], "limit": "on"}),
     Case("/{workspace}/optimization/catalog/suppress", Permission.MANAGE_CONFIG, _nothing, {"kind": "batch_api", "project": "p"}),
 ]  # fmt: skip
 # Mutating routes whose role checks need what this module cannot make cheaply (a recommendation in the

@@ -287,6 +287,7 @@ MemberManager = Annotated[WorkspaceContext, Depends(_requires(Permission.MANAGE_
 KeyManager = Annotated[WorkspaceContext, Depends(_requires(Permission.MANAGE_API_KEYS))]
 ConfigManager = Annotated[WorkspaceContext, Depends(_requires(Permission.MANAGE_CONFIG))]
 BillingManager = Annotated[WorkspaceContext, Depends(_requires(Permission.MANAGE_BILLING))]
+LimitManager = Annotated[WorkspaceContext, Depends(_requires(Permission.MANAGE_LIMITS))]
 
 
 async def csrf_protected(request: Request, settings: Settings) -> None:

@@ -165,6 +165,7 @@ class BudgetPublic(_Public):
     monthly_amount: Decimal
     currency: str
     updated_at: datetime
+    hard_limit: bool = False  # paired meters refuse the project's calls once the budget is reached
 
 
 class AuditEventPublic(_Public):
@@ -221,6 +222,23 @@ class RequestPage(BaseModel):
     )
 
 
+class SpendLimit(BaseModel):
+    """A project whose budget is a hard limit, with its month-to-date spend as the dashboards show it."""
+
+    project: str
+    budget_usd: Decimal
+    month: str = Field(description="The UTC month the spend figure covers (YYYY-MM).")
+    month_to_date_usd: Decimal | None = Field(
+        description="The project's spend this month in the marts; null when the cloud cannot tell "
+        "(marts not built yet, warehouse unreachable): a meter never blocks on an unknown figure."
+    )
+    spend_as_of: datetime | None = Field(
+        description="The figure holds every row the cloud ingested up to this time (the newest ingestion "
+        "in the marts); a meter adds its own rows synced after it, or not yet synced."
+    )
+    problem: str | None = Field(default=None, description="Why month_to_date_usd is null.")
+
+
 class WhoAmI(BaseModel):
     workspace_id: UUID
     workspace_slug: str
@@ -228,6 +246,40 @@ class WhoAmI(BaseModel):
     device_id: UUID
     machine_id: str
     hostname: str
+    spend_limits: list[SpendLimit] = Field(
+        default_factory=list,
+        description="Projects whose budget is a hard limit (empty unless an owner turned one on).",
+    )
+
+
+class MeterLimitEvent(BaseModel):
+    """A call a meter refused at a project's budget limit, or let through on an override."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event_uid: UUID
+    kind: Literal["blocked", "override"]
+    via: Literal["header", "command"] | None = Field(default=None, description="Set exactly for an override.")
+    project: str = Field(min_length=1, max_length=128)
+    provider: Literal["anthropic", "openai", "gemini", "xai"]
+    model: str | None = Field(default=None, max_length=256)
+    occurred_at: datetime
+    budget_usd: Decimal = Field(ge=0, lt=Decimal(10) ** 16, decimal_places=2)
+    spend_usd: Decimal = Field(ge=0, lt=Decimal(10) ** 15, decimal_places=9)
+
+    @model_validator(mode="after")
+    def _via_matches_kind(self) -> MeterLimitEvent:
+        if (self.kind == "override") != (self.via is not None):
+            raise ValueError("via is required for an override (header or command), and only then")
+        if self.occurred_at.tzinfo is None:
+            raise ValueError("occurred_at needs a UTC offset")
+        return self
+
+
+class MeterLimitEvents(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[MeterLimitEvent] = Field(min_length=1, max_length=500)
 
 
 class MeterReport(BaseModel):

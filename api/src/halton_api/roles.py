@@ -19,6 +19,7 @@ class Permission(StrEnum):
     MANAGE_API_KEYS = "manage_api_keys"
     MANAGE_CONFIG = "manage_config"  # projects, cost centers, budgets
     MANAGE_BILLING = "manage_billing"  # provider billing connections (admin keys) and their project mapping
+    MANAGE_LIMITS = "manage_limits"  # mark a project's budget as a hard limit that paired meters enforce
 
 
 MINIMUM_ROLE: dict[Permission, Role] = {
@@ -30,6 +31,7 @@ MINIMUM_ROLE: dict[Permission, Role] = {
     Permission.MANAGE_API_KEYS: "admin",
     Permission.MANAGE_CONFIG: "admin",
     Permission.MANAGE_BILLING: "owner",
+    Permission.MANAGE_LIMITS: "owner",
 }
 
 

@@ -8,9 +8,11 @@ while budgets exist, and never a budget against a slice of the spend it covers (
 from __future__ import annotations
 
 import calendar
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
+from uuid import UUID
 
 from clickhouse_connect.driver.client import Client
 
@@ -79,6 +81,30 @@ def month_to_date(client: Client, m: Marts, scope: Scope, choice: BudgetChoice, 
     return spend.period_totals(client, m, scope, {"this_month": month}, skip=choice.skip)[
         "this_month"
     ].spend_usd
+
+
+def projects_month_to_date(
+    client: Client, m: Marts, workspace_id: UUID, slugs: Sequence[str], now: datetime
+) -> tuple[dict[str, Decimal], datetime | None]:
+    """This month's spend of each project (0 for one without rows), from the same mart and month the budget
+    card reads, and the newest ingestion those marts hold for the workspace this month: the figures count
+    every row ingested up to then (None: no row this month yet, so nothing of any meter's is counted)."""
+    month = spend.calendar_periods(now)["this_month"]
+    params = {"ws": workspace_id, "first": month.first_day, "last": month.last_day, "slugs": tuple(slugs)}
+    rows = client.query(
+        f"SELECT project, sumIf(spend_usd, project IN %(slugs)s), max(last_ingested_at) FROM {m.marts}.daily_spend"
+        " WHERE workspace_id = %(ws)s AND day BETWEEN %(first)s AND %(last)s GROUP BY project",
+        parameters=params,
+    ).result_rows
+    totals = {slug: Decimal(0) for slug in slugs}
+    as_of: datetime | None = None
+    for project, total, ingested in rows:
+        if project in totals:
+            totals[project] = Decimal(total or 0)
+        if ingested is not None:
+            ingested = ingested if ingested.tzinfo else ingested.replace(tzinfo=UTC)
+            as_of = ingested if as_of is None else max(as_of, ingested)
+    return totals, as_of
 
 
 def budget_status(

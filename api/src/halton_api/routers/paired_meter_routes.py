@@ -1,17 +1,32 @@
-"""What a paired meter asks about or says about itself: `whoami`, `report`, `reconcile` and `disconnect`."""
+"""What a paired meter asks about or says about itself: `whoami` (with the hard limits it enforces),
+`report`, `limit-events`, `reconcile` and `disconnect`."""
 
 from __future__ import annotations
 
-from datetime import date
+import logging
+from datetime import UTC, date, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from halton_api.deps import ActiveDevice, Conn, KnownDevice, Settings, Writer
+from halton_api.dashboards.budgets import projects_month_to_date
+from halton_api.deps import ActiveDevice, Conn, KnownDevice, Reader, Settings, Writer
 from halton_api.errors import Invalid
-from halton_api.models import MeterReport, MissingAnswer, MissingAsk, Problem, ReconcileDays, WhoAmI
-from halton_api.store import devices
+from halton_api.models import (
+    MeterLimitEvents,
+    MeterReport,
+    MissingAnswer,
+    MissingAsk,
+    Problem,
+    ReconcileDays,
+    SpendLimit,
+    WhoAmI,
+)
+from halton_api.store import devices, spend_limits
 from halton_api.warehouse_access import meter_reconcile
+from halton_api.warehouse_access.client_pool import WarehouseError
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1/daemon", tags=["daemon"])
 
@@ -30,7 +45,9 @@ _AUTH_ERRORS = {
         403: {"model": Problem, "description": "The machine was removed from its workspace."},
     },
 )
-async def whoami(device: ActiveDevice) -> WhoAmI:
+async def whoami(device: ActiveDevice, conn: Conn, reader: Reader) -> WhoAmI:
+    # The meter asks after its sync passes (the hard limits ride along, so one round trip refreshes both);
+    # the warehouse is read only when the workspace has a limit, and its failure never fails the answer.
     return WhoAmI(
         workspace_id=device.workspace.id,
         workspace_slug=device.workspace.slug,
@@ -38,7 +55,59 @@ async def whoami(device: ActiveDevice) -> WhoAmI:
         device_id=device.device_id,
         machine_id=device.machine_id,
         hostname=device.hostname,
+        spend_limits=await _spend_limits(device, conn, reader),
     )
+
+
+async def _spend_limits(device: ActiveDevice, conn: Conn, reader: Reader) -> list[SpendLimit]:
+    limited = await spend_limits.limited_projects(conn, workspace_id=device.workspace.id)
+    if not limited:
+        return []
+    now = datetime.now(UTC)
+    month = now.strftime("%Y-%m")
+    slugs = [slug for slug, _ in limited]
+    try:
+        totals, as_of = await reader.run(
+            lambda client, m: projects_month_to_date(client, m, device.workspace.id, slugs, now)
+        )
+    except WarehouseError as error:
+        log.warning("hard limits of %s: no spend figure: %s", device.workspace.slug, error)
+        problem = f"the cloud cannot read this month's spend: {error}"
+        return [
+            SpendLimit(
+                project=slug, budget_usd=budget, month=month, month_to_date_usd=None, spend_as_of=None,
+                problem=problem,
+            )
+            for slug, budget in limited
+        ]  # fmt: skip
+    return [
+        SpendLimit(
+            project=slug, budget_usd=budget, month=month, month_to_date_usd=totals[slug], spend_as_of=as_of
+        )
+        for slug, budget in limited
+    ]
+
+
+@router.post(
+    "/limit-events",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Calls this meter refused at a project's hard limit, or let through on an override",
+    responses={
+        **_AUTH_ERRORS,
+        403: {"model": Problem, "description": "The machine was removed from its workspace."},
+        422: {"model": Problem, "description": "An event is invalid: the detail names the field."},
+    },
+)
+async def limit_events(body: MeterLimitEvents, device: ActiveDevice, conn: Conn) -> Response:
+    # Idempotent per event_uid: the meter marks its events sent only after this 2xx, and resends otherwise.
+    await spend_limits.record_meter_events(
+        conn,
+        workspace_id=device.workspace.id,
+        device_id=device.device_id,
+        actor=device.actor,
+        events=body.events,
+    )
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post(

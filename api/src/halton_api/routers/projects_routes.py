@@ -9,11 +9,11 @@ from uuid import UUID
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
-from halton_api.deps import ApiReader, ConfigManager, Conn, CsrfProtected, Member
+from halton_api.deps import ApiReader, ConfigManager, Conn, CsrfProtected, LimitManager, Member
 from halton_api.errors import Invalid
 from halton_api.models import BudgetPublic, CostCenterPublic, ProjectPublic, ProjectUpdate
 from halton_api.pages import redirect, render
-from halton_api.store import budget_alerts, projects
+from halton_api.store import budget_alerts, projects, spend_limits
 
 router = APIRouter(prefix="/v1/{workspace}", tags=["projects"])
 pages = APIRouter(prefix="/{workspace}/settings", include_in_schema=False)
@@ -134,3 +134,29 @@ async def set_budget(
     return _back(
         ctx, f"budget for {budget.project_slug or 'the workspace'} set to ${budget.monthly_amount:,.2f}"
     )
+
+
+@pages.post("/budgets/limit", dependencies=[CsrfProtected])
+async def set_hard_limit(
+    ctx: LimitManager,
+    conn: Conn,
+    budget_id: Annotated[str, Form(max_length=64)],
+    limit: Annotated[str, Form(max_length=8)] = "",
+) -> Response:
+    """Owner-only: a hard limit stops calls, which is a bigger decision than an alert."""
+    try:
+        budget = UUID(budget_id)
+    except ValueError:
+        raise Invalid("budget: not one of this workspace's budgets") from None
+    if limit not in ("", "on", "off"):
+        raise Invalid(f"limit: {limit!r} is not on or off")
+    on = limit == "on"
+    slug = await spend_limits.set_hard_limit(
+        conn, workspace_id=ctx.workspace.id, budget_id=budget, on=on, actor=ctx.actor
+    )
+    said = (
+        "is now a hard limit: paired meters refuse its calls once it is reached"
+        if on
+        else "is no longer a hard limit"
+    )
+    return redirect(f"/{ctx.workspace.slug}/settings/projects", f"the budget of {slug} {said}")

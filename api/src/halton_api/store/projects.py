@@ -303,7 +303,8 @@ async def set_budget(
 async def list_budgets(conn: Connection, *, workspace_id: UUID) -> list[BudgetPublic]:
     rows = await (
         await conn.execute(
-            "SELECT b.id, b.project_id, p.slug AS project_slug, b.monthly_amount, b.currency, b.updated_at"
+            "SELECT b.id, b.project_id, p.slug AS project_slug, b.monthly_amount, b.currency, b.updated_at,"
+            " b.hard_limit"
             " FROM budgets b LEFT JOIN projects p ON p.id = b.project_id WHERE b.workspace_id = %s"
             " ORDER BY b.project_id IS NOT NULL, p.slug",
             (workspace_id,),
