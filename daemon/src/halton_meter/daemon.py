@@ -6,7 +6,8 @@
 
 Addon order matters: mitmproxy calls each event on the addons in the order they were added, so
 routing decides first, attribution and capture read the decided flow (batch links, before capture,
-marks the few bodies it must hold to change), and the recorder sees the finished call capture left
+marks the few bodies it must hold to change), the spend guard refuses a call at its project's hard limit
+once capture has read it (:mod:`halton_meter.spend_guard`), and the recorder sees the finished call capture left
 behind. mitmproxy keeps its master in module globals, so one process
 runs one :class:`Meter` at a time.
 
@@ -52,6 +53,7 @@ from halton_meter.pidfile import AlreadyRunning, PidLock, write_state, write_sto
 from halton_meter.recorder import Recorder, RowBuilder, replay_journal
 from halton_meter.routing import Routing
 from halton_meter.settings import Settings, load_settings
+from halton_meter.spend_guard import SpendGuard
 from halton_meter.store import BatchWriter
 
 logger = logging.getLogger(__name__)
@@ -92,6 +94,7 @@ class Meter:
         self.attribution = Attribution(self.health)
         self.batch_links = BatchLinks(self.health)
         self.capture = Capture(self.health)
+        self.guard = SpendGuard(self.health, self.attribution, settings.paths.db)
         self.recorder = Recorder(self.writer, self.attribution, self.health, self.journal)
         self.capture.on_answered = self.recorder.answered
         # The cloud worker lives in this process: the supervisor starts it once pairing is done.
@@ -129,6 +132,7 @@ class Meter:
             "halton_ticket_pattern": s.ticket_pattern,
             "halton_capture_bodies": s.capture_bodies,
             "halton_body_max_bytes": s.body_max_bytes,
+            "halton_limits_fresh_minutes": s.limits_fresh_minutes,
         }
         if s.upstream_ca_file is not None:
             values["ssl_verify_upstream_trusted_ca"] = str(s.upstream_ca_file)
@@ -157,6 +161,7 @@ class Meter:
                 self.attribution,
                 self.batch_links,
                 self.capture,
+                self.guard,
                 self.recorder,
                 self.control,
             )

@@ -271,6 +271,12 @@ TABLES: dict[str, dict[str, tuple[Any, Parse]]] = {
         # re-sends what the cloud lacks (`halton-meter cloud reconcile` does it on demand).
         "reconcile_hours": (24.0, _number(0.001, 24 * 30, "hours")),
     },
+    "limits": {
+        # A spend figure fetched longer ago than this is stale: the meter then never blocks (it cannot tell).
+        "fresh_minutes": (15.0, _number(0.001, 24 * 60, "minutes")),
+        # How often the sync worker asks the cloud for the hard limits and each one's month-to-date spend.
+        "refresh_seconds": (60.0, _number(0.05, 3600)),
+    },
     "log": {"level": ("INFO", _choice("DEBUG", "INFO", "WARNING", "ERROR"))},
 }
 # [providers.<name>], one table per provider.
@@ -387,6 +393,8 @@ class Settings:
     cloud_health_probe: float = 5.0
     cloud_heartbeat: float = 120.0
     cloud_reconcile_hours: float = 24.0
+    limits_fresh_minutes: float = 15.0
+    limits_refresh_seconds: float = 60.0
     log_level: str = "INFO"
 
     @property
@@ -455,6 +463,8 @@ def load_settings(home: Path | None = None, *, port: int | None = None) -> Setti
         cloud_health_probe=cloud["health_probe_seconds"],
         cloud_heartbeat=cloud["heartbeat_seconds"],
         cloud_reconcile_hours=cloud["reconcile_hours"],
+        limits_fresh_minutes=config.tables["limits"]["fresh_minutes"],
+        limits_refresh_seconds=config.tables["limits"]["refresh_seconds"],
         log_level=config.tables["log"]["level"],
     )
 

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from halton_meter.cloud.state import NOT_CONFIGURED, CloudStatus, load_status, with_daemon
+from halton_meter.cloud.state import NOT_CONFIGURED, CloudStatus, load_status, now_utc, with_daemon
+from halton_meter.limits_status import LimitsStatus, limits_status
 from halton_meter.pidfile import last_seen, read_state, running_pid, started_at
 from halton_meter.report import Group, capture_error_counts, parse_period, spend_report
 from halton_meter.settings import Settings
@@ -90,6 +91,7 @@ class Status:
     cloud_state: str = NOT_CONFIGURED
     cloud: CloudStatus | None = None
     db_problem: str | None = None
+    limits: LimitsStatus | None = None
 
     @property
     def capture_error_total(self) -> int:
@@ -112,6 +114,7 @@ class Status:
                 "since_start": self.live_errors,
             },
             "cloud": self._cloud_json(),
+            "limits": self.limits.to_json() if self.limits else None,
             "db_problem": self.db_problem,
         }
 
@@ -153,9 +156,27 @@ def collect_status(settings: Settings) -> Status:
     try:
         status.today = spend_report(conn, parse_period("today"), dimensions=()).totals
         status.capture_errors = capture_error_counts(conn)
+        status.limits = limits_status(
+            conn,
+            now=now_utc(),
+            fresh_minutes=settings.limits_fresh_minutes,
+            paired=status.cloud_state != NOT_CONFIGURED,
+            cloud_problem=_cloud_problem(status.cloud),
+        )
     except Exception as exc:  # a status command must still print what it can
         logger.warning("reading db.sqlite failed", exc_info=True)
         status.db_problem = f"cannot read {settings.paths.db}: {exc}"
     finally:
         conn.close()
     return status
+
+
+def _cloud_problem(cloud: CloudStatus | None) -> str | None:
+    """What keeps the cloud from answering the meter, as the limits line says it."""
+    if cloud is None:
+        return None
+    if cloud.paused_reason:
+        return f"cloud sync paused ({cloud.paused_reason})"
+    if cloud.last_error:
+        return f"cloud unreachable ({cloud.last_error})"
+    return None

@@ -188,6 +188,44 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE requests ADD COLUMN tool_version TEXT;
     CREATE INDEX requests_by_branch ON requests (branch, started_at);
     """,
+    """
+    -- Hard limits (halton_meter.spend_limits): the limited projects the cloud named on the last fetch, with
+    -- each project's month-to-date spend and the time that figure is as of, and when the meter fetched them.
+    CREATE TABLE spend_limits (
+        project      TEXT PRIMARY KEY,
+        budget_nusd  INTEGER NOT NULL,
+        month        TEXT NOT NULL,
+        spend_nusd   INTEGER,
+        spend_as_of  TEXT,
+        problem      TEXT
+    );
+    -- One row: when the limits above were fetched, and the last failure to fetch them since.
+    CREATE TABLE spend_limit_fetch (
+        id             INTEGER PRIMARY KEY CHECK (id = 1),
+        fetched_at     TEXT,
+        last_error     TEXT,
+        last_error_at  TEXT
+    );
+    -- `halton-meter override <project>`: the next call of the project passes its limit once.
+    CREATE TABLE limit_overrides (
+        project     TEXT PRIMARY KEY,
+        granted_at  TEXT NOT NULL
+    );
+    -- Each call refused at a limit, and each let through on an override, until the cloud has it.
+    CREATE TABLE limit_events (
+        event_uid    TEXT PRIMARY KEY,
+        at           TEXT NOT NULL,
+        kind         TEXT NOT NULL CHECK (kind IN ('blocked', 'override')),
+        via          TEXT CHECK (via IN ('header', 'command')),
+        project      TEXT NOT NULL,
+        provider     TEXT NOT NULL,
+        model        TEXT,
+        budget_nusd  INTEGER NOT NULL,
+        spend_nusd   INTEGER NOT NULL,
+        synced_at    TEXT
+    );
+    CREATE INDEX limit_events_unsynced ON limit_events (at) WHERE synced_at IS NULL;
+    """,
 )
 
 # The meter's own columns of `requests`, kept beside the wire row's (halton_meter.protocol.RequestRow):

@@ -1,6 +1,6 @@
 """``halton-meter``: the command line. It owns the terminal; everything else logs.
 
-One module per command group: ``meter_commands`` (init, start, stop, status), ``report_commands``
+One module per command group: ``meter_commands`` (init, start, stop, status, override), ``report_commands``
 (report, reprice), ``setup_commands`` (ca, doctor, fingerprint), ``cloud_commands`` (cloud …) and
 ``rates_commands`` (rates …); ``terminal`` holds what they share. Heavy modules (mitmproxy, httpx,
 cryptography, pricing data, rich's tables) are imported inside the commands that need them, so
@@ -13,7 +13,7 @@ from __future__ import annotations
 import click
 
 from halton_meter.cli.cloud_commands import cloud
-from halton_meter.cli.meter_commands import init, start, status, stop
+from halton_meter.cli.meter_commands import init, override, start, status, stop
 from halton_meter.cli.rates_commands import rates
 from halton_meter.cli.report_commands import report, reprice
 from halton_meter.cli.setup_commands import ca, doctor, fingerprint
@@ -31,5 +31,5 @@ def main() -> None:
     """
 
 
-for command in (init, start, stop, status, report, reprice, ca, doctor, fingerprint, cloud, rates):
+for command in (init, start, stop, status, override, report, reprice, ca, doctor, fingerprint, cloud, rates):
     main.add_command(command)

@@ -1,4 +1,5 @@
-"""``init``, ``start``, ``stop``, ``status``: setting up the meter's home and running its daemon."""
+"""``init``, ``start``, ``stop``, ``status``, ``override``: setting up the meter's home, running its daemon,
+and letting one call through a project's hard limit."""
 
 from __future__ import annotations
 
@@ -210,6 +211,8 @@ def status(as_json: bool) -> None:
         Text(f"{errors}" + (f"  ({detail})" if detail else ""), style="red" if errors else ""),
     )
     table.add_row("cloud", _cloud_summary(result.cloud))
+    if result.limits is not None:
+        table.add_row("hard limits", _limits_summary(result.limits))
     if result.db_problem:
         table.add_row("database", Text(result.db_problem, style="red"))
     console.print(f"[bold]Halton Meter {__version__}[/]  [dim]{result.home}[/]")
@@ -228,3 +231,49 @@ def _cloud_summary(cloud) -> Text:
         parts.append(f"{cloud.rejected_rows} rejected")
     label = cloud.state + (f" ({cloud.paused_reason})" if cloud.paused_reason else "")
     return Text.assemble((label, styles.get(cloud.state, "")), "  " + " · ".join(parts))
+
+
+def _limits_summary(limits) -> Text:
+    style = "green" if limits.enforcing else "yellow" if limits.projects else ""
+    lines = [Text(limits.summary, style=style)]
+    for p in limits.projects:
+        cloud = f"${p.cloud_usd:,.2f}" if p.cloud_usd is not None else "unknown"
+        lines.append(
+            Text(
+                f"  {p.project}: budget ${p.budget_usd:,.2f} · cloud {cloud} + here ${p.local_usd:,.2f} · {p.note}",
+                style="red" if p.reached else "",
+            )
+        )
+    if limits.pending_overrides:
+        lines.append(Text(f"  next call passes once: {', '.join(limits.pending_overrides)}"))
+    return Text("\n").join(lines)
+
+
+@click.command()
+@click.argument("project")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def override(project: str, as_json: bool) -> None:
+    """Let the next call of PROJECT through its budget's hard limit, once (recorded and synced)."""
+    from halton_meter.cloud.state import now_utc
+    from halton_meter.settings import SLUG_RE
+    from halton_meter.spend_limits import grant_override
+    from halton_meter.store import StoreError, open_store
+
+    if not SLUG_RE.match(project) or len(project) > 128:
+        fail(f"{project!r} is not a project slug (letters, digits, '.', '_', '-', '/')")
+    settings = settings_or_exit()
+    try:
+        conn = open_store(settings.paths.db)
+    except (StoreError, OSError) as exc:
+        fail(str(exc))
+    try:
+        grant_override(conn, project, now_utc())
+    finally:
+        conn.close()
+    if as_json:
+        print_json({"project": project, "override": "next call"})
+        return
+    console.print(
+        f"The next call of [bold]{project}[/] passes its budget limit, once; the override is recorded "
+        "and sent to the cloud's audit log."
+    )

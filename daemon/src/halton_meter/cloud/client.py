@@ -458,6 +458,29 @@ class CloudClient:
             raise CloudRefused(response.status_code, f"GET /v1/rates answered with no JSON: {exc}") from exc
         return document
 
+    def spend_limits(self, token: str) -> list[Any]:
+        """``GET /v1/daemon/whoami``'s ``spend_limits``: the workspace's hard limits with each project's
+        month-to-date spend (:func:`halton_meter.spend_limits.parse_wire` reads them)."""
+        response = self._request("GET", "/v1/daemon/whoami", headers=self._auth(token))
+        if response.status_code != 200:
+            raise _refused(response)
+        try:
+            document = response.json()
+        except ValueError as exc:
+            raise CloudRefused(
+                response.status_code, f"GET /v1/daemon/whoami answered with no JSON: {exc}"
+            ) from exc
+        limits = document.get("spend_limits") if isinstance(document, dict) else None
+        return limits if isinstance(limits, list) else []
+
+    def post_limit_events(self, token: str, events: list[dict[str, Any]]) -> None:
+        """``POST /v1/daemon/limit-events``: calls refused at a hard limit or let through on an override."""
+        response = self._request(
+            "POST", "/v1/daemon/limit-events", json={"events": events}, headers=self._auth(token)
+        )
+        if response.status_code != 204:
+            raise _refused(response)
+
     def post_batch(self, token: str, gzipped_body: bytes) -> BatchResponse:
         import httpx
 

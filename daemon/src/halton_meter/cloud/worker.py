@@ -16,6 +16,8 @@ Every ``[cloud] reconcile_hours`` (daily), after a pass that left nothing unsent
 After a pass that uploaded rows (and once per heartbeat while idle) it asks the cloud for its price
 catalogue (``GET /v1/rates``, If-None-Match of the one in force here); a new one is validated, installed
 and prices the rows recorded unpriced (:mod:`halton_meter.rate_updates`), which are then sent again.
+After each pass it sends the budget-limit blocks and overrides the cloud lacks and, every ``[limits]
+refresh_seconds``, fetches the hard limits from ``GET /v1/daemon/whoami`` (:meth:`SyncWorker._sync_limits`).
 """
 
 from __future__ import annotations
@@ -95,6 +97,7 @@ class SyncWorker:
         self._rates_etag: str | None = None  # the catalogue in force here, as GET /v1/rates names it
         self._rates_stamp: tuple[int, int] | None = None  # the installed file's, when _rates_etag was read
         self._next_rates_ask = 0.0  # monotonic time an idle meter asks for the cloud's catalogue again
+        self._next_limits_ask = 0.0  # monotonic time the hard limits are fetched again
         self.passes = 0
         self.reports = 0
 
@@ -197,12 +200,47 @@ class SyncWorker:
         if uploader.batch_rows < settings.cloud_batch_rows:
             self._learned_batch_rows = uploader.batch_rows  # a 413 taught us the cloud's limit
         wait = self._record(conn, credentials.pairing_id, result, settings)
+        self._sync_limits(conn, credentials.token, result, settings)
         if self._rates_due(result, settings) and self._pick_up_rates(conn, settings):
             return Wait(0.0)  # rows priced by the new catalogue are unsynced again: send them now
         due = result.stopped is None and not result.remaining and self._reconcile_due(row, settings)
         if due and self._reconcile(conn, credentials.token, credentials.pairing_id, row["machine_id"]):
             return Wait(0.0)  # rows the cloud lacked are unsynced again: send them now
         return wait
+
+    def _sync_limits(
+        self, conn: sqlite3.Connection, token: str, result: PassResult, settings: Settings
+    ) -> None:
+        """Hard limits (:mod:`halton_meter.spend_limits`): send the blocks and overrides the cloud lacks, and
+        every ``[limits] refresh_seconds`` fetch the limits with each one's month-to-date spend. A failure is
+        kept for ``status`` (which says why the meter stops enforcing once the figure is stale), never fatal."""
+        from halton_meter import spend_limits
+
+        if result.stopped is not None:
+            spend_limits.save_failure(conn, result.error or "sync failed", state.now_utc())
+            return
+        client = self._client_for(settings)
+        events = spend_limits.unsynced_events(conn, limit=500)
+        if events:
+            try:
+                client.post_limit_events(token, [event.to_wire() for event in events])
+                spend_limits.mark_events_synced(conn, [event.event_uid for event in events], state.now_utc())
+                self.health.event("cloud.limit_events_synced", len(events))
+            except CloudError as exc:
+                self.health.error("cloud.limit_events", str(exc))
+                logger.warning("could not send %d budget-limit event(s): %s", len(events), exc)
+        now = time.monotonic()
+        if now < self._next_limits_ask:
+            return
+        try:
+            limits = spend_limits.parse_wire(client.spend_limits(token))
+        except (CloudError, ValueError) as exc:
+            spend_limits.save_failure(conn, str(exc), state.now_utc())
+            self.health.error("cloud.limits", str(exc))
+            logger.warning("could not fetch the hard limits: %s", exc)
+            return
+        spend_limits.save_fetched(conn, limits, state.now_utc())
+        self._next_limits_ask = now + settings.limits_refresh_seconds
 
     def _rates_due(self, result: PassResult, settings: Settings) -> bool:
         """Ask for the cloud's catalogue after each pass that uploaded rows (the cloud answers an empty 304
