@@ -135,14 +135,20 @@ def test_a_database_of_the_previous_schema_gains_region_and_web_searches_as_null
     with transaction(conn):
         insert_calls(conn, [StoredCall(row=old)])
     # Back to schema 3, as an older meter left it.
+    _drop_limits(conn)
     _drop_origin(conn)
     conn.execute("DROP TABLE request_price_history")
     conn.execute("ALTER TABLE requests DROP COLUMN web_search_requests")
     conn.execute("ALTER TABLE requests DROP COLUMN region")
     conn.execute("PRAGMA user_version = 3")
-    assert migrate(conn) == len(MIGRATIONS) == 6
+    assert migrate(conn) == len(MIGRATIONS) == 7
     (back,) = rows_to_protocol(conn.execute("SELECT * FROM requests"))
     assert back == old and back.region is None and back.web_search_requests is None
+
+
+def _drop_limits(conn) -> None:
+    for table in ("spend_limits", "spend_limit_fetch", "limit_overrides", "limit_events"):
+        conn.execute(f"DROP TABLE {table}")
 
 
 def _drop_origin(conn) -> None:
@@ -156,11 +162,25 @@ def test_a_database_of_schema_5_gains_the_call_origin_as_null(tmp_path: Path):
     old = wire_row()
     with transaction(conn):
         insert_calls(conn, [StoredCall(row=old)])
+    _drop_limits(conn)
     _drop_origin(conn)
     conn.execute("PRAGMA user_version = 5")
-    assert migrate(conn) == 6
+    assert migrate(conn) == 7
     (back,) = rows_to_protocol(conn.execute("SELECT * FROM requests"))
     assert back == old and (back.repository, back.branch, back.ticket, back.tool) == (None, None, None, None)
+
+
+def test_a_database_of_schema_6_gains_the_hard_limit_tables_empty(tmp_path: Path):
+    conn = open_store(tmp_path / "db.sqlite")
+    old = wire_row()
+    with transaction(conn):
+        insert_calls(conn, [StoredCall(row=old)])
+    _drop_limits(conn)
+    conn.execute("PRAGMA user_version = 6")
+    assert migrate(conn) == 7
+    assert rows_to_protocol(conn.execute("SELECT * FROM requests")) == [old]
+    for table in ("spend_limits", "spend_limit_fetch", "limit_overrides", "limit_events"):
+        assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0
 
 
 def test_unsynced_rows_and_mark_synced(tmp_path: Path):

@@ -22,7 +22,7 @@ from halton_api.models import (
     SpendLimit,
     WhoAmI,
 )
-from halton_api.store import devices, spend_limits
+from halton_api.store import devices, hard_limits
 from halton_api.warehouse_access import meter_reconcile
 from halton_api.warehouse_access.client_pool import WarehouseError
 
@@ -60,7 +60,7 @@ async def whoami(device: ActiveDevice, conn: Conn, reader: Reader) -> WhoAmI:
 
 
 async def _spend_limits(device: ActiveDevice, conn: Conn, reader: Reader) -> list[SpendLimit]:
-    limited = await spend_limits.limited_projects(conn, workspace_id=device.workspace.id)
+    limited = await hard_limits.limited_projects(conn, workspace_id=device.workspace.id)
     if not limited:
         return []
     now = datetime.now(UTC)
@@ -100,7 +100,7 @@ async def _spend_limits(device: ActiveDevice, conn: Conn, reader: Reader) -> lis
 )
 async def limit_events(body: MeterLimitEvents, device: ActiveDevice, conn: Conn) -> Response:
     # Idempotent per event_uid: the meter marks its events sent only after this 2xx, and resends otherwise.
-    await spend_limits.record_meter_events(
+    await hard_limits.record_meter_events(
         conn,
         workspace_id=device.workspace.id,
         device_id=device.device_id,

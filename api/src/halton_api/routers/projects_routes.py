@@ -13,7 +13,7 @@ from halton_api.deps import ApiReader, ConfigManager, Conn, CsrfProtected, Limit
 from halton_api.errors import Invalid
 from halton_api.models import BudgetPublic, CostCenterPublic, ProjectPublic, ProjectUpdate
 from halton_api.pages import redirect, render
-from halton_api.store import budget_alerts, projects, spend_limits
+from halton_api.store import budget_alerts, hard_limits, projects
 
 router = APIRouter(prefix="/v1/{workspace}", tags=["projects"])
 pages = APIRouter(prefix="/{workspace}/settings", include_in_schema=False)
@@ -151,7 +151,7 @@ async def set_hard_limit(
     if limit not in ("", "on", "off"):
         raise Invalid(f"limit: {limit!r} is not on or off")
     on = limit == "on"
-    slug = await spend_limits.set_hard_limit(
+    slug = await hard_limits.set_hard_limit(
         conn, workspace_id=ctx.workspace.id, budget_id=budget, on=on, actor=ctx.actor
     )
     said = (
