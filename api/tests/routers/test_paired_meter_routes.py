@@ -20,6 +20,7 @@ def test_whoami_names_the_workspace_and_machine(client: TestClient, postgres_url
         "device_id": str(created.device.id),
         "machine_id": "dev-mbp-vk",
         "hostname": "vk.local",
+        "spend_limits": [],
     }
 
 
