@@ -89,8 +89,12 @@ def limits_status(
             )
         )
     if known.fetched_at is None:
-        why = "not connected to a cloud" if not paired else "no spend figure fetched from the cloud yet"
-        status.summary = f"not enforcing: {why}" + (f" ({cloud_problem})" if paired and cloud_problem else "")
+        status.summary = (
+            "none: not connected to a cloud"
+            if not paired
+            else "not enforcing: no spend figure fetched from the cloud yet"
+            + (f" ({cloud_problem})" if cloud_problem else "")
+        )
         return status
     if not fresh:
         age = ago((now - known.fetched_at).total_seconds()).removesuffix(" ago")

@@ -42,7 +42,7 @@ from halton_meter.spend_limits import (
     record_event,
     take_override,
 )
-from halton_meter.store import connect, open_store
+from halton_meter.store import connect
 
 if TYPE_CHECKING:
     from mitmproxy import http
@@ -136,7 +136,7 @@ class SpendGuard:
         now = time.monotonic()
         if now - self._loaded_at >= RELOAD_EVERY_S:
             if self._reader is None:
-                self._reader = open_store(self.db)
+                self._reader = connect(self.db)  # the writer migrated the store before the proxy listened
             self._limits = load(self._reader)
             self._loaded_at = now
         return self._limits
