@@ -91,3 +91,75 @@ def test_projects_register_from_batches_and_are_edited_with_money_as_decimal(
     assert archived["name"] == {"from": "client-x/api", "to": "Client X API"}
     assert [e[0]["to"] for e in budget_events] == ["2500.00", "300.50", "2750.00"]
     assert budget_events[2][0]["from"] == "2500.00"
+
+
+def test_an_owner_turns_a_projects_hard_limit_on_and_off_and_an_admin_only_sees_it(
+    client: TestClient, postgres_url: str
+) -> None:
+    from halton_api.testing.factories import add_member
+
+    owner = make_user(postgres_url)
+    workspace = make_workspace(postgres_url, owner=owner)
+    device = make_device(postgres_url, workspace=workspace)
+    assert (
+        client.post(
+            "/v1/requests/batch", json=batch(device.device.machine_id, rows=1), headers=bearer(device.token)
+        ).status_code
+        == 200
+    )
+    key = make_api_key(postgres_url, workspace=workspace).key
+    (project,) = client.get(f"/v1/{workspace.slug}/projects", headers=bearer(key)).json()
+    settings = f"/{workspace.slug}/settings"
+    browser = Browser(client, postgres_url, owner)
+    assert (
+        browser.post(
+            f"{settings}/budgets", {"monthly_amount": "100", "project_id": project["id"]}
+        ).status_code
+        == 303
+    )
+    assert browser.post(f"{settings}/budgets", {"monthly_amount": "900"}).status_code == 303
+    budgets = {
+        b["project_slug"]: b for b in client.get(f"/v1/{workspace.slug}/budgets", headers=bearer(key)).json()
+    }
+    assert [b["hard_limit"] for b in budgets.values()] == [False, False]  # off by default
+
+    page = browser.get(f"{settings}/projects").text
+    assert "A hard limit makes paired meters" in page and "Turn on" in page
+    budget_id = budgets[project["slug"]]["id"]
+    assert (
+        browser.post(f"{settings}/budgets/limit", {"budget_id": budget_id, "limit": "on"}).status_code == 303
+    )
+    assert (
+        browser.post(f"{settings}/budgets/limit", {"budget_id": budget_id, "limit": "on"}).status_code == 303
+    )
+    assert (
+        browser.post(
+            f"{settings}/budgets/limit", {"budget_id": budgets[None]["id"], "limit": "on"}
+        ).status_code
+        == 422
+    )
+    assert (
+        browser.post(f"{settings}/budgets/limit", {"budget_id": budget_id, "limit": "maybe"}).status_code
+        == 422
+    )
+    listed = client.get(f"/v1/{workspace.slug}/budgets", headers=bearer(key)).json()
+    assert {b["project_slug"]: b["hard_limit"] for b in listed} == {None: False, project["slug"]: True}
+
+    admin = make_user(postgres_url)
+    add_member(postgres_url, workspace=workspace, user=admin, role="admin")
+    seen = Browser(client, postgres_url, admin).get(f"{settings}/projects").text
+    assert "Turn off" not in seen and 'data-hard-limit="' + project["slug"] + '">on' in seen
+    assert (
+        browser.post(f"{settings}/budgets/limit", {"budget_id": budget_id, "limit": "off"}).status_code == 303
+    )
+    with psycopg.connect(postgres_url) as conn:
+        events = conn.execute(
+            "SELECT event, actor_label, resource_label FROM audit_events WHERE workspace_id = %s AND event LIKE 'budget.limit_%%'"
+            " ORDER BY id",
+            (workspace.id,),
+        ).fetchall()
+    # Turning it on twice is one change: one event each way, by the owner.
+    assert events == [
+        ("budget.limit_on", owner.email, project["slug"]),
+        ("budget.limit_off", owner.email, project["slug"]),
+    ]
