@@ -10,10 +10,12 @@ import json
 import os
 import random
 from collections.abc import Iterator
+from decimal import Decimal
 
 import pytest
 from click.testing import CliRunner
 
+from halton_meter import spend_limits
 from halton_meter.cli import main
 from halton_meter.cloud import state
 from halton_meter.cloud.config_table import set_cloud_keys
@@ -24,6 +26,7 @@ from halton_meter.health import Health
 from halton_meter.paths import MeterPaths
 from halton_meter.pidfile import PidLock
 from halton_meter.settings import load_settings
+from halton_meter.store import open_store
 from halton_meter.testing.fake_cloud import FakeCloud, store_rows
 from halton_meter.testing.processes import wait_for
 
@@ -408,3 +411,40 @@ def test_a_failing_rates_route_only_delays_the_catalogue(home, cloud, worker):
     wait_for(lambda: cloud.unique_uids() == set(uids), what="the next rows synced")
     wait_for(lambda: 304 in cloud.statuses("/v1/rates"), what="asked again")
     assert cloud.statuses("/v1/rates")[0] == 503
+
+
+def test_the_worker_fetches_hard_limits_sends_blocks_and_keeps_the_figure_through_an_outage(
+    home, cloud, paired
+):
+    cloud.spend_limits = [
+        {"project": "shop", "budget_usd": "10.00", "month": spend_limits.month_of(state.now_utc()),
+         "month_to_date_usd": "9.25", "spend_as_of": "2026-12-07T11:00:00+00:00", "problem": None}
+    ]  # fmt: skip
+    set_cloud_keys(home.config, {"sync_interval_seconds": 0.05})
+    with home.config.open("a") as config:
+        config.write("\n[limits]\nrefresh_seconds = 0.05\n")
+    settings = load_settings(home.home)
+    conn = open_store(home.db)
+    event = spend_limits.LimitEvent(
+        kind="blocked", via=None, project="shop", provider="openai", model="gpt-4o", at=state.now_utc(),
+        budget_usd=Decimal("10"), spend_usd=Decimal("10.5"),
+    )  # fmt: skip
+    uid = spend_limits.record_event(conn, event)
+    with PidLock(home.pidfile):
+        running = SyncWorker(home, Health(), lambda: settings).start()
+        try:
+            wait_for(lambda: "shop" in spend_limits.load(conn).limits, what="the limits fetched")
+            assert spend_limits.load(conn).limits["shop"].month_to_date_usd == Decimal("9.25")
+            wait_for(lambda: not spend_limits.unsynced_events(conn, limit=10), what="the block sent")
+            assert (
+                cloud.limit_events[uid]["kind"] == "blocked" and cloud.limit_events[uid]["model"] == "gpt-4o"
+            )
+            cloud.go_down()
+            wait_for(lambda: spend_limits.load(conn).last_error is not None, what="the failed fetch recorded")
+            kept = spend_limits.load(conn)
+            assert (
+                "shop" in kept.limits and kept.last_error_at > kept.fetched_at
+            )  # the figure stays, and ages
+        finally:
+            running.stop()
+            cloud.come_up()

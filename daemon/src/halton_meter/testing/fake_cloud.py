@@ -8,7 +8,8 @@ end-to-end tests run against the real API). Routes and shapes follow the contrac
   once), 410 denied / expired / consumed / cancelled, 404 unknown;
 * ``POST /v1/pairing/cancel`` ``{poll_secret}`` -> 200 ``{status}`` (idempotent; a pending or approved but
   uncollected code becomes ``cancelled``, its device revoked), 404 unknown;
-* ``GET /v1/daemon/whoami``, ``POST /v1/daemon/report`` (kept in ``reports``), ``DELETE
+* ``GET /v1/daemon/whoami`` (with ``spend_limits``, the hard limits a test sets), ``POST /v1/daemon/report``
+  (kept in ``reports``), ``POST /v1/daemon/limit-events`` (kept in ``limit_events`` by event_uid), ``DELETE
   /v1/daemon/disconnect`` (Bearer token; 401 revoked, 403 removed);
 * ``POST /v1/requests/batch`` (Bearer; gzip allowed) -> 200 ``{batch_id, accepted, duplicates}``,
   idempotent per ``request_uid``;
@@ -51,6 +52,7 @@ from halton_meter.protocol import RequestBatch, RequestRow
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 BATCH_PATH = "/v1/requests/batch"
 REPORT_PATH = "/v1/daemon/report"
+LIMIT_EVENTS_PATH = "/v1/daemon/limit-events"
 RATES_PATH = "/v1/rates"
 
 
@@ -112,6 +114,8 @@ class FakeCloud:
         self.accepted_total = 0  # sum of "accepted" over every 200 answer: one per request_uid
         self.stored: dict[str, dict[str, Any]] = {}
         self.catalogue: dict[str, Any] | None = None  # what GET /v1/rates serves; None: the packaged one
+        self.spend_limits: list[dict[str, Any]] = []  # whoami's hard limits, in the wire form
+        self.limit_events: dict[str, dict[str, Any]] = {}  # blocks and overrides received, by event_uid
         self.batches: list[BatchSeen] = []
         self.log: list[tuple[float, str, str, int]] = []  # (time.monotonic(), method, path, status)
         self._failures: list[tuple[str, int, float | None]] = []
@@ -310,7 +314,13 @@ class FakeCloud:
             return self._poll(body)
         if route == ("POST", "/v1/pairing/cancel"):
             return self._cancel(body)
-        if route[1] in ("/v1/daemon/whoami", "/v1/daemon/disconnect", REPORT_PATH, BATCH_PATH):
+        if route[1] in (
+            "/v1/daemon/whoami",
+            "/v1/daemon/disconnect",
+            REPORT_PATH,
+            BATCH_PATH,
+            LIMIT_EVENTS_PATH,
+        ):
             device, problem = self._device(
                 headers, allow_removed=route == ("DELETE", "/v1/daemon/disconnect")
             )
@@ -318,7 +328,7 @@ class FakeCloud:
                 return problem
             assert device is not None
             if route == ("GET", "/v1/daemon/whoami"):
-                return 200, self._whoami(device), {}
+                return 200, {**self._whoami(device), "spend_limits": self.spend_limits}, {}
             if route == ("DELETE", "/v1/daemon/disconnect"):
                 with self._lock:
                     device.status = "revoked"
@@ -329,6 +339,11 @@ class FakeCloud:
                 return 204, None, {}
             if route == ("POST", BATCH_PATH):
                 return self._batch(device, headers, body)
+            if route == ("POST", LIMIT_EVENTS_PATH):
+                with self._lock:
+                    for event in json.loads(body)["events"]:
+                        self.limit_events[event["event_uid"]] = event
+                return 204, None, {}
         return 404, {"detail": f"no route {method} {path}"}, {}
 
     def _start(self, body: bytes) -> tuple[int, dict[str, Any] | None, dict[str, str]]:
