@@ -110,7 +110,6 @@ def test_hard_limit_blocks_overrides_audits_and_stands_down_without_the_cloud(
         with pytest.raises(openai.RateLimitError) as blocked_gpt:
             gpt.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
         assert blocked_gpt.value.status_code == 429 and "'shop'" in blocked_gpt.value.message
-        assert rows_of(meter) == 1
 
         # The override header passes that one call; the next is refused again.
         passed = claude.messages.create(**MESSAGE, extra_headers={"X-Halton-Override": "budget"})
@@ -124,7 +123,8 @@ def test_hard_limit_blocks_overrides_audits_and_stands_down_without_the_cloud(
         ).choices
         with pytest.raises(openai.RateLimitError):
             gpt.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
-        assert rows_of(meter) == 3
+        # The two calls let through are stored; the four refused never reached the provider and are not rows.
+        wait_for(lambda: rows_of(meter) == 3, timeout=30, what="the two calls let through stored")
 
         # Every block and override lands in the cloud's audit log: device, project, provider, model, time.
         wait_for(
@@ -147,6 +147,7 @@ def test_hard_limit_blocks_overrides_audits_and_stands_down_without_the_cloud(
             for e in blocks
         )
         assert audit_events(person, "budget.limit_on")[0]["actor_type"] == "user"
+        assert rows_of(meter) == 3
 
         # The cloud goes away for longer than the freshness window: the meter stops enforcing and says why.
         cloud.stop()
@@ -162,5 +163,5 @@ def test_hard_limit_blocks_overrides_audits_and_stands_down_without_the_cloud(
         assert claude.messages.create(
             **MESSAGE
         ).content  # the project is still over its budget: the call passes
-        text = meter.cli("status").stdout
-        assert "not enforcing" in text and "cloud unreachable" in text
+        text = " ".join(meter.cli("status").stdout.split())  # the table wraps long lines
+        assert "hard limits not enforcing: last spend figure" in text and "cloud unreachable" in text, text

@@ -153,3 +153,27 @@ def test_a_broken_store_lets_the_call_through(home):
     f = metered()
     run(home, f, health=health)
     assert f.response is None and "guard.request" in health.errors()
+
+
+def test_a_project_lookup_that_does_not_end_in_time_lets_the_call_through(home, monkeypatch):
+    from halton_meter import spend_guard
+
+    monkeypatch.setattr(spend_guard, "PROJECT_WAIT_S", 0.01)
+    limited(home)
+    health = Health()
+
+    async def go() -> tuple[http.HTTPFlow, bool]:
+        guard = SpendGuard(health, Attribution(Health()), home.db)
+        f = metered(project=None)
+        lookup: asyncio.Future[Attributed] = asyncio.get_running_loop().create_future()
+        f.metadata[ATTRIBUTION] = lookup
+        with taddons.context(guard):
+            await guard.request(f)
+            guard.done()
+        return f, lookup.cancelled()
+
+    f, cancelled = asyncio.run(go())
+    assert (
+        f.response is None and not cancelled
+    )  # the lookup goes on for the row; the call did not wait for it
+    assert health.errors() == {"guard.project_unknown": 1}

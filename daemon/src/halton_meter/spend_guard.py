@@ -20,9 +20,8 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from mitmproxy import ctx, exceptions
+from mitmproxy import ctx, exceptions, http
 
 from halton_meter import limit_errors
 from halton_meter.attribution import ATTRIBUTION, Attribution
@@ -43,9 +42,6 @@ from halton_meter.spend_limits import (
     take_override,
 )
 from halton_meter.store import connect
-
-if TYPE_CHECKING:
-    from mitmproxy import http
 
 logger = logging.getLogger(__name__)
 
@@ -124,8 +120,6 @@ class SpendGuard:
         )
         if refusal is None:
             return
-        from mitmproxy import http
-
         status, body, headers = refusal
         flow.response = http.Response.make(status, body, headers)
         # Never sent, so not a request row: capture and the recorder leave a flow without a route alone.
@@ -144,9 +138,9 @@ class SpendGuard:
     async def _project(self, flow: http.HTTPFlow) -> str | None:
         value = flow.metadata.get(ATTRIBUTION)
         if isinstance(value, asyncio.Future) and not value.done():
-            try:
-                await asyncio.wait_for(asyncio.shield(value), PROJECT_WAIT_S)
-            except (TimeoutError, asyncio.CancelledError, Exception):
+            # asyncio.wait neither raises for the lookup's outcome nor cancels it when the time is up.
+            await asyncio.wait({value}, timeout=PROJECT_WAIT_S)
+            if not value.done():
                 self.health.error(
                     "guard.project_unknown", "the caller's project was not known in time: call passed"
                 )
