@@ -41,6 +41,36 @@ def test_status_when_stopped(home, seed):
     assert document["daemon"]["state"] == "stopped" and document["today"]["calls"] == 1
 
 
+def test_override_grants_the_next_call_and_refuses_a_bad_slug(home):
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from halton_meter import spend_limits
+    from halton_meter.store import open_store
+
+    result = run(main, ["override", "shop"])
+    assert (
+        result.exit_code == 0
+        and "next call of shop" in result.output
+        and "No hard limit is known" in result.output
+    )
+    conn = open_store(home.db)
+    now = datetime.now(UTC)
+    spend_limits.save_fetched(
+        conn,
+        [spend_limits.SpendLimit("shop", Decimal("5"), spend_limits.month_of(now), Decimal("6"), now)],
+        now,
+    )
+    assert json.loads(run(main, ["override", "shop", "--json"]).output) == {
+        "project": "shop", "override": "next call", "limited": True,
+    }  # fmt: skip
+    assert spend_limits.pending_overrides(conn) == ["shop"]
+    status = json.loads(run(main, ["status", "--json"]).output)["limits"]
+    assert status["pending_overrides"] == ["shop"] and status["projects"][0]["reached"]
+    refused = run(main, ["override", "../etc"])
+    assert refused.exit_code != 0 and "not a project slug" in refused.output
+
+
 def test_report_shows_unpriced_as_a_count(home, seed):
     seed(project="web", cost="0.02")
     seed(project="web", model="gpt-mystery", cost=None)

@@ -158,3 +158,21 @@ def test_the_wire_form_is_read_or_refused_naming_the_item():
     assert read[1].month_to_date_usd is None and read[1].problem == "marts not built"
     with pytest.raises(ValueError, match=r"spend_limits\[0\]"):
         spend_limits.parse_wire([{"project": "shop", "budget_usd": "lots", "month": "2026-12"}])
+
+
+def test_a_disconnect_forgets_the_limits_and_pending_overrides_but_keeps_unsent_events(home):
+    from halton_meter.cloud.link import wipe_local
+
+    conn = open_store(home.db)
+    spend_limits.save_fetched(conn, [limit()], NOW)
+    spend_limits.grant_override(conn, "shop", NOW)
+    event = spend_limits.LimitEvent(
+        kind="blocked", via=None, project="shop", provider="xai", model=None, at=NOW,
+        budget_usd=Decimal("10"), spend_usd=Decimal("11"),
+    )  # fmt: skip
+    spend_limits.record_event(conn, event)
+    wipe_local(home)
+    assert spend_limits.load(conn) == Limits(None, {})
+    assert (
+        spend_limits.pending_overrides(conn) == [] and len(spend_limits.unsynced_events(conn, limit=10)) == 1
+    )

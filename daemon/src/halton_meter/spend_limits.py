@@ -125,6 +125,14 @@ def save_fetched(conn: sqlite3.Connection, limits: list[SpendLimit], at: datetim
         )
 
 
+def forget_limits(conn: sqlite3.Connection) -> None:
+    """The pairing is gone: no limit is known any more (events not yet sent stay, as unsynced rows do)."""
+    with transaction(conn):
+        conn.execute("DELETE FROM spend_limits")
+        conn.execute("DELETE FROM spend_limit_fetch")
+        conn.execute("DELETE FROM limit_overrides")
+
+
 def save_failure(conn: sqlite3.Connection, error: str, at: datetime) -> None:
     """A fetch failed (the limits fetched before stay, and age)."""
     with transaction(conn):

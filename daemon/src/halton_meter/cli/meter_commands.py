@@ -256,7 +256,7 @@ def override(project: str, as_json: bool) -> None:
     """Let the next call of PROJECT through its budget's hard limit, once (recorded and synced)."""
     from halton_meter.cloud.state import now_utc
     from halton_meter.settings import SLUG_RE
-    from halton_meter.spend_limits import grant_override
+    from halton_meter.spend_limits import grant_override, load
     from halton_meter.store import StoreError, open_store
 
     if not SLUG_RE.match(project) or len(project) > 128:
@@ -268,12 +268,15 @@ def override(project: str, as_json: bool) -> None:
         fail(str(exc))
     try:
         grant_override(conn, project, now_utc())
+        limited = project in load(conn).limits
     finally:
         conn.close()
     if as_json:
-        print_json({"project": project, "override": "next call"})
+        print_json({"project": project, "override": "next call", "limited": limited})
         return
     console.print(
         f"The next call of [bold]{project}[/] passes its budget limit, once; the override is recorded "
         "and sent to the cloud's audit log."
     )
+    if not limited:
+        console.print(f"[yellow]No hard limit is known for {project} yet: its calls pass anyway.[/]")

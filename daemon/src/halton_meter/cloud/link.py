@@ -25,6 +25,7 @@ from halton_meter.cloud import config_table, credentials, state
 from halton_meter.cloud.client import Approval, CloudClient, CloudRefused, CloudUnreachable
 from halton_meter.cloud.credentials import Credentials
 from halton_meter.paths import MeterPaths
+from halton_meter.spend_limits import forget_limits
 from halton_meter.store import open_store, ts
 
 logger = logging.getLogger(__name__)
@@ -150,6 +151,7 @@ def wipe_local(paths: MeterPaths) -> list[Path]:
         conn = open_store(paths.db)
         try:
             state.clear(conn)
+            forget_limits(conn)  # another workspace's limits, or none: never this one's after a disconnect
         finally:
             conn.close()
     logger.info(
