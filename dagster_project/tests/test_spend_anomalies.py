@@ -128,8 +128,21 @@ def test_a_loop_raises_one_anomaly_with_evidence_and_a_busy_monday_raises_nothin
     assert spike["spend_usd"] == pytest.approx(12.0) and spike["baseline_usd"] == 0
     assert spike["baseline_weeks"] == 4 and spike["peak_hour"] == f"{MONDAY} 17:00 UTC"
 
-    # Each anomaly reached the webhook once, signed; building and evaluating again sends nothing more.
+    # Each anomaly reached the webhook once, signed; building and evaluating again sends nothing more, and an
+    # anomaly an owner closed (as the overview's Close does) is not raised again for the same window.
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "UPDATE spend_anomalies SET status = 'closed', closed_at = now(), closed_by = 'owner'"
+            " WHERE workspace_id = %s AND kind = 'loop'",
+            (workspace_id,),
+        )
     assert len(evaluate()) == 3
+    with psycopg.connect(url) as conn:
+        statuses = conn.execute(
+            "SELECT kind, status FROM spend_anomalies WHERE workspace_id = %s AND subject_kind = 'prompt'",
+            (workspace_id,),
+        ).fetchall()
+    assert statuses == [("loop", "closed")]
     assert len(received) == 3
     posted = []
     for headers, body in received:
