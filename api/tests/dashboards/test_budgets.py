@@ -40,3 +40,32 @@ def test_a_project_without_a_budget_says_why_none_applies() -> None:
     )
     nothing = choose_budget(Filters(providers=("openai",)), None, {})
     assert nothing.amount is None and nothing.note.startswith("No budget set")
+
+
+RND, OPS = str(uuid4()), str(uuid4())
+CENTERS = {RND: ("R&D", Decimal("700")), OPS: ("Ops", None)}
+
+
+def test_a_cost_center_filter_shows_that_cost_centers_budget_against_its_whole_spend() -> None:
+    chosen = choose_budget(Filters(cost_centers=(RND,)), WORKSPACE, PROJECTS, CENTERS)
+    # The cost center filter stays on the spend (its budget covers its projects); nothing else is filtered.
+    assert (chosen.amount, chosen.scope, chosen.note) == (Decimal("700"), "cost center", None)
+    assert "cost_center" not in chosen.skip and "provider" in chosen.skip
+    sliced = choose_budget(Filters(cost_centers=(RND,), models=("gpt-4o",)), WORKSPACE, PROJECTS, CENTERS)
+    assert sliced.amount == Decimal("700") and "not set per model" in (sliced.note or "")
+    assert "cost center" not in (sliced.note or "")
+
+
+def test_a_cost_center_without_a_budget_says_why_none_applies() -> None:
+    chosen = choose_budget(Filters(cost_centers=(RND, OPS)), WORKSPACE, PROJECTS, CENTERS)
+    assert chosen.amount is None
+    assert chosen.note == (
+        "No budget for cost center Ops; the workspace budget ($1,980.00) covers every cost center together"
+    )
+    unassigned = choose_budget(Filters(cost_centers=("unassigned",)), None, {}, CENTERS)
+    assert unassigned.amount is None and unassigned.note == "No budget for cost center Unassigned"
+    # A project filter wins: the project's budget, whatever cost center is chosen too.
+    both = choose_budget(
+        Filters(projects=("support-bot",), cost_centers=(RND,)), WORKSPACE, PROJECTS, CENTERS
+    )
+    assert (both.amount, both.scope) == (Decimal("300"), "project")

@@ -110,7 +110,9 @@ def test_closing_an_anomaly_as_json(client: TestClient, postgres_url: str) -> No
     csrf_header = {"x-csrf-token": browser.csrf_token()}
     long_note = browser.client.post(path, json={"note": "n" * 1001}, headers=csrf_header)
     assert long_note.status_code == 422 and "note" in long_note.text
-    elsewhere = browser.client.post(f"/v1/{other.slug}/anomalies/{anomaly}/close", json={}, headers=csrf_header)
+    elsewhere = browser.client.post(
+        f"/v1/{other.slug}/anomalies/{anomaly}/close", json={}, headers=csrf_header
+    )
     assert elsewhere.status_code == 404  # another workspace's id is not found, and not closed
     assert _audit(postgres_url, workspace.id) == []
     closed = browser.client.post(path, json={}, headers=csrf_header)

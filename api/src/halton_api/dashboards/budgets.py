@@ -1,9 +1,10 @@
 """A monthly budget against the month so far, and where the month is heading at this pace.
 
-Budgets are set for the workspace and per project, never per provider, model, device or cost center. Under a
-filter the card therefore compares the budget that applies with the spend that budget covers (a project's whole
-spend, every provider), says so, and says why no budget applies when none does — never a bare "No budget set"
-while budgets exist, and never a budget against a slice of the spend it covers (a false "under")."""
+Budgets are set for the workspace, per project and per cost center, never per provider, model or device. Under
+a filter the card therefore compares the budget that applies with the spend that budget covers (a project's or
+a cost center's whole spend, every provider), says so, and says why no budget applies when none does — never a
+bare "No budget set" while budgets exist, and never a budget against a slice of the spend it covers (a false
+"under")."""
 
 from __future__ import annotations
 
@@ -16,18 +17,21 @@ from clickhouse_connect.driver.client import Client
 
 from halton_api.charts import money
 from halton_api.dashboards import spend
-from halton_api.dashboards.filters import Filters, Scope
+from halton_api.dashboards.filters import UNASSIGNED, Filters, Scope
 from halton_api.dashboards.page_models import BudgetStatus
 from halton_api.dashboards.reader import Marts
 
 TENTH = Decimal("0.1")
-NOT_BUDGETED = ("provider", "model", "device", "cost_center")  # dimensions no budget is set on
+NOT_BUDGETED = ("provider", "model", "device", "cost_center")  # what a workspace or project budget ignores
+# A cost center's budget covers the spend of its projects: the cost center filter stays, the others go.
+NOT_BUDGETED_BY_COST_CENTER = ("provider", "model", "device")
 NOT_BUDGETED_WORDS = {
     "providers": "provider",
     "models": "model",
     "devices": "device",
     "cost_centers": "cost center",
 }
+_BY_COST_CENTER_WORDS = {k: v for k, v in NOT_BUDGETED_WORDS.items() if k != "cost_centers"}
 
 
 @dataclass(frozen=True)
@@ -42,27 +46,45 @@ class BudgetChoice:
 
 
 def choose_budget(
-    filters: Filters, workspace_budget: Decimal | None, project_budgets: dict[str, Decimal]
+    filters: Filters,
+    workspace_budget: Decimal | None,
+    project_budgets: dict[str, Decimal],
+    cost_centers: dict[str, tuple[str, Decimal | None]] | None = None,
 ) -> BudgetChoice:
-    """The budget for a view under `filters` (a project page passes its project as the one project filter)."""
-    others = [words for name, words in NOT_BUDGETED_WORDS.items() if getattr(filters, name)]
+    """The budget for a view under `filters` (a project page passes its project as the one project filter).
+    `cost_centers`: each cost center's id (text) -> (name, monthly budget or None)."""
+    centers = cost_centers or {}
+    ignored = NOT_BUDGETED_WORDS if filters.projects or not filters.cost_centers else _BY_COST_CENTER_WORDS
+    others = [words for name, words in ignored.items() if getattr(filters, name)]
     covers = (
         f"budgets are not set per {' or '.join(others)}, so this compares all of its spend, not the filtered slice"
         if others
         else None
     )
+    workspace = (
+        f"; the workspace budget ({money(workspace_budget)}) covers every {{}} together"
+        if workspace_budget is not None
+        else ""
+    )
     if filters.projects:
         missing = [p for p in filters.projects if p not in project_budgets]
         if missing:
-            workspace = (
-                f"; the workspace budget ({money(workspace_budget)}) covers every project together"
-                if workspace_budget is not None
-                else ""
-            )
-            return BudgetChoice(None, "project", (), f"No budget for project {', '.join(missing)}{workspace}")
+            note = f"No budget for project {', '.join(missing)}{workspace.format('project')}"
+            return BudgetChoice(None, "project", (), note)
         amount = sum((project_budgets[p] for p in filters.projects), Decimal(0))
         scope = "project" if len(filters.projects) == 1 else "projects"
         return BudgetChoice(amount, scope, NOT_BUDGETED, covers)
+    if filters.cost_centers:
+        missing = [c for c in filters.cost_centers if centers.get(c, ("", None))[1] is None]
+        if missing:
+            names = ", ".join(
+                "Unassigned" if c == UNASSIGNED else centers.get(c, (c, None))[0] for c in missing
+            )
+            note = f"No budget for cost center {names}{workspace.format('cost center')}"
+            return BudgetChoice(None, "cost center", (), note)
+        amount = sum((centers[c][1] or Decimal(0) for c in filters.cost_centers), Decimal(0))
+        scope = "cost center" if len(filters.cost_centers) == 1 else "cost centers"
+        return BudgetChoice(amount, scope, NOT_BUDGETED_BY_COST_CENTER, covers)
     if workspace_budget is None:
         return BudgetChoice(None, "workspace", (), "No budget set (Settings → Projects & budgets)")
     if others:

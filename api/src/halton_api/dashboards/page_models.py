@@ -71,7 +71,7 @@ class TimeSeries(BaseModel):
 
 
 class BudgetStatus(BaseModel):
-    scope: Literal["workspace", "project", "projects"]
+    scope: Literal["workspace", "project", "projects", "cost center", "cost centers"]
     monthly_budget_usd: Decimal
     month_to_date_usd: Decimal
     variance_usd: Decimal
@@ -488,6 +488,12 @@ class CostCenterRollup(BaseModel):
     requests: int
     share_pct: Decimal
     previous_usd: Decimal
+    monthly_budget_usd: Decimal | None = Field(default=None, description="The cost center's monthly budget.")
+    month_to_date_usd: Decimal | None = Field(
+        default=None,
+        description="This calendar month's spend of its projects (every provider, model and device: what the"
+        " budget covers), whatever the period and filters; set when a budget is.",
+    )
 
 
 class CostCentersPublic(BaseModel):

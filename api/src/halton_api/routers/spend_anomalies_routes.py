@@ -61,4 +61,6 @@ async def close_anomaly(
     closed = await spend_anomalies.close_anomaly(
         conn, workspace_id=ctx.workspace.id, anomaly_id=anomaly_id, note=note, actor=ctx.actor
     )
-    return redirect(f"/{ctx.workspace.slug}/overview", f"anomaly on {closed.subject_kind} {closed.subject} closed")
+    return redirect(
+        f"/{ctx.workspace.slug}/overview", f"anomaly on {closed.subject_kind} {closed.subject} closed"
+    )
