@@ -22,6 +22,8 @@ from aiosmtpd.controller import Controller
 from halton_meter.secretbox import ALERT_CHANNEL_PURPOSE, fernet_for
 from halton_meter.testing.processes import free_port
 from halton_pipelines.alerts.deliver import SIGNATURE_HEADER, TIMESTAMP_HEADER, deliver_due, sign
+from halton_pipelines.alerts.evaluate import BudgetMonth, alerts_for
+from halton_pipelines.alerts.forecast import EarlierMonth
 from halton_pipelines.defs.alert_assets import budget_alerts
 from halton_pipelines.defs.dbt import halton_dbt
 from halton_pipelines.defs.rate_row_assets import model_prices
@@ -119,6 +121,20 @@ def test_thresholds_and_forecast_alert_once_each_by_webhook_and_email(stores, we
             (device_id, workspace_id, f"machine-{secrets.token_hex(4)}", owner, secrets.token_bytes(32)),
         )
         conn.execute("INSERT INTO budgets (workspace_id, monthly_amount) VALUES (%s, 100)", (workspace_id,))
+        # The project the calls are tagged with rolls up to a cost center with its own $100 budget, alerted at
+        # 100% only: its alert comes from its projects' spend, beside the workspace's.
+        centre = conn.execute(
+            "INSERT INTO cost_centers (workspace_id, name) VALUES (%s, 'R&D') RETURNING id", (workspace_id,)
+        ).fetchone()[0]
+        conn.execute(
+            "INSERT INTO projects (workspace_id, slug, name, cost_center_id) VALUES (%s, 'web', 'Web', %s)",
+            (workspace_id, centre),
+        )
+        conn.execute(
+            "INSERT INTO budgets (workspace_id, cost_center_id, monthly_amount, alert_thresholds, forecast_alert)"
+            " VALUES (%s, %s, 100, '{100}', false)",
+            (workspace_id, centre),
+        )
     sealed = fernet_for(SECRET, ALERT_CHANNEL_PURPOSE)
     with psycopg.connect(url) as conn:
         conn.execute(
@@ -149,15 +165,15 @@ def test_thresholds_and_forecast_alert_once_each_by_webhook_and_email(stores, we
         insert_request_rows(client, stores.databases, workspace_id, device_id, calls)
         spent += Decimal(amount)
 
-    def evaluate(*, build: bool = True) -> list[tuple]:
+    def evaluate(*, build: bool = True, scope: str = "The workspace") -> list[tuple]:
         if build:
             assert dg.materialize([halton_dbt], resources=resources).success
         assert dg.materialize([budget_alerts], resources=resources).success
         with psycopg.connect(url) as conn:
             return conn.execute(
                 "SELECT kind, threshold_pct, breach_day FROM budget_alerts WHERE workspace_id = %s"
-                " ORDER BY raised_at, kind DESC, threshold_pct",
-                (workspace_id,),
+                " AND scope_label = %s ORDER BY raised_at, kind DESC, threshold_pct",
+                (workspace_id, scope),
             ).fetchall()
 
     assert dg.materialize([control_plane_snapshot, model_prices], resources=resources).success
@@ -197,9 +213,10 @@ def test_thresholds_and_forecast_alert_once_each_by_webhook_and_email(stores, we
     spend("20", 5)
     assert [a[:2] for a in evaluate()][3:] == [("threshold", 100)]
     assert len(evaluate(build=False)) == 4  # evaluated again (the hourly run): nothing new
+    assert evaluate(build=False, scope="Cost center R&D") == [("threshold", 100, None)]
 
     # Exactly one message per alert on each channel, each webhook signed with the workspace's secret.
-    assert len(Receiver.received) == 4 and len(box.messages) == 4
+    assert len(Receiver.received) == 5 and len(box.messages) == 5
     texts = []
     for headers, body in Receiver.received:
         assert headers[SIGNATURE_HEADER] == sign(WEBHOOK_SECRET, int(headers[TIMESTAMP_HEADER]), body)
@@ -207,10 +224,11 @@ def test_thresholds_and_forecast_alert_once_each_by_webhook_and_email(stores, we
         assert document["text"] == document["alert"]["message"]
         texts.append(document["text"])
     assert sum("has reached 50%" in t for t in texts) == 1
-    assert sum("on course to exceed" in t and "by the 19th" in t for t in texts) == 1
-    assert (
-        sum("has reached 80%" in t for t in texts) == 1 and sum("has reached 100%" in t for t in texts) == 1
-    )
+    # No earlier month to follow the shape of: the forecast is the run rate, and says so.
+    assert sum("on course to exceed" in t and "by the 19th" in t and "(run rate)" in t for t in texts) == 1
+    assert sum(t.startswith("Cost center R&D has reached 100%") for t in texts) == 1
+    assert sum("has reached 80%" in t for t in texts) == 1
+    assert sum(t.startswith("The workspace has reached 100%") for t in texts) == 1
     assert all("finance@example.com" in m and "[Halton]" in m for m in box.messages)
     # The audit log lists each alert and each delivery, the failed tries included.
     with psycopg.connect(url) as conn:
@@ -223,9 +241,67 @@ def test_thresholds_and_forecast_alert_once_each_by_webhook_and_email(stores, we
         )
         statuses = conn.execute("SELECT status, count(*) FROM alert_deliveries GROUP BY status").fetchall()
     assert events == {
-        "budget_alert.raised": 4,
-        "budget_alert.delivered": 8,
+        "budget_alert.raised": 5,
+        "budget_alert.delivered": 10,
         "budget_alert.delivery_retrying": 2,
     }
-    assert statuses == [("delivered", 8)]
+    assert statuses == [("delivered", 10)]
     assert spent == Decimal(105) and date.today() >= FIRST
+
+
+# The forecast's arithmetic on its own (no engines): a month whose spend comes late.
+NOVEMBER = date(2026, 11, 1)  # 30 days
+
+
+def _month(spent: str, elapsed: int, earlier: list[EarlierMonth]) -> BudgetMonth:
+    return BudgetMonth(
+        workspace_id=uuid.uuid4(), budget_id=uuid.uuid4(), scope_label="Cost center R&D", period=NOVEMBER,
+        budget_usd=Decimal(100), spend_usd=Decimal(spent), days_elapsed=elapsed, days_in_period=30,
+        earlier=earlier,
+    )  # fmt: skip
+
+
+def _back_loaded(late: list[int]) -> EarlierMonth:
+    """$1 a day to the 15th, then the rest on the days `late` names ($45 in all): a quarter by the 15th."""
+    daily = [Decimal(1)] * 15 + [Decimal(0)] * 16
+    for day in late:
+        daily[day - 1] = Decimal(45) / len(late)
+    return EarlierMonth(tuple(daily))
+
+
+def test_a_back_loaded_month_is_forecast_from_the_shape_of_earlier_months() -> None:
+    evenly = [_back_loaded(list(range(16, 31)))] * 3  # $3 a day from the 16th to the 30th
+    month = _month("30", 15, evenly)
+    # The run rate alone says $60 for the month (under budget); the earlier months had a quarter of their spend
+    # by the 15th, so they say $120. Three months of history and this month's pace: (60 + 3 x 120) / 4 = $105.
+    projection = month.forecast()
+    assert projection.projected_usd == Decimal(105)
+    assert projection.basis == "run rate and the same days of 3 earlier months"
+    # The $75 still to come falls on the 16th to the 30th as before, $5 a day: $100 is crossed on the 29th.
+    assert projection.breach_day == date(2026, 11, 29)
+    (alert,) = alerts_for(month, [50, 80, 100], True)
+    assert alert.kind == "forecast" and "by the 29th" in alert.message
+    assert "$105.00 projected for the month (run rate and the same days of 3 earlier months)" in alert.message
+    # Earlier months that spent it all on the 30th put the breach there, not on an even pace's day.
+    assert _month("30", 15, [_back_loaded([30])] * 3).forecast().breach_day == date(2026, 11, 30)
+    # One month of history weighs the same as the month so far: (60 + 120) / 2 = $90, no breach.
+    single = _month("30", 15, evenly[:1]).forecast()
+    assert (single.projected_usd, single.breach_day) == (Decimal(90), None)
+    assert alerts_for(_month("30", 15, evenly[:1]), [50], True) == []
+
+
+def test_without_history_the_forecast_is_the_run_rate_and_says_so() -> None:
+    # $55 by the 10th: $5.50 a day crosses $100 on the 19th (as the engines' test above finds).
+    month = _month("55", 10, [])
+    projection = month.forecast()
+    assert (projection.projected_usd, projection.breach_day, projection.basis) == (
+        Decimal(165), date(2026, 11, 19), "run rate",
+    )  # fmt: skip
+    assert [a.kind for a in alerts_for(month, [50], True)] == ["threshold", "forecast"]
+    assert alerts_for(month, [50], True)[1].message.endswith("projected for the month (run rate)")
+    # Earlier months with nothing spent by this day (or nothing at all) say nothing: the run rate again.
+    quiet_start = EarlierMonth(tuple([Decimal(0)] * 20 + [Decimal(10)] * 10))
+    assert _month("55", 10, [quiet_start, EarlierMonth(())]).forecast() == projection
+    # Past the budget already, or nothing spent: no forecast alert.
+    assert _month("120", 10, []).forecast().breach_day is None
+    assert _month("0", 10, [quiet_start]).forecast().breach_day is None
