@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import UTC, datetime
 
 import psycopg
 
@@ -70,6 +71,34 @@ def test_cost_center_filter_on_the_overview(demo_page, built_demo) -> None:
         p=tuple(slugs),
     )
     assert demo_page.figure("period") == money(expected)
+    # No budget of its own: the card says so, and that the workspace's covers every cost center together.
+    budget = demo_page.page.locator("[data-figure=budget]").inner_text()
+    assert "No budget for cost center R&D; the workspace budget" in budget
+
+    # With one, the card compares it with the cost center's month so far, and so does the cost centers page.
+    month = built_demo.scalar(
+        "SELECT sum(spend_usd) FROM {marts}.daily_spend WHERE workspace_id = '{ws}' AND day >= %(d)s"
+        " AND project IN %(p)s",
+        d=datetime.now(UTC).date().replace(day=1),
+        p=tuple(slugs),
+    )
+    with psycopg.connect(built_demo.database_url) as conn:
+        conn.execute(
+            "INSERT INTO budgets (workspace_id, cost_center_id, monthly_amount)"
+            " SELECT workspace_id, id, 700 FROM cost_centers WHERE id = %s",
+            (centre_id,),
+        )
+    try:
+        demo_page.open(f"/{{ws}}/overview?cost_center={centre_id}")
+        budget = demo_page.page.locator("[data-figure=budget]")
+        assert f"{money(month)} of $700.00" in budget.inner_text()
+        assert demo_page.page.locator("dt", has_text="Budget this month (cost center)").count() == 1
+        demo_page.open("/{ws}/cost-centers")
+        row = next(r for r in demo_page.table("cost-centers") if r[0] == "R&D")
+        assert row[-1] == f"{money(month)} of $700.00"
+    finally:  # other tests read the demo's budgets
+        with psycopg.connect(built_demo.database_url) as conn:
+            conn.execute("DELETE FROM budgets WHERE cost_center_id = %s", (centre_id,))
 
 
 def test_clusters_are_the_requests_grouped_by_prompt(demo_page, built_demo, artifacts_dir) -> None:
