@@ -200,12 +200,14 @@ def test_thresholds_and_forecast_alert_once_each_by_webhook_and_email(stores, we
         "delivered": 0,
         "retrying": 0,
         "failed": 0,
+        "cancelled": 0,
     }
     later = now + timedelta(minutes=2)
     assert deliver_due(url, SECRET, now=later, backoff_seconds=60) == {
         "delivered": 2,
         "retrying": 0,
         "failed": 0,
+        "cancelled": 0,
     }
     # 85% then 105%: one more alert each; the forecast and 50% are not sent again.
     spend("30", 4)

@@ -120,3 +120,46 @@ def test_closing_an_anomaly_as_json(client: TestClient, postgres_url: str) -> No
     assert (closed.json()["status"], closed.json()["close_note"]) == ("closed", None)
     assert client.get(f"/v1/{workspace.slug}/anomalies", headers=key).json() == []
     assert len(_audit(postgres_url, workspace.id)) == 1
+
+
+def test_closing_an_anomaly_cancels_its_deliveries_not_made_yet(
+    client: TestClient, postgres_url: str
+) -> None:
+    owner = make_user(postgres_url)
+    workspace = make_workspace(postgres_url, owner=owner)
+    anomaly = _open_anomaly(postgres_url, workspace.id)
+    other = _open_anomaly(postgres_url, workspace.id, key="loop:abc:2026-12-01")
+    with psycopg.connect(postgres_url) as conn:
+        # Its webhook failed once and waits for a retry; its email is not tried yet; another anomaly's is due.
+        conn.execute(
+            "INSERT INTO alert_deliveries (anomaly_id, channel, attempts, next_attempt_at, last_error)"
+            " VALUES (%s, 'webhook', 1, now() + interval '10 minutes', 'RuntimeError: HTTP 500')",
+            (anomaly,),
+        )
+        conn.execute("INSERT INTO alert_deliveries (anomaly_id, channel) VALUES (%s, 'email')", (anomaly,))
+        conn.execute("INSERT INTO alert_deliveries (anomaly_id, channel) VALUES (%s, 'webhook')", (other,))
+    browser = Browser(client, postgres_url, owner)
+    closed = browser.client.post(
+        f"/v1/{workspace.slug}/anomalies/{anomaly}/close",
+        json={},
+        headers={"x-csrf-token": browser.csrf_token()},
+    )
+    assert closed.status_code == 200, closed.text
+    assert [(d["channel"], d["status"], d["next_attempt_at"]) for d in closed.json()["deliveries"]] == [
+        ("email", "cancelled", None),
+        ("webhook", "cancelled", None),
+    ]
+    with psycopg.connect(postgres_url) as conn:
+        # The pipelines send only pending deliveries: the other anomaly's is the one left to go out.
+        pending = conn.execute(
+            "SELECT d.anomaly_id::text, d.channel FROM alert_deliveries d JOIN spend_anomalies s"
+            " ON s.id = d.anomaly_id WHERE s.workspace_id = %s AND d.status = 'pending'",
+            (workspace.id,),
+        ).fetchall()
+        (cancelled,) = conn.execute(
+            "SELECT details->'cancelled_deliveries' FROM audit_events WHERE workspace_id = %s"
+            " AND event = 'spend_anomaly.closed'",
+            (workspace.id,),
+        ).fetchone()
+    assert pending == [(other, "webhook")]
+    assert cancelled == ["email", "webhook"]

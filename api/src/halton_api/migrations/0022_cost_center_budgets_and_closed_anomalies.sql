@@ -15,3 +15,8 @@ CREATE UNIQUE INDEX budgets_cost_center_key ON budgets (workspace_id, cost_cente
 ALTER TABLE spend_anomalies ADD COLUMN closed_at timestamptz;
 ALTER TABLE spend_anomalies ADD COLUMN closed_by text;
 ALTER TABLE spend_anomalies ADD COLUMN close_note text CHECK (char_length(close_note) <= 1000);
+
+-- Closing an anomaly cancels its deliveries not made yet (pending, or waiting for a retry): they never go out.
+ALTER TABLE alert_deliveries DROP CONSTRAINT alert_deliveries_status_check;
+ALTER TABLE alert_deliveries ADD CONSTRAINT alert_deliveries_status_check
+    CHECK (status IN ('pending', 'delivered', 'failed', 'cancelled'));

@@ -1,6 +1,7 @@
 """Runaway spend in the control plane: the anomalies the pipelines raised (halton_pipelines.alerts.anomalies)
 with their evidence and each delivery's status, as the overview card and the JSON API read them, and closing one
-(acknowledged by an owner or config manager, with an optional note, audited)."""
+(acknowledged by an owner or config manager, with an optional note, audited; its deliveries not made yet are
+cancelled, so no one is paged about an anomaly already dealt with)."""
 
 from __future__ import annotations
 
@@ -61,7 +62,9 @@ async def close_anomaly(
     conn: Connection, *, workspace_id: UUID, anomaly_id: UUID, note: str, actor: Actor
 ) -> SpendAnomalyPublic:
     """Close an open anomaly: it leaves the overview, and as its row stays (with its key), the pipelines do not
-    raise it again for the same window. Closing one twice is refused, naming who closed it."""
+    raise it again for the same window. Its deliveries still pending (not tried yet, or waiting for a retry) are
+    cancelled in the same transaction: the pipelines send only pending ones. Closing one twice is refused,
+    naming who closed it."""
     note = note.strip()
     row = await (
         await conn.execute(
@@ -75,6 +78,13 @@ async def close_anomaly(
         if not found:
             raise NotFound("no such anomaly in this workspace")
         raise Conflict(f"this anomaly was already closed by {found[0].closed_by or 'someone'}")
+    cancelled = await (
+        await conn.execute(
+            "UPDATE alert_deliveries SET status = 'cancelled'"
+            " WHERE anomaly_id = %s AND status = 'pending' RETURNING channel",
+            (anomaly_id,),
+        )
+    ).fetchall()
     await audit.record(
         conn,
         workspace_id=workspace_id,
@@ -83,7 +93,11 @@ async def close_anomaly(
         resource_type="spend_anomaly",
         resource_id=anomaly_id,
         resource_label=f"{row['subject_kind']} {row['subject']}",
-        details={"kind": row["kind"], "note": note or None},
+        details={
+            "kind": row["kind"],
+            "note": note or None,
+            "cancelled_deliveries": sorted(r["channel"] for r in cancelled),
+        },
     )
     (closed,) = await list_anomalies(conn, workspace_id=workspace_id, status=None, anomaly_id=anomaly_id)
     return closed
