@@ -1,7 +1,8 @@
 """Budget alerts end to end on real engines (issue 24): spend driven across 50%, 80% and 100% of a workspace's
 month and past its forecast, the marts built by Dagster after each step, the alerts asset run on them; a local
 webhook receiver (signature checked) and a local SMTP server (aiosmtpd) get exactly one message per alert; a
-receiver that fails is retried with backoff; the audit log lists each delivery."""
+receiver that fails is retried with backoff; the audit log lists each delivery. In the same builds, a cost
+center's forecast reads the earlier months of its own projects."""
 
 from __future__ import annotations
 
@@ -22,8 +23,7 @@ from aiosmtpd.controller import Controller
 from halton_meter.secretbox import ALERT_CHANNEL_PURPOSE, fernet_for
 from halton_meter.testing.processes import free_port
 from halton_pipelines.alerts.deliver import SIGNATURE_HEADER, TIMESTAMP_HEADER, deliver_due, sign
-from halton_pipelines.alerts.evaluate import BudgetMonth, alerts_for
-from halton_pipelines.alerts.forecast import EarlierMonth
+from halton_pipelines.alerts.evaluate import BudgetMonth, alerts_for, current_months
 from halton_pipelines.defs.alert_assets import budget_alerts
 from halton_pipelines.defs.dbt import halton_dbt
 from halton_pipelines.defs.rate_row_assets import model_prices
@@ -35,6 +35,7 @@ from halton_pipelines.resources import (
     WarehouseResource,
 )
 from halton_pipelines.testing.factories import SECRET, insert_request_rows, metered_call
+from halton_warehouse.budget_forecast import EarlierMonth, history_start
 
 # Four dbt builds of the marts, each about a minute on a loaded 2-core machine.
 pytestmark = pytest.mark.timeout(900)
@@ -176,11 +177,23 @@ def test_thresholds_and_forecast_alert_once_each_by_webhook_and_email(stores, we
                 (workspace_id, scope),
             ).fetchall()
 
+    history_centre = _cost_center_with_history(url, stores, owner)
     assert dg.materialize([control_plane_snapshot, model_prices], resources=resources).success
     # 30% by the 10th, at a pace that ends the month under budget: nothing to say.
     spend("20", 1)
     spend("10", 2)
     assert evaluate() == []
+    # Beside it (same builds), a cost center whose projects spent in earlier months: its forecast reads the
+    # days of the months it follows, its own projects' only.
+    (centre_month,) = [
+        m for m in current_months(client, stores.databases.marts) if m.budget_id == history_centre
+    ]
+    assert [(m.total, m.on(3), m.on(5), m.on(20)) for m in centre_month.earlier] == [
+        (5, 5, 0, 0),
+        (20, 0, 12, 8),
+    ]
+    assert centre_month.forecast().basis == "run rate and the same days of 2 earlier months"
+    assert centre_month.scope_label == "Cost center Platform" and centre_month.spend_usd == 6
     # 55%: half the budget gone, and at $5.50 a day the month crosses $100 on the 19th. The webhook fails twice.
     Receiver.failures = 2
     spend("25", 3)
@@ -249,6 +262,50 @@ def test_thresholds_and_forecast_alert_once_each_by_webhook_and_email(stores, we
     }
     assert statuses == [("delivered", 10)]
     assert spent == Decimal(105) and date.today() >= FIRST
+
+
+def _cost_center_with_history(url: str, stores, owner) -> uuid.UUID:
+    """A second workspace: cost center Platform (project api, budget $100) and project ops outside it, with
+    spend in the two months before this one, one older than the forecast follows, and $6 this month. Returns the
+    cost center's budget id."""
+    workspace_id, device_id = uuid.uuid4(), uuid.uuid4()
+    with psycopg.connect(url) as conn, conn.transaction():
+        conn.execute(
+            "INSERT INTO workspaces (id, slug, name, created_by) VALUES (%s, %s, 'History', %s)",
+            (workspace_id, f"history-{secrets.token_hex(3)}", owner),
+        )
+        conn.execute(
+            "INSERT INTO devices (id, workspace_id, machine_id, hostname, paired_by, token_hash, token_prefix) "
+            "VALUES (%s, %s, %s, 'desk.local', %s, %s, 'hm_sync_b')",
+            (device_id, workspace_id, f"machine-{secrets.token_hex(4)}", owner, secrets.token_bytes(32)),
+        )
+        centre = conn.execute(
+            "INSERT INTO cost_centers (workspace_id, name) VALUES (%s, 'Platform') RETURNING id",
+            (workspace_id,),
+        ).fetchone()[0]
+        conn.execute(
+            "INSERT INTO projects (workspace_id, slug, name, cost_center_id) VALUES (%s, 'api', 'API', %s),"
+            " (%s, 'ops', 'Ops', NULL)",
+            (workspace_id, centre, workspace_id),
+        )
+        budget = conn.execute(
+            "INSERT INTO budgets (workspace_id, cost_center_id, monthly_amount) VALUES (%s, %s, 100) RETURNING id",
+            (workspace_id, centre),
+        ).fetchone()[0]
+    last = (FIRST - timedelta(days=1)).replace(day=1)
+    before = (last - timedelta(days=1)).replace(day=1)
+    too_old = (history_start(FIRST) - timedelta(days=1)).replace(day=1)
+    spent = [
+        ("api", before, 3, "5"), ("api", last, 5, "12"), ("api", last, 20, "8"), ("ops", last, 5, "40"),
+        ("api", too_old, 10, "50"), ("api", FIRST, 2, "6"),
+    ]  # fmt: skip
+    calls = [
+        metered_call(f"{workspace_id}-{i}", project, datetime.combine(month.replace(day=day), time(12), UTC),
+                     input_tokens=10, output_tokens=10, cost_usd=Decimal(amount))
+        for i, (project, month, day, amount) in enumerate(spent)
+    ]  # fmt: skip
+    insert_request_rows(stores.client(), stores.databases, workspace_id, device_id, calls)
+    return budget
 
 
 # The forecast's arithmetic on its own (no engines): a month whose spend comes late.

@@ -1,7 +1,9 @@
 -- Each budget (the workspace's, a project's or a cost center's) against the spend of every month up to as_of:
--- month-to-date spend, variance, and for the current month the month-end projection at the pace so far. A cost
--- center's spend is its projects' spend, by the projects' cost center in the newest snapshot (as the dashboards
--- group them).
+-- month-to-date spend, variance, and the days of the month elapsed. A cost center's spend is its projects'
+-- spend, by the projects' cost center in the newest snapshot (as the dashboards group them).
+-- No month-end projection here: where a month is heading is one rule, halton_warehouse.budget_forecast (the run
+-- rate and the shape of earlier months), which the budget alerts and the dashboards' budget card both apply;
+-- a run-rate copy here would call "at risk" what they call under, and the other way round.
 with budgets as (
     select
         budgets.workspace_id as workspace_id,
@@ -126,11 +128,5 @@ select
     {{ percent_of('variance_usd', 'budget_usd') }} as variance_pct,
     toUInt8({{ days_in_month('period') }}) as days_in_period,
     toUInt8(if(period = {{ month_start(as_of_date()) }}, toDayOfMonth({{ as_of_date() }}), days_in_period)) as days_elapsed,
-    {{ to_money_total("divideDecimal(toDecimal128(spend_usd, 9) * days_in_period, toDecimal128(days_elapsed, 0), 12)") }}
-        as projected_spend_usd,
-    multiIf(
-        spend_usd > budget_usd, 'over',
-        projected_spend_usd > budget_usd, 'at_risk',
-        'under'
-    ) as status
+    if(spend_usd > budget_usd, 'over', 'under') as status
 from measured

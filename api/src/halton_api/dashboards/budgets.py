@@ -1,4 +1,6 @@
-"""A monthly budget against the month so far, and where the month is heading at this pace.
+"""A monthly budget against the month so far, and where the month is heading: the forecast the budget alerts
+use (`halton_warehouse.budget_forecast`, the run rate combined with the shape of the same days of earlier
+months), so the card and the alert say the same figure on the same basis.
 
 Budgets are set for the workspace, per project and per cost center, never per provider, model or device. Under
 a filter the card therefore compares the budget that applies with the spend that budget covers (a project's or
@@ -20,6 +22,7 @@ from halton_api.dashboards import spend
 from halton_api.dashboards.filters import UNASSIGNED, Filters, Scope
 from halton_api.dashboards.page_models import BudgetStatus
 from halton_api.dashboards.reader import Marts
+from halton_warehouse.budget_forecast import EarlierMonth, forecast, history_start, months_of_days
 
 TENTH = Decimal("0.1")
 NOT_BUDGETED = ("provider", "model", "device", "cost_center")  # what a workspace or project budget ignores
@@ -103,13 +106,42 @@ def month_to_date(client: Client, m: Marts, scope: Scope, choice: BudgetChoice, 
     ].spend_usd
 
 
+def earlier_months(client: Client, m: Marts, scope: Scope, choice: BudgetChoice) -> list[EarlierMonth]:
+    """The spend the chosen budget covers on each day of the months before this one that its forecast follows
+    (as the alerts read them for the same budget)."""
+    if choice.amount is None:
+        return []
+    where, params = scope.condition(time_column=None, skip=choice.skip)
+    this_month = scope.now.date().replace(day=1)
+    params.update(history_from=history_start(this_month), history_to=this_month)
+    rows = client.query(
+        f"SELECT day, sum(spend_usd) FROM {m.marts}.daily_spend WHERE {where}"
+        " AND day >= %(history_from)s AND day < %(history_to)s GROUP BY day",
+        parameters=params,
+    ).result_rows
+    return months_of_days(rows)
+
+
 def budget_status(
-    budget: Decimal | None, month_to_date: Decimal, today: date, *, scope: str, note: str | None = None
+    budget: Decimal | None,
+    month_to_date: Decimal,
+    today: date,
+    *,
+    scope: str,
+    note: str | None = None,
+    earlier: list[EarlierMonth],
 ) -> BudgetStatus | None:
     if budget is None:
         return None
-    days = calendar.monthrange(today.year, today.month)[1]
-    projected = (month_to_date * days / today.day).quantize(Decimal("0.01"))
+    heading = forecast(
+        period=today.replace(day=1),
+        budget_usd=budget,
+        spend_usd=month_to_date,
+        days_elapsed=today.day,
+        days_in_period=calendar.monthrange(today.year, today.month)[1],
+        earlier=earlier,
+    )
+    projected = heading.projected_usd.quantize(Decimal("0.01"))
     variance = month_to_date - budget
     status = "over" if month_to_date > budget else "at_risk" if projected > budget else "under"
     return BudgetStatus(
@@ -119,6 +151,7 @@ def budget_status(
         variance_usd=variance,
         variance_pct=(variance / budget * 100).quantize(TENTH) if budget else None,
         projected_usd=projected,
+        projection_basis=heading.basis,
         status=status,  # type: ignore[arg-type]
         covers=note,
     )

@@ -77,6 +77,10 @@ class BudgetStatus(BaseModel):
     variance_usd: Decimal
     variance_pct: Decimal | None
     projected_usd: Decimal
+    projection_basis: str = Field(
+        description="What the month-end projection follows (as the budget alerts say): the run rate alone, or "
+        "the run rate and the same days of earlier months."
+    )
     status: Literal["under", "at_risk", "over"]
     covers: str | None = Field(
         default=None,

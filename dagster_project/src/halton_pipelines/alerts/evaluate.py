@@ -3,10 +3,11 @@
 For every budget in `marts.budget_variance` for the current month (the workspace's, a project's or a cost
 center's): one `threshold` alert per configured percentage the month-to-date spend has reached (50, 80, 100 by
 default), and one `forecast` alert when the month is on course to pass the budget before it ends, with the day
-it would cross (`forecast`: the run rate, combined with the shape of the same days of the earlier months in
-`marts.project_spend` when there are any; the alert says which). `budget_alerts`' unique key (budget, month, kind, threshold) makes each fire once per month,
-however often this runs (after every marts build and hourly). Each new alert gets a pending delivery per
-configured channel and an audit event, in the same transaction.
+it would cross (`halton_warehouse.budget_forecast`, the rule the dashboards' budget card shows too: the run
+rate, combined with the shape of the same days of the earlier months in `marts.project_spend` when there are
+any; the alert says which). `budget_alerts`' unique key (budget, month, kind, threshold) makes each fire once
+per month, however often this runs (after every marts build and hourly). Each new alert gets a pending
+delivery per configured channel and an audit event, in the same transaction.
 """
 
 from __future__ import annotations
@@ -20,9 +21,7 @@ import psycopg
 from clickhouse_connect.driver.client import Client
 from psycopg.types.json import Jsonb
 
-from halton_pipelines.alerts.forecast import EarlierMonth, Forecast, forecast
-
-HISTORY_MONTHS = 3  # earlier months whose shape the forecast follows
+from halton_warehouse.budget_forecast import HISTORY_MONTHS, EarlierMonth, Forecast, forecast, months_of_days
 
 
 @dataclass(frozen=True)
@@ -116,25 +115,20 @@ def _earlier_months(client: Client, marts: str, current: str) -> dict[UUID, list
     """Each budget's spend per day of the `HISTORY_MONTHS` months before the current one: what its scope
     (the workspace, the project, the cost center's projects) spent, from the per-project daily mart."""
     rows = client.query(
-        "SELECT b.budget_id, toStartOfMonth(d.day) AS month, toDayOfMonth(d.day) AS day_of_month,"
-        " sum(d.spend_usd) AS spend"
+        "SELECT b.budget_id, d.day, sum(d.spend_usd) AS spend"
         f" FROM {marts}.budget_variance AS b"
         f" INNER JOIN {marts}.project_spend AS d ON d.workspace_id = b.workspace_id"
         f" WHERE b.period = {current}"
         " AND d.day >= addMonths(b.period, -%(months)s) AND d.day < b.period"
         " AND multiIf(b.scope = 'project', d.project = b.project,"
         "   b.scope = 'cost_center', d.cost_center_id = b.cost_center_id, 1)"
-        " GROUP BY b.budget_id, month, day_of_month",
+        " GROUP BY b.budget_id, d.day",
         parameters={"months": HISTORY_MONTHS},
     ).result_rows
-    by_month: dict[tuple[UUID, date], list[Decimal]] = {}
-    for budget, month, day, amount in rows:
-        days = by_month.setdefault((UUID(str(budget)), month), [Decimal(0)] * 31)
-        days[int(day) - 1] = Decimal(amount)
-    out: dict[UUID, list[EarlierMonth]] = {}
-    for (budget, _), daily in sorted(by_month.items()):
-        out.setdefault(budget, []).append(EarlierMonth(tuple(daily)))
-    return out
+    days: dict[UUID, list[tuple[date, Decimal]]] = {}
+    for budget, day, amount in rows:
+        days.setdefault(UUID(str(budget)), []).append((day, Decimal(amount)))
+    return {budget: months_of_days(spent) for budget, spent in days.items()}
 
 
 def alerts_for(month: BudgetMonth, thresholds: list[int], forecast_alert: bool) -> list[Alert]:

@@ -9,15 +9,23 @@ projection and each earlier month's (their pooled shape, counted once per month:
 outweigh this month's pace three to one, one month of history weighs the same as it), and the spend still to
 come is laid over the remaining days as the earlier months spent theirs, so the breach day follows their shape
 too. With no earlier month, or none that had spent anything by this day, it is the run rate alone.
+
+The rule lives here, once, because two readers show it and must agree: the pipelines' forecast alert and the
+API's budget card ("heading for"). They may not import each other (tests/test_import_direction.py) and both may
+import the warehouse; the `budget_variance` mart keeps no projection of its own for the same reason (dbt could
+not call this, and a second copy in SQL would drift). Each reader fetches its scope's days (`HISTORY_MONTHS`
+months before the current one) and hands them to `months_of_days`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 
 RUN_RATE = "run rate"
+HISTORY_MONTHS = 3  # earlier months whose shape the forecast follows
 
 
 @dataclass(frozen=True)
@@ -38,11 +46,26 @@ class EarlierMonth:
         return self.daily[day - 1] if day <= len(self.daily) else Decimal(0)
 
 
+def history_start(period: date) -> date:
+    """The first day of the earliest month the forecast of `period`'s month follows."""
+    months = period.year * 12 + period.month - 1 - HISTORY_MONTHS
+    return date(months // 12, months % 12 + 1, 1)
+
+
+def months_of_days(days: Iterable[tuple[date, Decimal]]) -> list[EarlierMonth]:
+    """Earlier months, oldest first, from a scope's (day, spend) rows of them (days not listed spent nothing)."""
+    by_month: dict[date, list[Decimal]] = {}
+    for day, amount in days:
+        daily = by_month.setdefault(day.replace(day=1), [Decimal(0)] * 31)
+        daily[day.day - 1] += Decimal(amount)
+    return [EarlierMonth(tuple(daily)) for _, daily in sorted(by_month.items())]
+
+
 @dataclass(frozen=True)
 class Forecast:
     projected_usd: Decimal
     breach_day: date | None  # the day the month crosses the budget, if it does before the month ends
-    basis: str  # what the projection used, said in the alert
+    basis: str  # what the projection used, said in the alert and on the budget card
 
     @property
     def uses_history(self) -> bool:
