@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import calendar
 from collections import defaultdict
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import psycopg
 
 from cloud_support import first_day
 from halton_api.charts import money
+from halton_warehouse.budget_forecast import Forecast, forecast, history_start, months_of_days
 
 
 def centres(built_demo) -> dict[str, str]:
@@ -92,6 +95,12 @@ def test_cost_center_filter_on_the_overview(demo_page, built_demo) -> None:
         demo_page.open(f"/{{ws}}/overview?cost_center={centre_id}")
         budget = demo_page.page.locator("[data-figure=budget]")
         assert f"{money(month)} of $700.00" in budget.inner_text()
+        # Where it is heading is the budget alerts' forecast, from the cost center's earlier months, and says so.
+        heading = _forecast(built_demo, slugs, Decimal(700), month or Decimal(0))
+        assert budget.locator("[data-budget-projected]").inner_text() == (
+            f"{money(heading.projected_usd.quantize(Decimal('0.01')))} ({heading.basis})"
+        )
+        assert "earlier month" in heading.basis  # the demo's 90 days reach back before this month
         assert demo_page.page.locator("dt", has_text="Budget this month (cost center)").count() == 1
         demo_page.open("/{ws}/cost-centers")
         row = next(r for r in demo_page.table("cost-centers") if r[0] == "R&D")
@@ -99,6 +108,26 @@ def test_cost_center_filter_on_the_overview(demo_page, built_demo) -> None:
     finally:  # other tests read the demo's budgets
         with psycopg.connect(built_demo.database_url) as conn:
             conn.execute("DELETE FROM budgets WHERE cost_center_id = %s", (centre_id,))
+
+
+def _forecast(built_demo, slugs: list[str], budget: Decimal, month_to_date: Decimal) -> Forecast:
+    today = datetime.now(UTC).date()
+    this_month = today.replace(day=1)
+    days = built_demo.query(
+        "SELECT day, sum(spend_usd) FROM {marts}.daily_spend WHERE workspace_id = '{ws}' AND day >= %(h)s"
+        " AND day < %(m)s AND project IN %(p)s GROUP BY day",
+        h=history_start(this_month),
+        m=this_month,
+        p=tuple(slugs),
+    )
+    return forecast(
+        period=this_month,
+        budget_usd=budget,
+        spend_usd=month_to_date,
+        days_elapsed=today.day,
+        days_in_period=calendar.monthrange(today.year, today.month)[1],
+        earlier=months_of_days(days),
+    )
 
 
 def test_clusters_are_the_requests_grouped_by_prompt(demo_page, built_demo, artifacts_dir) -> None:
