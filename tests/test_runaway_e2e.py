@@ -2,7 +2,8 @@
 alert webhook set on Settings: Alerts, four weeks of ordinary calls and a busy Monday in the warehouse; the marts
 build as Dagster runs them and the anomaly asset raise nothing. A loop (the same prompt hash every second for
 ten minutes on one device) is then on the overview card with its evidence, in the JSON API, and at the webhook
-receiver, signed, after the next marts build."""
+receiver, signed, after the next marts build. The owner closes it from the card with a note: it leaves the card
+and the open list, and is listed closed with who closed it and why."""
 
 from __future__ import annotations
 
@@ -114,6 +115,17 @@ def test_a_loop_reaches_the_overview_and_the_webhook_and_a_busy_monday_does_not(
         card = browser.page.locator("[data-anomalies]")
         assert "Runaway loop" in card.inner_text()
         browser.screenshot(artifacts_dir, "overview-runaway-anomalies")
+        loop_item = card.locator('[data-anomaly="loop"]')
+        loop_item.locator("input[name=note]").fill("a runaway retry in CI, fixed")
+        with browser.page.expect_navigation():
+            loop_item.get_by_role("button", name="Close").click()
+        assert browser.page.locator('[data-anomaly="loop"]').count() == 0
+        assert "closed" in browser.page.locator("p.notice").inner_text()
     finally:
         context.close()
     assert browser.errors == [], browser.errors
+    assert all(a["kind"] != "loop" for a in person.client.get(f"/v1/{slug}/anomalies").json())
+    (closed,) = person.client.get(f"/v1/{slug}/anomalies", params={"status": "closed"}).json()
+    assert (closed["kind"], closed["closed_by"], closed["close_note"]) == (
+        "loop", person.email, "a runaway retry in CI, fixed",
+    )  # fmt: skip

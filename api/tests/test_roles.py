@@ -173,6 +173,26 @@ def _budget(env) -> dict[str, str]:
     return {"budget": str(budget.id)}
 
 
+def _anomaly(env) -> dict[str, str]:
+    with psycopg.connect(env.db) as conn:
+        row = conn.execute(
+            "INSERT INTO spend_anomalies (workspace_id, anomaly_key, kind, subject_kind, subject, message, evidence)"
+            " VALUES (%s, %s, 'loop', 'prompt', 'abc', 'Runaway loop', '{}') RETURNING id",
+            (env.workspace.id, f"loop:{secrets.token_hex(4)}:2026-11-30"),
+        ).fetchone()
+    return {"id": str(row[0])}
+
+
+def _cost_center(env) -> dict[str, str]:
+    centre = run(
+        env.db,
+        lambda c: projects.create_cost_center(
+            c, workspace_id=env.workspace.id, name=f"cc-{secrets.token_hex(3)}", actor=Actor.system()
+        ),
+    )
+    return {"cost_center": str(centre.id)}
+
+
 CASES = [
     Case("/{workspace}/settings/devices/{id}/rename", Permission.MANAGE_DEVICES, _device, {"name": "renamed"}),
     Case("/{workspace}/settings/devices/{id}/revoke", Permission.MANAGE_DEVICES, _device, {}),
@@ -187,6 +207,8 @@ CASES = [
     Case("/{workspace}/settings/projects/{id}", Permission.MANAGE_CONFIG, _project, {"name": "Renamed", "hourly_rate": "120.50"}),
     Case("/{workspace}/settings/cost-centers", Permission.MANAGE_CONFIG, _nothing, {"name": "R&D"}),
     Case("/{workspace}/settings/budgets", Permission.MANAGE_CONFIG, _nothing, {"monthly_amount": "500.00"}),
+    Case("/{workspace}/settings/budgets", Permission.MANAGE_CONFIG, _cost_center,
+         lambda p: {"monthly_amount": "750.00", "cost_center_id": p["cost_center"]}),
     Case("/{workspace}/reconciliation/statements", Permission.MANAGE_CONFIG, _nothing, {"provider": "gemini", "month": "2026-01", "amount": "12.50"}),
     Case("/{workspace}/cost-centers", Permission.MANAGE_CONFIG, _nothing, {"name": "Client Work"}),
     Case("/{workspace}/cost-centers/assign", Permission.MANAGE_CONFIG, _project_and_cost_center,
@@ -202,6 +224,7 @@ CASES = [
          lambda p: {"budget_id": p["budget"], "thresholds": "50,90", "forecast": "on"}),
     Case("/{workspace}/settings/budgets/limit", Permission.MANAGE_LIMITS, _project_budget,
          lambda p: {"budget_id": p["budget"], "limit": "on"}),
+    Case("/{workspace}/anomalies/{id}/close", Permission.MANAGE_CONFIG, _anomaly, {"note": "a test run"}),
     Case("/{workspace}/optimization/catalog/suppress", Permission.MANAGE_CONFIG, _nothing, {"kind": "batch_api", "project": "p"}),
 ]  # fmt: skip
 # Mutating routes whose role checks need what this module cannot make cheaply (a recommendation in the
@@ -239,6 +262,7 @@ def _route_template(path: str) -> str:
         .replace("{project_id}", "{x}")
         .replace("{recommendation_id}", "{x}")
         .replace("{provider}", "{x}")
+        .replace("{anomaly_id}", "{x}")
     )
 
 

@@ -15,6 +15,7 @@ from decimal import Decimal
 import dagster as dg
 import pytest
 
+from halton_pipelines.alerts.evaluate import current_months
 from halton_pipelines.defs.billing_pulls import billing_assets
 from halton_pipelines.defs.dbt import INGESTED_THROUGH, MARTS_JOB, halton_dbt, marts_after_ingestion
 from halton_pipelines.defs.rate_row_assets import model_prices
@@ -303,3 +304,18 @@ def test_the_sensor_asks_for_marts_after_ingestion(built: Built) -> None:
                 break
             assert "still arriving" in answer.skip_message and time.monotonic() < deadline, answer
             time.sleep(1)
+
+
+def test_budget_forecasts_read_each_scopes_earlier_months(built: Built) -> None:
+    # The alerts' forecast follows the shape of the months before the current one: for each budget, its
+    # scope's spend per day of those months, which add up to what budget_variance says each month spent.
+    marts = built.stores.databases.marts
+    months = current_months(built.stores.client(), marts)
+    assert months and {m.period for m in months} == {date(2026, 11, 1)}
+    assert any(m.earlier for m in months)
+    for month in months:
+        before = built.query(
+            f"SELECT spend_usd FROM {marts}.budget_variance WHERE budget_id = '{month.budget_id}'"
+            " AND period BETWEEN '2026-08-01' AND '2026-10-01' AND spend_usd > 0 ORDER BY period"
+        )
+        assert [m.total for m in month.earlier] == [spend for (spend,) in before], month.scope_label

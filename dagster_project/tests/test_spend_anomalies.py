@@ -1,7 +1,8 @@
 """Runaway detection end to end on real engines (issue 24): four weeks of ordinary history (busy weekdays, quiet
 weekends) and a busy Monday raise nothing; a loop (the same prompt hash every second for ten minutes on one
 device) is found by the next marts build, recorded once with its evidence and posted, signed, to the webhook
-receiver started by the test; building and evaluating again sends nothing twice."""
+receiver started by the test; building and evaluating again sends nothing twice. A delivery whose anomaly is
+closed while it is in flight is not retried."""
 
 from __future__ import annotations
 
@@ -9,14 +10,17 @@ import json
 import secrets
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from threading import Thread
 
 import dagster as dg
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 from halton_meter.secretbox import ALERT_CHANNEL_PURPOSE, fernet_for
-from halton_pipelines.alerts.deliver import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from halton_pipelines.alerts.deliver import SIGNATURE_HEADER, TIMESTAMP_HEADER, deliver_due, sign
 from halton_pipelines.defs.alert_assets import anomaly_alerts
 from halton_pipelines.defs.dbt import halton_dbt
 from halton_pipelines.defs.rate_row_assets import model_prices
@@ -128,8 +132,21 @@ def test_a_loop_raises_one_anomaly_with_evidence_and_a_busy_monday_raises_nothin
     assert spike["spend_usd"] == pytest.approx(12.0) and spike["baseline_usd"] == 0
     assert spike["baseline_weeks"] == 4 and spike["peak_hour"] == f"{MONDAY} 17:00 UTC"
 
-    # Each anomaly reached the webhook once, signed; building and evaluating again sends nothing more.
+    # Each anomaly reached the webhook once, signed; building and evaluating again sends nothing more, and an
+    # anomaly an owner closed (as the overview's Close does) is not raised again for the same window.
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "UPDATE spend_anomalies SET status = 'closed', closed_at = now(), closed_by = 'owner'"
+            " WHERE workspace_id = %s AND kind = 'loop'",
+            (workspace_id,),
+        )
     assert len(evaluate()) == 3
+    with psycopg.connect(url) as conn:
+        statuses = conn.execute(
+            "SELECT kind, status FROM spend_anomalies WHERE workspace_id = %s AND subject_kind = 'prompt'",
+            (workspace_id,),
+        ).fetchall()
+    assert statuses == [("loop", "closed")]
     assert len(received) == 3
     posted = []
     for headers, body in received:
@@ -149,3 +166,75 @@ def test_a_loop_raises_one_anomaly_with_evidence_and_a_busy_monday_raises_nothin
             ).fetchall()
         )
     assert events == {"spend_anomaly.raised": 3, "spend_anomaly.delivered": 3}
+
+
+class ClosingReceiver(BaseHTTPRequestHandler):
+    """A webhook endpoint whose owner closes the anomaly while its post is in flight (the API cancels the
+    anomaly's pending deliveries in the same transaction as the close), then answers 500."""
+
+    database_url = ""
+    anomaly_id = None
+    posts = 0
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        ClosingReceiver.posts += 1
+        with psycopg.connect(self.database_url) as conn:
+            conn.execute("UPDATE spend_anomalies SET status = 'closed' WHERE id = %s", (self.anomaly_id,))
+            conn.execute(
+                "UPDATE alert_deliveries SET status = 'cancelled' WHERE anomaly_id = %s AND status = 'pending'",
+                (self.anomaly_id,),
+            )
+        self.send_response(500)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:  # quiet
+        pass
+
+
+def test_a_delivery_cancelled_while_in_flight_is_not_retried(stores) -> None:
+    url = stores.control_plane_url
+    server = ThreadingHTTPServer(("127.0.0.1", 0), ClosingReceiver)
+    Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with psycopg.connect(url) as conn, conn.transaction():
+            owner = conn.execute(
+                "INSERT INTO users (email, name, password_hash) VALUES (%s, 'Owner', 'x') RETURNING id",
+                (f"owner-{secrets.token_hex(4)}@example.com",),
+            ).fetchone()[0]
+            workspace_id = conn.execute(
+                "INSERT INTO workspaces (slug, name, created_by) VALUES (%s, 'Closing', %s) RETURNING id",
+                (f"closing-{secrets.token_hex(3)}", owner),
+            ).fetchone()[0]
+            conn.execute(
+                "INSERT INTO alert_channels (workspace_id, webhook_url, webhook_secret_encrypted)"
+                " VALUES (%s, %s, %s)",
+                (
+                    workspace_id,
+                    f"http://127.0.0.1:{server.server_address[1]}/hooks/anomalies",
+                    fernet_for(SECRET, ALERT_CHANNEL_PURPOSE).encrypt(WEBHOOK_SECRET.encode()),
+                ),
+            )
+            anomaly = conn.execute(
+                "INSERT INTO spend_anomalies (workspace_id, anomaly_key, kind, subject_kind, subject, message,"
+                " evidence) VALUES (%s, 'loop:abc:w', 'loop', 'prompt', 'abc', 'Runaway loop', %s) RETURNING id",
+                (workspace_id, Jsonb({"devices": []})),
+            ).fetchone()[0]
+            conn.execute(
+                "INSERT INTO alert_deliveries (anomaly_id, channel) VALUES (%s, 'webhook')", (anomaly,)
+            )
+        ClosingReceiver.database_url, ClosingReceiver.anomaly_id, ClosingReceiver.posts = url, anomaly, 0
+        now = datetime.now(UTC)
+        sent = deliver_due(url, SECRET, now=now, backoff_seconds=60)
+        # The failed try is not turned back into a retry: the close cancelled it, and it stays cancelled.
+        assert sent["cancelled"] == 1 and ClosingReceiver.posts == 1
+        with psycopg.connect(url) as conn:
+            row = conn.execute(
+                "SELECT status, attempts FROM alert_deliveries WHERE anomaly_id = %s", (anomaly,)
+            ).fetchone()
+        assert row == ("cancelled", 0)
+        deliver_due(url, SECRET, now=now + timedelta(hours=1), backoff_seconds=60)
+        assert ClosingReceiver.posts == 1
+    finally:
+        server.shutdown()
+        server.server_close()

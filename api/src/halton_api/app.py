@@ -208,7 +208,7 @@ def create_app(settings: CloudSettings, *, clock: Callable[[], datetime] = utc_n
     for module in (
         workspaces_routes, devices_routes, members_routes, api_keys_routes, branding_routes,
         billing_connections_routes, export_settings_routes, projects_routes, budget_alerts_routes, audit_routes,
-        *dashboards, verify_routes, reports_routes,
+        spend_anomalies_routes, *dashboards, verify_routes, reports_routes,
     ):  # fmt: skip
         app.include_router(module.pages)
 

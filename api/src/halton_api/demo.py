@@ -230,7 +230,9 @@ async def _budgets(
 ) -> None:
     slugs = {p.project_id: p.slug for p in demo.projects}
     current = {
-        b.project_id: b.monthly_amount for b in await projects.list_budgets(conn, workspace_id=workspace_id)
+        b.project_id: b.monthly_amount
+        for b in await projects.list_budgets(conn, workspace_id=workspace_id)
+        if b.cost_center_id is None
     }
     for budget in demo.budgets:
         project_id = project_ids[slugs[budget.project_id]] if budget.project_id else None

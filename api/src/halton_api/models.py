@@ -159,9 +159,13 @@ class ProjectPublic(_Public):
 
 
 class BudgetPublic(_Public):
+    """A monthly budget: the workspace's (no project, no cost center), one project's or one cost center's."""
+
     id: UUID
     project_id: UUID | None
     project_slug: str | None
+    cost_center_id: UUID | None = None
+    cost_center_name: str | None = None
     monthly_amount: Decimal
     currency: str
     updated_at: datetime

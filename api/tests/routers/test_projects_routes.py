@@ -163,3 +163,49 @@ def test_an_owner_turns_a_projects_hard_limit_on_and_off_and_an_admin_only_sees_
         ("budget.limit_on", owner.email, project["slug"]),
         ("budget.limit_off", owner.email, project["slug"]),
     ]
+
+
+def test_a_cost_center_gets_its_own_budget_beside_the_workspaces(
+    client: TestClient, postgres_url: str
+) -> None:
+    owner = make_user(postgres_url)
+    workspace, other = make_workspace(postgres_url, owner=owner), make_workspace(postgres_url, owner=owner)
+    admin = Browser(client, postgres_url, owner)
+    settings = f"/{workspace.slug}/settings"
+    assert admin.post(f"{settings}/cost-centers", {"name": "R&D"}).status_code == 303
+    key = bearer(make_api_key(postgres_url, workspace=workspace).key)
+    (centre,) = client.get(f"/v1/{workspace.slug}/cost-centers", headers=key).json()
+    assert admin.post(f"{settings}/budgets", {"monthly_amount": "5000"}).status_code == 303
+    for amount in ("1200", "1500.00"):  # set, then changed: one budget, two audit events
+        done = admin.post(f"{settings}/budgets", {"monthly_amount": amount, "cost_center_id": centre["id"]})
+        assert done.status_code == 303 and "cost+center+R%26D" in done.headers["location"]
+    budgets = client.get(f"/v1/{workspace.slug}/budgets", headers=key).json()
+    assert [(b["cost_center_name"], Decimal(b["monthly_amount"])) for b in budgets] == [
+        (None, Decimal("5000.00")),
+        ("R&D", Decimal("1500.00")),
+    ]
+    page = admin.get(f"{settings}/projects").text
+    assert 'data-budget="Cost center R&amp;D"' in page and "data-cost-center-budget-form" in page
+    # Another workspace's cost center, a malformed id, and a budget for a project and a cost center at once.
+    theirs = admin.post(
+        f"/{other.slug}/settings/budgets", {"monthly_amount": "9", "cost_center_id": centre["id"]}
+    )
+    assert theirs.status_code == 404 and "cost center" in theirs.text
+    bad = admin.post(f"{settings}/budgets", {"monthly_amount": "9", "cost_center_id": "r-and-d"})
+    assert bad.status_code == 422 and "cost center" in bad.text
+    both = admin.post(
+        f"{settings}/budgets",
+        {"monthly_amount": "9", "cost_center_id": centre["id"], "project_id": centre["id"]},
+    )
+    assert both.status_code == 422 and "choose one" in both.text
+    with psycopg.connect(postgres_url) as conn:
+        events = conn.execute(
+            "SELECT resource_label, details->>'from', details->>'to' FROM audit_events"
+            " WHERE workspace_id = %s AND event = 'budget.set' ORDER BY id",
+            (workspace.id,),
+        ).fetchall()
+    assert events == [
+        ("workspace", None, "5000.00"),
+        ("cost center R&D", None, "1200.00"),
+        ("cost center R&D", "1200.00", "1500.00"),
+    ]

@@ -35,7 +35,9 @@ SNAPSHOT_COLUMNS: dict[str, tuple[str, ...]] = {
     "projects": (
         "workspace_id", "project_id", "slug", "name", "archived", "hourly_rate", "cost_center_id", "created_at",
     ),
-    "budgets": ("workspace_id", "budget_id", "project_id", "monthly_amount", "currency", "updated_at"),
+    "budgets": (
+        "workspace_id", "budget_id", "project_id", "cost_center_id", "monthly_amount", "currency", "updated_at",
+    ),
     "billing_statements": (
         "workspace_id", "provider", "period", "amount", "currency", "note", "entered_by", "entered_at",
     ),

@@ -391,3 +391,8 @@ CREATE OR REPLACE VIEW raw.requests_dedup ON CLUSTER 'halton' AS
 SELECT * FROM raw.requests FINAL;
 CREATE OR REPLACE TABLE raw.requests_all ON CLUSTER 'halton' AS raw.requests
 ENGINE = Distributed('halton', raw, requests, cityHash64(workspace_id));
+-- 0013_cost_center_budgets
+ALTER TABLE raw.budgets ON CLUSTER 'halton'
+    ADD COLUMN IF NOT EXISTS cost_center_id Nullable(UUID) AFTER project_id;
+CREATE OR REPLACE TABLE raw.budgets_all ON CLUSTER 'halton' AS raw.budgets
+ENGINE = Distributed('halton', raw, budgets, cityHash64(workspace_id));

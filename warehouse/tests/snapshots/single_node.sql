@@ -364,3 +364,6 @@ ALTER TABLE raw.requests
     ADD COLUMN IF NOT EXISTS tool_version LowCardinality(Nullable(String)) AFTER tool;
 CREATE OR REPLACE VIEW raw.requests_dedup  AS
 SELECT * FROM raw.requests FINAL;
+-- 0013_cost_center_budgets
+ALTER TABLE raw.budgets
+    ADD COLUMN IF NOT EXISTS cost_center_id Nullable(UUID) AFTER project_id;

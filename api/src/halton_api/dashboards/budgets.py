@@ -1,9 +1,12 @@
-"""A monthly budget against the month so far, and where the month is heading at this pace.
+"""A monthly budget against the month so far, and where the month is heading: the forecast the budget alerts
+use (`halton_warehouse.budget_forecast`, the run rate combined with the shape of the same days of earlier
+months), so the card and the alert say the same figure on the same basis.
 
-Budgets are set for the workspace and per project, never per provider, model, device or cost center. Under a
-filter the card therefore compares the budget that applies with the spend that budget covers (a project's whole
-spend, every provider), says so, and says why no budget applies when none does — never a bare "No budget set"
-while budgets exist, and never a budget against a slice of the spend it covers (a false "under")."""
+Budgets are set for the workspace, per project and per cost center, never per provider, model or device. Under
+a filter the card therefore compares the budget that applies with the spend that budget covers (a project's or
+a cost center's whole spend, every provider), says so, and says why no budget applies when none does — never a
+bare "No budget set" while budgets exist, and never a budget against a slice of the spend it covers (a false
+"under")."""
 
 from __future__ import annotations
 
@@ -18,18 +21,22 @@ from clickhouse_connect.driver.client import Client
 
 from halton_api.charts import money
 from halton_api.dashboards import spend
-from halton_api.dashboards.filters import Filters, Scope
+from halton_api.dashboards.filters import UNASSIGNED, Filters, Scope
 from halton_api.dashboards.page_models import BudgetStatus
 from halton_api.dashboards.reader import Marts
+from halton_warehouse.budget_forecast import EarlierMonth, forecast, history_start, months_of_days
 
 TENTH = Decimal("0.1")
-NOT_BUDGETED = ("provider", "model", "device", "cost_center")  # dimensions no budget is set on
+NOT_BUDGETED = ("provider", "model", "device", "cost_center")  # what a workspace or project budget ignores
+# A cost center's budget covers the spend of its projects: the cost center filter stays, the others go.
+NOT_BUDGETED_BY_COST_CENTER = ("provider", "model", "device")
 NOT_BUDGETED_WORDS = {
     "providers": "provider",
     "models": "model",
     "devices": "device",
     "cost_centers": "cost center",
 }
+_BY_COST_CENTER_WORDS = {k: v for k, v in NOT_BUDGETED_WORDS.items() if k != "cost_centers"}
 
 
 @dataclass(frozen=True)
@@ -44,27 +51,45 @@ class BudgetChoice:
 
 
 def choose_budget(
-    filters: Filters, workspace_budget: Decimal | None, project_budgets: dict[str, Decimal]
+    filters: Filters,
+    workspace_budget: Decimal | None,
+    project_budgets: dict[str, Decimal],
+    cost_centers: dict[str, tuple[str, Decimal | None]] | None = None,
 ) -> BudgetChoice:
-    """The budget for a view under `filters` (a project page passes its project as the one project filter)."""
-    others = [words for name, words in NOT_BUDGETED_WORDS.items() if getattr(filters, name)]
+    """The budget for a view under `filters` (a project page passes its project as the one project filter).
+    `cost_centers`: each cost center's id (text) -> (name, monthly budget or None)."""
+    centers = cost_centers or {}
+    ignored = NOT_BUDGETED_WORDS if filters.projects or not filters.cost_centers else _BY_COST_CENTER_WORDS
+    others = [words for name, words in ignored.items() if getattr(filters, name)]
     covers = (
         f"budgets are not set per {' or '.join(others)}, so this compares all of its spend, not the filtered slice"
         if others
         else None
     )
+    workspace = (
+        f"; the workspace budget ({money(workspace_budget)}) covers every {{}} together"
+        if workspace_budget is not None
+        else ""
+    )
     if filters.projects:
         missing = [p for p in filters.projects if p not in project_budgets]
         if missing:
-            workspace = (
-                f"; the workspace budget ({money(workspace_budget)}) covers every project together"
-                if workspace_budget is not None
-                else ""
-            )
-            return BudgetChoice(None, "project", (), f"No budget for project {', '.join(missing)}{workspace}")
+            note = f"No budget for project {', '.join(missing)}{workspace.format('project')}"
+            return BudgetChoice(None, "project", (), note)
         amount = sum((project_budgets[p] for p in filters.projects), Decimal(0))
         scope = "project" if len(filters.projects) == 1 else "projects"
         return BudgetChoice(amount, scope, NOT_BUDGETED, covers)
+    if filters.cost_centers:
+        missing = [c for c in filters.cost_centers if centers.get(c, ("", None))[1] is None]
+        if missing:
+            names = ", ".join(
+                "Unassigned" if c == UNASSIGNED else centers.get(c, (c, None))[0] for c in missing
+            )
+            note = f"No budget for cost center {names}{workspace.format('cost center')}"
+            return BudgetChoice(None, "cost center", (), note)
+        amount = sum((centers[c][1] or Decimal(0) for c in filters.cost_centers), Decimal(0))
+        scope = "cost center" if len(filters.cost_centers) == 1 else "cost centers"
+        return BudgetChoice(amount, scope, NOT_BUDGETED_BY_COST_CENTER, covers)
     if workspace_budget is None:
         return BudgetChoice(None, "workspace", (), "No budget set (Settings → Projects & budgets)")
     if others:
@@ -105,15 +130,42 @@ def projects_month_to_date(
             ingested = ingested if ingested.tzinfo else ingested.replace(tzinfo=UTC)
             as_of = ingested if as_of is None else max(as_of, ingested)
     return totals, as_of
+def earlier_months(client: Client, m: Marts, scope: Scope, choice: BudgetChoice) -> list[EarlierMonth]:
+    """The spend the chosen budget covers on each day of the months before this one that its forecast follows
+    (as the alerts read them for the same budget)."""
+    if choice.amount is None:
+        return []
+    where, params = scope.condition(time_column=None, skip=choice.skip)
+    this_month = scope.now.date().replace(day=1)
+    params.update(history_from=history_start(this_month), history_to=this_month)
+    rows = client.query(
+        f"SELECT day, sum(spend_usd) FROM {m.marts}.daily_spend WHERE {where}"
+        " AND day >= %(history_from)s AND day < %(history_to)s GROUP BY day",
+        parameters=params,
+    ).result_rows
+    return months_of_days(rows)
 
 
 def budget_status(
-    budget: Decimal | None, month_to_date: Decimal, today: date, *, scope: str, note: str | None = None
+    budget: Decimal | None,
+    month_to_date: Decimal,
+    today: date,
+    *,
+    scope: str,
+    note: str | None = None,
+    earlier: list[EarlierMonth],
 ) -> BudgetStatus | None:
     if budget is None:
         return None
-    days = calendar.monthrange(today.year, today.month)[1]
-    projected = (month_to_date * days / today.day).quantize(Decimal("0.01"))
+    heading = forecast(
+        period=today.replace(day=1),
+        budget_usd=budget,
+        spend_usd=month_to_date,
+        days_elapsed=today.day,
+        days_in_period=calendar.monthrange(today.year, today.month)[1],
+        earlier=earlier,
+    )
+    projected = heading.projected_usd.quantize(Decimal("0.01"))
     variance = month_to_date - budget
     status = "over" if month_to_date > budget else "at_risk" if projected > budget else "under"
     return BudgetStatus(
@@ -123,6 +175,7 @@ def budget_status(
         variance_usd=variance,
         variance_pct=(variance / budget * 100).quantize(TENTH) if budget else None,
         projected_usd=projected,
+        projection_basis=heading.basis,
         status=status,  # type: ignore[arg-type]
         covers=note,
     )

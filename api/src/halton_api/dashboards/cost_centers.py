@@ -1,12 +1,14 @@
 """Cost centers: projects grouped into business units and rolled up, with the period's spend over time.
 
 The grouping is read from the control plane at request time (not from the marts' copy), so a project moved to
-another cost center counts under its new one at once."""
+another cost center counts under its new one at once. A cost center with a monthly budget shows it against this
+calendar month's spend of its projects, all of it (as budget alerts count it), whatever the rail filters."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from decimal import Decimal
+from uuid import UUID
 
 from halton_api.dashboards import spend
 from halton_api.dashboards.filters import UNASSIGNED
@@ -14,18 +16,27 @@ from halton_api.dashboards.page_models import CostCenterRollup, CostCentersPubli
 from halton_api.dashboards.view import View
 
 UNASSIGNED_NAME = "Unassigned"
+# A budget covers all of its cost center's spend: none of the rail's filters narrow it.
+EVERY_FILTER = ("provider", "model", "project", "device", "cost_center")
 
 
 async def build_cost_centers(view: View) -> CostCentersPublic:
     scope = view.scope
     previous = scope.period.previous()
+    budgets = {b.cost_center_id: b.monthly_amount for b in view.facts.budgets if b.cost_center_id}
+    this_month = spend.calendar_periods(scope.now)["this_month"]
 
     def query(client, m):
         current = spend.ranking(client, m, scope, by=("project",))
         before = spend.ranking(client, m, scope, by=("project",), period=previous)
-        return current, before, spend.series(client, m, scope, by="project")
+        month = (
+            spend.ranking(client, m, scope, by=("project",), period=this_month, skip=EVERY_FILTER)
+            if budgets
+            else []
+        )
+        return current, before, spend.series(client, m, scope, by="project"), month
 
-    current, before, over_time = await view.reader.run(query)
+    current, before, over_time, month = await view.reader.run(query)
     starts, by_project = over_time.starts, over_time.by_key
     facts = view.facts
     centre_of: dict[str, str] = {}
@@ -44,6 +55,9 @@ async def build_cost_centers(view: View) -> CostCentersPublic:
         projects_by[key].add(slug)
     for slug, amount, *_ in before:
         previous_by[centre_of.get(slug, UNASSIGNED)] += amount
+    month_by: dict[str, Decimal] = defaultdict(Decimal)
+    for slug, amount, *_ in month:
+        month_by[centre_of.get(slug, UNASSIGNED)] += amount
     for project in facts.projects:  # centres list their projects even in a quiet period
         if not project.archived:
             projects_by[centre_of[project.slug]].add(project.slug)
@@ -58,6 +72,8 @@ async def build_cost_centers(view: View) -> CostCentersPublic:
             requests=requests_by[key],
             share_pct=spend.share(spend_by[key], total),
             previous_usd=previous_by[key],
+            monthly_budget_usd=budgets.get(UUID(key)) if key != UNASSIGNED else None,
+            month_to_date_usd=month_by[key] if key != UNASSIGNED and UUID(key) in budgets else None,
         )
         for key in keys
         if key != UNASSIGNED or spend_by[key] or projects_by[key]

@@ -38,12 +38,13 @@ async def build_executive(view: View) -> ExecutivePublic:
     def query(client, m):
         found = spend.period_totals(client, m, scope, {**calendar, "current": scope.period})
         budgeted = budgets.month_to_date(client, m, scope, chosen, found["this_month"].spend_usd)
+        earlier = budgets.earlier_months(client, m, scope, chosen)
         projects = spend.ranking(client, m, scope, by=("project",), limit=TOP)
         monthly = spend.series(client, m, scope, by="provider", grain="month", period=year)
         rows = provider_rows(client, m, scope, [reconciled])
-        return found, budgeted, projects, monthly, rows
+        return found, budgeted, earlier, projects, monthly, rows
 
-    found, budgeted, projects, monthly, rows = await view.reader.run(query)
+    found, budgeted, earlier, projects, monthly, rows = await view.reader.run(query)
     figures = {name: totals.spend_usd for name, totals in found.items()}
     current = found["current"]
     facts = view.facts
@@ -71,7 +72,9 @@ async def build_executive(view: View) -> ExecutivePublic:
             else None
         ),
         reconciliation_ignores=ignored_filters(view),
-        budget=budgets.budget_status(chosen.amount, budgeted, today, scope=chosen.scope, note=chosen.note),
+        budget=budgets.budget_status(
+            chosen.amount, budgeted, today, scope=chosen.scope, note=chosen.note, earlier=earlier
+        ),
         budget_note=None if chosen.amount is not None else chosen.note,
         monthly=spend.time_series(monthly.starts, spend.by_provider_label(monthly)),
     )

@@ -44,18 +44,19 @@ async def build_overview(view: View, catalogue: Catalogue) -> OverviewPublic:
         periods.update(current=scope.period, previous=previous)
         figures = spend.period_totals(client, m, scope, periods)
         budgeted = budgets.month_to_date(client, m, scope, chosen, figures["this_month"].spend_usd)
+        earlier = budgets.earlier_months(client, m, scope, chosen)
         trend = spend.series(client, m, scope, by="provider", baseline=previous)
         top = spend.rankings(
             client, m, scope, {"projects": ("project",), "models": ("provider", "model_family")}, limit=TOP
         )
         unpriced = spend.unpriced_by_model(client, m, scope, limit=UNPRICED_SHOWN)
-        return figures, budgeted, trend, top, unpriced
+        return figures, budgeted, earlier, trend, top, unpriced
 
-    figures, budgeted, trend, top, unpriced = await view.reader.run(query)
+    figures, budgeted, earlier, trend, top, unpriced = await view.reader.run(query)
     current, before = figures["current"], figures["previous"]
     facts = view.facts
     budget = budgets.budget_status(
-        chosen.amount, budgeted, scope.now.date(), scope=chosen.scope, note=chosen.note
+        chosen.amount, budgeted, scope.now.date(), scope=chosen.scope, note=chosen.note, earlier=earlier
     )
     return OverviewPublic(
         workspace=view.slug,

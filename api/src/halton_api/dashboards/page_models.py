@@ -71,12 +71,16 @@ class TimeSeries(BaseModel):
 
 
 class BudgetStatus(BaseModel):
-    scope: Literal["workspace", "project", "projects"]
+    scope: Literal["workspace", "project", "projects", "cost center", "cost centers"]
     monthly_budget_usd: Decimal
     month_to_date_usd: Decimal
     variance_usd: Decimal
     variance_pct: Decimal | None
     projected_usd: Decimal
+    projection_basis: str = Field(
+        description="What the month-end projection follows (as the budget alerts say): the run rate alone, or "
+        "the run rate and the same days of earlier months."
+    )
     status: Literal["under", "at_risk", "over"]
     covers: str | None = Field(
         default=None,
@@ -488,6 +492,12 @@ class CostCenterRollup(BaseModel):
     requests: int
     share_pct: Decimal
     previous_usd: Decimal
+    monthly_budget_usd: Decimal | None = Field(default=None, description="The cost center's monthly budget.")
+    month_to_date_usd: Decimal | None = Field(
+        default=None,
+        description="This calendar month's spend of its projects (every provider, model and device: what the"
+        " budget covers), whatever the period and filters; set when a budget is.",
+    )
 
 
 class CostCentersPublic(BaseModel):

@@ -43,6 +43,7 @@ async def build_project(
                    "previous": previous}  # fmt: skip
         figures = spend.period_totals(client, m, scope, periods)
         budgeted = budgets.month_to_date(client, m, scope, chosen, figures["this_month"].spend_usd)
+        earlier = budgets.earlier_months(client, m, scope, chosen)
         over_time = spend.series(client, m, scope, by="provider", grain=grain)
         breakdowns = spend.rankings(
             client, m, scope, {"developers": ("device_id",), "models": ("provider", "model")}
@@ -50,12 +51,12 @@ async def build_project(
         table = priced_requests.recent(
             client, m, scope, device_name=facts.device_name, cursor=cursor, search=search
         )
-        return figures, budgeted, over_time, breakdowns, table
+        return figures, budgeted, earlier, over_time, breakdowns, table
 
     found = await view.reader.run(query)
     if found is None:
         raise NotFound(f"no project {slug!r} in this workspace")
-    figures, budgeted, over_time, breakdowns, table = found
+    figures, budgeted, earlier, over_time, breakdowns, table = found
     current, before = figures["current"], figures["previous"]
     budget_amount = facts.monthly_budget(slug)
     return ProjectViewPublic(
@@ -74,7 +75,7 @@ async def build_project(
         totals=current,
         change=spend.change(current.spend_usd, before.spend_usd),
         budget=budgets.budget_status(
-            chosen.amount, budgeted, scope.now.date(), scope=chosen.scope, note=chosen.note
+            chosen.amount, budgeted, scope.now.date(), scope=chosen.scope, note=chosen.note, earlier=earlier
         ),
         budget_note=None if chosen.amount is not None else chosen.note,
         spend_over_time=spend.time_series(

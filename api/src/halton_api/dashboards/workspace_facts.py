@@ -77,13 +77,18 @@ class WorkspaceFacts:
     def monthly_budget(self, project_slug: str | None = None) -> Decimal | None:
         """The workspace's monthly budget, or one project's."""
         if project_slug is None:
-            return next((b.monthly_amount for b in self.budgets if b.project_id is None), None)
+            return next(
+                (b.monthly_amount for b in self.budgets if b.project_id is None and b.cost_center_id is None),
+                None,
+            )
         return next((b.monthly_amount for b in self.budgets if b.project_slug == project_slug), None)
 
     def budget_for(self, filters: Filters) -> BudgetChoice:
         """The monthly budget a view's spend is compared with (see `budgets.choose_budget`)."""
         by_project = {b.project_slug: b.monthly_amount for b in self.budgets if b.project_id is not None}
-        return choose_budget(filters, self.monthly_budget(), by_project)  # type: ignore[arg-type]
+        by_cost_center = {b.cost_center_id: b.monthly_amount for b in self.budgets if b.cost_center_id}
+        centers = {str(c.id): (c.name, by_cost_center.get(c.id)) for c in self.cost_centers}
+        return choose_budget(filters, self.monthly_budget(), by_project, centers)  # type: ignore[arg-type]
 
     def rail_options(self, models: list[tuple[str, str]]) -> dict[str, list[RailOption]]:
         """Choices for the rail's multi-selects (`models` as (provider, model) pairs seen in the marts)."""

@@ -32,7 +32,9 @@ async def list_cost_centers(ctx: ApiReader, conn: Conn) -> list[CostCenterPublic
 
 
 @router.get(
-    "/budgets", response_model=list[BudgetPublic], summary="Monthly budgets (workspace and per project)"
+    "/budgets",
+    response_model=list[BudgetPublic],
+    summary="Monthly budgets (workspace, per project and per cost center)",
 )
 async def list_budgets(ctx: ApiReader, conn: Conn) -> list[BudgetPublic]:
     return await projects.list_budgets(conn, workspace_id=ctx.workspace.id)
@@ -120,6 +122,7 @@ async def set_budget(
     conn: Conn,
     monthly_amount: Annotated[str, Form(max_length=32)],
     project_id: Annotated[str, Form(max_length=64)] = "",
+    cost_center_id: Annotated[str, Form(max_length=64)] = "",
 ) -> Response:
     amount = _money(monthly_amount, "monthly amount")
     if amount is None:
@@ -128,12 +131,24 @@ async def set_budget(
         project = UUID(project_id) if project_id else None
     except ValueError:
         raise Invalid("project: not one of this workspace's projects") from None
+    try:
+        center = UUID(cost_center_id) if cost_center_id else None
+    except ValueError:
+        raise Invalid("cost center: not one of this workspace's cost centers") from None
     budget = await projects.set_budget(
-        conn, workspace_id=ctx.workspace.id, project_id=project, monthly_amount=amount, actor=ctx.actor
+        conn,
+        workspace_id=ctx.workspace.id,
+        project_id=project,
+        cost_center_id=center,
+        monthly_amount=amount,
+        actor=ctx.actor,
     )
-    return _back(
-        ctx, f"budget for {budget.project_slug or 'the workspace'} set to ${budget.monthly_amount:,.2f}"
+    target = (
+        f"cost center {budget.cost_center_name}"
+        if budget.cost_center_id
+        else budget.project_slug or "the workspace"
     )
+    return _back(ctx, f"budget for {target} set to ${budget.monthly_amount:,.2f}")
 
 
 @pages.post("/budgets/limit", dependencies=[CsrfProtected])

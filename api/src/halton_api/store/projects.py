@@ -9,7 +9,7 @@ from uuid import UUID
 
 from psycopg import errors
 
-from halton_api.errors import Conflict, NotFound
+from halton_api.errors import Conflict, Invalid, NotFound
 from halton_api.models import BudgetPublic, CostCenterPublic, ProjectPublic, ProjectUpdate
 from halton_api.store import Connection, audit
 from halton_api.store.audit import Actor
@@ -256,30 +256,41 @@ async def list_cost_centers(conn: Connection, *, workspace_id: UUID) -> list[Cos
 
 
 async def set_budget(
-    conn: Connection, *, workspace_id: UUID, project_id: UUID | None, monthly_amount: Decimal, actor: Actor
+    conn: Connection,
+    *,
+    workspace_id: UUID,
+    project_id: UUID | None,
+    monthly_amount: Decimal,
+    actor: Actor,
+    cost_center_id: UUID | None = None,
 ) -> BudgetPublic:
-    """Set the monthly budget of the workspace (`project_id` None) or of one project."""
+    """Set the monthly budget of the workspace (`project_id` and `cost_center_id` None), of one project or of
+    one cost center (the spend of the projects in it)."""
+    if project_id is not None and cost_center_id is not None:
+        raise Invalid("a budget is for the workspace, one project or one cost center: choose one")
     monthly_amount = monthly_amount.quantize(Decimal("0.01"))
     label = "workspace"
     if project_id is not None:
         label = (await get_project(conn, workspace_id=workspace_id, project_id=project_id)).slug
-    conflict = (
-        "(workspace_id) WHERE project_id IS NULL"
-        if project_id is None
-        else "(workspace_id, project_id) WHERE project_id IS NOT NULL"
-    )
+        conflict = "(workspace_id, project_id) WHERE project_id IS NOT NULL"
+    elif cost_center_id is not None:
+        label = f"cost center {(await _cost_center(conn, workspace_id, cost_center_id)).name}"
+        conflict = "(workspace_id, cost_center_id) WHERE cost_center_id IS NOT NULL"
+    else:
+        conflict = "(workspace_id) WHERE project_id IS NULL AND cost_center_id IS NULL"
     previous = await (
         await conn.execute(
-            "SELECT monthly_amount FROM budgets WHERE workspace_id = %s AND project_id IS NOT DISTINCT FROM %s",
-            (workspace_id, project_id),
+            "SELECT monthly_amount FROM budgets WHERE workspace_id = %s AND project_id IS NOT DISTINCT FROM %s"
+            " AND cost_center_id IS NOT DISTINCT FROM %s",
+            (workspace_id, project_id, cost_center_id),
         )
     ).fetchone()
     row = await (
         await conn.execute(
-            "INSERT INTO budgets (workspace_id, project_id, monthly_amount) VALUES (%s, %s, %s)"
+            "INSERT INTO budgets (workspace_id, project_id, cost_center_id, monthly_amount) VALUES (%s, %s, %s, %s)"
             f" ON CONFLICT {conflict} DO UPDATE SET monthly_amount = EXCLUDED.monthly_amount, updated_at = now()"
             " RETURNING id",
-            (workspace_id, project_id, monthly_amount),
+            (workspace_id, project_id, cost_center_id, monthly_amount),
         )
     ).fetchone()
     assert row is not None
@@ -295,6 +306,7 @@ async def set_budget(
             "from": str(previous["monthly_amount"]) if previous else None,
             "to": str(monthly_amount),
             "currency": "USD",
+            **({"cost_center_id": str(cost_center_id)} if cost_center_id else {}),
         },
     )
     return next(b for b in await list_budgets(conn, workspace_id=workspace_id) if b.id == row["id"])
@@ -303,10 +315,12 @@ async def set_budget(
 async def list_budgets(conn: Connection, *, workspace_id: UUID) -> list[BudgetPublic]:
     rows = await (
         await conn.execute(
-            "SELECT b.id, b.project_id, p.slug AS project_slug, b.monthly_amount, b.currency, b.updated_at,"
-            " b.hard_limit"
-            " FROM budgets b LEFT JOIN projects p ON p.id = b.project_id WHERE b.workspace_id = %s"
-            " ORDER BY b.project_id IS NOT NULL, p.slug",
+            "SELECT b.id, b.project_id, p.slug AS project_slug, b.cost_center_id, c.name AS cost_center_name,"
+            " b.monthly_amount, b.currency, b.updated_at, b.hard_limit"
+            " FROM budgets b LEFT JOIN projects p ON p.id = b.project_id"
+            " LEFT JOIN cost_centers c ON c.id = b.cost_center_id WHERE b.workspace_id = %s"
+            " ORDER BY b.project_id IS NOT NULL OR b.cost_center_id IS NOT NULL, b.project_id IS NOT NULL,"
+            " c.name, p.slug",
             (workspace_id,),
         )
     ).fetchall()

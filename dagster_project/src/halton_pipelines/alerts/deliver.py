@@ -57,9 +57,10 @@ CHANNEL_COLUMNS = (
 def deliver_due(
     database_url: str, secret_key: str, *, now: datetime, backoff_seconds: float
 ) -> dict[str, int]:
-    """Try every delivery due at `now`; returns counts by outcome (delivered, retrying, failed)."""
+    """Try every delivery due at `now`; returns counts by outcome (delivered, retrying, failed, and cancelled: its
+    anomaly was closed while it was being tried, and a failure is not retried)."""
     box = fernet_for(secret_key, ALERT_CHANNEL_PURPOSE)
-    counts = {"delivered": 0, "retrying": 0, "failed": 0}
+    counts = {"delivered": 0, "retrying": 0, "failed": 0, "cancelled": 0}
     with psycopg.connect(database_url) as conn:
         with conn.transaction():
             rows = conn.execute(
@@ -186,11 +187,16 @@ def _record(
         outcome, status, event = "retrying", "pending", f"{item.resource}.delivery_retrying"
         next_at = now + timedelta(seconds=backoff_seconds * 2 ** (attempts - 1))
     with conn.transaction():
-        conn.execute(
+        # Closing an anomaly cancels its pending deliveries (halton_api.store.spend_anomalies); one already in
+        # flight then keeps "cancelled" unless it reached the receiver (then it was delivered: say so).
+        updated = conn.execute(
             "UPDATE alert_deliveries SET status = %s, attempts = %s, next_attempt_at = %s, last_error = %s,"
-            " delivered_at = CASE WHEN %s = 'delivered' THEN %s ELSE delivered_at END WHERE id = %s",
-            (status, attempts, next_at, error, status, now, item.delivery_id),
-        )
+            " delivered_at = CASE WHEN %s = 'delivered' THEN %s ELSE delivered_at END"
+            " WHERE id = %s AND (status = 'pending' OR %s = 'delivered') RETURNING id",
+            (status, attempts, next_at, error, status, now, item.delivery_id, status),
+        ).fetchone()
+        if updated is None:
+            return "cancelled"
         conn.execute(
             "INSERT INTO audit_events (workspace_id, actor_type, actor_label, event, resource_type, resource_id,"
             " resource_label, details) VALUES (%s, 'system', %s, %s, %s, %s, %s, %s)",

@@ -29,7 +29,8 @@ QUERIES: dict[str, str] = {
         "FROM projects"
     ),
     "budgets": (
-        "SELECT workspace_id::text, id::text, project_id::text, monthly_amount, currency, updated_at FROM budgets"
+        "SELECT workspace_id::text, id::text, project_id::text, cost_center_id::text, monthly_amount, currency,"
+        " updated_at FROM budgets"
     ),
     "billing_statements": (
         "SELECT workspace_id::text, provider, period, amount, currency, note, entered_by::text, entered_at "
@@ -54,7 +55,7 @@ _DESCRIPTIONS = {
     "devices": "Paired devices and who paired them.",
     "cost_centers": "Cost centers.",
     "projects": "Registered projects and their cost centers.",
-    "budgets": "Monthly budgets (workspace-wide or per project).",
+    "budgets": "Monthly budgets (workspace-wide, per project or per cost center).",
     "billing_statements": "Monthly billing statement totals pasted in the dashboard (the version in force of"
     " each; the control plane keeps every revision). The control plane is their only home: this copy is"
     " replaced by each snapshot.",

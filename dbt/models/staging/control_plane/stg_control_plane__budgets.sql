@@ -2,6 +2,7 @@ select
     workspace_id,
     budget_id,
     project_id,
+    cost_center_id,
     monthly_amount as monthly_budget_usd,
     currency,
     updated_at
