@@ -130,6 +130,8 @@ def projects_month_to_date(
             ingested = ingested if ingested.tzinfo else ingested.replace(tzinfo=UTC)
             as_of = ingested if as_of is None else max(as_of, ingested)
     return totals, as_of
+
+
 def earlier_months(client: Client, m: Marts, scope: Scope, choice: BudgetChoice) -> list[EarlierMonth]:
     """The spend the chosen budget covers on each day of the months before this one that its forecast follows
     (as the alerts read them for the same budget)."""
