@@ -154,7 +154,9 @@ def _axes(
         else:
             x = plot.x(index)
         anchor = "middle"
-        if not bands and index == 0:
+        # The first label is centred on its point while half of it fits in the left padding: anchored at its
+        # start it would reach half a label further right, towards the next one.
+        if not bands and index == 0 and len(label) * CHAR_PX / 2 > PAD_LEFT - 4:
             anchor = "start"
         elif not bands and index == len(labels) - 1 and len(labels) > 1:
             anchor = "end"
