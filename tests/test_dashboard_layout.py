@@ -107,8 +107,8 @@ READ_TEXT = """
 # Pages whose headline cards summarise a deeper view, and must lead to it (elsewhere the cards total the table
 # right under them, or are facts about one thing: a request, a month).
 HEADLINES = ("overview", "executive", "projects/acme-batch-summariser")
-# Tables allowed to scroll inside their card on a laptop, with the cue: a request's dozen facts, the price list.
-WIDE = {"requests", "catalog"}
+# Tables allowed to scroll inside their card on a laptop, with the cue: a request's many facts, one row each.
+WIDE = {"requests"}
 SCROLLING_TABLES = """
 (wide) => [...document.querySelectorAll('.table-wrap table, .scroll table')]
   .filter((t) => t.closest('.table-wrap, .scroll').scrollWidth > t.closest('.table-wrap, .scroll').clientWidth + 2)
