@@ -81,6 +81,17 @@ COLLIDING_LABELS = """
     .map(([b]) => `${a} / ${b}`));
 })
 """
+# Charts over time (not a ranking's bars) whose buckets open nothing: a click on a day opens its requests.
+CHARTS_WITHOUT_LINKS = """
+() => [...document.querySelectorAll('figure.chart:not(.bars) > svg')]
+  .filter((svg) => !svg.querySelector('a[href]'))
+  .map((svg) => svg.querySelector('title').textContent)
+"""
+# Tables the sorter does not reach (no data-table): there should be none outside forms.
+TABLES_OUTSIDE_THE_SORTER = """
+() => [...document.querySelectorAll('main table:not([data-table])')]
+  .map((t) => `${t.className || 'table'} under "${t.closest('section, .panel')?.querySelector('h2')?.textContent ?? ''}"`)
+"""
 # Headline cards (a figure with a link-worthy label) that lead nowhere.
 CARDS_WITHOUT_LINK = """
 () => [...document.querySelectorAll('dl.figures > div')]
@@ -107,12 +118,10 @@ READ_TEXT = """
 # Pages whose headline cards summarise a deeper view, and must lead to it (elsewhere the cards total the table
 # right under them, or are facts about one thing: a request, a month).
 HEADLINES = ("overview", "executive", "projects/acme-batch-summariser")
-# Tables allowed to scroll inside their card on a laptop, with the cue: a request's many facts, one row each.
-WIDE = {"requests"}
+# Tables wider than their card on a laptop (each would scroll inside it, with the cue): there should be none.
 SCROLLING_TABLES = """
-(wide) => [...document.querySelectorAll('.table-wrap table, .scroll table')]
+() => [...document.querySelectorAll('.table-wrap table, .scroll table')]
   .filter((t) => t.closest('.table-wrap, .scroll').scrollWidth > t.closest('.table-wrap, .scroll').clientWidth + 2)
-  .filter((t) => !wide.includes(t.dataset.table) || !t.closest('.table-wrap.scrolls, .scroll'))
   .map((t) => `${t.dataset.table || t.className} ${t.scrollWidth - t.closest('.table-wrap, .scroll').clientWidth}px`)
 """
 
@@ -167,10 +176,11 @@ def test_every_page_fits_sorts_pages_and_reads(demo_page, paths, artifacts_dir, 
         found = {
             "scrolls sideways": page.evaluate("document.documentElement.scrollWidth - window.innerWidth") > 0,
             "wider than its card": page.evaluate(OVERFLOWING),
-            "tables scrolling inside their card": screen == "laptop"
-            and page.evaluate(SCROLLING_TABLES, list(WIDE)),
+            "tables scrolling inside their card": screen == "laptop" and page.evaluate(SCROLLING_TABLES),
             "tables not sortable": page.evaluate(UNSORTABLE),
             "charts without hover values": page.evaluate(CHARTS_WITHOUT_HOVER),
+            "charts whose days open nothing": page.evaluate(CHARTS_WITHOUT_LINKS),
+            "tables the sorter misses": page.evaluate(TABLES_OUTSIDE_THE_SORTER),
             "colliding axis labels": page.evaluate(COLLIDING_LABELS),
             "headline cards leading nowhere": path in HEADLINES and page.evaluate(CARDS_WITHOUT_LINK),
             "raw amounts": RAW_MONEY.findall(page.evaluate(READ_TEXT))[:5],
