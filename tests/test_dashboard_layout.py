@@ -325,3 +325,15 @@ def test_a_chart_day_opens_that_days_requests(demo_page) -> None:
     ).all_inner_texts()
     first = re.search(r"from=(\d{4}-\d{2}-\d{2})", href).group(1)
     assert started and all(s.startswith(first) for s in started)
+
+
+def test_a_settings_table_sorts_by_the_values_of_its_fields(demo_page) -> None:
+    demo_page.open("/{ws}/settings/members")
+    page = demo_page.page
+    roles = "rows => rows.map(r => r.querySelector('select[name=role]').value)"
+    before = page.locator("table[data-table=members] tbody tr").evaluate_all(roles)
+    page.click("table[data-table=members] th:has-text('Role') button.sort")  # first click: largest first
+    after = page.locator("table[data-table=members] tbody tr").evaluate_all(roles)
+    assert sorted(before) != before and after == sorted(before, reverse=True)
+    # The actions column has no sort button: its heading is for screen readers only.
+    assert page.locator("table[data-table=members] th:has-text('Actions') button.sort").count() == 0
