@@ -1,8 +1,9 @@
 """Charts as server-rendered SVG: one definition for the pages and the PDFs (no JavaScript, nothing from a CDN).
 
 Each function takes plain data and returns markup safe to drop into a template: a `<figure>` with an SVG that
-scales to its container (viewBox), a `<title>`/`<desc>` for screen readers, a native tooltip on every mark,
-and a legend in HTML. Colours come from `PALETTE` (the providers keep theirs everywhere).
+scales to its container (viewBox), a `<title>`/`<desc>` for screen readers, the values of every mark in its
+`<title>` (which `static/chart-tips.js` shows in a styled box on hover and keyboard focus; the browser's own
+tooltip without it), and a legend in HTML. Colours come from `PALETTE` (the providers keep theirs everywhere).
 """
 
 from __future__ import annotations
@@ -153,7 +154,9 @@ def _axes(
         else:
             x = plot.x(index)
         anchor = "middle"
-        if not bands and index == 0:
+        # The first label is centred on its point while half of it fits in the left padding: anchored at its
+        # start it would reach half a label further right, towards the next one.
+        if not bands and index == 0 and len(label) * CHAR_PX / 2 > PAD_LEFT - 4:
             anchor = "start"
         elif not bands and index == len(labels) - 1 and len(labels) > 1:
             anchor = "end"

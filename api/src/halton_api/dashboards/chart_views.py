@@ -60,12 +60,17 @@ def spend_area(ts: TimeSeries, granularity: str, *, title: str, requests_at=None
     )
 
 
-def spend_columns(ts: TimeSeries, granularity: str, *, title: str, requests_at=None) -> Markup:
+def spend_columns(
+    ts: TimeSeries, granularity: str, *, title: str, requests_at=None, width: int = charts.WIDTH
+) -> Markup:
+    """`width`: the drawing's own width, near the card's (a narrow card showing a wide drawing shrinks its
+    labels below reading size)."""
     return charts.columns(
         bucket_labels(ts, granularity),
         _series(ts),
         title=title,
         hrefs=bucket_links(ts, granularity, requests_at),
+        width=width,
     )
 
 

@@ -14,10 +14,15 @@
     return parseFloat(match[1]) * scale;
   }
 
+  // A cell's sort key: its data-sort, else the value of the field it holds (a settings row's name or role is
+  // an input or a select), else its text.
   function cellValue(row, index) {
     const cell = row.cells[index];
     if (!cell) return "";
-    return cell.dataset.sort !== undefined ? cell.dataset.sort : cell.innerText;
+    if (cell.dataset.sort !== undefined) return cell.dataset.sort;
+    const field = cell.querySelector("select, input[type=text], input[type=number], input:not([type])");
+    if (field) return field.tagName === "SELECT" ? field.selectedOptions[0]?.text ?? "" : field.value;
+    return cell.innerText;
   }
 
   function dataRows(table) {
@@ -69,7 +74,8 @@
 
   function makePaged(table) {
     const rows = dataRows(table);
-    if (rows.length <= PAGE || table.dataset.paged === "server") return () => {};
+    // "server": the page pages it itself; "off": a reference list read whole (the browser's find reaches every row).
+    if (rows.length <= PAGE || table.dataset.paged === "server" || table.dataset.paged === "off") return () => {};
     const state = { page: 0, query: "" };
     const bar = document.createElement("div");
     bar.className = "table-tools";
