@@ -42,16 +42,32 @@ class WarehouseDB:
 # The session's own folder, outside pytest's per-user temp root: pytest keeps only the last three `pytest-N`
 # folders there, so another pytest on the machine may remove an older session's folder, a running server's
 # data and all. Here live the servers' data (`servers/`) and, unless --basetemp says otherwise, pytest's own
-# basetemp (`pytest/`: every `tmp_path`); removed when the session ends.
+# basetemp (`pytest/`: every `tmp_path`); removed when the session ends. Under pytest-xdist each worker is a
+# session of its own, with its own servers, in a folder inside the controller's.
 _SUITE_ROOT = pytest.StashKey[Path]()
+_BASETEMP_CHOSEN = pytest.StashKey[bool]()
 
 
 @pytest.hookimpl(tryfirst=True)  # before the tmp_path plugin reads --basetemp
 def pytest_configure(config: pytest.Config) -> None:
-    root = Path(tempfile.mkdtemp(prefix="halton-tests-"))
+    worker = getattr(config, "workerinput", None)
+    if worker is None:
+        root = Path(tempfile.mkdtemp(prefix="halton-tests-"))
+        chosen = config.option.basetemp is not None
+    else:
+        root = Path(worker["halton_suite_root"]) / worker["workerid"]
+        root.mkdir()
+        chosen = worker["halton_basetemp_chosen"]
     config.stash[_SUITE_ROOT] = root
-    if config.option.basetemp is None:
+    config.stash[_BASETEMP_CHOSEN] = chosen
+    if not chosen:
         config.option.basetemp = str(root / "pytest")
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's, on the controller, before a worker starts
+def pytest_configure_node(node) -> None:
+    node.workerinput["halton_suite_root"] = str(node.config.stash[_SUITE_ROOT])
+    node.workerinput["halton_basetemp_chosen"] = node.config.stash[_BASETEMP_CHOSEN]
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

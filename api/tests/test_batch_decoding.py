@@ -193,7 +193,24 @@ def test_a_meters_batch_takes_the_fast_path() -> None:
             b'"provider": "anthropic"', b'"provider": "openai", "provider": "anthropic"'
         ),
     ],
-    ids=repr,
+    # Named, not repr'd: the rows carry fresh ids and times, and test ids must be the same in every
+    # process that collects them (pytest-xdist's workers compare their collections).
+    ids=[
+        "empty",
+        "a-list",
+        "no-fields",
+        "no-schema-version",
+        "schema-version-2",
+        "schema-version-float",
+        "extra-envelope-field",
+        "unknown-row-field",
+        "missing-endpoint",
+        "ends-before-it-starts",
+        "cache-tokens-exceed-input",
+        "reasoning-exceeds-output",
+        "truncated-json",
+        "duplicate-key",
+    ],
 )
 def test_envelopes_and_validators(body: bytes) -> None:
     _agrees(body)
