@@ -5,13 +5,13 @@ as JSON. The pipelines raise and deliver the alerts (halton_pipelines.alerts).""
 from __future__ import annotations
 
 from typing import Annotated
-from uuid import UUID
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
 from halton_api.deps import ApiReader, ConfigManager, Conn, CsrfProtected, Member, Settings
 from halton_api.errors import Invalid
+from halton_api.form_ids import required_id
 from halton_api.pages import redirect, render
 from halton_api.store import budget_alerts
 from halton_api.store.budget_alerts import BudgetAlertPublic
@@ -74,10 +74,7 @@ async def set_thresholds(
     thresholds: Annotated[str, Form(max_length=200)] = "",
     forecast: Annotated[str, Form(max_length=8)] = "",
 ) -> Response:
-    try:
-        budget = UUID(budget_id)
-    except ValueError:
-        raise Invalid("budget: not one of this workspace's budgets") from None
+    budget = required_id(budget_id, "budget", "budgets")
     chosen = budget_alerts.parse_thresholds(thresholds)
     await budget_alerts.set_thresholds(
         conn, workspace_id=ctx.workspace.id, budget_id=budget, thresholds=chosen, forecast=bool(forecast),

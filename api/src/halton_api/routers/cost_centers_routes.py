@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from typing import Annotated
-from uuid import UUID
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
@@ -12,7 +11,7 @@ from halton_api.dashboards.cost_centers import build_cost_centers
 from halton_api.dashboards.page_models import CostCentersPublic
 from halton_api.dashboards.view import open_view, render_view
 from halton_api.deps import ApiReader, ConfigManager, Conn, CsrfProtected, Member, RailFilters, Reader
-from halton_api.errors import Invalid
+from halton_api.form_ids import optional_id, required_id
 from halton_api.models import ProjectUpdate
 from halton_api.pages import redirect
 from halton_api.store import projects
@@ -55,13 +54,8 @@ async def assign_project(
     project_id: Annotated[str, Form(max_length=64)],
     cost_center_id: Annotated[str, Form(max_length=64)] = "",
 ) -> Response:
-    try:
-        project = UUID(project_id)
-        center = UUID(cost_center_id) if cost_center_id else None
-    except ValueError:
-        raise Invalid(
-            "project_id, cost_center_id: not ids of this workspace's projects and cost centers"
-        ) from None
+    project = required_id(project_id, "project_id", "projects")
+    center = optional_id(cost_center_id, "cost_center_id", "cost centers")
     update = ProjectUpdate(cost_center_id=center, clear_cost_center=center is None)
     saved = await projects.update_project(
         conn, workspace_id=ctx.workspace.id, project_id=project, update=update, actor=ctx.actor

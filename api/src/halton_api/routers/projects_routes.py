@@ -11,6 +11,7 @@ from fastapi.responses import Response
 
 from halton_api.deps import ApiReader, ConfigManager, Conn, CsrfProtected, LimitManager, Member
 from halton_api.errors import Invalid
+from halton_api.form_ids import optional_id, required_id
 from halton_api.models import BudgetPublic, CostCenterPublic, ProjectPublic, ProjectUpdate
 from halton_api.pages import redirect, render
 from halton_api.store import budget_alerts, hard_limits, projects
@@ -88,10 +89,7 @@ async def update_project(
     archived: Annotated[bool, Form()] = False,
 ) -> Response:
     rate = _money(hourly_rate, "hourly rate")
-    try:
-        center = UUID(cost_center_id) if cost_center_id else None
-    except ValueError:
-        raise Invalid("cost center: not one of this workspace's cost centers") from None
+    center = optional_id(cost_center_id, "cost center", "cost centers")
     update = ProjectUpdate(
         name=name,
         archived=archived,
@@ -127,14 +125,8 @@ async def set_budget(
     amount = _money(monthly_amount, "monthly amount")
     if amount is None:
         raise Invalid("monthly amount: enter an amount, e.g. 500.00")
-    try:
-        project = UUID(project_id) if project_id else None
-    except ValueError:
-        raise Invalid("project: not one of this workspace's projects") from None
-    try:
-        center = UUID(cost_center_id) if cost_center_id else None
-    except ValueError:
-        raise Invalid("cost center: not one of this workspace's cost centers") from None
+    project = optional_id(project_id, "project", "projects")
+    center = optional_id(cost_center_id, "cost center", "cost centers")
     budget = await projects.set_budget(
         conn,
         workspace_id=ctx.workspace.id,
@@ -159,10 +151,7 @@ async def set_hard_limit(
     limit: Annotated[str, Form(max_length=8)] = "",
 ) -> Response:
     """Owner-only: a hard limit stops calls, which is a bigger decision than an alert."""
-    try:
-        budget = UUID(budget_id)
-    except ValueError:
-        raise Invalid("budget: not one of this workspace's budgets") from None
+    budget = required_id(budget_id, "budget", "budgets")
     if limit not in ("", "on", "off"):
         raise Invalid(f"limit: {limit!r} is not on or off")
     on = limit == "on"
