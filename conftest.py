@@ -188,3 +188,12 @@ def artifacts_dir() -> Path:
     path = Path(__file__).parent / "test-artifacts"
     path.mkdir(exist_ok=True)
     return path
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Two tests with one node id are refused: pytest-xdist's per-file scheduling keys tests by node id, so
+    all but one of them would silently never run (as schemathesis's parametrize once did to 41 tests)."""
+    seen: set[str] = set()
+    repeated = sorted({item.nodeid for item in items if item.nodeid in seen or seen.add(item.nodeid)})
+    if repeated:
+        raise pytest.UsageError("tests share a node id (give them ids): " + ", ".join(repeated[:5]))

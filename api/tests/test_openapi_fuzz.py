@@ -21,8 +21,11 @@ import psycopg
 import pytest
 import schemathesis
 import uvicorn
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from psycopg import sql
+from schemathesis.generation import GenerationMode
+from schemathesis.schemas import APIOperation
 
 from halton_api.app import create_app
 from halton_api.cloud_settings import CloudSettings
@@ -94,9 +97,25 @@ def build_marts(warehouse_url: str, prefix: str) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
-@schema.parametrize()
-@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
-def test_no_input_makes_the_api_fail(case, stack: dict[str, Any]) -> None:
+# One test per operation, named by it. Not `schema.parametrize()`: its tests all share one node id, and
+# pytest-xdist's per-file scheduling keys tests by node id, so it would run one operation of the 42.
+OPERATIONS = [result.ok() for result in schema.get_all_operations()]
+
+
+@pytest.mark.parametrize("operation", OPERATIONS, ids=lambda operation: operation.label)
+def test_no_input_makes_the_api_fail(operation: APIOperation, stack: dict[str, Any]) -> None:
+    # Valid and invalid inputs both, as schemathesis generates by default.
+    cases = st.one_of(*(operation.as_strategy(generation_mode=mode) for mode in GenerationMode))
+
+    @given(case=cases)
+    @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+    def call_and_check(case) -> None:
+        _call_and_check(case, stack)
+
+    call_and_check()
+
+
+def _call_and_check(case, stack: dict[str, Any]) -> None:
     if "workspace" in (case.path_parameters or {}):
         case.path_parameters["workspace"] = stack["workspace"]
     token = stack["api_key"] if case.path.startswith("/v1/{workspace}") else stack["device_token"]
