@@ -1,7 +1,8 @@
 """``halton-meter``: the command line. It owns the terminal; everything else logs.
 
 One module per command group: ``meter_commands`` (init, start, stop, status, override), ``report_commands``
-(report, reprice), ``setup_commands`` (ca, doctor, fingerprint), ``cloud_commands`` (cloud …) and
+(report, reprice), ``setup_commands`` (ca, doctor, fingerprint), ``cloud_commands`` (cloud …, its pairing
+commands in ``cloud_pairing_commands`` and its sync commands in ``cloud_sync_commands``) and
 ``rates_commands`` (rates …); ``terminal`` holds what they share. Heavy modules (mitmproxy, httpx,
 cryptography, pricing data, rich's tables) are imported inside the commands that need them, so
 ``status``, ``cloud status`` and ``report`` start fast; ``daemon/tests/test_cli_imports.py`` fails if one
