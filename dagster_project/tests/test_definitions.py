@@ -40,7 +40,7 @@ def test_definitions_load_with_every_domain(monkeypatch) -> None:
         "marts_every_15_minutes", "history_marts_hourly", "billing_daily_schedule", "price_card_daily",
         "recommendations_hourly", "price_catalogue_daily", "budget_alerts_hourly", "exports_daily_schedule",
     }  # fmt: skip
-    job = defs.get_job_def("halton_marts")
+    job = defs.resolve_job_def("halton_marts")
     marts = {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
     assert "daily_spend" in marts and "control_plane/projects" in marts and "recommendations" in marts
     assert "budget_alerts" in marts  # evaluated after every marts build
@@ -59,7 +59,7 @@ def test_definitions_load_with_every_domain(monkeypatch) -> None:
     assert recommendations.group_name == "marts"
     schedule = next(s for s in defs.schedules if s.name == "recommendations_hourly")
     assert schedule.cron_schedule == "20 * * * *"
-    assert defs.get_job_def("halton_recommendations").asset_layer.selected_asset_keys == {
+    assert defs.resolve_job_def("halton_recommendations").asset_layer.selected_asset_keys == {
         dg.AssetKey(["recommendations"])
     }
     assert set(resources_for_environment()) == {
