@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -61,9 +62,20 @@ def main() -> None:
         try:
             with start_embedded(home / "chdb", log_path=home / "warehouse.log") as warehouse:
                 started = time.perf_counter()
-                built = build_demo(warehouse.url, pg.get_uri(), requests=args.requests)
+                with peak_rss(warehouse.process.pid) as peak:
+                    built = build_demo(warehouse.url, pg.get_uri(), requests=args.requests)
                 build_seconds = time.perf_counter() - started
+                print(f"warehouse server's peak RSS during the load and build: {peak[0] / 2**30:.1f} GiB")
                 print(f"demo of {args.requests:,} requests loaded and marts built in {build_seconds:.0f} s")
+                steps = {k: v for k, v in built.timings.items() if not k.startswith("model ")}
+                print("  " + ", ".join(f"{k} {v:.0f} s" for k, v in steps.items()))
+                models = sorted(
+                    ((v, k) for k, v in built.timings.items() if k.startswith("model ")), reverse=True
+                )
+                print(
+                    "  slowest dbt models: " + ", ".join(f"{k[6:]} {v:.1f} s" for v, k in models[:8]),
+                    flush=True,
+                )
                 port = free_port()
                 env = {
                     **os.environ,
@@ -78,6 +90,30 @@ def main() -> None:
                     measure(url, built, args.runs, args.requests)
         finally:
             pg.cleanup()
+
+
+@contextmanager
+def peak_rss(pid: int) -> Iterator[list[int]]:
+    """The largest resident set of process `pid` seen (every second) while the block runs, in bytes: chDB
+    runs inside the warehouse server, so this is the warehouse's memory."""
+    peak = [0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(1.0):
+            try:
+                pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+            except (OSError, IndexError, ValueError):
+                return
+            peak[0] = max(peak[0], pages * os.sysconf("SC_PAGE_SIZE"))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield peak
+    finally:
+        done.set()
+        sampler.join()
 
 
 @contextmanager
@@ -114,7 +150,14 @@ def measure(base: str, built, runs: int, raw_rows: int) -> None:
     )[0]
     marts = {
         table: built.scalar(f"SELECT count() FROM {{marts}}.{table}")
-        for table in ("daily_spend", "hourly_spend", "requests", "reconciliation_daily", "prompt_clusters")
+        for table in (
+            "daily_spend",
+            "hourly_spend",
+            "requests",
+            "reconciliation_daily",
+            "prompt_clusters",
+            "prompt_daily_spend",
+        )
     }
     # On-disk size of each database (raw and marts): what the 100M question is about besides time.
     sizes = built.query(
@@ -143,7 +186,7 @@ def measure(base: str, built, runs: int, raw_rows: int) -> None:
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     )
-    print(f"load average before: {os.getloadavg()[0]:.1f}\n")
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
     print(f"| page ({raw_rows:,} raw requests) | p50 | p95 | max | bytes |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for name, path in targets:
@@ -163,7 +206,7 @@ def measure(base: str, built, runs: int, raw_rows: int) -> None:
             f"{max(times):.0f} ms | {size:,} |",
             flush=True,
         )
-    print(f"\nload average after: {os.getloadavg()[0]:.1f}")
+    print(f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":
