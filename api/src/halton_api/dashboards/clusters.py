@@ -46,23 +46,24 @@ async def build_clusters(view: View, kind: str | None = None) -> ClustersPublic:
 
     def query(client, m):
         where, params = scope.condition(time_column=time_column, alias="r", origin=True)
-        having = ""
-        if kind == "loop":
-            having = " AND any(c.is_loop)"
-        elif kind == "duplicate":
-            having = " AND NOT any(ifNull(c.is_loop, false))"
+        chosen = {
+            "loop": " WHERE ifNull(c.is_loop, false)",
+            "duplicate": " WHERE NOT ifNull(c.is_loop, false)",
+        }
+        # Grouped first, then joined: the loop flags meet a few thousand clusters, not every row of the period.
         return client.query(
-            f"SELECT r.prompt_hash AS prompt_hash, {calls} AS calls, {spend_sum} AS spend,"
-            f" spend - {first_cost} AS repeat_spend,"
-            f" {first}, {last}, uniqExact(r.device_id), arraySort(groupUniqArray(r.project)),"
-            " arraySort(groupUniqArray(r.model)), any(ifNull(c.is_loop, false)),"
-            f" any(ifNull(c.max_requests_in_window, 1)), {cached}"
-            f" FROM {m.marts}.{table} AS r"
+            "SELECT g.prompt_hash, g.calls, g.spend, g.repeat_spend, g.first_at, g.last_at, g.devices,"
+            " g.projects, g.models, ifNull(c.is_loop, false), ifNull(c.max_requests_in_window, 1), g.cached"
+            f" FROM (SELECT r.prompt_hash AS prompt_hash, {calls} AS calls, {spend_sum} AS spend,"
+            f"   spend - {first_cost} AS repeat_spend, {first} AS first_at, {last} AS last_at,"
+            "   uniqExact(r.device_id) AS devices, arraySort(groupUniqArray(r.project)) AS projects,"
+            f"   arraySort(groupUniqArray(r.model)) AS models, {cached} AS cached"
+            f"   FROM {m.marts}.{table} AS r WHERE {where} AND r.prompt_hash IS NOT NULL"
+            "   GROUP BY r.prompt_hash HAVING calls >= 2) AS g"
             f" LEFT JOIN (SELECT prompt_hash, is_loop, max_requests_in_window FROM {m.marts}.prompt_clusters"
-            "   WHERE workspace_id = %(ws)s) AS c ON r.prompt_hash = c.prompt_hash"
-            f" WHERE {where} AND r.prompt_hash IS NOT NULL"
-            f" GROUP BY r.prompt_hash HAVING calls >= 2{having}"
-            f" ORDER BY repeat_spend DESC, calls DESC, prompt_hash LIMIT {LIMIT}",
+            "   WHERE workspace_id = %(ws)s) AS c ON g.prompt_hash = c.prompt_hash"
+            f"{chosen.get(kind, '')}"
+            f" ORDER BY g.repeat_spend DESC, g.calls DESC, g.prompt_hash LIMIT {LIMIT}",
             parameters=params,
         ).result_rows
 
