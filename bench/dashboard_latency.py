@@ -3,7 +3,8 @@ reconciliation page, the clusters page and the captured requests (and JSON twins
 `--requests 100000000`, 100M — raw requests behind the marts, plus the build time and the marts' sizes.
 
 The stack is the product's: an embedded warehouse server and PostgreSQL, the demo workspace's 10M requests
-loaded straight into raw (90 days ending this hour), the marts built by the Dagster assets (control-plane
+loaded straight into raw (90 days ending this hour; above 1M, the demo's first million generated and copied
+inside the warehouse, each copy with its own request uids and prompts), the marts built by the Dagster assets (control-plane
 snapshot, price card, dbt build), and the API as its own uvicorn process. The benchmark signs in like a browser
 and times each GET on loopback, one at a time, after a warm-up; the time is the round trip, which on loopback
 is the server's time plus well under a millisecond.
