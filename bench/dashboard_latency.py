@@ -56,6 +56,11 @@ def main() -> None:
     )
     parser.add_argument("--requests", type=int, default=10_000_000)
     parser.add_argument("--runs", type=int, default=40)
+    parser.add_argument(
+        "--skip-recommendations",
+        action="store_true",
+        help="leave the optimisation checks out of the build (at 100M their repeats query times out)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="halton-bench-dash-") as tmp:
         home = Path(tmp)
@@ -64,7 +69,12 @@ def main() -> None:
             with start_embedded(home / "chdb", log_path=home / "warehouse.log") as warehouse:
                 started = time.perf_counter()
                 with peak_rss(warehouse.process.pid) as peak:
-                    built = build_demo(warehouse.url, pg.get_uri(), requests=args.requests)
+                    built = build_demo(
+                        warehouse.url,
+                        pg.get_uri(),
+                        requests=args.requests,
+                        recommendations=not args.skip_recommendations,
+                    )
                 build_seconds = time.perf_counter() - started
                 print(f"warehouse server's peak RSS during the load and build: {peak[0] / 2**30:.1f} GiB")
                 print(f"demo of {args.requests:,} requests loaded and marts built in {build_seconds:.0f} s")
