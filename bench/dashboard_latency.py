@@ -18,6 +18,7 @@ Target: p95 <= 250 ms per page on 2 cores (overview, project, reconciliation and
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import re
@@ -30,19 +31,24 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pgserver
 
 from halton_meter.testing.processes import free_port, wait_for
+from halton_pipelines import dbt_cli
+from halton_pipelines.resources import HaltonDbtResource
 from halton_warehouse.embedded import start_embedded
 
 # The demo with its marts built needs the API and the pipelines both: it lives with the cross-component tests.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from demo_marts import DEMO_PASSWORD, build_demo
+from demo_marts import DEMO_PASSWORD, BuiltDemo, build_demo, database_on, demo_of
 
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+# In --data-dir once the demo is built: its size, warehouse prefix and control-plane database, to reuse it.
+KEPT_DEMO = "built-demo.json"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -61,46 +67,121 @@ def main() -> None:
         action="store_true",
         help="leave the optimisation checks out of the build (at 100M their repeats query times out)",
     )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help="keep the stores here; when it already holds the built demo of --requests, skip the load and build",
+    )
+    parser.add_argument(
+        "--rebuild",
+        nargs="+",
+        default=[],
+        metavar="MODEL",
+        help="with a kept demo: `dbt build --full-refresh --select MODEL...` before measuring (changed models)",
+    )
+    parser.add_argument(
+        "--build-only", action="store_true", help="stop once the demo is built (with --data-dir)"
+    )
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="halton-bench-dash-") as tmp:
-        home = Path(tmp)
-        pg = pgserver.get_server(home / "pg", cleanup_mode="stop")
-        try:
-            with start_embedded(home / "chdb", log_path=home / "warehouse.log") as warehouse:
-                started = time.perf_counter()
-                with peak_rss(warehouse.process.pid) as peak:
-                    built = build_demo(
-                        warehouse.url,
-                        pg.get_uri(),
-                        requests=args.requests,
-                        recommendations=not args.skip_recommendations,
+    if args.data_dir is None and (args.rebuild or args.build_only):
+        parser.error("--rebuild and --build-only need --data-dir (a demo to keep)")
+    if args.data_dir is None:
+        with tempfile.TemporaryDirectory(prefix="halton-bench-dash-") as tmp:
+            run(Path(tmp), args)
+    else:
+        args.data_dir.mkdir(parents=True, exist_ok=True)
+        run(args.data_dir.resolve(), args)
+
+
+def run(home: Path, args: argparse.Namespace) -> None:
+    kept = home / KEPT_DEMO
+    pg = pgserver.get_server(home / "pg", cleanup_mode="stop")
+    try:
+        with start_embedded(home / "chdb", log_path=home / "warehouse.log") as warehouse:
+            built = reuse(kept, warehouse.url, pg.get_uri(), args) if kept.exists() else None
+            if built is None:
+                built = build(warehouse, pg.get_uri(), args)
+                kept.write_text(
+                    json.dumps(
+                        {
+                            "requests": args.requests,
+                            "prefix": built.prefix,
+                            "database": built.database_url.split("?")[0].rsplit("/", 1)[1],
+                        }
                     )
-                build_seconds = time.perf_counter() - started
-                print(f"warehouse server's peak RSS during the load and build: {peak[0] / 2**30:.1f} GiB")
-                print(f"demo of {args.requests:,} requests loaded and marts built in {build_seconds:.0f} s")
-                steps = {k: v for k, v in built.timings.items() if not k.startswith("model ")}
-                print("  " + ", ".join(f"{k} {v:.0f} s" for k, v in steps.items()))
-                models = sorted(
-                    ((v, k) for k, v in built.timings.items() if k.startswith("model ")), reverse=True
                 )
-                print(
-                    "  slowest dbt models: " + ", ".join(f"{k[6:]} {v:.1f} s" for v, k in models[:8]),
-                    flush=True,
-                )
-                port = free_port()
-                env = {
-                    **os.environ,
-                    "HALTON_ENV": "development",
-                    "HALTON_DATA_DIR": str(home / "cloud"),
-                    "HALTON_DATABASE_URL": built.database_url,
-                    "HALTON_CLICKHOUSE_URL": built.warehouse_url,
-                    "HALTON_CLICKHOUSE_DATABASE_PREFIX": built.prefix,
-                    "HALTON_SECRET_KEY": secrets.token_urlsafe(48),
-                }
-                with api_process(env, port, home / "api.log") as url:
-                    measure(url, built, args.runs, args.requests)
-        finally:
-            pg.cleanup()
+            if args.build_only:
+                return
+            port = free_port()
+            env = {
+                **os.environ,
+                "HALTON_ENV": "development",
+                "HALTON_DATA_DIR": str(home / "cloud"),
+                "HALTON_DATABASE_URL": built.database_url,
+                "HALTON_CLICKHOUSE_URL": built.warehouse_url,
+                "HALTON_CLICKHOUSE_DATABASE_PREFIX": built.prefix,
+                "HALTON_SECRET_KEY": secrets.token_urlsafe(48),
+            }
+            with api_process(env, port, home / "api.log") as url:
+                measure(url, built, args.runs, args.requests)
+    finally:
+        pg.cleanup()
+
+
+def build(warehouse, postgres_server: str, args: argparse.Namespace) -> BuiltDemo:
+    started = time.perf_counter()
+    with peak_rss(warehouse.process.pid) as peak:
+        built = build_demo(
+            warehouse.url,
+            postgres_server,
+            requests=args.requests,
+            recommendations=not args.skip_recommendations,
+        )
+    build_seconds = time.perf_counter() - started
+    print(f"warehouse server's peak RSS during the load and build: {peak[0] / 2**30:.1f} GiB")
+    print(f"demo of {args.requests:,} requests loaded and marts built in {build_seconds:.0f} s")
+    steps = {k: v for k, v in built.timings.items() if not k.startswith("model ")}
+    print("  " + ", ".join(f"{k} {v:.0f} s" for k, v in steps.items()))
+    models = sorted(((v, k) for k, v in built.timings.items() if k.startswith("model ")), reverse=True)
+    print("  slowest dbt models: " + ", ".join(f"{k[6:]} {v:.1f} s" for v, k in models[:8]), flush=True)
+    return built
+
+
+def reuse(kept: Path, warehouse_url: str, postgres_server: str, args: argparse.Namespace) -> BuiltDemo:
+    """The demo an earlier run built in the kept stores, its `--rebuild` models built again from raw."""
+    facts = json.loads(kept.read_text())
+    if facts["requests"] != args.requests:
+        raise SystemExit(
+            f"--data-dir {kept.parent} holds a demo of {facts['requests']:,} requests, not {args.requests:,}"
+        )
+    database_url = database_on(postgres_server, facts["database"])
+    built = BuiltDemo(warehouse_url, facts["prefix"], database_url, demo_of(args.requests))
+    print(f"reusing the demo of {args.requests:,} requests kept in {kept.parent}", flush=True)
+    if args.rebuild:
+        dbt = HaltonDbtResource(
+            clickhouse_url=warehouse_url,
+            database_prefix=built.prefix,
+            as_of=datetime.now(UTC).date().isoformat(),
+        )
+        command = [
+            dbt_cli.dbt_executable(), *dbt.build_args(), "--full-refresh", "--select", *args.rebuild,
+            "--project-dir", dbt.project_dir, "--profiles-dir", str(dbt.profiles_dir()),
+        ]  # fmt: skip
+        started = time.perf_counter()
+        result = subprocess.run(
+            dbt_cli.with_vars(command, dbt.variables()),
+            capture_output=True,
+            text=True,
+            env={**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"},
+        )
+        if result.returncode != 0:
+            raise SystemExit(f"dbt build of {' '.join(args.rebuild)} failed:\n{result.stdout[-6000:]}")
+        print(
+            f"rebuilt {' '.join(args.rebuild)} (full refresh) in {time.perf_counter() - started:.0f} s; "
+            f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
+            flush=True,
+        )
+    return built
 
 
 @contextmanager
@@ -168,6 +249,7 @@ def measure(base: str, built, runs: int, raw_rows: int) -> None:
             "reconciliation_daily",
             "prompt_clusters",
             "prompt_daily_spend",
+            "prompt_period_spend",
         )
     }
     # On-disk size of each database (raw and marts): what the 100M question is about besides time.

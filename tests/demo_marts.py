@@ -62,9 +62,30 @@ class BuiltDemo:
         return self.query(statement, **parameters)[0][0]
 
 
-def _database(server_url: str, name: str) -> str:
+def database_on(server_url: str, name: str) -> str:
     head, _, query = server_url.partition("?")
     return f"{head.rsplit('/', 1)[0]}/{name}" + (f"?{query}" if query else "")
+
+
+def demo_of(requests: int) -> Any:
+    """The demo of `requests` calls (its rows are made only when loaded): the same workspace, members and
+    projects for a given size, so a benchmark can find a demo it built earlier."""
+    from halton_warehouse.demo.demo_data import Demo, DemoConfig
+
+    # Above a million requests the demo's first million are generated and copied inside the warehouse.
+    copies = max(1, requests // GENERATED_AT_MOST)
+    if requests % copies:
+        raise ValueError(f"requests: {requests:,} does not split into {copies} equal copies")
+    generated = requests // copies
+    return Demo(
+        DemoConfig(
+            seed=7,
+            requests=generated,
+            days=90,
+            chunk_size=min(50_000, max(10_000, generated // 10)),
+            copies=copies,
+        )
+    )
 
 
 def build_demo(
@@ -86,7 +107,6 @@ def build_demo(
     from halton_pipelines.defs.snapshot import control_plane_snapshot
     from halton_pipelines.resources import ControlPlaneResource, HaltonDbtResource, WarehouseResource
     from halton_pipelines.testing.factories import seed_demo_control_plane
-    from halton_warehouse.demo.demo_data import Demo, DemoConfig
     from halton_warehouse.demo.demo_warehouse import load_demo
 
     prefix = f"d{secrets.token_hex(4)}_"
@@ -95,23 +115,10 @@ def build_demo(
     name = f"demo_{secrets.token_hex(5)}"
     with psycopg.connect(postgres_server, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    database_url = _database(postgres_server, name)
+    database_url = database_on(postgres_server, name)
     migrate_control_plane(database_url)
 
-    # Above a million requests the demo's first million are generated and copied inside the warehouse.
-    copies = max(1, requests // GENERATED_AT_MOST)
-    if requests % copies:
-        raise ValueError(f"requests: {requests:,} does not split into {copies} equal copies")
-    generated = requests // copies
-    demo = Demo(
-        DemoConfig(
-            seed=7,
-            requests=generated,
-            days=90,
-            chunk_size=min(50_000, max(10_000, generated // 10)),
-            copies=copies,
-        )
-    )
+    demo = demo_of(requests)
     timings: dict[str, float] = {}
     started = time.perf_counter()
     load_demo(client, Databases.with_prefix(prefix), demo, control_plane=False)
