@@ -77,8 +77,9 @@ def test_api_keys_read_their_own_dashboards_only(demo_cloud, built_demo) -> None
 
 
 def test_clusters_from_the_daily_prompt_mart_are_the_calls_grouped(demo_cloud, built_demo) -> None:
-    """The clusters twin sums `prompt_daily_spend` for whole days: the same clusters, figures and order as
-    grouping the period's calls (marts.requests) by prompt, with and without rail filters."""
+    """The clusters twin sums `prompt_daily_spend` for whole days, or reads a standard period's sums from
+    `prompt_period_spend` when unfiltered: the same clusters, figures and order as grouping the period's calls
+    (marts.requests) by prompt, with and without rail filters."""
     demo = WorkspacePublic(
         id=built_demo.workspace_id, slug=built_demo.slug, name=built_demo.demo.workspace.name
     )
@@ -87,6 +88,8 @@ def test_clusters_from_the_daily_prompt_mart_are_the_calls_grouped(demo_cloud, b
     today = datetime.now(UTC).date()
     for params, where in (
         ({}, ""),
+        ({"range": "last_month"}, ""),
+        ({"range": "this_month", "kind": "duplicate"}, ""),
         ({"range": "7d", "provider": "anthropic"}, " AND provider = 'anthropic'"),
         (
             {"from": (today - timedelta(days=89)).isoformat(), "to": today.isoformat(), "kind": "loop"},
@@ -107,7 +110,9 @@ def test_clusters_from_the_daily_prompt_mart_are_the_calls_grouped(demo_cloud, b
             " AND r.day >= toDate(parseDateTime64BestEffort(%(start)s)) AND r.day < toDate(parseDateTime64BestEffort(%(end)s))"
             + where
             + " GROUP BY h HAVING n >= 2"
-            + (" AND any(c.is_loop)" if params.get("kind") == "loop" else "")
+            + {"loop": " AND any(c.is_loop)", "duplicate": " AND NOT any(ifNull(c.is_loop, false))"}.get(
+                params.get("kind", ""), ""
+            )
             + " ORDER BY repeat DESC, n DESC, h LIMIT 200",
             start=start,
             end=end,
@@ -127,3 +132,9 @@ def test_clusters_from_the_daily_prompt_mart_are_the_calls_grouped(demo_cloud, b
         first = body["clusters"][0]
         assert datetime.fromisoformat(first["first_seen_at"]) == expected[0][3].replace(tzinfo=UTC)
         assert datetime.fromisoformat(first["last_seen_at"]) == expected[0][4].replace(tzinfo=UTC)
+    # Every provider chosen filters nothing out but sums the days: the same answer as the period's sums.
+    every_provider = client.get(
+        f"/v1/{built_demo.slug}/clusters", params={"provider": "anthropic,openai,gemini,xai"}
+    )
+    summed = client.get(f"/v1/{built_demo.slug}/clusters")
+    assert every_provider.json()["clusters"] == summed.json()["clusters"]

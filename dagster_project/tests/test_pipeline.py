@@ -43,6 +43,7 @@ DEMO = DemoConfig(
 MARTS = (
     "daily_spend", "project_spend", "developer_spend", "cost_center_spend", "prompt_clusters", "reconciliation",
     "reconciliation_daily", "reconciliation_requests", "model_usage_30d", "budget_variance", "prompt_daily_spend",
+    "prompt_period_spend",
 )  # fmt: skip
 # Columns that say when (and in which batch) something was built or arrived, not what it counts: left out of
 # the fingerprints.
