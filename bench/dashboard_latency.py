@@ -269,6 +269,8 @@ def measure(base: str, built, runs: int, raw_rows: int) -> None:
         ("reconciliation JSON", f"/v1/{slug}/reconciliation"),
         ("clusters (30 days)", f"/{slug}/clusters"),
         ("clusters JSON", f"/v1/{slug}/clusters"),
+        # A rail filter: the days of prompt_daily_spend summed, not the period's sums.
+        ("clusters, one provider", f"/{slug}/clusters?provider=anthropic"),
         ("captured requests (30 days)", f"/{slug}/audit/requests"),
     ]
     print(f"\nmarts rows: {', '.join(f'{k} {v:,}' for k, v in marts.items())}")
