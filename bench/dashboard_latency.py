@@ -11,6 +11,8 @@ is the server's time plus well under a millisecond.
 
     uv run python bench/dashboard_latency.py [--requests 10000000] [--runs 40]
     uv run python bench/dashboard_latency.py --requests 100000000 --runs 20   # the 100M run (90 days)
+    uv run python bench/dashboard_latency.py --requests 100000000 --data-dir /work/bench-100m \
+        [--rebuild prompt_period_spend ...]   # keep the built demo; later runs reuse it, rebuilding those models
 
 Target: p95 <= 250 ms per page on 2 cores (overview, project, reconciliation and clusters).
 """
