@@ -10,7 +10,8 @@ scheduled jobs do. The demo ends at the start of the current hour, so "today", "
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +25,7 @@ from halton_warehouse.migrate import migrate
 
 DEMO_PASSWORD = "demo password for tests"
 DEMO_REQUESTS = 30_000
+GENERATED_AT_MOST = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,8 @@ class BuiltDemo:
     prefix: str
     database_url: str
     demo: Any  # halton_warehouse.demo.demo_data.Demo
+    # Seconds per step (load, sources, dbt, recommendations) and per dbt model, for benchmarks.
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def databases(self) -> Databases:
@@ -58,25 +62,51 @@ class BuiltDemo:
         return self.query(statement, **parameters)[0][0]
 
 
-def _database(server_url: str, name: str) -> str:
+def database_on(server_url: str, name: str) -> str:
     head, _, query = server_url.partition("?")
     return f"{head.rsplit('/', 1)[0]}/{name}" + (f"?{query}" if query else "")
 
 
+def demo_of(requests: int) -> Any:
+    """The demo of `requests` calls (its rows are made only when loaded): the same workspace, members and
+    projects for a given size, so a benchmark can find a demo it built earlier."""
+    from halton_warehouse.demo.demo_data import Demo, DemoConfig
+
+    # Above a million requests the demo's first million are generated and copied inside the warehouse.
+    copies = max(1, requests // GENERATED_AT_MOST)
+    if requests % copies:
+        raise ValueError(f"requests: {requests:,} does not split into {copies} equal copies")
+    generated = requests // copies
+    return Demo(
+        DemoConfig(
+            seed=7,
+            requests=generated,
+            days=90,
+            chunk_size=min(50_000, max(10_000, generated // 10)),
+            copies=copies,
+        )
+    )
+
+
 def build_demo(
-    warehouse_url: str, postgres_server: str, *, requests: int = DEMO_REQUESTS, statements: bool = True
+    warehouse_url: str,
+    postgres_server: str,
+    *,
+    requests: int = DEMO_REQUESTS,
+    statements: bool = True,
+    recommendations: bool = True,
 ) -> BuiltDemo:
     """The demo in fresh databases with its marts built; `statements=False` leaves out the pasted Gemini
-    statements, so a provider with logged spend has no bill in any month."""
+    statements, so a provider with logged spend has no bill in any month; `recommendations=False` leaves the
+    optimisation checks out (at 100M calls their repeats query outlasts the warehouse client's 300 s timeout)."""
     import dagster as dg
 
     from halton_pipelines.defs.dbt import halton_dbt
     from halton_pipelines.defs.rate_row_assets import model_prices
-    from halton_pipelines.defs.recommendation_assets import recommendations
+    from halton_pipelines.defs.recommendation_assets import recommendations as recommendations_asset
     from halton_pipelines.defs.snapshot import control_plane_snapshot
     from halton_pipelines.resources import ControlPlaneResource, HaltonDbtResource, WarehouseResource
     from halton_pipelines.testing.factories import seed_demo_control_plane
-    from halton_warehouse.demo.demo_data import Demo, DemoConfig
     from halton_warehouse.demo.demo_warehouse import load_demo
 
     prefix = f"d{secrets.token_hex(4)}_"
@@ -85,13 +115,14 @@ def build_demo(
     name = f"demo_{secrets.token_hex(5)}"
     with psycopg.connect(postgres_server, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    database_url = _database(postgres_server, name)
+    database_url = database_on(postgres_server, name)
     migrate_control_plane(database_url)
 
-    demo = Demo(
-        DemoConfig(seed=7, requests=requests, days=90, chunk_size=min(50_000, max(10_000, requests // 10)))
-    )
+    demo = demo_of(requests)
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
     load_demo(client, Databases.with_prefix(prefix), demo, control_plane=False)
+    timings["load"] = time.perf_counter() - started
     seed_demo_control_plane(database_url, demo, demo.billing())
     with psycopg.connect(database_url) as conn, conn.transaction():
         conn.execute("UPDATE users SET password_hash = %s", (hash_password(DEMO_PASSWORD),))
@@ -112,14 +143,24 @@ def build_demo(
             clickhouse_url=warehouse_url, database_prefix=prefix, as_of=datetime.now(UTC).date().isoformat()
         ),
     }
+    started = time.perf_counter()
     sources = dg.materialize([control_plane_snapshot, model_prices], resources=resources)
     assert sources.success
+    timings["sources"] = time.perf_counter() - started
     marts = dg.materialize([halton_dbt], resources=resources, raise_on_error=False)
     assert marts.success, "dbt build of the demo marts failed"
-    # The optimisation checks read the marts dbt just built, as the hourly job does after the history marts.
-    checks = dg.materialize([recommendations], resources=resources)
-    assert checks.success, "the recommendations asset failed on the demo marts"
-    return BuiltDemo(warehouse_url, prefix, database_url, demo)
+    timings["dbt"] = time.perf_counter() - started - timings["sources"]
+    for event in marts.get_asset_materialization_events():
+        duration = event.materialization.metadata.get("Execution Duration")
+        if duration is not None:
+            timings[f"model {event.asset_key.to_user_string()}"] = float(duration.value)
+    if recommendations:
+        started = time.perf_counter()
+        # The optimisation checks read the marts dbt just built, as the hourly job does after the history marts.
+        checks = dg.materialize([recommendations_asset], resources=resources)
+        assert checks.success, "the recommendations asset failed on the demo marts"
+        timings["recommendations"] = time.perf_counter() - started
+    return BuiltDemo(warehouse_url, prefix, database_url, demo, timings)
 
 
 def drop_demo(built: BuiltDemo, postgres_server: str) -> None:

@@ -43,7 +43,8 @@ DEMO = DemoConfig(
 )
 MARTS = (
     "daily_spend", "project_spend", "developer_spend", "cost_center_spend", "prompt_clusters", "reconciliation",
-    "reconciliation_daily", "reconciliation_requests", "model_usage_30d", "budget_variance",
+    "reconciliation_daily", "reconciliation_requests", "model_usage_30d", "budget_variance", "prompt_daily_spend",
+    "prompt_period_spend",
 )  # fmt: skip
 # Columns that say when (and in which batch) something was built or arrived, not what it counts: left out of
 # the fingerprints.
@@ -248,6 +249,32 @@ def test_a_late_row_updates_its_day_and_matches_a_full_rebuild(built: Built) -> 
         "AND provider = 'openai' AND day = '2026-10-02'"
     )
     assert day == [(Decimal("10.75"), "red")]
+    incremental = built.fingerprints()
+    built.dbt("run", "--full-refresh")
+    assert built.fingerprints() == incremental
+
+
+def test_a_prompt_repeated_late_brings_its_first_call_into_the_prompt_days(built: Built) -> None:
+    """prompt_daily_spend holds repeated prompts only: a call repeating a prompt seen once, weeks earlier, makes
+    the earlier day's call a repeat too, and the incremental run rebuilds that day as a full rebuild would."""
+    hand = built.hand
+    marts = built.stores.databases.marts
+    (prompt, first_day), *_ = built.query(
+        f"SELECT prompt_hash, any(day) FROM {marts}.requests WHERE workspace_id = '{hand.workspace_id}'"
+        " AND prompt_hash IS NOT NULL GROUP BY prompt_hash HAVING count() = 1 ORDER BY any(day) LIMIT 1"
+    )
+    repeat = hand.row(
+        "openai", "gpt-5-mini-2025-08-07", datetime(2026, 10, 20, 9, tzinfo=UTC), Decimal("0.5"), 41
+    ).model_copy(update={"prompt_hash": prompt})
+    insert_request_rows(
+        built.stores.client(), built.stores.databases, hand.workspace_id, hand.device_id, [repeat]
+    )
+    built.dbt("run")
+    days = built.query(
+        f"SELECT day, sum(requests) FROM {marts}.prompt_daily_spend WHERE prompt_hash = '{prompt}'"
+        " GROUP BY day ORDER BY day"
+    )
+    assert days == [(first_day, 1), (date(2026, 10, 20), 1)]
     incremental = built.fingerprints()
     built.dbt("run", "--full-refresh")
     assert built.fingerprints() == incremental

@@ -64,10 +64,16 @@ class DemoConfig:
         default_factory=lambda: datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     )
     chunk_size: int = 50_000
+    # Benchmarks at 10-100M rows: the warehouse holds the generated requests this many times over, each copy
+    # with its own request uids and prompts (`demo_warehouse.replicate_requests`), and the providers bill
+    # every copy. Generating 100M rows in Python would take hours; copying them inside the warehouse, minutes.
+    copies: int = 1
 
     def __post_init__(self) -> None:
         if self.requests < 1 or self.days < 14 or self.chunk_size < 1:
             raise ValueError("a demo needs at least 1 request, 14 days and a chunk size of at least 1")
+        if self.copies < 1:
+            raise ValueError(f"DemoConfig.copies must be at least 1, not {self.copies}")
         if self.until.tzinfo is None:
             raise ValueError("DemoConfig.until must carry a timezone (UTC)")
 
@@ -1087,7 +1093,7 @@ class Billing:
     def add(self, chunk: RequestChunk) -> None:
         since_ms = int(datetime.combine(self._first_day, datetime.min.time(), UTC).timestamp() * 1000)
         day = (chunk.started_ms - since_ms) // 86_400_000
-        np.add.at(self._nanos, (day, chunk.model), chunk.true_nano)
+        np.add.at(self._nanos, (day, chunk.model), chunk.true_nano * self.demo.config.copies)
 
     def lines(self) -> list[BilledLine]:
         """Daily billed lines for the providers whose billing API we pull (Anthropic, OpenAI, xAI).

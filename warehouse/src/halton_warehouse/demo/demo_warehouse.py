@@ -64,6 +64,8 @@ def load_demo(
         if requests:
             insert_requests(client, databases, demo, chunk)
             count += len(chunk)
+    if requests and demo.config.copies > 1:
+        count += replicate_requests(client, databases, demo)
     if control_plane:
         write_control_plane(client, databases, demo, snapshot_at=snapshot_at or now())
     prices = write_demo_catalogue(client, databases, demo)
@@ -122,6 +124,38 @@ def insert_requests(
     client.insert_arrow(
         f"{databases.raw}.requests", chunk.to_arrow(demo, batch_id=batch_id, arrived_now=arrived_now)
     )
+
+
+# Columns a copy of a request changes: a uid of its own, and its own prompt (a prompt repeated in the demo is
+# repeated within each copy, never across copies, so clusters and loops scale with the copies).
+COPY_COLUMNS = {
+    "request_uid": "generateUUIDv4(c.number)",
+    "prompt_hash": "if(r.prompt_hash IS NULL, NULL, lower(hex(SHA256(concat(r.prompt_hash, '/', toString(c.number))))))",
+    "provider_request_id": "if(r.provider_request_id IS NULL, NULL, concat(r.provider_request_id, '_', toString(c.number)))",
+}
+
+
+def replicate_requests(client: Client, databases: Databases, demo: Demo) -> int:
+    """Copy the demo's loaded requests `demo.config.copies - 1` more times inside the warehouse (one INSERT ...
+    SELECT over numbers(), which reads the table as it was when the statement began); returns the rows added."""
+    table = f"{databases.raw}.requests"
+    columns = [
+        name
+        for (name,) in client.query(
+            "SELECT name FROM system.columns WHERE database = %(db)s AND table = 'requests' ORDER BY position",
+            parameters={"db": databases.raw},
+        ).result_rows
+    ]
+    select = ", ".join(COPY_COLUMNS.get(name, f"r.{name}") for name in columns)
+    extra = demo.config.copies - 1
+    client.command(
+        f"INSERT INTO {table} ({', '.join(columns)}) SELECT {select} FROM {table} AS r"
+        f" CROSS JOIN numbers(1, {extra}) AS c WHERE r.workspace_id = %(ws)s",
+        parameters={"ws": str(demo.workspace.workspace_id)},
+        # Blocks of a few million rows: fewer parts for the merges to fold, still far below the memory limit.
+        settings={"min_insert_block_size_rows": 4_000_000, "max_insert_threads": 2},
+    )
+    return demo.config.requests * extra
 
 
 def write_control_plane(client: Client, databases: Databases, demo: Demo, *, snapshot_at: datetime) -> None:
