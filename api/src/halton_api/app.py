@@ -329,6 +329,14 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def _warehouse(request: Request, exc: WarehouseError) -> Response:
         return await page_or_json(request, exc.status_code, str(exc), {"Retry-After": str(exc.retry_after)})
 
+    @app.exception_handler(psycopg.DataError)
+    async def _unstorable(request: Request, exc: psycopg.DataError) -> Response:
+        # The stores bind every value as a parameter, so a DataError is a value PostgreSQL cannot hold (a NUL
+        # in text a model let through): the request's fault, not the server's. Models name the field where
+        # they can (`StoredText`); this keeps any path they miss from answering 500.
+        log.info("refused a value the control plane cannot store: %s", exc)
+        return await page_or_json(request, 422, f"a value cannot be stored: {exc}")
+
     @app.exception_handler(psycopg.OperationalError)
     @app.exception_handler(PoolTimeout)
     async def _postgres(request: Request, exc: Exception) -> Response:

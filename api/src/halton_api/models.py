@@ -10,9 +10,19 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from halton_api.roles import Role
+
+
+def _no_nul(text: str) -> str:
+    if "\x00" in text:
+        raise ValueError("cannot contain a NUL character (PostgreSQL text cannot hold one)")
+    return text
+
+
+# Free text a request stores in PostgreSQL: a NUL is refused as a 422 naming the field, not a 500 from the store.
+StoredText = Annotated[str, AfterValidator(_no_nul)]
 
 DeviceStatus = Literal["active", "removed", "revoked"]
 # A meter's sync states as `halton-meter cloud status` names them (spec: connect-your-meter.txt).
@@ -264,9 +274,9 @@ class MeterLimitEvent(BaseModel):
     event_uid: UUID
     kind: Literal["blocked", "override"]
     via: Literal["header", "command"] | None = Field(default=None, description="Set exactly for an override.")
-    project: str = Field(min_length=1, max_length=128)
+    project: StoredText = Field(min_length=1, max_length=128)
     provider: Literal["anthropic", "openai", "gemini", "xai"]
-    model: str | None = Field(default=None, max_length=256)
+    model: StoredText | None = Field(default=None, max_length=256)
     occurred_at: datetime
     budget_usd: Decimal = Field(ge=0, lt=Decimal(10) ** 16, decimal_places=2)
     spend_usd: Decimal = Field(ge=0, lt=Decimal(10) ** 15, decimal_places=9)

@@ -116,6 +116,7 @@ def test_bad_limit_events_are_refused_naming_the_field(client: TestClient, postg
         "via is required": _event(kind="override"),
         "occurred_at needs a UTC offset": _event(occurred_at="2026-12-07T12:00:00"),
         "events.0.surprise": _event(surprise=True),
+        "events.0.project: Value error, cannot contain a NUL": _event(project="shop\x00"),
     }
     for named, event in cases.items():
         answer = client.post(

@@ -35,6 +35,17 @@ def test_start_gives_a_crockford_code_and_an_approval_url(client: TestClient) ->
     assert _poll(client, started["poll_secret"]) == (200, {"status": "pending"})
 
 
+def test_a_nul_in_what_the_meter_sends_is_refused_naming_the_field(client: TestClient) -> None:
+    """Found by the API fuzz: PostgreSQL text cannot hold a NUL, which once made `start` answer 500."""
+    for field in ("machine_id", "hostname", "meter_version"):
+        body = {"machine_id": "m-1", "hostname": "laptop", "meter_version": "1.0", field: "a\x00b"}
+        answer = client.post("/v1/pairing/start", json=body)
+        assert (
+            answer.status_code == 422
+            and f"{field}: Value error, cannot contain a NUL" in answer.json()["detail"]
+        )
+
+
 def test_codes_read_the_way_people_type_them() -> None:
     assert set(CODE_ALPHABET).isdisjoint("ILOU")
     assert normalise_code("wxj4-9klm") == "WXJ49KMM".replace("KMM", "KLM").replace("L", "1")

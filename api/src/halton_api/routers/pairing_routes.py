@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 
 from halton_api.deps import Conn, CsrfProtected, CurrentUser, Settings, client_address, rate_limited
 from halton_api.errors import Forbidden
-from halton_api.models import Problem
+from halton_api.models import Problem, StoredText
 from halton_api.pages import render
 from halton_api.ratelimit import TokenBucketLimiter
 from halton_api.roles import Permission, allows
@@ -42,9 +42,9 @@ NOT_FOUND = "code not found: it may have expired (codes last 10 minutes), been c
 
 
 class PairingStart(BaseModel):
-    machine_id: Annotated[str, Field(min_length=1, max_length=128)]
-    hostname: Annotated[str, Field(max_length=255)] = ""
-    meter_version: Annotated[str, Field(max_length=64)] = ""
+    machine_id: Annotated[StoredText, Field(min_length=1, max_length=128)]
+    hostname: Annotated[StoredText, Field(max_length=255)] = ""
+    meter_version: Annotated[StoredText, Field(max_length=64)] = ""
 
 
 class PairingStartedPublic(BaseModel):
